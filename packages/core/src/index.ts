@@ -1,0 +1,24 @@
+export {
+  CrossSlotError,
+  CyRedisError,
+  InvalidArgumentError,
+  RedisTimeoutError,
+  RedisUnavailableError,
+  ScriptError,
+  UnknownScriptError,
+} from './errors.js';
+export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
+export { readPackageLua } from './lua.js';
+export { LuaScriptManager, type RedisClient, type RegisteredScript, type RegisterOptions, type ScriptCall } from './manager.js';
+export { pairsToRecord, toArray, toBigInt, toNumber, toOptionalString } from './reply.js';
+export {
+  assertFiniteNumber,
+  assertInteger,
+  assertNonEmptyString,
+  assertOneOf,
+  assertPositiveMs,
+  assertScriptArg,
+  MAX_ID_LENGTH,
+  type NumberBounds,
+  type ScriptArg,
+} from './validate.js';

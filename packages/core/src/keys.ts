@@ -1,0 +1,47 @@
+import { InvalidArgumentError } from './errors.js';
+import { assertNonEmptyString } from './validate.js';
+
+export const DEFAULT_PREFIX = 'cyredis';
+
+/**
+ * Escapes `%`, `{` and `}` so an id can sit inside a hash tag: with no braces left, the id cannot end the
+ * tag early (moving the key to another slot) and two different ids never give the same key.
+ */
+export function escapeId(id: string): string {
+  return id.replace(/[%{}]/g, (c) => (c === '%' ? '%25' : c === '{' ? '%7B' : '%7D'));
+}
+
+/**
+ * Builds the keys of one kind of object: `<prefix>:<kind>:{<escaped id>}:<suffix>`. Every key of one object
+ * shares the hash tag, so one script can touch them all on Redis Cluster, and the kind keeps a lock named
+ * like a cache entry from ever meeting it.
+ */
+export class KeySpace {
+  readonly prefix: string;
+
+  constructor(
+    readonly kind: string,
+    prefix: string = DEFAULT_PREFIX,
+  ) {
+    assertNonEmptyString('options.prefix', prefix, 256);
+    if (/[{}]/.test(prefix)) throw new InvalidArgumentError('options.prefix', 'must not contain { or }');
+    this.prefix = prefix;
+  }
+
+  /** The `{…}` hash tag of one object. */
+  tag(id: string, argument = 'id'): string {
+    assertNonEmptyString(argument, id);
+    return `{${escapeId(id)}}`;
+  }
+
+  /** The key of one object's part: `key('user:1', 'state')`. */
+  key(id: string, suffix: string, argument = 'id'): string {
+    return `${this.prefix}:${this.kind}:${this.tag(id, argument)}:${suffix}`;
+  }
+
+  /** Several keys of one object in one go, in the order of `suffixes`. */
+  keys(id: string, suffixes: readonly string[], argument = 'id'): string[] {
+    const base = `${this.prefix}:${this.kind}:${this.tag(id, argument)}:`;
+    return suffixes.map((suffix) => base + suffix);
+  }
+}

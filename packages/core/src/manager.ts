@@ -1,0 +1,230 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import calculateSlot from 'cluster-key-slot';
+import { Command, type ChainableCommander, type Cluster, type Pipeline, type Redis } from 'ioredis';
+import {
+  CrossSlotError,
+  CyRedisError,
+  InvalidArgumentError,
+  RedisTimeoutError,
+  RedisUnavailableError,
+  ScriptError,
+  UnknownScriptError,
+} from './errors.js';
+import { assertInteger, assertNonEmptyString, assertScriptArg, type ScriptArg } from './validate.js';
+
+/** An ioredis client: a single node (standalone or sentinel) or a cluster. */
+export type RedisClient = Redis | Cluster;
+
+export interface RegisterOptions {
+  /**
+   * Run as `EVALSHA_RO` / `EVAL_RO` (the server refuses writes, replicas may serve it). Default: true when the
+   * source starts with a `#!lua` line carrying the `no-writes` flag.
+   */
+  readOnly?: boolean;
+  /** When set, every call must pass exactly this many keys. */
+  numberOfKeys?: number;
+}
+
+export interface RegisteredScript {
+  readonly name: string;
+  /** SHA1 of the source, computed locally; equals what `SCRIPT LOAD` returns. */
+  readonly sha: string;
+  readonly source: string;
+  readonly readOnly: boolean;
+  readonly numberOfKeys?: number;
+}
+
+export interface ScriptCall {
+  keys?: readonly string[];
+  args?: readonly ScriptArg[];
+  /**
+   * Reject with `RedisTimeoutError` when no reply came within this many ms. The server may still run the
+   * script: a timeout is an unknown outcome.
+   */
+  timeoutMs?: number;
+}
+
+const NO_WRITES = /^#!lua\b[^\n]*\bflags=[^\n]*\bno-writes\b/;
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith('NOSCRIPT');
+}
+
+function isReplyError(err: unknown): err is Error {
+  return err instanceof Error && err.name === 'ReplyError';
+}
+
+/** Maps an ioredis failure to a typed one; cyredis errors pass through. */
+function toCyRedisError(scriptName: string, err: unknown): CyRedisError {
+  if (err instanceof CyRedisError) return err;
+  if (isReplyError(err)) return new ScriptError(scriptName, err.message, { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  return new RedisUnavailableError(`script "${scriptName}": ${message}`, { cause: err });
+}
+
+/**
+ * Registers Lua scripts and runs them on a Redis node or cluster: `EVALSHA` first, `EVAL` when the server's
+ * script cache lost it (flush, restart, failover), so callers never see `NOSCRIPT`.
+ */
+export class LuaScriptManager {
+  private readonly scripts = new Map<string, RegisteredScript>();
+  private readonly isCluster: boolean;
+  private readonly keyPrefix: string;
+
+  constructor(readonly client: RedisClient) {
+    this.isCluster = (client as { isCluster?: boolean }).isCluster === true;
+    const options = client.options as { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
+    this.keyPrefix = options.keyPrefix ?? options.redisOptions?.keyPrefix ?? '';
+  }
+
+  /**
+   * Registers a script under `name` and returns its handle. Registering a name again with other source
+   * points the name at the new script; handles returned earlier keep running their own source, so two
+   * versions of a package can share one client.
+   */
+  registerScript(name: string, source: string, options: RegisterOptions = {}): RegisteredScript {
+    assertNonEmptyString('name', name, 256);
+    assertNonEmptyString('source', source, Number.MAX_SAFE_INTEGER);
+    if (options.numberOfKeys !== undefined) assertInteger('options.numberOfKeys', options.numberOfKeys, { min: 0 });
+    const script: RegisteredScript = Object.freeze({
+      name,
+      sha: createHash('sha1').update(source).digest('hex'),
+      source,
+      readOnly: options.readOnly ?? NO_WRITES.test(source),
+      ...(options.numberOfKeys === undefined ? {} : { numberOfKeys: options.numberOfKeys }),
+    });
+    this.scripts.set(name, script);
+    return script;
+  }
+
+  /** Reads a `.lua` file and registers it. */
+  async registerScriptFile(name: string, path: string | URL, options: RegisterOptions = {}): Promise<RegisteredScript> {
+    return this.registerScript(name, await readFile(path, 'utf8'), options);
+  }
+
+  has(name: string): boolean {
+    return this.scripts.has(name);
+  }
+
+  get(name: string): RegisteredScript | undefined {
+    return this.scripts.get(name);
+  }
+
+  names(): string[] {
+    return [...this.scripts.keys()];
+  }
+
+  /**
+   * Runs a script by name or handle and resolves with its reply (Lua `true` → 1, `false`/nil → null). Bad
+   * keys or arguments throw `InvalidArgumentError` before any round trip; keys in different cluster slots
+   * throw `CrossSlotError`; a Redis error reply rejects with `ScriptError`, no reply with
+   * `RedisUnavailableError`.
+   */
+  async executeScript<T = unknown>(script: string | RegisteredScript, call: ScriptCall = {}): Promise<T> {
+    const s = this.resolve(script);
+    const keys = call.keys ?? [];
+    const args = call.args ?? [];
+    this.check(s, keys, args);
+    const run = this.run(s, keys, args);
+    return (call.timeoutMs === undefined ? run : this.withTimeout(s, run, call.timeoutMs)) as Promise<T>;
+  }
+
+  /**
+   * Queues a script call on an ioredis pipeline or `MULTI` (checked like `executeScript`); its reply comes
+   * from `exec()`. In a pipeline a lost script is resent as `EVAL`; in a transaction it is sent as `EVAL`
+   * from the start, since nothing can be resent inside `MULTI`.
+   */
+  queueScript<P extends ChainableCommander>(pipeline: P, script: string | RegisteredScript, call: Omit<ScriptCall, 'timeoutMs'> = {}): P {
+    const s = this.resolve(script);
+    const keys = call.keys ?? [];
+    const args = call.args ?? [];
+    this.check(s, keys, args);
+    const inTransaction = ((pipeline as unknown as { _transactions?: number })._transactions ?? 0) > 0;
+    const command = this.command(s, keys, args, inTransaction);
+    if (!inTransaction) {
+      command.promise = command.promise.catch((err: unknown) => {
+        if (!isNoScript(err)) throw toCyRedisError(s.name, err);
+        return this.send(s, keys, args, true).catch((retryErr: unknown) => {
+          throw toCyRedisError(s.name, retryErr);
+        });
+      });
+    }
+    (pipeline as unknown as Pipeline).sendCommand(command);
+    return pipeline;
+  }
+
+  /** Loads every registered script on every master (useful before a burst; never needed for correctness). */
+  async loadAll(): Promise<void> {
+    const nodes = this.isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
+    await Promise.all(
+      nodes.flatMap((node) =>
+        [...this.scripts.values()].map(async (s) => {
+          const sha = await node.script('LOAD', s.source).catch((err: unknown) => {
+            throw toCyRedisError(s.name, err);
+          });
+          if (sha !== s.sha) throw new CyRedisError(`script "${s.name}": server SHA ${String(sha)} differs from local ${s.sha}`);
+        }),
+      ),
+    );
+  }
+
+  private resolve(script: string | RegisteredScript): RegisteredScript {
+    if (typeof script !== 'string') return script;
+    const found = this.scripts.get(script);
+    if (!found) throw new UnknownScriptError(script);
+    return found;
+  }
+
+  private check(s: RegisteredScript, keys: readonly string[], args: readonly ScriptArg[]): void {
+    if (s.numberOfKeys !== undefined && keys.length !== s.numberOfKeys) {
+      throw new InvalidArgumentError('keys', `script "${s.name}" takes ${s.numberOfKeys} keys, got ${keys.length}`);
+    }
+    for (let i = 0; i < keys.length; i++) assertNonEmptyString(`keys[${i}]`, keys[i], Number.MAX_SAFE_INTEGER);
+    for (let i = 0; i < args.length; i++) assertScriptArg(`args[${i}]`, args[i]);
+    if (this.isCluster && keys.length > 1) {
+      const prefixed = keys.map((k) => this.keyPrefix + k);
+      const slots = prefixed.map((k) => calculateSlot(k));
+      if (slots.some((slot) => slot !== slots[0])) throw new CrossSlotError(prefixed, slots);
+    }
+  }
+
+  private async run(s: RegisteredScript, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
+    try {
+      return await this.send(s, keys, args, false);
+    } catch (err) {
+      if (!isNoScript(err)) throw toCyRedisError(s.name, err);
+    }
+    try {
+      return await this.send(s, keys, args, true);
+    } catch (err) {
+      throw toCyRedisError(s.name, err);
+    }
+  }
+
+  private command(s: RegisteredScript, keys: readonly string[], args: readonly ScriptArg[], withSource: boolean): Command {
+    const name = withSource ? (s.readOnly ? 'eval_ro' : 'eval') : s.readOnly ? 'evalsha_ro' : 'evalsha';
+    const wire: (string | number | Buffer)[] = [withSource ? s.source : s.sha, keys.length, ...keys];
+    for (const arg of args) wire.push(typeof arg === 'bigint' ? arg.toString() : arg);
+    return new Command(name, wire, {
+      replyEncoding: 'utf8',
+      keyPrefix: this.keyPrefix,
+    });
+  }
+
+  private send(s: RegisteredScript, keys: readonly string[], args: readonly ScriptArg[], withSource: boolean): Promise<unknown> {
+    const command = this.command(s, keys, args, withSource);
+    void this.client.sendCommand(command);
+    return command.promise as Promise<unknown>;
+  }
+
+  private withTimeout(s: RegisteredScript, run: Promise<unknown>, timeoutMs: number): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeoutError(s.name, timeoutMs)), timeoutMs);
+    });
+    // A reply that comes after the deadline must not become an unhandled rejection.
+    run.catch(() => undefined);
+    return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,6 @@
+export { freePort } from './ports.js';
+export { randomPrefix } from './prefix.js';
+export { FaultProxy } from './proxy.js';
+export { RedisServer, REDIS_SERVER_MISSING, type ServerOptions } from './server.js';
+export { RedisClusterHandle, startCluster, startIndependent, startReplicated, type ClusterSpec } from './topology.js';
+export { sleep, waitFor, type WaitOptions } from './wait.js';
