@@ -1,1 +1,3 @@
-export {};
+export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeOutcome } from './errors.js';
+export { Lock } from './lock.js';
+export { LockManager, type AcquireOptions, type LockManagerOptions, type LockStatus } from './manager.js';

@@ -1,0 +1,313 @@
+--[[
+smart_cache.lua: an LRU-bounded cache with TTL and shared hit/miss statistics.
+
+DATA
+  Entries      one Redis string per entry (KEYS[1] is the entry being read or written), with a native
+               PEXPIRE: Redis itself drops values whose TTL passed, so nothing past its TTL is ever returned.
+  Access log   KEYS[2], a ZSET with one member per entry, scored by a logical clock (the `clock` field of the
+               stats hash, +1 per hit or write). The lowest score is the least recently used entry; a clock
+               instead of wall time keeps the order exact when two calls share a timestamp.
+               Member = the entry key, minus the prefix it shares with KEYS[2] through the hash tag when
+               KEYS[2] has one (`{c}:log` + `{c}:e:k1` → `:e:k1`): this saves index memory, and the entry key
+               is rebuilt as that prefix .. member on eviction. So when KEYS[2] has a hash tag, every entry
+               key must start with KEYS[2]'s text up to and including its `}` (ERR otherwise).
+  Stats        KEYS[3], a hash: hits, misses, sets, evictions, clock. Updated inside the script, so the
+               counts are exact under concurrency and shared by every process using the same keys.
+  A member whose value expired is removed when a lookup misses on it, when it reaches the LRU end, and by
+  a bounded sweep (2 ranks per SET, 64 per STATS, walking the ranks with the `sets` counter), so the log
+  never keeps entries whose values are gone for long and never holds more than max_size members.
+
+KEYS (seed contract: 3 keys)
+  KEYS[1] entry key   KEYS[2] access-log ZSET   KEYS[3] stats hash
+  KEYS[4] (DEL/LEASE/RELEASE and SET with a lease token only) the entry's lease key
+  KEYS[4..] (MGET/MSET only) further entry keys, after the three seed keys
+  Eviction deletes entry keys rebuilt from access-log members (not passed in KEYS): on Redis Cluster put
+  every key of one cache under one hash tag, e.g. `{c}:e:<k>`, `{c}:log`, `{c}:stats`, so they share a slot.
+
+ARGV (ARGV[1] is the operation; current_time is a number, validated, and used for nothing else: order
+comes from the logical clock and expiry from Redis's own clock, so client clocks never matter)
+  GET     <current_time> [grace_ms]
+          → the value, or nil on a miss.
+          With grace_ms (the TypeScript API): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
+          with fresh_ms <= 0 is stale: returned for grace serving but counted as a miss, LRU order untouched.
+  SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token]
+          Stores value for ttl (+ grace_ms) and evicts least recently used entries so at most max_size stay.
+          → number of entries evicted; -1 when lease_token was given and KEYS[4] no longer holds it
+          (a delete or a newer lease won), in which case nothing is written.
+  MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
+          → number of entries evicted.
+  MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
+  DEL     <current_time> [channel] [origin] → 1 if the entry existed, else 0; also drops the lease (KEYS[4]).
+  LEASE   <current_time> <grace_ms> <token> <lease_ms> <refresh_below_ms>
+          → {value or nil, fresh_ms, acquired 1|0, lease_pttl}. A hit is fresh_ms > 0; when there is no hit,
+          or fresh_ms <= refresh_below_ms, the lease KEYS[4] is taken with SET NX PX lease_ms if free.
+  RELEASE <current_time> <token> [channel] [origin] → 1 if the lease was held by token and dropped, else 0.
+  CLEAR   <current_time> <batch> [channel] [origin] → entries still left (call again until 0).
+  STATS   <current_time>
+          → {'hits', n, 'misses', n, 'sets', n, 'evictions', n, 'size', n, 'hit_rate', '0.7500'}
+          (size = access-log members; hit_rate = hits / (hits + misses) as a string, '0.0000' before any
+          lookup).
+  With a channel, writes PUBLISH a JSON array [origin, op, key…] (op: s set, d delete, r lease released,
+  c clear) so other processes can drop in-process copies and wake waiters.
+
+ERRORS (all before the first write; nothing is written)
+  ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch must be …,
+  ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
+
+COMPLEXITY
+  GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
+  max_size by more than that is absorbed over the following SETs); MGET/MSET O(K·log N) for K keys;
+  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64).
+]]
+
+local op = ARGV[1]
+local entry, log, stats = KEYS[1], KEYS[2], KEYS[3]
+
+local function fail(message)
+  return redis.error_reply('ERR ' .. message)
+end
+
+local function finite(value)
+  local n = tonumber(value)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
+  return n
+end
+
+local function optional_ms(value)
+  if value == nil or value == '' then return 0 end
+  local n = finite(value)
+  if n == nil or n < 0 or n ~= math.floor(n) then return nil end
+  return n
+end
+
+if finite(ARGV[2]) == nil or tonumber(ARGV[2]) < 0 then
+  return fail('current_time must be a finite number >= 0')
+end
+if #KEYS < 3 then return fail('wrong number of keys: expected at least 3') end
+
+-- Prefix of the access log through its hash tag; entry keys must carry it and members drop it.
+local base = ''
+do
+  local open = string.find(log, '{', 1, true)
+  local close = open and string.find(log, '}', open + 1, true)
+  if close and close > open + 1 then base = string.sub(log, 1, close) end
+end
+
+local function member_of(key)
+  if base == '' then return key end
+  if string.sub(key, 1, #base) ~= base then return nil end
+  return string.sub(key, #base + 1)
+end
+
+local function check_entries(first, last)
+  for i = first, last do
+    if i ~= 2 and i ~= 3 and member_of(KEYS[i]) == nil then
+      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
+    end
+  end
+  return nil
+end
+
+local function publish(channel, origin, kind, first, last)
+  if channel == nil or channel == '' then return end
+  local message = { origin or '', kind }
+  for i = first, last do
+    if i ~= 2 and i ~= 3 then message[#message + 1] = KEYS[i] end
+  end
+  redis.call('PUBLISH', channel, cjson.encode(message))
+end
+
+-- Removes dead members among `count` ranks starting at `start` (wrapping), so expired values leave the log.
+local function sweep(start, count)
+  local size = redis.call('ZCARD', log)
+  if size == 0 then return end
+  if count > size then count = size end
+  start = start % size
+  local members = redis.call('ZRANGE', log, start, start + count - 1)
+  if #members < count then
+    local more = redis.call('ZRANGE', log, 0, count - #members - 1)
+    for i = 1, #more do members[#members + 1] = more[i] end
+  end
+  for i = 1, #members do
+    if redis.call('EXISTS', base .. members[i]) == 0 then redis.call('ZREM', log, members[i]) end
+  end
+end
+
+local function tick()
+  return redis.call('HINCRBY', stats, 'clock', 1)
+end
+
+-- One lookup: {value or false, fresh_ms}; counts a hit (and moves the entry to the MRU end) or a miss.
+local function lookup(key, grace)
+  local value = redis.call('GET', key)
+  local member = member_of(key)
+  if not value then
+    redis.call('HINCRBY', stats, 'misses', 1)
+    redis.call('ZREM', log, member)
+    return false, 0
+  end
+  local fresh = redis.call('PTTL', key) - grace
+  if fresh <= 0 and grace > 0 then
+    redis.call('HINCRBY', stats, 'misses', 1)
+    return value, fresh
+  end
+  redis.call('HINCRBY', stats, 'hits', 1)
+  redis.call('ZADD', log, 'XX', tick(), member)
+  return value, fresh
+end
+
+-- Evicts least recently used entries until the log holds at most max_size members.
+local function evict(max_size)
+  local excess = redis.call('ZCARD', log) - max_size
+  if excess <= 0 then return 0 end
+  if excess > 1000 then excess = 1000 end
+  local popped = redis.call('ZPOPMIN', log, excess)
+  local evicted = 0
+  for i = 1, #popped, 2 do
+    evicted = evicted + redis.call('DEL', base .. popped[i])
+  end
+  if evicted > 0 then redis.call('HINCRBY', stats, 'evictions', evicted) end
+  return evicted
+end
+
+local function write(key, value, px)
+  redis.call('SET', key, value, 'PX', px)
+  redis.call('ZADD', log, tick(), member_of(key))
+end
+
+local function parse_ttl(value, unit, grace)
+  local ttl = finite(value)
+  if ttl == nil or ttl <= 0 then return nil end
+  local ms = unit == 'ms' and ttl or ttl * 1000
+  ms = math.ceil(ms)
+  return ms + grace
+end
+
+if op == 'GET' then
+  local err = check_entries(1, 1)
+  if err then return err end
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local value, fresh = lookup(entry, grace)
+  if ARGV[3] == nil then return value end
+  return { value, fresh }
+
+elseif op == 'SET' or op == 'MSET' then
+  local unit, max_size, grace, channel, origin, token, first_value
+  if op == 'SET' then
+    unit, max_size, grace = ARGV[6] or 's', ARGV[5], ARGV[7]
+    channel, origin, token, first_value = ARGV[8], ARGV[9], ARGV[10], 3
+    if ARGV[3] == nil then return fail('value missing') end
+    if token and token ~= '' and #KEYS < 4 then return fail('wrong number of keys: a lease token needs KEYS[4]') end
+  else
+    unit, max_size, grace, channel, origin, first_value = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 8
+    if #ARGV - first_value + 1 ~= 2 * (#KEYS - 2) then return fail('wrong number of keys: one per value/ttl pair') end
+  end
+  if unit ~= 's' and unit ~= 'ms' then return fail('unit must be s or ms') end
+  max_size = finite(max_size)
+  if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) then
+    return fail('max_size must be an integer >= 1')
+  end
+  grace = optional_ms(grace)
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local last = op == 'SET' and 1 or #KEYS
+  local err = check_entries(1, last)
+  if err then return err end
+  local ttls = {}
+  local n = 0
+  for i = first_value, #ARGV, 2 do
+    n = n + 1
+    ttls[n] = parse_ttl(ARGV[i + 1], unit, grace)
+    if ttls[n] == nil then return fail('ttl must be a finite number > 0') end
+    if op == 'SET' then break end
+  end
+
+  if op == 'SET' and token and token ~= '' then
+    if redis.call('GET', KEYS[4]) ~= token then return -1 end
+    redis.call('DEL', KEYS[4])
+  end
+  local slot = 0
+  for i = 1, last do
+    if i ~= 2 and i ~= 3 then
+      slot = slot + 1
+      write(KEYS[i], ARGV[first_value + 2 * (slot - 1)], ttls[slot])
+    end
+  end
+  local sets = redis.call('HINCRBY', stats, 'sets', slot)
+  local evicted = evict(max_size)
+  sweep(sets * 2, 2)
+  publish(channel, origin, 's', 1, last)
+  return evicted
+
+elseif op == 'MGET' then
+  local err = check_entries(1, #KEYS)
+  if err then return err end
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local out = {}
+  for i = 1, #KEYS do
+    if i ~= 2 and i ~= 3 then
+      local value, fresh = lookup(KEYS[i], grace)
+      out[#out + 1] = value
+      out[#out + 1] = fresh
+    end
+  end
+  return out
+
+elseif op == 'DEL' then
+  local err = check_entries(1, 1)
+  if err then return err end
+  local existed = redis.call('DEL', entry)
+  redis.call('ZREM', log, member_of(entry))
+  if KEYS[4] then redis.call('DEL', KEYS[4]) end
+  publish(ARGV[3], ARGV[4], 'd', 1, 1)
+  return existed
+
+elseif op == 'LEASE' then
+  if #KEYS < 4 then return fail('wrong number of keys: LEASE needs the lease key as KEYS[4]') end
+  local err = check_entries(1, 1)
+  if err then return err end
+  local grace, lease_ms, refresh = optional_ms(ARGV[3]), optional_ms(ARGV[5]), optional_ms(ARGV[6])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
+  if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
+  if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
+  local value, fresh = lookup(entry, grace)
+  local acquired = 0
+  if not value or fresh <= refresh then
+    if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then acquired = 1 end
+  end
+  return { value, fresh, acquired, redis.call('PTTL', KEYS[4]) }
+
+elseif op == 'RELEASE' then
+  if #KEYS < 4 then return fail('wrong number of keys: RELEASE needs the lease key as KEYS[4]') end
+  if ARGV[3] == nil or ARGV[3] == '' then return fail('token missing') end
+  if redis.call('GET', KEYS[4]) ~= ARGV[3] then return 0 end
+  redis.call('DEL', KEYS[4])
+  publish(ARGV[4], ARGV[5], 'r', 1, 1)
+  return 1
+
+elseif op == 'CLEAR' then
+  local batch = finite(ARGV[3])
+  if batch == nil or batch < 1 or batch > 1000 or batch ~= math.floor(batch) then
+    return fail('batch must be an integer from 1 to 1000')
+  end
+  local members = redis.call('ZPOPMIN', log, batch)
+  for i = 1, #members, 2 do redis.call('DEL', base .. members[i]) end
+  local left = redis.call('ZCARD', log)
+  if left == 0 then publish(ARGV[4], ARGV[5], 'c', 4, 3) end
+  return left
+
+elseif op == 'STATS' then
+  local sets = tonumber(redis.call('HGET', stats, 'sets') or '0')
+  sweep(sets * 2, 64)
+  local values = redis.call('HMGET', stats, 'hits', 'misses', 'sets', 'evictions')
+  local hits, misses = tonumber(values[1] or '0'), tonumber(values[2] or '0')
+  local lookups = hits + misses
+  return {
+    'hits', hits, 'misses', misses, 'sets', tonumber(values[3] or '0'), 'evictions', tonumber(values[4] or '0'),
+    'size', redis.call('ZCARD', log), 'hit_rate', string.format('%.4f', lookups == 0 and 0 or hits / lookups),
+  }
+end
+
+return fail('unknown operation ' .. tostring(op) .. ': expected GET, SET, MSET, MGET, DEL, LEASE, RELEASE, CLEAR or STATS')

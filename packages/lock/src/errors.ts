@@ -1,0 +1,70 @@
+import { CyRedisError } from '@cyredis/core';
+
+/** What one Redis node said to one lock request. */
+export interface NodeOutcome {
+  /** Index of the node in the client list given to `LockManager` (0 for a single client). */
+  readonly node: number;
+  /**
+   * `granted`: the node did it; `refused`: another owner holds the lock there (or, for extend/release, the
+   * lease is gone); `failed`: no usable reply (connection, timeout, error reply); `unreplicated`: granted,
+   * but fewer replicas than `waitForReplicas.replicas` acknowledged it in time.
+   */
+  readonly state: 'granted' | 'refused' | 'failed' | 'unreplicated';
+  /** The holder the node reported ('' when free). */
+  readonly owner?: string;
+  /** The remaining lease the node reported, in ms. */
+  readonly ttlMs?: number;
+  readonly error?: Error;
+}
+
+function summary(nodes: readonly NodeOutcome[]): string {
+  return nodes
+    .map((n) => {
+      const detail = n.error ? `: ${n.error.message}` : n.owner ? ` (held by ${n.owner}, ${n.ttlMs ?? 0} ms left)` : '';
+      return `node ${n.node} ${n.state}${detail}`;
+    })
+    .join('; ');
+}
+
+/** The lock is held by someone else (on too many nodes) and did not come free within `waitMs`. */
+export class LockUnavailableError extends CyRedisError {
+  constructor(
+    readonly resource: string,
+    /** Per-node detail of the last attempt. */
+    readonly nodes: readonly NodeOutcome[],
+  ) {
+    super(`lock "${resource}" is held by another owner: ${summary(nodes)}`);
+  }
+
+  /** The holder seen on the first refusing node, if any. */
+  get holder(): string | undefined {
+    return this.nodes.find((n) => n.state === 'refused' && n.owner)?.owner;
+  }
+}
+
+/**
+ * Too few nodes gave a usable answer to reach ⌊N/2⌋+1 (a single client: its one node), so the outcome
+ * cannot be decided: connection lost, timeout, error reply, or too few replicas acknowledged. Whatever the
+ * attempt may have taken was released (best effort).
+ */
+export class QuorumUnreachableError extends CyRedisError {
+  constructor(
+    readonly resource: string,
+    readonly nodes: readonly NodeOutcome[],
+    readonly quorum: number,
+  ) {
+    super(`lock "${resource}": fewer than ${quorum} of ${nodes.length} node(s) answered usably: ${summary(nodes)}`, {
+      cause: nodes.find((n) => n.error)?.error,
+    });
+  }
+}
+
+/** The lease is gone: it expired, was force-unlocked or is held by another owner; it was not extended. */
+export class LockLostError extends CyRedisError {
+  constructor(
+    readonly resource: string,
+    readonly nodes: readonly NodeOutcome[],
+  ) {
+    super(`lock "${resource}" is no longer held by this owner: ${summary(nodes)}`);
+  }
+}

@@ -1,0 +1,59 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+export interface WorkspacePackage {
+  /** Folder name under packages/, e.g. `lock`. */
+  dir: string;
+  name: string;
+  version: string;
+  path: string;
+  manifest: {
+    name: string;
+    version: string;
+    exports: Record<string, unknown>;
+    dependencies?: Record<string, string>;
+  };
+}
+
+/** Every publishable package under packages/, core first. */
+export function publishablePackages(): WorkspacePackage[] {
+  return readdirSync(path.join(ROOT, 'packages'))
+    .map((dir) => {
+      const pkgPath = path.join(ROOT, 'packages', dir);
+      const manifest = JSON.parse(readFileSync(path.join(pkgPath, 'package.json'), 'utf8')) as WorkspacePackage['manifest'] & { private?: boolean };
+      return { dir, name: manifest.name, version: manifest.version, path: pkgPath, manifest, private: manifest.private };
+    })
+    .filter((p) => !p.private)
+    .sort((a, b) => (a.dir === 'core' ? -1 : b.dir === 'core' ? 1 : a.dir.localeCompare(b.dir)));
+}
+
+const exec = promisify(execFile);
+
+/** Runs a command and returns its stdout; a non-zero exit rejects with stdout and stderr in the message. */
+export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  try {
+    const { stdout } = await exec(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
+  }
+}
+
+export function tempDir(label: string): string {
+  return mkdtempSync(path.join(tmpdir(), `cyredis-${label}-`));
+}
+
+/** `pnpm pack` of one package into `dest`; returns the tarball path (workspace:^ rewritten to a range). */
+export async function pack(pkg: WorkspacePackage, dest: string): Promise<string> {
+  await run('pnpm', ['pack', '--pack-destination', dest], pkg.path);
+  const file = readdirSync(dest).find((f) => f.startsWith(`${pkg.name.replace('@', '').replace('/', '-')}-`) && f.endsWith('.tgz'));
+  if (!file) throw new Error(`no tarball for ${pkg.name} in ${dest}`);
+  return path.join(dest, file);
+}
