@@ -4,3 +4,5 @@ export { FaultProxy } from './proxy.js';
 export { RedisServer, REDIS_SERVER_MISSING, type ServerOptions } from './server.js';
 export { RedisClusterHandle, startCluster, startIndependent, startReplicated, type ClusterSpec } from './topology.js';
 export { sleep, waitFor, type WaitOptions } from './wait.js';
+export { SENTINEL_MASTER_NAME, SentinelGroup, startSentinelGroup } from './sentinel.js';
+export { testCertificates, type TlsFiles } from './tls.js';

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { freePort } from './ports.js';
+import type { TlsFiles } from './tls.js';
 import { waitFor } from './wait.js';
 
 export const REDIS_SERVER_MISSING =
@@ -17,6 +18,10 @@ export interface ServerOptions {
   args?: string[];
   /** Start as a cluster node (also reserves the bus port). */
   cluster?: boolean;
+  /** Start as a sentinel: writes its config file into the server's folder and returns the path. */
+  sentinel?: (dir: string) => string;
+  /** Serve TLS only (the plain port is closed), with certificates from `testCertificates()`. */
+  tls?: TlsFiles;
 }
 
 const running = new Set<ChildProcess>();
@@ -33,6 +38,10 @@ export class RedisServer {
     readonly port: number,
     readonly dir: string,
     private readonly extraArgs: string[],
+    /** Sentinel config file, when this is a sentinel. */
+    private readonly sentinelConfig?: string,
+    /** Certificates, when this server speaks TLS only. */
+    readonly tls?: TlsFiles,
   ) {}
 
   static async start(options: ServerOptions = {}): Promise<RedisServer> {
@@ -41,7 +50,7 @@ export class RedisServer {
       const port = options.port ?? (await freePort({ withBusPort: options.cluster ?? false }));
       const dir = mkdtempSync(path.join(tmpdir(), `cyredis-${port}-`));
       const args = [...(options.cluster ? ['--cluster-enabled', 'yes', '--cluster-node-timeout', '2000'] : []), ...(options.args ?? [])];
-      const server = new RedisServer(port, dir, args);
+      const server = new RedisServer(port, dir, args, options.sentinel?.(dir), options.tls);
       try {
         await server.launch();
         return server;
@@ -65,9 +74,10 @@ export class RedisServer {
     return { host: this.host, port: this.port };
   }
 
-  /** A new ioredis client for this server; the caller closes it. */
+  /** A new ioredis client for this server (over TLS when it speaks TLS); the caller closes it. */
   client(options: RedisOptions = {}): Redis {
-    return new Redis({ host: this.host, port: this.port, ...options });
+    const tls = this.tls ? { tls: { ca: readFileSync(this.tls.ca), servername: 'localhost' } } : {};
+    return new Redis({ host: this.host, port: this.port, ...tls, ...options });
   }
 
   /** Runs one command on a short-lived connection that never queues or retries. */
@@ -129,10 +139,14 @@ export class RedisServer {
   }
 
   private async launch(): Promise<void> {
-    const args = [
-      '--port', String(this.port), '--bind', this.host, '--save', '', '--appendonly', 'no',
-      '--dir', this.dir, '--logfile', 'redis.log', '--enable-debug-command', 'local', ...this.extraArgs,
-    ];
+    const ports = this.tls
+      ? ['--port', '0', '--tls-port', String(this.port), '--tls-cert-file', this.tls.cert, '--tls-key-file', this.tls.key,
+         '--tls-ca-cert-file', this.tls.ca, '--tls-auth-clients', 'no']
+      : ['--port', String(this.port)];
+    const common = ['--bind', this.host, '--dir', this.dir, '--logfile', 'redis.log', ...ports];
+    const args = this.sentinelConfig
+      ? [this.sentinelConfig, '--sentinel', ...common, ...this.extraArgs]
+      : [...common, '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...this.extraArgs];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     const failed = new Promise<never>((_, reject) => {
       child.once('error', (err: NodeJS.ErrnoException) =>

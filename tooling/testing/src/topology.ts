@@ -64,6 +64,23 @@ export class RedisClusterHandle {
     );
   }
 
+  /**
+   * Waits until every live replica's link to its master is up. A replica that has not synced since it was
+   * demoted refuses to fail over (its data counts as too old), so fault tests wait for this between faults.
+   */
+  async waitReplicasSynced(timeoutMs = 20_000): Promise<void> {
+    await waitFor(
+      async () => {
+        for (const node of this.nodes) {
+          const info = await node.info('replication').catch(() => undefined);
+          if (info?.role === 'slave' && info.master_link_status !== 'up') return false;
+        }
+        return true;
+      },
+      { timeoutMs, message: 'cluster replicas did not sync' },
+    );
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.stop()));
   }
@@ -82,18 +99,7 @@ export async function startCluster(spec: ClusterSpec = {}): Promise<RedisCluster
       '--cluster', 'create', ...nodes.map((n) => `${n.host}:${n.port}`),
       '--cluster-replicas', String(replicas), '--cluster-yes',
     ]);
-    if (replicas > 0) {
-      await waitFor(
-        async () => {
-          for (const node of nodes) {
-            const info = await node.info('replication');
-            if (info.role === 'slave' && info.master_link_status !== 'up') return false;
-          }
-          return true;
-        },
-        { timeoutMs: 20_000, message: 'cluster replicas did not sync' },
-      );
-    }
+    await handle.waitReplicasSynced();
     await handle.waitHealthy(masters * replicas);
     return handle;
   } catch (err) {
