@@ -19,7 +19,10 @@ export class InvalidArgumentError extends CyRedisError {
 
 /** `executeScript` was given a name no script was registered under. */
 export class UnknownScriptError extends CyRedisError {
-  constructor(readonly scriptName: string) {
+  constructor(
+    /** The name that was asked for. */
+    readonly scriptName: string,
+  ) {
     super(`no script registered as "${scriptName}"`);
   }
 }
@@ -27,7 +30,9 @@ export class UnknownScriptError extends CyRedisError {
 /** The keys of one call hash to different cluster slots, so no single node can run it. */
 export class CrossSlotError extends CyRedisError {
   constructor(
+    /** The keys of the call, with the client's `keyPrefix`. */
     readonly keys: readonly string[],
+    /** The cluster slot of each key, in the same order. */
     readonly slots: readonly number[],
   ) {
     super(`keys hash to different cluster slots: ${keys.map((k, i) => `${k} → ${slots[i]}`).join(', ')}`);
@@ -44,6 +49,7 @@ export class ScriptError extends CyRedisError {
   readonly code: string;
 
   constructor(
+    /** The name the script was registered under. */
     readonly scriptName: string,
     /** The error text Redis returned. */
     readonly redisMessage: string,
@@ -63,7 +69,9 @@ export class RedisUnavailableError extends CyRedisError {}
 /** `timeoutMs` passed before the reply; the script may still run (or have run) on the server. */
 export class RedisTimeoutError extends RedisUnavailableError {
   constructor(
+    /** The name the script was registered under. */
     readonly scriptName: string,
+    /** The deadline that passed, in ms. */
     readonly timeoutMs: number,
   ) {
     super(`script "${scriptName}" got no reply within ${timeoutMs} ms (outcome unknown)`);

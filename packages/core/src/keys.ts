@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from './errors.js';
 import { assertNonEmptyString } from './validate.js';
 
+/** The prefix every cyredis key starts with unless a `prefix` option says otherwise. */
 export const DEFAULT_PREFIX = 'cyredis';
 
 /**
@@ -17,9 +18,11 @@ export function escapeId(id: string): string {
  * like a cache entry from ever meeting it.
  */
 export class KeySpace {
+  /** First part of every key (no braces). */
   readonly prefix: string;
 
   constructor(
+    /** What the objects are (`rl`, `lock`, …): keeps objects of different kinds apart. */
     readonly kind: string,
     prefix: string = DEFAULT_PREFIX,
   ) {

@@ -16,6 +16,7 @@ import { assertInteger, assertNonEmptyString, assertScriptArg, type ScriptArg } 
 /** An ioredis client: a single node (standalone or sentinel) or a cluster. */
 export type RedisClient = Redis | Cluster;
 
+/** Options of `registerScript` and `registerScriptFile`. */
 export interface RegisterOptions {
   /**
    * Run as `EVALSHA_RO` / `EVAL_RO` (the server refuses writes, replicas may serve it). Default: true when the
@@ -26,17 +27,25 @@ export interface RegisterOptions {
   numberOfKeys?: number;
 }
 
+/** The handle `registerScript` returns; pass it to `executeScript` to run exactly this source. */
 export interface RegisteredScript {
+  /** The name it was registered under. */
   readonly name: string;
   /** SHA1 of the source, computed locally; equals what `SCRIPT LOAD` returns. */
   readonly sha: string;
+  /** The Lua source. */
   readonly source: string;
+  /** Sent as `EVALSHA_RO` / `EVAL_RO`. */
   readonly readOnly: boolean;
+  /** When set, the number of keys every call must pass. */
   readonly numberOfKeys?: number;
 }
 
+/** What one script call sends. */
 export interface ScriptCall {
+  /** `KEYS`: non-empty strings, all in one cluster slot. */
   keys?: readonly string[];
+  /** `ARGV`: strings, finite numbers, bigints or Buffers. */
   args?: readonly ScriptArg[];
   /**
    * Reject with `RedisTimeoutError` when no reply came within this many ms. The server may still run the
@@ -72,7 +81,10 @@ export class LuaScriptManager {
   private readonly isCluster: boolean;
   private readonly keyPrefix: string;
 
-  constructor(readonly client: RedisClient) {
+  constructor(
+    /** The ioredis client (or cluster) every call goes through. */
+    readonly client: RedisClient,
+  ) {
     this.isCluster = (client as { isCluster?: boolean }).isCluster === true;
     const options = client.options as { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
     this.keyPrefix = options.keyPrefix ?? options.redisOptions?.keyPrefix ?? '';
@@ -103,14 +115,17 @@ export class LuaScriptManager {
     return this.registerScript(name, await readFile(path, 'utf8'), options);
   }
 
+  /** Whether a script is registered under `name`. */
   has(name: string): boolean {
     return this.scripts.has(name);
   }
 
+  /** The script registered under `name` (the latest one), if any. */
   get(name: string): RegisteredScript | undefined {
     return this.scripts.get(name);
   }
 
+  /** The registered names, in registration order. */
   names(): string[] {
     return [...this.scripts.keys()];
   }

@@ -26,6 +26,7 @@ export function toOptionalString(reply: unknown): string | undefined {
   throw bad('a string or nil', reply);
 }
 
+/** An array reply; anything else is an unexpected reply. */
 export function toArray(reply: unknown): unknown[] {
   if (Array.isArray(reply)) return reply;
   throw bad('an array', reply);

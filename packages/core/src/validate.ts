@@ -10,6 +10,7 @@ function describe(value: unknown): string {
   return Array.isArray(value) ? 'an array' : 'an object';
 }
 
+/** A non-empty string of at most `maxLength` characters. */
 export function assertNonEmptyString(name: string, value: unknown, maxLength = MAX_ID_LENGTH): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) {
     throw new InvalidArgumentError(name, `must be a non-empty string, got ${describe(value)}`);
@@ -19,6 +20,7 @@ export function assertNonEmptyString(name: string, value: unknown, maxLength = M
   }
 }
 
+/** Bounds for the number validators. */
 export interface NumberBounds {
   /** Smallest allowed value (inclusive). */
   min?: number;
@@ -28,6 +30,7 @@ export interface NumberBounds {
   exclusiveMin?: boolean;
 }
 
+/** A finite number within `bounds`. */
 export function assertFiniteNumber(name: string, value: unknown, bounds: NumberBounds = {}): asserts value is number {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
     throw new InvalidArgumentError(name, `must be a finite number, got ${describe(value)}`);
@@ -41,6 +44,7 @@ export function assertFiniteNumber(name: string, value: unknown, bounds: NumberB
   }
 }
 
+/** A safe integer within `bounds`. */
 export function assertInteger(name: string, value: unknown, bounds: NumberBounds = {}): asserts value is number {
   assertFiniteNumber(name, value, bounds);
   if (!Number.isSafeInteger(value)) throw new InvalidArgumentError(name, `must be an integer, got ${value}`);
@@ -51,6 +55,7 @@ export function assertPositiveMs(name: string, value: unknown): asserts value is
   assertFiniteNumber(name, value, { min: 0, exclusiveMin: true });
 }
 
+/** One of the `allowed` strings. */
 export function assertOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): asserts value is T {
   if (!allowed.includes(value as T)) {
     throw new InvalidArgumentError(name, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(value)}`);
@@ -60,6 +65,7 @@ export function assertOneOf<T extends string>(name: string, value: unknown, allo
 /** What a script argument may be: anything that has exactly one string form on the wire. */
 export type ScriptArg = string | number | bigint | Buffer;
 
+/** A value with exactly one string form on the wire (see `ScriptArg`). */
 export function assertScriptArg(name: string, value: unknown): asserts value is ScriptArg {
   if (typeof value === 'string' || typeof value === 'bigint' || Buffer.isBuffer(value)) return;
   if (typeof value === 'number' && Number.isFinite(value)) return;
