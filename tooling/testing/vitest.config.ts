@@ -1,0 +1,3 @@
+import { redisTestConfig } from './src/config.js';
+
+export default redisTestConfig({}, { servers: false });
