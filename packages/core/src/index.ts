@@ -9,7 +9,8 @@ export {
 } from './errors.js';
 export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
 export { readPackageLua } from './lua.js';
-export { LuaScriptManager, type RedisClient, type RegisteredScript, type RegisterOptions, type ScriptCall } from './manager.js';
+export { clientKeyPrefix, duplicateClient, isCluster, type RedisClient } from './client.js';
+export { LuaScriptManager, type RegisteredScript, type RegisterOptions, type ScriptCall } from './manager.js';
 export { pairsToRecord, toArray, toBigInt, toNumber, toOptionalString } from './reply.js';
 export {
   assertFiniteNumber,

@@ -11,10 +11,8 @@ import {
   ScriptError,
   UnknownScriptError,
 } from './errors.js';
+import { clientKeyPrefix, isCluster, type RedisClient } from './client.js';
 import { assertInteger, assertNonEmptyString, assertScriptArg, type ScriptArg } from './validate.js';
-
-/** An ioredis client: a single node (standalone or sentinel) or a cluster. */
-export type RedisClient = Redis | Cluster;
 
 /** Options of `registerScript` and `registerScriptFile`. */
 export interface RegisterOptions {
@@ -85,9 +83,8 @@ export class LuaScriptManager {
     /** The ioredis client (or cluster) every call goes through. */
     readonly client: RedisClient,
   ) {
-    this.isCluster = (client as { isCluster?: boolean }).isCluster === true;
-    const options = client.options as { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
-    this.keyPrefix = options.keyPrefix ?? options.redisOptions?.keyPrefix ?? '';
+    this.isCluster = isCluster(client);
+    this.keyPrefix = clientKeyPrefix(client);
   }
 
   /**

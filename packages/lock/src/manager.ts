@@ -11,9 +11,9 @@ import {
   toBigInt,
   type RedisClient,
   type RegisteredScript,
-  type ScriptArg,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeOutcome } from './errors.js';
+import { Batcher, type Mode, type Reply } from './batch.js';
 import { Lock, type LockBackend } from './lock.js';
 import { Wakeups, type Waiter } from './wakeups.js';
 
@@ -71,14 +71,14 @@ interface Node {
   readonly script: RegisteredScript;
   readonly client: RedisClient;
   readonly wakeups: Wakeups;
+  /** Absent on a cluster, where one call cannot span the slots of several resources. */
+  readonly batcher: Batcher | undefined;
 }
 
 interface Outcome extends NodeOutcome {
   state: NodeOutcome['state'];
   token: bigint;
 }
-
-type Reply = [ok: number, owner: string, ttlMs: number, token: number | string];
 
 /**
  * Distributed locks on one Redis (node or cluster) or, given several independent clients, Redlock over
@@ -116,7 +116,10 @@ export class LockManager {
     }
     this.nodes = clients.map((client, index) => {
       const scripts = new LuaScriptManager(client);
-      return { index, client, scripts, script: scripts.registerScript('cyredis:lock', SOURCE, { numberOfKeys: 1 }), wakeups: new Wakeups(client) };
+      const script = scripts.registerScript('cyredis:lock', SOURCE);
+      const isCluster = (client as { isCluster?: boolean }).isCluster === true;
+      const batcher = isCluster ? undefined : new Batcher(scripts, script, this.nodeTimeoutMs);
+      return { index, client, scripts, script, wakeups: new Wakeups(client), batcher };
     });
     this.quorum = Math.floor(clients.length / 2) + 1;
   }
@@ -140,7 +143,7 @@ export class LockManager {
     assertNonEmptyString('options.owner', owner, MAX_OWNER_LENGTH);
     const signal = options.signal;
     signal?.throwIfAborted();
-    const first = await this.attempt(resource, key, owner, ttlMs, signal);
+    const first = await this.attempt(resource, key, owner, ttlMs, 'acquire', signal);
     if (first instanceof Lock || waitMs === 0) return unwrap(first);
     return this.wait(resource, key, owner, ttlMs, performance.now() + waitMs, signal, first);
   }
@@ -177,6 +180,7 @@ export class LockManager {
     const renew = () => {
       renewing = lock.extend().then(
         () => {
+          if (stopped) return;
           armDeadline();
           schedule();
         },
@@ -210,7 +214,7 @@ export class LockManager {
   /** The lock's state (with several clients: the owner that holds a quorum, if any). */
   async status(resource: string): Promise<LockStatus> {
     const key = this.keyOf(resource);
-    const outcomes = await this.callAll(key, ['', 0, 'status'], false);
+    const outcomes = await this.callAll(key, '', 0, 'status', false);
     this.assertReachable(resource, outcomes);
     let fencingToken = 0n;
     const ttlsByOwner = new Map<string, number[]>();
@@ -232,14 +236,15 @@ export class LockManager {
 
   /** Ends whoever's lease; true when a live lease was removed. The fencing counter is kept. */
   async forceUnlock(resource: string): Promise<boolean> {
-    const outcomes = await this.callAll(this.keyOf(resource), ['', 0, '', 'force'], false);
+    const outcomes = await this.callAll(this.keyOf(resource), '', 0, 'force', false);
     this.assertReachable(resource, outcomes);
     return outcomes.some((o) => o.state === 'granted');
   }
 
   /** Closes the subscriber connections this manager opened (not the clients it was given). */
-  async close(): Promise<void> {
-    await Promise.all(this.nodes.map((node) => node.wakeups.close()));
+  close(): Promise<void> {
+    for (const node of this.nodes) node.wakeups.close();
+    return Promise.resolve();
   }
 
   private async wait(
@@ -261,12 +266,14 @@ export class LockManager {
       for (;;) {
         signal?.throwIfAborted();
         waiter.woken = false;
-        const result = await this.attempt(resource, key, owner, ttlMs, signal);
+        // `wait` asks the holder's release to publish; this waiter is subscribed by now.
+        const result = await this.attempt(resource, key, owner, ttlMs, 'wait', signal);
         if (result instanceof Lock) return result;
         last = result;
         const left = deadline - performance.now();
         if (left <= 0) throw last;
-        if (waiter.woken) continue;
+        // Woken or aborted while the attempt was in flight: go round again at once.
+        if (waiter.woken || signal?.aborted) continue;
         // The holder may never release: retry when its lease ends at the latest.
         const retryIn = Math.min(left, 1 + Math.min(...last.nodes.map((n) => (n.state === 'refused' ? (n.ttlMs ?? 0) : left))));
         await new Promise<void>((resolve) => {
@@ -301,11 +308,20 @@ export class LockManager {
    * One acquire round on every node. Returns the lock, or the contention error to wait on; throws
    * `QuorumUnreachableError`. Whatever a failed round may have taken is released.
    */
-  private async attempt(resource: string, key: string, owner: string, ttlMs: number, signal: AbortSignal | undefined): Promise<Lock | LockUnavailableError> {
+  private async attempt(
+    resource: string,
+    key: string,
+    owner: string,
+    ttlMs: number,
+    mode: 'acquire' | 'wait',
+    signal: AbortSignal | undefined,
+  ): Promise<Lock | LockUnavailableError> {
     const start = performance.now();
-    const outcomes = await this.callAll(key, [owner, ttlMs], true);
+    const outcomes = await this.callAll(key, owner, ttlMs, mode, true);
     let token = 0n;
-    if (count(outcomes, 'granted') >= this.quorum) token = await this.alignTokens(key, owner, outcomes);
+    if (count(outcomes, 'granted') >= this.quorum) {
+      token = this.nodes.length === 1 ? outcomes[0]!.token : await this.alignTokens(key, owner, outcomes);
+    }
     const deadline = start + ttlMs - this.drift(ttlMs);
     if (count(outcomes, 'granted') >= this.quorum) {
       if (signal?.aborted) {
@@ -338,7 +354,7 @@ export class LockManager {
     for (const o of outcomes) if (o.state === 'granted' && o.token > max) max = o.token;
     const lagging = outcomes.filter((o) => o.state === 'granted' && o.token < max);
     if (lagging.length === 0) return max;
-    const raised = await Promise.all(lagging.map((o) => this.call(this.nodes[o.node]!, key, [owner, 0, 'fence', max], false)));
+    const raised = await Promise.all(lagging.map((o) => this.call(this.nodes[o.node]!, key, owner, 0, 'fence', false, max)));
     const failed = lagging.filter((_, i) => raised[i]!.state !== 'granted');
     for (const o of failed) Object.assign(o, { state: 'failed', error: new CyRedisError('could not raise the fencing token') });
     if (failed.length > 0) await this.releaseOn(key, owner, failed);
@@ -348,7 +364,7 @@ export class LockManager {
   private async extendLock(lock: Lock, ttlMs: number): Promise<number> {
     ttlMs = ttl('ttlMs', ttlMs);
     const start = performance.now();
-    const outcomes = await this.callAll(lock.key, [lock.owner, ttlMs, 'extend'], true);
+    const outcomes = await this.callAll(lock.key, lock.owner, ttlMs, 'extend', true);
     const deadline = start + ttlMs - this.drift(ttlMs);
     if (count(outcomes, 'granted') >= this.quorum && deadline > performance.now()) return deadline;
     if (outcomes.some((o) => o.state === 'unreplicated')) {
@@ -359,14 +375,14 @@ export class LockManager {
   }
 
   private async releaseLock(lock: Lock): Promise<boolean> {
-    const outcomes = await this.callAll(lock.key, [lock.owner, 0, 'release'], false);
+    const outcomes = await this.callAll(lock.key, lock.owner, 0, 'release', false);
     if (count(outcomes, 'granted') >= this.quorum) return true;
     this.assertReachable(lock.resource, outcomes);
     return false;
   }
 
   private async releaseOn(key: string, owner: string, outcomes: readonly Outcome[]): Promise<void> {
-    await Promise.all(outcomes.map((o) => this.call(this.nodes[o.node]!, key, [owner, 0, 'release'], false)));
+    await Promise.all(outcomes.map((o) => this.call(this.nodes[o.node]!, key, owner, 0, 'release', false)));
   }
 
   /** Throws `QuorumUnreachableError` when failed nodes alone leave fewer than a quorum able to answer. */
@@ -379,16 +395,19 @@ export class LockManager {
     return Math.floor(ttlMs * this.driftFactor) + 2;
   }
 
-  private callAll(key: string, args: ScriptArg[], replicate: boolean): Promise<Outcome[]> {
-    if (this.nodes.length === 1) return this.call(this.nodes[0]!, key, args, replicate).then((o) => [o]);
-    return Promise.all(this.nodes.map((node) => this.call(node, key, args, replicate)));
+  private callAll(key: string, owner: string, ttlMs: number, mode: Mode, replicate: boolean): Promise<Outcome[]> {
+    if (this.nodes.length === 1) return this.call(this.nodes[0]!, key, owner, ttlMs, mode, replicate).then((o) => [o]);
+    return Promise.all(this.nodes.map((node) => this.call(node, key, owner, ttlMs, mode, replicate)));
   }
 
   /** Runs the script on one node; never rejects (a failure is an outcome). */
-  private async call(node: Node, key: string, args: ScriptArg[], replicate: boolean): Promise<Outcome> {
+  private async call(node: Node, key: string, owner: string, ttlMs: number, mode: Mode | 'fence', replicate: boolean, floor?: bigint): Promise<Outcome> {
     let reply: Reply;
     try {
-      reply = await node.scripts.executeScript<Reply>(node.script, { keys: [key], args, timeoutMs: this.nodeTimeoutMs });
+      reply =
+        mode !== 'fence' && node.batcher
+          ? await node.batcher.run(key, owner, ttlMs, mode)
+          : await node.scripts.executeScript<Reply>(node.script, { keys: [key], args: [owner, ttlMs, mode, floor ?? 0], timeoutMs: this.nodeTimeoutMs });
     } catch (err) {
       return { node: node.index, state: 'failed', error: err as Error, token: 0n };
     }

@@ -116,6 +116,17 @@ export async function startReplicated(args: string[] = []): Promise<{ primary: R
     timeoutMs: 15_000,
     message: 'replica did not sync',
   });
+  // After a diskless sync the primary streams only once the replica has acked: wait until WAIT sees it.
+  const client = primary.client();
+  try {
+    await waitFor(async () => {
+      await client.set('cyredis:harness:sync', '1');
+      return (await client.wait(1, 100)) === 1;
+    }, { timeoutMs: 15_000, message: 'replica did not acknowledge writes' });
+    await client.del('cyredis:harness:sync');
+  } finally {
+    client.disconnect();
+  }
   return { primary, replica, stop: async () => void (await Promise.all([primary.stop(), replica.stop()])) };
 }
 

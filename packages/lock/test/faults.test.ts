@@ -1,0 +1,167 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { randomPrefix, RedisServer, startIndependent, startReplicated, waitFor } from '@cyredis/testing';
+import { redisUrl } from '@cyredis/testing/context';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LockLostError, LockManager, LockUnavailableError, QuorumUnreachableError } from '../src/index.js';
+
+const LUA = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+
+describe('a holder paused past its lease', () => {
+  it('loses the lock to a second client; its extend and release fail and its token is lower', async () => {
+    const prefix = randomPrefix();
+    const child = spawn('node', [new URL('./fixtures/holder.mjs', import.meta.url).pathname, redisUrl(), prefix, 'r', '500'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const redis = new Redis(redisUrl());
+    const locks = new LockManager(redis, { prefix });
+    try {
+      const first = JSON.parse(String((await lines.next()).value)) as { token: string; owner: string };
+      child.kill('SIGSTOP');
+      // Woken at the end of the paused holder's lease.
+      const second = await locks.acquire('r', { ttlMs: 30_000, waitMs: 20_000 });
+      child.kill('SIGCONT');
+      child.stdin.write('go\n');
+      const after = JSON.parse(String((await lines.next()).value)) as { extend: string; release: boolean };
+      expect(after).toEqual({ extend: 'LockLostError', release: false });
+      expect(second.fencingToken).toBeGreaterThan(BigInt(first.token));
+      expect((await locks.status('r')).owner).toBe(second.owner);
+      await second.release();
+    } finally {
+      child.kill('SIGKILL');
+      await locks.close();
+      await redis.quit();
+    }
+  });
+
+  it('using aborts its signal on the local deadline when extensions get no reply', async () => {
+    const server = await RedisServer.start();
+    const redis = server.client();
+    const locks = new LockManager(redis, { prefix: randomPrefix() });
+    try {
+      let lastDeadline = 0;
+      const reason = await locks.using(
+        'r',
+        async (signal, lock) => {
+          lastDeadline = lock.validUntil;
+          server.pause();
+          await waitFor(() => signal.aborted, { timeoutMs: 20_000 });
+          const abortedAt = Date.now();
+          // The abort came from the local deadline alone: the server is still paused.
+          expect(abortedAt).toBeGreaterThanOrEqual(lastDeadline - 50);
+          server.resume();
+          return signal.reason as unknown;
+        },
+        { ttlMs: 1_000 },
+      );
+      expect(reason).toBeInstanceOf(LockLostError);
+    } finally {
+      server.resume();
+      await locks.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  });
+});
+
+describe('Redlock on 3 independent nodes', () => {
+  let servers: RedisServer[];
+  let clients: Redis[];
+  let locks: LockManager;
+  const prefix = randomPrefix();
+
+  beforeAll(async () => {
+    servers = await startIndependent(3);
+    // Without the offline queue a killed node fails at once, so nodeTimeoutMs can be generous: a live node
+    // must never look dead on a loaded machine.
+    clients = servers.map((s) => s.client({ lazyConnect: true, enableOfflineQueue: false }));
+    for (const c of clients) c.on('error', () => undefined);
+    await Promise.all(clients.map((c) => c.connect()));
+    locks = new LockManager(clients, { prefix, ttlMs: 10_000, nodeTimeoutMs: 2_000 });
+  });
+  afterAll(async () => {
+    await locks.close();
+    for (const c of clients) c.disconnect();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+  afterEach(async () => {
+    for (const node of servers) await node.command('DEL', locks.keyOf('r')).catch(() => undefined);
+  });
+
+  it('needs a majority, tells contention apart, and releases every node of a failed attempt', async () => {
+    expect(locks.quorum).toBe(2);
+    const other = 'someone-else';
+    // Another owner holds node 2 only; node 0 and 1 grant, so the lock is taken.
+    await clients[2]!.eval(LUA, 1, locks.keyOf('r'), other, 30_000);
+    const lock = await locks.acquire('r');
+    expect((await locks.status('r')).owner).toBe(lock.owner);
+    await lock.release();
+    // Now the other owner holds node 1 and 2: contention, and node 0 (granted for a moment) is released.
+    await clients[1]!.eval(LUA, 1, locks.keyOf('r'), other, 30_000);
+    const err = await locks.acquire('r').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockUnavailableError);
+    expect((err as LockUnavailableError).nodes.map((n) => n.state)).toEqual(['granted', 'refused', 'refused']);
+    expect(await clients[0]!.hget(locks.keyOf('r'), 'e')).not.toBe(null);
+    expect(Number(await clients[0]!.hget(locks.keyOf('r'), 'e'))).toBe(0);
+  });
+
+  it('keeps tokens increasing when nodes count differently, also with a node down', async () => {
+    // Node 2 has issued many more tokens than the others.
+    for (let i = 0; i < 5; i++) {
+      await clients[2]!.eval(LUA, 1, locks.keyOf('r'), `o${i}`, 10);
+      await waitFor(async () => ((await clients[2]!.eval(LUA, 1, locks.keyOf('r'), '', 0, 'status')) as number[])[0] === 0);
+    }
+    const a = await locks.acquire('r');
+    expect(a.fencingToken).toBe(6n);
+    await a.release();
+    // Without node 2 the quorum (0, 1) still shares node 0 or 1 with the last one, raised to 6.
+    await clients[2]!.hset(locks.keyOf('r'), 'o', 'blocker', 'e', Date.now() + 60_000);
+    const b = await locks.acquire('r');
+    expect(b.fencingToken).toBeGreaterThan(a.fencingToken);
+    await b.release();
+  });
+
+  it('still acquires with one node killed, and reports QuorumUnreachableError with two down', async () => {
+    await servers[0]!.kill();
+    const lock = await locks.acquire('r');
+    expect((await locks.status('r')).owner).toBe(lock.owner);
+    await lock.extend(5_000);
+    expect(await lock.release()).toBe(true);
+
+    await servers[1]!.kill();
+    const err = await locks.acquire('r').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(QuorumUnreachableError);
+    expect((err as QuorumUnreachableError).nodes.map((n) => n.state)).toEqual(['failed', 'failed', 'granted']);
+    // The one node that granted was released.
+    expect(Number(await clients[2]!.hget(locks.keyOf('r'), 'e'))).toBe(0);
+    await expect(locks.status('r')).rejects.toBeInstanceOf(QuorumUnreachableError);
+  });
+});
+
+describe('waitForReplicas', () => {
+  it('acquires when a replica acknowledged, refuses and releases when none did', async () => {
+    const { primary, replica, stop } = await startReplicated();
+    const redis = primary.client();
+    const locks = new LockManager(redis, { prefix: randomPrefix(), waitForReplicas: { replicas: 1, timeoutMs: 1_000 } });
+    try {
+      const lock = await locks.acquire('r');
+      await lock.extend(20_000);
+      expect(await replica.command('HGET', locks.keyOf('r'), 'o')).toBe(lock.owner);
+      await replica.kill();
+      const err = await locks.acquire('other').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(QuorumUnreachableError);
+      expect((err as QuorumUnreachableError).nodes[0]).toMatchObject({ state: 'unreplicated' });
+      expect((await locks.status('other')).locked).toBe(false);
+      await expect(lock.extend()).rejects.toBeInstanceOf(QuorumUnreachableError);
+      expect((await locks.status('r')).locked).toBe(false);
+    } finally {
+      await locks.close();
+      redis.disconnect();
+      await stop();
+    }
+  });
+});
+

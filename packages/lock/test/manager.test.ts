@@ -1,0 +1,227 @@
+import { CyRedisError, InvalidArgumentError } from '@cyredis/core';
+import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Lock, LockLostError, LockManager, LockUnavailableError, QuorumUnreachableError } from '../src/index.js';
+
+describe.each(topologies)('LockManager on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let locks: LockManager;
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    locks = new LockManager(redis, { prefix, ttlMs: 10_000 });
+  });
+  afterEach(async () => {
+    await locks.close();
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('acquires, refuses a second owner, extends, releases, and reports status', async () => {
+    const lock = await locks.acquire('invoice:42', { ttlMs: 5_000 });
+    expect(lock).toBeInstanceOf(Lock);
+    expect(lock.resource).toBe('invoice:42');
+    expect(lock.owner).toMatch(/^[0-9a-f-]{36}$/);
+    expect(lock.fencingToken).toBe(1n);
+    expect(lock.remainingMs).toBeGreaterThan(4_000);
+    expect(lock.remainingMs).toBeLessThanOrEqual(5_000);
+
+    expect(await locks.tryAcquire('invoice:42')).toBeNull();
+    const refused = await locks.acquire('invoice:42').catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(LockUnavailableError);
+    expect(refused).toBeInstanceOf(CyRedisError);
+    expect((refused as LockUnavailableError).holder).toBe(lock.owner);
+    expect((refused as LockUnavailableError).nodes[0]).toMatchObject({ node: 0, state: 'refused', owner: lock.owner });
+
+    const status = await locks.status('invoice:42');
+    expect(status).toMatchObject({ locked: true, owner: lock.owner, fencingToken: 1n });
+    expect(status.ttlMs).toBeGreaterThan(4_000);
+
+    await lock.extend(20_000);
+    expect(lock.remainingMs).toBeGreaterThan(19_000);
+    expect((await locks.status('invoice:42')).ttlMs).toBeGreaterThan(19_000);
+
+    expect(await lock.release()).toBe(true);
+    expect(await lock.release()).toBe(true);
+    expect(await locks.status('invoice:42')).toEqual({ locked: false, ttlMs: 0, fencingToken: 1n });
+    await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
+
+    const next = await locks.acquire('invoice:42');
+    expect(next.fencingToken).toBe(2n);
+    await next.release();
+  });
+
+  it('keeps the local deadline at or before the server expiry', async () => {
+    for (let i = 0; i < 20; i++) {
+      const lock = await locks.acquire(`r${i}`, { ttlMs: 2_000 });
+      expect(lock.validUntil).toBeLessThanOrEqual(Number(await redis.hget(locks.keyOf(`r${i}`), 'e')));
+      await lock.extend(3_000);
+      expect(lock.validUntil).toBeLessThanOrEqual(Number(await redis.hget(locks.keyOf(`r${i}`), 'e')));
+      await lock.release();
+    }
+  });
+
+  it('is idempotent for the same owner: a resent acquire keeps the token', async () => {
+    const a = await locks.acquire('job', { owner: 'worker-1' });
+    const again = await locks.acquire('job', { owner: 'worker-1' });
+    expect(again.fencingToken).toBe(a.fencingToken);
+    expect(await again.release()).toBe(true);
+    expect(await a.release()).toBe(true);
+  });
+
+  it('force unlock ends any lease, is idempotent, and keeps tokens increasing', async () => {
+    const lock = await locks.acquire('r');
+    expect(await locks.forceUnlock('r')).toBe(true);
+    expect(await locks.forceUnlock('r')).toBe(false);
+    expect(await lock.release()).toBe(false);
+    await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
+    const next = await locks.acquire('r');
+    expect(next.fencingToken).toBe(lock.fencingToken + 1n);
+    await next.release();
+  });
+
+  it('hands the lock to a waiter on release, without waiting for the lease to end', async () => {
+    const holder = await locks.acquire('r', { ttlMs: 60_000 });
+    const waiting = locks.acquire('r', { waitMs: 30_000 });
+    await holder.release();
+    // The waiter's own retry would only come at the lease's end (60 s) or waitMs (30 s): the release woke it.
+    const next = await waiting;
+    expect(next.fencingToken).toBe(holder.fencingToken + 1n);
+    await next.release();
+  });
+
+  it('retries at the end of a lease whose holder never releases', async () => {
+    const holder = await locks.acquire('r', { ttlMs: 300 });
+    const next = await locks.acquire('r', { waitMs: 20_000 });
+    expect(next.fencingToken).toBe(holder.fencingToken + 1n);
+    expect(await holder.release()).toBe(false);
+    await next.release();
+  });
+
+  it('gives up after waitMs with LockUnavailableError, and stops at an abort', async () => {
+    const holder = await locks.acquire('r', { ttlMs: 60_000 });
+    await expect(locks.acquire('r', { waitMs: 50 })).rejects.toBeInstanceOf(LockUnavailableError);
+    const controller = new AbortController();
+    const waiting = locks.acquire('r', { waitMs: 30_000, signal: controller.signal });
+    controller.abort(new Error('stop'));
+    await expect(waiting).rejects.toThrow('stop');
+    await expect(locks.acquire('r', { signal: AbortSignal.abort() })).rejects.toThrow();
+    expect((await locks.status('r')).owner).toBe(holder.owner);
+    await holder.release();
+  });
+
+  it('using: extends past the ttl, releases at the end, and returns the result', async () => {
+    const out = await locks.using(
+      'r',
+      async (signal, lock) => {
+        // Outlive three leases: the background extension must keep the lock.
+        const until = performance.now() + 3 * lock.ttlMs;
+        // (A 1 s lease leaves the renewal half a second of slack on a loaded machine.)
+        await waitFor(() => performance.now() > until, { timeoutMs: 30_000 });
+        expect(signal.aborted).toBe(false);
+        expect((await locks.status('r')).owner).toBe(lock.owner);
+        return 'done';
+      },
+      { ttlMs: 1_000 },
+    );
+    expect(out).toBe('done');
+    expect((await locks.status('r')).locked).toBe(false);
+  });
+
+  it('using: rethrows the routine error after releasing, with no unhandled rejection', async () => {
+    const boom = new Error('boom');
+    await expect(
+      locks.using('r', () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect((await locks.status('r')).locked).toBe(false);
+  });
+
+  it('using: aborts its signal when the lease is lost', async () => {
+    const reason = await locks.using(
+      'r',
+      async (signal) => {
+        await locks.forceUnlock('r');
+        await waitFor(() => signal.aborted, { timeoutMs: 10_000 });
+        return signal.reason as unknown;
+      },
+      { ttlMs: 300 },
+    );
+    expect(reason).toBeInstanceOf(LockLostError);
+  });
+
+  it('keeps lock keys apart from data keys and other resources', () => {
+    expect(locks.keyOf('invoice:42')).toBe(`${prefix}:lock:{invoice:42}:lock`);
+    expect(locks.keyOf('a}:lock')).not.toBe(locks.keyOf('a'));
+    expect(locks.keyOf('{x}')).toBe(`${prefix}:lock:{%7Bx%7D}:lock`);
+  });
+
+  it('refuses bad input with InvalidArgumentError before any round trip', async () => {
+    const cases: [string, () => Promise<unknown>][] = [
+      ['options.ttlMs', () => locks.acquire('r', { ttlMs: 0 })],
+      ['options.ttlMs', () => locks.acquire('r', { ttlMs: -1 })],
+      ['options.ttlMs', () => locks.acquire('r', { ttlMs: Number.NaN })],
+      ['options.ttlMs', () => locks.acquire('r', { ttlMs: Number.POSITIVE_INFINITY })],
+      ['options.owner', () => locks.acquire('r', { owner: '' })],
+      ['resource', () => locks.acquire('')],
+      ['resource', () => locks.status('')],
+      ['resource', () => locks.forceUnlock('')],
+      ['options.waitMs', () => locks.acquire('r', { waitMs: -1 })],
+      ['options.ttlMs', () => locks.tryAcquire('r', { ttlMs: 0 })],
+      ['options.ttlMs', () => locks.using('r', () => 1, { ttlMs: -5 })],
+    ];
+    for (const [argument, run] of cases) {
+      const err = await run().catch((e: unknown) => e);
+      expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+      expect((err as InvalidArgumentError).argument).toBe(argument);
+    }
+    expect(() => new LockManager(redis, { ttlMs: 0 })).toThrow(InvalidArgumentError);
+    expect(() => new LockManager([])).toThrow(InvalidArgumentError);
+    const lock = await locks.acquire('r');
+    await expect(lock.extend(0)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(lock.extend(Number.NaN)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await lock.release();
+    expect(await redis.exists(locks.keyOf('r'))).toBe(1);
+    expect(QuorumUnreachableError.prototype).toBeInstanceOf(CyRedisError);
+  });
+});
+
+describe('LockManager round trips (private single node)', () => {
+  it('takes one script call to acquire and one to release; calls made in one tick share one', async () => {
+    const server = await RedisServer.start();
+    const redis = server.client();
+    const locks = new LockManager(redis, { prefix: randomPrefix() });
+    const calls = async () => {
+      const stats = await redis.info('commandstats');
+      return ['evalsha', 'eval'].reduce((sum, name) => sum + Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
+    };
+    try {
+      await (await locks.acquire('warm-up')).release();
+      const before = await calls();
+      const lock = await locks.acquire('r');
+      expect(await calls()).toBe(before + 1);
+      await lock.release();
+      expect(await calls()).toBe(before + 2);
+      // The first call of a tick goes alone, the other nine in one batch.
+      const many = await Promise.all(Array.from({ length: 10 }, (_, i) => locks.acquire(`r${i}`)));
+      expect(await calls()).toBe(before + 4);
+      expect(new Set(many.map((l) => l.resource)).size).toBe(10);
+      expect(new Set(many.map((l) => l.fencingToken))).toEqual(new Set([1n]));
+      expect(await Promise.all(many.map((l) => l.release()))).toEqual(many.map(() => true));
+      expect(await calls()).toBe(before + 6);
+    } finally {
+      await locks.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  });
+});

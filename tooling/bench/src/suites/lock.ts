@@ -1,0 +1,127 @@
+import { LockManager } from '@cyredis/lock';
+import type { Redis } from 'ioredis';
+import { Mutex } from 'redis-semaphore';
+import { median, throughput, type BenchCase, type BenchSuite } from '../harness.js';
+
+// Both redlock versions ship types that NodeNext resolution cannot reach (v5: not in its exports map; v4:
+// none), so they are loaded untyped and given the little surface this suite uses.
+interface RedlockV5 {
+  acquire(resources: string[], ttlMs: number): Promise<{ release(): Promise<unknown> }>;
+}
+interface RedlockV4 {
+  lock(resource: string, ttlMs: number): Promise<{ unlock(): Promise<unknown> }>;
+}
+const load = (name: string): Promise<unknown> => import(name);
+const { default: Redlock } = (await load('redlock')) as { default: new (clients: Redis[], settings: object) => RedlockV5 };
+const { default: Redlock4 } = (await load('redlock4')) as { default: new (clients: Redis[], settings: object) => RedlockV4 };
+
+const TTL_MS = 10_000;
+const KEYS = 1024;
+const HANDOFFS = 15;
+
+interface Contender {
+  name: string;
+  /** One uncontended acquire + release. */
+  cycle: (i: number) => Promise<unknown>;
+  /** Take a lock and return its release; `wait` waits for a holder (the contender's own retry policy). */
+  hold?: (resource: string, wait: boolean) => Promise<() => Promise<unknown>>;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Median time from `release()` to the waiting acquirer holding the lock: a holder takes it, a waiter starts
+ * waiting, and after a random pause (so pollers are caught at any phase) the holder releases.
+ */
+async function handoffMs(hold: NonNullable<Contender['hold']>, round: number): Promise<number> {
+  const latencies: number[] = [];
+  for (let i = 0; i < HANDOFFS; i++) {
+    const resource = `bench:lock:handoff:${round}:${i}`;
+    const releaseHolder = await hold(resource, false);
+    let acquiredAt = 0;
+    const waiter = hold(resource, true).then((release) => {
+      acquiredAt = performance.now();
+      return release;
+    });
+    await sleep(20 + Math.random() * 30);
+    const releasedAt = performance.now();
+    await releaseHolder();
+    const releaseWaiter = await waiter;
+    latencies.push(acquiredAt - releasedAt);
+    await releaseWaiter();
+  }
+  return median(latencies);
+}
+
+let close: (() => Promise<void>) | undefined;
+
+/** Acquire+release cycles/s at 1 and 64 in flight, and the hand-off latency, against node-redlock and redis-semaphore. */
+const suite: BenchSuite = {
+  name: 'lock',
+  groups: ({ client, durationMs }) => {
+    const redis: Redis = client();
+    const keys = Array.from({ length: KEYS }, (_, i) => `bench:lock:${i}`);
+
+    // Peers as their users configure them for waiting: redlock retries every 200 ms (its default), the
+    // Mutex every 10 ms (its default); no automatic extension for anyone.
+    const redlock = new Redlock([redis], { retryCount: 0 });
+    const redlockWaiting = new Redlock([redis], { retryCount: -1 });
+    const redlock4 = new Redlock4([redis], { retryCount: 0 });
+    const locks = new LockManager(redis, { ttlMs: TTL_MS, prefix: 'bench' });
+
+    const contenders: Contender[] = [
+      {
+        name: 'redlock 5.0.0-beta.2',
+        cycle: async (i) => (await redlock.acquire([keys[i & (KEYS - 1)]!], TTL_MS)).release(),
+        hold: async (resource, wait) => {
+          const lock = await (wait ? redlockWaiting : redlock).acquire([resource], TTL_MS);
+          return () => lock.release();
+        },
+      },
+      {
+        name: 'redlock 4.2.0',
+        cycle: async (i) => (await redlock4.lock(keys[i & (KEYS - 1)]!, TTL_MS)).unlock(),
+      },
+      {
+        name: 'redis-semaphore Mutex',
+        cycle: async (i) => {
+          const mutex = new Mutex(redis, keys[i & (KEYS - 1)]!, { lockTimeout: TTL_MS, refreshInterval: 0, acquireAttemptsLimit: 1 });
+          await mutex.acquire();
+          await mutex.release();
+        },
+        hold: async (resource, wait) => {
+          const mutex = new Mutex(redis, resource, { lockTimeout: TTL_MS, refreshInterval: 0, acquireTimeout: wait ? 10_000 : 1 });
+          await mutex.acquire();
+          return () => mutex.release();
+        },
+      },
+      {
+        name: '@cyredis/lock LockManager',
+        cycle: async (i) => (await locks.acquire(keys[i & (KEYS - 1)]!)).release(),
+        hold: async (resource, wait) => {
+          const lock = await locks.acquire(resource, { waitMs: wait ? 10_000 : 0 });
+          return () => lock.release();
+        },
+      },
+    ];
+
+    const cycles = (concurrency: number) => ({
+      title: `acquire + release, ${concurrency} in flight (cycles/s)`,
+      cases: contenders.map(
+        (c): BenchCase => ({ name: c.name, unit: 'cycles/s', higherIsBetter: true, sample: () => throughput(c.cycle, concurrency, durationMs) }),
+      ),
+    });
+    let round = 0;
+    const handoff = {
+      title: 'hand-off: release → waiting acquirer holds the lock (median of 15, ms)',
+      cases: contenders.flatMap(({ name, hold }): BenchCase[] =>
+        hold ? [{ name, unit: 'ms', higherIsBetter: false, sample: () => handoffMs(hold, round++) }] : [],
+      ),
+    };
+    close = () => locks.close();
+    return Promise.resolve([cycles(1), cycles(64), handoff]);
+  },
+  teardown: async () => close?.(),
+};
+
+export default suite;
