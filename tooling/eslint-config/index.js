@@ -5,7 +5,8 @@ import tseslint from 'typescript-eslint';
 /** @param {string} tsconfigRootDir the package folder (pass `import.meta.dirname`). */
 export function config(tsconfigRootDir) {
   return tseslint.config(
-    { ignores: ['dist/**', 'node_modules/**', '*.config.*', 'eslint.config.js'] },
+    // Child-process fixtures are plain ESM run by node against dist/, outside the TypeScript project.
+    { ignores: ['dist/**', 'node_modules/**', '*.config.*', 'eslint.config.js', 'test/fixtures/**'] },
     js.configs.recommended,
     ...tseslint.configs.recommendedTypeChecked,
     ...tseslint.configs.stylisticTypeChecked,

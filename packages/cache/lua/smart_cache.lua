@@ -1,4 +1,4 @@
---[[
+--[==[
 smart_cache.lua: an LRU-bounded cache with TTL and shared hit/miss statistics.
 
 DATA
@@ -11,11 +11,13 @@ DATA
                KEYS[2] has one (`{c}:log` + `{c}:e:k1` → `:e:k1`): this saves index memory, and the entry key
                is rebuilt as that prefix .. member on eviction. So when KEYS[2] has a hash tag, every entry
                key must start with KEYS[2]'s text up to and including its `}` (ERR otherwise).
-  Stats        KEYS[3], a hash: hits, misses, sets, evictions, clock. Updated inside the script, so the
-               counts are exact under concurrency and shared by every process using the same keys.
+  Stats        KEYS[3], a hash: clock, hits, misses, evictions (sets = clock - hits, since the clock ticks once
+               per hit and once per entry written, so a write updates one counter). Updated inside the script, so the counts are exact under
+               concurrency and shared by every process using the same keys.
   A member whose value expired is removed when a lookup misses on it, when it reaches the LRU end, and by
-  a bounded sweep (2 ranks per SET, 64 per STATS, walking the ranks with the `sets` counter), so the log
-  never keeps entries whose values are gone for long and never holds more than max_size members.
+  a bounded sweep (16 ranks on every write that moves the clock past a multiple of 16, 64 per STATS, from
+  the rank the clock points at), so the log never keeps entries whose values are gone for long and never
+  holds more than max_size members.
 
 KEYS (seed contract: 3 keys)
   KEYS[1] entry key   KEYS[2] access-log ZSET   KEYS[3] stats hash
@@ -37,28 +39,34 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
   MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
           → number of entries evicted.
   MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
+  TOUCH   <current_time> <hits> <member>… → hits. Records lookups a client made with plain GET/MGET: the
+          first <hits> members (access-log members, in access order) were hits and move to the MRU end;
+          the rest were misses and leave the log unless their entry exists again. KEYS[1] is unused.
   DEL     <current_time> [channel] [origin] → 1 if the entry existed, else 0; also drops the lease (KEYS[4]).
-  LEASE   <current_time> <grace_ms> <token> <lease_ms> <refresh_below_ms>
+  LEASE   <current_time> <grace_ms> <token> <lease_ms> <refresh_below_ms> [with_ttl: 0|1]
           → {value or nil, fresh_ms, acquired 1|0, lease_pttl}. A hit is fresh_ms > 0; when there is no hit,
           or fresh_ms <= refresh_below_ms, the lease KEYS[4] is taken with SET NX PX lease_ms if free.
+          The TTL is read only with with_ttl 1, grace_ms > 0 or refresh_below_ms > 0 (else fresh_ms is 1);
+          lease_pttl is 0 on a hit.
   RELEASE <current_time> <token> [channel] [origin] → 1 if the lease was held by token and dropped, else 0.
   CLEAR   <current_time> <batch> [channel] [origin] → entries still left (call again until 0).
   STATS   <current_time>
           → {'hits', n, 'misses', n, 'sets', n, 'evictions', n, 'size', n, 'hit_rate', '0.7500'}
           (size = access-log members; hit_rate = hits / (hits + misses) as a string, '0.0000' before any
           lookup).
-  With a channel, writes PUBLISH a JSON array [origin, op, key…] (op: s set, d delete, r lease released,
-  c clear) so other processes can drop in-process copies and wake waiters.
+  With a channel, writes PUBLISH a JSON array [origin, op, [key…], [evicted key…]] (op: s set, d delete,
+  r lease released, c clear; an empty list may come as {}) so other processes can drop in-process copies
+  and wake waiters.
 
 ERRORS (all before the first write; nothing is written)
-  ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch must be …,
+  ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
   max_size by more than that is absorbed over the following SETs); MGET/MSET O(K·log N) for K keys;
-  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64).
-]]
+  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64); TOUCH O(M·log N) for M members.
+]==]
 
 local op = ARGV[1]
 local entry, log, stats = KEYS[1], KEYS[2], KEYS[3]
@@ -99,6 +107,43 @@ local function member_of(key)
   return string.sub(key, #base + 1)
 end
 
+local function tick()
+  return redis.call('HINCRBY', stats, 'clock', 1)
+end
+
+-- One lookup: value or false, and fresh_ms (1 when with_ttl is false: the TTL is not read and any value
+-- found is fresh). Counts a miss, or a hit (moving the entry to the MRU end with a clock tick).
+local function lookup(key, member, grace, with_ttl)
+  local value = redis.call('GET', key)
+  if not value then
+    redis.call('HINCRBY', stats, 'misses', 1)
+    redis.call('ZREM', log, member)
+    return false, 0
+  end
+  local fresh = 1
+  if with_ttl then
+    fresh = redis.call('PTTL', key) - grace
+    if fresh <= 0 and grace > 0 then
+      redis.call('HINCRBY', stats, 'misses', 1)
+      return value, fresh
+    end
+  end
+  redis.call('ZADD', log, 'XX', tick(), member)
+  redis.call('HINCRBY', stats, 'hits', 1)
+  return value, fresh
+end
+
+-- GET first: the hot path creates no closure it does not use.
+if op == 'GET' then
+  local member = member_of(entry)
+  if member == nil then return fail("entry key must start with the access log's prefix through its hash tag: " .. base) end
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  if ARGV[3] == nil then return (lookup(entry, member, 0, false)) end
+  local value, fresh = lookup(entry, member, grace, true)
+  return { value, fresh }
+end
+
 local function check_entries(first, last)
   for i = first, last do
     if i ~= 2 and i ~= 3 and member_of(KEYS[i]) == nil then
@@ -108,18 +153,17 @@ local function check_entries(first, last)
   return nil
 end
 
-local function publish(channel, origin, kind, first, last)
+local function publish(channel, origin, kind, first, last, evicted)
   if channel == nil or channel == '' then return end
-  local message = { origin or '', kind }
+  local keys = {}
   for i = first, last do
-    if i ~= 2 and i ~= 3 then message[#message + 1] = KEYS[i] end
+    if i ~= 2 and i ~= 3 then keys[#keys + 1] = KEYS[i] end
   end
-  redis.call('PUBLISH', channel, cjson.encode(message))
+  redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
 end
 
 -- Removes dead members among `count` ranks starting at `start` (wrapping), so expired values leave the log.
-local function sweep(start, count)
-  local size = redis.call('ZCARD', log)
+local function sweep(size, start, count)
   if size == 0 then return end
   if count > size then count = size end
   start = start % size
@@ -133,46 +177,28 @@ local function sweep(start, count)
   end
 end
 
-local function tick()
-  return redis.call('HINCRBY', stats, 'clock', 1)
-end
-
--- One lookup: {value or false, fresh_ms}; counts a hit (and moves the entry to the MRU end) or a miss.
-local function lookup(key, grace)
-  local value = redis.call('GET', key)
-  local member = member_of(key)
-  if not value then
-    redis.call('HINCRBY', stats, 'misses', 1)
-    redis.call('ZREM', log, member)
-    return false, 0
-  end
-  local fresh = redis.call('PTTL', key) - grace
-  if fresh <= 0 and grace > 0 then
-    redis.call('HINCRBY', stats, 'misses', 1)
-    return value, fresh
-  end
-  redis.call('HINCRBY', stats, 'hits', 1)
-  redis.call('ZADD', log, 'XX', tick(), member)
-  return value, fresh
-end
-
--- Evicts least recently used entries until the log holds at most max_size members.
+-- Evicts least recently used entries until the log holds at most max_size members. Returns the evicted
+-- keys and the log's size afterwards.
 local function evict(max_size)
-  local excess = redis.call('ZCARD', log) - max_size
-  if excess <= 0 then return 0 end
+  local gone = {}
+  local size = redis.call('ZCARD', log)
+  local excess = size - max_size
+  if excess <= 0 then return gone, size end
   if excess > 1000 then excess = 1000 end
   local popped = redis.call('ZPOPMIN', log, excess)
-  local evicted = 0
   for i = 1, #popped, 2 do
-    evicted = evicted + redis.call('DEL', base .. popped[i])
+    local key = base .. popped[i]
+    if redis.call('DEL', key) == 1 then gone[#gone + 1] = key end
   end
-  if evicted > 0 then redis.call('HINCRBY', stats, 'evictions', evicted) end
-  return evicted
+  if #gone > 0 then redis.call('HINCRBY', stats, 'evictions', #gone) end
+  return gone, size - #popped / 2
 end
 
-local function write(key, value, px)
+-- Writes one entry at clock `score`; returns 1 if it is new to the access log (the log may now be over
+-- max_size).
+local function write(key, value, px, score)
   redis.call('SET', key, value, 'PX', px)
-  redis.call('ZADD', log, tick(), member_of(key))
+  return redis.call('ZADD', log, score, member_of(key))
 end
 
 local function parse_ttl(value, unit, grace)
@@ -183,16 +209,7 @@ local function parse_ttl(value, unit, grace)
   return ms + grace
 end
 
-if op == 'GET' then
-  local err = check_entries(1, 1)
-  if err then return err end
-  local grace = optional_ms(ARGV[3])
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  local value, fresh = lookup(entry, grace)
-  if ARGV[3] == nil then return value end
-  return { value, fresh }
-
-elseif op == 'SET' or op == 'MSET' then
+if op == 'SET' or op == 'MSET' then
   local unit, max_size, grace, channel, origin, token, first_value
   if op == 'SET' then
     unit, max_size, grace = ARGV[6] or 's', ARGV[5], ARGV[7]
@@ -226,18 +243,44 @@ elseif op == 'SET' or op == 'MSET' then
     if redis.call('GET', KEYS[4]) ~= token then return -1 end
     redis.call('DEL', KEYS[4])
   end
-  local slot = 0
+  -- One tick per entry, taken at once: the entries get consecutive clock values in KEYS order.
+  local clock = redis.call('HINCRBY', stats, 'clock', n)
+  local slot, added = 0, 0
   for i = 1, last do
     if i ~= 2 and i ~= 3 then
       slot = slot + 1
-      write(KEYS[i], ARGV[first_value + 2 * (slot - 1)], ttls[slot])
+      added = added + write(KEYS[i], ARGV[first_value + 2 * (slot - 1)], ttls[slot], clock - n + slot)
     end
   end
-  local sets = redis.call('HINCRBY', stats, 'sets', slot)
-  local evicted = evict(max_size)
-  sweep(sets * 2, 2)
-  publish(channel, origin, 's', 1, last)
-  return evicted
+  local evicted = {}
+  -- Only a new member can push the log past max_size. A write that moves the clock past a multiple of 16
+  -- also sweeps 16 ranks from there (about one check per write, in one ZRANGE).
+  local sweeping = clock % 16 < n
+  if added > 0 or sweeping then
+    local size
+    evicted, size = evict(max_size)
+    if sweeping then sweep(size, clock, 16) end
+  end
+  publish(channel, origin, 's', 1, last, evicted)
+  return #evicted
+
+elseif op == 'TOUCH' then
+  local hits = finite(ARGV[3])
+  if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > #ARGV - 3 then
+    return fail('hits must be an integer from 0 to the number of members')
+  end
+  if hits > 0 then
+    local clock = redis.call('HINCRBY', stats, 'clock', hits) - hits
+    redis.call('HINCRBY', stats, 'hits', hits)
+    for i = 4, 3 + hits do redis.call('ZADD', log, 'XX', clock + i - 3, ARGV[i]) end
+  end
+  if #ARGV > 3 + hits then
+    redis.call('HINCRBY', stats, 'misses', #ARGV - 3 - hits)
+    for i = 4 + hits, #ARGV do
+      if redis.call('EXISTS', base .. ARGV[i]) == 0 then redis.call('ZREM', log, ARGV[i]) end
+    end
+  end
+  return hits
 
 elseif op == 'MGET' then
   local err = check_entries(1, #KEYS)
@@ -247,7 +290,7 @@ elseif op == 'MGET' then
   local out = {}
   for i = 1, #KEYS do
     if i ~= 2 and i ~= 3 then
-      local value, fresh = lookup(KEYS[i], grace)
+      local value, fresh = lookup(KEYS[i], member_of(KEYS[i]), grace, true)
       out[#out + 1] = value
       out[#out + 1] = fresh
     end
@@ -268,16 +311,15 @@ elseif op == 'LEASE' then
   local err = check_entries(1, 1)
   if err then return err end
   local grace, lease_ms, refresh = optional_ms(ARGV[3]), optional_ms(ARGV[5]), optional_ms(ARGV[6])
+  local with_ttl = ARGV[7] == '1' or grace > 0 or refresh > 0
   if grace == nil then return fail('grace_ms must be an integer >= 0') end
   if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
   if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
   if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
-  local value, fresh = lookup(entry, grace)
-  local acquired = 0
-  if not value or fresh <= refresh then
-    if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then acquired = 1 end
-  end
-  return { value, fresh, acquired, redis.call('PTTL', KEYS[4]) }
+  local value, fresh = lookup(entry, member_of(entry), grace, with_ttl)
+  if value and fresh > refresh then return { value, fresh, 0, 0 } end
+  if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then return { value, fresh, 1, lease_ms } end
+  return { value, fresh, 0, redis.call('PTTL', KEYS[4]) }
 
 elseif op == 'RELEASE' then
   if #KEYS < 4 then return fail('wrong number of keys: RELEASE needs the lease key as KEYS[4]') end
@@ -299,15 +341,15 @@ elseif op == 'CLEAR' then
   return left
 
 elseif op == 'STATS' then
-  local sets = tonumber(redis.call('HGET', stats, 'sets') or '0')
-  sweep(sets * 2, 64)
-  local values = redis.call('HMGET', stats, 'hits', 'misses', 'sets', 'evictions')
-  local hits, misses = tonumber(values[1] or '0'), tonumber(values[2] or '0')
+  local values = redis.call('HMGET', stats, 'clock', 'misses', 'hits', 'evictions')
+  local clock, hits, misses = tonumber(values[1] or '0'), tonumber(values[3] or '0'), tonumber(values[2] or '0')
+  local sets = clock - hits
+  sweep(redis.call('ZCARD', log), clock, 64)
   local lookups = hits + misses
   return {
-    'hits', hits, 'misses', misses, 'sets', tonumber(values[3] or '0'), 'evictions', tonumber(values[4] or '0'),
+    'hits', hits, 'misses', misses, 'sets', sets, 'evictions', tonumber(values[4] or '0'),
     'size', redis.call('ZCARD', log), 'hit_rate', string.format('%.4f', lookups == 0 and 0 or hits / lookups),
   }
 end
 
-return fail('unknown operation ' .. tostring(op) .. ': expected GET, SET, MSET, MGET, DEL, LEASE, RELEASE, CLEAR or STATS')
+return fail('unknown operation ' .. tostring(op) .. ': expected GET, SET, MSET, MGET, TOUCH, DEL, LEASE, RELEASE, CLEAR or STATS')

@@ -12,6 +12,7 @@ import {
   UnknownScriptError,
 } from './errors.js';
 import { clientKeyPrefix, isCluster, type RedisClient } from './client.js';
+import { withDeadline } from './deadline.js';
 import { assertInteger, assertNonEmptyString, assertScriptArg, type ScriptArg } from './validate.js';
 
 /** Options of `registerScript` and `registerScriptFile`. */
@@ -139,7 +140,9 @@ export class LuaScriptManager {
     const args = call.args ?? [];
     this.check(s, keys, args);
     const run = this.run(s, keys, args);
-    return (call.timeoutMs === undefined ? run : this.withTimeout(s, run, call.timeoutMs)) as Promise<T>;
+    const { timeoutMs } = call;
+    if (timeoutMs === undefined) return run as Promise<T>;
+    return withDeadline(run, timeoutMs, () => new RedisTimeoutError(s.name, timeoutMs)) as Promise<T>;
   }
 
   /**
@@ -228,15 +231,5 @@ export class LuaScriptManager {
     const command = this.command(s, keys, args, withSource);
     void this.client.sendCommand(command);
     return command.promise as Promise<unknown>;
-  }
-
-  private withTimeout(s: RegisteredScript, run: Promise<unknown>, timeoutMs: number): Promise<unknown> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisTimeoutError(s.name, timeoutMs)), timeoutMs);
-    });
-    // A reply that comes after the deadline must not become an unhandled rejection.
-    run.catch(() => undefined);
-    return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
   }
 }

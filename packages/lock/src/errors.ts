@@ -14,6 +14,7 @@ export interface NodeOutcome {
   readonly owner?: string;
   /** The remaining lease the node reported, in ms. */
   readonly ttlMs?: number;
+  /** Why the node's answer was not usable (`failed`, `unreplicated`). */
   readonly error?: Error;
 }
 
@@ -29,6 +30,7 @@ function summary(nodes: readonly NodeOutcome[]): string {
 /** The lock is held by someone else (on too many nodes) and did not come free within `waitMs`. */
 export class LockUnavailableError extends CyRedisError {
   constructor(
+    /** The resource asked for. */
     readonly resource: string,
     /** Per-node detail of the last attempt. */
     readonly nodes: readonly NodeOutcome[],
@@ -49,8 +51,11 @@ export class LockUnavailableError extends CyRedisError {
  */
 export class QuorumUnreachableError extends CyRedisError {
   constructor(
+    /** The resource asked for. */
     readonly resource: string,
+    /** Per-node detail of the attempt. */
     readonly nodes: readonly NodeOutcome[],
+    /** How many nodes had to answer usably: ⌊N/2⌋+1. */
     readonly quorum: number,
   ) {
     super(`lock "${resource}": fewer than ${quorum} of ${nodes.length} node(s) answered usably: ${summary(nodes)}`, {
@@ -62,7 +67,9 @@ export class QuorumUnreachableError extends CyRedisError {
 /** The lease is gone: it expired, was force-unlocked or is held by another owner; it was not extended. */
 export class LockLostError extends CyRedisError {
   constructor(
+    /** The resource whose lease is gone. */
     readonly resource: string,
+    /** Per-node detail of the failed extend or release. */
     readonly nodes: readonly NodeOutcome[],
   ) {
     super(`lock "${resource}" is no longer held by this owner: ${summary(nodes)}`);

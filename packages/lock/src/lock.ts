@@ -1,6 +1,8 @@
-/** What a `Lock` asks its manager to do; internal. */
+/** What a `Lock` asks its manager to do (the manager implements it; users never need to). */
 export interface LockBackend {
+  /** Extends the lease to `ttlMs`; resolves with the new validity in ms or rejects with `LockLostError`. */
   extend(lock: Lock, ttlMs: number): Promise<number>;
+  /** Releases the lease; false when it was already gone. */
   release(lock: Lock): Promise<boolean>;
 }
 

@@ -22,6 +22,7 @@ const SOURCE = readPackageLua(import.meta.url, 'distributed_lock');
 const MAX_TTL_MS = 2 ** 40;
 const MAX_OWNER_LENGTH = 1024;
 
+/** Options of `new LockManager(…)`. */
 export interface LockManagerOptions {
   /** Lease length when `acquire` is given none, in ms. Default 30 000. */
   ttlMs?: number;
@@ -41,9 +42,15 @@ export interface LockManagerOptions {
    * After acquire and extend, run `WAIT replicas timeoutMs` on each node and refuse (releasing) unless at
    * least `replicas` replicas acknowledged: narrows the window in which a failover loses the lock.
    */
-  waitForReplicas?: { replicas: number; timeoutMs: number };
+  waitForReplicas?: {
+    /** Replicas that must acknowledge the write (`WAIT` numreplicas), ≥ 1. */
+    replicas: number;
+    /** How long `WAIT` may block, in ms, ≥ 1. */
+    timeoutMs: number;
+  };
 }
 
+/** Options of `acquire`, `tryAcquire` and `using`. */
 export interface AcquireOptions {
   /** Lease length in ms. Default: the manager's `ttlMs`. */
   ttlMs?: number;
@@ -55,7 +62,9 @@ export interface AcquireOptions {
   owner?: string;
 }
 
+/** What `status` reports about a resource. */
 export interface LockStatus {
+  /** Whether a live lease holds it. */
   locked: boolean;
   /** The holder, when locked. */
   owner?: string;

@@ -1,0 +1,611 @@
+import { randomBytes } from 'node:crypto';
+import {
+  assertFiniteNumber,
+  assertInteger,
+  assertNonEmptyString,
+  assertPositiveMs,
+  InvalidArgumentError,
+  KeySpace,
+  LuaScriptManager,
+  pairsToRecord,
+  readPackageLua,
+  RedisUnavailableError,
+  ScriptError,
+  toArray,
+  toNumber,
+  clientKeyPrefix,
+  duplicateClient,
+  withDeadline,
+  type RedisClient,
+  type RegisteredScript,
+  type ScriptArg,
+} from '@cyredis/core';
+import { defaultCodec, type Codec } from './codec.js';
+import { MemoryTier } from './l1.js';
+
+export interface L1Options {
+  /** Entries kept in this process (least recently used dropped first). */
+  maxEntries: number;
+  /** Cap on how long an entry stays in L1, in ms; it never outlives the Redis TTL either way. Default: none. */
+  ttlMs?: number;
+}
+
+export interface SmartCacheOptions<T> {
+  /** Cache name: every key of the cache lives under this hash tag, so one cache sits on one cluster shard. */
+  name: string;
+  /** Most entries kept in Redis; the least recently used are evicted beyond it. */
+  maxSize: number;
+  /** TTL of an entry when `set`/`getOrSet` pass none, in ms. */
+  defaultTtlMs: number;
+  /** Key prefix; default `cyredis`. */
+  prefix?: string;
+  /** In-process tier in front of Redis, kept coherent across processes over pub/sub. Default: off. */
+  l1?: L1Options;
+  /** Shortens each TTL by a random fraction up to this (0 ≤ x < 1), so entries set together expire apart. */
+  ttlJitter?: number;
+  /** Keep entries this many ms past their TTL, served by `getOrSet` only when the loader fails. Default 0. */
+  graceMs?: number;
+  /** `getOrSet` reloads in the background when a hit has less than this many ms to live. Default 0 (off). */
+  staleWhileRevalidateMs?: number;
+  /** How long a `getOrSet` loader may hold the key's lease, in ms; a write after that is discarded. Default 10 000. */
+  leaseMs?: number;
+  /** Deadline of each Redis call, in ms: past it `get` is a miss and `getOrSet` calls the loader. Default 1 000. */
+  timeoutMs?: number;
+  /** Turns values into strings and back; default: JSON plus Date, Map, Set, BigInt and Buffer. */
+  codec?: Codec<T>;
+  /** Told about Redis failures that `get`/`getOrSet` absorbed (served as a miss or from the loader). */
+  onError?: (error: Error) => void;
+}
+
+export interface SetOptions {
+  /** TTL in ms; default `defaultTtlMs`. */
+  ttlMs?: number;
+}
+
+export interface GetOrSetOptions extends SetOptions {
+  /** Overrides the cache's `staleWhileRevalidateMs` for this call. */
+  staleWhileRevalidateMs?: number;
+}
+
+export interface CacheEntry<T> {
+  key: string;
+  value: T;
+  /** TTL in ms; default `defaultTtlMs`. */
+  ttlMs?: number;
+}
+
+export interface CacheStats {
+  /** Redis lookups that found a fresh entry (shared by every process). */
+  hits: number;
+  /** Redis lookups that found nothing fresh (shared). */
+  misses: number;
+  /** Entries written (shared). */
+  sets: number;
+  /** Live entries removed to stay within `maxSize` (shared). */
+  evictions: number;
+  /** Entries in the access log (may include expired ones not yet swept). */
+  size: number;
+  maxSize: number;
+  /** hits / (hits + misses), 0 before any lookup. */
+  hitRate: number;
+  /** Lookups this process answered from L1 (not counted in `hits`). */
+  l1Hits: number;
+  /** Entries in this process's L1. */
+  l1Size: number;
+}
+
+type Loader<T> = () => T | Promise<T>;
+
+const SCRIPT = 'smart_cache';
+const CLEAR_BATCH = 1000;
+/** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
+const TOUCH_FLUSH_MS = 5;
+const TOUCH_BATCH = 256;
+let source: string | undefined;
+
+/** Errors a cache read absorbs: anything but bad input and a script's own `ERR` (a bug, not an outage). */
+function isOutage(err: unknown): boolean {
+  return !(err instanceof InvalidArgumentError) && !(err instanceof ScriptError && err.code === 'ERR');
+}
+
+/**
+ * An LRU-bounded Redis cache with shared statistics, cross-process stampede protection and an optional
+ * in-process L1 tier. Call `close()` when done: it closes the pub/sub connection the cache may open.
+ */
+export class SmartCache<T = unknown> {
+  readonly name: string;
+  readonly maxSize: number;
+  private readonly scripts: LuaScriptManager;
+  private readonly script: RegisteredScript;
+  private readonly codec: Codec<T>;
+  private readonly l1: MemoryTier<T> | undefined;
+  private readonly l1TtlMs: number;
+  private readonly defaultTtlMs: number;
+  private readonly ttlJitter: number;
+  private readonly graceMs: number;
+  private readonly swrMs: number;
+  private readonly leaseMs: number;
+  private readonly timeoutMs: number;
+  private readonly onError: ((error: Error) => void) | undefined;
+  private readonly entryPrefix: string;
+  private readonly leasePrefix: string;
+  private readonly logKey: string;
+  private readonly statsKey: string;
+  private readonly channel: string;
+  private readonly busKeyStart: number;
+  /** Origin of this instance's messages and prefix of its lease tokens. */
+  private readonly id = randomBytes(8).toString('hex');
+  private tokens = 0;
+  /** Bumped by every invalidation: a read that saw it change may hold an old value and must not fill L1. */
+  private epoch = 0;
+  /** Subscribed and connected: only then can L1 trust that it hears every invalidation. */
+  private live = false;
+  private closed = false;
+  private subscriber: RedisClient | undefined;
+  private subscribed: Promise<void> | undefined;
+  /**
+   * Reads without L1 or grace need no TTL, so they are plain `GET`/`MGET`s; the lookups they make (LRU
+   * touch, hit and miss counts) are sent as one TOUCH every `TOUCH_FLUSH_MS` (or 256 lookups), and always
+   * before any other call of this cache on the connection, so this process's own order stays exact.
+   */
+  private readonly plainReads: boolean;
+  private touchHits: string[] = [];
+  private touchMisses: string[] = [];
+  private touchTimer: NodeJS.Timeout | undefined;
+  private readonly loading = new Map<string, Promise<T>>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: SmartCacheOptions<T>,
+  ) {
+    assertNonEmptyString('options.name', options.name);
+    assertInteger('options.maxSize', options.maxSize, { min: 1 });
+    assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
+    const ms = (name: string, value: number | undefined, fallback: number) => {
+      if (value === undefined) return fallback;
+      assertFiniteNumber(name, value, { min: 0 });
+      return Math.ceil(value);
+    };
+    this.name = options.name;
+    this.maxSize = options.maxSize;
+    this.defaultTtlMs = options.defaultTtlMs;
+    this.graceMs = ms('options.graceMs', options.graceMs, 0);
+    this.swrMs = ms('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0);
+    if (options.leaseMs !== undefined) assertPositiveMs('options.leaseMs', options.leaseMs);
+    this.leaseMs = Math.ceil(options.leaseMs ?? 10_000);
+    if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
+    this.timeoutMs = options.timeoutMs ?? 1_000;
+    if (options.ttlJitter !== undefined) {
+      assertFiniteNumber('options.ttlJitter', options.ttlJitter, { min: 0 });
+      if (options.ttlJitter >= 1) throw new InvalidArgumentError('options.ttlJitter', `must be < 1, got ${options.ttlJitter}`);
+    }
+    this.ttlJitter = options.ttlJitter ?? 0;
+    if (options.l1 !== undefined) {
+      assertInteger('options.l1.maxEntries', options.l1.maxEntries, { min: 1 });
+      if (options.l1.ttlMs !== undefined) assertPositiveMs('options.l1.ttlMs', options.l1.ttlMs);
+      this.l1 = new MemoryTier<T>(options.l1.maxEntries);
+    }
+    this.l1TtlMs = options.l1?.ttlMs ?? Number.POSITIVE_INFINITY;
+    this.codec = options.codec ?? (defaultCodec as Codec<T>);
+    this.onError = options.onError;
+
+    const base = new KeySpace('cache', options.prefix).key(options.name, '', 'options.name');
+    this.entryPrefix = `${base}e:`;
+    this.leasePrefix = `${base}l:`;
+    this.logKey = `${base}log`;
+    this.statsKey = `${base}stats`;
+    this.channel = `${base}bus`;
+    // Bus messages carry keys as the server sees them: with the client's keyPrefix in front.
+    this.busKeyStart = clientKeyPrefix(redis).length + this.entryPrefix.length;
+
+    this.plainReads = this.l1 === undefined && this.graceMs === 0;
+    this.scripts = new LuaScriptManager(redis);
+    source ??= readPackageLua(import.meta.url, SCRIPT);
+    this.script = this.scripts.registerScript(`cyredis:cache:${SCRIPT}`, source);
+    if (this.l1) void this.subscribe();
+  }
+
+  /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
+  async get(key: string): Promise<T | undefined> {
+    assertNonEmptyString('key', key);
+    if (this.l1) {
+      const hit = this.l1.get(key);
+      if (hit !== undefined) return hit;
+    }
+    if (this.plainReads) return this.plainGet(key);
+    const epoch = this.epoch;
+    const start = performance.now();
+    try {
+      const [raw, fresh] = await this.run<[string | null, number]>(['GET', Date.now(), this.graceMs], this.entryPrefix + key);
+      return this.accept(key, raw, fresh, epoch, start);
+    } catch (err) {
+      this.absorb(err);
+      return undefined;
+    }
+  }
+
+  /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
+  async getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
+    const out = new Array<T | undefined>(keys.length);
+    const redisKeys: string[] = [];
+    const at: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      assertNonEmptyString(`keys[${i}]`, key);
+      const hit = this.l1?.get(key);
+      if (hit !== undefined) out[i] = hit;
+      else {
+        at.push(i);
+        redisKeys.push(this.entryPrefix + key);
+      }
+    }
+    if (at.length === 0) return out;
+    const epoch = this.epoch;
+    const start = performance.now();
+    let reply: unknown[];
+    try {
+      if (this.plainReads) {
+        const values = await this.withDeadline(this.redis.mget(redisKeys));
+        for (let j = 0; j < at.length; j++) {
+          out[at[j]!] = this.decodeRead(keys[at[j]!]!, values[j] ?? null);
+        }
+        return out;
+      }
+      reply = toArray(await this.run(['MGET', Date.now(), this.graceMs], redisKeys[0]!, redisKeys.slice(1)));
+    } catch (err) {
+      this.absorb(err);
+      return out;
+    }
+    for (let j = 0; j < at.length; j++) {
+      const i = at[j]!;
+      out[i] = this.accept(keys[i]!, reply[2 * j] as string | null, toNumber(reply[2 * j + 1]), epoch, start);
+    }
+    return out;
+  }
+
+  /** Stores a value for `ttlMs` (default `defaultTtlMs`), evicting least recently used entries beyond `maxSize`. */
+  async set(key: string, value: T, options: SetOptions = {}): Promise<void> {
+    assertNonEmptyString('key', key);
+    await this.write(key, value, this.codec.encode(value), this.ttl(options.ttlMs, 'options.ttlMs'));
+  }
+
+  /** Stores many entries in one round trip. */
+  async setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
+    if (entries.length === 0) return;
+    const keys: string[] = [];
+    const args: ScriptArg[] = ['MSET', Date.now(), 'ms', this.maxSize, this.graceMs, this.channel, this.id];
+    const ttls: number[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      assertNonEmptyString(`entries[${i}].key`, entry.key);
+      const ttl = this.ttl(entry.ttlMs, `entries[${i}].ttlMs`);
+      keys.push(this.entryPrefix + entry.key);
+      args.push(this.codec.encode(entry.value), ttl);
+      ttls.push(ttl);
+    }
+    const epoch = this.invalidate(entries.map((e) => e.key));
+    const start = performance.now();
+    await this.run(args, keys[0]!, keys.slice(1));
+    for (let i = 0; i < entries.length; i++) this.remember(entries[i]!.key, entries[i]!.value, start + ttls[i]!, epoch);
+  }
+
+  /**
+   * The cached value, or the loader's, stored for next time. The loader runs once per key at a time across
+   * every process sharing the cache: callers in this process share one call, other processes wait for the
+   * value (woken over pub/sub) while one holds the key's lease. A `delete` during the load wins (the late
+   * write is dropped). If Redis is unreachable the loader is called directly.
+   */
+  async getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
+    assertNonEmptyString('key', key);
+    if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
+    const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
+    let swrMs = this.swrMs;
+    if (options.staleWhileRevalidateMs !== undefined) {
+      assertFiniteNumber('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, { min: 0 });
+      swrMs = Math.ceil(options.staleWhileRevalidateMs);
+    }
+    const hit = this.l1?.get(key);
+    if (hit !== undefined) return hit;
+    if (this.plainReads && swrMs === 0) {
+      // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
+      let raw: string | null;
+      try {
+        raw = await this.readPlain(key);
+      } catch (err) {
+        this.absorb(err);
+        return loader();
+      }
+      if (raw !== null) {
+        const value = this.decodeRead(key, raw);
+        if (value !== undefined) return value;
+      }
+    }
+    let pending = this.loading.get(key);
+    if (pending === undefined) {
+      pending = this.fetchOrLoad(key, loader, ttlMs, swrMs).finally(() => this.loading.delete(key));
+      this.loading.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Removes an entry (and any lease on it, so a load in progress cannot write it back); true if it existed. */
+  async delete(key: string): Promise<boolean> {
+    assertNonEmptyString('key', key);
+    this.invalidate([key]);
+    const existed = await this.run(['DEL', Date.now(), this.channel, this.id], this.entryPrefix + key, [this.leasePrefix + key]);
+    return existed === 1;
+  }
+
+  /** Removes every entry (statistics are kept), in batches of 1 000 per round trip. */
+  async clear(): Promise<void> {
+    this.epoch++;
+    this.l1?.clear();
+    const first = this.entryPrefix;
+    while (toNumber(await this.run(['CLEAR', Date.now(), CLEAR_BATCH, this.channel, this.id], first)) > 0);
+  }
+
+  /** Shared statistics from Redis plus this process's L1 counters. */
+  async stats(): Promise<CacheStats> {
+    const s = pairsToRecord(await this.run(['STATS', Date.now()], this.entryPrefix));
+    const num = (field: string) => toNumber(s[field] ?? '0');
+    return {
+      hits: num('hits'),
+      misses: num('misses'),
+      sets: num('sets'),
+      evictions: num('evictions'),
+      size: num('size'),
+      maxSize: this.maxSize,
+      hitRate: num('hit_rate'),
+      l1Hits: this.l1?.hits ?? 0,
+      l1Size: this.l1?.size ?? 0,
+    };
+  }
+
+  /** Closes the pub/sub connection and drops L1; the Redis client passed in stays open (the caller owns it). */
+  async close(): Promise<void> {
+    const flushed = this.flushTouches();
+    this.closed = true;
+    this.live = false;
+    this.l1?.clear();
+    this.wake(undefined);
+    const sub = this.subscriber;
+    this.subscriber = undefined;
+    // disconnect, not quit: a subscriber has nothing to finish, and quit would wait out a dead server.
+    sub?.disconnect();
+    await flushed;
+  }
+
+  private async fetchOrLoad(key: string, loader: Loader<T>, ttlMs: number, swrMs: number): Promise<T> {
+    const token = `${this.id}:${++this.tokens}`;
+    const args: ScriptArg[] = ['LEASE', 0, this.graceMs, token, this.leaseMs, swrMs, this.l1 ? 1 : 0];
+    for (;;) {
+      const epoch = this.epoch;
+      const start = performance.now();
+      args[1] = Date.now();
+      let reply: [string | null, number, number, number];
+      try {
+        reply = await this.run(args, this.entryPrefix + key, [this.leasePrefix + key]);
+      } catch (err) {
+        this.absorb(err);
+        return loader();
+      }
+      const [raw, fresh, acquired, leasePttl] = reply;
+      if (raw !== null && fresh > 0) {
+        const value = this.accept(key, raw, fresh, epoch, start);
+        if (value !== undefined) {
+          if (acquired === 1) this.load(key, loader, ttlMs, token, null).catch((err: unknown) => this.onError?.(err as Error));
+          return value;
+        }
+      }
+      if (acquired === 1) return this.load(key, loader, ttlMs, token, raw);
+      // Another process is loading: serve a stale value if there is one, else wait to hear it was written.
+      if (raw !== null) return this.codec.decode(raw);
+      if (this.subscribed === undefined) {
+        await this.subscribe();
+        continue;
+      }
+      await this.wait(key, this.live ? Math.max(1, leasePttl) : Math.min(Math.max(1, leasePttl), 50));
+    }
+  }
+
+  private async load(key: string, loader: Loader<T>, ttlMs: number, token: string, stale: string | null): Promise<T> {
+    let value: T;
+    let text: string;
+    try {
+      value = await loader();
+      text = this.codec.encode(value);
+    } catch (err) {
+      this.run(['RELEASE', Date.now(), token, this.channel, this.id], this.entryPrefix + key, [this.leasePrefix + key]).catch(
+        (releaseErr: unknown) => this.onError?.(releaseErr as Error),
+      );
+      if (stale !== null && !(err instanceof InvalidArgumentError)) return this.codec.decode(stale);
+      throw err;
+    }
+    try {
+      await this.write(key, value, text, ttlMs, token);
+    } catch (err) {
+      this.absorb(err);
+    }
+    return value;
+  }
+
+  private async write(key: string, value: T, text: string, ttlMs: number, token?: string): Promise<void> {
+    const epoch = this.invalidate([key]);
+    const start = performance.now();
+    const args: ScriptArg[] = ['SET', Date.now(), text, ttlMs, this.maxSize, 'ms', this.graceMs, this.channel, this.id];
+    if (token !== undefined) args.push(token);
+    const evicted = await this.run(args, this.entryPrefix + key, token === undefined ? [] : [this.leasePrefix + key]);
+    if (evicted !== -1) this.remember(key, value, start + ttlMs, epoch);
+  }
+
+  /** Decodes a reply's value if fresh and remembers it in L1; a value the codec cannot read is a miss. */
+  private accept(key: string, raw: string | null, fresh: number, epoch: number, start: number): T | undefined {
+    if (raw === null || fresh <= 0) return undefined;
+    let value: T;
+    try {
+      value = this.codec.decode(raw);
+    } catch (err) {
+      this.onError?.(err as Error);
+      return undefined;
+    }
+    this.remember(key, value, start + fresh, epoch);
+    return value;
+  }
+
+  private remember(key: string, value: T, expiresAt: number, epoch: number): void {
+    if (this.l1 === undefined || !this.live || epoch !== this.epoch) return;
+    this.l1.set(key, value, Math.min(expiresAt, performance.now() + this.l1TtlMs));
+  }
+
+  /** Drops local copies before a local write; returns the epoch the write may fill L1 under. */
+  private invalidate(keys: readonly string[]): number {
+    if (this.l1) for (const key of keys) this.l1.delete(key);
+    return ++this.epoch;
+  }
+
+  private ttl(ttlMs: number | undefined, argument: string): number {
+    if (ttlMs !== undefined) assertPositiveMs(argument, ttlMs);
+    const ttl = ttlMs ?? this.defaultTtlMs;
+    return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
+  }
+
+  /** Runs the script with the entry key first, the access log and stats next, then `more` keys. */
+  private run<R>(args: readonly ScriptArg[], entry: string, more: readonly string[] = []): Promise<R> {
+    if (this.touchTimer !== undefined) void this.flushTouches();
+    return this.scripts.executeScript<R>(this.script, {
+      keys: [entry, this.logKey, this.statsKey, ...more],
+      args,
+      timeoutMs: this.timeoutMs,
+    });
+  }
+
+  /** A plain GET whose hit or miss is recorded for the next TOUCH; Redis unreachable is a miss. */
+  private async plainGet(key: string): Promise<T | undefined> {
+    let raw: string | null;
+    try {
+      raw = await this.readPlain(key);
+    } catch (err) {
+      this.absorb(err);
+      return undefined;
+    }
+    return this.decodeRead(key, raw);
+  }
+
+  private readPlain(key: string): Promise<string | null> {
+    return this.withDeadline(this.redis.get(this.entryPrefix + key));
+  }
+
+  private decodeRead(key: string, raw: string | null): T | undefined {
+    (raw === null ? this.touchMisses : this.touchHits).push(`:e:${key}`);
+    if (this.touchHits.length + this.touchMisses.length >= TOUCH_BATCH) void this.flushTouches();
+    else this.touchTimer ??= setTimeout(() => void this.flushTouches(), TOUCH_FLUSH_MS);
+    return raw === null ? undefined : this.accept(key, raw, 1, this.epoch, 0);
+  }
+
+  /** Sends the recorded lookups as one TOUCH (members are `:e:<key>`, the access log's form). */
+  private flushTouches(): Promise<void> {
+    clearTimeout(this.touchTimer);
+    this.touchTimer = undefined;
+    if (this.touchHits.length + this.touchMisses.length === 0) return Promise.resolve();
+    const args: ScriptArg[] = ['TOUCH', Date.now(), this.touchHits.length, ...this.touchHits, ...this.touchMisses];
+    this.touchHits = [];
+    this.touchMisses = [];
+    return this.run(args, this.entryPrefix).then(
+      () => undefined,
+      (err: unknown) => this.onError?.(err as Error),
+    );
+  }
+
+  /** Rejects with `RedisUnavailableError` when no reply came within `timeoutMs` (the outcome is unknown). */
+  private withDeadline<R>(promise: Promise<R>): Promise<R> {
+    return withDeadline(promise, this.timeoutMs, () => new RedisUnavailableError(`no reply within ${this.timeoutMs} ms`));
+  }
+
+  private absorb(err: unknown): void {
+    if (!isOutage(err)) throw err;
+    this.onError?.(err as Error);
+  }
+
+  /** Opens the subscriber connection once; resolves when subscribed or after `timeoutMs`, whichever is first. */
+  private subscribe(): Promise<void> {
+    if (this.subscribed) return this.subscribed;
+    const sub = duplicateClient(this.redis);
+    this.subscriber = sub;
+    const down = () => {
+      this.live = false;
+      this.epoch++;
+      this.l1?.clear();
+      this.wake(undefined);
+    };
+    const join = () =>
+      sub.subscribe(this.channel).then(
+        () => {
+          if (!this.closed && this.subscriber === sub) this.live = true;
+        },
+        (err: unknown) => this.onError?.(err as Error),
+      );
+    sub.on('error', (err: Error) => this.onError?.(err));
+    sub.on('close', down);
+    sub.on('reconnecting', down);
+    sub.on('ready', () => void join());
+    sub.on('message', (_channel: string, message: string) => this.hear(message));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
+    this.subscribed = Promise.race([join(), deadline]).finally(() => clearTimeout(timer));
+    return this.subscribed;
+  }
+
+  /**
+   * A message from the bus: `[origin, op, [redisKey…], [evictedKey…]]`. Writes of other origins drop our L1
+   * copies; evictions drop them whatever their origin.
+   */
+  private hear(message: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(parsed)) return;
+    const [origin, op, keys, evicted] = parsed as [unknown, unknown, unknown, unknown];
+    const foreign = origin !== this.id;
+    if (foreign) this.epoch++;
+    if (op === 'c') {
+      if (foreign) this.l1?.clear();
+      this.wake(undefined);
+      return;
+    }
+    if (Array.isArray(keys)) {
+      for (const redisKey of keys) {
+        const key = String(redisKey).slice(this.busKeyStart);
+        if (foreign) this.l1?.delete(key);
+        this.wake(key);
+      }
+    }
+    if (this.l1 && Array.isArray(evicted)) for (const redisKey of evicted) this.l1.delete(String(redisKey).slice(this.busKeyStart));
+  }
+
+  /** Resolves after `ms`, or sooner when the bus says `key` changed. */
+  private wait(key: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.waiters.get(key);
+      if (set === undefined) this.waiters.set(key, (set = new Set()));
+      const waiters = set;
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0 && this.waiters.get(key) === waiters) this.waiters.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.add(done);
+    });
+  }
+
+  /** Wakes the waiters of one key, or of every key. */
+  private wake(key: string | undefined): void {
+    const sets = key === undefined ? [...this.waiters.values()] : [this.waiters.get(key)];
+    for (const set of sets) if (set) for (const done of [...set]) done();
+  }
+}

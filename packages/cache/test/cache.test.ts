@@ -1,0 +1,294 @@
+import { InvalidArgumentError } from '@cyredis/core';
+import { randomPrefix, waitFor } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { Cluster, type Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { SmartCache, type Codec, type SmartCacheOptions } from '../src/index.js';
+
+/** A promise plus its resolver, to hold a loader open while the test acts. */
+function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+describe.each(topologies)('SmartCache on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let other: Redis | Cluster;
+  let prefix: string;
+  const caches: SmartCache<unknown>[] = [];
+  const make = <T = unknown>(options: Partial<SmartCacheOptions<T>> = {}, client: Redis | Cluster = redis): SmartCache<T> => {
+    const cache = new SmartCache<T>(client, { name: 'c', prefix, maxSize: 100, defaultTtlMs: 60_000, ...options });
+    caches.push(cache);
+    return cache;
+  };
+  const keyOf = (suffix: string, name = 'c') => `${prefix}:cache:{${name}}:${suffix}`;
+
+  beforeAll(() => {
+    redis = connect(topology);
+    other = connect(topology);
+  });
+  afterAll(async () => {
+    await Promise.all([redis.quit(), other.quit()]);
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+  });
+  afterEach(async () => {
+    await Promise.all(caches.splice(0).map((c) => c.close()));
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('sets, gets, deletes and clears, with stats shared by every instance', async () => {
+    const cache = make<{ n: number }>();
+    const twin = make<{ n: number }>({}, other);
+    await cache.set('a', { n: 1 });
+    await twin.set('b', { n: 2 }, { ttlMs: 30_000 });
+    expect(await twin.get('a')).toEqual({ n: 1 });
+    expect(await cache.get('b')).toEqual({ n: 2 });
+    expect(await cache.get('zz')).toBeUndefined();
+    expect(await cache.delete('a')).toBe(true);
+    expect(await cache.delete('a')).toBe(false);
+    expect(await twin.get('a')).toBeUndefined();
+    expect(await twin.stats()).toEqual({ hits: 2, misses: 2, sets: 2, evictions: 0, size: 1, maxSize: 100, hitRate: 0.5, l1Hits: 0, l1Size: 0 });
+    await cache.clear();
+    expect(await cache.get('b')).toBeUndefined();
+    expect(await redis.exists(keyOf('e:b'), keyOf('log'))).toBe(0);
+  });
+
+  it('keeps statistics exact under concurrency from two clients', async () => {
+    const a = make<number>({ maxSize: 1_000 });
+    const b = make<number>({ maxSize: 1_000 }, other);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).set(`k${i}`, i)));
+    const found = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? b : a).get(`k${i}`)));
+    expect(found.filter((v) => v !== undefined)).toHaveLength(100);
+    // Each instance reports its plain reads within an event-loop turn, and before its own next call.
+    await b.stats();
+    expect(await a.stats()).toMatchObject({ hits: 100, misses: 100, sets: 100, evictions: 0, size: 100, hitRate: 0.5 });
+  });
+
+  it('does getMany and setMany in one round trip each', async () => {
+    const cache = make<string>({ maxSize: 3 });
+    await cache.set('warm', 'up');
+    const spy = vi.spyOn(redis, 'sendCommand');
+    await cache.setMany([
+      { key: 'a', value: 'A' },
+      { key: 'b', value: 'B', ttlMs: 5_000 },
+      { key: 'c', value: 'C' },
+    ]);
+    expect(spy).toHaveBeenCalledTimes(1);
+    expect(await cache.getMany(['a', 'x', 'c', 'warm'])).toEqual(['A', undefined, 'C', undefined]);
+    expect(spy).toHaveBeenCalledTimes(2);
+    spy.mockRestore();
+    expect(await redis.pttl(keyOf('e:b'))).toBeLessThanOrEqual(5_000);
+    expect(await cache.stats()).toMatchObject({ sets: 4, evictions: 1, size: 3 });
+    await cache.setMany([]);
+    expect(await cache.getMany([])).toEqual([]);
+  });
+
+  it('never returns an entry past its TTL, and jitter only shortens TTLs', async () => {
+    const cache = make<number>({ ttlJitter: 0.5 });
+    await cache.set('short', 1, { ttlMs: 150 });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => cache.set(`j${i}`, i, { ttlMs: 10_000 })));
+    const ttls = await Promise.all(Array.from({ length: 20 }, (_, i) => redis.pttl(keyOf(`e:j${i}`))));
+    for (const ttl of ttls) expect(ttl).toBeLessThanOrEqual(10_000);
+    for (const ttl of ttls) expect(ttl).toBeGreaterThan(4_000);
+    expect(new Set(ttls.map((t) => Math.round(t / 100))).size).toBeGreaterThan(1);
+    await waitFor(async () => (await cache.get('short')) === undefined, { message: 'entry outlived its TTL' });
+    // The lookup that missed also drops the dead entry from the access log (reported within a loop turn).
+    await waitFor(async () => (await redis.zscore(keyOf('log'), ':e:short')) === null);
+  });
+
+  it('refuses bad input with InvalidArgumentError and writes nothing', async () => {
+    const base = { name: 'c', prefix, maxSize: 10, defaultTtlMs: 1_000 };
+    const badOptions: [string, Partial<SmartCacheOptions<unknown>>][] = [
+      ['options.maxSize', { maxSize: 0 }],
+      ['options.maxSize', { maxSize: -3 }],
+      ['options.maxSize', { maxSize: 1.5 }],
+      ['options.defaultTtlMs', { defaultTtlMs: 0 }],
+      ['options.defaultTtlMs', { defaultTtlMs: -1 }],
+      ['options.defaultTtlMs', { defaultTtlMs: Number.NaN }],
+      ['options.defaultTtlMs', { defaultTtlMs: Number.POSITIVE_INFINITY }],
+      ['options.name', { name: '' }],
+      ['options.ttlJitter', { ttlJitter: 1 }],
+      ['options.graceMs', { graceMs: -1 }],
+      ['options.l1.maxEntries', { l1: { maxEntries: 0 } }],
+      ['options.timeoutMs', { timeoutMs: 0 }],
+    ];
+    for (const [argument, patch] of badOptions) {
+      expect(() => new SmartCache(redis, { ...base, ...patch }), argument).toThrow(expect.objectContaining({ argument }));
+    }
+    const cache = make();
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const calls: [string, () => Promise<unknown>][] = [
+      ['key', () => cache.get('')],
+      ['key', () => cache.set('', 1)],
+      ['key', () => cache.delete('')],
+      ['key', () => cache.getOrSet('', () => 1)],
+      ['keys[1]', () => cache.getMany(['a', ''])],
+      ['entries[0].key', () => cache.setMany([{ key: '', value: 1 }])],
+      ['options.ttlMs', () => cache.set('a', 1, { ttlMs: 0 })],
+      ['options.ttlMs', () => cache.set('a', 1, { ttlMs: -10 })],
+      ['options.ttlMs', () => cache.set('a', 1, { ttlMs: Number.NaN })],
+      ['options.ttlMs', () => cache.set('a', 1, { ttlMs: Number.POSITIVE_INFINITY })],
+      ['entries[1].ttlMs', () => cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 1, ttlMs: 0 }])],
+      ['options.ttlMs', () => cache.getOrSet('a', () => 1, { ttlMs: 0 })],
+      ['value', () => cache.set('a', undefined)],
+      ['value', () => cache.set('a', circular)],
+      ['value', () => cache.set('a', { f: () => 1 })],
+      ['value', () => cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: Symbol('x') }])],
+    ];
+    for (const [argument, call] of calls) {
+      await expect(call(), argument).rejects.toThrow(InvalidArgumentError);
+      await expect(call(), argument).rejects.toMatchObject({ argument });
+    }
+    // A value the codec refuses inside getOrSet: the caller gets the error and the lease is released.
+    await expect(cache.getOrSet('a', () => Symbol('no') as unknown)).rejects.toThrow(InvalidArgumentError);
+    await waitFor(async () => (await redis.exists(keyOf('l:a'))) === 0);
+    expect(await cache.stats()).toMatchObject({ sets: 0, size: 0 });
+  });
+
+  it('uses a pluggable codec', async () => {
+    const upper: Codec<string> = { encode: (v) => v.toUpperCase(), decode: (t) => `<${t}>` };
+    const cache = make<string>({ codec: upper });
+    await cache.set('a', 'hello');
+    expect(await redis.get(keyOf('e:a'))).toBe('HELLO');
+    expect(await cache.get('a')).toBe('<HELLO>');
+  });
+
+  it('getOrSet runs the loader once for 50 concurrent callers on two clients', async () => {
+    const a = make<number>();
+    const b = make<number>({}, other);
+    const loaded = gate<number>();
+    const loader = vi.fn(() => loaded.promise);
+    const calls = Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).getOrSet('hot', loader));
+    await waitFor(() => loader.mock.calls.length === 1);
+    loaded.open(42);
+    expect(await Promise.all(calls)).toEqual(Array.from({ length: 50 }, () => 42));
+    expect(loader).toHaveBeenCalledTimes(1);
+    expect(await a.getOrSet('hot', loader)).toBe(42);
+    expect(loader).toHaveBeenCalledTimes(1);
+  });
+
+  it('a delete during a load wins: the late write is dropped', async () => {
+    const cache = make<string>();
+    const loaded = gate<string>();
+    const pending = cache.getOrSet('k', () => loaded.promise);
+    await waitFor(async () => (await redis.exists(keyOf('l:k'))) === 1);
+    expect(await cache.delete('k')).toBe(false);
+    loaded.open('late');
+    expect(await pending).toBe('late');
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.stats()).toMatchObject({ sets: 0 });
+  });
+
+  it('a failing loader rejects the callers and frees the lease at once', async () => {
+    const cache = make<string>({ leaseMs: 60_000 });
+    await expect(cache.getOrSet('k', () => Promise.reject(new Error('db down')))).rejects.toThrow('db down');
+    await waitFor(async () => (await redis.exists(keyOf('l:k'))) === 0);
+    expect(await cache.getOrSet('k', () => 'ok')).toBe('ok');
+  });
+
+  it('serves the stale value within graceMs when the loader fails', async () => {
+    const cache = make<string>({ graceMs: 30_000 });
+    await cache.set('k', 'old', { ttlMs: 100 });
+    await waitFor(async () => (await cache.get('k')) === undefined);
+    expect(await cache.getOrSet('k', () => Promise.reject(new Error('db down')))).toBe('old');
+    expect(await cache.getOrSet('k', () => 'new')).toBe('new');
+    expect(await cache.get('k')).toBe('new');
+  });
+
+  it('refreshes in the background before expiry (staleWhileRevalidateMs)', async () => {
+    const cache = make<string>({ staleWhileRevalidateMs: 50_000 });
+    await cache.set('k', 'old', { ttlMs: 30_000 });
+    const loader = vi.fn(() => 'new');
+    expect(await cache.getOrSet('k', loader)).toBe('old');
+    await waitFor(async () => (await cache.get('k')) === 'new');
+    expect(loader).toHaveBeenCalledTimes(1);
+    expect(await redis.pttl(keyOf('e:k'))).toBeGreaterThan(50_000);
+  });
+
+  it('answers from L1, and a set or delete in one instance drops the copy in another', async () => {
+    const a = make<string>({ l1: { maxEntries: 10 } });
+    const b = make<string>({ l1: { maxEntries: 10 } }, other);
+    await a.set('k', 'v1');
+    await waitFor(async () => {
+      await b.get('k');
+      return (await b.stats()).l1Size === 1;
+    });
+    expect(await b.get('k')).toBe('v1');
+    expect((await b.stats()).l1Hits).toBeGreaterThan(0);
+    await a.set('k', 'v2');
+    await waitFor(async () => (await b.get('k')) === 'v2', { message: 'L1 kept the old value' });
+    await a.delete('k');
+    await waitFor(async () => (await b.get('k')) === undefined, { message: 'L1 kept a deleted value' });
+    await a.set('k', 'v3');
+    await b.get('k');
+    await a.clear();
+    await waitFor(async () => (await b.get('k')) === undefined, { message: 'L1 kept a cleared value' });
+  });
+
+  it('keeps L1 coherent for clients with a keyPrefix', async () => {
+    const options = { keyPrefix: `${prefix}kp:` };
+    const [c1, c2] = [connect(topology, options), connect(topology, options)];
+    try {
+      const a = make<string>({ l1: { maxEntries: 10 } }, c1);
+      const b = make<string>({ l1: { maxEntries: 10 } }, c2);
+      await a.set('k', 'v1');
+      await waitFor(async () => (await b.get('k')) === 'v1' && (await b.stats()).l1Size === 1);
+      await a.set('k', 'v2');
+      await waitFor(async () => (await b.get('k')) === 'v2', { message: 'L1 kept v1' });
+      expect(await redis.exists(`${prefix}kp:${keyOf('e:k')}`)).toBe(1);
+    } finally {
+      await Promise.all(caches.splice(0).map((c) => c.close()));
+      await Promise.all([c1.quit(), c2.quit()]);
+    }
+  });
+
+  it('never keeps an L1 entry past the Redis TTL', async () => {
+    const cache = make<string>({ l1: { maxEntries: 10 } });
+    await waitFor(async () => {
+      await cache.set('k', 'v', { ttlMs: 60_000 });
+      return (await cache.stats()).l1Size === 1;
+    });
+    await cache.set('k', 'v', { ttlMs: 150 });
+    expect(await cache.get('k')).toBe('v');
+    await waitFor(async () => (await cache.get('k')) === undefined);
+    expect(await redis.exists(keyOf('e:k'))).toBe(0);
+  });
+
+  it('survives SCRIPT FLUSH in the middle of a run', async () => {
+    const cache = make<number>({ maxSize: 1_000 });
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    let stop = false;
+    const flusher = (async () => {
+      let flushes = 0;
+      while (!stop) {
+        await Promise.all(nodes.map((n) => n.script('FLUSH')));
+        flushes++;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      return flushes;
+    })();
+    const ops = await Promise.allSettled(
+      Array.from({ length: 400 }, (_, i) => (i % 2 ? cache.set(`k${i % 50}`, i) : cache.getOrSet(`g${i % 20}`, () => i))),
+    );
+    stop = true;
+    expect(await flusher).toBeGreaterThan(0);
+    expect(ops.filter((r) => r.status === 'rejected')).toEqual([]);
+    // 25 keys set (odd i) and 10 loaded (even i).
+    expect((await cache.stats()).size).toBe(35);
+  });
+
+  it('keeps the access-log index under 130 bytes per entry (MEMORY USAGE)', async () => {
+    const cache = make<string>({ name: 'mem', maxSize: 10_000 });
+    const n = 2_000;
+    for (let i = 0; i < n; i += 500) {
+      await cache.setMany(Array.from({ length: 500 }, (_, j) => ({ key: `user:${i + j}`, value: 'x'.repeat(100) })));
+    }
+    const index = Number(await redis.call('MEMORY', 'USAGE', keyOf('log', 'mem'), 'SAMPLES', '0'));
+    const stats = Number(await redis.call('MEMORY', 'USAGE', keyOf('stats', 'mem'), 'SAMPLES', '0'));
+    expect((index + stats) / n).toBeLessThanOrEqual(130);
+  });
+});

@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { readPackageLua } from '@cyredis/core';
+import { randomPrefix } from '@cyredis/testing';
+import { connect, topologies } from '@cyredis/testing/context';
+import { Cluster, type Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+
+const SOURCE = readPackageLua(new URL('../src/index.ts', import.meta.url), 'smart_cache');
+
+describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let sha: string;
+  let k: (name: string) => string;
+
+  beforeAll(async () => {
+    redis = connect(topology);
+    await redis.ping();
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of nodes) sha = String(await node.script('LOAD', SOURCE));
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    const p = randomPrefix();
+    // The seed's names; on the cluster every key of one cache shares a hash tag, as the header says.
+    k = (name) => (topology === 'cluster' ? `{${p}}:${name}` : `${p}:${name}`);
+  });
+
+  const call = (entry: string, ...args: (string | number)[]) =>
+    redis.evalsha(sha, 3, k(entry), k('access:log'), k('stats:key'), ...args);
+
+  it('has the SHA that SCRIPT LOAD returns', () => {
+    expect(sha).toBe(createHash('sha1').update(SOURCE).digest('hex'));
+  });
+
+  it('answers GET, SET and STATS exactly as the seed shows', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expect(await call('cache:key', 'GET', now)).toBeNull();
+    expect(await call('cache:key', 'SET', now, 'value', 3600, 1000)).toBe(0);
+    expect(await call('cache:key', 'GET', now)).toBe('value');
+    const pttl = await redis.pttl(k('cache:key'));
+    expect(pttl).toBeGreaterThan(3_590_000);
+    expect(pttl).toBeLessThanOrEqual(3_600_000);
+    expect(await call('cache:key', 'STATS', now)).toEqual([
+      'hits', 1, 'misses', 1, 'sets', 1, 'evictions', 0, 'size', 1, 'hit_rate', '0.5000',
+    ]);
+  });
+
+  it('evicts the least recently used entry, even when every call passes the same time', async () => {
+    for (const name of ['a', 'b', 'c']) expect(await call(name, 'SET', 100, name, 3600, 3)).toBe(0);
+    expect(await call('a', 'GET', 100)).toBe('a');
+    expect(await call('d', 'SET', 100, 'd', 3600, 3)).toBe(1);
+    expect(await call('b', 'GET', 100)).toBeNull();
+    for (const name of ['a', 'c', 'd']) expect(await call(name, 'GET', 100)).toBe(name);
+    expect(await redis.zcard(k('access:log'))).toBe(3);
+    expect(await call('x', 'STATS', 100)).toEqual([
+      'hits', 4, 'misses', 1, 'sets', 4, 'evictions', 1, 'size', 3, 'hit_rate', '0.8000',
+    ]);
+  });
+
+  it('drops access-log members whose values expired (on lookup and by the sweep)', async () => {
+    for (let i = 0; i < 20; i++) await call(`e${i}`, 'SET', 1, 'v', 0.05, 100);
+    await call('live', 'SET', 1, 'v', 3600, 100);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(await call('e0', 'GET', 1)).toBeNull();
+    expect(await redis.zscore(k('access:log'), topology === 'cluster' ? ':e0' : k('e0'))).toBeNull();
+    for (let i = 0; i < 12; i++) await call('live', 'SET', 1, 'v', 3600, 100);
+    const stats = (await call('x', 'STATS', 1)) as (string | number)[];
+    expect(stats[stats.indexOf('size') + 1]).toBe(1);
+    expect(await redis.zcard(k('access:log'))).toBe(1);
+  });
+
+  it('records lookups made with plain GETs (TOUCH): hits move to the MRU end, misses leave the log', async () => {
+    for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 3600, 10);
+    await redis.del(k('c'));
+    const member = (name: string) => (topology === 'cluster' ? `:${name}` : k(name));
+    expect(await call('x', 'TOUCH', 1, 1, member('a'), member('zz'), member('c'))).toBe(1);
+    expect(await redis.zrange(k('access:log'), '0', '-1')).toEqual([member('b'), member('a')]);
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 1, 'misses', 2, 'sets', 3, 'evictions', 0, 'size', 2, 'hit_rate', '0.3333']);
+  });
+
+  it('answers bad input with an ERR reply that writes nothing', async () => {
+    await call('a', 'SET', 1, 'old', 3600, 10);
+    const keys = [k('a'), k('access:log'), k('stats:key')];
+    const snapshot = async () => Promise.all(keys.map((key) => redis.dump(key)));
+    const before = await snapshot();
+    const bad: [string, (string | number)[]][] = [
+      ['unknown operation', ['NOPE', 1]],
+      ['current_time', ['GET', 'soon']],
+      ['current_time', ['GET', -1]],
+      ['current_time', ['SET', 'inf', 'v', 10, 10]],
+      ['ttl', ['SET', 1, 'new', 0, 10]],
+      ['ttl', ['SET', 1, 'new', -5, 10]],
+      ['ttl', ['SET', 1, 'new', 'nan', 10]],
+      ['ttl', ['SET', 1, 'new', 'inf', 10]],
+      ['max_size', ['SET', 1, 'new', 10, 0]],
+      ['max_size', ['SET', 1, 'new', 10, 1.5]],
+      ['max_size', ['SET', 1, 'new', 10, 'x']],
+      ['value missing', ['SET', 1]],
+      ['unit', ['SET', 1, 'new', 10, 10, 'hours']],
+      ['grace_ms', ['GET', 1, -1]],
+      ['batch', ['CLEAR', 1, 0]],
+      ['hits', ['TOUCH', 1, 3, 'only-one']],
+      ['hits', ['TOUCH', 1, -1]],
+    ];
+    for (const [message, args] of bad) {
+      await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR .*${message}`));
+    }
+    await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR wrong number of keys/);
+    await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR wrong number of keys/);
+    if (topology === 'cluster') {
+      // Entry keys must carry the access log's tag prefix, since eviction rebuilds them from it.
+      const p = k('').slice(0, -1);
+      await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR entry key must start/);
+    }
+    expect(await snapshot()).toEqual(before);
+    expect(await call('a', 'GET', 1)).toBe('old');
+  });
+});
