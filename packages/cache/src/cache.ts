@@ -23,6 +23,7 @@ import {
 import { defaultCodec, type Codec } from './codec.js';
 import { MemoryTier } from './l1.js';
 
+/** The in-process tier in front of Redis. */
 export interface L1Options {
   /** Entries kept in this process (least recently used dropped first). */
   maxEntries: number;
@@ -30,6 +31,7 @@ export interface L1Options {
   ttlMs?: number;
 }
 
+/** Options of `new SmartCache(…)`. */
 export interface SmartCacheOptions<T> {
   /** Cache name: every key of the cache lives under this hash tag, so one cache sits on one cluster shard. */
   name: string;
@@ -57,23 +59,29 @@ export interface SmartCacheOptions<T> {
   onError?: (error: Error) => void;
 }
 
+/** Options of `set`. */
 export interface SetOptions {
   /** TTL in ms; default `defaultTtlMs`. */
   ttlMs?: number;
 }
 
+/** Options of `getOrSet`. */
 export interface GetOrSetOptions extends SetOptions {
   /** Overrides the cache's `staleWhileRevalidateMs` for this call. */
   staleWhileRevalidateMs?: number;
 }
 
+/** One entry of `setMany`. */
 export interface CacheEntry<T> {
+  /** The entry's key within the cache. */
   key: string;
+  /** The value to store (through the codec). */
   value: T;
   /** TTL in ms; default `defaultTtlMs`. */
   ttlMs?: number;
 }
 
+/** What `stats` reports. */
 export interface CacheStats {
   /** Redis lookups that found a fresh entry (shared by every process). */
   hits: number;
@@ -85,6 +93,7 @@ export interface CacheStats {
   evictions: number;
   /** Entries in the access log (may include expired ones not yet swept). */
   size: number;
+  /** The size limit the last write enforced. */
   maxSize: number;
   /** hits / (hits + misses), 0 before any lookup. */
   hitRate: number;
@@ -94,7 +103,8 @@ export interface CacheStats {
   l1Size: number;
 }
 
-type Loader<T> = () => T | Promise<T>;
+/** Computes a missing value for `getOrSet`. */
+export type Loader<T> = () => T | Promise<T>;
 
 const SCRIPT = 'smart_cache';
 const CLEAR_BATCH = 1000;
@@ -113,7 +123,9 @@ function isOutage(err: unknown): boolean {
  * in-process L1 tier. Call `close()` when done: it closes the pub/sub connection the cache may open.
  */
 export class SmartCache<T = unknown> {
+  /** The cache's name (its hash tag). */
   readonly name: string;
+  /** Entries kept in Redis at most. */
   readonly maxSize: number;
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;

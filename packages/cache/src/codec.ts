@@ -5,7 +5,9 @@ import { InvalidArgumentError } from '@cyredis/core';
  * text; a codec for binary data must wrap it (the default one uses base64 for Buffers).
  */
 export interface Codec<T = unknown> {
+  /** The stored text of `value`; throw `InvalidArgumentError` for a value it cannot encode. */
   encode(value: T): string;
+  /** The value back from its stored text. */
   decode(text: string): T;
 }
 

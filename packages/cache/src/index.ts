@@ -4,6 +4,7 @@ export {
   type CacheStats,
   type GetOrSetOptions,
   type L1Options,
+  type Loader,
   type SetOptions,
   type SmartCacheOptions,
 } from './cache.js';
