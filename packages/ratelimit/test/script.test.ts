@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { LuaScriptManager, ScriptError, type RegisteredScript } from '@cyredis/core';
+import { randomPrefix } from '@cyredis/testing';
+import { connect, topologies } from '@cyredis/testing/context';
+import { Cluster, type Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+
+const require = createRequire(import.meta.url);
+const SOURCE = readFileSync(require.resolve('@cyredis/ratelimit/lua/rate_limiter.lua'), 'utf8');
+const NOW = 1_700_000_000;
+
+describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let key: string;
+  const call = (args: (string | number)[], keys = [key]) => scripts.executeScript(script, { keys, args });
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('rate_limiter', SOURCE);
+  });
+  beforeEach(() => {
+    key = `${randomPrefix()}:user:123:requests`;
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+
+  it('ships in the package and its SHA is what SCRIPT LOAD returns', async () => {
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of nodes) expect(await node.script('LOAD', SOURCE)).toBe(script.sha);
+    expect(await redis.evalsha(script.sha, 1, key, 100, 3600, NOW, 200)).toBe(200);
+  });
+
+  it('answers the capacity left for each call, then 0 once limited, and stores no refusal', async () => {
+    const replies = [];
+    for (let i = 0; i < 4; i++) replies.push(await call([3, 60, NOW]));
+    expect(replies).toEqual([3, 2, 1, 0]);
+    expect(await redis.zcard(key)).toBe(3);
+    // Identical timestamps still give three distinct members.
+    expect(new Set(await redis.zrange(key, '0', '-1')).size).toBe(3);
+    expect(await call([3, 60, NOW + 59.999999])).toBe(0);
+    expect(await call([3, 60, NOW + 60])).toBe(3);
+  });
+
+  it('burst raises the short-term allowance: burst in any window × burst / limit', async () => {
+    const replies = [];
+    for (let i = 0; i < 201; i++) replies.push(await call([100, 3600, NOW, 200]));
+    expect(replies.filter((r) => r !== 0)).toHaveLength(200);
+    // One window later the burst is still being paid back (period 7200 s); after it, all of it is back.
+    expect(await call([100, 3600, NOW + 3600, 200])).toBe(0);
+    expect(await call([100, 3600, NOW + 7200, 200])).toBe(200);
+  });
+
+  it('uses the server clock when current_time is empty, and sets an expiry of one window', async () => {
+    expect(await call([2, 5, ''])).toBe(2);
+    expect(await call([2, 5, '', ''])).toBe(1);
+    const ttl = await redis.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(5000);
+    const [score] = (await redis.zrange(key, '0', '0', 'WITHSCORES')).slice(1);
+    const [seconds] = await redis.time();
+    expect(Math.abs(Number(score) / 1e6 - Number(seconds))).toBeLessThan(5);
+  });
+
+  it('time running backwards never admits more', async () => {
+    expect(await call([1, 10, NOW + 100])).toBe(1);
+    expect(await call([1, 10, NOW])).toBe(0);
+    expect(await call([1, 10, NOW + 109])).toBe(0);
+    expect(await call([1, 10, NOW + 110])).toBe(1);
+  });
+
+  it.each([
+    ['limit 0', [0, 60, NOW]],
+    ['negative limit', [-1, 60, NOW]],
+    ['fractional limit', [1.5, 60, NOW]],
+    ['infinite limit', ['inf', 60, NOW]],
+    ['NaN limit', ['nan', 60, NOW]],
+    ['text limit', ['ten', 60, NOW]],
+    ['window 0', [10, 0, NOW]],
+    ['negative window', [10, -1, NOW]],
+    ['infinite window', [10, 'inf', NOW]],
+    ['negative time', [10, 60, -1]],
+    ['text time', [10, 60, 'now']],
+    ['burst below limit', [10, 60, NOW, 9]],
+    ['fractional burst', [10, 60, NOW, 10.5]],
+    ['too few arguments', [10, 60]],
+    ['unknown algorithm', [10, 60, NOW, '', 'leaky', 1, 'limit', 0, '']],
+    ['cost above capacity', [10, 60, NOW, '', 'sliding-window', 11, 'limit', 0, '']],
+    ['refund above capacity', [10, 60, NOW, '', 'sliding-window', -11, 'limit', 0, '']],
+    ['fractional cost', [10, 60, NOW, '', 'gcra', 1.5, 'limit', 0, '']],
+    ['unknown mode', [10, 60, NOW, '', 'gcra', 1, 'take', 0, '']],
+    ['negative block', [10, 60, NOW, '', 'gcra', 1, 'limit', -1, '']],
+    ['missing rule arguments', [10, 60, NOW, '', 'fixed-window', 1, 'limit', 0, '', 5]],
+    ['empty batch', [10, 60, NOW, '', 'sliding-window', 0, 'batch', 0, '']],
+    ['batch with a request id', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, 'r', 1]],
+    ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', 11]],
+    ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', 1]],
+  ] as const)('%s: an ERR reply that writes nothing', async (_, args) => {
+    const err = await call([...args]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ScriptError);
+    expect((err as ScriptError).code).toBe('ERR');
+    expect(await redis.exists(key)).toBe(0);
+  });
+
+  it('an empty or over-long key: an ERR reply that writes nothing', async () => {
+    const empty = await redis.eval(SOURCE, 1, '', 10, 60, NOW).catch((e: unknown) => e);
+    expect(String(empty)).toMatch(/ERR rate_limiter: keys must be/);
+    expect(await redis.exists('')).toBe(0);
+    const long = `{t}${'k'.repeat(65_537)}`;
+    const err = await redis.eval(SOURCE, 1, long, 10, 60, NOW).catch((e: unknown) => e);
+    expect(String(err)).toMatch(/ERR rate_limiter: keys must be/);
+    expect(await redis.exists(long)).toBe(0);
+  });
+
+  it('a second key in the seed call is refused', async () => {
+    const err = await call([10, 60, NOW], [`{${key}}a`, `{${key}}b`]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ScriptError);
+  });
+});
