@@ -2,17 +2,19 @@
 job_queue.lua: a crash-safe job queue with priorities, delays, leases, retries with backoff and dead letters.
 
 KEYS (the seed's four; every key of one queue must share one hash tag on Redis Cluster)
-  KEYS[1] queue       ZSET of waiting jobs: member = job id, score = (1000 - priority) * 2^42 + sequence, so
-                      ZPOPMIN serves the highest priority first and FIFO within a priority
+  KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
   KEYS[3] failed      ZSET of jobs that failed and wait for their retry: score = retry time (ms)
   KEYS[4] dead        ZSET of dead letters: score = time of death (ms)
   Derived from KEYS[1] (same hash tag, so declare none of them):
+  KEYS[1]..':w:'..p   LIST of the job ids waiting at priority p, served from the head: FIFO within a
+                      priority; a job whose lease expired or was released goes back to the head
   KEYS[1]..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
   KEYS[1]..':jobs'    HASH id -> "<priority>:<max_retries>:<data>" (immutable while the job lives)
   KEYS[1]..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
-  KEYS[1]..':meta'    HASH seq (waiting sequence), lease (last lease token), completed (count)
-  KEYS[1]..':wake'    LIST holding at most one "1": pushed while jobs wait, so idle workers BLPOP it
+  KEYS[1]..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto id)
+  KEYS[1]..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is scheduled, so
+                      idle workers block on it (BLPOP) instead of polling
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Optional trailing ARGV switch on the
@@ -25,8 +27,9 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         1024 bytes.
   POP   <current_time> <count> [lease_ms] [full]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, id, data, priority, attempts, max_retries, lease_token, ... } where
-        wait_ms is 0 if jobs still wait, else ms until the next delayed/retry/lease event, or -1 for none.
+        With full = "1": { wait_ms, id, "<priority>:<max_retries>:<data>", attempts, lease_token, ... } where
+        wait_ms is 0 when count jobs came or jobs still wait, else ms until the next delayed job, retry or
+        lease deadline, or -1 for none.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
   COMPLETE <current_time> <job_id> [lease_token]
@@ -40,7 +43,8 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   STATS <current_time>
         -> { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
   PUSHN <current_time> <n> then n times <job_id> <job_data> <priority> <max_retries> <delay_seconds>
-        -> { 1|0, ... } per job as PUSH (n in 1..1000; a repeated id within one call is a duplicate).
+        -> { id|0, ... }: per job its id when queued, 0 when the id exists (n in 1..1000; a repeated id in
+        one call is a duplicate). An empty job_id gets a generated decimal id (skipping ids in use).
   ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>
         -> { {1|0, ...}, wait_ms, jobs as POP full ... }: completes n (0..1000) jobs, then pops up to fetch
         (0..1000) more, in one call.
@@ -58,7 +62,7 @@ Retention: a completed job is deleted at once (only counted). The dead letter se
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
 
 Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, empty or long id, data over
-1 MiB, a sequence that would pass 2^42 while jobs wait) -> an "ERR job_queue: ..." reply, written nothing.
+1 MiB) -> an "ERR job_queue: ..." reply, written nothing.
 
 Complexity: PUSH O(log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE O(log N) plus up to
 100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
@@ -71,7 +75,6 @@ local MAX_ERROR = 1000
 local MAX_PRIORITY = 1000
 local MAX_RETRIES = 1000
 local MAX_DELAY_S = 31536000
-local SEQ_SPAN = 4398046511104 -- 2^42: 2001 priorities * 2^42 stays below 2^53, so scores are exact
 local MOVE_LIMIT = 256
 local DEAD_MAX = 10000
 local DEAD_AGE_MS = 7 * 24 * 3600 * 1000
@@ -106,37 +109,151 @@ local function id_arg(name, value)
   return value
 end
 
-local function clock(value)
-  if value == '*' then
-    local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return math.floor(number('current_time', value, 0, 1e11) * 1000 + 0.5)
+local function server_time()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 if #KEYS ~= 4 then bad('takes 4 keys (queue, processing, failed, dead), got ' .. #KEYS) end
 local op = ARGV[1]
-local now = clock(ARGV[2])
-
--- Waiting scores need a fresh sequence number; it restarts only when nothing waits, so FIFO holds.
-local seq, seq_dirty
-local function load_seq(needed)
-  seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
-  if seq + needed >= SEQ_SPAN then
-    if redis.call('ZCARD', waiting) > 0 then bad('sequence space exhausted while jobs wait; drain the queue') end
-    seq = 0
-  end
+-- Milliseconds. The server clock costs a TIME call, which a push without a delay never needs.
+local now
+if ARGV[2] ~= '*' then
+  now = math.floor(number('current_time', ARGV[2], 0, 1e11) * 1000 + 0.5)
+elseif op ~= 'PUSH' and op ~= 'PUSHN' then
+  now = server_time()
 end
 
-local function save_seq()
-  if seq_dirty then redis.call('HSET', meta, 'seq', seq) end
-  seq_dirty = false
+-- Operations come in the order of what they need: each branch returns before the helpers of heavier
+-- ones are defined, since a script call runs its whole top level (and builds every closure) each time.
+if op == 'STATS' then
+  return {
+    'waiting', tonumber(redis.call('HGET', meta, 'waiting') or '0'),
+    'delayed', redis.call('ZCARD', delayed),
+    'processing', redis.call('ZCARD', processing),
+    'failed', redis.call('ZCARD', failed),
+    'dead', redis.call('ZCARD', dead),
+    'completed', tonumber(redis.call('HGET', meta, 'completed') or '0'),
+  }
+end
+
+-- Waiting jobs added (or, negative, popped) by this call; written to the counter once, at the end.
+local waiting_delta = 0
+
+local function save_count()
+  if waiting_delta ~= 0 then redis.call('HINCRBY', meta, 'waiting', waiting_delta) end
+  waiting_delta = 0
+end
+
+-- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list.
+local function enqueue_ids(priority, ids, front)
+  local len = redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':w:' .. priority, unpack(ids))
+  if len == #ids then redis.call('ZADD', waiting, -priority, priority) end
+  waiting_delta = waiting_delta + #ids
 end
 
 local function enqueue(id, priority)
-  seq = seq + 1
-  seq_dirty = true
-  redis.call('ZADD', waiting, (MAX_PRIORITY - priority) * SEQ_SPAN + seq, id)
+  enqueue_ids(priority, { id }, false)
+end
+
+-- A job whose lease expired or was released waited its turn already: it goes first within its priority.
+local function requeue(id, priority)
+  enqueue_ids(priority, { id }, true)
+end
+
+-- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
+local function poke()
+  if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+end
+
+-- `auto`: an empty id asks for a generated one (PUSHN only).
+local function check_push(base, auto)
+  local id = ARGV[base]
+  if not (auto and id == '') then id_arg('job_id', id) end
+  local data = ARGV[base + 1]
+  if data == nil then bad('job_data is missing') end
+  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+  -- + 0 turns -0 into 0, so one priority has one list name.
+  local priority = number('priority', ARGV[base + 2], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+  local max_retries = number('max_retries', ARGV[base + 3], 0, MAX_RETRIES, true)
+  local delay = number('delay_seconds', ARGV[base + 4], 0, MAX_DELAY_S, false)
+  return id, data, priority, max_retries, math.floor(delay * 1000 + 0.5)
+end
+
+-- PUSHN reserves one block of generated ids per call: (auto_next, auto_last].
+local auto_next, auto_last = 0, 0
+
+-- Writes the job record; returns the id, or nil when the id exists. With `groups`, waiting ids are
+-- collected per priority for one push per list. Generated ids are decimal; ones in use are skipped.
+local function push(groups, id, data, priority, max_retries, delay_ms)
+  local rec = priority .. ':' .. max_retries .. ':' .. data
+  if id == '' then
+    -- Bounded: a caller who filled the next 100 numbers with ids of their own gets 0 (not queued).
+    for _ = 1, 100 do
+      if auto_next < auto_last then
+        auto_next = auto_next + 1
+      else
+        auto_next = redis.call('HINCRBY', meta, 'ids', 1)
+        auto_last = auto_next
+      end
+      id = string.format('%d', auto_next)
+      if redis.call('HSETNX', jobs, id, rec) == 1 then break end
+      id = nil
+    end
+    if not id then return nil end
+  elseif redis.call('HSETNX', jobs, id, rec) == 0 then
+    return nil
+  end
+  if delay_ms > 0 then
+    now = now or server_time()
+    redis.call('ZADD', delayed, now + delay_ms, id)
+    -- A blocked worker recomputes how long to wait.
+    poke()
+  elseif groups then
+    local group = groups[priority]
+    if not group then
+      group = {}
+      groups[priority] = group
+    end
+    group[#group + 1] = id
+  else
+    enqueue(id, priority)
+  end
+  return id
+end
+
+if op == 'PUSH' then
+  local id, data, priority, max_retries, delay_ms = check_push(3, false)
+  if not push(nil, id, data, priority, max_retries, delay_ms) then return 0 end
+  save_count()
+  poke()
+  return 1
+end
+
+if op == 'PUSHN' then
+  local n = number('n', ARGV[3], 1, MAX_BATCH, true)
+  if #ARGV ~= 3 + 5 * n then bad('PUSHN with n = ' .. n .. ' takes ' .. (3 + 5 * n) .. ' arguments, got ' .. #ARGV) end
+  local batch = {}
+  local blanks = 0
+  for i = 1, n do
+    batch[i] = { check_push(4 + 5 * (i - 1), true) }
+    if batch[i][1] == '' then blanks = blanks + 1 end
+  end
+  if blanks > 0 then
+    auto_last = redis.call('HINCRBY', meta, 'ids', blanks)
+    auto_next = auto_last - blanks
+  end
+  local out = {}
+  local groups = {}
+  for i = 1, n do out[i] = push(groups, unpack(batch[i])) or 0 end
+  local queued = false
+  for priority, ids in pairs(groups) do
+    enqueue_ids(priority, ids, false)
+    queued = true
+  end
+  save_count()
+  if queued then poke() end
+  return out
 end
 
 local function parse_record(rec)
@@ -145,12 +262,15 @@ local function parse_record(rec)
   return tonumber(string.sub(rec, 1, a - 1)), tonumber(string.sub(rec, a + 1, b - 1)), b
 end
 
-local function read_state(id)
-  local s = redis.call('HGET', state, id)
+local function parse_state(s)
   if not s then return 0, '', '' end
   local a = string.find(s, ':', 1, true)
   local b = string.find(s, ':', a + 1, true)
   return tonumber(string.sub(s, 1, a - 1)), string.sub(s, a + 1, b - 1), string.sub(s, b + 1)
+end
+
+local function read_state(id)
+  return parse_state(redis.call('HGET', state, id))
 end
 
 local function write_state(id, attempts, token, err)
@@ -158,12 +278,102 @@ local function write_state(id, attempts, token, err)
 end
 
 local function signal()
-  if redis.call('LLEN', wake) == 0 and redis.call('ZCARD', waiting) > 0 then redis.call('RPUSH', wake, '1') end
+  if redis.call('ZCARD', waiting) > 0 then poke() end
 end
 
 local function forget(id)
   redis.call('HDEL', jobs, id)
   redis.call('HDEL', state, id)
+end
+
+-- The job's state when `id` is leased (under `token`, if given), else nil.
+local function leased(id, token)
+  if not redis.call('ZSCORE', processing, id) then return nil end
+  local attempts, held, err = read_state(id)
+  if token and token ~= held then return nil end
+  return attempts, held, err
+end
+
+-- n (job_id, lease_token) pairs from ARGV[base] on, as two lists.
+local function pairs_arg(base, n)
+  local ids, tokens = {}, {}
+  for i = 1, n do
+    ids[i] = id_arg('job_id', ARGV[base + 2 * i - 2])
+    tokens[i] = id_arg('lease_token', ARGV[base + 2 * i - 1])
+  end
+  return ids, tokens
+end
+
+if op == 'COMPLETE' then
+  local id = id_arg('job_id', ARGV[3])
+  local token = ARGV[4] and id_arg('lease_token', ARGV[4])
+  if not leased(id, token) then return 0 end
+  redis.call('ZREM', processing, id)
+  forget(id)
+  redis.call('HINCRBY', meta, 'completed', 1)
+  return 1
+end
+
+if op == 'EXTEND' then
+  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  local n = number('n', ARGV[4], 1, MAX_BATCH, true)
+  if #ARGV ~= 4 + 2 * n then bad('EXTEND with n = ' .. n .. ' takes ' .. (4 + 2 * n) .. ' arguments, got ' .. #ARGV) end
+  local ids, tokens = pairs_arg(5, n)
+  local out = {}
+  for i = 1, n do
+    if leased(ids[i], tokens[i]) then
+      redis.call('ZADD', processing, 'XX', now + lease_ms, ids[i])
+      out[i] = 1
+    else
+      out[i] = 0
+    end
+  end
+  return out
+end
+
+if op == 'RELEASE' then
+  local id = id_arg('job_id', ARGV[3])
+  local token = id_arg('lease_token', ARGV[4])
+  local attempts, _, err = leased(id, token)
+  if not attempts then return 0 end
+  redis.call('ZREM', processing, id)
+  write_state(id, attempts - 1, '0', err)
+  requeue(id, (parse_record(redis.call('HGET', jobs, id))))
+  save_count()
+  poke()
+  return 1
+end
+
+if op == 'RETRYDEAD' then
+  local count = number('count', ARGV[3], 1, MAX_BATCH, true)
+  local popped = redis.call('ZPOPMIN', dead, count)
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    redis.call('HDEL', state, id)
+    enqueue(id, (parse_record(redis.call('HGET', jobs, id))))
+  end
+  save_count()
+  signal()
+  return #popped / 2
+end
+
+if op == 'DEAD' then
+  local count = number('count', ARGV[3], 1, MAX_BATCH, true)
+  local out = {}
+  local list = redis.call('ZREVRANGE', dead, 0, count - 1, 'WITHSCORES')
+  for i = 1, #list, 2 do
+    local id = list[i]
+    local rec = redis.call('HGET', jobs, id)
+    local _, _, at = parse_record(rec)
+    local attempts, _, err = read_state(id)
+    local k = #out
+    out[k + 1] = id
+    out[k + 2] = string.sub(rec, at + 1)
+    out[k + 3] = attempts
+    out[k + 4] = err
+    out[k + 5] = tonumber(list[i + 1])
+  end
+  return out
 end
 
 local function bury(id, attempts, err)
@@ -184,6 +394,52 @@ local function trim_dead()
     redis.call('ZREM', dead, id)
     forget(id)
   end
+end
+
+if op == 'FAIL' then
+  local id = id_arg('job_id', ARGV[3])
+  local message = ARGV[4]
+  if message == nil then bad('error_message is missing') end
+  local token = ARGV[5] and id_arg('lease_token', ARGV[5])
+  local base = 1000
+  local cap = 60000
+  if ARGV[6] ~= nil then base = number('backoff_base_ms', ARGV[6], 0, MAX_LEASE_MS, true) end
+  if ARGV[7] ~= nil then cap = number('backoff_max_ms', ARGV[7], base, MAX_LEASE_MS, true) end
+  local attempts, held = leased(id, token)
+  if not attempts then return { 'lost', 0 } end
+  local _, max_retries = parse_record(redis.call('HGET', jobs, id))
+  local err = string.sub(message, 1, MAX_ERROR)
+  redis.call('ZREM', processing, id)
+  if attempts > max_retries then
+    bury(id, attempts, err)
+    trim_dead()
+    return { 'dead', now }
+  end
+  local delay = math.min(cap, base * 2 ^ (attempts - 1))
+  -- Scripts start with a fixed seed; seed from time and token so retries of many jobs spread out.
+  math.randomseed((now + (tonumber(held) or 0) * 7919) % 2147483647)
+  local at = now + math.floor(delay / 2 + math.random() * delay / 2)
+  write_state(id, attempts, '0', err)
+  redis.call('ZADD', failed, at, id)
+  poke()
+  return { 'retry', at }
+end
+
+-- Pops up to `count` ids, highest priority first; each turn pops at least one id.
+local function take(count)
+  local ids = {}
+  for _ = 1, count do
+    local left = count - #ids
+    if left == 0 then break end
+    local top = redis.call('ZRANGE', waiting, 0, 0)[1]
+    if not top then break end
+    local list = waiting .. ':w:' .. top
+    local got = redis.call('LPOP', list, left) or {}
+    for i = 1, #got do ids[#ids + 1] = got[i] end
+    if #got < left or redis.call('EXISTS', list) == 0 then redis.call('ZREM', waiting, top) end
+  end
+  waiting_delta = waiting_delta - #ids
+  return ids
 end
 
 local function promote(source)
@@ -209,7 +465,7 @@ local function reclaim()
       buried = buried + 1
     else
       write_state(id, attempts, '0', 'lease expired')
-      enqueue(id, priority)
+      requeue(id, priority)
     end
   end
   return buried
@@ -228,239 +484,106 @@ local function wait_ms()
   return best
 end
 
--- Leases `count` jobs; appends them to `out` (seed pairs, or flat groups of six when `full`).
+-- Leases up to `count` jobs and returns how many; appends them to `out` (seed pairs, or flat groups of
+-- four when `full`).
 local function pop(count, lease_ms, full, out)
+  local n = 0
   local buried = reclaim()
   promote(delayed)
   promote(failed)
-  save_seq()
   if buried > 0 then trim_dead() end
   if count > 0 then
-    local popped = redis.call('ZPOPMIN', waiting, count)
-    local n = #popped / 2
+    local ids = take(count)
+    n = #ids
     if n > 0 then
       local token = redis.call('HINCRBY', meta, 'lease', n) - n
       local deadline = now + lease_ms
-      local leases = {}
+      local leases, states = {}, {}
+      local recs = redis.call('HMGET', jobs, unpack(ids))
+      local olds = redis.call('HMGET', state, unpack(ids))
+      local k = #out
       for i = 1, n do
-        local id = popped[2 * i - 1]
-        local rec = redis.call('HGET', jobs, id)
-        local priority, max_retries, at = parse_record(rec)
-        local attempts, _, err = read_state(id)
+        local id = ids[i]
+        local rec = recs[i]
+        local attempts, _, err = parse_state(olds[i])
         attempts = attempts + 1
         token = token + 1
-        write_state(id, attempts, token, err)
+        states[2 * i - 1] = id
+        states[2 * i] = attempts .. ':' .. token .. ':' .. err
         leases[2 * i - 1] = deadline
         leases[2 * i] = id
         if full then
-          local k = #out
+          -- The record goes out whole ("priority:max_retries:data"): the caller splits it, Lua copies nothing.
           out[k + 1] = id
-          out[k + 2] = string.sub(rec, at + 1)
-          out[k + 3] = priority
-          out[k + 4] = attempts
-          out[k + 5] = max_retries
-          out[k + 6] = tostring(token)
+          out[k + 2] = rec
+          out[k + 3] = attempts
+          out[k + 4] = token
+          k = k + 4
         else
+          local _, _, at = parse_record(rec)
           out[#out + 1] = { id, string.sub(rec, at + 1) }
         end
       end
+      redis.call('HSET', state, unpack(states))
       redis.call('ZADD', processing, unpack(leases))
     end
   end
+  save_count()
   signal()
+  return n
 end
 
--- The job's state when `id` is leased (under `token`, if given), else nil.
-local function leased(id, token)
-  if not redis.call('ZSCORE', processing, id) then return nil end
-  local attempts, held, err = read_state(id)
-  if token and token ~= held then return nil end
-  return attempts, held, err
+-- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0).
+local function wait_after(n, count)
+  if count > 0 and n == count then return 0 end
+  return wait_ms()
 end
 
-local function check_push(base, id_name)
-  local id = id_arg(id_name, ARGV[base])
-  local data = ARGV[base + 1]
-  if data == nil then bad('job_data is missing') end
-  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
-  local priority = number('priority', ARGV[base + 2], -MAX_PRIORITY, MAX_PRIORITY, true)
-  local max_retries = number('max_retries', ARGV[base + 3], 0, MAX_RETRIES, true)
-  local delay = number('delay_seconds', ARGV[base + 4], 0, MAX_DELAY_S, false)
-  return id, data, priority, max_retries, math.floor(delay * 1000 + 0.5)
-end
-
-local function push(id, data, priority, max_retries, delay_ms)
-  if redis.call('HSETNX', jobs, id, priority .. ':' .. max_retries .. ':' .. data) == 0 then return 0 end
-  if delay_ms > 0 then
-    redis.call('ZADD', delayed, now + delay_ms, id)
-  else
-    enqueue(id, priority)
-  end
-  return 1
-end
-
-local function pairs_arg(base, n)
-  local list = {}
-  for i = 1, n do
-    list[i] = { id_arg('job_id', ARGV[base + 2 * i - 2]), id_arg('lease_token', ARGV[base + 2 * i - 1]) }
-  end
-  return list
-end
-
-if op == 'PUSH' then
-  local id, data, priority, max_retries, delay_ms = check_push(3, 'job_id')
-  load_seq(1)
-  local added = push(id, data, priority, max_retries, delay_ms)
-  if added == 1 and delay_ms == 0 then
-    save_seq()
-    signal()
-  end
-  return added
-elseif op == 'PUSHN' then
-  local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  if #ARGV ~= 3 + 5 * n then bad('PUSHN with n = ' .. n .. ' takes ' .. (3 + 5 * n) .. ' arguments, got ' .. #ARGV) end
-  local batch = {}
-  for i = 1, n do batch[i] = { check_push(4 + 5 * (i - 1), 'job_id') } end
-  load_seq(n)
-  local out = {}
-  for i = 1, n do out[i] = push(unpack(batch[i])) end
-  save_seq()
-  signal()
-  return out
-elseif op == 'POP' then
+if op == 'POP' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local lease_ms = DEFAULT_LEASE_MS
   if ARGV[4] ~= nil then lease_ms = number('lease_ms', ARGV[4], 1, MAX_LEASE_MS, true) end
   local full = ARGV[5] == '1'
-  load_seq(3 * MOVE_LIMIT)
   local out = {}
   if full then out[1] = 0 end
-  pop(count, lease_ms, full, out)
-  if full then out[1] = wait_ms() end
+  local n = pop(count, lease_ms, full, out)
+  if full then out[1] = wait_after(n, count) end
   return out
-elseif op == 'ACK' then
+end
+
+if op == 'ACK' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
   if #ARGV ~= 5 + 2 * n then bad('ACK with n = ' .. n .. ' takes ' .. (5 + 2 * n) .. ' arguments, got ' .. #ARGV) end
-  local acks = pairs_arg(6, n)
-  load_seq(3 * MOVE_LIMIT)
+  local ids, tokens = pairs_arg(6, n)
   local results = {}
-  local done = 0
-  for i = 1, n do
-    local id = acks[i][1]
-    if leased(id, acks[i][2]) then
-      redis.call('ZREM', processing, id)
-      forget(id)
-      done = done + 1
-      results[i] = 1
-    else
+  local done, seen = {}, {}
+  if n > 0 then
+    local leases = redis.call('ZMSCORE', processing, unpack(ids))
+    local states = redis.call('HMGET', state, unpack(ids))
+    for i = 1, n do
+      local id = ids[i]
       results[i] = 0
+      -- A repeated pair in one call completes once.
+      if leases[i] and not seen[id] then
+        if states[i] and string.match(states[i], '^%d+:(%d+):') == tokens[i] then
+          seen[id] = true
+          done[#done + 1] = id
+          results[i] = 1
+        end
+      end
     end
   end
-  if done > 0 then redis.call('HINCRBY', meta, 'completed', done) end
+  if #done > 0 then
+    redis.call('ZREM', processing, unpack(done))
+    redis.call('HDEL', jobs, unpack(done))
+    redis.call('HDEL', state, unpack(done))
+    redis.call('HINCRBY', meta, 'completed', #done)
+  end
   local out = { results, 0 }
-  pop(fetch, lease_ms, true, out)
-  out[2] = wait_ms()
-  return out
-elseif op == 'COMPLETE' then
-  local id = id_arg('job_id', ARGV[3])
-  local token = ARGV[4] and id_arg('lease_token', ARGV[4])
-  if not leased(id, token) then return 0 end
-  redis.call('ZREM', processing, id)
-  forget(id)
-  redis.call('HINCRBY', meta, 'completed', 1)
-  return 1
-elseif op == 'FAIL' then
-  local id = id_arg('job_id', ARGV[3])
-  local message = ARGV[4]
-  if message == nil then bad('error_message is missing') end
-  local token = ARGV[5] and id_arg('lease_token', ARGV[5])
-  local base = 1000
-  local cap = 60000
-  if ARGV[6] ~= nil then base = number('backoff_base_ms', ARGV[6], 0, MAX_LEASE_MS, true) end
-  if ARGV[7] ~= nil then cap = number('backoff_max_ms', ARGV[7], base, MAX_LEASE_MS, true) end
-  local attempts, held = leased(id, token)
-  if not attempts then return { 'lost', 0 } end
-  local _, max_retries = parse_record(redis.call('HGET', jobs, id))
-  local err = string.sub(message, 1, MAX_ERROR)
-  redis.call('ZREM', processing, id)
-  if attempts > max_retries then
-    bury(id, attempts, err)
-    trim_dead()
-    return { 'dead', now }
-  end
-  local delay = math.min(cap, base * 2 ^ (attempts - 1))
-  -- Scripts start with a fixed seed; seed from time and token so retries of many jobs spread out.
-  math.randomseed((now + (tonumber(held) or 0) * 7919) % 2147483647)
-  local at = now + math.floor(delay / 2 + math.random() * delay / 2)
-  write_state(id, attempts, '0', err)
-  redis.call('ZADD', failed, at, id)
-  return { 'retry', at }
-elseif op == 'STATS' then
-  return {
-    'waiting', redis.call('ZCARD', waiting),
-    'delayed', redis.call('ZCARD', delayed),
-    'processing', redis.call('ZCARD', processing),
-    'failed', redis.call('ZCARD', failed),
-    'dead', redis.call('ZCARD', dead),
-    'completed', tonumber(redis.call('HGET', meta, 'completed') or '0'),
-  }
-elseif op == 'EXTEND' then
-  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  local n = number('n', ARGV[4], 1, MAX_BATCH, true)
-  if #ARGV ~= 4 + 2 * n then bad('EXTEND with n = ' .. n .. ' takes ' .. (4 + 2 * n) .. ' arguments, got ' .. #ARGV) end
-  local list = pairs_arg(5, n)
-  local out = {}
-  for i = 1, n do
-    if leased(list[i][1], list[i][2]) then
-      redis.call('ZADD', processing, 'XX', now + lease_ms, list[i][1])
-      out[i] = 1
-    else
-      out[i] = 0
-    end
-  end
-  return out
-elseif op == 'RELEASE' then
-  local id = id_arg('job_id', ARGV[3])
-  local token = id_arg('lease_token', ARGV[4])
-  local attempts, _, err = leased(id, token)
-  if not attempts then return 0 end
-  load_seq(1)
-  redis.call('ZREM', processing, id)
-  write_state(id, attempts - 1, '0', err)
-  enqueue(id, (parse_record(redis.call('HGET', jobs, id))))
-  save_seq()
-  signal()
-  return 1
-elseif op == 'RETRYDEAD' then
-  local count = number('count', ARGV[3], 1, MAX_BATCH, true)
-  load_seq(count)
-  local popped = redis.call('ZPOPMIN', dead, count)
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    redis.call('HDEL', state, id)
-    enqueue(id, (parse_record(redis.call('HGET', jobs, id))))
-  end
-  save_seq()
-  signal()
-  return #popped / 2
-elseif op == 'DEAD' then
-  local count = number('count', ARGV[3], 1, MAX_BATCH, true)
-  local out = {}
-  local list = redis.call('ZREVRANGE', dead, 0, count - 1, 'WITHSCORES')
-  for i = 1, #list, 2 do
-    local id = list[i]
-    local rec = redis.call('HGET', jobs, id)
-    local _, _, at = parse_record(rec)
-    local attempts, _, err = read_state(id)
-    local k = #out
-    out[k + 1] = id
-    out[k + 2] = string.sub(rec, at + 1)
-    out[k + 3] = attempts
-    out[k + 4] = err
-    out[k + 5] = tonumber(list[i + 1])
-  end
+  out[2] = wait_after(pop(fetch, lease_ms, true, out), fetch)
   return out
 end
+
 bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD or DEAD')

@@ -1,1 +1,19 @@
-export {};
+export { JobAbortedError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+export {
+  JOB_QUEUE_LUA,
+  JobQueue,
+  LIMITS,
+  type AckResult,
+  type BackoffOptions,
+  type BulkJob,
+  type DeadJob,
+  type FailOutcome,
+  type FetchResult,
+  type Job,
+  type JobQueueOptions,
+  type PopOptions,
+  type PushOptions,
+  type PushResult,
+  type QueueStats,
+} from './queue.js';
+export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

@@ -1,0 +1,438 @@
+import {
+  assertFiniteNumber,
+  assertInteger,
+  assertNonEmptyString,
+  InvalidArgumentError,
+  KeySpace,
+  LuaScriptManager,
+  readPackageLua,
+  toArray,
+  toNumber,
+  type RedisClient,
+  type RegisteredScript,
+  type ScriptArg,
+} from '@cyredis/core';
+
+/** The shipped script's source (`lua/job_queue.lua`). */
+export const JOB_QUEUE_LUA = readPackageLua(import.meta.url, 'job_queue');
+
+/** Limits the script enforces; the TypeScript API checks them before any round trip. */
+export const LIMITS = Object.freeze({
+  /** Serialized job data, in bytes. */
+  maxDataBytes: 1_048_576,
+  /** Job id, in UTF-8 bytes. */
+  maxIdBytes: 1024,
+  /** Priorities run from -maxPriority to maxPriority; higher is served first. */
+  maxPriority: 1000,
+  maxRetries: 1000,
+  maxDelayMs: 31_536_000_000,
+  /** Jobs per pushBulk / pop / ack call (larger bulks are split). */
+  maxBatch: 1000,
+  maxLeaseMs: 86_400_000,
+  /** Error text kept with a failed or dead job, in bytes. */
+  maxErrorBytes: 1000,
+});
+
+export interface BackoffOptions {
+  /** Delay before the first retry, in ms (doubles each attempt, jittered down by up to half). Default 1000. */
+  baseMs?: number;
+  /** Cap on the retry delay, in ms. Default 60 000. */
+  maxMs?: number;
+}
+
+export interface JobQueueOptions {
+  /** Key prefix; default `cyredis`. */
+  prefix?: string;
+  /** Default retries per job: a job runs at most maxRetries + 1 times. Default 3. */
+  maxRetries?: number;
+  backoff?: BackoffOptions;
+  /** Default lease for `pop`, in ms. Default 30 000. */
+  leaseMs?: number;
+}
+
+export interface PushOptions {
+  /**
+   * Job id; default a generated decimal one (unique per queue). Pushing an id that is still queued,
+   * running, failed or dead is a no-op; a completed job's id can be used again.
+   */
+  id?: string;
+  /** Integer in [-1000, 1000]; higher is served first, FIFO within a priority. Default 0. */
+  priority?: number;
+  /** Do not serve before this many ms from now (server time). Default 0. */
+  delayMs?: number;
+  /** Overrides the queue's `maxRetries` for this job. */
+  maxRetries?: number;
+}
+
+export interface BulkJob<T> extends PushOptions {
+  data: T;
+}
+
+export interface PushResult {
+  id: string;
+  /** false when a job with this id already existed (nothing was written). */
+  added: boolean;
+}
+
+/** A leased job. Present it to `complete`/`fail`: the lease token fences a worker that lost its lease. */
+export interface Job<T> {
+  readonly id: string;
+  readonly data: T;
+  readonly priority: number;
+  /** Runs so far, this one included (1 on the first run). */
+  readonly attempts: number;
+  readonly maxRetries: number;
+  readonly leaseToken: string;
+}
+
+export interface PopOptions {
+  /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
+  leaseMs?: number;
+}
+
+export interface FetchResult<T> {
+  jobs: Job<T>[];
+  /**
+   * 0 when the batch came full or jobs still wait (ask again); else ms until the next delayed job, retry or
+   * lease deadline; -1 when nothing is scheduled.
+   */
+  waitMs: number;
+}
+
+export interface AckResult<T> extends FetchResult<T> {
+  /** Per job passed to `ack`: true when completed, false when its lease was lost. */
+  completed: boolean[];
+}
+
+export type FailOutcome = 'retry' | 'dead' | 'lost';
+
+export interface QueueStats {
+  waiting: number;
+  delayed: number;
+  processing: number;
+  /** Failed jobs waiting for their retry. */
+  failed: number;
+  dead: number;
+  /** Jobs completed since the queue was created (a counter; completed jobs are not kept). */
+  completed: number;
+}
+
+export interface DeadJob<T> {
+  id: string;
+  data: T;
+  attempts: number;
+  /** The last error (cut to 1000 bytes), or `lease expired`. */
+  error: string;
+  /** When it died, in ms since the epoch (server time). */
+  diedAt: number;
+}
+
+const NOW = '*';
+const SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;
+
+/** A PUSHN reply item: the id when queued, 0 when the id existed. */
+function pushResult(given: string, reply: unknown): PushResult {
+  return typeof reply === 'string' ? { id: reply, added: true } : { id: given, added: false };
+}
+
+function checkPriority(name: string, value: unknown): number {
+  if (value === undefined) return 0;
+  assertInteger(name, value, { min: -LIMITS.maxPriority, max: LIMITS.maxPriority });
+  return value;
+}
+
+function checkRetries(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  assertInteger(name, value, { min: 0, max: LIMITS.maxRetries });
+  return value;
+}
+
+function checkLease(name: string, value: unknown): number {
+  assertInteger(name, value, { min: 1, max: LIMITS.maxLeaseMs });
+  return value;
+}
+
+function checkCount(name: string, value: unknown, min: number): number {
+  assertInteger(name, value, { min, max: LIMITS.maxBatch });
+  return value;
+}
+
+// Not a type guard on purpose: narrowing a readonly array with Array.isArray gives any[].
+function checkArray(name: string, value: unknown): void {
+  if (!Array.isArray(value)) throw new InvalidArgumentError(name, 'must be an array');
+}
+
+/** Cuts text to at most `max` UTF-8 bytes without splitting a character. */
+function cutUtf8(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text;
+  let cut = text.slice(0, max);
+  while (Buffer.byteLength(cut) > max) cut = cut.slice(0, -1);
+  return cut;
+}
+
+/**
+ * A job queue in Redis: priorities, delays, leases, retries with backoff and a dead letter set, all in one
+ * Lua script. Every key of a queue shares the queue name's hash tag, so one queue lives on one cluster
+ * shard. Times come from the server's clock.
+ */
+export class JobQueue<T = unknown> {
+  /** The four script keys: waiting, processing, failed, dead. */
+  readonly keys: readonly string[];
+  /** The list idle workers block on (`BLPOP`). */
+  readonly wakeKey: string;
+  private readonly scripts: LuaScriptManager;
+  /** `add` calls of this tick, sent together. */
+  private pending: { args: ScriptArg[]; resolve: (r: PushResult) => void; reject: (err: unknown) => void }[] = [];
+  private readonly script: RegisteredScript;
+  private readonly maxRetries: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  readonly leaseMs: number;
+
+  constructor(
+    readonly redis: RedisClient,
+    readonly name: string,
+    options: JobQueueOptions = {},
+  ) {
+    assertNonEmptyString('name', name, 256);
+    this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
+    this.wakeKey = `${this.keys[0]}:wake`;
+    this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
+    this.backoffBaseMs = options.backoff?.baseMs ?? 1000;
+    this.backoffMaxMs = options.backoff?.maxMs ?? 60_000;
+    assertInteger('options.backoff.baseMs', this.backoffBaseMs, { min: 0, max: LIMITS.maxLeaseMs });
+    assertInteger('options.backoff.maxMs', this.backoffMaxMs, { min: this.backoffBaseMs, max: LIMITS.maxLeaseMs });
+    this.leaseMs = checkLease('options.leaseMs', options.leaseMs ?? 30_000);
+    this.scripts = new LuaScriptManager(redis);
+    this.script = this.scripts.registerScript('cyredis:queue:job_queue', JOB_QUEUE_LUA, { numberOfKeys: 4 });
+  }
+
+  /** Queues one job and resolves with its id (also when the id already existed; see `add`). */
+  async push(data: T, options: PushOptions = {}): Promise<string> {
+    return (await this.add(data, options)).id;
+  }
+
+  /**
+   * Like `push`, and says whether the job was new. Pushes made in the same tick share one script call
+   * (in call order), the way a pipeline would, with one result each.
+   */
+  async add(data: T, options: PushOptions = {}): Promise<PushResult> {
+    const args = this.pushArgs('options', data, options);
+    return new Promise<PushResult>((resolve, reject) => {
+      this.pending.push({ args, resolve, reject });
+      if (this.pending.length === 1) queueMicrotask(() => this.sendPending());
+    });
+  }
+
+  private sendPending(): void {
+    const batch = this.pending.splice(0, LIMITS.maxBatch);
+    if (this.pending.length > 0) queueMicrotask(() => this.sendPending());
+    const args: ScriptArg[] = ['PUSHN', NOW, batch.length];
+    for (const p of batch) for (const a of p.args) args.push(a);
+    this.run(args).then(
+      (reply) => {
+        let replies: unknown[];
+        try {
+          replies = toArray(reply);
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+          return;
+        }
+        batch.forEach((p, i) => p.resolve(pushResult(p.args[0] as string, replies[i])));
+      },
+      (err: unknown) => {
+        for (const p of batch) p.reject(err);
+      },
+    );
+  }
+
+  /** Queues many jobs in one round trip per 1000; resolves with their ids in order. */
+  async pushBulk(jobs: readonly BulkJob<T>[]): Promise<string[]> {
+    return (await this.addBulk(jobs)).map((r) => r.id);
+  }
+
+  /** Like `pushBulk`, and says per job whether it was new. */
+  async addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
+    checkArray('jobs', jobs);
+    const given: string[] = [];
+    const chunks: ScriptArg[][] = [];
+    for (let start = 0; start < jobs.length; start += LIMITS.maxBatch) {
+      const slice = jobs.slice(start, start + LIMITS.maxBatch);
+      const args: ScriptArg[] = ['PUSHN', NOW, slice.length];
+      slice.forEach((job, i) => {
+        const one = this.pushArgs(`jobs[${start + i}]`, job.data, job);
+        given.push(one[0] as string);
+        args.push(...one);
+      });
+      chunks.push(args);
+    }
+    const out: PushResult[] = [];
+    for (const args of chunks) {
+      for (const reply of toArray(await this.run(args))) out.push(pushResult(given[out.length]!, reply));
+    }
+    return out;
+  }
+
+  /** Leases up to `count` (1–1000) jobs, highest priority first. An empty array when none is ready. */
+  async pop(count = 1, options: PopOptions = {}): Promise<Job<T>[]> {
+    return (await this.fetch(count, options)).jobs;
+  }
+
+  /** `pop` that also tells how long until more work may be ready (for custom workers). */
+  async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
+    checkCount('count', count, 1);
+    const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
+    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1']));
+    return { waitMs: toNumber(reply[0]), jobs: this.parseJobs(reply, 1) };
+  }
+
+  /** Completes the job: true, or false when its lease was lost (reclaimed, or already completed). */
+  async complete(job: Job<T>): Promise<boolean> {
+    this.checkJob('job', job);
+    return (await this.run(['COMPLETE', NOW, job.id, job.leaseToken])) === 1;
+  }
+
+  /**
+   * Completes up to 1000 jobs and leases up to `fetch` more in one round trip (what `Worker` does after
+   * each burst of finished jobs).
+   */
+  async ack(jobs: readonly Job<T>[], options: PopOptions & { fetch?: number } = {}): Promise<AckResult<T>> {
+    checkArray('jobs', jobs);
+    checkCount('jobs.length', jobs.length, 0);
+    const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
+    const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
+    const args: ScriptArg[] = ['ACK', NOW, leaseMs, fetch, jobs.length];
+    jobs.forEach((job, i) => {
+      this.checkJob(`jobs[${i}]`, job);
+      args.push(job.id, job.leaseToken);
+    });
+    const reply = toArray(await this.run(args));
+    return {
+      completed: toArray(reply[0]).map((r) => r === 1),
+      waitMs: toNumber(reply[1]),
+      jobs: this.parseJobs(reply, 2),
+    };
+  }
+
+  /** Records a failure: `retry` (after backoff), `dead` (no attempts left) or `lost` (lease lost). */
+  async fail(job: Job<T>, error: unknown): Promise<FailOutcome> {
+    this.checkJob('job', job);
+    const message = cutUtf8(error instanceof Error ? error.message || error.name : String(error), LIMITS.maxErrorBytes);
+    const reply = toArray(await this.run(['FAIL', NOW, job.id, message, job.leaseToken, this.backoffBaseMs, this.backoffMaxMs]));
+    return reply[0] as FailOutcome;
+  }
+
+  /** Renews the leases of jobs still held (1–1000 a call): per job, true when renewed. */
+  async extend(jobs: readonly Job<T>[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
+    checkArray('jobs', jobs);
+    checkCount('jobs.length', jobs.length, 1);
+    checkLease('leaseMs', leaseMs);
+    const args: ScriptArg[] = ['EXTEND', NOW, leaseMs, jobs.length];
+    jobs.forEach((job, i) => {
+      this.checkJob(`jobs[${i}]`, job);
+      args.push(job.id, job.leaseToken);
+    });
+    return toArray(await this.run(args)).map((r) => r === 1);
+  }
+
+  /** Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost. */
+  async release(job: Job<T>): Promise<boolean> {
+    this.checkJob('job', job);
+    return (await this.run(['RELEASE', NOW, job.id, job.leaseToken])) === 1;
+  }
+
+  /** Counts per state, in O(1). */
+  async stats(): Promise<QueueStats> {
+    const r = toArray(await this.run(['STATS', NOW]));
+    return {
+      waiting: toNumber(r[1]),
+      delayed: toNumber(r[3]),
+      processing: toNumber(r[5]),
+      failed: toNumber(r[7]),
+      dead: toNumber(r[9]),
+      completed: toNumber(r[11]),
+    };
+  }
+
+  /** Moves every dead job back to the queue with its attempts reset; resolves with how many moved. */
+  async retryDead(): Promise<number> {
+    let total = 0;
+    // The dead set is capped (10 000), so this ends; each call moves at most 1000.
+    for (;;) {
+      const moved = toNumber(await this.run(['RETRYDEAD', NOW, LIMITS.maxBatch]));
+      total += moved;
+      if (moved < LIMITS.maxBatch) return total;
+    }
+  }
+
+  /** The most recent dead jobs (at most `limit`, 1–1000), newest first, with the reason each died. */
+  async deadJobs(limit = 100): Promise<DeadJob<T>[]> {
+    checkCount('limit', limit, 1);
+    const r = toArray(await this.run(['DEAD', NOW, limit]));
+    const out: DeadJob<T>[] = [];
+    for (let i = 0; i < r.length; i += 5) {
+      out.push({
+        id: String(r[i]),
+        data: JSON.parse(String(r[i + 1])) as T,
+        attempts: toNumber(r[i + 2]),
+        error: String(r[i + 3]),
+        diedAt: toNumber(r[i + 4]),
+      });
+    }
+    return out;
+  }
+
+  private run(args: ScriptArg[]): Promise<unknown> {
+    return this.scripts.executeScript(this.script, { keys: this.keys, args });
+  }
+
+  private pushArgs(name: string, data: T, options: PushOptions): ScriptArg[] {
+    if (options === null || typeof options !== 'object') throw new InvalidArgumentError(name, 'must be an object');
+    // An empty id asks the script for a short generated one.
+    const id = options.id ?? '';
+    if (options.id !== undefined) {
+      assertNonEmptyString(`${name}.id`, id, LIMITS.maxIdBytes);
+      if (Buffer.byteLength(id) > LIMITS.maxIdBytes) throw new InvalidArgumentError(`${name}.id`, `must be at most ${LIMITS.maxIdBytes} bytes`);
+    }
+    const priority = checkPriority(`${name}.priority`, options.priority);
+    const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
+    const delayMs = options.delayMs ?? 0;
+    assertFiniteNumber(`${name}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(data);
+    } catch (err) {
+      throw new InvalidArgumentError(`${name === 'options' ? 'data' : `${name}.data`}`, `must be JSON-serializable: ${String(err)}`);
+    }
+    if (json === undefined) throw new InvalidArgumentError(name === 'options' ? 'data' : `${name}.data`, 'must be JSON-serializable, got undefined');
+    if (json.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(json) > LIMITS.maxDataBytes) {
+      throw new InvalidArgumentError(name === 'options' ? 'data' : `${name}.data`, `must serialize to at most ${LIMITS.maxDataBytes} bytes`);
+    }
+    return [id, json, priority, maxRetries, delayMs / 1000];
+  }
+
+  private checkJob(name: string, job: Job<T>): void {
+    if (job === null || typeof job !== 'object') throw new InvalidArgumentError(name, 'must be a job returned by pop');
+    assertNonEmptyString(`${name}.id`, job.id, LIMITS.maxIdBytes);
+    assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
+  }
+
+  /** Groups of four: id, "priority:maxRetries:data", attempts, lease token. */
+  private parseJobs(reply: unknown[], from: number): Job<T>[] {
+    const jobs: Job<T>[] = [];
+    for (let i = from; i < reply.length; i += 4) {
+      const rec = reply[i + 1] as string;
+      const a = rec.indexOf(':');
+      const b = rec.indexOf(':', a + 1);
+      jobs.push({
+        id: reply[i] as string,
+        data: JSON.parse(rec.slice(b + 1)) as T,
+        priority: Number(rec.slice(0, a)),
+        attempts: reply[i + 2] as number,
+        maxRetries: Number(rec.slice(a + 1, b)),
+        leaseToken: String(reply[i + 3]),
+      });
+    }
+    return jobs;
+  }
+}

@@ -1,0 +1,343 @@
+import { EventEmitter } from 'node:events';
+import { assertInteger, assertPositiveMs, duplicateClient, InvalidArgumentError, type RedisClient } from '@cyredis/core';
+import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+import { LIMITS, type FailOutcome, type Job, type JobQueue } from './queue.js';
+
+export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
+
+export interface WorkerOptions {
+  /** Jobs run at once. Default 1, at most 1000. */
+  concurrency?: number;
+  /** Lease per job in ms, renewed every third of it while the job runs. Default: the queue's (30 000). */
+  leaseMs?: number;
+  /** Abort the job's signal and fail it after this many ms. Default: no limit. */
+  timeoutMs?: number;
+  /** Longest single wait on the idle connection, in ms. Default 5000. */
+  blockMs?: number;
+}
+
+export interface CloseOptions {
+  /** How long to wait for running jobs before aborting and releasing them, in ms. Default: the lease. */
+  timeoutMs?: number;
+}
+
+export interface WorkerEvents<T> {
+  completed: [job: Job<T>];
+  /** The job failed and will be retried after its backoff. */
+  failed: [job: Job<T>, error: unknown];
+  /** The job failed with no attempts left and is in the dead letter set. */
+  dead: [job: Job<T>, error: unknown];
+  /** The worker lost the job's lease (it ran too long or Redis was unreachable); another run may follow. */
+  lost: [job: Job<T>];
+  /** A Redis call failed; the worker keeps going. Emitted only while someone listens. */
+  error: [error: unknown];
+}
+
+const MAX_ACKS_IN_FLIGHT = 2;
+
+interface Running<T> {
+  job: Job<T>;
+  controller: AbortController;
+  timer: NodeJS.Timeout | undefined;
+  /** The outcome was decided (completion queued, failed, lost or released). */
+  settled: boolean;
+}
+
+/**
+ * Runs a handler over a queue's jobs with up to `concurrency` at once. Leases are renewed while a job
+ * runs; finished jobs are completed in batches together with the fetch of the next ones; an idle worker
+ * blocks on Redis (one extra connection) until a job is pushed or the next delayed job is due.
+ */
+export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
+  readonly concurrency: number;
+  readonly leaseMs: number;
+  private readonly timeoutMs: number | undefined;
+  private readonly blockMs: number;
+  private readonly running = new Set<Running<T>>();
+  /** Handlers running plus finished jobs whose completion is not sent yet. */
+  private busy = 0;
+  /** Jobs asked for by a fetch in flight. */
+  private reserved = 0;
+  private acks: Running<T>[] = [];
+  /** `ack` calls in flight. */
+  private acking = 0;
+  private flushQueued = false;
+  /** Completions per `ack` call: two calls of half the concurrency overlap Redis work with handler work. */
+  private readonly ackBatch: number;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  private blocking: RedisClient | undefined;
+  private readonly loop: Promise<void>;
+  private readonly renewTimer: NodeJS.Timeout;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    readonly queue: JobQueue<T>,
+    private readonly handler: JobHandler<T>,
+    options: WorkerOptions = {},
+  ) {
+    super();
+    if (typeof handler !== 'function') throw new InvalidArgumentError('handler', 'must be a function');
+    this.concurrency = options.concurrency ?? 1;
+    assertInteger('options.concurrency', this.concurrency, { min: 1, max: LIMITS.maxBatch });
+    this.leaseMs = options.leaseMs ?? queue.leaseMs;
+    assertInteger('options.leaseMs', this.leaseMs, { min: 30, max: LIMITS.maxLeaseMs });
+    if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
+    this.timeoutMs = options.timeoutMs;
+    this.ackBatch = Math.max(1, Math.ceil(this.concurrency / MAX_ACKS_IN_FLIGHT));
+    this.blockMs = options.blockMs ?? 5000;
+    assertInteger('options.blockMs', this.blockMs, { min: 1, max: 600_000 });
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(10, Math.floor(this.leaseMs / 3)));
+    this.loop = this.fetchLoop();
+  }
+
+  /** Stops fetching, waits for running jobs (up to `timeoutMs`), then aborts and releases the rest. */
+  close(options: CloseOptions = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? this.leaseMs;
+    assertInteger('options.timeoutMs', timeoutMs, { min: 0 });
+    this.closed ??= this.shutdown(timeoutMs);
+    return this.closed;
+  }
+
+  private async shutdown(timeoutMs: number): Promise<void> {
+    this.closing = true;
+    this.blocking?.disconnect();
+    this.notify();
+    await this.loop;
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    while (this.running.size > 0 && Date.now() < deadline) await Promise.race([this.changed(), late]);
+    clearTimeout(timer);
+    await Promise.all(
+      [...this.running].filter((r) => !r.settled).map((r) => {
+        this.settle(r);
+        r.controller.abort(new WorkerClosedError());
+        return this.queue.release(r.job).catch((err: unknown) => this.report(err));
+      }),
+    );
+    while (this.acking > 0 || this.acks.length > 0) {
+      this.flush();
+      await this.changed();
+    }
+    clearInterval(this.renewTimer);
+    this.blocking?.disconnect();
+  }
+
+  private async fetchLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.closing) {
+      const free = this.concurrency - this.busy - this.reserved;
+      // Finished jobs are completed together with the next fetch; leave the refill to that call.
+      if (free <= 0 || this.acking > 0 || this.acks.length > 0) {
+        await this.changed();
+        continue;
+      }
+      this.reserved += free;
+      try {
+        const { jobs, waitMs } = await this.queue.fetch(free, { leaseMs: this.leaseMs });
+        this.reserved -= free;
+        failures = 0;
+        this.start(jobs);
+        if (jobs.length === 0 && !this.closing) await this.idle(waitMs);
+      } catch (err) {
+        this.reserved -= free;
+        if (this.closing) break;
+        this.report(err);
+        await this.pause(Math.min(1000, 50 * 2 ** failures++));
+      }
+    }
+  }
+
+  /** Blocks on the wake-up list until a push, the next due time, or `blockMs`. */
+  private async idle(waitMs: number): Promise<void> {
+    const ms = waitMs < 0 ? this.blockMs : Math.min(Math.max(waitMs, 1), this.blockMs);
+    if (!this.blocking) {
+      this.blocking = duplicateClient(this.queue.redis);
+      // Its connection errors are the worker's to report (ioredis reconnects by itself).
+      this.blocking.on('error', (err: unknown) => this.report(err));
+    }
+    try {
+      await this.blocking.blpop(this.queue.wakeKey, ms / 1000);
+    } catch (err) {
+      if (!this.closing) {
+        this.report(err);
+        await this.pause(100);
+      }
+    }
+  }
+
+  private start(jobs: Job<T>[]): void {
+    for (const job of jobs) {
+      if (this.closing) {
+        this.queue.release(job).catch((err: unknown) => this.report(err));
+        continue;
+      }
+      const r: Running<T> = { job, controller: new AbortController(), timer: undefined, settled: false };
+      this.running.add(r);
+      this.busy++;
+      if (this.timeoutMs !== undefined) r.timer = setTimeout(() => this.timeout(r), this.timeoutMs);
+      void this.execute(r);
+    }
+  }
+
+  private async execute(r: Running<T>): Promise<void> {
+    let error: unknown;
+    let ok = true;
+    try {
+      await this.handler(r.job, r.controller.signal);
+    } catch (err) {
+      ok = false;
+      error = err;
+    }
+    clearTimeout(r.timer);
+    this.running.delete(r);
+    if (r.settled) {
+      this.freeSlot();
+    } else if (ok) {
+      r.settled = true;
+      this.acks.push(r);
+      // Jobs that finish in the same turn (their continuations are queued already) share one call.
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(() => {
+          this.flushQueued = false;
+          this.flush();
+        });
+      }
+    } else {
+      this.settle(r);
+      await this.failJob(r, error);
+      this.freeSlot();
+    }
+  }
+
+  /** Sends queued completions in calls that also fetch jobs for the slots they free. */
+  private flush(): void {
+    while (this.acks.length > 0 && this.acking < MAX_ACKS_IN_FLIGHT) this.sendAcks(this.acks.splice(0, this.ackBatch));
+    if (this.acking === 0) this.notify();
+  }
+
+  private sendAcks(batch: Running<T>[]): void {
+    this.acking++;
+    this.busy -= batch.length;
+    const fetch = this.closing ? 0 : Math.max(0, this.concurrency - this.busy - this.reserved);
+    this.reserved += fetch;
+    this.queue
+      .ack(
+        batch.map((r) => r.job),
+        { fetch, leaseMs: this.leaseMs },
+      )
+      .then(
+        ({ completed, jobs }) => {
+          this.reserved -= fetch;
+          batch.forEach((r, i) => {
+            if (completed[i]) this.fire('completed', r.job);
+            else this.fire('lost', r.job);
+          });
+          this.start(jobs);
+        },
+        (err: unknown) => {
+          this.reserved -= fetch;
+          this.report(err);
+          // Closing: give up; the leases run out and the jobs come back.
+          if (this.closing) return;
+          // Unknown outcome: each completion is fenced by its token, so sending it again is harmless.
+          this.busy += batch.length;
+          this.acks.unshift(...batch);
+          return this.pause(100);
+        },
+      )
+      .finally(() => {
+        this.acking--;
+        this.flush();
+      });
+  }
+
+  private async failJob(r: Running<T>, error: unknown): Promise<void> {
+    let outcome: FailOutcome;
+    try {
+      outcome = await this.queue.fail(r.job, error);
+    } catch (err) {
+      // The lease runs out and the job comes back: the failure is counted then.
+      this.report(err);
+      return;
+    }
+    if (outcome === 'retry') this.fire('failed', r.job, error);
+    else if (outcome === 'dead') this.fire('dead', r.job, error);
+    else this.fire('lost', r.job);
+  }
+
+  private timeout(r: Running<T>): void {
+    if (r.settled) return;
+    this.settle(r);
+    const error = new JobTimeoutError(this.timeoutMs!);
+    r.controller.abort(error);
+    void this.failJob(r, error);
+  }
+
+  private async renew(): Promise<void> {
+    const held = [...this.running].filter((r) => !r.settled);
+    for (let i = 0; i < held.length; i += LIMITS.maxBatch) {
+      const chunk = held.slice(i, i + LIMITS.maxBatch);
+      let renewed: boolean[];
+      try {
+        renewed = await this.queue.extend(
+          chunk.map((r) => r.job),
+          this.leaseMs,
+        );
+      } catch (err) {
+        this.report(err);
+        return;
+      }
+      chunk.forEach((r, k) => {
+        if (renewed[k] || r.settled) return;
+        this.settle(r);
+        r.controller.abort(new LeaseLostError(r.job.id));
+        this.fire('lost', r.job);
+      });
+    }
+  }
+
+  private settle(r: Running<T>): void {
+    r.settled = true;
+    clearTimeout(r.timer);
+  }
+
+  /** A handler returned without a completion to send: its slot is free now. */
+  private freeSlot(): void {
+    this.busy--;
+    this.notify();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  /** Emits an event; a listener that throws is reported, never turned into an unhandled rejection. */
+  private fire<K extends 'completed' | 'failed' | 'dead' | 'lost'>(event: K, ...args: WorkerEvents<T>[K]): void {
+    try {
+      (this.emit as (name: K, ...rest: WorkerEvents<T>[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.report(err);
+    }
+  }
+
+  private report(err: unknown): void {
+    try {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    } catch {
+      // An 'error' listener that throws has nowhere left to report to.
+    }
+  }
+}

@@ -1,0 +1,22 @@
+import type { RedisClient } from '@cyredis/core';
+import { Cluster, type Redis } from 'ioredis';
+import { JOB_QUEUE_LUA } from '../src/index.js';
+
+export function masters(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
+
+/** Every key under `prefix` with its DUMP, to show that a refused call wrote nothing. */
+export async function snapshot(redis: RedisClient, prefix: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const node of masters(redis)) {
+    const keys = await node.keys(`${prefix}*`);
+    for (const key of keys.sort()) out[key] = (await node.dumpBuffer(key))?.toString('hex') ?? '';
+  }
+  return out;
+}
+
+/** A raw call of the shipped script, the way the seed README shows it (EVAL with the four keys). */
+export function raw(redis: RedisClient, keys: readonly string[], ...args: (string | number)[]): Promise<unknown> {
+  return (redis as Redis).eval(JOB_QUEUE_LUA, 4, ...keys, ...args);
+}

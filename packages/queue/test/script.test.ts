@@ -1,0 +1,160 @@
+import { randomPrefix } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { raw, snapshot } from './helpers.js';
+
+describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let keys: string[];
+  const call = (...args: (string | number)[]) => raw(redis, keys, ...args);
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    // The seed's four key names, under one hash tag so they meet on one cluster shard.
+    keys = ['queue', 'processing', 'failed', 'dead'].map((k) => `${prefix}{q}:${k}`);
+  });
+  afterEach(() => deleteByPrefix(redis, prefix));
+
+  it('runs the seed calls exactly as written', async () => {
+    expect(await call('PUSH', 1000, 'job_123', 'job_data', 5, 3, 0)).toBe(1);
+    expect(await call('PUSH', 1000, 'job_124', 'other', 9, 3, 0)).toBe(1);
+    expect(await call('PUSH', 1000, 'job_125', 'later', 9, 3, 60)).toBe(1);
+    expect(await call('POP', 1001, 5)).toEqual([
+      ['job_124', 'other'],
+      ['job_123', 'job_data'],
+    ]);
+    expect(await call('COMPLETE', 1002, 'job_123')).toBe(1);
+    expect(await call('FAIL', 1002, 'job_124', 'error_message')).toEqual(['retry', expect.any(Number)]);
+    expect(await call('STATS', 1002)).toEqual(['waiting', 0, 'delayed', 1, 'processing', 0, 'failed', 1, 'dead', 0, 'completed', 1]);
+  });
+
+  it('says so when an id exists, and serves higher priority first, FIFO within one', async () => {
+    const order = [
+      ['a', 0],
+      ['b', 5],
+      ['c', 0],
+      ['d', 5],
+      ['e', -3],
+      ['f', 1000],
+    ] as const;
+    for (const [id, priority] of order) expect(await call('PUSH', 1, id, `data-${id}`, priority, 0, 0)).toBe(1);
+    expect(await call('PUSH', 1, 'a', 'again', 7, 0, 0)).toBe(0);
+    const popped = (await call('POP', 2, 10)) as [string, string][];
+    expect(popped.map(([id]) => id)).toEqual(['f', 'b', 'd', 'a', 'c', 'e']);
+    expect(popped[3]).toEqual(['a', 'data-a']);
+  });
+
+  it('holds delayed jobs until their time', async () => {
+    await call('PUSH', 100, 'd', 'x', 0, 0, 2.5);
+    expect(await call('POP', 102.499, 1)).toEqual([]);
+    expect(await call('POP', 102.5, 1)).toEqual([['d', 'x']]);
+  });
+
+  it('retries with capped exponential backoff, then dead-letters: max_retries n runs n + 1 times', async () => {
+    await call('PUSH', 0, 'j', 'x', 0, 3, 0);
+    let now = 0;
+    const delays: number[] = [];
+    for (let run = 1; run <= 4; run++) {
+      expect(await call('POP', now, 1)).toEqual([['j', 'x']]);
+      const [status, at] = (await call('FAIL', now, 'j', `boom ${run}`)) as [string, number];
+      if (run <= 3) {
+        expect(status).toBe('retry');
+        delays.push(at - now * 1000);
+        // Not served before its retry time.
+        expect(await call('POP', (at - 1) / 1000, 1)).toEqual([]);
+        now = at / 1000;
+      } else {
+        expect(status).toBe('dead');
+      }
+    }
+    // Base 1000 ms doubling, each jittered down by at most half.
+    delays.forEach((d, i) => {
+      expect(d).toBeGreaterThanOrEqual(1000 * 2 ** i * 0.5);
+      expect(d).toBeLessThanOrEqual(1000 * 2 ** i);
+    });
+    expect(await call('DEAD', now, 10)).toEqual(['j', 'x', 4, 'boom 4', now * 1000]);
+    expect(await call('FAIL', now, 'j', 'again')).toEqual(['lost', 0]);
+  });
+
+  it('caps the backoff at backoff_max_ms', async () => {
+    await call('PUSH', 0, 'j', 'x', 0, 20, 0);
+    let now = 0;
+    for (let run = 1; run <= 8; run++) {
+      const popped = (await call('POP', now, 1, 1000, '1')) as unknown[];
+      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[4]), 100, 400)) as [string, number];
+      expect(status).toBe('retry');
+      const delay = at - Math.round(now * 1000);
+      expect(delay).toBeLessThanOrEqual(Math.min(400, 100 * 2 ** (run - 1)));
+      expect(delay).toBeGreaterThanOrEqual(Math.min(400, 100 * 2 ** (run - 1)) / 2);
+      now = at / 1000;
+    }
+  });
+
+  it('returns expired leases to the queue on the next POP, counting the attempt', async () => {
+    await call('PUSH', 0, 'j', 'x', 0, 1, 0);
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 1, 1]);
+    // Lease expired at 1 s: the next pop reclaims it and leases it again (attempt 2, token 2).
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 2, 2]);
+    expect(await call('COMPLETE', 1.5, 'j', '1')).toBe(0);
+    // Expired again after its last attempt: dead, with the reason.
+    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1]);
+    expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
+  });
+
+  it('answers bad input with ERR and writes nothing', async () => {
+    await call('PUSH', 1, 'seeded', 'x', 0, 0, 0);
+    const before = await snapshot(redis, prefix);
+    const bad: (string | number)[][] = [
+      ['BOGUS', 1],
+      ['push', 1, 'a', 'x', 0, 0, 0],
+      ['PUSH', 'soon', 'a', 'x', 0, 0, 0],
+      ['PUSH', -1, 'a', 'x', 0, 0, 0],
+      ['PUSH', 1, 'a', 'x'],
+      ['PUSH', 1, 'a', 'x', 'high', 0, 0],
+      ['PUSH', 1, 'a', 'x', 1.5, 0, 0],
+      ['PUSH', 1, 'a', 'x', 1001, 0, 0],
+      ['PUSH', 1, 'a', 'x', 0, 'three', 0],
+      ['PUSH', 1, 'a', 'x', 0, -1, 0],
+      ['PUSH', 1, 'a', 'x', 0, 0, 'later'],
+      ['PUSH', 1, 'a', 'x', 0, 0, -5],
+      ['PUSH', 1, 'a', 'x', 0, 0, 'nan'],
+      ['PUSH', 1, '', 'x', 0, 0, 0],
+      ['PUSH', 1, 'a', 'x'.repeat(1_048_577), 0, 0, 0],
+      ['PUSHN', 1, 2, 'a', 'x', 0, 0, 0, 'b', 'x', 'bad', 0, 0],
+      ['POP', 1, 0],
+      ['POP', 1, 1001],
+      ['POP', 1, 'ten'],
+      ['POP', 1, 1, -5],
+      ['COMPLETE', 1, ''],
+      ['FAIL', 1, 'seeded'],
+      ['ACK', 1, 1000, 1, 1, 'seeded'],
+      ['EXTEND', 1, 1000, 1, 'seeded', ''],
+      ['RETRYDEAD', 1, 0],
+    ];
+    for (const args of bad) {
+      await expect(call(...args), JSON.stringify(args).slice(0, 80)).rejects.toThrow(/^ERR job_queue: /);
+    }
+    expect(await snapshot(redis, prefix)).toEqual(before);
+    // Completing an unknown job is a documented 0, not an error.
+    expect(await call('COMPLETE', 1, 'nobody')).toBe(0);
+    expect(await call('FAIL', 1, 'nobody', 'x')).toEqual(['lost', 0]);
+    expect(await snapshot(redis, prefix)).toEqual(before);
+  });
+
+  it('keeps every extra key under the first key hash tag', async () => {
+    await call('PUSH', 1, 'a', 'x', 0, 0, 0);
+    await call('PUSH', 1, 'b', 'x', 0, 0, 10);
+    const written = Object.keys(await snapshot(redis, prefix));
+    expect(written.sort()).toEqual(
+      ['queue', 'queue:delayed', 'queue:jobs', 'queue:meta', 'queue:w:0', 'queue:wake'].map((k) => `${prefix}{q}:${k}`),
+    );
+  });
+});

@@ -1,0 +1,199 @@
+import { randomPrefix, sleep, waitFor } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { JobQueue, JobTimeoutError, Worker, WorkerClosedError, type Job } from '../src/index.js';
+
+interface Task {
+  n: number;
+}
+
+describe.each(topologies)('Worker on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let queue: JobQueue<Task>;
+  const workers: Worker<Task>[] = [];
+
+  function worker(handler: (job: Job<Task>, signal: AbortSignal) => unknown, options = {}): Worker<Task> {
+    const w = new Worker(queue, handler, options);
+    workers.push(w);
+    return w;
+  }
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    queue = new JobQueue<Task>(redis, 'tasks', { prefix, backoff: { baseMs: 10, maxMs: 20 } });
+  });
+  afterEach(async () => {
+    await Promise.all(workers.splice(0).map((w) => w.close({ timeoutMs: 0 })));
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every job once with at most `concurrency` at a time, two workers sharing a queue', async () => {
+    await queue.pushBulk(Array.from({ length: 300 }, (_, n) => ({ data: { n } })));
+    let active = 0;
+    let peak = 0;
+    const seen: number[] = [];
+    const handler = async (job: Job<Task>) => {
+      active++;
+      peak = Math.max(peak, active);
+      await sleep(job.data.n % 3);
+      active--;
+    };
+    const a = worker(handler, { concurrency: 8 });
+    const b = worker(handler, { concurrency: 8 });
+    for (const w of [a, b]) w.on('completed', (job) => seen.push(job.data.n));
+    await waitFor(() => seen.length === 300, { timeoutMs: 30_000 });
+    expect(new Set(seen).size).toBe(300);
+    expect(peak).toBeLessThanOrEqual(16);
+    expect(await queue.stats()).toMatchObject({ completed: 300, waiting: 0, processing: 0 });
+  });
+
+  it('emits failed while retries remain, then dead', async () => {
+    await queue.push({ n: 1 }, { maxRetries: 2 });
+    const events: string[] = [];
+    const w = worker(() => {
+      throw new Error('nope');
+    });
+    w.on('failed', (job, err) => events.push(`failed ${job.attempts} ${(err as Error).message}`));
+    w.on('dead', (job) => events.push(`dead ${job.attempts}`));
+    await waitFor(() => events.length === 3, { timeoutMs: 20_000 });
+    expect(events).toEqual(['failed 1 nope', 'failed 2 nope', 'dead 3']);
+    expect((await queue.deadJobs())[0]).toMatchObject({ attempts: 3, error: 'nope' });
+  });
+
+  it('renews the lease of a job that runs longer than the lease', async () => {
+    await queue.push({ n: 1 });
+    const lost = vi.fn();
+    const done: Job<Task>[] = [];
+    const w = worker(() => sleep(400), { leaseMs: 90 });
+    w.on('lost', lost);
+    w.on('completed', (job) => done.push(job));
+    await waitFor(() => done.length === 1, { timeoutMs: 20_000 });
+    expect(done[0]!.attempts).toBe(1);
+    expect(lost).not.toHaveBeenCalled();
+    expect(await queue.stats()).toMatchObject({ completed: 1, processing: 0, waiting: 0 });
+  });
+
+  it('fences a worker slower than its lease: its late completion is refused', async () => {
+    await queue.push({ n: 1 }, { id: 'slow' });
+    const thief = new JobQueue<Task>(redis, 'tasks', { prefix });
+    let stolen: Job<Task>[] = [];
+    let aborted: unknown;
+    const w = worker(
+      async (_job, signal) => {
+        // Blocks the event loop past the lease, so no renewal can run; the next pop reclaims the job.
+        const until = Date.now() + 250;
+        while (Date.now() < until);
+        stolen = await thief.pop(1, { leaseMs: 30_000 });
+        signal.addEventListener('abort', () => {
+          aborted = signal.reason as unknown;
+        });
+      },
+      { leaseMs: 60 },
+    );
+    const lost = vi.fn();
+    const completed = vi.fn();
+    w.on('lost', lost);
+    w.on('completed', completed);
+    await waitFor(() => lost.mock.calls.length > 0, { timeoutMs: 20_000 });
+    expect(stolen.map((j) => [j.id, j.attempts])).toEqual([['slow', 2]]);
+    expect(completed).not.toHaveBeenCalled();
+    expect(aborted === undefined || aborted instanceof Error).toBe(true);
+    expect(await thief.complete(stolen[0]!)).toBe(true);
+    expect(await queue.stats()).toMatchObject({ completed: 1, processing: 0 });
+  });
+
+  it('aborts the signal and fails the job after timeoutMs', async () => {
+    await queue.push({ n: 1 }, { maxRetries: 0 });
+    let reason: unknown;
+    const w = worker(
+      (_job, signal) =>
+        new Promise<void>((resolve) =>
+          signal.addEventListener('abort', () => {
+            reason = signal.reason;
+            resolve();
+          }),
+        ),
+      { timeoutMs: 100 },
+    );
+    const dead = vi.fn();
+    w.on('dead', dead);
+    await waitFor(() => dead.mock.calls.length === 1, { timeoutMs: 20_000 });
+    expect(reason).toBeInstanceOf(JobTimeoutError);
+    expect((await queue.deadJobs())[0]!.error).toMatch(/timed out/);
+  });
+
+  it('blocks while idle instead of polling, and wakes for a push and for a delayed job at its time', async () => {
+    const done: number[] = [];
+    const fetch = vi.spyOn(queue, 'fetch');
+    const w = worker(() => undefined, { blockMs: 120_000 });
+    w.on('completed', (job) => done.push(job.data.n));
+    await waitFor(() => fetch.mock.calls.length >= 1);
+    await sleep(500);
+    // One fetch found nothing; the worker then waits on BLPOP (a second fetch may race the first block).
+    expect(fetch.mock.calls.length).toBeLessThanOrEqual(2);
+    await queue.push({ n: 1 });
+    await waitFor(() => done.length === 1, { timeoutMs: 20_000 });
+    // Far sooner than blockMs: the delayed job is served at its ready time, not at the next wake-up.
+    await queue.push({ n: 2 }, { delayMs: 300 });
+    await waitFor(() => done.length === 2, { timeoutMs: 20_000 });
+    expect(done).toEqual([1, 2]);
+  });
+
+  it('reports a throwing listener as an error event, never as an unhandled rejection', async () => {
+    await queue.pushBulk([{ data: { n: 1 } }, { data: { n: 2 } }]);
+    const errors: unknown[] = [];
+    const w = worker(() => undefined);
+    w.on('completed', () => {
+      throw new Error('listener bug');
+    });
+    w.on('error', (err) => errors.push(err));
+    await waitFor(() => errors.length === 2);
+    expect((errors[0] as Error).message).toBe('listener bug');
+    expect(await queue.stats()).toMatchObject({ completed: 2 });
+  });
+
+  it('close() lets running jobs finish', async () => {
+    await queue.push({ n: 1 });
+    let started = false;
+    const w = worker(async () => {
+      started = true;
+      await sleep(200);
+    });
+    const completed = vi.fn();
+    w.on('completed', completed);
+    await waitFor(() => started);
+    await w.close();
+    expect(completed).toHaveBeenCalledTimes(1);
+    expect(await queue.stats()).toMatchObject({ completed: 1, processing: 0, waiting: 0 });
+  });
+
+  it('close() releases what it cannot finish, without counting the attempt', async () => {
+    await queue.push({ n: 1 });
+    let started = false;
+    let reason: unknown;
+    const w = worker(
+      (_job, signal) =>
+        new Promise<void>((resolve) => {
+          started = true;
+          signal.addEventListener('abort', () => {
+            reason = signal.reason;
+            resolve();
+          });
+        }),
+    );
+    await waitFor(() => started);
+    await w.close({ timeoutMs: 50 });
+    expect(reason).toBeInstanceOf(WorkerClosedError);
+    expect(await queue.stats()).toMatchObject({ waiting: 1, processing: 0 });
+    const [job] = await queue.pop(1);
+    expect(job!.attempts).toBe(1);
+  });
+});

@@ -1,0 +1,242 @@
+import { JobQueue, Worker } from '@cyredis/queue';
+import BeeQueue from 'bee-queue';
+import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { timeBatch, type BenchCase, type BenchGroup, type BenchSuite } from '../harness.js';
+
+/** Jobs per sample (the issue's 20k; lower it with QUEUE_JOBS for a quick look). */
+const JOBS = Number(process.env.QUEUE_JOBS ?? 20_000);
+const CHUNK = 1000;
+const MEMORY_JOBS = 10_000;
+
+/** One library, opened fresh (under a new queue name) for every sample. */
+interface Contender {
+  name: string;
+  open: (queueName: string) => Promise<Handle>;
+}
+
+interface Handle {
+  pushOne: (i: number) => Promise<unknown>;
+  pushMany: (from: number, count: number) => Promise<unknown>;
+  /** Starts workers at `concurrency`; resolves once `total` jobs completed. */
+  process: (concurrency: number, total: number) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+const data = (i: number) => ({ i });
+let queueCounter = 0;
+
+function done(total: number): { tick: () => void; all: Promise<void> } {
+  let count = 0;
+  let resolve!: () => void;
+  const all = new Promise<void>((r) => (resolve = r));
+  return {
+    tick: () => {
+      if (++count === total) resolve();
+    },
+    all,
+  };
+}
+
+async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)![1]);
+}
+
+/** `redis` produces; `workerRedis` serves our worker, as the peers' workers have connections of their own. */
+function contenders(redis: Redis, workerRedis: Redis, url: string): Contender[] {
+  const { hostname: host, port } = new URL(url);
+  const connection = { host, port: Number(port), maxRetriesPerRequest: null };
+  return [
+    {
+      name: 'BullMQ 6.7',
+      open: async (name) => {
+        const queue = new BullQueue(name, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+        await queue.waitUntilReady();
+        let worker: BullWorker | undefined;
+        return {
+          pushOne: (i) => queue.add('job', data(i)),
+          pushMany: (from, count) => queue.addBulk(Array.from({ length: count }, (_, k) => ({ name: 'job', data: data(from + k) }))),
+          process: async (concurrency, total) => {
+            const { tick, all } = done(total);
+            worker = new BullWorker(name, () => Promise.resolve(), { connection, concurrency });
+            worker.on('completed', tick);
+            await all;
+          },
+          close: async () => {
+            await worker?.close();
+            await queue.obliterate({ force: true });
+            await queue.close();
+          },
+        };
+      },
+    },
+    {
+      name: 'bee-queue 2.0',
+      open: async (name) => {
+        const settings = { redis: { host, port: Number(port) }, removeOnSuccess: true, getEvents: false, sendEvents: false, storeJobs: false };
+        const queue = new BeeQueue<{ i: number }>(name, { ...settings, isWorker: false });
+        await queue.ready();
+        let worker: BeeQueue<{ i: number }> | undefined;
+        return {
+          pushOne: (i) => queue.createJob(data(i)).save(),
+          pushMany: (from, count) => queue.saveAll(Array.from({ length: count }, (_, k) => queue.createJob(data(from + k)))),
+          process: async (concurrency, total) => {
+            const { tick, all } = done(total);
+            worker = new BeeQueue<{ i: number }>(name, { ...settings, isWorker: true });
+            worker.on('succeeded', tick);
+            worker.process(concurrency, () => Promise.resolve());
+            await all;
+          },
+          close: async () => {
+            await worker?.close();
+            await queue.destroy();
+            await queue.close();
+          },
+        };
+      },
+    },
+    {
+      name: '@cyredis/queue',
+      open: (name) => {
+        const queue = new JobQueue<{ i: number }>(redis, name, { prefix: 'benchq' });
+        let worker: Worker<{ i: number }> | undefined;
+        return Promise.resolve({
+          pushOne: (i) => queue.push(data(i)),
+          pushMany: (from, count) => queue.pushBulk(Array.from({ length: count }, (_, k) => ({ data: data(from + k) }))),
+          process: async (concurrency, total) => {
+            const { tick, all } = done(total);
+            worker = new Worker(new JobQueue<{ i: number }>(workerRedis, name, { prefix: 'benchq' }), () => undefined, { concurrency });
+            worker.on('completed', tick);
+            await all;
+          },
+          close: async () => {
+            await worker?.close();
+            await deleteKeys(redis, `benchq:queue:{${name}}:*`);
+          },
+        });
+      },
+    },
+  ];
+}
+
+async function withQueue<T>(c: Contender, fn: (h: Handle) => Promise<T>): Promise<T> {
+  const handle = await c.open(`bq${process.pid}x${queueCounter++}`);
+  try {
+    return await fn(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function pushAll(h: Handle, total: number): Promise<void> {
+  for (let from = 0; from < total; from += CHUNK) await h.pushMany(from, Math.min(CHUNK, total - from));
+}
+
+const rate = (c: Contender, fn: (h: Handle) => Promise<number>): BenchCase => ({ name: c.name, unit: 'jobs/s', higherIsBetter: true, sample: () => withQueue(c, fn) });
+
+/**
+ * 20k no-op jobs against BullMQ and bee-queue on one Redis: single and bulk push, end to end (a producer
+ * pushing in bulks of 1000 while a worker processes, timed until the last completion) at concurrency 1
+ * and 32, our batched push and pop, and Redis bytes per waiting job.
+ */
+const suite: BenchSuite = {
+  name: 'queue',
+  groups: ({ client, redisUrl }) => {
+    const redis = client();
+    const all = contenders(redis, client(), redisUrl);
+
+    const endToEnd = (concurrency: number): BenchGroup => ({
+      title: `${JOBS} no-op jobs end to end, worker concurrency ${concurrency} (jobs/s)`,
+      cases: all.map((c) =>
+        rate(c, async (h) => {
+          const start = performance.now();
+          const processed = h.process(concurrency, JOBS);
+          await pushAll(h, JOBS);
+          await processed;
+          return (JOBS / (performance.now() - start)) * 1000;
+        }),
+      ),
+    });
+
+    const groups: BenchGroup[] = [
+      endToEnd(32),
+      endToEnd(1),
+      {
+        title: `push ${JOBS} jobs one call each, 32 in flight (jobs/s)`,
+        cases: all.map((c) => rate(c, (h) => timeBatch(JOBS, 32, (i) => h.pushOne(i)))),
+      },
+      {
+        title: `push ${JOBS} jobs in bulks of ${CHUNK} (jobs/s)`,
+        cases: all.map((c) =>
+          rate(c, async (h) => {
+            const start = performance.now();
+            await pushAll(h, JOBS);
+            return (JOBS / (performance.now() - start)) * 1000;
+          }),
+        ),
+      },
+      {
+        title: `@cyredis/queue batched: pushBulk and pop + ack in batches of ${CHUNK} (jobs/s)`,
+        cases: [
+          {
+            name: 'pushBulk',
+            unit: 'jobs/s',
+            higherIsBetter: true,
+            sample: async () => {
+              const queue = new JobQueue<{ i: number }>(redis, `bqb${queueCounter++}`, { prefix: 'benchq' });
+              const items = Array.from({ length: JOBS }, (_, i) => ({ data: data(i) }));
+              const start = performance.now();
+              for (let from = 0; from < JOBS; from += CHUNK) await queue.pushBulk(items.slice(from, from + CHUNK));
+              const result = (JOBS / (performance.now() - start)) * 1000;
+              await deleteKeys(redis, `benchq:queue:{${queue.name}}:*`);
+              return result;
+            },
+          },
+          {
+            name: 'pop + ack',
+            unit: 'jobs/s',
+            higherIsBetter: true,
+            sample: async () => {
+              const queue = new JobQueue<{ i: number }>(redis, `bqb${queueCounter++}`, { prefix: 'benchq' });
+              await queue.pushBulk(Array.from({ length: JOBS }, (_, i) => ({ data: data(i) })));
+              const start = performance.now();
+              let { jobs } = await queue.fetch(CHUNK);
+              while (jobs.length > 0) ({ jobs } = await queue.ack(jobs, { fetch: CHUNK }));
+              const result = (JOBS / (performance.now() - start)) * 1000;
+              await deleteKeys(redis, `benchq:queue:{${queue.name}}:*`);
+              return result;
+            },
+          },
+        ],
+      },
+      {
+        title: `Redis bytes per waiting job, ${MEMORY_JOBS} jobs with payload {"i":n} (~11 bytes) (bytes/job)`,
+        cases: all.map((c) => ({
+          name: c.name,
+          unit: 'bytes/job',
+          higherIsBetter: false,
+          sample: () =>
+            withQueue(c, async (h) => {
+              await pushAll(h, 100);
+              const before = await usedMemory(redis);
+              for (let from = 100; from < MEMORY_JOBS + 100; from += CHUNK) await h.pushMany(from, CHUNK);
+              return ((await usedMemory(redis)) - before) / MEMORY_JOBS;
+            }),
+        })),
+      },
+    ];
+    return Promise.resolve(groups);
+  },
+};
+
+export default suite;
