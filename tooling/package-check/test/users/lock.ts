@@ -11,7 +11,7 @@ const lock = await locks.acquire('invoice:42', { ttlMs: 5_000 });
 const token: bigint = lock.fencingToken;
 if (typeof token !== 'bigint' || (await locks.tryAcquire('invoice:42')) !== null) throw new Error('second holder');
 await lock.extend(5_000);
-if ((await lock.release()) !== true || (await lock.release()) !== false) throw new Error('release');
+if ((await lock.release()) !== true || (await lock.release()) !== true) throw new Error('release is idempotent');
 const out = await locks.using('invoice:42', (signal) => Promise.resolve(signal.aborted ? 'aborted' : 'done'), { ttlMs: 5_000 });
 if (out !== 'done') throw new Error(out);
 if (!(LockUnavailableError.prototype instanceof Error) || !(QuorumUnreachableError.prototype instanceof Error)) throw new Error('errors');
