@@ -1,8 +1,7 @@
 import { randomPrefix } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { suiteClient, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SmartCache } from '../src/index.js';
 
 type Op = { op: 'get'; key: string } | { op: 'set'; key: string; value: number } | { op: 'delete'; key: string };
@@ -52,16 +51,9 @@ class Model {
 }
 
 describe.each(topologies)('SmartCache against an LRU model on %s', (topology) => {
-  let redis: Redis | Cluster;
   const prefix = randomPrefix();
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await deleteByPrefix(redis, prefix);
-    await redis.quit();
-  });
+  const redis = suiteClient(topology, prefix);
 
   it('keeps exactly the model\'s entries, never more than maxSize, and exact statistics', async () => {
     let run = 0;

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomPrefix, RedisServer, startCluster, waitFor } from '@cyredis/testing';
-import { connect, topologies } from '@cyredis/testing/context';
+import { connect, suiteClient, topologies } from '@cyredis/testing/context';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -44,18 +44,12 @@ async function commandCalls(redis: RedisClient, command: string): Promise<number
 }
 
 describe.each(topologies)('LuaScriptManager on %s', (topology) => {
-  let redis: RedisClient;
   let scripts: LuaScriptManager;
   let prefix: string;
   // One hash tag per test so multi-key calls stay in one slot on the cluster.
   const key = (name: string) => `${prefix}:{t}:${name}`;
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
+  const redis = suiteClient(topology);
 
   beforeEach(() => {
     prefix = randomPrefix();

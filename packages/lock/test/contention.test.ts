@@ -1,7 +1,6 @@
 import { randomPrefix } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { suiteClient, topologies } from '@cyredis/testing/context';
+import { describe, expect, it } from 'vitest';
 import { LockManager } from '../src/index.js';
 
 const CONTENDERS = 50;
@@ -9,16 +8,9 @@ const ACQUISITIONS = 200;
 const MANAGERS = 5;
 
 describe.each(topologies)('contention on one resource on %s', (topology) => {
-  let redis: Redis | Cluster;
   const prefix = randomPrefix();
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await deleteByPrefix(redis, prefix);
-    await redis.quit();
-  });
+  const redis = suiteClient(topology, prefix);
 
   it(`${CONTENDERS} contenders × ${ACQUISITIONS} acquisitions: no overlap, strictly increasing tokens`, async () => {
     // Several managers, so waiters are woken across subscriber connections too.

@@ -1,21 +1,14 @@
 import { CyRedisError, InvalidArgumentError } from '@cyredis/core';
 import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { deleteByPrefix, topologies, suiteClient } from '@cyredis/testing/context';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Lock, LockLostError, LockManager, LockUnavailableError, QuorumUnreachableError } from '../src/index.js';
 
 describe.each(topologies)('LockManager on %s', (topology) => {
-  let redis: Redis | Cluster;
   let prefix: string;
   let locks: LockManager;
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
+  const redis = suiteClient(topology);
   beforeEach(() => {
     prefix = randomPrefix();
     locks = new LockManager(redis, { prefix, ttlMs: 10_000 });

@@ -1,8 +1,7 @@
 import { randomPrefix } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { suiteClient, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LockLostError, LockManager, type Lock } from '../src/index.js';
 
 /** The reference: who holds the lock (leases never run out here), who released it last, the last token. */
@@ -95,16 +94,9 @@ class Status implements fc.AsyncCommand<Model, Real> {
 }
 
 describe.each(topologies)('LockManager against a reference model on %s', (topology) => {
-  let redis: Redis | Cluster;
   const prefix = randomPrefix();
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await deleteByPrefix(redis, prefix);
-    await redis.quit();
-  });
+  const redis = suiteClient(topology, prefix);
 
   it('agrees with the model on every sequence of acquire, release, extend, force and status', async () => {
     let run = 0;

@@ -1,8 +1,7 @@
 import { randomPrefix } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { suiteClient, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RateLimiter, type RateLimitAlgorithm, type RateLimitRule } from '../src/index.js';
 import { LimiterModel, toUs } from './model.js';
 
@@ -30,16 +29,9 @@ function maxWindowSum(admitted: { t: number; c: number }[], spanUs: number): num
 }
 
 describe.each(topologies)('rate_limiter.lua against a brute-force model on %s', (topology) => {
-  let redis: Redis | Cluster;
   const prefix = randomPrefix();
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await deleteByPrefix(redis, prefix);
-    await redis.quit();
-  });
+  const redis = suiteClient(topology, prefix);
 
   const algorithms: RateLimitAlgorithm[] = ['sliding-window', 'gcra', 'fixed-window'];
   it.each(algorithms)('%s: every decision, remaining, reset and retry-after match the model', async (algorithm) => {

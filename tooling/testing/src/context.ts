@@ -1,5 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { inject } from 'vitest';
+import { afterAll, inject } from 'vitest';
 import type {} from './provided.js';
 
 export type Topology = 'single' | 'cluster';
@@ -18,6 +18,19 @@ export function clusterSeeds(): { host: string; port: number }[] {
 export function connect(topology: Topology = 'single', options: RedisOptions = {}): Redis | Cluster {
   if (topology === 'cluster') return new Cluster(clusterSeeds(), { redisOptions: options });
   return new Redis(redisUrl(), options);
+}
+
+/**
+ * A client for the enclosing suite, closed when the suite ends (after deleting every key under
+ * `cleanupPrefix`, when given). Call it in a `describe` body.
+ */
+export function suiteClient(topology: Topology, cleanupPrefix?: string, options: RedisOptions = {}): Redis | Cluster {
+  const client = connect(topology, options);
+  afterAll(async () => {
+    if (cleanupPrefix !== undefined) await deleteByPrefix(client, cleanupPrefix);
+    await client.quit();
+  });
+  return client;
 }
 
 /** Deletes every key under a prefix on every master, so a test can clean up without FLUSHALL. */
