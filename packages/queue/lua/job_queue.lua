@@ -25,11 +25,11 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at
         most max_retries + 1 times; delay_seconds: number in [0, 31536000]; data: at most 1 MiB; id: 1 to
         1024 bytes.
-  POP   <current_time> <count> [lease_ms] [full]
+  POP   <current_time> <count> [lease_ms] [full] [request_id]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
         With full = "1": { wait_ms, id, "<priority>:<max_retries>:<data>", attempts, lease_token, ... } where
         wait_ms is 0 when count jobs came or jobs still wait, else ms until the next delayed job, retry or
-        lease deadline, or -1 for none.
+        lease deadline, or -1 for none. request_id (1 to 1024 bytes, needs full = "1"): see REQUEST IDS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
   COMPLETE <current_time> <job_id> [lease_token]
@@ -45,9 +45,9 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   PUSHN <current_time> <n> then n times <job_id> <job_data> <priority> <max_retries> <delay_seconds>
         -> { id|0, ... }: per job its id when queued, 0 when the id exists (n in 1..1000; a repeated id in
         one call is a duplicate). An empty job_id gets a generated decimal id (skipping ids in use).
-  ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>
+  ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>, then [request_id]
         -> { {1|0, ...}, wait_ms, jobs as POP full ... }: completes n (0..1000) jobs, then pops up to fetch
-        (0..1000) more, in one call.
+        (0..1000) more, in one call. request_id: see REQUEST IDS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -57,6 +57,16 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         attempts reset.
   DEAD  <current_time> <count>
         -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs.
+
+REQUEST IDS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
+unknown, so a POP or ACK may run twice. With a request_id, the first run is remembered for lease_ms, and
+at least 60 s (a resend waits for the reconnection, which may outlast a short lease), in
+  KEYS[1]..':req:'..request_id  STRING (derived from KEYS[1], same hash tag): two MessagePack values,
+                                the completion results {1|0, ...} and the leases {job_id, lease_token, ...}
+and a repeat with the same id writes nothing and answers as the first run did: the same completion
+results, and the jobs it leased that are still leased under the same token (instead of leasing more
+while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). A call
+that completed and leased nothing is not remembered: its repeat runs as a new call, which is harmless.
 
 Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
@@ -81,6 +91,7 @@ local DEAD_AGE_MS = 7 * 24 * 3600 * 1000
 local DEAD_TRIM = 100
 local DEFAULT_LEASE_MS = 30000
 local MAX_LEASE_MS = 86400000
+local MIN_MEMO_MS = 60000
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -539,14 +550,63 @@ local function wait_after(n, count)
   return wait_ms()
 end
 
+-- The memo key of the request id in ARGV[index] (see REQUEST IDS), or nil without one.
+local function request_key(index)
+  local rid = ARGV[index]
+  if rid == nil then return nil end
+  return waiting .. ':req:' .. id_arg('request_id', rid)
+end
+
+-- Remembers a call: its completion results and the (id, token) of each job in `out` from index `from`.
+-- A call that completed and leased nothing is not remembered: its repeat is harmless, and a first write
+-- would be refused under maxmemory.
+local function remember(key, results, completed, out, from, lease_ms)
+  local leases = {}
+  for k = from, #out, 4 do
+    leases[#leases + 1] = out[k]
+    leases[#leases + 1] = out[k + 3]
+  end
+  if completed == 0 and #leases == 0 then return end
+  redis.call('SET', key, cmsgpack.pack(results, leases), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+end
+
+-- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
+-- (as `pop` with `full`); returns the first run's results and how many jobs it appended.
+local function replay(saved, out)
+  local results, leases = cmsgpack.unpack(saved)
+  local n = 0
+  for i = 1, #leases, 2 do
+    local id, token = leases[i], leases[i + 1]
+    local attempts = leased(id, tostring(token))
+    if attempts then
+      local k = #out
+      out[k + 1] = id
+      out[k + 2] = redis.call('HGET', jobs, id)
+      out[k + 3] = attempts
+      out[k + 4] = token
+      n = n + 1
+    end
+  end
+  return results, n
+end
+
 if op == 'POP' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local lease_ms = DEFAULT_LEASE_MS
   if ARGV[4] ~= nil then lease_ms = number('lease_ms', ARGV[4], 1, MAX_LEASE_MS, true) end
   local full = ARGV[5] == '1'
+  local memo = request_key(6)
+  if memo and not full then bad('request_id needs full = 1') end
   local out = {}
   if full then out[1] = 0 end
-  local n = pop(count, lease_ms, full, out)
+  local saved = memo and redis.call('GET', memo)
+  local n
+  if saved then
+    n = select(2, replay(saved, out))
+  else
+    n = pop(count, lease_ms, full, out)
+    if memo then remember(memo, {}, 0, out, 2, lease_ms) end
+  end
   if full then out[1] = wait_after(n, count) end
   return out
 end
@@ -555,8 +615,19 @@ if op == 'ACK' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  if #ARGV ~= 5 + 2 * n then bad('ACK with n = ' .. n .. ' takes ' .. (5 + 2 * n) .. ' arguments, got ' .. #ARGV) end
+  if #ARGV ~= 5 + 2 * n and #ARGV ~= 6 + 2 * n then
+    bad('ACK with n = ' .. n .. ' takes ' .. (5 + 2 * n) .. ' or ' .. (6 + 2 * n) .. ' arguments, got ' .. #ARGV)
+  end
   local ids, tokens = pairs_arg(6, n)
+  local memo = request_key(6 + 2 * n)
+  local saved = memo and redis.call('GET', memo)
+  if saved then
+    local out = { 0, 0 }
+    local results, got = replay(saved, out)
+    out[1] = results
+    out[2] = wait_after(got, fetch)
+    return out
+  end
   local results = {}
   local done, seen = {}, {}
   if n > 0 then
@@ -583,6 +654,7 @@ if op == 'ACK' then
   end
   local out = { results, 0 }
   out[2] = wait_after(pop(fetch, lease_ms, true, out), fetch)
+  if memo then remember(memo, results, #done, out, 3, lease_ms) end
   return out
 end
 

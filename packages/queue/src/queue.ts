@@ -88,6 +88,13 @@ export interface Job<T> {
 export interface PopOptions {
   /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
   leaseMs?: number;
+  /**
+   * Makes the call safe to repeat (1 to 1024 bytes, unique per call): a repeat with the same id within the
+   * lease (and at least 60 s), such as ioredis resending it after a reset or a retry after an unknown
+   * outcome, writes nothing and answers as the first run did (its completions, and the jobs it leased that
+   * are still leased to it).
+   */
+  requestId?: string;
 }
 
 export interface FetchResult<T> {
@@ -150,6 +157,19 @@ function checkRetries(name: string, value: unknown, fallback: number): number {
 function checkLease(name: string, value: unknown): number {
   assertInteger(name, value, { min: 1, max: LIMITS.maxLeaseMs });
   return value;
+}
+
+/** A job or request id: 1 to 1024 UTF-8 bytes. */
+function checkId(name: string, value: unknown): asserts value is string {
+  assertNonEmptyString(name, value, LIMITS.maxIdBytes);
+  if (Buffer.byteLength(value) > LIMITS.maxIdBytes) throw new InvalidArgumentError(name, `must be at most ${LIMITS.maxIdBytes} bytes`);
+}
+
+/** The optional request id as trailing script arguments (none without one). */
+function requestIdArgs(name: string, value: unknown): ScriptArg[] {
+  if (value === undefined) return [];
+  checkId(name, value);
+  return [value];
 }
 
 function checkCount(name: string, value: unknown, min: number): number {
@@ -282,7 +302,7 @@ export class JobQueue<T = unknown> {
   async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
-    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1']));
+    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestIdArgs('options.requestId', options.requestId)]));
     return { waitMs: toNumber(reply[0]), jobs: this.parseJobs(reply, 1) };
   }
 
@@ -306,6 +326,7 @@ export class JobQueue<T = unknown> {
       this.checkJob(`jobs[${i}]`, job);
       args.push(job.id, job.leaseToken);
     });
+    args.push(...requestIdArgs('options.requestId', options.requestId));
     const reply = toArray(await this.run(args));
     return {
       completed: toArray(reply[0]).map((r) => r === 1),
@@ -390,10 +411,7 @@ export class JobQueue<T = unknown> {
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError(name, 'must be an object');
     // An empty id asks the script for a short generated one.
     const id = options.id ?? '';
-    if (options.id !== undefined) {
-      assertNonEmptyString(`${name}.id`, id, LIMITS.maxIdBytes);
-      if (Buffer.byteLength(id) > LIMITS.maxIdBytes) throw new InvalidArgumentError(`${name}.id`, `must be at most ${LIMITS.maxIdBytes} bytes`);
-    }
+    if (options.id !== undefined) checkId(`${name}.id`, id);
     const priority = checkPriority(`${name}.priority`, options.priority);
     const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
     const delayMs = options.delayMs ?? 0;

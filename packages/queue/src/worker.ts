@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { assertInteger, assertPositiveMs, duplicateClient, InvalidArgumentError, type RedisClient } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
@@ -70,6 +71,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private readonly loop: Promise<void>;
   private readonly renewTimer: NodeJS.Timeout;
   private waiters: (() => void)[] = [];
+  /** Prefix of this worker's request ids, which make its fetch and ack calls safe to resend. */
+  private readonly requestPrefix = `${randomUUID()}:`;
+  private requests = 0;
+  /** The blocking wait in flight, if any: one at a time, even when a reconnect holds it back. */
+  private wake: Promise<boolean> | undefined;
+  /** Resolves when `close` starts: no wait of the worker may outlive it. */
+  private readonly stopping: Promise<void>;
+  private stop!: () => void;
 
   constructor(
     readonly queue: JobQueue<T>,
@@ -88,6 +97,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     this.blockMs = options.blockMs ?? 5000;
     assertInteger('options.blockMs', this.blockMs, { min: 1, max: 600_000 });
     this.renewTimer = setInterval(() => void this.renew(), Math.max(10, Math.floor(this.leaseMs / 3)));
+    this.stopping = new Promise((resolve) => (this.stop = resolve));
     this.loop = this.fetchLoop();
   }
 
@@ -101,6 +111,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
 
   private async shutdown(timeoutMs: number): Promise<void> {
     this.closing = true;
+    this.stop();
+    // A blocked call is not settled by a disconnect while ioredis waits to reconnect: nothing awaits it now.
     this.blocking?.disconnect();
     this.notify();
     await this.loop;
@@ -125,7 +137,6 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   }
 
   private async fetchLoop(): Promise<void> {
-    let failures = 0;
     while (!this.closing) {
       const free = this.concurrency - this.busy - this.reserved;
       // Finished jobs are completed together with the next fetch; leave the refill to that call.
@@ -134,22 +145,41 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
         continue;
       }
       this.reserved += free;
+      const requestId = this.nextRequestId();
+      const reply = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, requestId }));
+      this.reserved -= free;
+      if (!reply) break;
+      this.start(reply.jobs);
+      if (reply.jobs.length === 0 && !this.closing) await this.idle(reply.waitMs);
+    }
+  }
+
+  /**
+   * Repeats `call` (same arguments, same request id) until Redis answers or the worker closes: a call with an
+   * unknown outcome may have leased jobs or completed some, and only its repeat answers what it did.
+   */
+  private async untilAnswered<R>(call: () => Promise<R>): Promise<R | undefined> {
+    for (let failures = 0; ; failures++) {
       try {
-        const { jobs, waitMs } = await this.queue.fetch(free, { leaseMs: this.leaseMs });
-        this.reserved -= free;
-        failures = 0;
-        this.start(jobs);
-        if (jobs.length === 0 && !this.closing) await this.idle(waitMs);
+        return await call();
       } catch (err) {
-        this.reserved -= free;
-        if (this.closing) break;
+        if (this.closing) return undefined;
         this.report(err);
-        await this.pause(Math.min(1000, 50 * 2 ** failures++));
+        await Promise.race([this.pause(Math.min(1000, 50 * 2 ** failures)), this.stopping]);
+        if (this.closing) return undefined;
       }
     }
   }
 
-  /** Blocks on the wake-up list until a push, the next due time, or `blockMs`. */
+  private nextRequestId(): string {
+    return this.requestPrefix + (this.requests++).toString(36);
+  }
+
+  /**
+   * Blocks on the wake-up list until a push, the next due time, or `blockMs`. The wait ends at `close`, and a
+   * second after its timeout even if the blocking call has no answer (its connection reconnecting): the
+   * worker then polls instead.
+   */
   private async idle(waitMs: number): Promise<void> {
     const ms = waitMs < 0 ? this.blockMs : Math.min(Math.max(waitMs, 1), this.blockMs);
     if (!this.blocking) {
@@ -157,14 +187,27 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       // Its connection errors are the worker's to report (ioredis reconnects by itself).
       this.blocking.on('error', (err: unknown) => this.report(err));
     }
-    try {
-      await this.blocking.blpop(this.queue.wakeKey, ms / 1000);
-    } catch (err) {
-      if (!this.closing) {
-        this.report(err);
-        await this.pause(100);
-      }
+    if (!this.wake) {
+      const wake: Promise<boolean> = this.blocking
+        .blpop(this.queue.wakeKey, ms / 1000)
+        .then(
+          () => true,
+          (err: unknown) => {
+            if (!this.closing) this.report(err);
+            return false;
+          },
+        )
+        .finally(() => {
+          if (this.wake === wake) this.wake = undefined;
+        });
+      this.wake = wake;
     }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms + 1000)));
+    const answered = await Promise.race([this.wake, late, this.stopping]);
+    clearTimeout(timer);
+    // A failing connection answers at once: do not turn that into a busy loop.
+    if (answered === false && !this.closing) await Promise.race([this.pause(100), this.stopping]);
   }
 
   private start(jobs: Job<T>[]): void {
@@ -223,31 +266,19 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     this.busy -= batch.length;
     const fetch = this.closing ? 0 : Math.max(0, this.concurrency - this.busy - this.reserved);
     this.reserved += fetch;
-    this.queue
-      .ack(
-        batch.map((r) => r.job),
-        { fetch, leaseMs: this.leaseMs },
-      )
-      .then(
-        ({ completed, jobs }) => {
-          this.reserved -= fetch;
-          batch.forEach((r, i) => {
-            if (completed[i]) this.fire('completed', r.job);
-            else this.fire('lost', r.job);
-          });
-          this.start(jobs);
-        },
-        (err: unknown) => {
-          this.reserved -= fetch;
-          this.report(err);
-          // Closing: give up; the leases run out and the jobs come back.
-          if (this.closing) return;
-          // Unknown outcome: each completion is fenced by its token, so sending it again is harmless.
-          this.busy += batch.length;
-          this.acks.unshift(...batch);
-          return this.pause(100);
-        },
-      )
+    const jobs = batch.map((r) => r.job);
+    const requestId = this.nextRequestId();
+    void this.untilAnswered(() => this.queue.ack(jobs, { fetch, leaseMs: this.leaseMs, requestId }))
+      .then((reply) => {
+        this.reserved -= fetch;
+        // Closing: given up; the leases run out and the jobs come back.
+        if (!reply) return;
+        batch.forEach((r, i) => {
+          if (reply.completed[i]) this.fire('completed', r.job);
+          else this.fire('lost', r.job);
+        });
+        this.start(reply.jobs);
+      })
       .finally(() => {
         this.acking--;
         this.flush();

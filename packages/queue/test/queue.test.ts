@@ -187,6 +187,24 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 1 });
   });
 
+  it('answers a repeated ack or fetch with the same requestId as the first run did, writing nothing', async () => {
+    await queue.pushBulk(Array.from({ length: 6 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const first = await queue.fetch(2, { requestId: 'fetch-1' });
+    expect(await queue.fetch(2, { requestId: 'fetch-1' })).toEqual(first);
+    const acked = await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' });
+    expect(acked.completed).toEqual([true, true]);
+    const before = await snapshot(redis, prefix);
+    // A resend after a lost reply: the completions stand and the same jobs come back, none leased twice.
+    expect(await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).toEqual(acked);
+    expect(await snapshot(redis, prefix)).toEqual(before);
+    expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 2 });
+    // A job of the first run that is no longer leased to it is not handed out again.
+    expect(await queue.release(acked.jobs[0]!)).toBe(true);
+    expect((await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).jobs).toEqual([acked.jobs[1]]);
+    // Without a request id a repeat is a new call.
+    expect((await queue.ack(first.jobs)).completed).toEqual([false, false]);
+  });
+
   it('survives SCRIPT FLUSH in the middle of a run', async () => {
     await queue.pushBulk(Array.from({ length: 200 }, (_, i) => ({ data: { to: `u${i}` } })));
     let done = 0;
@@ -218,6 +236,8 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
       [() => queue.pop(0), 'count'],
       [() => queue.pop(1001), 'count'],
       [() => queue.pop(1, { leaseMs: 0 }), 'options.leaseMs'],
+      [() => queue.fetch(1, { requestId: '' }), 'options.requestId'],
+      [() => queue.ack([], { requestId: 'é'.repeat(LIMITS.maxIdBytes) }), 'options.requestId'],
       [() => queue.complete({ ...job, id: '' }), 'job.id'],
       [() => queue.complete({ ...job, leaseToken: '' }), 'job.leaseToken'],
       [() => queue.fail(null as unknown as Job<Email>, 'x'), 'job'],
