@@ -5,14 +5,20 @@ export class JobAbortedError extends CyRedisError {}
 
 /** The job ran longer than the worker's `timeoutMs`. */
 export class JobTimeoutError extends JobAbortedError {
-  constructor(readonly timeoutMs: number) {
+  constructor(
+    /** The worker's `timeoutMs` that passed. */
+    readonly timeoutMs: number,
+  ) {
     super(`job timed out after ${timeoutMs} ms`);
   }
 }
 
 /** The worker could not renew the job's lease: another worker may run it now. */
 export class LeaseLostError extends JobAbortedError {
-  constructor(readonly jobId: string) {
+  constructor(
+    /** The job whose lease was lost. */
+    readonly jobId: string,
+  ) {
     super(`lease of job "${jobId}" was lost`);
   }
 }

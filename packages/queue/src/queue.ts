@@ -24,15 +24,19 @@ export const LIMITS = Object.freeze({
   maxIdBytes: 1024,
   /** Priorities run from -maxPriority to maxPriority; higher is served first. */
   maxPriority: 1000,
+  /** Retries per job. */
   maxRetries: 1000,
+  /** Push delay, in ms (one year). */
   maxDelayMs: 31_536_000_000,
   /** Jobs per pushBulk / pop / ack call (larger bulks are split). */
   maxBatch: 1000,
+  /** Lease length, in ms (one day). */
   maxLeaseMs: 86_400_000,
   /** Error text kept with a failed or dead job, in bytes. */
   maxErrorBytes: 1000,
 });
 
+/** Retry delays: exponential from `baseMs`, capped at `maxMs`, with jitter. */
 export interface BackoffOptions {
   /** Delay before the first retry, in ms (doubles each attempt, jittered down by up to half). Default 1000. */
   baseMs?: number;
@@ -40,16 +44,19 @@ export interface BackoffOptions {
   maxMs?: number;
 }
 
+/** Options of `new JobQueue(…)`. */
 export interface JobQueueOptions {
   /** Key prefix; default `cyredis`. */
   prefix?: string;
   /** Default retries per job: a job runs at most maxRetries + 1 times. Default 3. */
   maxRetries?: number;
+  /** Retry delays of failed jobs. */
   backoff?: BackoffOptions;
   /** Default lease for `pop`, in ms. Default 30 000. */
   leaseMs?: number;
 }
 
+/** Options of `push` (and of each job of `pushBulk`). */
 export interface PushOptions {
   /**
    * Job id; default a generated decimal one (unique per queue). Pushing an id that is still queued,
@@ -64,11 +71,15 @@ export interface PushOptions {
   maxRetries?: number;
 }
 
+/** One job of `pushBulk`. */
 export interface BulkJob<T> extends PushOptions {
+  /** The job's payload (JSON-serialisable). */
   data: T;
 }
 
+/** What `add` / `addBulk` report per job. */
 export interface PushResult {
+  /** The job's id (generated when none was given). */
   id: string;
   /** false when a job with this id already existed (nothing was written). */
   added: boolean;
@@ -76,15 +87,21 @@ export interface PushResult {
 
 /** A leased job. Present it to `complete`/`fail`: the lease token fences a worker that lost its lease. */
 export interface Job<T> {
+  /** The job's id. */
   readonly id: string;
+  /** The payload it was pushed with. */
   readonly data: T;
+  /** Its priority (higher is served first). */
   readonly priority: number;
   /** Runs so far, this one included (1 on the first run). */
   readonly attempts: number;
+  /** Retries it is allowed: it runs at most maxRetries + 1 times. */
   readonly maxRetries: number;
+  /** Fences this lease: `complete`/`fail`/`extend`/`release` must present it. */
   readonly leaseToken: string;
 }
 
+/** Options of `pop`, `fetch` and `ack`. */
 export interface PopOptions {
   /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
   leaseMs?: number;
@@ -97,7 +114,9 @@ export interface PopOptions {
   requestId?: string;
 }
 
+/** What `fetch` returns. */
 export interface FetchResult<T> {
+  /** The leased jobs, highest priority first. */
   jobs: Job<T>[];
   /**
    * 0 when the batch came full or jobs still wait (ask again); else ms until the next delayed job, retry or
@@ -106,27 +125,38 @@ export interface FetchResult<T> {
   waitMs: number;
 }
 
+/** What `ack` returns: the completions and the next batch. */
 export interface AckResult<T> extends FetchResult<T> {
   /** Per job passed to `ack`: true when completed, false when its lease was lost. */
   completed: boolean[];
 }
 
+/** What `fail` did: scheduled a retry, dead-lettered the job, or found its lease lost (nothing changed). */
 export type FailOutcome = 'retry' | 'dead' | 'lost';
 
+/** Counts per state, read in O(1). */
 export interface QueueStats {
+  /** Jobs ready to be served. */
   waiting: number;
+  /** Jobs pushed with a delay that has not passed. */
   delayed: number;
+  /** Jobs under a lease. */
   processing: number;
   /** Failed jobs waiting for their retry. */
   failed: number;
+  /** Jobs in the dead letter set. */
   dead: number;
   /** Jobs completed since the queue was created (a counter; completed jobs are not kept). */
   completed: number;
 }
 
+/** A dead-lettered job, as `deadJobs` lists it. */
 export interface DeadJob<T> {
+  /** The job's id. */
   id: string;
+  /** Its payload. */
   data: T;
+  /** Runs it had. */
   attempts: number;
   /** The last error (cut to 1000 bytes), or `lease expired`. */
   error: string;
@@ -207,10 +237,13 @@ export class JobQueue<T = unknown> {
   private readonly maxRetries: number;
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
+  /** Default lease for `pop`, in ms. */
   readonly leaseMs: number;
 
   constructor(
+    /** The client every call goes through. */
     readonly redis: RedisClient,
+    /** The queue's name (its hash tag). */
     readonly name: string,
     options: JobQueueOptions = {},
   ) {

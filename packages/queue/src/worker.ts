@@ -4,8 +4,10 @@ import { assertInteger, assertPositiveMs, duplicateClient, InvalidArgumentError,
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
 import { LIMITS, type FailOutcome, type Job, type JobQueue } from './queue.js';
 
+/** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
 export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
 
+/** Options of `new Worker(…)`. */
 export interface WorkerOptions {
   /** Jobs run at once. Default 1, at most 1000. */
   concurrency?: number;
@@ -17,12 +19,15 @@ export interface WorkerOptions {
   blockMs?: number;
 }
 
+/** Options of `close`. */
 export interface CloseOptions {
   /** How long to wait for running jobs before aborting and releasing them, in ms. Default: the lease. */
   timeoutMs?: number;
 }
 
+/** The events a worker emits, with their arguments. */
 export interface WorkerEvents<T> {
+  /** The job's handler finished and its completion was accepted (once per job). */
   completed: [job: Job<T>];
   /** The job failed and will be retried after its backoff. */
   failed: [job: Job<T>, error: unknown];
@@ -50,7 +55,9 @@ interface Running<T> {
  * blocks on Redis (one extra connection) until a job is pushed or the next delayed job is due.
  */
 export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
+  /** Jobs run at once. */
   readonly concurrency: number;
+  /** Lease per job, in ms. */
   readonly leaseMs: number;
   private readonly timeoutMs: number | undefined;
   private readonly blockMs: number;
@@ -81,6 +88,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private stop!: () => void;
 
   constructor(
+    /** The queue it serves. */
     readonly queue: JobQueue<T>,
     private readonly handler: JobHandler<T>,
     options: WorkerOptions = {},

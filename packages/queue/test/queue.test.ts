@@ -1,8 +1,8 @@
 import { CyRedisError, InvalidArgumentError } from '@cyredis/core';
 import { randomPrefix, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { connect, deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JobQueue, LIMITS, type Job } from '../src/index.js';
 import { masters, snapshot } from './helpers.js';
 
@@ -24,16 +24,10 @@ function popSoon(queue: JobQueue<Email>): Promise<Job<Email>[]> {
 }
 
 describe.each(topologies)('JobQueue on %s', (topology) => {
-  let redis: Redis | Cluster;
+  const redis = suiteClient(topology);
   let prefix: string;
   let queue: JobQueue<Email>;
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
   beforeEach(() => {
     prefix = randomPrefix();
     queue = new JobQueue<Email>(redis, 'emails', { prefix, maxRetries: 3, backoff: { baseMs: 50, maxMs: 200 } });

@@ -1,21 +1,14 @@
 import { randomPrefix } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { raw, snapshot } from './helpers.js';
 
 describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
-  let redis: Redis | Cluster;
+  const redis = suiteClient(topology);
   let prefix: string;
   let keys: string[];
   const call = (...args: (string | number)[]) => raw(redis, keys, ...args);
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
   beforeEach(() => {
     prefix = randomPrefix();
     // The seed's four key names, under one hash tag so they meet on one cluster shard.

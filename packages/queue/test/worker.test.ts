@@ -1,7 +1,6 @@
 import { randomPrefix, sleep, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JobQueue, JobTimeoutError, Worker, WorkerClosedError, type Job } from '../src/index.js';
 
 interface Task {
@@ -9,7 +8,7 @@ interface Task {
 }
 
 describe.each(topologies)('Worker on %s', (topology) => {
-  let redis: Redis | Cluster;
+  const redis = suiteClient(topology);
   let prefix: string;
   let queue: JobQueue<Task>;
   const workers: Worker<Task>[] = [];
@@ -20,12 +19,6 @@ describe.each(topologies)('Worker on %s', (topology) => {
     return w;
   }
 
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
   beforeEach(() => {
     prefix = randomPrefix();
     queue = new JobQueue<Task>(redis, 'tasks', { prefix, backoff: { baseMs: 10, maxMs: 20 } });
