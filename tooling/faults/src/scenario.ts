@@ -32,6 +32,8 @@ export async function underLoad(
     const report = await load.stop();
     console.log(`${w.name}: ${report.ok} calls ok, ${report.failed} failed ${JSON.stringify(report.byKind)}`);
     if (report.untyped.length > 0) throw new Error(`untyped errors reached callers: ${report.untyped.slice(0, 5).join(' | ')}`);
+    // A lost script cache (flush, restart, promoted replica) must never surface, whatever else failed.
+    if (Object.keys(report.byKind).some((kind) => kind.includes('NOSCRIPT'))) throw new Error(`NOSCRIPT reached callers: ${JSON.stringify(report.byKind)}`);
     await run.verify({ failed: report.failed, lossy });
     return report;
   } finally {
