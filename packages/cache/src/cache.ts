@@ -15,6 +15,7 @@ import {
   toNumber,
   clientKeyPrefix,
   duplicateClient,
+  waitAtMost,
   withDeadline,
   type RedisClient,
   type RegisteredScript,
@@ -562,9 +563,7 @@ export class SmartCache<T = unknown> {
     sub.on('reconnecting', down);
     sub.on('ready', () => void join());
     sub.on('message', (_channel: string, message: string) => this.hear(message));
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
-    this.subscribed = Promise.race([join(), deadline]).finally(() => clearTimeout(timer));
+    this.subscribed = waitAtMost(join(), this.timeoutMs);
     return this.subscribed;
   }
 

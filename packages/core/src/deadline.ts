@@ -18,3 +18,18 @@ export function withDeadline<T>(promise: Promise<T>, timeoutMs: number, onTimeou
     );
   });
 }
+
+/**
+ * Resolves once `promise` settles (either way) or `timeoutMs` passed, whichever comes first; never rejects.
+ * For waits that help but must not hold a caller up, such as a subscription on a node that may be down.
+ */
+export function waitAtMost(promise: Promise<unknown>, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
+}

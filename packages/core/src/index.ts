@@ -7,7 +7,7 @@ export {
   ScriptError,
   UnknownScriptError,
 } from './errors.js';
-export { withDeadline } from './deadline.js';
+export { waitAtMost, withDeadline } from './deadline.js';
 export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
 export { readPackageLua } from './lua.js';
 export { clientKeyPrefix, duplicateClient, isCluster, type RedisClient } from './client.js';

@@ -5,10 +5,12 @@ import {
   assertNonEmptyString,
   CyRedisError,
   InvalidArgumentError,
+  isCluster,
   KeySpace,
   LuaScriptManager,
   readPackageLua,
   toBigInt,
+  waitAtMost,
   type RedisClient,
   type RegisteredScript,
 } from '@cyredis/core';
@@ -126,8 +128,7 @@ export class LockManager {
     this.nodes = clients.map((client, index) => {
       const scripts = new LuaScriptManager(client);
       const script = scripts.registerScript('cyredis:lock', SOURCE);
-      const isCluster = (client as { isCluster?: boolean }).isCluster === true;
-      const batcher = isCluster ? undefined : new Batcher(scripts, script, this.nodeTimeoutMs);
+      const batcher = isCluster(client) ? undefined : new Batcher(scripts, script, this.nodeTimeoutMs);
       return { index, client, scripts, script, wakeups: new Wakeups(client), batcher };
     });
     this.quorum = Math.floor(clients.length / 2) + 1;
@@ -307,10 +308,7 @@ export class LockManager {
       return;
     }
     // A dead node must not hold up the wait: its wake-ups are lost, the lease-end retry still comes.
-    const subscribed = Promise.allSettled(this.nodes.map((node) => node.wakeups.add(key, waiter)));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([subscribed, new Promise((resolve) => (timer = setTimeout(resolve, this.nodeTimeoutMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.allSettled(this.nodes.map((node) => node.wakeups.add(key, waiter))), this.nodeTimeoutMs ?? 0);
   }
 
   /**

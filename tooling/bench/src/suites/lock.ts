@@ -1,4 +1,5 @@
 import { LockManager } from '@cyredis/lock';
+import { sleep } from '@cyredis/testing';
 import type { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { median, throughput, type BenchCase, type BenchSuite } from '../harness.js';
@@ -26,8 +27,6 @@ interface Contender {
   /** Take a lock and return its release; `wait` waits for a holder (the contender's own retry policy). */
   hold?: (resource: string, wait: boolean) => Promise<() => Promise<unknown>>;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Median time from `release()` to the waiting acquirer holding the lock: a holder takes it, a waiter starts
