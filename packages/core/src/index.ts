@@ -7,6 +7,7 @@ export {
   ScriptError,
   UnknownScriptError,
 } from './errors.js';
+export { TickBatcher, type BatchSend } from './batch.js';
 export { waitAtMost, withDeadline } from './deadline.js';
 export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
 export { readPackageLua } from './lua.js';

@@ -15,7 +15,7 @@ import {
   type RegisteredScript,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeOutcome } from './errors.js';
-import { Batcher, type Mode, type Reply } from './batch.js';
+import { lockBatcher, type Mode, type Reply } from './batch.js';
 import { Lock, type LockBackend } from './lock.js';
 import { Wakeups, type Waiter } from './wakeups.js';
 
@@ -83,7 +83,7 @@ interface Node {
   readonly client: RedisClient;
   readonly wakeups: Wakeups;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
-  readonly batcher: Batcher | undefined;
+  readonly batcher: ReturnType<typeof lockBatcher> | undefined;
 }
 
 interface Outcome extends NodeOutcome {
@@ -128,7 +128,7 @@ export class LockManager {
     this.nodes = clients.map((client, index) => {
       const scripts = new LuaScriptManager(client);
       const script = scripts.registerScript('cyredis:lock', SOURCE);
-      const batcher = isCluster(client) ? undefined : new Batcher(scripts, script, this.nodeTimeoutMs);
+      const batcher = isCluster(client) ? undefined : lockBatcher(scripts, script, this.nodeTimeoutMs);
       return { index, client, scripts, script, wakeups: new Wakeups(client), batcher };
     });
     this.quorum = Math.floor(clients.length / 2) + 1;
@@ -413,7 +413,7 @@ export class LockManager {
     try {
       reply =
         mode !== 'fence' && node.batcher
-          ? await node.batcher.run(key, owner, ttlMs, mode)
+          ? await node.batcher.add({ key, owner, ttlMs, mode })
           : await node.scripts.executeScript<Reply>(node.script, { keys: [key], args: [owner, ttlMs, mode, floor ?? 0], timeoutMs: this.nodeTimeoutMs });
     } catch (err) {
       return { node: node.index, state: 'failed', error: err as Error, token: 0n };

@@ -12,6 +12,7 @@ import {
   readPackageLua,
   RedisUnavailableError,
   ScriptError,
+  TickBatcher,
   toArray,
   toNumber,
   type RedisClient,
@@ -126,8 +127,6 @@ interface Rule extends ResolvedRule {
 interface QueuedCheck {
   keys: string[];
   cost: number;
-  resolve: (result: RateLimitResult) => void;
-  reject: (err: unknown) => void;
 }
 
 interface CachedRefusal {
@@ -173,8 +172,8 @@ export class RateLimiter {
   private readonly minCapacity: number;
   private readonly refusals: Map<string, CachedRefusal> | undefined;
   private readonly maxRefusals: number;
-  private readonly batching: boolean;
-  private queue: QueuedCheck[] = [];
+  /** Absent when batching is off. */
+  private readonly batcher: TickBatcher<QueuedCheck, RateLimitResult> | undefined;
 
   constructor(redis: RedisClient, options: RateLimiterOptions) {
     this.algorithm = options.algorithm ?? 'sliding-window';
@@ -201,7 +200,7 @@ export class RateLimiter {
     assertInteger('options.cacheRefusals.maxEntries', this.maxRefusals, { min: 1 });
     this.refusals = cache === false ? undefined : new Map();
     // A batch may mix ids, whose keys live in different slots on a cluster.
-    this.batching = options.batch !== false && !isCluster(redis);
+    if (options.batch !== false && !isCluster(redis)) this.batcher = new TickBatcher(this.sendChecks, MAX_BATCH);
 
     this.space = new KeySpace('ratelimit', options.prefix);
     this.scripts = new LuaScriptManager(redis);
@@ -227,8 +226,8 @@ export class RateLimiter {
     const cached = this.refusals !== undefined && options.nowMs === undefined && cost > 0 ? this.cachedRefusal(id, cost) : undefined;
     if (cached) return cached;
     const result =
-      this.batching && options.requestId === undefined && options.nowMs === undefined
-        ? await this.enqueue(this.space.keys(id, this.suffixes), cost)
+      this.batcher && options.requestId === undefined && options.nowMs === undefined
+        ? await this.batcher.add({ keys: this.space.keys(id, this.suffixes), cost })
         : await this.call(id, cost, 'limit', options);
     if (this.refusals !== undefined && !result.allowed && result.error === undefined && options.nowMs === undefined) {
       this.remember(id, cost, result);
@@ -285,56 +284,34 @@ export class RateLimiter {
   }
 
   /**
-   * Queues a plain `limit` check; checks queued in the same tick go to Redis as one batch call, which the
-   * script decides one after the other as if each came alone.
+   * Sends the plain `limit` checks of one tick as one batch call, which the script decides one after the
+   * other as if each came alone.
    */
-  private enqueue(keys: string[], cost: number): Promise<RateLimitResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ keys, cost, resolve, reject });
-      if (this.queue.length === 1) queueMicrotask(() => this.flush());
-    });
-  }
-
-  private flush(): void {
-    const queued = this.queue;
-    this.queue = [];
-    for (let start = 0; start < queued.length; start += MAX_BATCH) {
-      const batch = queued.slice(start, start + MAX_BATCH);
-      const args = this.argTemplate.slice();
-      let keys = batch[0]!.keys;
-      // A lone check goes as a plain call: no batch reply to unwrap.
-      if (batch.length === 1) {
-        args[5] = batch[0]!.cost;
-      } else {
-        args[5] = batch.length;
-        args[6] = 'batch';
-        keys = [];
-        for (const check of batch) {
-          keys.push(...check.keys);
-          args.push(check.cost);
-        }
+  private readonly sendChecks = async (checks: QueuedCheck[]): Promise<RateLimitResult[]> => {
+    const args = this.argTemplate.slice();
+    let keys = checks[0]!.keys;
+    // A lone check goes as a plain call: no batch reply to unwrap.
+    if (checks.length === 1) {
+      args[5] = checks[0]!.cost;
+    } else {
+      args[5] = checks.length;
+      args[6] = 'batch';
+      keys = [];
+      for (const check of checks) {
+        keys.push(...check.keys);
+        args.push(check.cost);
       }
-      this.run(keys, args)
-        .then(
-          (reply) => {
-            if (batch.length === 1) return batch[0]!.resolve(this.toResult(reply));
-            const replies = toArray(reply);
-            batch.forEach((check, i) => check.resolve(this.toResult(replies[i])));
-          },
-          (err: unknown) => {
-            for (const check of batch) {
-              try {
-                check.resolve(this.fallback(err));
-              } catch (thrown) {
-                check.reject(thrown);
-              }
-            }
-          },
-        )
-        // An unreadable reply reaches the callers still waiting (a settled promise ignores it).
-        .catch((err: unknown) => batch.forEach((check) => check.reject(err)));
     }
-  }
+    let reply: unknown;
+    try {
+      reply = await this.run(keys, args);
+    } catch (err) {
+      const result = this.fallback(err);
+      return checks.map(() => result);
+    }
+    if (checks.length === 1) return [this.toResult(reply)];
+    return toArray(reply).map((r) => this.toResult(r));
+  };
 
   private toResult(reply: unknown): RateLimitResult {
     if (typeof reply === 'number') {
