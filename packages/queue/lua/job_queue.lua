@@ -27,9 +27,10 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         1024 bytes.
   POP   <current_time> <count> [lease_ms] [full] [request_id]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, id, "<priority>:<max_retries>:<data>", attempts, lease_token, ... } where
-        wait_ms is 0 when count jobs came or jobs still wait, else ms until the next delayed job, retry or
-        lease deadline, or -1 for none. request_id (1 to 1024 bytes, needs full = "1"): see REQUEST IDS.
+        With full = "1": { wait_ms, lease_token, id, "<priority>:<max_retries>:<data>", attempts, ... }:
+        one token for the jobs of the call (0 when none), then three items per job; wait_ms is 0 when
+        count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
+        -1 for none. request_id (1 to 1024 bytes, needs full = "1"): see REQUEST IDS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
   COMPLETE <current_time> <job_id> [lease_token]
@@ -46,8 +47,8 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         -> { id|0, ... }: per job its id when queued, 0 when the id exists (n in 1..1000; a repeated id in
         one call is a duplicate). An empty job_id gets a generated decimal id (skipping ids in use).
   ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>, then [request_id]
-        -> { {1|0, ...}, wait_ms, jobs as POP full ... }: completes n (0..1000) jobs, then pops up to fetch
-        (0..1000) more, in one call. request_id: see REQUEST IDS.
+        -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
+        pops up to fetch (0..1000) more, in one call. request_id: see REQUEST IDS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -177,93 +178,102 @@ local function poke()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- `auto`: an empty id asks for a generated one (PUSHN only).
+-- The jobs of one call mostly share their priority and retries: each distinct pair of argument strings is
+-- parsed (and its record prefix built) once.
+local last_p, last_r, last_priority, last_head = false, false, 0, ''
+
+-- Checks the job at ARGV[base]; returns id, record "<priority>:<max_retries>:<data>", priority and delay
+-- in ms. `auto`: an empty id asks for a generated one (PUSHN only).
 local function check_push(base, auto)
   local id = ARGV[base]
   if not (auto and id == '') then id_arg('job_id', id) end
   local data = ARGV[base + 1]
   if data == nil then bad('job_data is missing') end
   if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
-  -- + 0 turns -0 into 0, so one priority has one list name.
-  local priority = number('priority', ARGV[base + 2], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local max_retries = number('max_retries', ARGV[base + 3], 0, MAX_RETRIES, true)
-  local delay = number('delay_seconds', ARGV[base + 4], 0, MAX_DELAY_S, false)
-  return id, data, priority, max_retries, math.floor(delay * 1000 + 0.5)
+  local p, r = ARGV[base + 2], ARGV[base + 3]
+  if p ~= last_p or r ~= last_r then
+    -- + 0 turns -0 into 0, so one priority has one list name.
+    last_priority = number('priority', p, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+    last_head = last_priority .. ':' .. number('max_retries', r, 0, MAX_RETRIES, true) .. ':'
+    last_p, last_r = p, r
+  end
+  local delay = ARGV[base + 4]
+  local delay_ms = 0
+  if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
+  return id, last_head .. data, last_priority, delay_ms
 end
 
--- PUSHN reserves one block of generated ids per call: (auto_next, auto_last].
-local auto_next, auto_last = 0, 0
+-- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
+-- in a row the job is not queued (nil).
+local function free_id(taken)
+  for _ = 1, 100 do
+    local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
+    if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
+  end
+  return nil
+end
 
--- Writes the job record; returns the id, or nil when the id exists. With `groups`, waiting ids are
--- collected per priority for one push per list. Generated ids are decimal; ones in use are skipped.
-local function push(groups, id, data, priority, max_retries, delay_ms)
-  local rec = priority .. ':' .. max_retries .. ':' .. data
-  if id == '' then
-    -- Bounded: a caller who filled the next 100 numbers with ids of their own gets 0 (not queued).
-    for _ = 1, 100 do
-      if auto_next < auto_last then
-        auto_next = auto_next + 1
+-- Queues the n jobs of ARGV from `base` on (five arguments each), all checked before the first write, with
+-- one read and one write of the job records for the whole call. Returns per job its id, or false when the
+-- id exists (a repeated id in one call is a duplicate), and then nothing is written for that job.
+-- Generated ids are decimal, reserved as one block per call.
+local function push_all(base, n, auto)
+  local ids, recs, priorities, delays, blanks = {}, {}, {}, {}, {}
+  for i = 1, n do
+    ids[i], recs[i], priorities[i], delays[i] = check_push(base + 5 * (i - 1), auto)
+    if ids[i] == '' then blanks[#blanks + 1] = i end
+  end
+  local generated = {}
+  if #blanks > 0 then
+    local first = redis.call('HINCRBY', meta, 'ids', #blanks) - #blanks
+    for k, i in ipairs(blanks) do
+      ids[i] = string.format('%d', first + k)
+      generated[i] = true
+    end
+  end
+  local found = redis.call('HMGET', jobs, unpack(ids))
+  local out, taken, fields, groups, later = {}, {}, {}, {}, {}
+  for i = 1, n do
+    local id = ids[i]
+    if found[i] or taken[id] then id = generated[i] and free_id(taken) end
+    out[i] = id or false
+    if id then
+      taken[id] = true
+      fields[#fields + 1] = id
+      fields[#fields + 1] = recs[i]
+      if delays[i] > 0 then
+        now = now or server_time()
+        later[#later + 1] = now + delays[i]
+        later[#later + 1] = id
       else
-        auto_next = redis.call('HINCRBY', meta, 'ids', 1)
-        auto_last = auto_next
+        local group = groups[priorities[i]]
+        if not group then
+          group = {}
+          groups[priorities[i]] = group
+        end
+        group[#group + 1] = id
       end
-      id = string.format('%d', auto_next)
-      if redis.call('HSETNX', jobs, id, rec) == 1 then break end
-      id = nil
     end
-    if not id then return nil end
-  elseif redis.call('HSETNX', jobs, id, rec) == 0 then
-    return nil
   end
-  if delay_ms > 0 then
-    now = now or server_time()
-    redis.call('ZADD', delayed, now + delay_ms, id)
-    -- A blocked worker recomputes how long to wait.
-    poke()
-  elseif groups then
-    local group = groups[priority]
-    if not group then
-      group = {}
-      groups[priority] = group
-    end
-    group[#group + 1] = id
-  else
-    enqueue(id, priority)
-  end
-  return id
+  if #fields == 0 then return out end
+  redis.call('HSET', jobs, unpack(fields))
+  for priority, group in pairs(groups) do enqueue_ids(priority, group, false) end
+  -- A delayed job also wakes a blocked worker, which recomputes how long to wait.
+  if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+  save_count()
+  poke()
+  return out
 end
 
 if op == 'PUSH' then
-  local id, data, priority, max_retries, delay_ms = check_push(3, false)
-  if not push(nil, id, data, priority, max_retries, delay_ms) then return 0 end
-  save_count()
-  poke()
-  return 1
+  return push_all(3, 1, false)[1] and 1 or 0
 end
 
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
   if #ARGV ~= 3 + 5 * n then bad('PUSHN with n = ' .. n .. ' takes ' .. (3 + 5 * n) .. ' arguments, got ' .. #ARGV) end
-  local batch = {}
-  local blanks = 0
-  for i = 1, n do
-    batch[i] = { check_push(4 + 5 * (i - 1), true) }
-    if batch[i][1] == '' then blanks = blanks + 1 end
-  end
-  if blanks > 0 then
-    auto_last = redis.call('HINCRBY', meta, 'ids', blanks)
-    auto_next = auto_last - blanks
-  end
-  local out = {}
-  local groups = {}
-  for i = 1, n do out[i] = push(groups, unpack(batch[i])) or 0 end
-  local queued = false
-  for priority, ids in pairs(groups) do
-    enqueue_ids(priority, ids, false)
-    queued = true
-  end
-  save_count()
-  if queued then poke() end
+  local out = push_all(4, n, true)
+  for i = 1, n do out[i] = out[i] or 0 end
   return out
 end
 
@@ -495,10 +505,11 @@ local function wait_ms()
   return best
 end
 
--- Leases up to `count` jobs and returns how many; appends them to `out` (seed pairs, or flat groups of
--- four when `full`).
+-- Leases up to `count` jobs, all under one new lease token (a call leases a job at most once, so the token
+-- still fences each lease); appends them to `out` (seed pairs, or flat groups of three when `full`).
+-- Returns how many, and the token (0 when none).
 local function pop(count, lease_ms, full, out)
-  local n = 0
+  local n, token = 0, 0
   local buried = reclaim()
   promote(delayed)
   promote(failed)
@@ -507,8 +518,11 @@ local function pop(count, lease_ms, full, out)
     local ids = take(count)
     n = #ids
     if n > 0 then
-      local token = redis.call('HINCRBY', meta, 'lease', n) - n
-      local deadline = now + lease_ms
+      token = redis.call('HINCRBY', meta, 'lease', 1)
+      local held = ':' .. string.format('%d', token) .. ':'
+      -- A string: Redis would format a Lua number argument (%.17g) once per job.
+      local deadline = string.format('%d', now + lease_ms)
+      local fresh = '1' .. held
       local leases, states = {}, {}
       local recs = redis.call('HMGET', jobs, unpack(ids))
       local olds = redis.call('HMGET', state, unpack(ids))
@@ -516,11 +530,14 @@ local function pop(count, lease_ms, full, out)
       for i = 1, n do
         local id = ids[i]
         local rec = recs[i]
-        local attempts, _, err = parse_state(olds[i])
-        attempts = attempts + 1
-        token = token + 1
+        local attempts, s = 1, fresh
+        if olds[i] then
+          local before, _, err = parse_state(olds[i])
+          attempts = before + 1
+          s = attempts .. held .. err
+        end
         states[2 * i - 1] = id
-        states[2 * i] = attempts .. ':' .. token .. ':' .. err
+        states[2 * i] = s
         leases[2 * i - 1] = deadline
         leases[2 * i] = id
         if full then
@@ -528,8 +545,7 @@ local function pop(count, lease_ms, full, out)
           out[k + 1] = id
           out[k + 2] = rec
           out[k + 3] = attempts
-          out[k + 4] = token
-          k = k + 4
+          k = k + 3
         else
           local _, _, at = parse_record(rec)
           out[#out + 1] = { id, string.sub(rec, at + 1) }
@@ -541,7 +557,7 @@ local function pop(count, lease_ms, full, out)
   end
   save_count()
   signal()
-  return n
+  return n, token
 end
 
 -- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0).
@@ -557,37 +573,33 @@ local function request_key(index)
   return waiting .. ':req:' .. id_arg('request_id', rid)
 end
 
--- Remembers a call: its completion results and the (id, token) of each job in `out` from index `from`.
+-- Remembers a call: its completion results, and the token and ids of the jobs in `out` from index `from`.
 -- A call that completed and leased nothing is not remembered: its repeat is harmless, and a first write
 -- would be refused under maxmemory.
-local function remember(key, results, completed, out, from, lease_ms)
-  local leases = {}
-  for k = from, #out, 4 do
-    leases[#leases + 1] = out[k]
-    leases[#leases + 1] = out[k + 3]
-  end
-  if completed == 0 and #leases == 0 then return end
-  redis.call('SET', key, cmsgpack.pack(results, leases), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+local function remember(key, results, completed, token, out, from, lease_ms)
+  local ids = {}
+  for k = from, #out, 3 do ids[#ids + 1] = out[k] end
+  if completed == 0 and #ids == 0 then return end
+  redis.call('SET', key, cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
 end
 
 -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
--- (as `pop` with `full`); returns the first run's results and how many jobs it appended.
+-- (as `pop` with `full`); returns the first run's results, its token and how many jobs it appended.
 local function replay(saved, out)
-  local results, leases = cmsgpack.unpack(saved)
+  local results, token, ids = cmsgpack.unpack(saved)
   local n = 0
-  for i = 1, #leases, 2 do
-    local id, token = leases[i], leases[i + 1]
-    local attempts = leased(id, tostring(token))
+  local held = string.format('%d', token)
+  for _, id in ipairs(ids) do
+    local attempts = leased(id, held)
     if attempts then
       local k = #out
       out[k + 1] = id
       out[k + 2] = redis.call('HGET', jobs, id)
       out[k + 3] = attempts
-      out[k + 4] = token
       n = n + 1
     end
   end
-  return results, n
+  return results, token, n
 end
 
 if op == 'POP' then
@@ -598,16 +610,20 @@ if op == 'POP' then
   local memo = request_key(6)
   if memo and not full then bad('request_id needs full = 1') end
   local out = {}
-  if full then out[1] = 0 end
+  if full then out = { 0, 0 } end
   local saved = memo and redis.call('GET', memo)
-  local n
+  local n, token
   if saved then
-    n = select(2, replay(saved, out))
+    local _
+    _, token, n = replay(saved, out)
   else
-    n = pop(count, lease_ms, full, out)
-    if memo then remember(memo, {}, 0, out, 2, lease_ms) end
+    n, token = pop(count, lease_ms, full, out)
+    if memo then remember(memo, {}, 0, token, out, 3, lease_ms) end
   end
-  if full then out[1] = wait_after(n, count) end
+  if full then
+    out[1] = wait_after(n, count)
+    out[2] = token
+  end
   return out
 end
 
@@ -621,24 +637,26 @@ if op == 'ACK' then
   local ids, tokens = pairs_arg(6, n)
   local memo = request_key(6 + 2 * n)
   local saved = memo and redis.call('GET', memo)
+  local out = { 0, 0, 0 }
   if saved then
-    local out = { 0, 0 }
-    local results, got = replay(saved, out)
+    local results, token, got = replay(saved, out)
     out[1] = results
     out[2] = wait_after(got, fetch)
+    out[3] = token
     return out
   end
   local results = {}
   local done, seen = {}, {}
   if n > 0 then
-    local leases = redis.call('ZMSCORE', processing, unpack(ids))
     local states = redis.call('HMGET', state, unpack(ids))
     for i = 1, n do
-      local id = ids[i]
+      local id, token, s = ids[i], tokens[i], states[i]
       results[i] = 0
-      -- A repeated pair in one call completes once.
-      if leases[i] and not seen[id] then
-        if states[i] and string.match(states[i], '^%d+:(%d+):') == tokens[i] then
+      -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
+      -- a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local a = string.find(s, ':', 1, true)
+        if string.byte(s, a + #token + 1) == 58 and string.sub(s, a + 1, a + #token) == token then
           seen[id] = true
           done[#done + 1] = id
           results[i] = 1
@@ -652,9 +670,11 @@ if op == 'ACK' then
     redis.call('HDEL', state, unpack(done))
     redis.call('HINCRBY', meta, 'completed', #done)
   end
-  local out = { results, 0 }
-  out[2] = wait_after(pop(fetch, lease_ms, true, out), fetch)
-  if memo then remember(memo, results, #done, out, 3, lease_ms) end
+  out[1] = results
+  local got, token = pop(fetch, lease_ms, true, out)
+  out[2] = wait_after(got, fetch)
+  out[3] = token
+  if memo then remember(memo, results, #done, token, out, 4, lease_ms) end
   return out
 end
 

@@ -468,21 +468,22 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
-  /** Groups of four: id, "priority:maxRetries:data", attempts, lease token. */
+  /** The lease token of the call, then groups of three: id, "priority:maxRetries:data", attempts. */
   private parseJobs(reply: unknown[], from: number): Job<T>[] {
-    const jobs: Job<T>[] = [];
-    for (let i = from; i < reply.length; i += 4) {
+    const leaseToken = String(reply[from]);
+    const jobs = new Array<Job<T>>((reply.length - from - 1) / 3);
+    for (let i = from + 1, k = 0; i < reply.length; i += 3, k++) {
       const rec = reply[i + 1] as string;
       const a = rec.indexOf(':');
       const b = rec.indexOf(':', a + 1);
-      jobs.push({
+      jobs[k] = {
         id: reply[i] as string,
         data: JSON.parse(rec.slice(b + 1)) as T,
         priority: Number(rec.slice(0, a)),
         attempts: reply[i + 2] as number,
         maxRetries: Number(rec.slice(a + 1, b)),
-        leaseToken: String(reply[i + 3]),
-      });
+        leaseToken,
+      };
     }
     return jobs;
   }

@@ -82,7 +82,7 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     let now = 0;
     for (let run = 1; run <= 8; run++) {
       const popped = (await call('POP', now, 1, 1000, '1')) as unknown[];
-      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[4]), 100, 400)) as [string, number];
+      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[1]), 100, 400)) as [string, number];
       expect(status).toBe('retry');
       const delay = at - Math.round(now * 1000);
       expect(delay).toBeLessThanOrEqual(Math.min(400, 100 * 2 ** (run - 1)));
@@ -93,12 +93,13 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
 
   it('returns expired leases to the queue on the next POP, counting the attempt', async () => {
     await call('PUSH', 0, 'j', 'x', 0, 1, 0);
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 1, 1]);
-    // Lease expired at 1 s: the next pop reclaims it and leases it again (attempt 2, token 2).
-    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 2, 2]);
+    // wait_ms, the call's lease token, then id, record and attempts per job.
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'j', '0:1:x', 1]);
+    // Lease expired at 1 s: the next pop reclaims it and leases it again (token 2, attempt 2).
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 2, 'j', '0:1:x', 2]);
     expect(await call('COMPLETE', 1.5, 'j', '1')).toBe(0);
     // Expired again after its last attempt: dead, with the reason.
-    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1]);
+    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0]);
     expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
   });
 
