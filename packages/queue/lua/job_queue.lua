@@ -43,10 +43,14 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         The error is kept (cut to 1000 bytes) with the job.
   STATS <current_time>
         -> { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
-  PUSHN <current_time> <n> then n times <job_id> <job_data> <priority> <max_retries> <delay_seconds>
-        -> { id|0, ... }: per job its id when queued, 0 when the id exists (n in 1..1000; a repeated id in
-        one call is a duplicate). An empty job_id gets a generated decimal id (skipping ids in use).
-  ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>, then [request_id]
+  PUSHN <current_time> <n> then groups of jobs that share their options, each
+        <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
+        (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1,
+        the k summing to n in 1..1000)
+        -> { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
+        duplicate).
+  ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
+        <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then [request_id]
         -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
         pops up to fetch (0..1000) more, in one call. request_id: see REQUEST IDS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
@@ -178,29 +182,20 @@ local function poke()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- The jobs of one call mostly share their priority and retries: each distinct pair of argument strings is
--- parsed (and its record prefix built) once.
-local last_p, last_r, last_priority, last_head = false, false, 0, ''
-
--- Checks the job at ARGV[base]; returns id, record "<priority>:<max_retries>:<data>", priority and delay
--- in ms. `auto`: an empty id asks for a generated one (PUSHN only).
-local function check_push(base, auto)
-  local id = ARGV[base]
-  if not (auto and id == '') then id_arg('job_id', id) end
-  local data = ARGV[base + 1]
-  if data == nil then bad('job_data is missing') end
-  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
-  local p, r = ARGV[base + 2], ARGV[base + 3]
-  if p ~= last_p or r ~= last_r then
-    -- + 0 turns -0 into 0, so one priority has one list name.
-    last_priority = number('priority', p, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-    last_head = last_priority .. ':' .. number('max_retries', r, 0, MAX_RETRIES, true) .. ':'
-    last_p, last_r = p, r
-  end
-  local delay = ARGV[base + 4]
+-- Checks a job's options; returns its record head "<priority>:<max_retries>:", priority and delay in ms.
+local function check_options(priority, max_retries, delay)
+  -- + 0 turns -0 into 0, so one priority has one list name.
+  local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+  local head = p .. ':' .. number('max_retries', max_retries, 0, MAX_RETRIES, true) .. ':'
   local delay_ms = 0
   if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
-  return id, last_head .. data, last_priority, delay_ms
+  return head, p, delay_ms
+end
+
+local function check_data(data)
+  if data == nil then bad('job_data is missing') end
+  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+  return data
 end
 
 -- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
@@ -213,29 +208,32 @@ local function free_id(taken)
   return nil
 end
 
--- Queues the n jobs of ARGV from `base` on (five arguments each), all checked before the first write, with
--- one read and one write of the job records for the whole call. Returns per job its id, or false when the
--- id exists (a repeated id in one call is a duplicate), and then nothing is written for that job.
--- Generated ids are decimal, reserved as one block per call.
-local function push_all(base, n, auto)
-  local ids, recs, priorities, delays, blanks = {}, {}, {}, {}, {}
+-- Queues n checked jobs (ids[i] = false asks for a generated id) with one read and one write of the job
+-- records for the whole call. Returns per job its id, or false when the id exists (a repeated id in one
+-- call is a duplicate), and then nothing is written for that job. Generated ids are decimal, reserved as
+-- one block per call.
+local function push_all(n, ids, recs, priorities, delays)
+  local auto, count = {}, 0
   for i = 1, n do
-    ids[i], recs[i], priorities[i], delays[i] = check_push(base + 5 * (i - 1), auto)
-    if ids[i] == '' then blanks[#blanks + 1] = i end
+    if not ids[i] then
+      auto[i] = true
+      count = count + 1
+    end
   end
-  local generated = {}
-  if #blanks > 0 then
-    local first = redis.call('HINCRBY', meta, 'ids', #blanks) - #blanks
-    for k, i in ipairs(blanks) do
-      ids[i] = string.format('%d', first + k)
-      generated[i] = true
+  if count > 0 then
+    local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+    for i = 1, n do
+      if auto[i] then
+        next_id = next_id + 1
+        ids[i] = string.format('%d', next_id)
+      end
     end
   end
   local found = redis.call('HMGET', jobs, unpack(ids))
   local out, taken, fields, groups, later = {}, {}, {}, {}, {}
   for i = 1, n do
     local id = ids[i]
-    if found[i] or taken[id] then id = generated[i] and free_id(taken) end
+    if found[i] or taken[id] then id = auto[i] and free_id(taken) end
     out[i] = id or false
     if id then
       taken[id] = true
@@ -266,14 +264,39 @@ local function push_all(base, n, auto)
 end
 
 if op == 'PUSH' then
-  return push_all(3, 1, false)[1] and 1 or 0
+  local id = id_arg('job_id', ARGV[3])
+  local data = check_data(ARGV[4])
+  local head, priority, delay_ms = check_options(ARGV[5], ARGV[6], ARGV[7])
+  return push_all(1, { id }, { head .. data }, { priority }, { delay_ms })[1] and 1 or 0
 end
 
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  if #ARGV ~= 3 + 5 * n then bad('PUSHN with n = ' .. n .. ' takes ' .. (3 + 5 * n) .. ' arguments, got ' .. #ARGV) end
-  local out = push_all(4, n, true)
-  for i = 1, n do out[i] = out[i] or 0 end
+  local ids, recs, priorities, delays = {}, {}, {}, {}
+  local i, at = 0, 4
+  -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
+  while i < n do
+    local k = number('k', ARGV[at], 1, n - i, true)
+    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
+    local named = ARGV[at + 4]
+    if named ~= '0' and named ~= '1' then bad('named must be 0 or 1, got ' .. tostring(named)) end
+    at = at + 5
+    for _ = 1, k do
+      i = i + 1
+      ids[i] = false
+      if named == '1' then
+        ids[i] = id_arg('job_id', ARGV[at])
+        at = at + 1
+      end
+      recs[i] = head .. check_data(ARGV[at])
+      priorities[i] = priority
+      delays[i] = delay_ms
+      at = at + 1
+    end
+  end
+  if #ARGV ~= at - 1 then bad('PUSHN with these groups takes ' .. (at - 1) .. ' arguments, got ' .. #ARGV) end
+  local out = push_all(n, ids, recs, priorities, delays)
+  for j = 1, n do out[j] = out[j] or 0 end
   return out
 end
 
@@ -631,11 +654,23 @@ if op == 'ACK' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  if #ARGV ~= 5 + 2 * n and #ARGV ~= 6 + 2 * n then
-    bad('ACK with n = ' .. n .. ' takes ' .. (5 + 2 * n) .. ' or ' .. (6 + 2 * n) .. ' arguments, got ' .. #ARGV)
+  -- Groups of jobs leased under one token: the token, how many, their ids.
+  local ids, tokens = {}, {}
+  local at = 6
+  while #ids < n do
+    local token = id_arg('lease_token', ARGV[at])
+    local k = number('k', ARGV[at + 1], 1, n - #ids, true)
+    at = at + 2
+    for _ = 1, k do
+      ids[#ids + 1] = id_arg('job_id', ARGV[at])
+      tokens[#ids] = token
+      at = at + 1
+    end
   end
-  local ids, tokens = pairs_arg(6, n)
-  local memo = request_key(6 + 2 * n)
+  if #ARGV ~= at - 1 and #ARGV ~= at then
+    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. at .. ' arguments, got ' .. #ARGV)
+  end
+  local memo = request_key(at)
   local saved = memo and redis.call('GET', memo)
   local out = { 0, 0, 0 }
   if saved then

@@ -94,6 +94,46 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.pushBulk([{ data: { to: 'x' } }, { data: { to: 'y' }, id: '4' }, { data: { to: 'z' } }])).toEqual(['3', '4', '5']);
   });
 
+  it('pushes a bulk of mixed options, own and generated ids in one call, with one result each in order', async () => {
+    const send = vi.spyOn(redis, 'sendCommand');
+    const results = await queue.addBulk([
+      { data: { to: 'a' } },
+      { data: { to: 'b' }, id: 'own' },
+      { data: { to: 'c' } },
+      { data: { to: 'd' }, priority: 5 },
+      { data: { to: 'e' }, priority: 5, delayMs: 60_000 },
+      { data: { to: 'f' }, id: 'own', priority: 5 },
+      { data: { to: 'g' }, maxRetries: 0 },
+    ]);
+    const calls = send.mock.calls.length;
+    send.mockRestore();
+    expect(calls).toBe(1);
+    expect(results.map((r) => r.added)).toEqual([true, true, true, true, true, false, true]);
+    expect(results[1]!.id).toBe('own');
+    expect(results[5]!.id).toBe('own');
+    expect(new Set(results.map((r) => r.id)).size).toBe(6);
+    const jobs = await queue.pop(10);
+    expect(jobs.map((j) => [j.data.to, j.priority, j.maxRetries])).toEqual([
+      ['d', 5, 3],
+      ['a', 0, 3],
+      ['b', 0, 3],
+      ['c', 0, 3],
+      ['g', 0, 0],
+    ]);
+    expect(await queue.stats()).toMatchObject({ delayed: 1, processing: 5 });
+  });
+
+  it('acks jobs of several fetches (several lease tokens) in one call, refusing a wrong token', async () => {
+    await queue.pushBulk(Array.from({ length: 4 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const [a0, a1] = await queue.pop(2);
+    const [b0, b1] = await queue.pop(2);
+    expect(a0!.leaseToken).toBe(a1!.leaseToken);
+    expect(a0!.leaseToken).not.toBe(b0!.leaseToken);
+    const result = await queue.ack([a0!, b0!, { ...a1!, leaseToken: b1!.leaseToken }, a1!, b1!]);
+    expect(result.completed).toEqual([true, true, false, true, true]);
+    expect(await queue.stats()).toMatchObject({ completed: 4, processing: 0 });
+  });
+
   it('pushes bulks larger than one script call, in order', async () => {
     const data = Array.from({ length: 2500 }, (_, i) => ({ data: { to: `u${i}` } }));
     const ids = await queue.pushBulk(data);

@@ -122,7 +122,12 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['PUSH', 1, 'a', 'x', 0, 0, 'nan'],
       ['PUSH', 1, '', 'x', 0, 0, 0],
       ['PUSH', 1, 'a', 'x'.repeat(1_048_577), 0, 0, 0],
-      ['PUSHN', 1, 2, 'a', 'x', 0, 0, 0, 'b', 'x', 'bad', 0, 0],
+      // PUSHN groups: <k> <priority> <max_retries> <delay_seconds> <named>, then [id] data per job.
+      ['PUSHN', 1, 2, 1, 0, 0, 0, 1, 'a', 'x', 1, 'bad', 0, 0, 0, 'y'],
+      ['PUSHN', 1, 2, 1, 0, 0, 0, 0, 'x', 1, 0, 0, 0, 2, 'y'],
+      ['PUSHN', 1, 2, 2, 0, 0, 0, 0, 'x'],
+      ['PUSHN', 1, 1, 1, 0, 0, 0, 0, 'x', 'extra'],
+      ['PUSHN', 1, 1, 2, 0, 0, 0, 0, 'x', 'y'],
       ['POP', 1, 0],
       ['POP', 1, 1001],
       ['POP', 1, 'ten'],
@@ -130,6 +135,10 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['COMPLETE', 1, ''],
       ['FAIL', 1, 'seeded'],
       ['ACK', 1, 1000, 1, 1, 'seeded'],
+      // ACK groups: <lease_token> <k>, then k ids.
+      ['ACK', 1, 1000, 1, 1, '1', 2, 'seeded', 'other'],
+      ['ACK', 1, 1000, 1, 2, '1', 1, 'seeded', '', 1, 'x'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'request', 'extra'],
       ['EXTEND', 1, 1000, 1, 'seeded', ''],
       ['RETRYDEAD', 1, 0],
     ];
