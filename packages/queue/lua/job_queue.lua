@@ -25,12 +25,12 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at
         most max_retries + 1 times; delay_seconds: number in [0, 31536000]; data: at most 1 MiB; id: 1 to
         1024 bytes.
-  POP   <current_time> <count> [lease_ms] [full] [request_id]
+  POP   <current_time> <count> [lease_ms] [full] [request_lane request_seq]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
         With full = "1": { wait_ms, lease_token, id, "<priority>:<max_retries>:<data>", attempts, ... }:
         one token for the jobs of the call (0 when none), then three items per job; wait_ms is 0 when
         count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
-        -1 for none. request_id (1 to 1024 bytes, needs full = "1"): see REQUEST IDS.
+        -1 for none. A request (needs full = "1"): see REQUESTS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
   COMPLETE <current_time> <job_id> [lease_token]
@@ -50,9 +50,10 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         -> { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
         duplicate).
   ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-        <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then [request_id]
+        <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then
+        [request_lane request_seq]
         -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
-        pops up to fetch (0..1000) more, in one call. request_id: see REQUEST IDS.
+        pops up to fetch (0..1000) more, in one call. A request: see REQUESTS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -63,15 +64,20 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   DEAD  <current_time> <count>
         -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs.
 
-REQUEST IDS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
-unknown, so a POP or ACK may run twice. With a request_id, the first run is remembered for lease_ms, and
-at least 60 s (a resend waits for the reconnection, which may outlast a short lease), in
-  KEYS[1]..':req:'..request_id  STRING (derived from KEYS[1], same hash tag): two MessagePack values,
-                                the completion results {1|0, ...} and the leases {job_id, lease_token, ...}
-and a repeat with the same id writes nothing and answers as the first run did: the same completion
-results, and the jobs it leased that are still leased under the same token (instead of leasing more
-while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). A call
-that completed and leased nothing is not remembered: its repeat runs as a new call, which is harmless.
+REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
+unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
+request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
+replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
+which may outlast a short lease), in
+  KEYS[1]..':req:'..request_lane  STRING (derived from KEYS[1], same hash tag): "<request_seq>:" then
+                                  three MessagePack values: the completion results {1|0, ...}, the lease
+                                  token and the leased job ids {job_id, ...}
+and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
+completion results, and the jobs it leased that are still leased under its token (instead of leasing
+more while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). So
+memory is one memo per lane: give each call in flight its own lane, and reuse a lane only once its last
+call was answered. A call that completed and leased nothing is not remembered: its repeat runs as a new
+call, which is harmless.
 
 Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
@@ -589,21 +595,34 @@ local function wait_after(n, count)
   return wait_ms()
 end
 
--- The memo key of the request id in ARGV[index] (see REQUEST IDS), or nil without one.
-local function request_key(index)
-  local rid = ARGV[index]
-  if rid == nil then return nil end
-  return waiting .. ':req:' .. id_arg('request_id', rid)
+-- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil.
+local function request_arg(index)
+  local lane = ARGV[index]
+  if lane == nil then return nil end
+  id_arg('request_lane', lane)
+  local seq = ARGV[index + 1]
+  number('request_seq', seq, 0, 9007199254740991, true)
+  return waiting .. ':req:' .. lane, seq
 end
 
--- Remembers a call: its completion results, and the token and ids of the jobs in `out` from index `from`.
--- A call that completed and leased nothing is not remembered: its repeat is harmless, and a first write
--- would be refused under maxmemory.
-local function remember(key, results, completed, token, out, from, lease_ms)
+-- The first run's memo of this request, if its lane still holds it.
+local function recall(key, seq)
+  local saved = key and redis.call('GET', key)
+  if not saved then return nil end
+  local cut = string.find(saved, ':', 1, true)
+  if string.sub(saved, 1, cut - 1) ~= seq then return nil end
+  return string.sub(saved, cut + 1)
+end
+
+-- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+-- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+-- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+-- maxmemory.
+local function remember(key, seq, results, completed, token, out, from, lease_ms)
   local ids = {}
   for k = from, #out, 3 do ids[#ids + 1] = out[k] end
   if completed == 0 and #ids == 0 then return end
-  redis.call('SET', key, cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+  redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
 end
 
 -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
@@ -630,18 +649,18 @@ if op == 'POP' then
   local lease_ms = DEFAULT_LEASE_MS
   if ARGV[4] ~= nil then lease_ms = number('lease_ms', ARGV[4], 1, MAX_LEASE_MS, true) end
   local full = ARGV[5] == '1'
-  local memo = request_key(6)
-  if memo and not full then bad('request_id needs full = 1') end
+  local memo, seq = request_arg(6)
+  if memo and not full then bad('a request needs full = 1') end
   local out = {}
   if full then out = { 0, 0 } end
-  local saved = memo and redis.call('GET', memo)
+  local saved = recall(memo, seq)
   local n, token
   if saved then
     local _
     _, token, n = replay(saved, out)
   else
     n, token = pop(count, lease_ms, full, out)
-    if memo then remember(memo, {}, 0, token, out, 3, lease_ms) end
+    if memo then remember(memo, seq, {}, 0, token, out, 3, lease_ms) end
   end
   if full then
     out[1] = wait_after(n, count)
@@ -667,11 +686,11 @@ if op == 'ACK' then
       at = at + 1
     end
   end
-  if #ARGV ~= at - 1 and #ARGV ~= at then
-    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. at .. ' arguments, got ' .. #ARGV)
+  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
+    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
-  local memo = request_key(at)
-  local saved = memo and redis.call('GET', memo)
+  local memo, seq = request_arg(at)
+  local saved = recall(memo, seq)
   local out = { 0, 0, 0 }
   if saved then
     local results, token, got = replay(saved, out)
@@ -709,7 +728,7 @@ if op == 'ACK' then
   local got, token = pop(fetch, lease_ms, true, out)
   out[2] = wait_after(got, fetch)
   out[3] = token
-  if memo then remember(memo, results, #done, token, out, 4, lease_ms) end
+  if memo then remember(memo, seq, results, #done, token, out, 4, lease_ms) end
   return out
 end
 

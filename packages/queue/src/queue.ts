@@ -105,13 +105,22 @@ export interface Job<T> {
 export interface PopOptions {
   /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
   leaseMs?: number;
-  /**
-   * Makes the call safe to repeat (1 to 1024 bytes, unique per call): a repeat with the same id within the
-   * lease (and at least 60 s), such as ioredis resending it after a reset or a retry after an unknown
-   * outcome, writes nothing and answers as the first run did (its completions, and the jobs it leased that
-   * are still leased to it).
-   */
-  requestId?: string;
+  /** Makes the call safe to repeat: see `Request`. */
+  request?: Request;
+}
+
+/**
+ * Names a `fetch` or `ack` call so that a repeat of it, such as ioredis resending it after a reset or a retry
+ * after an unknown outcome, writes nothing and answers as the first run did (its completions, and the jobs
+ * it leased that are still leased to it) within the lease, and at least 60 s. Redis keeps one memo per lane,
+ * the lane's latest call: give each call in flight its own lane, and reuse a lane only once its last call
+ * was answered (the `Worker` does this).
+ */
+export interface Request {
+  /** 1 to 1024 bytes; unique to its caller (e.g. a random prefix and a number). */
+  lane: string;
+  /** Integer ≥ 0, new for each call on the lane. */
+  seq: number;
 }
 
 /** What `fetch` returns. */
@@ -231,11 +240,13 @@ function checkId(name: string, value: unknown): asserts value is string {
   if (Buffer.byteLength(value) > LIMITS.maxIdBytes) throw new InvalidArgumentError(name, `must be at most ${LIMITS.maxIdBytes} bytes`);
 }
 
-/** The optional request id as trailing script arguments (none without one). */
-function requestIdArgs(name: string, value: unknown): ScriptArg[] {
+/** The optional request as trailing script arguments (none without one). */
+function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
   if (value === undefined) return [];
-  checkId(name, value);
-  return [value];
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { lane, seq }');
+  checkId(`${name}.lane`, value.lane);
+  assertInteger(`${name}.seq`, value.seq, { min: 0 });
+  return [value.lane, value.seq];
 }
 
 function checkCount(name: string, value: unknown, min: number): number {
@@ -361,7 +372,7 @@ export class JobQueue<T = unknown> {
   async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
-    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestIdArgs('options.requestId', options.requestId)]));
+    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestArgs('options.request', options.request)]));
     return { waitMs: toNumber(reply[0]), jobs: this.parseJobs(reply, 1) };
   }
 
@@ -394,7 +405,7 @@ export class JobQueue<T = unknown> {
       args[countAt] = (args[countAt] as number) + 1;
       args.push(job.id);
     });
-    args.push(...requestIdArgs('options.requestId', options.requestId));
+    args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
     return {
       completed: toArray(reply[0]).map((r) => r === 1),

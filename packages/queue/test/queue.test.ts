@@ -221,22 +221,35 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 1 });
   });
 
-  it('answers a repeated ack or fetch with the same requestId as the first run did, writing nothing', async () => {
+  it('answers a repeated ack or fetch with the same request as the first run did, writing nothing', async () => {
     await queue.pushBulk(Array.from({ length: 6 }, (_, i) => ({ data: { to: `u${i}` } })));
-    const first = await queue.fetch(2, { requestId: 'fetch-1' });
-    expect(await queue.fetch(2, { requestId: 'fetch-1' })).toEqual(first);
-    const acked = await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' });
+    const first = await queue.fetch(2, { request: { lane: 'f', seq: 1 } });
+    expect(await queue.fetch(2, { request: { lane: 'f', seq: 1 } })).toEqual(first);
+    const acked = await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } });
     expect(acked.completed).toEqual([true, true]);
     const before = await snapshot(redis, prefix);
     // A resend after a lost reply: the completions stand and the same jobs come back, none leased twice.
-    expect(await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).toEqual(acked);
+    expect(await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } })).toEqual(acked);
     expect(await snapshot(redis, prefix)).toEqual(before);
     expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 2 });
     // A job of the first run that is no longer leased to it is not handed out again.
     expect(await queue.release(acked.jobs[0]!)).toBe(true);
-    expect((await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).jobs).toEqual([acked.jobs[1]]);
-    // Without a request id a repeat is a new call.
+    expect((await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } })).jobs).toEqual([acked.jobs[1]]);
+    // Without a request a repeat is a new call.
     expect((await queue.ack(first.jobs)).completed).toEqual([false, false]);
+  });
+
+  it('keeps one memo per request lane: the next call on a lane replaces it', async () => {
+    await queue.pushBulk(Array.from({ length: 6 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const lane = 'worker-1:0';
+    let jobs = (await queue.fetch(1, { request: { lane, seq: 0 } })).jobs;
+    for (let seq = 1; seq <= 5; seq++) ({ jobs } = await queue.ack(jobs, { fetch: 1, request: { lane, seq } }));
+    const memos = Object.keys(await snapshot(redis, prefix)).filter((key) => key.includes(':req:'));
+    expect(memos).toEqual([`${queue.keys[0]}:req:${lane}`]);
+    // The lane holds the latest call: its repeat answers as it did; an older call on the lane runs anew.
+    expect((await queue.ack([], { fetch: 1, request: { lane, seq: 5 } })).jobs).toEqual(jobs);
+    expect((await queue.ack([], { fetch: 1, request: { lane, seq: 4 } })).jobs).toEqual([]);
+    expect(await queue.stats()).toMatchObject({ completed: 5, processing: 1, waiting: 0 });
   });
 
   it('survives SCRIPT FLUSH in the middle of a run', async () => {
@@ -270,8 +283,10 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
       [() => queue.pop(0), 'count'],
       [() => queue.pop(1001), 'count'],
       [() => queue.pop(1, { leaseMs: 0 }), 'options.leaseMs'],
-      [() => queue.fetch(1, { requestId: '' }), 'options.requestId'],
-      [() => queue.ack([], { requestId: 'é'.repeat(LIMITS.maxIdBytes) }), 'options.requestId'],
+      [() => queue.fetch(1, { request: { lane: '', seq: 0 } }), 'options.request.lane'],
+      [() => queue.ack([], { request: { lane: 'é'.repeat(LIMITS.maxIdBytes), seq: 0 } }), 'options.request.lane'],
+      [() => queue.ack([], { request: { lane: 'l', seq: -1 } }), 'options.request.seq'],
+      [() => queue.fetch(1, { request: { lane: 'l', seq: 1.5 } }), 'options.request.seq'],
       [() => queue.complete({ ...job, id: '' }), 'job.id'],
       [() => queue.complete({ ...job, leaseToken: '' }), 'job.leaseToken'],
       [() => queue.fail(null as unknown as Job<Email>, 'x'), 'job'],

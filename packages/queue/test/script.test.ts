@@ -132,13 +132,20 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['POP', 1, 1001],
       ['POP', 1, 'ten'],
       ['POP', 1, 1, -5],
+      // A request: <request_lane> <request_seq>, with full = 1.
+      ['POP', 1, 1, 1000, '1', 'lane'],
+      ['POP', 1, 1, 1000, '1', 'lane', 'first'],
+      ['POP', 1, 1, 1000, '1', '', 1],
+      ['POP', 1, 1, 1000, '0', 'lane', 1],
       ['COMPLETE', 1, ''],
       ['FAIL', 1, 'seeded'],
       ['ACK', 1, 1000, 1, 1, 'seeded'],
       // ACK groups: <lease_token> <k>, then k ids.
       ['ACK', 1, 1000, 1, 1, '1', 2, 'seeded', 'other'],
       ['ACK', 1, 1000, 1, 2, '1', 1, 'seeded', '', 1, 'x'],
-      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'request', 'extra'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', -1],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', 1, 'extra'],
       ['EXTEND', 1, 1000, 1, 'seeded', ''],
       ['RETRYDEAD', 1, 0],
     ];
