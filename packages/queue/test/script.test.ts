@@ -103,6 +103,16 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
   });
 
+  it('accepts an ACK whose lease expired but was not reclaimed, and its own pop does not reclaim the job', async () => {
+    await call('PUSH', 0, 'a', 'x', 0, 3, 0);
+    await call('PUSH', 0, 'b', 'y', 0, 3, 0);
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'a', '0:3:x', 1]);
+    // At 2 s the lease of a has expired: the ACK completes it, then leases b (token 2) in the same call.
+    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual([[1], 0, 2, 'b', '0:3:y', 1]);
+    expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
+    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, 'b', '0:3:y', 2]);
+  });
+
   it('answers bad input with ERR and writes nothing', async () => {
     await call('PUSH', 1, 'seeded', 'x', 0, 0, 0);
     const before = await snapshot(redis, prefix);
