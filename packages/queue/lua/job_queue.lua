@@ -475,9 +475,11 @@ if op == 'FAIL' then
   return { 'retry', at }
 end
 
--- Pops up to `count` ids, highest priority first; each turn pops at least one id.
+-- Pops up to `count` ids, highest priority first; each turn pops at least one id. Also returns true when
+-- the last list it popped from still holds jobs (so jobs wait).
 local function take(count)
   local ids = {}
+  local more = false
   for _ = 1, count do
     local left = count - #ids
     if left == 0 then break end
@@ -486,10 +488,11 @@ local function take(count)
     local list = waiting .. ':w:' .. top
     local got = redis.call('LPOP', list, left) or {}
     for i = 1, #got do ids[#ids + 1] = got[i] end
-    if #got < left or redis.call('EXISTS', list) == 0 then redis.call('ZREM', waiting, top) end
+    more = #got == left and redis.call('LLEN', list) > 0
+    if not more then redis.call('ZREM', waiting, top) end
   end
   waiting_delta = waiting_delta - #ids
-  return ids
+  return ids, more
 end
 
 local function promote(source)
@@ -542,13 +545,14 @@ end
 -- still fences each lease); appends them to `out` (seed pairs, or flat groups of three when `full`).
 -- Returns how many, and the token (0 when none). `completing`: see `reclaim`.
 local function pop(count, lease_ms, full, out, completing)
-  local n, token = 0, 0
+  local n, token, more = 0, 0, false
   local buried = reclaim(completing)
   promote(delayed)
   promote(failed)
   if buried > 0 then trim_dead() end
   if count > 0 then
-    local ids = take(count)
+    local ids
+    ids, more = take(count)
     n = #ids
     if n > 0 then
       token = redis.call('HINCRBY', meta, 'lease', 1)
@@ -589,7 +593,8 @@ local function pop(count, lease_ms, full, out, completing)
     end
   end
   save_count()
-  signal()
+  -- Jobs left behind wake the next blocked worker.
+  if more then poke() else signal() end
   return n, token
 end
 
