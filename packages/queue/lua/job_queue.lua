@@ -85,8 +85,8 @@ for at most 7 days; older or excess ones are deleted (up to 100 per call that ad
 Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, empty or long id, data over
 1 MiB) -> an "ERR job_queue: ..." reply, written nothing.
 
-Complexity: PUSH O(log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE O(log N) plus up to
-100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE
+O(log N) plus up to 100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
 ]]
 
 local MAX_BATCH = 1000
