@@ -25,11 +25,12 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at
         most max_retries + 1 times; delay_seconds: number in [0, 31536000]; data: at most 1 MiB; id: 1 to
         1024 bytes.
-  POP   <current_time> <count> [lease_ms] [full] [request_id]
+  POP   <current_time> <count> [lease_ms] [full] [request_lane request_seq]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, id, "<priority>:<max_retries>:<data>", attempts, lease_token, ... } where
-        wait_ms is 0 when count jobs came or jobs still wait, else ms until the next delayed job, retry or
-        lease deadline, or -1 for none. request_id (1 to 1024 bytes, needs full = "1"): see REQUEST IDS.
+        With full = "1": { wait_ms, lease_token, id, "<priority>:<max_retries>:<data>", attempts, ... }:
+        one token for the jobs of the call (0 when none), then three items per job; wait_ms is 0 when
+        count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
+        -1 for none. A request (needs full = "1"): see REQUESTS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
   COMPLETE <current_time> <job_id> [lease_token]
@@ -42,12 +43,17 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         The error is kept (cut to 1000 bytes) with the job.
   STATS <current_time>
         -> { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
-  PUSHN <current_time> <n> then n times <job_id> <job_data> <priority> <max_retries> <delay_seconds>
-        -> { id|0, ... }: per job its id when queued, 0 when the id exists (n in 1..1000; a repeated id in
-        one call is a duplicate). An empty job_id gets a generated decimal id (skipping ids in use).
-  ACK   <current_time> <lease_ms> <fetch> <n> then n times <job_id> <lease_token>, then [request_id]
-        -> { {1|0, ...}, wait_ms, jobs as POP full ... }: completes n (0..1000) jobs, then pops up to fetch
-        (0..1000) more, in one call. request_id: see REQUEST IDS.
+  PUSHN <current_time> <n> then groups of jobs that share their options, each
+        <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
+        (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1,
+        the k summing to n in 1..1000)
+        -> { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
+        duplicate).
+  ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
+        <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then
+        [request_lane request_seq]
+        -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
+        pops up to fetch (0..1000) more, in one call. A request: see REQUESTS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -58,15 +64,20 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   DEAD  <current_time> <count>
         -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs.
 
-REQUEST IDS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
-unknown, so a POP or ACK may run twice. With a request_id, the first run is remembered for lease_ms, and
-at least 60 s (a resend waits for the reconnection, which may outlast a short lease), in
-  KEYS[1]..':req:'..request_id  STRING (derived from KEYS[1], same hash tag): two MessagePack values,
-                                the completion results {1|0, ...} and the leases {job_id, lease_token, ...}
-and a repeat with the same id writes nothing and answers as the first run did: the same completion
-results, and the jobs it leased that are still leased under the same token (instead of leasing more
-while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). A call
-that completed and leased nothing is not remembered: its repeat runs as a new call, which is harmless.
+REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
+unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
+request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
+replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
+which may outlast a short lease), in
+  KEYS[1]..':req:'..request_lane  STRING (derived from KEYS[1], same hash tag): "<request_seq>:" then
+                                  three MessagePack values: the completion results {1|0, ...}, the lease
+                                  token and the leased job ids {job_id, ...}
+and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
+completion results, and the jobs it leased that are still leased under its token (instead of leasing
+more while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). So
+memory is one memo per lane: give each call in flight its own lane, and reuse a lane only once its last
+call was answered. A call that completed and leased nothing is not remembered: its repeat runs as a new
+call, which is harmless.
 
 Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
@@ -74,8 +85,8 @@ for at most 7 days; older or excess ones are deleted (up to 100 per call that ad
 Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, empty or long id, data over
 1 MiB) -> an "ERR job_queue: ..." reply, written nothing.
 
-Complexity: PUSH O(log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE O(log N) plus up to
-100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE
+O(log N) plus up to 100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
 ]]
 
 local MAX_BATCH = 1000
@@ -177,93 +188,121 @@ local function poke()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- `auto`: an empty id asks for a generated one (PUSHN only).
-local function check_push(base, auto)
-  local id = ARGV[base]
-  if not (auto and id == '') then id_arg('job_id', id) end
-  local data = ARGV[base + 1]
-  if data == nil then bad('job_data is missing') end
-  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+-- Checks a job's options; returns its record head "<priority>:<max_retries>:", priority and delay in ms.
+local function check_options(priority, max_retries, delay)
   -- + 0 turns -0 into 0, so one priority has one list name.
-  local priority = number('priority', ARGV[base + 2], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local max_retries = number('max_retries', ARGV[base + 3], 0, MAX_RETRIES, true)
-  local delay = number('delay_seconds', ARGV[base + 4], 0, MAX_DELAY_S, false)
-  return id, data, priority, max_retries, math.floor(delay * 1000 + 0.5)
+  local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+  local head = p .. ':' .. number('max_retries', max_retries, 0, MAX_RETRIES, true) .. ':'
+  local delay_ms = 0
+  if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
+  return head, p, delay_ms
 end
 
--- PUSHN reserves one block of generated ids per call: (auto_next, auto_last].
-local auto_next, auto_last = 0, 0
+local function check_data(data)
+  if data == nil then bad('job_data is missing') end
+  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+  return data
+end
 
--- Writes the job record; returns the id, or nil when the id exists. With `groups`, waiting ids are
--- collected per priority for one push per list. Generated ids are decimal; ones in use are skipped.
-local function push(groups, id, data, priority, max_retries, delay_ms)
-  local rec = priority .. ':' .. max_retries .. ':' .. data
-  if id == '' then
-    -- Bounded: a caller who filled the next 100 numbers with ids of their own gets 0 (not queued).
-    for _ = 1, 100 do
-      if auto_next < auto_last then
-        auto_next = auto_next + 1
-      else
-        auto_next = redis.call('HINCRBY', meta, 'ids', 1)
-        auto_last = auto_next
+-- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
+-- in a row the job is not queued (nil).
+local function free_id(taken)
+  for _ = 1, 100 do
+    local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
+    if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
+  end
+  return nil
+end
+
+-- Queues n checked jobs (ids[i] = false asks for a generated id) with one read and one write of the job
+-- records for the whole call. Returns per job its id, or false when the id exists (a repeated id in one
+-- call is a duplicate), and then nothing is written for that job. Generated ids are decimal, reserved as
+-- one block per call.
+local function push_all(n, ids, recs, priorities, delays)
+  local auto, count = {}, 0
+  for i = 1, n do
+    if not ids[i] then
+      auto[i] = true
+      count = count + 1
+    end
+  end
+  if count > 0 then
+    local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+    for i = 1, n do
+      if auto[i] then
+        next_id = next_id + 1
+        ids[i] = string.format('%d', next_id)
       end
-      id = string.format('%d', auto_next)
-      if redis.call('HSETNX', jobs, id, rec) == 1 then break end
-      id = nil
     end
-    if not id then return nil end
-  elseif redis.call('HSETNX', jobs, id, rec) == 0 then
-    return nil
   end
-  if delay_ms > 0 then
-    now = now or server_time()
-    redis.call('ZADD', delayed, now + delay_ms, id)
-    -- A blocked worker recomputes how long to wait.
-    poke()
-  elseif groups then
-    local group = groups[priority]
-    if not group then
-      group = {}
-      groups[priority] = group
+  local found = redis.call('HMGET', jobs, unpack(ids))
+  local out, taken, fields, groups, later = {}, {}, {}, {}, {}
+  for i = 1, n do
+    local id = ids[i]
+    if found[i] or taken[id] then id = auto[i] and free_id(taken) end
+    out[i] = id or false
+    if id then
+      taken[id] = true
+      fields[#fields + 1] = id
+      fields[#fields + 1] = recs[i]
+      if delays[i] > 0 then
+        now = now or server_time()
+        later[#later + 1] = now + delays[i]
+        later[#later + 1] = id
+      else
+        local group = groups[priorities[i]]
+        if not group then
+          group = {}
+          groups[priorities[i]] = group
+        end
+        group[#group + 1] = id
+      end
     end
-    group[#group + 1] = id
-  else
-    enqueue(id, priority)
   end
-  return id
+  if #fields == 0 then return out end
+  redis.call('HSET', jobs, unpack(fields))
+  for priority, group in pairs(groups) do enqueue_ids(priority, group, false) end
+  -- A delayed job also wakes a blocked worker, which recomputes how long to wait.
+  if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+  save_count()
+  poke()
+  return out
 end
 
 if op == 'PUSH' then
-  local id, data, priority, max_retries, delay_ms = check_push(3, false)
-  if not push(nil, id, data, priority, max_retries, delay_ms) then return 0 end
-  save_count()
-  poke()
-  return 1
+  local id = id_arg('job_id', ARGV[3])
+  local data = check_data(ARGV[4])
+  local head, priority, delay_ms = check_options(ARGV[5], ARGV[6], ARGV[7])
+  return push_all(1, { id }, { head .. data }, { priority }, { delay_ms })[1] and 1 or 0
 end
 
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  if #ARGV ~= 3 + 5 * n then bad('PUSHN with n = ' .. n .. ' takes ' .. (3 + 5 * n) .. ' arguments, got ' .. #ARGV) end
-  local batch = {}
-  local blanks = 0
-  for i = 1, n do
-    batch[i] = { check_push(4 + 5 * (i - 1), true) }
-    if batch[i][1] == '' then blanks = blanks + 1 end
+  local ids, recs, priorities, delays = {}, {}, {}, {}
+  local i, at = 0, 4
+  -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
+  while i < n do
+    local k = number('k', ARGV[at], 1, n - i, true)
+    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
+    local named = ARGV[at + 4]
+    if named ~= '0' and named ~= '1' then bad('named must be 0 or 1, got ' .. tostring(named)) end
+    at = at + 5
+    for _ = 1, k do
+      i = i + 1
+      ids[i] = false
+      if named == '1' then
+        ids[i] = id_arg('job_id', ARGV[at])
+        at = at + 1
+      end
+      recs[i] = head .. check_data(ARGV[at])
+      priorities[i] = priority
+      delays[i] = delay_ms
+      at = at + 1
+    end
   end
-  if blanks > 0 then
-    auto_last = redis.call('HINCRBY', meta, 'ids', blanks)
-    auto_next = auto_last - blanks
-  end
-  local out = {}
-  local groups = {}
-  for i = 1, n do out[i] = push(groups, unpack(batch[i])) or 0 end
-  local queued = false
-  for priority, ids in pairs(groups) do
-    enqueue_ids(priority, ids, false)
-    queued = true
-  end
-  save_count()
-  if queued then poke() end
+  if #ARGV ~= at - 1 then bad('PUSHN with these groups takes ' .. (at - 1) .. ' arguments, got ' .. #ARGV) end
+  local out = push_all(n, ids, recs, priorities, delays)
+  for j = 1, n do out[j] = out[j] or 0 end
   return out
 end
 
@@ -436,9 +475,11 @@ if op == 'FAIL' then
   return { 'retry', at }
 end
 
--- Pops up to `count` ids, highest priority first; each turn pops at least one id.
+-- Pops up to `count` ids, highest priority first; each turn pops at least one id. Also returns true when
+-- the last list it popped from still holds jobs (so jobs wait).
 local function take(count)
   local ids = {}
+  local more = false
   for _ = 1, count do
     local left = count - #ids
     if left == 0 then break end
@@ -447,10 +488,11 @@ local function take(count)
     local list = waiting .. ':w:' .. top
     local got = redis.call('LPOP', list, left) or {}
     for i = 1, #got do ids[#ids + 1] = got[i] end
-    if #got < left or redis.call('EXISTS', list) == 0 then redis.call('ZREM', waiting, top) end
+    more = #got == left and redis.call('LLEN', list) > 0
+    if not more then redis.call('ZREM', waiting, top) end
   end
   waiting_delta = waiting_delta - #ids
-  return ids
+  return ids, more
 end
 
 local function promote(source)
@@ -463,8 +505,12 @@ local function promote(source)
 end
 
 -- An expired lease ends the attempt it was granted for: the job waits again, or dies after its last one.
-local function reclaim()
-  local ids = redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
+-- Jobs in `completing` (an ACK's accepted completions, deleted after its pop) are left alone.
+local function reclaim(completing)
+  local ids = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+    if not completing[id] then ids[#ids + 1] = id end
+  end
   if #ids == 0 then return 0 end
   redis.call('ZREM', processing, unpack(ids))
   local buried = 0
@@ -495,20 +541,25 @@ local function wait_ms()
   return best
 end
 
--- Leases up to `count` jobs and returns how many; appends them to `out` (seed pairs, or flat groups of
--- four when `full`).
-local function pop(count, lease_ms, full, out)
-  local n = 0
-  local buried = reclaim()
+-- Leases up to `count` jobs, all under one new lease token (a call leases a job at most once, so the token
+-- still fences each lease); appends them to `out` (seed pairs, or flat groups of three when `full`).
+-- Returns how many, and the token (0 when none). `completing`: see `reclaim`.
+local function pop(count, lease_ms, full, out, completing)
+  local n, token, more = 0, 0, false
+  local buried = reclaim(completing)
   promote(delayed)
   promote(failed)
   if buried > 0 then trim_dead() end
   if count > 0 then
-    local ids = take(count)
+    local ids
+    ids, more = take(count)
     n = #ids
     if n > 0 then
-      local token = redis.call('HINCRBY', meta, 'lease', n) - n
-      local deadline = now + lease_ms
+      token = redis.call('HINCRBY', meta, 'lease', 1)
+      local held = ':' .. string.format('%d', token) .. ':'
+      -- A string: Redis would format a Lua number argument (%.17g) once per job.
+      local deadline = string.format('%d', now + lease_ms)
+      local fresh = '1' .. held
       local leases, states = {}, {}
       local recs = redis.call('HMGET', jobs, unpack(ids))
       local olds = redis.call('HMGET', state, unpack(ids))
@@ -516,11 +567,14 @@ local function pop(count, lease_ms, full, out)
       for i = 1, n do
         local id = ids[i]
         local rec = recs[i]
-        local attempts, _, err = parse_state(olds[i])
-        attempts = attempts + 1
-        token = token + 1
+        local attempts, s = 1, fresh
+        if olds[i] then
+          local before, _, err = parse_state(olds[i])
+          attempts = before + 1
+          s = attempts .. held .. err
+        end
         states[2 * i - 1] = id
-        states[2 * i] = attempts .. ':' .. token .. ':' .. err
+        states[2 * i] = s
         leases[2 * i - 1] = deadline
         leases[2 * i] = id
         if full then
@@ -528,8 +582,7 @@ local function pop(count, lease_ms, full, out)
           out[k + 1] = id
           out[k + 2] = rec
           out[k + 3] = attempts
-          out[k + 4] = token
-          k = k + 4
+          k = k + 3
         else
           local _, _, at = parse_record(rec)
           out[#out + 1] = { id, string.sub(rec, at + 1) }
@@ -540,8 +593,9 @@ local function pop(count, lease_ms, full, out)
     end
   end
   save_count()
-  signal()
-  return n
+  -- Jobs left behind wake the next blocked worker.
+  if more then poke() else signal() end
+  return n, token
 end
 
 -- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0).
@@ -550,44 +604,53 @@ local function wait_after(n, count)
   return wait_ms()
 end
 
--- The memo key of the request id in ARGV[index] (see REQUEST IDS), or nil without one.
-local function request_key(index)
-  local rid = ARGV[index]
-  if rid == nil then return nil end
-  return waiting .. ':req:' .. id_arg('request_id', rid)
+-- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil.
+local function request_arg(index)
+  local lane = ARGV[index]
+  if lane == nil then return nil end
+  id_arg('request_lane', lane)
+  local seq = ARGV[index + 1]
+  number('request_seq', seq, 0, 9007199254740991, true)
+  return waiting .. ':req:' .. lane, seq
 end
 
--- Remembers a call: its completion results and the (id, token) of each job in `out` from index `from`.
--- A call that completed and leased nothing is not remembered: its repeat is harmless, and a first write
--- would be refused under maxmemory.
-local function remember(key, results, completed, out, from, lease_ms)
-  local leases = {}
-  for k = from, #out, 4 do
-    leases[#leases + 1] = out[k]
-    leases[#leases + 1] = out[k + 3]
-  end
-  if completed == 0 and #leases == 0 then return end
-  redis.call('SET', key, cmsgpack.pack(results, leases), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+-- The first run's memo of this request, if its lane still holds it.
+local function recall(key, seq)
+  local saved = key and redis.call('GET', key)
+  if not saved then return nil end
+  local cut = string.find(saved, ':', 1, true)
+  if string.sub(saved, 1, cut - 1) ~= seq then return nil end
+  return string.sub(saved, cut + 1)
+end
+
+-- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+-- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+-- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+-- maxmemory.
+local function remember(key, seq, results, completed, token, out, from, lease_ms)
+  local ids = {}
+  for k = from, #out, 3 do ids[#ids + 1] = out[k] end
+  if completed == 0 and #ids == 0 then return end
+  redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
 end
 
 -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
--- (as `pop` with `full`); returns the first run's results and how many jobs it appended.
+-- (as `pop` with `full`); returns the first run's results, its token and how many jobs it appended.
 local function replay(saved, out)
-  local results, leases = cmsgpack.unpack(saved)
+  local results, token, ids = cmsgpack.unpack(saved)
   local n = 0
-  for i = 1, #leases, 2 do
-    local id, token = leases[i], leases[i + 1]
-    local attempts = leased(id, tostring(token))
+  local held = string.format('%d', token)
+  for _, id in ipairs(ids) do
+    local attempts = leased(id, held)
     if attempts then
       local k = #out
       out[k + 1] = id
       out[k + 2] = redis.call('HGET', jobs, id)
       out[k + 3] = attempts
-      out[k + 4] = token
       n = n + 1
     end
   end
-  return results, n
+  return results, token, n
 end
 
 if op == 'POP' then
@@ -595,19 +658,23 @@ if op == 'POP' then
   local lease_ms = DEFAULT_LEASE_MS
   if ARGV[4] ~= nil then lease_ms = number('lease_ms', ARGV[4], 1, MAX_LEASE_MS, true) end
   local full = ARGV[5] == '1'
-  local memo = request_key(6)
-  if memo and not full then bad('request_id needs full = 1') end
+  local memo, seq = request_arg(6)
+  if memo and not full then bad('a request needs full = 1') end
   local out = {}
-  if full then out[1] = 0 end
-  local saved = memo and redis.call('GET', memo)
-  local n
+  if full then out = { 0, 0 } end
+  local saved = recall(memo, seq)
+  local n, token
   if saved then
-    n = select(2, replay(saved, out))
+    local _
+    _, token, n = replay(saved, out)
   else
-    n = pop(count, lease_ms, full, out)
-    if memo then remember(memo, {}, 0, out, 2, lease_ms) end
+    n, token = pop(count, lease_ms, full, out, {})
+    if memo then remember(memo, seq, {}, 0, token, out, 3, lease_ms) end
   end
-  if full then out[1] = wait_after(n, count) end
+  if full then
+    out[1] = wait_after(n, count)
+    out[2] = token
+  end
   return out
 end
 
@@ -615,30 +682,44 @@ if op == 'ACK' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  if #ARGV ~= 5 + 2 * n and #ARGV ~= 6 + 2 * n then
-    bad('ACK with n = ' .. n .. ' takes ' .. (5 + 2 * n) .. ' or ' .. (6 + 2 * n) .. ' arguments, got ' .. #ARGV)
+  -- Groups of jobs leased under one token: the token, how many, their ids.
+  local ids, tokens = {}, {}
+  local at = 6
+  while #ids < n do
+    local token = id_arg('lease_token', ARGV[at])
+    local k = number('k', ARGV[at + 1], 1, n - #ids, true)
+    at = at + 2
+    for _ = 1, k do
+      ids[#ids + 1] = id_arg('job_id', ARGV[at])
+      tokens[#ids] = token
+      at = at + 1
+    end
   end
-  local ids, tokens = pairs_arg(6, n)
-  local memo = request_key(6 + 2 * n)
-  local saved = memo and redis.call('GET', memo)
+  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
+    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
+  end
+  local memo, seq = request_arg(at)
+  local saved = recall(memo, seq)
+  local out = { 0, 0, 0 }
   if saved then
-    local out = { 0, 0 }
-    local results, got = replay(saved, out)
+    local results, token, got = replay(saved, out)
     out[1] = results
     out[2] = wait_after(got, fetch)
+    out[3] = token
     return out
   end
   local results = {}
   local done, seen = {}, {}
   if n > 0 then
-    local leases = redis.call('ZMSCORE', processing, unpack(ids))
     local states = redis.call('HMGET', state, unpack(ids))
     for i = 1, n do
-      local id = ids[i]
+      local id, token, s = ids[i], tokens[i], states[i]
       results[i] = 0
-      -- A repeated pair in one call completes once.
-      if leases[i] and not seen[id] then
-        if states[i] and string.match(states[i], '^%d+:(%d+):') == tokens[i] then
+      -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
+      -- a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local a = string.find(s, ':', 1, true)
+        if string.byte(s, a + #token + 1) == 58 and string.sub(s, a + 1, a + #token) == token then
           seen[id] = true
           done[#done + 1] = id
           results[i] = 1
@@ -646,15 +727,20 @@ if op == 'ACK' then
       end
     end
   end
+  out[1] = results
+  -- The new leases are written before the completions are deleted: a batch that completes every leased
+  -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
+  -- set from its compact encoding at quadratic cost (a third of such a call's time).
+  local got, token = pop(fetch, lease_ms, true, out, seen)
   if #done > 0 then
     redis.call('ZREM', processing, unpack(done))
     redis.call('HDEL', jobs, unpack(done))
     redis.call('HDEL', state, unpack(done))
     redis.call('HINCRBY', meta, 'completed', #done)
   end
-  local out = { results, 0 }
-  out[2] = wait_after(pop(fetch, lease_ms, true, out), fetch)
-  if memo then remember(memo, results, #done, out, 3, lease_ms) end
+  out[2] = wait_after(got, fetch)
+  out[3] = token
+  if memo then remember(memo, seq, results, #done, token, out, 4, lease_ms) end
   return out
 end
 

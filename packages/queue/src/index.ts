@@ -15,5 +15,6 @@ export {
   type PushOptions,
   type PushResult,
   type QueueStats,
+  type Request,
 } from './queue.js';
 export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

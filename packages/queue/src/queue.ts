@@ -105,13 +105,22 @@ export interface Job<T> {
 export interface PopOptions {
   /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
   leaseMs?: number;
-  /**
-   * Makes the call safe to repeat (1 to 1024 bytes, unique per call): a repeat with the same id within the
-   * lease (and at least 60 s), such as ioredis resending it after a reset or a retry after an unknown
-   * outcome, writes nothing and answers as the first run did (its completions, and the jobs it leased that
-   * are still leased to it).
-   */
-  requestId?: string;
+  /** Makes the call safe to repeat: see `Request`. */
+  request?: Request;
+}
+
+/**
+ * Names a `fetch` or `ack` call so that a repeat of it, such as ioredis resending it after a reset or a retry
+ * after an unknown outcome, writes nothing and answers as the first run did (its completions, and the jobs
+ * it leased that are still leased to it) within the lease, and at least 60 s. Redis keeps one memo per lane,
+ * the lane's latest call: give each call in flight its own lane, and reuse a lane only once its last call
+ * was answered (the `Worker` does this).
+ */
+export interface Request {
+  /** 1 to 1024 bytes; unique to its caller (e.g. a random prefix and a number). */
+  lane: string;
+  /** Integer ≥ 0, new for each call on the lane. */
+  seq: number;
 }
 
 /** What `fetch` returns. */
@@ -167,9 +176,45 @@ export interface DeadJob<T> {
 const NOW = '*';
 const SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;
 
+/** One job to push, checked: `id` undefined asks the script for a generated one. */
+interface PushSpec {
+  id: string | undefined;
+  json: string;
+  priority: number;
+  maxRetries: number;
+  delaySeconds: number;
+}
+
 /** A PUSHN reply item: the id when queued, 0 when the id existed. */
-function pushResult(given: string, reply: unknown): PushResult {
-  return typeof reply === 'string' ? { id: reply, added: true } : { id: given, added: false };
+function pushResult(job: PushSpec, reply: unknown): PushResult {
+  return typeof reply === 'string' ? { id: reply, added: true } : { id: job.id ?? '', added: false };
+}
+
+/**
+ * PUSHN's arguments: runs of jobs with the same options, all named or all with generated ids, share one
+ * group header, so a bulk of plain jobs costs about one argument per job.
+ */
+function pushnArgs(jobs: readonly PushSpec[]): ScriptArg[] {
+  const args: ScriptArg[] = ['PUSHN', NOW, jobs.length];
+  let countAt = 0;
+  let prev: PushSpec | undefined;
+  for (const job of jobs) {
+    const named = job.id !== undefined;
+    const sameGroup =
+      job.priority === prev?.priority &&
+      job.maxRetries === prev.maxRetries &&
+      job.delaySeconds === prev.delaySeconds &&
+      named === (prev.id !== undefined);
+    if (!sameGroup) {
+      countAt = args.length;
+      args.push(0, job.priority, job.maxRetries, job.delaySeconds, named ? 1 : 0);
+    }
+    args[countAt] = (args[countAt] as number) + 1;
+    if (named) args.push(job.id!);
+    args.push(job.json);
+    prev = job;
+  }
+  return args;
 }
 
 function checkPriority(name: string, value: unknown): number {
@@ -195,11 +240,13 @@ function checkId(name: string, value: unknown): asserts value is string {
   if (Buffer.byteLength(value) > LIMITS.maxIdBytes) throw new InvalidArgumentError(name, `must be at most ${LIMITS.maxIdBytes} bytes`);
 }
 
-/** The optional request id as trailing script arguments (none without one). */
-function requestIdArgs(name: string, value: unknown): ScriptArg[] {
+/** The optional request as trailing script arguments (none without one). */
+function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
   if (value === undefined) return [];
-  checkId(name, value);
-  return [value];
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { lane, seq }');
+  checkId(`${name}.lane`, value.lane);
+  assertInteger(`${name}.seq`, value.seq, { min: 0 });
+  return [value.lane, value.seq];
 }
 
 function checkCount(name: string, value: unknown, min: number): number {
@@ -232,7 +279,7 @@ export class JobQueue<T = unknown> {
   readonly wakeKey: string;
   private readonly scripts: LuaScriptManager;
   /** `add` calls of this tick, sent together. */
-  private pending: { args: ScriptArg[]; resolve: (r: PushResult) => void; reject: (err: unknown) => void }[] = [];
+  private pending: { job: PushSpec; resolve: (r: PushResult) => void; reject: (err: unknown) => void }[] = [];
   private readonly script: RegisteredScript;
   private readonly maxRetries: number;
   private readonly backoffBaseMs: number;
@@ -270,9 +317,9 @@ export class JobQueue<T = unknown> {
    * (in call order), the way a pipeline would, with one result each.
    */
   async add(data: T, options: PushOptions = {}): Promise<PushResult> {
-    const args = this.pushArgs('options', data, options);
+    const job = this.pushSpec('options', data, options);
     return new Promise<PushResult>((resolve, reject) => {
-      this.pending.push({ args, resolve, reject });
+      this.pending.push({ job, resolve, reject });
       if (this.pending.length === 1) queueMicrotask(() => this.sendPending());
     });
   }
@@ -280,9 +327,7 @@ export class JobQueue<T = unknown> {
   private sendPending(): void {
     const batch = this.pending.splice(0, LIMITS.maxBatch);
     if (this.pending.length > 0) queueMicrotask(() => this.sendPending());
-    const args: ScriptArg[] = ['PUSHN', NOW, batch.length];
-    for (const p of batch) for (const a of p.args) args.push(a);
-    this.run(args).then(
+    this.run(pushnArgs(batch.map((p) => p.job))).then(
       (reply) => {
         let replies: unknown[];
         try {
@@ -291,7 +336,7 @@ export class JobQueue<T = unknown> {
           for (const p of batch) p.reject(err);
           return;
         }
-        batch.forEach((p, i) => p.resolve(pushResult(p.args[0] as string, replies[i])));
+        batch.forEach((p, i) => p.resolve(pushResult(p.job, replies[i])));
       },
       (err: unknown) => {
         for (const p of batch) p.reject(err);
@@ -307,21 +352,13 @@ export class JobQueue<T = unknown> {
   /** Like `pushBulk`, and says per job whether it was new. */
   async addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
     checkArray('jobs', jobs);
-    const given: string[] = [];
-    const chunks: ScriptArg[][] = [];
-    for (let start = 0; start < jobs.length; start += LIMITS.maxBatch) {
-      const slice = jobs.slice(start, start + LIMITS.maxBatch);
-      const args: ScriptArg[] = ['PUSHN', NOW, slice.length];
-      slice.forEach((job, i) => {
-        const one = this.pushArgs(`jobs[${start + i}]`, job.data, job);
-        given.push(one[0] as string);
-        args.push(...one);
-      });
-      chunks.push(args);
-    }
+    // All checked before the first call.
+    const specs = jobs.map((job, i) => this.pushSpec(`jobs[${i}]`, job.data, job));
     const out: PushResult[] = [];
-    for (const args of chunks) {
-      for (const reply of toArray(await this.run(args))) out.push(pushResult(given[out.length]!, reply));
+    for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
+      const chunk = specs.slice(start, start + LIMITS.maxBatch);
+      const replies = toArray(await this.run(pushnArgs(chunk)));
+      for (let i = 0; i < chunk.length; i++) out.push(pushResult(chunk[i]!, replies[i]));
     }
     return out;
   }
@@ -335,7 +372,7 @@ export class JobQueue<T = unknown> {
   async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
-    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestIdArgs('options.requestId', options.requestId)]));
+    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestArgs('options.request', options.request)]));
     return { waitMs: toNumber(reply[0]), jobs: this.parseJobs(reply, 1) };
   }
 
@@ -355,11 +392,20 @@ export class JobQueue<T = unknown> {
     const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const args: ScriptArg[] = ['ACK', NOW, leaseMs, fetch, jobs.length];
+    // Runs of jobs leased under one token (one per fetch) share a group: the token, how many, their ids.
+    let countAt = 0;
+    let token: string | undefined;
     jobs.forEach((job, i) => {
       this.checkJob(`jobs[${i}]`, job);
-      args.push(job.id, job.leaseToken);
+      if (job.leaseToken !== token) {
+        token = job.leaseToken;
+        countAt = args.length + 1;
+        args.push(token, 0);
+      }
+      args[countAt] = (args[countAt] as number) + 1;
+      args.push(job.id);
     });
-    args.push(...requestIdArgs('options.requestId', options.requestId));
+    args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
     return {
       completed: toArray(reply[0]).map((r) => r === 1),
@@ -440,11 +486,11 @@ export class JobQueue<T = unknown> {
     return this.scripts.executeScript(this.script, { keys: this.keys, args });
   }
 
-  private pushArgs(name: string, data: T, options: PushOptions): ScriptArg[] {
+  private pushSpec(name: string, data: T, options: PushOptions): PushSpec {
     if (options === null || typeof options !== 'object') throw new InvalidArgumentError(name, 'must be an object');
-    // An empty id asks the script for a short generated one.
-    const id = options.id ?? '';
-    if (options.id !== undefined) checkId(`${name}.id`, id);
+    // No id asks the script for a short generated one.
+    const id = options.id;
+    if (id !== undefined) checkId(`${name}.id`, id);
     const priority = checkPriority(`${name}.priority`, options.priority);
     const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
     const delayMs = options.delayMs ?? 0;
@@ -459,7 +505,7 @@ export class JobQueue<T = unknown> {
     if (json.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(json) > LIMITS.maxDataBytes) {
       throw new InvalidArgumentError(name === 'options' ? 'data' : `${name}.data`, `must serialize to at most ${LIMITS.maxDataBytes} bytes`);
     }
-    return [id, json, priority, maxRetries, delayMs / 1000];
+    return { id, json, priority, maxRetries, delaySeconds: delayMs / 1000 };
   }
 
   private checkJob(name: string, job: Job<T>): void {
@@ -468,21 +514,22 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
-  /** Groups of four: id, "priority:maxRetries:data", attempts, lease token. */
+  /** The lease token of the call, then groups of three: id, "priority:maxRetries:data", attempts. */
   private parseJobs(reply: unknown[], from: number): Job<T>[] {
-    const jobs: Job<T>[] = [];
-    for (let i = from; i < reply.length; i += 4) {
+    const leaseToken = String(reply[from]);
+    const jobs = new Array<Job<T>>((reply.length - from - 1) / 3);
+    for (let i = from + 1, k = 0; i < reply.length; i += 3, k++) {
       const rec = reply[i + 1] as string;
       const a = rec.indexOf(':');
       const b = rec.indexOf(':', a + 1);
-      jobs.push({
+      jobs[k] = {
         id: reply[i] as string,
         data: JSON.parse(rec.slice(b + 1)) as T,
         priority: Number(rec.slice(0, a)),
         attempts: reply[i + 2] as number,
         maxRetries: Number(rec.slice(a + 1, b)),
-        leaseToken: String(reply[i + 3]),
-      });
+        leaseToken,
+      };
     }
     return jobs;
   }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { assertInteger, assertPositiveMs, duplicateClient, InvalidArgumentError, type RedisClient } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
-import { LIMITS, type FailOutcome, type Job, type JobQueue } from './queue.js';
+import { LIMITS, type FailOutcome, type Job, type JobQueue, type Request } from './queue.js';
 
 /** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
 export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
@@ -78,8 +78,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private readonly loop: Promise<void>;
   private readonly renewTimer: NodeJS.Timeout;
   private waiters: (() => void)[] = [];
-  /** Prefix of this worker's request ids, which make its fetch and ack calls safe to resend. */
-  private readonly requestPrefix = `${randomUUID()}:`;
+  /** Prefix of this worker's request lanes, which make its fetch and ack calls safe to resend. */
+  private readonly lanePrefix = `${randomUUID()}:`;
+  private lanesMade = 0;
+  /** Lanes whose last call was answered: Redis keeps one memo per lane, so only these may be reused. */
+  private freeLanes: string[] = [];
   private requests = 0;
   /** The blocking wait in flight, if any: one at a time, even when a reconnect holds it back. */
   private wake: Promise<boolean> | undefined;
@@ -153,10 +156,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
         continue;
       }
       this.reserved += free;
-      const requestId = this.nextRequestId();
-      const reply = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, requestId }));
+      const request = this.nextRequest();
+      const reply = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, request }));
       this.reserved -= free;
       if (!reply) break;
+      this.freeLanes.push(request.lane);
       this.start(reply.jobs);
       if (reply.jobs.length === 0 && !this.closing) await this.idle(reply.waitMs);
     }
@@ -179,8 +183,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
-  private nextRequestId(): string {
-    return this.requestPrefix + (this.requests++).toString(36);
+  private nextRequest(): Request {
+    const lane = this.freeLanes.pop() ?? this.lanePrefix + (this.lanesMade++).toString(36);
+    return { lane, seq: this.requests++ };
   }
 
   /**
@@ -275,12 +280,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     const fetch = this.closing ? 0 : Math.max(0, this.concurrency - this.busy - this.reserved);
     this.reserved += fetch;
     const jobs = batch.map((r) => r.job);
-    const requestId = this.nextRequestId();
-    void this.untilAnswered(() => this.queue.ack(jobs, { fetch, leaseMs: this.leaseMs, requestId }))
+    const request = this.nextRequest();
+    void this.untilAnswered(() => this.queue.ack(jobs, { fetch, leaseMs: this.leaseMs, request }))
       .then((reply) => {
         this.reserved -= fetch;
-        // Closing: given up; the leases run out and the jobs come back.
+        // Closing: given up; the leases run out and the jobs come back (the lane is not reused).
         if (!reply) return;
+        this.freeLanes.push(request.lane);
         batch.forEach((r, i) => {
           if (reply.completed[i]) this.fire('completed', r.job);
           else this.fire('lost', r.job);

@@ -71,15 +71,18 @@ class Model {
       for (const job of this.inState(state).filter((j) => j.score <= this.now)) this.enqueue(job);
     }
     const out: (string | number)[] = [];
-    for (const job of this.inState('waiting').slice(0, count)) {
+    const batch = this.inState('waiting').slice(0, count);
+    // One token for the jobs of one call.
+    const token = batch.length > 0 ? ++this.lease : 0;
+    for (const job of batch) {
       job.attempts++;
-      job.token = String(++this.lease);
+      job.token = String(token);
       job.state = 'processing';
       job.score = this.now + LEASE_MS;
-      out.push(job.id, `${job.priority}:${job.maxRetries}:${job.data}`, job.attempts, Number(job.token));
+      out.push(job.id, `${job.priority}:${job.maxRetries}:${job.data}`, job.attempts);
     }
     // A full batch answers 0 ("ask again") without looking further.
-    return [out.length / 4 === count ? 0 : this.waitMs(), ...out];
+    return [batch.length === count ? 0 : this.waitMs(), token, ...out];
   }
 
   waitMs(): number {

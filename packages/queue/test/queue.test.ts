@@ -94,6 +94,46 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.pushBulk([{ data: { to: 'x' } }, { data: { to: 'y' }, id: '4' }, { data: { to: 'z' } }])).toEqual(['3', '4', '5']);
   });
 
+  it('pushes a bulk of mixed options, own and generated ids in one call, with one result each in order', async () => {
+    const send = vi.spyOn(redis, 'sendCommand');
+    const results = await queue.addBulk([
+      { data: { to: 'a' } },
+      { data: { to: 'b' }, id: 'own' },
+      { data: { to: 'c' } },
+      { data: { to: 'd' }, priority: 5 },
+      { data: { to: 'e' }, priority: 5, delayMs: 60_000 },
+      { data: { to: 'f' }, id: 'own', priority: 5 },
+      { data: { to: 'g' }, maxRetries: 0 },
+    ]);
+    const calls = send.mock.calls.length;
+    send.mockRestore();
+    expect(calls).toBe(1);
+    expect(results.map((r) => r.added)).toEqual([true, true, true, true, true, false, true]);
+    expect(results[1]!.id).toBe('own');
+    expect(results[5]!.id).toBe('own');
+    expect(new Set(results.map((r) => r.id)).size).toBe(6);
+    const jobs = await queue.pop(10);
+    expect(jobs.map((j) => [j.data.to, j.priority, j.maxRetries])).toEqual([
+      ['d', 5, 3],
+      ['a', 0, 3],
+      ['b', 0, 3],
+      ['c', 0, 3],
+      ['g', 0, 0],
+    ]);
+    expect(await queue.stats()).toMatchObject({ delayed: 1, processing: 5 });
+  });
+
+  it('acks jobs of several fetches (several lease tokens) in one call, refusing a wrong token', async () => {
+    await queue.pushBulk(Array.from({ length: 4 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const [a0, a1] = await queue.pop(2);
+    const [b0, b1] = await queue.pop(2);
+    expect(a0!.leaseToken).toBe(a1!.leaseToken);
+    expect(a0!.leaseToken).not.toBe(b0!.leaseToken);
+    const result = await queue.ack([a0!, b0!, { ...a1!, leaseToken: b1!.leaseToken }, a1!, b1!]);
+    expect(result.completed).toEqual([true, true, false, true, true]);
+    expect(await queue.stats()).toMatchObject({ completed: 4, processing: 0 });
+  });
+
   it('pushes bulks larger than one script call, in order', async () => {
     const data = Array.from({ length: 2500 }, (_, i) => ({ data: { to: `u${i}` } }));
     const ids = await queue.pushBulk(data);
@@ -181,22 +221,35 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 1 });
   });
 
-  it('answers a repeated ack or fetch with the same requestId as the first run did, writing nothing', async () => {
+  it('answers a repeated ack or fetch with the same request as the first run did, writing nothing', async () => {
     await queue.pushBulk(Array.from({ length: 6 }, (_, i) => ({ data: { to: `u${i}` } })));
-    const first = await queue.fetch(2, { requestId: 'fetch-1' });
-    expect(await queue.fetch(2, { requestId: 'fetch-1' })).toEqual(first);
-    const acked = await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' });
+    const first = await queue.fetch(2, { request: { lane: 'f', seq: 1 } });
+    expect(await queue.fetch(2, { request: { lane: 'f', seq: 1 } })).toEqual(first);
+    const acked = await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } });
     expect(acked.completed).toEqual([true, true]);
     const before = await snapshot(redis, prefix);
     // A resend after a lost reply: the completions stand and the same jobs come back, none leased twice.
-    expect(await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).toEqual(acked);
+    expect(await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } })).toEqual(acked);
     expect(await snapshot(redis, prefix)).toEqual(before);
     expect(await queue.stats()).toMatchObject({ completed: 2, processing: 2, waiting: 2 });
     // A job of the first run that is no longer leased to it is not handed out again.
     expect(await queue.release(acked.jobs[0]!)).toBe(true);
-    expect((await queue.ack(first.jobs, { fetch: 2, requestId: 'ack-1' })).jobs).toEqual([acked.jobs[1]]);
-    // Without a request id a repeat is a new call.
+    expect((await queue.ack(first.jobs, { fetch: 2, request: { lane: 'a', seq: 2 } })).jobs).toEqual([acked.jobs[1]]);
+    // Without a request a repeat is a new call.
     expect((await queue.ack(first.jobs)).completed).toEqual([false, false]);
+  });
+
+  it('keeps one memo per request lane: the next call on a lane replaces it', async () => {
+    await queue.pushBulk(Array.from({ length: 6 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const lane = 'worker-1:0';
+    let jobs = (await queue.fetch(1, { request: { lane, seq: 0 } })).jobs;
+    for (let seq = 1; seq <= 5; seq++) ({ jobs } = await queue.ack(jobs, { fetch: 1, request: { lane, seq } }));
+    const memos = Object.keys(await snapshot(redis, prefix)).filter((key) => key.includes(':req:'));
+    expect(memos).toEqual([`${queue.keys[0]}:req:${lane}`]);
+    // The lane holds the latest call: its repeat answers as it did; an older call on the lane runs anew.
+    expect((await queue.ack([], { fetch: 1, request: { lane, seq: 5 } })).jobs).toEqual(jobs);
+    expect((await queue.ack([], { fetch: 1, request: { lane, seq: 4 } })).jobs).toEqual([]);
+    expect(await queue.stats()).toMatchObject({ completed: 5, processing: 1, waiting: 0 });
   });
 
   it('survives SCRIPT FLUSH in the middle of a run', async () => {
@@ -230,8 +283,10 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
       [() => queue.pop(0), 'count'],
       [() => queue.pop(1001), 'count'],
       [() => queue.pop(1, { leaseMs: 0 }), 'options.leaseMs'],
-      [() => queue.fetch(1, { requestId: '' }), 'options.requestId'],
-      [() => queue.ack([], { requestId: 'é'.repeat(LIMITS.maxIdBytes) }), 'options.requestId'],
+      [() => queue.fetch(1, { request: { lane: '', seq: 0 } }), 'options.request.lane'],
+      [() => queue.ack([], { request: { lane: 'é'.repeat(LIMITS.maxIdBytes), seq: 0 } }), 'options.request.lane'],
+      [() => queue.ack([], { request: { lane: 'l', seq: -1 } }), 'options.request.seq'],
+      [() => queue.fetch(1, { request: { lane: 'l', seq: 1.5 } }), 'options.request.seq'],
       [() => queue.complete({ ...job, id: '' }), 'job.id'],
       [() => queue.complete({ ...job, leaseToken: '' }), 'job.leaseToken'],
       [() => queue.fail(null as unknown as Job<Email>, 'x'), 'job'],

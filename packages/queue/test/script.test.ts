@@ -82,7 +82,7 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     let now = 0;
     for (let run = 1; run <= 8; run++) {
       const popped = (await call('POP', now, 1, 1000, '1')) as unknown[];
-      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[4]), 100, 400)) as [string, number];
+      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[1]), 100, 400)) as [string, number];
       expect(status).toBe('retry');
       const delay = at - Math.round(now * 1000);
       expect(delay).toBeLessThanOrEqual(Math.min(400, 100 * 2 ** (run - 1)));
@@ -93,13 +93,24 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
 
   it('returns expired leases to the queue on the next POP, counting the attempt', async () => {
     await call('PUSH', 0, 'j', 'x', 0, 1, 0);
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 1, 1]);
-    // Lease expired at 1 s: the next pop reclaims it and leases it again (attempt 2, token 2).
-    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 'j', '0:1:x', 2, 2]);
+    // wait_ms, the call's lease token, then id, record and attempts per job.
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'j', '0:1:x', 1]);
+    // Lease expired at 1 s: the next pop reclaims it and leases it again (token 2, attempt 2).
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 2, 'j', '0:1:x', 2]);
     expect(await call('COMPLETE', 1.5, 'j', '1')).toBe(0);
     // Expired again after its last attempt: dead, with the reason.
-    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1]);
+    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0]);
     expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
+  });
+
+  it('accepts an ACK whose lease expired but was not reclaimed, and its own pop does not reclaim the job', async () => {
+    await call('PUSH', 0, 'a', 'x', 0, 3, 0);
+    await call('PUSH', 0, 'b', 'y', 0, 3, 0);
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'a', '0:3:x', 1]);
+    // At 2 s the lease of a has expired: the ACK completes it, then leases b (token 2) in the same call.
+    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual([[1], 0, 2, 'b', '0:3:y', 1]);
+    expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
+    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, 'b', '0:3:y', 2]);
   });
 
   it('answers bad input with ERR and writes nothing', async () => {
@@ -121,14 +132,30 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['PUSH', 1, 'a', 'x', 0, 0, 'nan'],
       ['PUSH', 1, '', 'x', 0, 0, 0],
       ['PUSH', 1, 'a', 'x'.repeat(1_048_577), 0, 0, 0],
-      ['PUSHN', 1, 2, 'a', 'x', 0, 0, 0, 'b', 'x', 'bad', 0, 0],
+      // PUSHN groups: <k> <priority> <max_retries> <delay_seconds> <named>, then [id] data per job.
+      ['PUSHN', 1, 2, 1, 0, 0, 0, 1, 'a', 'x', 1, 'bad', 0, 0, 0, 'y'],
+      ['PUSHN', 1, 2, 1, 0, 0, 0, 0, 'x', 1, 0, 0, 0, 2, 'y'],
+      ['PUSHN', 1, 2, 2, 0, 0, 0, 0, 'x'],
+      ['PUSHN', 1, 1, 1, 0, 0, 0, 0, 'x', 'extra'],
+      ['PUSHN', 1, 1, 2, 0, 0, 0, 0, 'x', 'y'],
       ['POP', 1, 0],
       ['POP', 1, 1001],
       ['POP', 1, 'ten'],
       ['POP', 1, 1, -5],
+      // A request: <request_lane> <request_seq>, with full = 1.
+      ['POP', 1, 1, 1000, '1', 'lane'],
+      ['POP', 1, 1, 1000, '1', 'lane', 'first'],
+      ['POP', 1, 1, 1000, '1', '', 1],
+      ['POP', 1, 1, 1000, '0', 'lane', 1],
       ['COMPLETE', 1, ''],
       ['FAIL', 1, 'seeded'],
       ['ACK', 1, 1000, 1, 1, 'seeded'],
+      // ACK groups: <lease_token> <k>, then k ids.
+      ['ACK', 1, 1000, 1, 1, '1', 2, 'seeded', 'other'],
+      ['ACK', 1, 1000, 1, 2, '1', 1, 'seeded', '', 1, 'x'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', -1],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', 1, 'extra'],
       ['EXTEND', 1, 1000, 1, 'seeded', ''],
       ['RETRYDEAD', 1, 0],
     ];
