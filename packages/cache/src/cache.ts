@@ -110,6 +110,8 @@ export type Loader<T> = () => T | Promise<T>;
 
 const SCRIPT = 'smart_cache';
 const CLEAR_BATCH = 1000;
+/** Longest TTL plus grace the script takes, in ms (Redis refuses expire times much past it). */
+const MAX_TTL_MS = 2 ** 52;
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
 const TOUCH_BATCH = 256;
@@ -198,13 +200,14 @@ export class SmartCache<T = unknown> {
     assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
     const ms = (name: string, value: number | undefined, fallback: number) => {
       if (value === undefined) return fallback;
-      assertFiniteNumber(name, value, { min: 0 });
+      assertFiniteNumber(name, value, { min: 0, max: MAX_TTL_MS });
       return Math.ceil(value);
     };
     this.name = options.name;
     this.maxSize = options.maxSize;
     this.defaultTtlMs = options.defaultTtlMs;
     this.graceMs = ms('options.graceMs', options.graceMs, 0);
+    assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: MAX_TTL_MS - this.graceMs });
     this.swrMs = ms('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0);
     if (options.leaseMs !== undefined) assertPositiveMs('options.leaseMs', options.leaseMs);
     this.leaseMs = Math.ceil(options.leaseMs ?? 10_000);
@@ -490,7 +493,8 @@ export class SmartCache<T = unknown> {
   }
 
   private ttl(ttlMs: number | undefined, argument: string): number {
-    if (ttlMs !== undefined) assertPositiveMs(argument, ttlMs);
+    // Checked here, not only by the script: one bad TTL must not fail the other writes of its batch.
+    if (ttlMs !== undefined) assertFiniteNumber(argument, ttlMs, { min: 0, exclusiveMin: true, max: MAX_TTL_MS - this.graceMs });
     const ttl = ttlMs ?? this.defaultTtlMs;
     return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
   }
