@@ -179,9 +179,9 @@ export class SmartCache<T = unknown> {
   private subscriber: RedisClient | undefined;
   private subscribed: Promise<void> | undefined;
   /**
-   * Reads without L1 or grace need no TTL, so they are plain `GET`/`MGET`s; the lookups they make (LRU
-   * touch, hit and miss counts) are sent as one TOUCH every `TOUCH_FLUSH_MS` (or 256 lookups), and always
-   * before any other call of this cache on the connection, so this process's own order stays exact.
+   * Reads without L1 or grace need no TTL, so they are plain `MGET`s; the lookups they make (LRU touch, hit
+   * and miss counts) are sent as one TOUCH every `TOUCH_FLUSH_MS` (or 256 lookups), and always before any
+   * script call of this cache on the connection, so this process's own order stays exact.
    */
   private readonly plainReads: boolean;
   private touchHits: string[] = [];
