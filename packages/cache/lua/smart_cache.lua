@@ -162,7 +162,23 @@ local function publish(channel, origin, kind, first, last, evicted)
   redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
 end
 
--- Removes dead members among `count` ranks starting at `start` (wrapping), so expired values leave the log.
+-- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack);
+-- one call for many members is most of the saving over a call each. Returns the number of new members.
+local function zadd_all(flag, items)
+  local added = 0
+  for i = 1, #items, 1000 do
+    local last = math.min(i + 999, #items)
+    if flag then
+      added = added + redis.call('ZADD', log, flag, unpack(items, i, last))
+    else
+      added = added + redis.call('ZADD', log, unpack(items, i, last))
+    end
+  end
+  return added
+end
+
+-- Removes dead members among `count` (<= 64) ranks starting at `start` (wrapping), so expired values leave
+-- the log. One EXISTS over all of them first: usually every one is alive.
 local function sweep(size, start, count)
   if size == 0 then return end
   if count > size then count = size end
@@ -172,8 +188,11 @@ local function sweep(size, start, count)
     local more = redis.call('ZRANGE', log, 0, count - #members - 1)
     for i = 1, #more do members[#members + 1] = more[i] end
   end
+  local keys = {}
+  for i = 1, #members do keys[i] = base .. members[i] end
+  if #keys == 0 or redis.call('EXISTS', unpack(keys)) == #keys then return end
   for i = 1, #members do
-    if redis.call('EXISTS', base .. members[i]) == 0 then redis.call('ZREM', log, members[i]) end
+    if redis.call('EXISTS', keys[i]) == 0 then redis.call('ZREM', log, members[i]) end
   end
 end
 
@@ -194,19 +213,17 @@ local function evict(max_size)
   return gone, size - #popped / 2
 end
 
--- Writes one entry at clock `score`; returns 1 if it is new to the access log (the log may now be over
--- max_size).
-local function write(key, value, px, score)
-  redis.call('SET', key, value, 'PX', px)
-  return redis.call('ZADD', log, score, member_of(key))
-end
-
+-- The PX argument for a ttl, or nil when it is not a finite number > 0 (at most 2^52 ms). Whole milliseconds with no grace
+-- keep the caller's text: Redis turns a Lua number back into text for every call, which costs about as
+-- much as a third of the SET itself.
 local function parse_ttl(value, unit, grace)
   local ttl = finite(value)
   if ttl == nil or ttl <= 0 then return nil end
-  local ms = unit == 'ms' and ttl or ttl * 1000
-  ms = math.ceil(ms)
-  return ms + grace
+  local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
+  -- Beyond 2^52 ms Redis would refuse the expire time mid-script, after the first write.
+  if ms > 2 ^ 52 then return nil end
+  if unit == 'ms' and grace == 0 and string.find(value, '^%d+$') then return value end
+  return ms
 end
 
 if op == 'SET' or op == 'MSET' then
@@ -235,7 +252,7 @@ if op == 'SET' or op == 'MSET' then
   for i = first_value, #ARGV, 2 do
     n = n + 1
     ttls[n] = parse_ttl(ARGV[i + 1], unit, grace)
-    if ttls[n] == nil then return fail('ttl must be a finite number > 0') end
+    if ttls[n] == nil then return fail('ttl must be a finite number > 0 and at most 2^52 ms') end
     if op == 'SET' then break end
   end
 
@@ -243,18 +260,24 @@ if op == 'SET' or op == 'MSET' then
     if redis.call('GET', KEYS[4]) ~= token then return -1 end
     redis.call('DEL', KEYS[4])
   end
-  -- One tick per entry, taken at once: the entries get consecutive clock values in KEYS order.
+  -- One tick per entry, taken at once: the entries get consecutive clock values in KEYS order (a key given
+  -- twice ends with the later one), stamped by one ZADD.
   local clock = redis.call('HINCRBY', stats, 'clock', n)
-  local slot, added = 0, 0
+  local stamps = {}
+  local slot = 0
   for i = 1, last do
     if i ~= 2 and i ~= 3 then
       slot = slot + 1
-      added = added + write(KEYS[i], ARGV[first_value + 2 * (slot - 1)], ttls[slot], clock - n + slot)
+      redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)], 'PX', ttls[slot])
+      stamps[2 * slot - 1] = clock - n + slot
+      stamps[2 * slot] = member_of(KEYS[i])
     end
   end
+  -- Only a new member can push the log past max_size.
+  local added = zadd_all(nil, stamps)
   local evicted = {}
-  -- Only a new member can push the log past max_size. A write that moves the clock past a multiple of 16
-  -- also sweeps 16 ranks from there (about one check per write, in one ZRANGE).
+  -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there (one ZRANGE and
+  -- one EXISTS).
   local sweeping = clock % 16 < n
   if added > 0 or sweeping then
     local size
@@ -272,7 +295,12 @@ elseif op == 'TOUCH' then
   if hits > 0 then
     local clock = redis.call('HINCRBY', stats, 'clock', hits) - hits
     redis.call('HINCRBY', stats, 'hits', hits)
-    for i = 4, 3 + hits do redis.call('ZADD', log, 'XX', clock + i - 3, ARGV[i]) end
+    local stamps = {}
+    for i = 1, hits do
+      stamps[2 * i - 1] = clock + i
+      stamps[2 * i] = ARGV[3 + i]
+    end
+    zadd_all('XX', stamps)
   end
   if #ARGV > 3 + hits then
     redis.call('HINCRBY', stats, 'misses', #ARGV - 3 - hits)

@@ -11,6 +11,7 @@ import {
   readPackageLua,
   RedisUnavailableError,
   ScriptError,
+  TickBatcher,
   toArray,
   toNumber,
   clientKeyPrefix,
@@ -109,10 +110,31 @@ export type Loader<T> = () => T | Promise<T>;
 
 const SCRIPT = 'smart_cache';
 const CLEAR_BATCH = 1000;
+/** Longest TTL plus grace the script takes, in ms (Redis refuses expire times much past it). */
+const MAX_TTL_MS = 2 ** 52;
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
 const TOUCH_BATCH = 256;
+/**
+ * Operations per batched call at most. Measured at 64 in flight: 32 (two calls in flight, so the server runs
+ * one while the client handles the other's replies) beat both 16 and 64.
+ */
+const BATCH_SIZE = 32;
 let source: string | undefined;
+
+/**
+ * One operation of a tick's batch: a lookup, a write without a lease, or any other script call (sent as it
+ * is, in its place, so the calls of this instance keep the order they were made in).
+ */
+type Op =
+  | { kind: 'get'; key: string }
+  | { kind: 'set'; key: string; text: string; ttlMs: number }
+  | { kind: 'call'; args: readonly ScriptArg[]; entry: string; more: readonly string[] };
+
+/** The reply of an operation whose command failed (a batch settles per operation, never as a whole). */
+class Failed {
+  constructor(readonly error: unknown) {}
+}
 
 /** Errors a cache read absorbs: anything but bad input and a script's own `ERR` (a bug, not an outage). */
 function isOutage(err: unknown): boolean {
@@ -157,14 +179,15 @@ export class SmartCache<T = unknown> {
   private subscriber: RedisClient | undefined;
   private subscribed: Promise<void> | undefined;
   /**
-   * Reads without L1 or grace need no TTL, so they are plain `GET`/`MGET`s; the lookups they make (LRU
-   * touch, hit and miss counts) are sent as one TOUCH every `TOUCH_FLUSH_MS` (or 256 lookups), and always
-   * before any other call of this cache on the connection, so this process's own order stays exact.
+   * Reads without L1 or grace need no TTL, so they are plain `MGET`s; the lookups they make (LRU touch, hit
+   * and miss counts) are sent as one TOUCH every `TOUCH_FLUSH_MS` (or 256 lookups), and always before any
+   * script call of this cache on the connection, so this process's own order stays exact.
    */
   private readonly plainReads: boolean;
   private touchHits: string[] = [];
   private touchMisses: string[] = [];
   private touchTimer: NodeJS.Timeout | undefined;
+  private readonly batcher: TickBatcher<Op, unknown>;
   private readonly loading = new Map<string, Promise<T>>();
   private readonly waiters = new Map<string, Set<() => void>>();
 
@@ -177,13 +200,14 @@ export class SmartCache<T = unknown> {
     assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
     const ms = (name: string, value: number | undefined, fallback: number) => {
       if (value === undefined) return fallback;
-      assertFiniteNumber(name, value, { min: 0 });
+      assertFiniteNumber(name, value, { min: 0, max: MAX_TTL_MS });
       return Math.ceil(value);
     };
     this.name = options.name;
     this.maxSize = options.maxSize;
     this.defaultTtlMs = options.defaultTtlMs;
     this.graceMs = ms('options.graceMs', options.graceMs, 0);
+    assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: MAX_TTL_MS - this.graceMs });
     this.swrMs = ms('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0);
     if (options.leaseMs !== undefined) assertPositiveMs('options.leaseMs', options.leaseMs);
     this.leaseMs = Math.ceil(options.leaseMs ?? 10_000);
@@ -216,6 +240,7 @@ export class SmartCache<T = unknown> {
     this.scripts = new LuaScriptManager(redis);
     source ??= readPackageLua(import.meta.url, SCRIPT);
     this.script = this.scripts.registerScript(`cyredis:cache:${SCRIPT}`, source);
+    this.batcher = new TickBatcher(this.sendOps, BATCH_SIZE);
     if (this.l1) void this.subscribe();
   }
 
@@ -226,54 +251,41 @@ export class SmartCache<T = unknown> {
       const hit = this.l1.get(key);
       if (hit !== undefined) return hit;
     }
-    if (this.plainReads) return this.plainGet(key);
     const epoch = this.epoch;
     const start = performance.now();
+    let reply: unknown;
     try {
-      const [raw, fresh] = await this.run<[string | null, number]>(['GET', Date.now(), this.graceMs], this.entryPrefix + key);
-      return this.accept(key, raw, fresh, epoch, start);
+      reply = await this.submit({ kind: 'get', key });
     } catch (err) {
       this.absorb(err);
       return undefined;
     }
+    return this.received(key, reply, epoch, start);
   }
 
   /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
   async getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
     const out = new Array<T | undefined>(keys.length);
-    const redisKeys: string[] = [];
     const at: number[] = [];
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
       assertNonEmptyString(`keys[${i}]`, key);
       const hit = this.l1?.get(key);
       if (hit !== undefined) out[i] = hit;
-      else {
-        at.push(i);
-        redisKeys.push(this.entryPrefix + key);
-      }
+      else at.push(i);
     }
     if (at.length === 0) return out;
     const epoch = this.epoch;
     const start = performance.now();
-    let reply: unknown[];
-    try {
-      if (this.plainReads) {
-        const values = await this.withDeadline(this.redis.mget(redisKeys));
-        for (let j = 0; j < at.length; j++) {
-          out[at[j]!] = this.decodeRead(keys[at[j]!]!, values[j] ?? null);
-        }
-        return out;
-      }
-      reply = toArray(await this.run(['MGET', Date.now(), this.graceMs], redisKeys[0]!, redisKeys.slice(1)));
-    } catch (err) {
-      this.absorb(err);
-      return out;
-    }
+    // Consecutive lookups of a tick share one command, so these go out as one MGET (with any others).
+    const replies = await Promise.all(at.map((i) => this.batcher.add({ kind: 'get', key: keys[i]! })));
+    let failure: Failed | undefined;
     for (let j = 0; j < at.length; j++) {
-      const i = at[j]!;
-      out[i] = this.accept(keys[i]!, reply[2 * j] as string | null, toNumber(reply[2 * j + 1]), epoch, start);
+      const reply = replies[j];
+      if (reply instanceof Failed) failure ??= reply;
+      else out[at[j]!] = this.received(keys[at[j]!]!, reply, epoch, start);
     }
+    if (failure) this.absorb(failure.error);
     return out;
   }
 
@@ -286,21 +298,19 @@ export class SmartCache<T = unknown> {
   /** Stores many entries in one round trip. */
   async setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
     if (entries.length === 0) return;
-    const keys: string[] = [];
-    const args: ScriptArg[] = ['MSET', Date.now(), 'ms', this.maxSize, this.graceMs, this.channel, this.id];
-    const ttls: number[] = [];
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!;
+    // Every entry is checked and encoded before any is sent: bad input writes nothing.
+    const ops = entries.map((entry, i) => {
       assertNonEmptyString(`entries[${i}].key`, entry.key);
-      const ttl = this.ttl(entry.ttlMs, `entries[${i}].ttlMs`);
-      keys.push(this.entryPrefix + entry.key);
-      args.push(this.codec.encode(entry.value), ttl);
-      ttls.push(ttl);
-    }
+      const ttlMs = this.ttl(entry.ttlMs, `entries[${i}].ttlMs`);
+      return { kind: 'set' as const, key: entry.key, text: this.codec.encode(entry.value), ttlMs };
+    });
     const epoch = this.invalidate(entries.map((e) => e.key));
     const start = performance.now();
-    await this.run(args, keys[0]!, keys.slice(1));
-    for (let i = 0; i < entries.length; i++) this.remember(entries[i]!.key, entries[i]!.value, start + ttls[i]!, epoch);
+    // Consecutive writes of a tick share one MSET call, so these go out together (with any others).
+    await Promise.all(ops.map((op) => this.submit(op)));
+    for (let i = 0; i < entries.length; i++) {
+      this.remember(entries[i]!.key, entries[i]!.value, start + ops[i]!.ttlMs, epoch);
+    }
   }
 
   /**
@@ -324,7 +334,7 @@ export class SmartCache<T = unknown> {
       // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
       let raw: string | null;
       try {
-        raw = await this.readPlain(key);
+        raw = await this.submit<string | null>({ kind: 'get', key });
       } catch (err) {
         this.absorb(err);
         return loader();
@@ -346,7 +356,7 @@ export class SmartCache<T = unknown> {
   async delete(key: string): Promise<boolean> {
     assertNonEmptyString('key', key);
     this.invalidate([key]);
-    const existed = await this.run(['DEL', Date.now(), this.channel, this.id], this.entryPrefix + key, [this.leasePrefix + key]);
+    const existed = await this.call(['DEL', Date.now(), this.channel, this.id], key, [this.leasePrefix + key]);
     return existed === 1;
   }
 
@@ -354,13 +364,12 @@ export class SmartCache<T = unknown> {
   async clear(): Promise<void> {
     this.epoch++;
     this.l1?.clear();
-    const first = this.entryPrefix;
-    while (toNumber(await this.run(['CLEAR', Date.now(), CLEAR_BATCH, this.channel, this.id], first)) > 0);
+    while (toNumber(await this.call(['CLEAR', Date.now(), CLEAR_BATCH, this.channel, this.id], '')) > 0);
   }
 
   /** Shared statistics from Redis plus this process's L1 counters. */
   async stats(): Promise<CacheStats> {
-    const s = pairsToRecord(await this.run(['STATS', Date.now()], this.entryPrefix));
+    const s = pairsToRecord(await this.call(['STATS', Date.now()], ''));
     const num = (field: string) => toNumber(s[field] ?? '0');
     return {
       hits: num('hits'),
@@ -398,7 +407,7 @@ export class SmartCache<T = unknown> {
       args[1] = Date.now();
       let reply: [string | null, number, number, number];
       try {
-        reply = await this.run(args, this.entryPrefix + key, [this.leasePrefix + key]);
+        reply = await this.call(args, key, [this.leasePrefix + key]);
       } catch (err) {
         this.absorb(err);
         return loader();
@@ -429,7 +438,7 @@ export class SmartCache<T = unknown> {
       value = await loader();
       text = this.codec.encode(value);
     } catch (err) {
-      this.run(['RELEASE', Date.now(), token, this.channel, this.id], this.entryPrefix + key, [this.leasePrefix + key]).catch(
+      this.call(['RELEASE', Date.now(), token, this.channel, this.id], key, [this.leasePrefix + key]).catch(
         (releaseErr: unknown) => this.onError?.(releaseErr as Error),
       );
       if (stale !== null && !(err instanceof InvalidArgumentError)) return this.codec.decode(stale);
@@ -446,9 +455,15 @@ export class SmartCache<T = unknown> {
   private async write(key: string, value: T, text: string, ttlMs: number, token?: string): Promise<void> {
     const epoch = this.invalidate([key]);
     const start = performance.now();
-    const args: ScriptArg[] = ['SET', Date.now(), text, ttlMs, this.maxSize, 'ms', this.graceMs, this.channel, this.id];
-    if (token !== undefined) args.push(token);
-    const evicted = await this.run(args, this.entryPrefix + key, token === undefined ? [] : [this.leasePrefix + key]);
+    // A write under a lease is a SET call of its own: the script checks the token for that one entry.
+    const evicted =
+      token === undefined
+        ? await this.submit({ kind: 'set', key, text, ttlMs })
+        : await this.call(
+            ['SET', Date.now(), text, ttlMs, this.maxSize, 'ms', this.graceMs, this.channel, this.id, token],
+            key,
+            [this.leasePrefix + key],
+          );
     if (evicted !== -1) this.remember(key, value, start + ttlMs, epoch);
   }
 
@@ -478,35 +493,101 @@ export class SmartCache<T = unknown> {
   }
 
   private ttl(ttlMs: number | undefined, argument: string): number {
-    if (ttlMs !== undefined) assertPositiveMs(argument, ttlMs);
+    // Checked here, not only by the script: one bad TTL must not fail the other writes of its batch.
+    if (ttlMs !== undefined) assertFiniteNumber(argument, ttlMs, { min: 0, exclusiveMin: true, max: MAX_TTL_MS - this.graceMs });
     const ttl = ttlMs ?? this.defaultTtlMs;
     return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
   }
 
-  /** Runs the script with the entry key first, the access log and stats next, then `more` keys. */
-  private run<R>(args: readonly ScriptArg[], entry: string, more: readonly string[] = []): Promise<R> {
-    if (this.touchTimer !== undefined) void this.flushTouches();
-    return this.scripts.executeScript<R>(this.script, {
-      keys: [entry, this.logKey, this.statsKey, ...more],
-      args,
-      timeoutMs: this.timeoutMs,
-    });
+  /** Runs `op` with the others started in this tick; rejects with the error of the command that carried it. */
+  private async submit<R = unknown>(op: Op): Promise<R> {
+    const reply = await this.batcher.add(op);
+    if (reply instanceof Failed) throw reply.error;
+    return reply as R;
   }
 
-  /** A plain GET whose hit or miss is recorded for the next TOUCH; Redis unreachable is a miss. */
-  private async plainGet(key: string): Promise<T | undefined> {
-    let raw: string | null;
-    try {
-      raw = await this.readPlain(key);
-    } catch (err) {
-      this.absorb(err);
-      return undefined;
+  /** A script call (`entry` is a cache key; the access log, stats and `more` follow it), in its place in the tick. */
+  private call<R>(args: readonly ScriptArg[], entry: string, more: readonly string[] = []): Promise<R> {
+    return this.submit<R>({ kind: 'call', args, entry, more });
+  }
+
+  /**
+   * Sends the operations of a tick in the order they were made, all at once (pipelined): each run of
+   * consecutive lookups as one `MGET` (plain reads) or one script MGET, each run of consecutive writes as one
+   * script MSET, any other call as it is. A failed command fails only its own operations.
+   */
+  private readonly sendOps = async (ops: Op[]): Promise<unknown[]> => {
+    const replies = new Array<unknown>(ops.length);
+    const sent: Promise<void>[] = [];
+    for (let from = 0; from < ops.length; ) {
+      const kind = ops[from]!.kind;
+      let to = from + 1;
+      if (kind !== 'call') while (to < ops.length && ops[to]!.kind === kind) to++;
+      const first = from;
+      const last = to;
+      sent.push(
+        this.sendRun(ops, first, last).then(
+          (run) => {
+            for (let i = first; i < last; i++) replies[i] = run[i - first];
+          },
+          (err: unknown) => {
+            const failed = new Failed(err);
+            for (let i = first; i < last; i++) replies[i] = failed;
+          },
+        ),
+      );
+      from = to;
     }
-    return this.decodeRead(key, raw);
+    await Promise.all(sent);
+    return replies;
+  };
+
+  /**
+   * One command for `ops[from..to)`, all of one kind; resolves with one reply per operation. The command is
+   * issued before the first `await`, so the commands of one batch leave in order.
+   */
+  private async sendRun(ops: Op[], from: number, to: number): Promise<ArrayLike<unknown>> {
+    const op = ops[from]!;
+    if (op.kind === 'call') return [await this.run(op.args, [this.entryPrefix + op.entry, this.logKey, this.statsKey, ...op.more])];
+    const n = to - from;
+    const keys = new Array<string>(n);
+    for (let i = 0; i < n; i++) keys[i] = this.entryPrefix + (ops[from + i] as { key: string }).key;
+    if (op.kind === 'get' && this.plainReads) return this.withDeadline(this.redis.mget(keys));
+    const scriptKeys = [keys[0]!, this.logKey, this.statsKey, ...keys.slice(1)];
+    if (op.kind === 'get') {
+      const reply = toArray(await this.run(['MGET', Date.now(), this.graceMs], scriptKeys));
+      const out = new Array<[string | null, number]>(n);
+      for (let i = 0; i < n; i++) out[i] = [reply[2 * i] as string | null, toNumber(reply[2 * i + 1])];
+      return out;
+    }
+    const args = new Array<ScriptArg>(7 + 2 * n);
+    args[0] = 'MSET';
+    args[1] = Date.now();
+    args[2] = 'ms';
+    args[3] = this.maxSize;
+    args[4] = this.graceMs;
+    args[5] = this.channel;
+    args[6] = this.id;
+    for (let i = 0; i < n; i++) {
+      const set = ops[from + i] as { text: string; ttlMs: number };
+      args[7 + 2 * i] = set.text;
+      args[8 + 2 * i] = set.ttlMs;
+    }
+    const evicted = await this.run(args, scriptKeys);
+    return new Array<unknown>(n).fill(evicted);
   }
 
-  private readPlain(key: string): Promise<string | null> {
-    return this.withDeadline(this.redis.get(this.entryPrefix + key));
+  /** Runs the script now (the lookups recorded for TOUCH go first); `keys` start with entry, log, stats. */
+  private run<R>(args: readonly ScriptArg[], keys: readonly string[]): Promise<R> {
+    if (this.touchTimer !== undefined) void this.flushTouches();
+    return this.scripts.executeScript<R>(this.script, { keys, args, timeoutMs: this.timeoutMs });
+  }
+
+  /** The value in a lookup's reply (a plain read's text, or the script's [text, fresh_ms]). */
+  private received(key: string, reply: unknown, epoch: number, start: number): T | undefined {
+    if (this.plainReads) return this.decodeRead(key, reply as string | null);
+    const [raw, fresh] = reply as [string | null, number];
+    return this.accept(key, raw, fresh, epoch, start);
   }
 
   private decodeRead(key: string, raw: string | null): T | undefined {
@@ -524,7 +605,7 @@ export class SmartCache<T = unknown> {
     const args: ScriptArg[] = ['TOUCH', Date.now(), this.touchHits.length, ...this.touchHits, ...this.touchMisses];
     this.touchHits = [];
     this.touchMisses = [];
-    return this.run(args, this.entryPrefix).then(
+    return this.run(args, [this.entryPrefix, this.logKey, this.statsKey]).then(
       () => undefined,
       (err: unknown) => this.onError?.(err as Error),
     );
@@ -594,7 +675,12 @@ export class SmartCache<T = unknown> {
         this.wake(key);
       }
     }
-    if (this.l1 && Array.isArray(evicted)) for (const redisKey of evicted) this.l1.delete(String(redisKey).slice(this.busKeyStart));
+    if (this.l1 && Array.isArray(evicted) && evicted.length > 0) {
+      // A batch of our own writes can evict some of its own entries, and this message can come before the
+      // write's reply: the epoch keeps that reply from filling L1 with them.
+      this.epoch++;
+      for (const redisKey of evicted) this.l1.delete(String(redisKey).slice(this.busKeyStart));
+    }
   }
 
   /** Resolves after `ms`, or sooner when the bus says `key` changed. */

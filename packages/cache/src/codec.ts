@@ -68,13 +68,45 @@ function reviver(_key: string, value: unknown): unknown {
 }
 
 /**
+ * Whether `JSON.stringify` alone encodes `value` exactly, so the replacer (a call per property) can be
+ * skipped: strings, booleans, null, finite numbers other than -0, and arrays and plain objects of those with
+ * no `$t` key. Anything else, or nesting deeper than 64 (a cycle, maybe), takes the replacer's path, which
+ * tags, refuses or reports it.
+ */
+function isPlain(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && (value !== 0 || 1 / value > 0);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > 64) return false;
+      if (Array.isArray(value)) {
+        for (const item of value) if (!isPlain(item, depth + 1)) return false;
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if ((proto !== Object.prototype && proto !== null) || Object.hasOwn(value, TAG)) return false;
+      for (const key in value) if (!isPlain((value as Record<string, unknown>)[key], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
  * The default codec: JSON plus tags for what JSON loses — `Date`, `Map`, `Set`, `BigInt`, `Buffer`, `NaN`,
  * `±Infinity` and `-0` round-trip exactly. Class instances come back as plain objects and `undefined`
  * properties are dropped, as with `JSON`. Functions, symbols, cycles and a top-level `undefined` are
- * refused with `InvalidArgumentError`. Text with no tag skips the reviver, so plain JSON decodes at full speed.
+ * refused with `InvalidArgumentError`. Plain JSON values skip the replacer and text with no tag skips the
+ * reviver, so plain data encodes and decodes at `JSON` speed.
  */
 export const defaultCodec: Codec = {
   encode(value: unknown): string {
+    if (isPlain(value, 0)) return JSON.stringify(value);
     let text: string | undefined;
     try {
       text = JSON.stringify(value, replacer);

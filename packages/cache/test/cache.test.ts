@@ -86,6 +86,80 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     expect(await cache.getMany([])).toEqual([]);
   });
 
+  /** What each command sent through `spy` was: the script operation for script calls, else the command name. */
+  const sentOps = (spy: { mock: { calls: unknown[][] } }) =>
+    spy.mock.calls.map(([command]) => {
+      const { name, args } = command as { name: string; args: unknown[] };
+      return name.startsWith('eval') ? String(args[2 + Number(args[1])]) : name;
+    });
+
+  it('sends the calls of one tick together, in the order they were made, each with its own reply', async () => {
+    const cache = make<number>();
+    await cache.set('a', 0);
+    await cache.stats(); // the script is loaded and no lookup is waiting to be reported
+    const spy = vi.spyOn(redis, 'sendCommand');
+    const results = await Promise.all([
+      cache.set('a', 1),
+      cache.set('b', 2),
+      cache.get('a'),
+      cache.get('b'),
+      cache.get('none'),
+      cache.delete('a'),
+      cache.get('a'),
+      cache.getMany(['b', 'a']),
+      cache.set('c', 3),
+      cache.getOrSet('c', () => -1),
+    ]);
+    const ops = sentOps(spy);
+    spy.mockRestore();
+    expect(results).toEqual([undefined, undefined, 1, 2, undefined, true, undefined, [2, undefined], undefined, 3]);
+    // Runs of gets and of sets share one command each; the delete keeps its place between them.
+    expect(ops.filter((op) => op !== 'TOUCH')).toEqual(['MSET', 'mget', 'DEL', 'mget', 'MSET', 'mget']);
+    expect(await cache.stats()).toMatchObject({ sets: 4, hits: 4, misses: 3, size: 2 });
+    expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:b', ':e:c']);
+  });
+
+  it('settles each call of a batch with its own command\'s error, and keeps the others', async () => {
+    const onError = vi.fn();
+    const cache = make<number>({ onError });
+    await cache.set('k', 1);
+    // An access log of the wrong type makes every script call fail; plain reads still work.
+    await redis.set(keyOf('log'), 'not a sorted set');
+    const [set1, set2, got, many, deleted, bad] = await Promise.allSettled([
+      cache.set('x', 1),
+      cache.setMany([{ key: 'y', value: 2 }]),
+      cache.get('k'),
+      cache.getMany(['k', 'zz']),
+      cache.delete('zz'),
+      cache.set('', 3),
+    ]);
+    expect(set1).toMatchObject({ status: 'rejected', reason: { name: 'ScriptError', message: expect.stringMatching(/WRONGTYPE/) } });
+    expect(set2).toMatchObject({ status: 'rejected', reason: { name: 'ScriptError' } });
+    expect(got).toEqual({ status: 'fulfilled', value: 1 });
+    expect(deleted).toMatchObject({ status: 'rejected', reason: { name: 'ScriptError' } });
+    expect(many).toEqual({ status: 'fulfilled', value: [1, undefined] });
+    expect(bad).toMatchObject({ status: 'rejected', reason: { name: 'InvalidArgumentError', argument: 'key' } });
+    await redis.del(keyOf('log'));
+    await cache.set('x', 4);
+    expect(await cache.get('x')).toBe(4);
+  });
+
+  it('a batch of writes beyond maxSize keeps the latest ones, and L1 keeps none of the evicted', async () => {
+    const cache = make<number>({ maxSize: 3, l1: { maxEntries: 10 } });
+    await waitFor(async () => {
+      await cache.set('warm', 0);
+      return (await cache.stats()).l1Size === 1;
+    });
+    const before = await cache.stats();
+    await Promise.all(['a', 'b', 'k', 'c', 'k', 'd'].map((key, i) => cache.set(key, i)));
+    // One MSET: consecutive clock values in call order, the repeated key ends with its later write.
+    expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:c', ':e:k', ':e:d']);
+    expect(await cache.stats()).toMatchObject({ sets: before.sets + 6, evictions: before.evictions + 3, size: 3 });
+    await waitFor(async () => (await cache.getMany(['warm', 'a', 'b', 'k', 'c', 'd'])).join() === ',,,4,3,5', {
+      message: 'L1 kept an evicted entry',
+    });
+  });
+
   it('never returns an entry past its TTL, and jitter only shortens TTLs', async () => {
     const cache = make<number>({ ttlJitter: 0.5 });
     await cache.set('short', 1, { ttlMs: 150 });
@@ -109,6 +183,7 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
       ['options.defaultTtlMs', { defaultTtlMs: -1 }],
       ['options.defaultTtlMs', { defaultTtlMs: Number.NaN }],
       ['options.defaultTtlMs', { defaultTtlMs: Number.POSITIVE_INFINITY }],
+      ['options.defaultTtlMs', { defaultTtlMs: 2 ** 52, graceMs: 1 }],
       ['options.name', { name: '' }],
       ['options.ttlJitter', { ttlJitter: 1 }],
       ['options.graceMs', { graceMs: -1 }],
@@ -132,6 +207,7 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
       ['options.ttlMs', () => cache.set('a', 1, { ttlMs: -10 })],
       ['options.ttlMs', () => cache.set('a', 1, { ttlMs: Number.NaN })],
       ['options.ttlMs', () => cache.set('a', 1, { ttlMs: Number.POSITIVE_INFINITY })],
+      ['options.ttlMs', () => cache.set('a', 1, { ttlMs: 2 ** 53 })],
       ['entries[1].ttlMs', () => cache.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 1, ttlMs: 0 }])],
       ['options.ttlMs', () => cache.getOrSet('a', () => 1, { ttlMs: 0 })],
       ['value', () => cache.set('a', undefined)],

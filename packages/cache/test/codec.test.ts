@@ -5,6 +5,13 @@ import { defaultCodec } from '../src/index.js';
 
 const roundTrip = (value: unknown) => defaultCodec.decode(defaultCodec.encode(value));
 
+/** The `leaf` at the bottom of a chain of `{ next }` objects. */
+function deepLeaf(node: Record<string, unknown>): { n: number } {
+  let at = node;
+  while ('next' in at) at = at.next as Record<string, unknown>;
+  return at.leaf as { n: number };
+}
+
 describe('defaultCodec', () => {
   it('round-trips Date, Map, Set, BigInt, Buffer and the numbers JSON loses', () => {
     const value = {
@@ -35,6 +42,26 @@ describe('defaultCodec', () => {
         expect(roundTrip(value)).toEqual(value);
       }),
     );
+  });
+
+  it('tags what plain-looking data hides, however deep (the plain JSON fast path bails out)', () => {
+    const deep: Record<string, unknown> = { leaf: { n: -0, when: new Date(5) } };
+    let nested = deep;
+    for (let i = 0; i < 100; i++) nested = { next: nested };
+    const value = {
+      list: [1, 'a', null, true, { x: Number.NaN }],
+      user: { inner: { $t: 'D', v: '1' } },
+      instance: new (class Point {
+        x = 1;
+      })(),
+      gone: undefined,
+      nested,
+    };
+    const back = roundTrip(value) as typeof value;
+    expect(back).toEqual({ ...value, instance: { x: 1 }, gone: undefined });
+    expect(Object.hasOwn(back, 'gone')).toBe(false);
+    expect(Object.is(deepLeaf(back.nested).n, -0)).toBe(true);
+    expect(defaultCodec.encode({ a: [1, 'b'], c: { d: null } })).toBe('{"a":[1,"b"],"c":{"d":null}}');
   });
 
   it('refuses what it cannot encode with InvalidArgumentError', () => {

@@ -94,6 +94,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['ttl', ['SET', 1, 'new', -5, 10]],
       ['ttl', ['SET', 1, 'new', 'nan', 10]],
       ['ttl', ['SET', 1, 'new', 'inf', 10]],
+      ['ttl', ['SET', 1, 'new', 1e20, 10]],
       ['max_size', ['SET', 1, 'new', 10, 0]],
       ['max_size', ['SET', 1, 'new', 10, 1.5]],
       ['max_size', ['SET', 1, 'new', 10, 'x']],
