@@ -143,31 +143,34 @@ local function run(key, owner, ttl, mode, compact, floor, now)
   return { 1, owner, ends - now, token }
 end
 
+-- Server time in ms, read once per call (after the checks, so a refused call costs no TIME).
+local function clock()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local n = #KEYS
-if n < 1 or n > 256 then return invalid('expected 1 … 256 keys') end
-local modes, compacts, ttls, floor = {}, {}, {}, 0
 if n == 1 then
   local mode = ARGV[3] or ''
   if mode == '' then
     if ARGV[4] == 'force' then mode = 'force' elseif ARGV[4] == nil or ARGV[4] == '' then mode = 'acquire' end
   end
-  local err
-  err, modes[1], compacts[1], ttls[1], floor = check(ARGV[1], ARGV[2], mode, ARGV[4])
+  local err, full, compact, ttl, floor = check(ARGV[1], ARGV[2], mode, ARGV[4])
   if err then return err end
-else
-  if #ARGV ~= 3 * n then return invalid('a batch needs one (owner, ttl, mode) triple per key') end
-  for i = 1, n do
-    local mode = ARGV[3 * i]
-    if mode == 'fence' then return invalid('fence is not allowed in a batch') end
-    local err
-    err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
-    if err then return err end
-  end
+  return run(KEYS[1], ARGV[1], ttl, full, compact, floor, clock())
 end
 
-local t = call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if n == 1 then return run(KEYS[1], ARGV[1], ttls[1], modes[1], compacts[1], floor, now) end
+if n < 1 or n > 256 then return invalid('expected 1 … 256 keys') end
+if #ARGV ~= 3 * n then return invalid('a batch needs one (owner, ttl, mode) triple per key') end
+local modes, compacts, ttls = {}, {}, {}
+for i = 1, n do
+  local mode = ARGV[3 * i]
+  if mode == 'fence' then return invalid('fence is not allowed in a batch') end
+  local err
+  err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
+  if err then return err end
+end
+local now = clock()
 local replies = {}
 for i = 1, n do replies[i] = run(KEYS[i], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now) end
 return replies
