@@ -61,32 +61,37 @@ export function one(outcome: Outcome): Outcome[] {
   return [outcome];
 }
 
+/** The batch form: one call for n ≥ 2 operations; a failed call is a `failed` outcome for each. */
+async function runMany(node: number, scripts: LuaScriptManager, script: RegisteredScript, ops: Op[], timeoutMs: number | undefined): Promise<Outcome[]> {
+  const n = ops.length;
+  const keys = new Array<string>(n);
+  const args = new Array<string | number>(3 * n);
+  for (let i = 0; i < n; i++) {
+    const op = ops[i]!;
+    keys[i] = op.key;
+    args[3 * i] = op.owner;
+    args[3 * i + 1] = op.ttlMs;
+    args[3 * i + 2] = CODES[op.mode] ?? op.mode;
+  }
+  const outcomes = new Array<Outcome>(n);
+  try {
+    const replies = await scripts.executeScript<Reply[]>(script, { keys, args, timeoutMs });
+    if (!Array.isArray(replies) || replies.length !== n) throw new CyRedisError(`batch reply has ${String(replies?.length)} results for ${n} operations`);
+    for (let i = 0; i < n; i++) outcomes[i] = outcome(node, ops[i]!, replies[i]!);
+  } catch (err) {
+    for (let i = 0; i < n; i++) outcomes[i] = failed(node, err);
+  }
+  return outcomes;
+}
+
 /**
  * Sends the operations started in one tick on one single-node client as one script call (the script's
  * batch form; a lone operation in the single-key form); on a cluster one call cannot span the slots of
  * several resources. Never rejects: a failed call is a `failed` outcome for each of its operations.
  */
 export function lockBatcher(node: number, scripts: LuaScriptManager, script: RegisteredScript, timeoutMs: number | undefined): TickBatcher<Op, Outcome> {
-  return new TickBatcher<Op, Outcome>(async (ops) => {
-    const n = ops.length;
-    if (n === 1) return runOne(node, scripts, script, ops[0]!, timeoutMs).then(one);
-    const keys = new Array<string>(n);
-    const args = new Array<string | number>(3 * n);
-    for (let i = 0; i < n; i++) {
-      const op = ops[i]!;
-      keys[i] = op.key;
-      args[3 * i] = op.owner;
-      args[3 * i + 1] = op.ttlMs;
-      args[3 * i + 2] = CODES[op.mode] ?? op.mode;
-    }
-    const outcomes = new Array<Outcome>(n);
-    try {
-      const replies = await scripts.executeScript<Reply[]>(script, { keys, args, timeoutMs });
-      if (!Array.isArray(replies) || replies.length !== n) throw new CyRedisError(`batch reply has ${String(replies?.length)} results for ${n} operations`);
-      for (let i = 0; i < n; i++) outcomes[i] = outcome(node, ops[i]!, replies[i]!);
-    } catch (err) {
-      for (let i = 0; i < n; i++) outcomes[i] = failed(node, err);
-    }
-    return outcomes;
-  }, BATCH_SIZE);
+  return new TickBatcher<Op, Outcome>(
+    (ops) => (ops.length === 1 ? runOne(node, scripts, script, ops[0]!, timeoutMs).then(one) : runMany(node, scripts, script, ops, timeoutMs)),
+    BATCH_SIZE,
+  );
 }
