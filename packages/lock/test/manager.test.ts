@@ -221,6 +221,10 @@ describe('LockManager round trips (private single node)', () => {
       expect(new Set(many.map((l) => l.fencingToken))).toEqual(new Set([1n]));
       expect(await Promise.all(many.map((l) => l.release()))).toEqual(many.map(() => true));
       expect(await calls()).toBe(before + 4);
+      // A call takes at most 32: 40 in one tick go as two calls, each still one round trip.
+      const more = await Promise.all(Array.from({ length: 40 }, (_, i) => locks.acquire(`m${i}`)));
+      expect(await calls()).toBe(before + 6);
+      expect(await Promise.all(more.map((l) => l.release()))).toEqual(more.map(() => true));
       // A batch that gets no reply fails every operation in it as unreachable, none as contention.
       const gone = server.client({ enableOfflineQueue: false, retryStrategy: () => null });
       const unreachable = new LockManager(gone);
