@@ -18,8 +18,10 @@ export interface Op {
   floor?: bigint;
 }
 
-/** The script's reply to one operation: ok, holder, remaining ttl (ms), fencing token; or, for a granted
- * operation sent with a compact code, the token alone. */
+/**
+ * The script's reply to one operation: ok, holder, remaining ttl (ms), fencing token; or, for a granted
+ * operation sent with a compact code, the token alone.
+ */
 type Reply = [ok: number, owner: string, ttlMs: number, token: number | string] | number | string;
 
 /** The compact codes: a granted operation replies with its token alone. */
@@ -49,7 +51,6 @@ function failed(node: number, err: unknown): Outcome {
 export function runOne(node: number, scripts: LuaScriptManager, script: RegisteredScript, op: Op, timeoutMs: number | undefined): Promise<Outcome> {
   const mode = CODES[op.mode] ?? op.mode;
   const args = op.mode === 'fence' ? [op.owner, op.ttlMs, mode, op.floor ?? 0n] : [op.owner, op.ttlMs, mode];
-  // `then` rather than `await`: one promise less on the path every lone call takes.
   return scripts.executeScript<Reply>(script, { keys: [op.key], args, timeoutMs }).then(
     (reply) => outcome(node, op, reply),
     (err: unknown) => failed(node, err),
