@@ -6,8 +6,9 @@
 --          Fields: o = owner, e = lease end (server ms since epoch; 0 = released by o), f = last fencing token,
 --          w = someone waited (set by mode wait; then every end of a lease is published).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and force)
--- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire and extend; an integer ≥ 0 (ignored) otherwise
--- ARGV[3]  mode: absent, '' or 'acquire' = acquire; 'wait'; 'extend'; 'release'; 'status'; 'fence'
+-- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
+-- ARGV[3]  mode: absent, '' or 'acquire' = acquire; 'wait'; 'extend'; 'release'; 'status'; 'fence'; or the
+--          compact codes 'a', 'w', 'e', 'r' (acquire, wait, extend, release with the compact reply)
 -- ARGV[4]  'force' when ARGV[3] is '' (the seed's force unlock); for 'fence': the token floor (integer ≥ 0)
 --
 -- Calls (the seed's shape):
@@ -18,12 +19,15 @@
 --   force    EVALSHA sha 1 <key> '' 0 '' force
 --   wait     EVALSHA sha 1 <key> <owner> <ttl_ms> wait     (acquire; on refusal, ask for a release message)
 --   fence    EVALSHA sha 1 <key> <owner> 0 fence <floor>   (Redlock: raise a held lock's token to ≥ floor)
+--   compact  EVALSHA sha 1 <key> <owner> <ttl_ms> a|w|e|r   (what the TypeScript client sends)
 --
 -- Reply, every mode: { ok, owner, ttl_ms, token }
 --   ok      1 on success, 0 on refusal (status: 1 = locked, 0 = free)
 --   owner   the holder after the call ('' when free); on refusal, who holds it; release/force: who held it
 --   ttl_ms  remaining lease in ms after the call (0 when free; release/force: 0)
 --   token   the holder's fencing token; when free, the last token issued (0 if never locked)
+-- Compact reply (codes a, w, e, r): on success the token alone, an integer (owner and ttl are the caller's
+-- own); on refusal the four values above. Less for the server to build and for the client to decode.
 -- Semantics:
 --   acquire  free or expired → new token = last + 1, lease = ttl. Held by the same owner → success with the
 --            same token and the lease reset to ttl (a resent acquire is harmless). Held by another → refusal.
@@ -37,114 +41,142 @@
 --   fence    holder only: token and counter become max(token, floor); the lease is unchanged.
 --
 -- Batch form (single node only; a cluster refuses keys of several slots): n = 2 … 256 keys, and ARGV holds
--- one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status, force. The ops run
--- in order; the reply is an array of n replies of the shape above. Lets a client send many concurrent
--- operations in one call: each still takes one round trip, the server runs one script instead of n.
+-- one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status, force or a
+-- compact code. The ops run in order; the reply is an array of n replies, each in the shape its mode asks
+-- for. Lets a client send many concurrent operations in one call: each still takes one round trip, the
+-- server runs one script instead of n.
 --
 -- Errors: ERR on bad input (any triple of a batch), before any write; WRONGTYPE if a key is not a hash.
--- Time: TIME of the server, once per call. Complexity: O(1) per key.
+-- Time: TIME of the server, once per call. Complexity: O(1) per key: one HMGET, at most one HSET or HDEL
+-- (and a PUBLISH when someone waited).
+
+local call = redis.call
+
+-- Numbers written to the hash as integers: redis.call turns a Lua number into a string with %.17g, which
+-- takes glibc's slow floating-point path (about 5% of the server's time at many calls in flight).
+local function int(x)
+  return string.format('%d', x)
+end
 
 local function invalid(message)
   return redis.error_reply('ERR ' .. message)
 end
 
--- Checks one operation; returns the normalised mode and parsed numbers, or an error reply.
+-- Checks one operation before anything is written. Returns nil, the mode's full name, whether the reply
+-- is compact, the ttl and the floor; or an error reply.
 local function check(owner, ttl_arg, mode, extra)
-  if mode ~= 'acquire' and mode ~= 'wait' and mode ~= 'extend' and mode ~= 'release' and mode ~= 'status' and mode ~= 'force' and mode ~= 'fence' then
-    return nil, invalid('unknown mode (expected acquire, wait, extend, release, status, fence or force)')
+  local compact = true
+  if mode == 'a' then mode = 'acquire'
+  elseif mode == 'r' then mode = 'release'
+  elseif mode == 'e' then mode = 'extend'
+  elseif mode == 'w' then mode = 'wait'
+  else compact = false end
+  local lease = mode == 'acquire' or mode == 'wait' or mode == 'extend'
+  if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'force' and mode ~= 'fence' then
+    return invalid('unknown mode (expected acquire, wait, extend, release, status, fence, force, a, w, e or r)')
   end
   local ttl = tonumber(ttl_arg)
   if owner == nil or ttl == nil or ttl < 0 or ttl ~= math.floor(ttl) then
-    return nil, invalid('ttl must be an integer number of ms')
+    return invalid('ttl must be an integer number of ms')
   end
-  if (mode == 'acquire' or mode == 'wait' or mode == 'extend') and (ttl < 1 or ttl > 1099511627776) then
-    return nil, invalid('ttl must be 1 … 2^40 ms')
+  if lease and (ttl < 1 or ttl > 1099511627776) then
+    return invalid('ttl must be 1 … 2^40 ms')
   end
   if owner == '' and mode ~= 'status' and mode ~= 'force' then
-    return nil, invalid('owner must be a non-empty string')
+    return invalid('owner must be a non-empty string')
   end
   local floor = 0
   if mode == 'fence' then
     floor = tonumber(extra)
     if floor == nil or floor < 0 or floor ~= math.floor(floor) or floor > 9007199254740991 then
-      return nil, invalid('fence floor must be an integer ≥ 0')
+      return invalid('fence floor must be an integer ≥ 0')
     end
   end
-  return { mode, owner, ttl, floor }
+  return nil, mode, compact, ttl, floor
 end
 
-local function run(key, op, now)
-  local mode, owner, ttl, floor = op[1], op[2], op[3], op[4]
-  local h = redis.call('HMGET', key, 'o', 'e', 'f', 'w')
+-- Runs one checked operation; returns its reply: the four values as a table, or the token alone when the
+-- reply is compact and the operation succeeded.
+local function run(key, owner, ttl, mode, compact, floor, now)
+  local h = call('HMGET', key, 'o', 'e', 'f', 'w')
   local holder = h[1] or ''
   local ends = tonumber(h[2]) or 0
   local token = tonumber(h[3]) or 0
   local live = holder ~= '' and ends > now
-  local left = live and ends - now or 0
 
-  if mode == 'status' then
-    if live then return { 1, holder, left, token } end
-    return { 0, '', 0, token }
-  end
   if mode == 'acquire' or mode == 'wait' then
     if live and holder ~= owner then
-      if mode == 'wait' and not h[4] then redis.call('HSET', key, 'w', 1) end
-      return { 0, holder, left, token }
+      if mode == 'wait' and not h[4] then call('HSET', key, 'w', 1) end
+      return { 0, holder, ends - now, token }
     end
     if not live then token = token + 1 end
-    redis.call('HSET', key, 'o', owner, 'e', now + ttl, 'f', token)
+    call('HSET', key, 'o', owner, 'e', int(now + ttl), 'f', int(token))
+    if compact then return token end
     return { 1, owner, ttl, token }
+  end
+  if mode == 'status' then
+    if live then return { 1, holder, ends - now, token } end
+    return { 0, '', 0, token }
   end
   if mode == 'force' then
     if not live then return { 0, '', 0, token } end
-    redis.call('HDEL', key, 'o', 'e')
-    if h[4] then redis.call('PUBLISH', key, token) end
+    call('HDEL', key, 'o', 'e')
+    if h[4] then call('PUBLISH', key, token) end
     return { 1, holder, 0, token }
   end
-  if mode == 'release' and holder == owner and ends == 0 then return { 1, owner, 0, token } end
-  if not live or holder ~= owner then return { 0, live and holder or '', left, token } end
+  if mode == 'release' and holder == owner and ends == 0 then
+    if compact then return token end
+    return { 1, owner, 0, token }
+  end
+  if not live then return { 0, '', 0, token } end
+  if holder ~= owner then return { 0, holder, ends - now, token } end
+  if mode == 'release' then
+    call('HSET', key, 'e', '0')
+    if h[4] then call('PUBLISH', key, token) end
+    if compact then return token end
+    return { 1, owner, 0, token }
+  end
   if mode == 'extend' then
-    redis.call('HSET', key, 'e', now + ttl)
+    call('HSET', key, 'e', int(now + ttl))
+    if compact then return token end
     return { 1, owner, ttl, token }
   end
-  if mode == 'fence' then
-    if floor > token then
-      token = floor
-      redis.call('HSET', key, 'f', token)
-    end
-    return { 1, owner, left, token }
+  -- fence
+  if floor > token then
+    token = floor
+    call('HSET', key, 'f', int(token))
   end
-  -- release
-  redis.call('HSET', key, 'e', 0)
-  if h[4] then redis.call('PUBLISH', key, token) end
-  return { 1, owner, 0, token }
+  return { 1, owner, ends - now, token }
+end
+
+-- Server time in ms, read once per call, after the checks.
+local function clock()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local n = #KEYS
-if n < 1 or n > 256 then return invalid('expected 1 … 256 keys') end
-local ops = {}
 if n == 1 then
   local mode = ARGV[3] or ''
   if mode == '' then
     if ARGV[4] == 'force' then mode = 'force' elseif ARGV[4] == nil or ARGV[4] == '' then mode = 'acquire' end
   end
-  local op, err = check(ARGV[1], ARGV[2], mode, ARGV[4])
-  if not op then return err end
-  ops[1] = op
-else
-  if #ARGV ~= 3 * n then return invalid('a batch needs one (owner, ttl, mode) triple per key') end
-  for i = 1, n do
-    local mode = ARGV[3 * i]
-    if mode == 'fence' then return invalid('fence is not allowed in a batch') end
-    local op, err = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
-    if not op then return err end
-    ops[i] = op
-  end
+  local err, full, compact, ttl, floor = check(ARGV[1], ARGV[2], mode, ARGV[4])
+  if err then return err end
+  return run(KEYS[1], ARGV[1], ttl, full, compact, floor, clock())
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if n == 1 then return run(KEYS[1], ops[1], now) end
+if n < 1 or n > 256 then return invalid('expected 1 … 256 keys') end
+if #ARGV ~= 3 * n then return invalid('a batch needs one (owner, ttl, mode) triple per key') end
+local modes, compacts, ttls = {}, {}, {}
+for i = 1, n do
+  local mode = ARGV[3 * i]
+  if mode == 'fence' then return invalid('fence is not allowed in a batch') end
+  local err
+  err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
+  if err then return err end
+end
+local now = clock()
 local replies = {}
-for i = 1, n do replies[i] = run(KEYS[i], ops[i], now) end
+for i = 1, n do replies[i] = run(KEYS[i], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now) end
 return replies

@@ -54,7 +54,7 @@ export class Lock {
    * Releases the lock if this owner still holds it. Resolves true when it is released (also when it already
    * was, by this owner), false when the lease had expired or another owner holds it; never throws for that.
    */
-  async release(): Promise<boolean> {
+  release(): Promise<boolean> {
     this.deadline = 0;
     return this.backend.release(this);
   }

@@ -9,13 +9,12 @@ import {
   KeySpace,
   LuaScriptManager,
   readPackageLua,
-  toBigInt,
   waitAtMost,
   type RedisClient,
   type RegisteredScript,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeOutcome } from './errors.js';
-import { lockBatcher, type Mode, type Reply } from './batch.js';
+import { lockBatcher, one, runOne, type Mode, type Outcome } from './batch.js';
 import { Lock, type LockBackend } from './lock.js';
 import { Wakeups, type Waiter } from './wakeups.js';
 
@@ -86,11 +85,6 @@ interface Node {
   readonly batcher: ReturnType<typeof lockBatcher> | undefined;
 }
 
-interface Outcome extends NodeOutcome {
-  state: NodeOutcome['state'];
-  token: bigint;
-}
-
 /**
  * Distributed locks on one Redis (node or cluster) or, given several independent clients, Redlock over
  * ⌊N/2⌋+1 of them. Every acquire returns a fencing token greater than all before it; waiters are woken by
@@ -128,7 +122,7 @@ export class LockManager {
     this.nodes = clients.map((client, index) => {
       const scripts = new LuaScriptManager(client);
       const script = scripts.registerScript('cyredis:lock', SOURCE);
-      const batcher = isCluster(client) ? undefined : lockBatcher(scripts, script, this.nodeTimeoutMs);
+      const batcher = isCluster(client) ? undefined : lockBatcher(index, scripts, script, this.nodeTimeoutMs);
       return { index, client, scripts, script, wakeups: new Wakeups(client), batcher };
     });
     this.quorum = Math.floor(clients.length / 2) + 1;
@@ -403,33 +397,28 @@ export class LockManager {
   }
 
   private callAll(key: string, owner: string, ttlMs: number, mode: Mode, replicate: boolean): Promise<Outcome[]> {
-    if (this.nodes.length === 1) return this.call(this.nodes[0]!, key, owner, ttlMs, mode, replicate).then((o) => [o]);
+    if (this.nodes.length === 1) return this.call(this.nodes[0]!, key, owner, ttlMs, mode, replicate).then(one);
     return Promise.all(this.nodes.map((node) => this.call(node, key, owner, ttlMs, mode, replicate)));
   }
 
   /** Runs the script on one node; never rejects (a failure is an outcome). */
-  private async call(node: Node, key: string, owner: string, ttlMs: number, mode: Mode | 'fence', replicate: boolean, floor?: bigint): Promise<Outcome> {
-    let reply: Reply;
+  private call(node: Node, key: string, owner: string, ttlMs: number, mode: Mode, replicate: boolean, floor?: bigint): Promise<Outcome> {
+    const op = { key, owner, ttlMs, mode, floor };
+    const outcome = mode !== 'fence' && node.batcher ? node.batcher.add(op) : runOne(node.index, node.scripts, node.script, op, this.nodeTimeoutMs);
+    const replicas = replicate ? this.replicas : undefined;
+    return replicas ? outcome.then((o) => this.replicate(node, key, o, replicas)) : outcome;
+  }
+
+  /** `waitForReplicas`: a granted outcome stays granted only when enough replicas acknowledged it. */
+  private async replicate(node: Node, key: string, outcome: Outcome, { replicas, timeoutMs }: { replicas: number; timeoutMs: number }): Promise<Outcome> {
+    if (outcome.state !== 'granted') return outcome;
     try {
-      reply =
-        mode !== 'fence' && node.batcher
-          ? await node.batcher.add({ key, owner, ttlMs, mode })
-          : await node.scripts.executeScript<Reply>(node.script, { keys: [key], args: [owner, ttlMs, mode, floor ?? 0], timeoutMs: this.nodeTimeoutMs });
-    } catch (err) {
-      return { node: node.index, state: 'failed', error: err as Error, token: 0n };
-    }
-    const outcome: Outcome = { node: node.index, state: reply[0] === 1 ? 'granted' : 'refused', owner: reply[1], ttlMs: reply[2], token: toBigInt(reply[3]) };
-    if (replicate && this.replicas && outcome.state === 'granted') {
-      const { replicas, timeoutMs } = this.replicas;
-      try {
-        const acked = await this.waitForReplicas(node, key, replicas, timeoutMs);
-        if (acked < replicas) {
-          outcome.state = 'unreplicated';
-          return { ...outcome, error: new CyRedisError(`${acked} of ${replicas} replica(s) acknowledged within ${timeoutMs} ms`) };
-        }
-      } catch (err) {
-        return { ...outcome, state: 'failed', error: err as Error };
+      const acked = await this.waitForReplicas(node, key, replicas, timeoutMs);
+      if (acked < replicas) {
+        return { ...outcome, state: 'unreplicated', error: new CyRedisError(`${acked} of ${replicas} replica(s) acknowledged within ${timeoutMs} ms`) };
       }
+    } catch (err) {
+      return { ...outcome, state: 'failed', error: err as Error };
     }
     return outcome;
   }

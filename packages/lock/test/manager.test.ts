@@ -152,6 +152,16 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     expect(reason).toBeInstanceOf(LockLostError);
   });
 
+  it('settles calls of one tick on one resource in order: the first is granted, the second names it', async () => {
+    const [first, second] = await Promise.allSettled([locks.acquire('r', { owner: 'one' }), locks.acquire('r', { owner: 'two' })]);
+    expect(first).toMatchObject({ status: 'fulfilled', value: { owner: 'one', fencingToken: 1n } });
+    expect(second.status).toBe('rejected');
+    const refused = (second as PromiseRejectedResult).reason as LockUnavailableError;
+    expect(refused).toBeInstanceOf(LockUnavailableError);
+    expect(refused.holder).toBe('one');
+    expect(await (first as PromiseFulfilledResult<Lock>).value.release()).toBe(true);
+  });
+
   it('keeps lock keys apart from data keys and other resources', () => {
     expect(locks.keyOf('invoice:42')).toBe(`${prefix}:lock:{invoice:42}:lock`);
     expect(locks.keyOf('a}:lock')).not.toBe(locks.keyOf('a'));
@@ -211,6 +221,17 @@ describe('LockManager round trips (private single node)', () => {
       expect(new Set(many.map((l) => l.fencingToken))).toEqual(new Set([1n]));
       expect(await Promise.all(many.map((l) => l.release()))).toEqual(many.map(() => true));
       expect(await calls()).toBe(before + 4);
+      // A call takes at most 32: 40 in one tick go as two calls, each still one round trip.
+      const more = await Promise.all(Array.from({ length: 40 }, (_, i) => locks.acquire(`m${i}`)));
+      expect(await calls()).toBe(before + 6);
+      expect(await Promise.all(more.map((l) => l.release()))).toEqual(more.map(() => true));
+      // A batch that gets no reply fails every operation in it as unreachable, none as contention.
+      const gone = server.client({ enableOfflineQueue: false, retryStrategy: () => null });
+      const unreachable = new LockManager(gone);
+      gone.disconnect();
+      const failed = await Promise.allSettled([unreachable.acquire('x'), unreachable.acquire('y')]);
+      for (const f of failed) expect((f as PromiseRejectedResult).reason).toBeInstanceOf(QuorumUnreachableError);
+      await unreachable.close();
     } finally {
       await locks.close();
       redis.disconnect();

@@ -120,10 +120,31 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
       [1, 'x', 0, 1],
       [1, 'y', 0, 1],
     ]);
+    // Compact codes and full modes mix: each op replies in the shape its mode asks for.
+    expect(await batch([k('a'), k('b'), k('b')], 'x', 1_000, 'a', 'y', 1_000, 'acquire', 'x', 0, 'r')).toEqual([2, [1, 'y', 1_000, 2], [0, 'y', 1_000, 2]]);
     await expect(batch([k('a'), k('b')], 'x', 0, 'release')).rejects.toThrow(/^ERR/);
     await expect(batch([k('c'), k('d')], 'x', 1_000, 'acquire', 'y', 0, 'acquire')).rejects.toThrow(/^ERR/);
     await expect(batch([k('c'), k('d')], 'x', 1_000, 'acquire', 'y', 0, 'fence')).rejects.toThrow(/^ERR/);
     expect(await redis.exists(k('c'))).toBe(0);
+  });
+
+  it('answers the compact codes with the token alone on success, the four values on refusal', async () => {
+    expect(await call('a', 1_000, 'a')).toBe(1);
+    expect(await call('a', 2_000, 'e')).toBe(1);
+    const refused = await call('b', 1_000, 'w');
+    expect(refused.slice(0, 2)).toEqual([0, 'a']);
+    expect(refused[2]).toBeGreaterThan(1_000);
+    expect(refused[3]).toBe(1);
+    const notOwner = await call('b', 1_000, 'e');
+    expect([notOwner[0], notOwner[1], notOwner[3]]).toEqual([0, 'a', 1]);
+    expect(await call('a', 0, 'r')).toBe(1);
+    expect(await call('a', 0, 'r')).toBe(1);
+    expect(await call('a', 1_000, 'e')).toEqual([0, '', 0, 1]);
+    expect(await call('b', 1_000, 'a')).toBe(2);
+    // The wait code asked for a release message, like mode wait.
+    expect(await redis.hget(key, 'w')).toBe('1');
+    await expect(call('b', 0, 'a')).rejects.toThrow(/^ERR/);
+    await expect(call('', 1_000, 'r')).rejects.toThrow(/^ERR/);
   });
 
   it('answers bad input with ERR and writes nothing', async () => {
