@@ -9,8 +9,12 @@ export const DEFAULT_PREFIX = 'cyredis';
  * tag early (moving the key to another slot) and two different ids never give the same key.
  */
 export function escapeId(id: string): string {
-  return id.replace(/[%{}]/g, (c) => (c === '%' ? '%25' : c === '{' ? '%7B' : '%7D'));
+  // Most ids need nothing: a test is cheaper than a replace with a callback.
+  return NEEDS_ESCAPE.test(id) ? id.replace(ESCAPED, (c) => (c === '%' ? '%25' : c === '{' ? '%7B' : '%7D')) : id;
 }
+
+const NEEDS_ESCAPE = /[%{}]/;
+const ESCAPED = /[%{}]/g;
 
 /**
  * Builds the keys of one kind of object: `<prefix>:<kind>:{<escaped id>}:<suffix>`. Every key of one object
