@@ -52,8 +52,9 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
         <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then
         [request_lane request_seq]
-        -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
-        pops up to fetch (0..1000) more, in one call. A request: see REQUESTS.
+        -> { results, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
+        pops up to fetch (0..1000) more, in one call; results is a string of one "1" (completed) or "0"
+        (not leased under that token) per job, in argument order. A request: see REQUESTS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -70,7 +71,7 @@ request_seq (an integer >= 0, new for each call on its lane). Its first run is r
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
   KEYS[1]..':req:'..request_lane  STRING (derived from KEYS[1], same hash tag): "<request_seq>:" then
-                                  three MessagePack values: the completion results {1|0, ...}, the lease
+                                  three MessagePack values: the completion results string, the lease
                                   token and the leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
 completion results, and the jobs it leased that are still leased under its token (instead of leasing
@@ -110,6 +111,8 @@ local jobs = waiting .. ':jobs'
 local state = waiting .. ':state'
 local meta = waiting .. ':meta'
 local wake = waiting .. ':wake'
+-- Locals for the per-job loops: a global costs a table lookup on every use.
+local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
   error({ err = 'ERR job_queue: ' .. message })
@@ -478,20 +481,26 @@ end
 -- Pops up to `count` ids, highest priority first; each turn pops at least one id. Also returns true when
 -- the last list it popped from still holds jobs (so jobs wait).
 local function take(count)
-  local ids = {}
+  local ids, n = {}, 0
   local more = false
   for _ = 1, count do
-    local left = count - #ids
+    local left = count - n
     if left == 0 then break end
     local top = redis.call('ZRANGE', waiting, 0, 0)[1]
     if not top then break end
     local list = waiting .. ':w:' .. top
     local got = redis.call('LPOP', list, left) or {}
-    for i = 1, #got do ids[#ids + 1] = got[i] end
+    -- The usual pop takes from one list: its reply is the result, uncopied.
+    if n == 0 then
+      ids = got
+    else
+      for i = 1, #got do ids[n + i] = got[i] end
+    end
+    n = n + #got
     more = #got == left and redis.call('LLEN', list) > 0
     if not more then redis.call('ZREM', waiting, top) end
   end
-  waiting_delta = waiting_delta - #ids
+  waiting_delta = waiting_delta - n
   return ids, more
 end
 
@@ -684,14 +693,18 @@ if op == 'ACK' then
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
   -- Groups of jobs leased under one token: the token, how many, their ids.
   local ids, tokens = {}, {}
-  local at = 6
-  while #ids < n do
+  local at, count = 6, 0
+  while count < n do
     local token = id_arg('lease_token', ARGV[at])
-    local k = number('k', ARGV[at + 1], 1, n - #ids, true)
+    local k = number('k', ARGV[at + 1], 1, n - count, true)
     at = at + 2
     for _ = 1, k do
-      ids[#ids + 1] = id_arg('job_id', ARGV[at])
-      tokens[#ids] = token
+      local id = ARGV[at]
+      -- id_arg inlined (a call per job); it still words the error.
+      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
+      count = count + 1
+      ids[count] = id
+      tokens[count] = token
       at = at + 1
     end
   end
@@ -709,24 +722,28 @@ if op == 'ACK' then
     return out
   end
   local results = {}
-  local done, seen = {}, {}
+  local done, seen, d = {}, {}, 0
   if n > 0 then
     local states = redis.call('HMGET', state, unpack(ids))
     for i = 1, n do
       local id, token, s = ids[i], tokens[i], states[i]
-      results[i] = 0
+      local r = '0'
       -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
       -- a match means leased under this token; a repeated pair in one call completes once.
       if s and token ~= '0' and not seen[id] then
-        local a = string.find(s, ':', 1, true)
-        if string.byte(s, a + #token + 1) == 58 and string.sub(s, a + 1, a + #token) == token then
+        local a = find(s, ':', 1, true)
+        if byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token then
           seen[id] = true
-          done[#done + 1] = id
-          results[i] = 1
+          d = d + 1
+          done[d] = id
+          r = '1'
         end
       end
+      results[i] = r
     end
   end
+  -- One string: a reply element per job costs the server and the client more than a byte does.
+  results = table.concat(results)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted

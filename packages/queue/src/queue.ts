@@ -408,7 +408,7 @@ export class JobQueue<T = unknown> {
     args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
     return {
-      completed: toArray(reply[0]).map((r) => r === 1),
+      completed: Array.from(String(reply[0]), (c) => c === '1'),
       waitMs: toNumber(reply[1]),
       jobs: this.parseJobs(reply, 2),
     };

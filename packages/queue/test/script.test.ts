@@ -108,7 +108,7 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     await call('PUSH', 0, 'b', 'y', 0, 3, 0);
     expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'a', '0:3:x', 1]);
     // At 2 s the lease of a has expired: the ACK completes it, then leases b (token 2) in the same call.
-    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual([[1], 0, 2, 'b', '0:3:y', 1]);
+    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual(['1', 0, 2, 'b', '0:3:y', 1]);
     expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
     expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, 'b', '0:3:y', 2]);
   });
