@@ -514,11 +514,12 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
-  /** The lease token of the call, then groups of three: id, "priority:maxRetries:data", attempts. */
+  /** The lease token of the call, the jobs' attempts ("1,1,2"), then pairs: id, "priority:maxRetries:data". */
   private parseJobs(reply: unknown[], from: number): Job<T>[] {
     const leaseToken = String(reply[from]);
-    const jobs = new Array<Job<T>>((reply.length - from - 1) / 3);
-    for (let i = from + 1, k = 0; i < reply.length; i += 3, k++) {
+    const tries = String(reply[from + 1]).split(',');
+    const jobs = new Array<Job<T>>((reply.length - from - 2) / 2);
+    for (let i = from + 2, k = 0; i < reply.length; i += 2, k++) {
       const rec = reply[i + 1] as string;
       const a = rec.indexOf(':');
       const b = rec.indexOf(':', a + 1);
@@ -526,7 +527,7 @@ export class JobQueue<T = unknown> {
         id: reply[i] as string,
         data: JSON.parse(rec.slice(b + 1)) as T,
         priority: Number(rec.slice(0, a)),
-        attempts: reply[i + 2] as number,
+        attempts: Number(tries[k]),
         maxRetries: Number(rec.slice(a + 1, b)),
         leaseToken,
       };
