@@ -249,6 +249,20 @@ function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
   return [value.lane, value.seq];
 }
 
+/** What `checkJob` accepts, without building a message. */
+function isJob(job: Job<unknown>): boolean {
+  return (
+    job !== null &&
+    typeof job === 'object' &&
+    typeof job.id === 'string' &&
+    job.id.length > 0 &&
+    job.id.length <= LIMITS.maxIdBytes &&
+    typeof job.leaseToken === 'string' &&
+    job.leaseToken.length > 0 &&
+    job.leaseToken.length <= 64
+  );
+}
+
 function checkCount(name: string, value: unknown, min: number): number {
   assertInteger(name, value, { min, max: LIMITS.maxBatch });
   return value;
@@ -395,8 +409,10 @@ export class JobQueue<T = unknown> {
     // Runs of jobs leased under one token (one per fetch) share a group: the token, how many, their ids.
     let countAt = 0;
     let token: string | undefined;
-    jobs.forEach((job, i) => {
-      this.checkJob(`jobs[${i}]`, job);
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      // The name is built only for a bad job: a string per job would cost an allocation each.
+      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
       if (job.leaseToken !== token) {
         token = job.leaseToken;
         countAt = args.length + 1;
@@ -404,7 +420,7 @@ export class JobQueue<T = unknown> {
       }
       args[countAt] = (args[countAt] as number) + 1;
       args.push(job.id);
-    });
+    }
     args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
     return {
@@ -429,7 +445,7 @@ export class JobQueue<T = unknown> {
     checkLease('leaseMs', leaseMs);
     const args: ScriptArg[] = ['EXTEND', NOW, leaseMs, jobs.length];
     jobs.forEach((job, i) => {
-      this.checkJob(`jobs[${i}]`, job);
+      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
       args.push(job.id, job.leaseToken);
     });
     return toArray(await this.run(args)).map((r) => r === 1);
