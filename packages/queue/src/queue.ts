@@ -423,8 +423,12 @@ export class JobQueue<T = unknown> {
     }
     args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
+    // One "1" or "0" per job.
+    const marks = String(reply[0]);
+    const completed = new Array<boolean>(marks.length);
+    for (let i = 0; i < marks.length; i++) completed[i] = marks.charCodeAt(i) === 49;
     return {
-      completed: Array.from(String(reply[0]), (c) => c === '1'),
+      completed,
       waitMs: toNumber(reply[1]),
       jobs: this.parseJobs(reply, 2),
     };
