@@ -27,8 +27,9 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         1024 bytes.
   POP   <current_time> <count> [lease_ms] [full] [request_lane request_seq]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, lease_token, id, "<priority>:<max_retries>:<data>", attempts, ... }:
-        one token for the jobs of the call (0 when none), then three items per job; wait_ms is 0 when
+        With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<max_retries>:<data>", ... }:
+        one token for the jobs of the call (0 when none), their attempt counts as one comma-separated
+        string ("1,1,2"; "" when none), then two items per job; wait_ms is 0 when
         count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
         -1 for none. A request (needs full = "1"): see REQUESTS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
@@ -52,8 +53,10 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
         <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then
         [request_lane request_seq]
-        -> { {1|0, ...}, wait_ms, lease_token, jobs as POP full ... }: completes n (0..1000) jobs, then
-        pops up to fetch (0..1000) more, in one call. A request: see REQUESTS.
+        -> { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000)
+        jobs, then pops up to fetch (0..1000) more, in one call; results is a string of one "1"
+        (completed) or "0" (not leased under that token) per job, in argument order. A request: see
+        REQUESTS.
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
@@ -70,7 +73,7 @@ request_seq (an integer >= 0, new for each call on its lane). Its first run is r
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
   KEYS[1]..':req:'..request_lane  STRING (derived from KEYS[1], same hash tag): "<request_seq>:" then
-                                  three MessagePack values: the completion results {1|0, ...}, the lease
+                                  three MessagePack values: the completion results string, the lease
                                   token and the leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
 completion results, and the jobs it leased that are still leased under its token (instead of leasing
@@ -110,6 +113,8 @@ local jobs = waiting .. ':jobs'
 local state = waiting .. ':state'
 local meta = waiting .. ':meta'
 local wake = waiting .. ':wake'
+-- Locals for the per-job loops: a global costs a table lookup on every use.
+local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
   error({ err = 'ERR job_queue: ' .. message })
@@ -478,20 +483,26 @@ end
 -- Pops up to `count` ids, highest priority first; each turn pops at least one id. Also returns true when
 -- the last list it popped from still holds jobs (so jobs wait).
 local function take(count)
-  local ids = {}
+  local ids, n = {}, 0
   local more = false
   for _ = 1, count do
-    local left = count - #ids
+    local left = count - n
     if left == 0 then break end
     local top = redis.call('ZRANGE', waiting, 0, 0)[1]
     if not top then break end
     local list = waiting .. ':w:' .. top
     local got = redis.call('LPOP', list, left) or {}
-    for i = 1, #got do ids[#ids + 1] = got[i] end
+    -- The usual pop takes from one list: its reply is the result, uncopied.
+    if n == 0 then
+      ids = got
+    else
+      for i = 1, #got do ids[n + i] = got[i] end
+    end
+    n = n + #got
     more = #got == left and redis.call('LLEN', list) > 0
     if not more then redis.call('ZREM', waiting, top) end
   end
-  waiting_delta = waiting_delta - #ids
+  waiting_delta = waiting_delta - n
   return ids, more
 end
 
@@ -542,10 +553,12 @@ local function wait_ms()
 end
 
 -- Leases up to `count` jobs, all under one new lease token (a call leases a job at most once, so the token
--- still fences each lease); appends them to `out` (seed pairs, or flat groups of three when `full`).
--- Returns how many, and the token (0 when none). `completing`: see `reclaim`.
+-- still fences each lease); appends them to `out` (seed pairs, or id and record pairs when `full`).
+-- Returns how many, the token (0 when none) and, when `full`, their attempts as one string ("1,1,2").
+-- `completing`: see `reclaim`.
 local function pop(count, lease_ms, full, out, completing)
   local n, token, more = 0, 0, false
+  local tries = {}
   local buried = reclaim(completing)
   promote(delayed)
   promote(failed)
@@ -567,11 +580,11 @@ local function pop(count, lease_ms, full, out, completing)
       for i = 1, n do
         local id = ids[i]
         local rec = recs[i]
-        local attempts, s = 1, fresh
+        local try, s = '1', fresh
         if olds[i] then
           local before, _, err = parse_state(olds[i])
-          attempts = before + 1
-          s = attempts .. held .. err
+          try = string.format('%d', before + 1)
+          s = try .. held .. err
         end
         states[2 * i - 1] = id
         states[2 * i] = s
@@ -581,8 +594,8 @@ local function pop(count, lease_ms, full, out, completing)
           -- The record goes out whole ("priority:max_retries:data"): the caller splits it, Lua copies nothing.
           out[k + 1] = id
           out[k + 2] = rec
-          out[k + 3] = attempts
-          k = k + 3
+          k = k + 2
+          tries[i] = try
         else
           local _, _, at = parse_record(rec)
           out[#out + 1] = { id, string.sub(rec, at + 1) }
@@ -595,7 +608,8 @@ local function pop(count, lease_ms, full, out, completing)
   save_count()
   -- Jobs left behind wake the next blocked worker.
   if more then poke() else signal() end
-  return n, token
+  -- One string: a reply element per job costs the server and the client more than a few bytes do.
+  return n, token, table.concat(tries, ',')
 end
 
 -- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0).
@@ -629,16 +643,17 @@ end
 -- maxmemory.
 local function remember(key, seq, results, completed, token, out, from, lease_ms)
   local ids = {}
-  for k = from, #out, 3 do ids[#ids + 1] = out[k] end
+  for k = from, #out, 2 do ids[#ids + 1] = out[k] end
   if completed == 0 and #ids == 0 then return end
   redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
 end
 
 -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
--- (as `pop` with `full`); returns the first run's results, its token and how many jobs it appended.
+-- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
+-- their attempts (as `pop`).
 local function replay(saved, out)
   local results, token, ids = cmsgpack.unpack(saved)
-  local n = 0
+  local n, tries = 0, {}
   local held = string.format('%d', token)
   for _, id in ipairs(ids) do
     local attempts = leased(id, held)
@@ -646,11 +661,11 @@ local function replay(saved, out)
       local k = #out
       out[k + 1] = id
       out[k + 2] = redis.call('HGET', jobs, id)
-      out[k + 3] = attempts
       n = n + 1
+      tries[n] = string.format('%d', attempts)
     end
   end
-  return results, token, n
+  return results, token, n, table.concat(tries, ',')
 end
 
 if op == 'POP' then
@@ -661,19 +676,20 @@ if op == 'POP' then
   local memo, seq = request_arg(6)
   if memo and not full then bad('a request needs full = 1') end
   local out = {}
-  if full then out = { 0, 0 } end
+  if full then out = { 0, 0, '' } end
   local saved = recall(memo, seq)
-  local n, token
+  local n, token, tries
   if saved then
     local _
-    _, token, n = replay(saved, out)
+    _, token, n, tries = replay(saved, out)
   else
-    n, token = pop(count, lease_ms, full, out, {})
-    if memo then remember(memo, seq, {}, 0, token, out, 3, lease_ms) end
+    n, token, tries = pop(count, lease_ms, full, out, {})
+    if memo then remember(memo, seq, '', 0, token, out, 4, lease_ms) end
   end
   if full then
     out[1] = wait_after(n, count)
     out[2] = token
+    out[3] = tries
   end
   return out
 end
@@ -683,15 +699,22 @@ if op == 'ACK' then
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
   -- Groups of jobs leased under one token: the token, how many, their ids.
-  local ids, tokens = {}, {}
-  local at = 6
-  while #ids < n do
+  local ids, tokens, firsts = {}, {}, {}
+  local at, count = 6, 0
+  while count < n do
     local token = id_arg('lease_token', ARGV[at])
-    local k = number('k', ARGV[at + 1], 1, n - #ids, true)
+    -- The whole state of a first attempt leased under this token (strings compare by identity in Lua).
+    local first = '1:' .. token .. ':'
+    local k = number('k', ARGV[at + 1], 1, n - count, true)
     at = at + 2
     for _ = 1, k do
-      ids[#ids + 1] = id_arg('job_id', ARGV[at])
-      tokens[#ids] = token
+      local id = ARGV[at]
+      -- id_arg inlined (a call per job); it still words the error.
+      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
+      count = count + 1
+      ids[count] = id
+      tokens[count] = token
+      firsts[count] = first
       at = at + 1
     end
   end
@@ -700,38 +723,47 @@ if op == 'ACK' then
   end
   local memo, seq = request_arg(at)
   local saved = recall(memo, seq)
-  local out = { 0, 0, 0 }
+  local out = { 0, 0, 0, '' }
   if saved then
-    local results, token, got = replay(saved, out)
+    local results, token, got, tries = replay(saved, out)
     out[1] = results
     out[2] = wait_after(got, fetch)
     out[3] = token
+    out[4] = tries
     return out
   end
   local results = {}
-  local done, seen = {}, {}
+  local done, seen, d = {}, {}, 0
   if n > 0 then
     local states = redis.call('HMGET', state, unpack(ids))
     for i = 1, n do
       local id, token, s = ids[i], tokens[i], states[i]
-      results[i] = 0
+      local r = '0'
       -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
       -- a match means leased under this token; a repeated pair in one call completes once.
       if s and token ~= '0' and not seen[id] then
-        local a = string.find(s, ':', 1, true)
-        if string.byte(s, a + #token + 1) == 58 and string.sub(s, a + 1, a + #token) == token then
+        local held = s == firsts[i]
+        if not held then
+          local a = find(s, ':', 1, true)
+          held = byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token
+        end
+        if held then
           seen[id] = true
-          done[#done + 1] = id
-          results[i] = 1
+          d = d + 1
+          done[d] = id
+          r = '1'
         end
       end
+      results[i] = r
     end
   end
+  -- One string: a reply element per job costs the server and the client more than a byte does.
+  results = table.concat(results)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
-  local got, token = pop(fetch, lease_ms, true, out, seen)
+  local got, token, tries = pop(fetch, lease_ms, true, out, seen)
   if #done > 0 then
     redis.call('ZREM', processing, unpack(done))
     redis.call('HDEL', jobs, unpack(done))
@@ -740,7 +772,8 @@ if op == 'ACK' then
   end
   out[2] = wait_after(got, fetch)
   out[3] = token
-  if memo then remember(memo, seq, results, #done, token, out, 4, lease_ms) end
+  out[4] = tries
+  if memo then remember(memo, seq, results, #done, token, out, 5, lease_ms) end
   return out
 end
 

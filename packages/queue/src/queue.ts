@@ -249,6 +249,20 @@ function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
   return [value.lane, value.seq];
 }
 
+/** What `checkJob` accepts, without building a message. */
+function isJob(job: Job<unknown>): boolean {
+  return (
+    job !== null &&
+    typeof job === 'object' &&
+    typeof job.id === 'string' &&
+    job.id.length > 0 &&
+    job.id.length <= LIMITS.maxIdBytes &&
+    typeof job.leaseToken === 'string' &&
+    job.leaseToken.length > 0 &&
+    job.leaseToken.length <= 64
+  );
+}
+
 function checkCount(name: string, value: unknown, min: number): number {
   assertInteger(name, value, { min, max: LIMITS.maxBatch });
   return value;
@@ -395,8 +409,10 @@ export class JobQueue<T = unknown> {
     // Runs of jobs leased under one token (one per fetch) share a group: the token, how many, their ids.
     let countAt = 0;
     let token: string | undefined;
-    jobs.forEach((job, i) => {
-      this.checkJob(`jobs[${i}]`, job);
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]!;
+      // The name is built only for a bad job: a string per job would cost an allocation each.
+      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
       if (job.leaseToken !== token) {
         token = job.leaseToken;
         countAt = args.length + 1;
@@ -404,11 +420,15 @@ export class JobQueue<T = unknown> {
       }
       args[countAt] = (args[countAt] as number) + 1;
       args.push(job.id);
-    });
+    }
     args.push(...requestArgs('options.request', options.request));
     const reply = toArray(await this.run(args));
+    // One "1" or "0" per job.
+    const marks = String(reply[0]);
+    const completed = new Array<boolean>(marks.length);
+    for (let i = 0; i < marks.length; i++) completed[i] = marks.charCodeAt(i) === 49;
     return {
-      completed: toArray(reply[0]).map((r) => r === 1),
+      completed,
       waitMs: toNumber(reply[1]),
       jobs: this.parseJobs(reply, 2),
     };
@@ -429,7 +449,7 @@ export class JobQueue<T = unknown> {
     checkLease('leaseMs', leaseMs);
     const args: ScriptArg[] = ['EXTEND', NOW, leaseMs, jobs.length];
     jobs.forEach((job, i) => {
-      this.checkJob(`jobs[${i}]`, job);
+      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
       args.push(job.id, job.leaseToken);
     });
     return toArray(await this.run(args)).map((r) => r === 1);
@@ -514,11 +534,12 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
-  /** The lease token of the call, then groups of three: id, "priority:maxRetries:data", attempts. */
+  /** The lease token of the call, the jobs' attempts ("1,1,2"), then pairs: id, "priority:maxRetries:data". */
   private parseJobs(reply: unknown[], from: number): Job<T>[] {
     const leaseToken = String(reply[from]);
-    const jobs = new Array<Job<T>>((reply.length - from - 1) / 3);
-    for (let i = from + 1, k = 0; i < reply.length; i += 3, k++) {
+    const tries = String(reply[from + 1]).split(',');
+    const jobs = new Array<Job<T>>((reply.length - from - 2) / 2);
+    for (let i = from + 2, k = 0; i < reply.length; i += 2, k++) {
       const rec = reply[i + 1] as string;
       const a = rec.indexOf(':');
       const b = rec.indexOf(':', a + 1);
@@ -526,7 +547,7 @@ export class JobQueue<T = unknown> {
         id: reply[i] as string,
         data: JSON.parse(rec.slice(b + 1)) as T,
         priority: Number(rec.slice(0, a)),
-        attempts: reply[i + 2] as number,
+        attempts: Number(tries[k]),
         maxRetries: Number(rec.slice(a + 1, b)),
         leaseToken,
       };

@@ -70,7 +70,7 @@ class Model {
     for (const state of ['delayed', 'failed'] as const) {
       for (const job of this.inState(state).filter((j) => j.score <= this.now)) this.enqueue(job);
     }
-    const out: (string | number)[] = [];
+    const out: string[] = [];
     const batch = this.inState('waiting').slice(0, count);
     // One token for the jobs of one call.
     const token = batch.length > 0 ? ++this.lease : 0;
@@ -79,10 +79,10 @@ class Model {
       job.token = String(token);
       job.state = 'processing';
       job.score = this.now + LEASE_MS;
-      out.push(job.id, `${job.priority}:${job.maxRetries}:${job.data}`, job.attempts);
+      out.push(job.id, `${job.priority}:${job.maxRetries}:${job.data}`);
     }
     // A full batch answers 0 ("ask again") without looking further.
-    return [batch.length === count ? 0 : this.waitMs(), token, ...out];
+    return [batch.length === count ? 0 : this.waitMs(), token, batch.map((j) => j.attempts).join(','), ...out];
   }
 
   waitMs(): number {

@@ -93,24 +93,24 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
 
   it('returns expired leases to the queue on the next POP, counting the attempt', async () => {
     await call('PUSH', 0, 'j', 'x', 0, 1, 0);
-    // wait_ms, the call's lease token, then id, record and attempts per job.
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'j', '0:1:x', 1]);
+    // wait_ms, the call's lease token, the jobs' attempts, then id and record per job.
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, '1', 'j', '0:1:x']);
     // Lease expired at 1 s: the next pop reclaims it and leases it again (token 2, attempt 2).
-    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 2, 'j', '0:1:x', 2]);
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 2, '2', 'j', '0:1:x']);
     expect(await call('COMPLETE', 1.5, 'j', '1')).toBe(0);
     // Expired again after its last attempt: dead, with the reason.
-    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0]);
+    expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0, '']);
     expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
   });
 
   it('accepts an ACK whose lease expired but was not reclaimed, and its own pop does not reclaim the job', async () => {
     await call('PUSH', 0, 'a', 'x', 0, 3, 0);
     await call('PUSH', 0, 'b', 'y', 0, 3, 0);
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, 'a', '0:3:x', 1]);
+    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, '1', 'a', '0:3:x']);
     // At 2 s the lease of a has expired: the ACK completes it, then leases b (token 2) in the same call.
-    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual([[1], 0, 2, 'b', '0:3:y', 1]);
+    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual(['1', 0, 2, '1', 'b', '0:3:y']);
     expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
-    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, 'b', '0:3:y', 2]);
+    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, '2', 'b', '0:3:y']);
   });
 
   it('answers bad input with ERR and writes nothing', async () => {
