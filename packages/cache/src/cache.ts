@@ -21,8 +21,9 @@ import {
   type RedisClient,
   type RegisteredScript,
   type ScriptArg,
+  defaultCodec,
+  type Codec,
 } from '@cyredis/core';
-import { defaultCodec, type Codec } from './codec.js';
 import { MemoryTier } from './l1.js';
 
 /** The in-process tier in front of Redis. */

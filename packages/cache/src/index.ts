@@ -8,4 +8,4 @@ export {
   type SetOptions,
   type SmartCacheOptions,
 } from './cache.js';
-export { defaultCodec, type Codec } from './codec.js';
+export { defaultCodec, type Codec } from '@cyredis/core';

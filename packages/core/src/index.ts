@@ -8,7 +8,9 @@ export {
   UnknownScriptError,
 } from './errors.js';
 export { TickBatcher, type BatchSend } from './batch.js';
+export { defaultCodec, type Codec } from './codec.js';
 export { waitAtMost, withDeadline } from './deadline.js';
+export { warnIfEvicting } from './eviction.js';
 export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
 export { readPackageLua } from './lua.js';
 export { clientKeyPrefix, duplicateClient, isCluster, type RedisClient } from './client.js';
@@ -19,6 +21,10 @@ export {
   assertInteger,
   assertNonEmptyString,
   assertOneOf,
+  assertOptions,
+  assertRedisClient,
+  assertWellFormed,
+  nearestName,
   assertPositiveMs,
   assertScriptArg,
   MAX_ID_LENGTH,

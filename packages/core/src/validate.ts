@@ -18,6 +18,18 @@ export function assertNonEmptyString(name: string, value: unknown, maxLength = M
   if (value.length > maxLength) {
     throw new InvalidArgumentError(name, `must be at most ${maxLength} characters, got ${value.length}`);
   }
+  assertWellFormed(name, value);
+}
+
+/**
+ * Well-formed Unicode: no lone UTF-16 surrogate. ioredis sends a lone surrogate as U+FFFD, so without this
+ * check `'a\uD800'` and `'a\uDBFF'` would name one object on the server.
+ */
+export function assertWellFormed(name: string, value: string): void {
+  if (!value.isWellFormed()) {
+    const at = [...value].findIndex((c) => c.length === 1 && c >= '\uD800' && c <= '\uDFFF');
+    throw new InvalidArgumentError(name, `must be well-formed Unicode: it has a lone UTF-16 surrogate at code point ${at}`);
+  }
 }
 
 /** Bounds for the number validators. */
@@ -70,4 +82,74 @@ export function assertScriptArg(name: string, value: unknown): asserts value is 
   if (typeof value === 'string' || typeof value === 'bigint' || Buffer.isBuffer(value)) return;
   if (typeof value === 'number' && Number.isFinite(value)) return;
   throw new InvalidArgumentError(name, `must be a string, finite number, bigint or Buffer, got ${describe(value)}`);
+}
+
+/** How to name a wrong client in an error: what a caller may pass by mistake. */
+function clientKind(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return 'a string (pass `new Redis(url)`, not the URL)';
+  if (typeof value !== 'object') return typeof value;
+  const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
+  return ctor ? `a ${ctor}` : 'an object';
+}
+
+/**
+ * An ioredis `Redis` or `Cluster`. Other clients (node-redis, a URL, `null`) are refused here: a node-redis
+ * client given to `evalsha` with ioredis' argument order sends a broken command that kills the connection.
+ */
+export function assertRedisClient(name: string, value: unknown): void {
+  const c = value as { evalsha?: unknown; defineCommand?: unknown; options?: unknown; duplicate?: unknown; isCluster?: unknown; status?: unknown };
+  const looksIoredis =
+    typeof value === 'object' &&
+    value !== null &&
+    typeof c.evalsha === 'function' &&
+    typeof c.defineCommand === 'function' &&
+    typeof c.duplicate === 'function' &&
+    typeof c.options === 'object' &&
+    typeof c.status === 'string';
+  if (!looksIoredis) {
+    throw new InvalidArgumentError(name, `must be an ioredis Redis or Cluster client, got ${clientKind(value)}`);
+  }
+}
+
+/** Levenshtein distance, for "did you mean" hints on option names. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The allowed name nearest to `key`, for the error message. */
+export function nearestName(key: string, allowed: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const name of allowed) {
+    const d = distance(key, name);
+    if (d < bestDistance) [best, bestDistance] = [name, d];
+  }
+  return best;
+}
+
+/**
+ * An options object (a plain object, or `undefined` when `optional`) whose keys are all in `allowed`. An
+ * unknown key is refused, naming it and the nearest allowed one, so a misspelt option never goes unnoticed.
+ */
+export function assertOptions(name: string, value: unknown, allowed: readonly string[], optional = true): void {
+  if (value === undefined && optional) return;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidArgumentError(name, `must be an object, got ${describe(value)}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue;
+    const near = nearestName(key, allowed);
+    throw new InvalidArgumentError(`${name}.${key}`, `is not an option${near ? ` (did you mean "${near}"?)` : ''}; valid: ${allowed.join(', ')}`);
+  }
 }

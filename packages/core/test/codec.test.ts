@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@cyredis/core';
+import { InvalidArgumentError } from '../src/index.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultCodec } from '../src/index.js';

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '@cyredis/core';
+import { InvalidArgumentError } from './errors.js';
 
 /**
  * Turns values into the strings stored in Redis and back. Strings, because replies come back as UTF-8
