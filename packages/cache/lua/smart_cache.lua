@@ -3,21 +3,26 @@ smart_cache.lua: an LRU-bounded cache with TTL and shared hit/miss statistics.
 
 DATA
   Entries      one Redis string per entry (KEYS[1] is the entry being read or written), with a native
-               PEXPIRE: Redis itself drops values whose TTL passed, so nothing past its TTL is ever returned.
-  Access log   KEYS[2], a ZSET with one member per entry, scored by a logical clock (the `clock` field of the
-               stats hash, +1 per hit or write). The lowest score is the least recently used entry; a clock
-               instead of wall time keeps the order exact when two calls share a timestamp.
+               PEXPIRE (or none, for ttl `none`): Redis itself drops values whose TTL passed, so nothing past
+               its TTL is ever returned.
+  Access log   KEYS[2], a ZSET with one member per entry, scored by a logical clock: each hit or write stamps
+               its entry with the log's highest score + 1. The lowest score is the least recently used entry;
+               a clock instead of wall time keeps the order exact when two calls share a timestamp. The clock
+               lives in the log itself, so losing any other key (the stats hash deleted, rotated or evicted)
+               cannot disturb the order; losing the log restarts the clock together with the order it ranks.
                Member = the entry key, minus the prefix it shares with KEYS[2] through the hash tag when
                KEYS[2] has one (`{c}:log` + `{c}:e:k1` → `:e:k1`): this saves index memory, and the entry key
                is rebuilt as that prefix .. member on eviction. So when KEYS[2] has a hash tag, every entry
                key must start with KEYS[2]'s text up to and including its `}` (ERR otherwise).
-  Stats        KEYS[3], a hash: clock, hits, misses, evictions (sets = clock - hits, since the clock ticks once
-               per hit and once per entry written, so a write updates one counter). Updated inside the script, so the counts are exact under
-               concurrency and shared by every process using the same keys.
+  Stats        KEYS[3], a hash of counters only: hits, misses, sets (entries written), evictions. Updated
+               inside the script, so the counts are exact under concurrency and shared by every process using
+               the same keys; nothing else depends on it (a lost stats hash only restarts the counts).
   A member whose value expired is removed when a lookup misses on it, when it reaches the LRU end, and by
   a bounded sweep (16 ranks on every write that moves the clock past a multiple of 16, 64 per STATS, from
-  the rank the clock points at), so the log never keeps entries whose values are gone for long and never
-  holds more than max_size members.
+  the rank the clock points at), so the log never keeps entries whose values are gone for long and holds
+  at most max_size members after every write.
+  A hit on an entry that has no member (the log was lost, evicted or flushed while the entry survived) puts
+  it back in the log, so the next write evicts down to max_size again: the bound recovers by itself.
 
 KEYS (seed contract: 3 keys)
   KEYS[1] entry key   KEYS[2] access-log ZSET   KEYS[3] stats hash
@@ -34,6 +39,7 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           with fresh_ms <= 0 is stale: returned for grace serving but counted as a miss, LRU order untouched.
   SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token]
           Stores value for ttl (+ grace_ms) and evicts least recently used entries so at most max_size stay.
+          ttl `none` stores it without a TTL: it stays until the LRU evicts it or it is deleted.
           → number of entries evicted; -1 when lease_token was given and KEYS[4] no longer holds it
           (a delete or a newer lease won), in which case nothing is written.
   MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
@@ -47,7 +53,7 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           → {value or nil, fresh_ms, acquired 1|0, lease_pttl}. A hit is fresh_ms > 0; when there is no hit,
           or fresh_ms <= refresh_below_ms, the lease KEYS[4] is taken with SET NX PX lease_ms if free.
           The TTL is read only with with_ttl 1, grace_ms > 0 or refresh_below_ms > 0 (else fresh_ms is 1);
-          lease_pttl is 0 on a hit.
+          lease_pttl is 0 on a hit. An entry without a TTL has fresh_ms 2^52 (never stale).
   RELEASE <current_time> <token> [channel] [origin] → 1 if the lease was held by token and dropped, else 0.
   CLEAR   <current_time> <batch> [channel] [origin] → entries still left (call again until 0).
   STATS   <current_time>
@@ -61,6 +67,8 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
 ERRORS (all before the first write; nothing is written)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
+  A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
+  write too: every operation touches the log, and then the stats hash, before any entry.
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
@@ -107,12 +115,25 @@ local function member_of(key)
   return string.sub(key, #base + 1)
 end
 
-local function tick()
-  return redis.call('HINCRBY', stats, 'clock', 1)
+-- fresh_ms of an entry without a TTL: never stale.
+local FOREVER = 2 ^ 52
+
+-- The logical clock: the log's highest score. Read once per call, before its first write (a log of the
+-- wrong type fails the call there), then advanced locally.
+local clock = 0
+do
+  local top = redis.call('ZREVRANGE', log, 0, 0, 'WITHSCORES')
+  if top[2] then clock = tonumber(top[2]) end
+end
+
+-- Moves a member that was hit to the MRU end; puts it back when the log lost it (the entry is there).
+local function stamp_hit(member)
+  clock = clock + 1
+  if redis.call('ZADD', log, 'XX', 'CH', clock, member) == 0 then redis.call('ZADD', log, clock, member) end
 end
 
 -- One lookup: value or false, and fresh_ms (1 when with_ttl is false: the TTL is not read and any value
--- found is fresh). Counts a miss, or a hit (moving the entry to the MRU end with a clock tick).
+-- found is fresh). Counts a miss, or a hit (moving the entry to the MRU end).
 local function lookup(key, member, grace, with_ttl)
   local value = redis.call('GET', key)
   if not value then
@@ -122,14 +143,15 @@ local function lookup(key, member, grace, with_ttl)
   end
   local fresh = 1
   if with_ttl then
-    fresh = redis.call('PTTL', key) - grace
+    local pttl = redis.call('PTTL', key)
+    fresh = pttl < 0 and FOREVER or pttl - grace
     if fresh <= 0 and grace > 0 then
       redis.call('HINCRBY', stats, 'misses', 1)
       return value, fresh
     end
   end
-  redis.call('ZADD', log, 'XX', tick(), member)
   redis.call('HINCRBY', stats, 'hits', 1)
+  stamp_hit(member)
   return value, fresh
 end
 
@@ -163,13 +185,14 @@ local function publish(channel, origin, kind, first, last, evicted)
 end
 
 -- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack);
--- one call for many members is most of the saving over a call each. Returns the number of new members.
+-- one call for many members is most of the saving over a call each. Returns the number of new members, or
+-- with a flag (XX) the number of members whose score changed (every member present: stamps only grow).
 local function zadd_all(flag, items)
   local added = 0
   for i = 1, #items, 1000 do
     local last = math.min(i + 999, #items)
     if flag then
-      added = added + redis.call('ZADD', log, flag, unpack(items, i, last))
+      added = added + redis.call('ZADD', log, flag, 'CH', unpack(items, i, last))
     else
       added = added + redis.call('ZADD', log, unpack(items, i, last))
     end
@@ -213,10 +236,11 @@ local function evict(max_size)
   return gone, size - #popped / 2
 end
 
--- The PX argument for a ttl, or nil when it is not a finite number > 0 (at most 2^52 ms). Whole milliseconds with no grace
--- keep the caller's text: Redis turns a Lua number back into text for every call, which costs about as
--- much as a third of the SET itself.
+-- The PX argument for a ttl, false for `none` (no TTL), or nil when it is neither `none` nor a finite
+-- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text: Redis turns a Lua
+-- number back into text for every call, which costs about as much as a third of the SET itself.
 local function parse_ttl(value, unit, grace)
+  if value == 'none' then return false end
   local ttl = finite(value)
   if ttl == nil or ttl <= 0 then return nil end
   local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
@@ -252,27 +276,32 @@ if op == 'SET' or op == 'MSET' then
   for i = first_value, #ARGV, 2 do
     n = n + 1
     ttls[n] = parse_ttl(ARGV[i + 1], unit, grace)
-    if ttls[n] == nil then return fail('ttl must be a finite number > 0 and at most 2^52 ms') end
+    if ttls[n] == nil then return fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
     if op == 'SET' then break end
   end
 
-  if op == 'SET' and token and token ~= '' then
-    if redis.call('GET', KEYS[4]) ~= token then return -1 end
-    redis.call('DEL', KEYS[4])
-  end
-  -- One tick per entry, taken at once: the entries get consecutive clock values in KEYS order (a key given
-  -- twice ends with the later one), stamped by one ZADD.
-  local clock = redis.call('HINCRBY', stats, 'clock', n)
+  local leased = op == 'SET' and token and token ~= ''
+  if leased and redis.call('GET', KEYS[4]) ~= token then return -1 end
+  -- The first write: a stats hash of the wrong type fails the call here, with nothing written.
+  redis.call('HINCRBY', stats, 'sets', n)
+  if leased then redis.call('DEL', KEYS[4]) end
+  -- One tick per entry: the entries get consecutive clock values in KEYS order (a key given twice ends with
+  -- the later one), stamped by one ZADD.
   local stamps = {}
   local slot = 0
   for i = 1, last do
     if i ~= 2 and i ~= 3 then
       slot = slot + 1
-      redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)], 'PX', ttls[slot])
-      stamps[2 * slot - 1] = clock - n + slot
+      if ttls[slot] then
+        redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)], 'PX', ttls[slot])
+      else
+        redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)])
+      end
+      stamps[2 * slot - 1] = clock + slot
       stamps[2 * slot] = member_of(KEYS[i])
     end
   end
+  clock = clock + n
   -- Only a new member can push the log past max_size.
   local added = zadd_all(nil, stamps)
   local evicted = {}
@@ -293,14 +322,18 @@ elseif op == 'TOUCH' then
     return fail('hits must be an integer from 0 to the number of members')
   end
   if hits > 0 then
-    local clock = redis.call('HINCRBY', stats, 'clock', hits) - hits
     redis.call('HINCRBY', stats, 'hits', hits)
     local stamps = {}
     for i = 1, hits do
       stamps[2 * i - 1] = clock + i
       stamps[2 * i] = ARGV[3 + i]
     end
-    zadd_all('XX', stamps)
+    -- Members the log lost while their entry survived go back in, with the stamp they were given.
+    if zadd_all('XX', stamps) < hits then
+      for i = 1, hits do
+        if redis.call('EXISTS', base .. ARGV[3 + i]) == 1 then redis.call('ZADD', log, stamps[2 * i - 1], ARGV[3 + i]) end
+      end
+    end
   end
   if #ARGV > 3 + hits then
     redis.call('HINCRBY', stats, 'misses', #ARGV - 3 - hits)
@@ -328,8 +361,8 @@ elseif op == 'MGET' then
 elseif op == 'DEL' then
   local err = check_entries(1, 1)
   if err then return err end
-  local existed = redis.call('DEL', entry)
   redis.call('ZREM', log, member_of(entry))
+  local existed = redis.call('DEL', entry)
   if KEYS[4] then redis.call('DEL', KEYS[4]) end
   publish(ARGV[3], ARGV[4], 'd', 1, 1)
   return existed
@@ -369,9 +402,8 @@ elseif op == 'CLEAR' then
   return left
 
 elseif op == 'STATS' then
-  local values = redis.call('HMGET', stats, 'clock', 'misses', 'hits', 'evictions')
-  local clock, hits, misses = tonumber(values[1] or '0'), tonumber(values[3] or '0'), tonumber(values[2] or '0')
-  local sets = clock - hits
+  local values = redis.call('HMGET', stats, 'sets', 'misses', 'hits', 'evictions')
+  local sets, hits, misses = tonumber(values[1] or '0'), tonumber(values[3] or '0'), tonumber(values[2] or '0')
   sweep(redis.call('ZCARD', log), clock, 64)
   local lookups = hits + misses
   return {

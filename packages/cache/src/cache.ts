@@ -1,9 +1,12 @@
+// SmartCache: the typed API over smart_cache.lua, with batching, stampede protection and the L1 tier.
 import { randomBytes } from 'node:crypto';
 import {
   assertFiniteNumber,
   assertInteger,
   assertNonEmptyString,
+  assertOptions,
   assertPositiveMs,
+  assertRedisClient,
   InvalidArgumentError,
   KeySpace,
   LuaScriptManager,
@@ -40,12 +43,12 @@ export interface SmartCacheOptions<T> {
   name: string;
   /** Most entries kept in Redis; the least recently used are evicted beyond it. */
   maxSize: number;
-  /** TTL of an entry when `set`/`getOrSet` pass none, in ms. */
-  defaultTtlMs: number;
+  /** TTL of an entry when `set`/`getOrSet` pass none, in ms. Default: none (entries stay until the LRU evicts them). */
+  defaultTtlMs?: number;
   /** Key prefix; default `cyredis`. */
   prefix?: string;
-  /** In-process tier in front of Redis, kept coherent across processes over pub/sub. Default: off. */
-  l1?: L1Options;
+  /** In-process tier in front of Redis, kept coherent across processes over pub/sub; `false` or absent: none. */
+  l1?: L1Options | false;
   /** Shortens each TTL by a random fraction up to this (0 ≤ x < 1), so entries set together expire apart. */
   ttlJitter?: number;
   /** Keep entries this many ms past their TTL, served by `getOrSet` only when the loader fails. Default 0. */
@@ -58,13 +61,15 @@ export interface SmartCacheOptions<T> {
   timeoutMs?: number;
   /** Turns values into strings and back; default: JSON plus Date, Map, Set, BigInt and Buffer. */
   codec?: Codec<T>;
+  /** Largest encoded value, in bytes (UTF-8); larger values are refused. Default 1 048 576 (1 MiB). */
+  maxValueBytes?: number;
   /** Told about Redis failures that `get`/`getOrSet` absorbed (served as a miss or from the loader). */
   onError?: (error: Error) => void;
 }
 
 /** Options of `set`. */
 export interface SetOptions {
-  /** TTL in ms; default `defaultTtlMs`. */
+  /** TTL in ms; default `defaultTtlMs` (or no TTL when the cache has none). */
   ttlMs?: number;
 }
 
@@ -109,10 +114,32 @@ export interface CacheStats {
 /** Computes a missing value for `getOrSet`. */
 export type Loader<T> = () => T | Promise<T>;
 
+/** Limits checked before any round trip; sizes and lengths in bytes (UTF-8). */
+export const LIMITS = Object.freeze({
+  /** A key, and the cache's name. */
+  maxKeyBytes: 16_384,
+  /** Default of `maxValueBytes`: an encoded value (a 100 MB value blocked a server for 235 ms). */
+  maxValueBytes: 1_048_576,
+  /** Ceiling of `maxValueBytes`: Redis' own limit on a string (`proto-max-bulk-len`). */
+  valueBytesCeiling: 536_870_912,
+  /** A TTL plus `graceMs`, in ms (Redis refuses expire times much past it). */
+  maxTtlMs: 2 ** 52,
+});
+
+const SETTINGS = [
+  'name', 'maxSize', 'defaultTtlMs', 'prefix', 'l1', 'ttlJitter', 'graceMs', 'staleWhileRevalidateMs', 'leaseMs',
+  'timeoutMs', 'codec', 'maxValueBytes', 'onError',
+] as const;
+const SET_SETTINGS = ['ttlMs'] as const;
+const GET_OR_SET_SETTINGS = ['ttlMs', 'staleWhileRevalidateMs'] as const;
+const L1_SETTINGS = ['maxEntries', 'ttlMs'] as const;
+const ENTRY_FIELDS = ['key', 'value', 'ttlMs'] as const;
+/** The script's ttl for an entry without one. */
+const NO_TTL = 'none';
+
 const SCRIPT = 'smart_cache';
 const CLEAR_BATCH = 1000;
-/** Longest TTL plus grace the script takes, in ms (Redis refuses expire times much past it). */
-const MAX_TTL_MS = 2 ** 52;
+const MAX_TTL_MS = LIMITS.maxTtlMs;
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
 const TOUCH_BATCH = 256;
@@ -156,7 +183,9 @@ export class SmartCache<T = unknown> {
   private readonly codec: Codec<T>;
   private readonly l1: MemoryTier<T> | undefined;
   private readonly l1TtlMs: number;
+  /** Infinity: no TTL. */
   private readonly defaultTtlMs: number;
+  private readonly maxValueBytes: number;
   private readonly ttlJitter: number;
   private readonly graceMs: number;
   private readonly swrMs: number;
@@ -196,9 +225,11 @@ export class SmartCache<T = unknown> {
     private readonly redis: RedisClient,
     options: SmartCacheOptions<T>,
   ) {
-    assertNonEmptyString('options.name', options.name);
+    assertRedisClient('redis', redis);
+    assertOptions('options', options, SETTINGS, false);
+    assertKey('options.name', options.name);
     assertInteger('options.maxSize', options.maxSize, { min: 1 });
-    assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
+    if (options.defaultTtlMs !== undefined) assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
     const ms = (name: string, value: number | undefined, fallback: number) => {
       if (value === undefined) return fallback;
       assertFiniteNumber(name, value, { min: 0, max: MAX_TTL_MS });
@@ -206,25 +237,33 @@ export class SmartCache<T = unknown> {
     };
     this.name = options.name;
     this.maxSize = options.maxSize;
-    this.defaultTtlMs = options.defaultTtlMs;
     this.graceMs = ms('options.graceMs', options.graceMs, 0);
-    assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: MAX_TTL_MS - this.graceMs });
+    if (options.defaultTtlMs !== undefined) assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: MAX_TTL_MS - this.graceMs });
+    this.defaultTtlMs = options.defaultTtlMs ?? Number.POSITIVE_INFINITY;
+    if (options.maxValueBytes !== undefined) assertInteger('options.maxValueBytes', options.maxValueBytes, { min: 1, max: LIMITS.valueBytesCeiling });
+    this.maxValueBytes = options.maxValueBytes ?? LIMITS.maxValueBytes;
     this.swrMs = ms('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0);
     if (options.leaseMs !== undefined) assertPositiveMs('options.leaseMs', options.leaseMs);
     this.leaseMs = Math.ceil(options.leaseMs ?? 10_000);
     if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
     this.timeoutMs = options.timeoutMs ?? 1_000;
+    if (options.codec !== undefined && (typeof options.codec?.encode !== 'function' || typeof options.codec.decode !== 'function')) {
+      throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
+    }
+    if (options.onError !== undefined && typeof options.onError !== 'function') throw new InvalidArgumentError('options.onError', 'must be a function');
     if (options.ttlJitter !== undefined) {
       assertFiniteNumber('options.ttlJitter', options.ttlJitter, { min: 0 });
       if (options.ttlJitter >= 1) throw new InvalidArgumentError('options.ttlJitter', `must be < 1, got ${options.ttlJitter}`);
     }
     this.ttlJitter = options.ttlJitter ?? 0;
-    if (options.l1 !== undefined) {
-      assertInteger('options.l1.maxEntries', options.l1.maxEntries, { min: 1 });
-      if (options.l1.ttlMs !== undefined) assertPositiveMs('options.l1.ttlMs', options.l1.ttlMs);
-      this.l1 = new MemoryTier<T>(options.l1.maxEntries);
+    const l1 = options.l1 === false ? undefined : options.l1;
+    if (l1 !== undefined) {
+      assertOptions('options.l1', l1, L1_SETTINGS, false);
+      assertInteger('options.l1.maxEntries', l1.maxEntries, { min: 1 });
+      if (l1.ttlMs !== undefined) assertPositiveMs('options.l1.ttlMs', l1.ttlMs);
+      this.l1 = new MemoryTier<T>(l1.maxEntries);
     }
-    this.l1TtlMs = options.l1?.ttlMs ?? Number.POSITIVE_INFINITY;
+    this.l1TtlMs = l1?.ttlMs ?? Number.POSITIVE_INFINITY;
     this.codec = options.codec ?? (defaultCodec as Codec<T>);
     this.onError = options.onError;
 
@@ -247,7 +286,7 @@ export class SmartCache<T = unknown> {
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
   async get(key: string): Promise<T | undefined> {
-    assertNonEmptyString('key', key);
+    assertKey('key', key);
     if (this.l1) {
       const hit = this.l1.get(key);
       if (hit !== undefined) return hit;
@@ -266,11 +305,12 @@ export class SmartCache<T = unknown> {
 
   /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
   async getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
+    if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
     const out = new Array<T | undefined>(keys.length);
     const at: number[] = [];
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
-      assertNonEmptyString(`keys[${i}]`, key);
+      assertKey(`keys[${i}]`, key);
       const hit = this.l1?.get(key);
       if (hit !== undefined) out[i] = hit;
       else at.push(i);
@@ -292,18 +332,21 @@ export class SmartCache<T = unknown> {
 
   /** Stores a value for `ttlMs` (default `defaultTtlMs`), evicting least recently used entries beyond `maxSize`. */
   async set(key: string, value: T, options: SetOptions = {}): Promise<void> {
-    assertNonEmptyString('key', key);
-    await this.write(key, value, this.codec.encode(value), this.ttl(options.ttlMs, 'options.ttlMs'));
+    assertKey('key', key);
+    assertOptions('options', options, SET_SETTINGS);
+    await this.write(key, value, this.encode(value), this.ttl(options.ttlMs, 'options.ttlMs'));
   }
 
   /** Stores many entries in one round trip. */
   async setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
+    if (!isList(entries)) throw new InvalidArgumentError('entries', 'must be an array of { key, value, ttlMs? }');
     if (entries.length === 0) return;
     // Every entry is checked and encoded before any is sent: bad input writes nothing.
     const ops = entries.map((entry, i) => {
-      assertNonEmptyString(`entries[${i}].key`, entry.key);
+      assertOptions(`entries[${i}]`, entry, ENTRY_FIELDS, false);
+      assertKey(`entries[${i}].key`, entry.key);
       const ttlMs = this.ttl(entry.ttlMs, `entries[${i}].ttlMs`);
-      return { kind: 'set' as const, key: entry.key, text: this.codec.encode(entry.value), ttlMs };
+      return { kind: 'set' as const, key: entry.key, text: this.encode(entry.value), ttlMs };
     });
     const epoch = this.invalidate(entries.map((e) => e.key));
     const start = performance.now();
@@ -321,8 +364,9 @@ export class SmartCache<T = unknown> {
    * write is dropped). If Redis is unreachable the loader is called directly.
    */
   async getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
-    assertNonEmptyString('key', key);
+    assertKey('key', key);
     if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
+    assertOptions('options', options, GET_OR_SET_SETTINGS);
     const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
     let swrMs = this.swrMs;
     if (options.staleWhileRevalidateMs !== undefined) {
@@ -338,7 +382,7 @@ export class SmartCache<T = unknown> {
         raw = await this.submit<string | null>({ kind: 'get', key });
       } catch (err) {
         this.absorb(err);
-        return loader();
+        return this.callLoader(loader);
       }
       if (raw !== null) {
         const value = this.decodeRead(key, raw);
@@ -355,7 +399,7 @@ export class SmartCache<T = unknown> {
 
   /** Removes an entry (and any lease on it, so a load in progress cannot write it back); true if it existed. */
   async delete(key: string): Promise<boolean> {
-    assertNonEmptyString('key', key);
+    assertKey('key', key);
     this.invalidate([key]);
     const existed = await this.call(['DEL', Date.now(), this.channel, this.id], key, [this.leasePrefix + key]);
     return existed === 1;
@@ -411,7 +455,7 @@ export class SmartCache<T = unknown> {
         reply = await this.call(args, key, [this.leasePrefix + key]);
       } catch (err) {
         this.absorb(err);
-        return loader();
+        return this.callLoader(loader);
       }
       const [raw, fresh, acquired, leasePttl] = reply;
       if (raw !== null && fresh > 0) {
@@ -436,8 +480,8 @@ export class SmartCache<T = unknown> {
     let value: T;
     let text: string;
     try {
-      value = await loader();
-      text = this.codec.encode(value);
+      value = await this.callLoader(loader);
+      text = this.encode(value);
     } catch (err) {
       this.call(['RELEASE', Date.now(), token, this.channel, this.id], key, [this.leasePrefix + key]).catch(
         (releaseErr: unknown) => this.onError?.(releaseErr as Error),
@@ -461,7 +505,7 @@ export class SmartCache<T = unknown> {
       token === undefined
         ? await this.submit({ kind: 'set', key, text, ttlMs })
         : await this.call(
-            ['SET', Date.now(), text, ttlMs, this.maxSize, 'ms', this.graceMs, this.channel, this.id, token],
+            ['SET', Date.now(), text, scriptTtl(ttlMs), this.maxSize, 'ms', this.graceMs, this.channel, this.id, token],
             key,
             [this.leasePrefix + key],
           );
@@ -497,7 +541,30 @@ export class SmartCache<T = unknown> {
     // Checked here, not only by the script: one bad TTL must not fail the other writes of its batch.
     if (ttlMs !== undefined) assertFiniteNumber(argument, ttlMs, { min: 0, exclusiveMin: true, max: MAX_TTL_MS - this.graceMs });
     const ttl = ttlMs ?? this.defaultTtlMs;
+    if (ttl === Number.POSITIVE_INFINITY) return ttl;
     return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
+  }
+
+  /**
+   * The stored text of a value: refuses `undefined` (which `get` uses for "not cached", so a cached one could
+   * not be told from a miss; cache `null` instead) and texts over `maxValueBytes`.
+   */
+  private encode(value: T): string {
+    if (value === undefined) throw new InvalidArgumentError('value', 'must not be undefined: get() reports a miss as undefined; cache null for "not found"');
+    const text = this.codec.encode(value);
+    if (text.length * 3 > this.maxValueBytes && Buffer.byteLength(text) > this.maxValueBytes) {
+      throw new InvalidArgumentError('value', `must encode to at most ${this.maxValueBytes} bytes (maxValueBytes), got ${Buffer.byteLength(text)}`);
+    }
+    return text;
+  }
+
+  /** The loader's value; `undefined` is refused (see `encode`), whether or not Redis is reachable. */
+  private async callLoader(loader: Loader<T>): Promise<T> {
+    const value = await loader();
+    if (value === undefined) {
+      throw new InvalidArgumentError('loader', 'returned undefined, which get() could not tell from a miss: return null for "not found"');
+    }
+    return value;
   }
 
   /** Runs `op` with the others started in this tick; rejects with the error of the command that carried it. */
@@ -572,7 +639,7 @@ export class SmartCache<T = unknown> {
     for (let i = 0; i < n; i++) {
       const set = ops[from + i] as { text: string; ttlMs: number };
       args[7 + 2 * i] = set.text;
-      args[8 + 2 * i] = set.ttlMs;
+      args[8 + 2 * i] = scriptTtl(set.ttlMs);
     }
     const evicted = await this.run(args, scriptKeys);
     return new Array<unknown>(n).fill(evicted);
@@ -706,4 +773,22 @@ export class SmartCache<T = unknown> {
     const sets = key === undefined ? [...this.waiters.values()] : [this.waiters.get(key)];
     for (const set of sets) if (set) for (const done of [...set]) done();
   }
+}
+
+/** The script's ttl argument: whole ms, or `none` for an entry without a TTL. */
+function scriptTtl(ttlMs: number): number | string {
+  return ttlMs === Number.POSITIVE_INFINITY ? NO_TTL : ttlMs;
+}
+
+/** A key or cache name: a non-empty, well-formed string of at most `LIMITS.maxKeyBytes` UTF-8 bytes. */
+function assertKey(argument: string, key: unknown): asserts key is string {
+  assertNonEmptyString(argument, key, LIMITS.maxKeyBytes);
+  if (key.length * 3 > LIMITS.maxKeyBytes && Buffer.byteLength(key) > LIMITS.maxKeyBytes) {
+    throw new InvalidArgumentError(argument, `must be at most ${LIMITS.maxKeyBytes} bytes (UTF-8), got ${Buffer.byteLength(key)}`);
+  }
+}
+
+/** Whether an argument typed as an array is one at run time (without narrowing it to `any[]`). */
+function isList(value: unknown): boolean {
+  return Array.isArray(value);
 }

@@ -1,4 +1,6 @@
+// The public surface of @cyredis/cache: the cache, its types, the codec and the errors it can throw.
 export {
+  LIMITS,
   SmartCache,
   type CacheEntry,
   type CacheStats,
@@ -8,4 +10,12 @@ export {
   type SetOptions,
   type SmartCacheOptions,
 } from './cache.js';
-export { defaultCodec, type Codec } from '@cyredis/core';
+export {
+  CyRedisError,
+  InvalidArgumentError,
+  RedisTimeoutError,
+  RedisUnavailableError,
+  ScriptError,
+  defaultCodec,
+  type Codec,
+} from '@cyredis/core';

@@ -1,3 +1,4 @@
+// The in-process L1 tier: a bounded LRU map with per-entry expiry.
 interface Slot<T> {
   value: T;
   /** `performance.now()` after which the slot is dead. */
