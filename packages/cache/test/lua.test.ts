@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readPackageLua } from '@cyredis/core';
-import { randomPrefix } from '@cyredis/testing';
+import { randomPrefix, waitFor } from '@cyredis/testing';
 import { connect, topologies } from '@cyredis/testing/context';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -57,6 +57,73 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(await call('x', 'STATS', 100)).toEqual([
       'hits', 4, 'misses', 1, 'sets', 4, 'evictions', 1, 'size', 3, 'hit_rate', '0.8000',
     ]);
+  });
+
+  // Issue 12 §4: the clock used to live in the stats hash, so losing it made the next SETs evict themselves.
+  const statsFaults: [string, () => Promise<unknown>][] = [
+    ['deleted', () => redis.del(k('stats:key'))],
+    ['replaced by a fresh hash', async () => {
+      await redis.del(k('stats:key'));
+      await redis.hset(k('stats:key'), 'hits', 0, 'misses', 0, 'clock', 0);
+    }],
+    ['expired', async () => {
+      await redis.pexpire(k('stats:key'), 1);
+      await waitFor(async () => (await redis.exists(k('stats:key'))) === 0);
+    }],
+  ];
+  it.each(statsFaults)('evicts the least recently used entry after the stats key was %s', async (_, fault) => {
+    expect(await call('k1', 'SET', 1767225600, 'v1', 3600, 2)).toBe(0);
+    expect(await call('k2', 'SET', 1767225601, 'v2', 3600, 2)).toBe(0);
+    expect(await call('k1', 'GET', 1767225602)).toBe('v1');
+    await fault();
+    expect(await call('k3', 'SET', 1767225603, 'v3', 3600, 2)).toBe(1);
+    expect(await call('k2', 'GET', 1767225604)).toBeNull();
+    expect(await call('k3', 'GET', 1767225605)).toBe('v3');
+    expect(await call('k4', 'SET', 1767225606, 'v4', 3600, 2)).toBe(1);
+    expect(await call('k1', 'GET', 1767225607)).toBeNull();
+    expect(await redis.zcard(k('access:log'))).toBe(2);
+    // The counts restarted with the hash: 1 set and 2 lookups since (k2's miss, k3's hit, k1's miss).
+    const stats = (await call('x', 'STATS', 1)) as (string | number)[];
+    expect(stats.slice(0, 8)).toEqual(['hits', 1, 'misses', 2, 'sets', 2, 'evictions', 2]);
+  });
+
+  it('stores an entry without a TTL for ttl none, bounded by max_size like any other', async () => {
+    expect(await call('a', 'SET', 1, 'A', 'none', 2)).toBe(0);
+    expect(await redis.pttl(k('a'))).toBe(-1);
+    // With grace_ms (the API's form) an entry without a TTL is always fresh.
+    expect(await call('a', 'GET', 1, 1000)).toEqual(['A', 2 ** 52]);
+    await call('b', 'SET', 1, 'B', 3600, 2);
+    await call('c', 'SET', 1, 'C', 'none', 2);
+    expect(await redis.exists(k('a'))).toBe(0);
+    expect(await redis.pttl(k('c'))).toBe(-1);
+    // A later write with a TTL replaces the entry's "no TTL".
+    await call('c', 'SET', 1, 'C2', 3600, 2);
+    expect(await redis.pttl(k('c'))).toBeGreaterThan(3_590_000);
+  });
+
+  it('puts a hit entry the access log lost back in it, so the size bound recovers', async () => {
+    for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 'none', 3);
+    await redis.del(k('access:log'));
+    expect(await call('a', 'GET', 1)).toBe('a');
+    const member = (name: string) => (topology === 'cluster' ? `:${name}` : k(name));
+    expect(await call('x', 'TOUCH', 1, 1, member('b'))).toBe(1);
+    expect(await redis.zrange(k('access:log'), '0', '-1')).toEqual([member('a'), member('b')]);
+    // c was neither read nor written: it stays outside the log (until its TTL, if it has one).
+    for (const name of ['d', 'e']) await call(name, 'SET', 1, name, 'none', 3);
+    expect(await call('f', 'SET', 1, 'f', 'none', 3)).toBe(1);
+    expect(await redis.exists(k('a'))).toBe(0);
+    expect(await redis.zrange(k('access:log'), '0', '-1')).toEqual([member('d'), member('e'), member('f')]);
+  });
+
+  it('fails before its first write when the stats key has the wrong type', async () => {
+    await call('a', 'SET', 1, 'old', 3600, 10);
+    await redis.set(k('stats:key'), 'not a hash');
+    const keys = [k('a'), k('b'), k('access:log'), k('stats:key')];
+    const before = await Promise.all(keys.map((key) => redis.dump(key)));
+    await expect(call('b', 'SET', 1, 'new', 3600, 10)).rejects.toThrow(/WRONGTYPE/);
+    await expect(call('a', 'GET', 1)).rejects.toThrow(/WRONGTYPE/);
+    await expect(call('b', 'GET', 1)).rejects.toThrow(/WRONGTYPE/);
+    expect(await Promise.all(keys.map((key) => redis.dump(key)))).toEqual(before);
   });
 
   it('drops access-log members whose values expired (on lookup and by the sweep)', async () => {

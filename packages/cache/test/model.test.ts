@@ -1,17 +1,42 @@
-import { randomPrefix } from '@cyredis/testing';
+import { randomPrefix, waitFor } from '@cyredis/testing';
 import { suiteClient, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SmartCache } from '../src/index.js';
 
-type Op = { op: 'get'; key: string } | { op: 'set'; key: string; value: number } | { op: 'delete'; key: string };
+type StatsFault = 'deleted' | 'replaced' | 'expired';
+type Op =
+  | { op: 'get'; key: string }
+  | { op: 'set'; key: string; value: number }
+  | { op: 'delete'; key: string }
+  | { op: 'stats'; fault: StatsFault };
 
 const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('get' as const), key }),
   fc.record({ op: fc.constant('set' as const), key, value: fc.integer() }),
   fc.record({ op: fc.constant('delete' as const), key }),
+  // The stats hash lost (DEL or expiry, as an eviction or a daily rotation would) or replaced by another hash.
+  fc.record({ op: fc.constant('stats' as const), fault: fc.constantFrom<StatsFault>('deleted', 'replaced', 'expired') }),
 );
+
+/** What the stats hash holds after it was replaced (a rotation script's, say): the model's counters restart there. */
+const REPLACED = { hits: 7, misses: 3, sets: 11, evictions: 2 };
+
+/** Issue 12 §4 as ops: k1, k2 written, k1 read, then the stats hash lost; the next write must evict k2. */
+const issueSequence = (fault: StatsFault): [number, Op[]] => [
+  2,
+  [
+    { op: 'set', key: 'a', value: 1 },
+    { op: 'set', key: 'b', value: 2 },
+    { op: 'get', key: 'a' },
+    { op: 'stats', fault },
+    { op: 'set', key: 'c', value: 3 },
+    { op: 'get', key: 'b' },
+    { op: 'get', key: 'a' },
+    { op: 'get', key: 'c' },
+  ],
+];
 
 /** The reference: a Map in LRU order (first = least recently used) and the counters the stats must show. */
 class Model {
@@ -48,6 +73,11 @@ class Model {
   delete(k: string): boolean {
     return this.entries.delete(k);
   }
+
+  /** The counters start again from what the stats hash now holds; the entries and their order are untouched. */
+  restartCounts(from: { hits: number; misses: number; sets: number; evictions: number } = { hits: 0, misses: 0, sets: 0, evictions: 0 }): void {
+    ({ hits: this.hits, misses: this.misses, sets: this.sets, evictions: this.evictions } = from);
+  }
 }
 
 describe.each(topologies)('SmartCache against an LRU model on %s', (topology) => {
@@ -55,20 +85,33 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
 
   const redis = suiteClient(topology, prefix);
 
-  it('keeps exactly the model\'s entries, never more than maxSize, and exact statistics', async () => {
+  it('keeps exactly the model\'s entries, never more than maxSize, and exact statistics, whatever happens to the stats key', async () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.array(op, { maxLength: 30 }), async (maxSize, ops) => {
         const name = `m${run++}`;
         const cache = new SmartCache<number>(redis, { name, prefix, maxSize, defaultTtlMs: 60_000 });
         const log = `${prefix}:cache:{${name}}:log`;
+        const statsKey = `${prefix}:cache:{${name}}:stats`;
         const model = new Model(maxSize);
         for (const o of ops) {
           if (o.op === 'get') expect(await cache.get(o.key)).toBe(model.get(o.key));
           else if (o.op === 'set') {
             await cache.set(o.key, o.value);
             model.set(o.key, o.value);
-          } else expect(await cache.delete(o.key)).toBe(model.delete(o.key));
+          } else if (o.op === 'delete') expect(await cache.delete(o.key)).toBe(model.delete(o.key));
+          else {
+            // stats() sends the lookups not yet reported, so they land in the old hash, as the model counts them.
+            await cache.stats();
+            await redis.del(statsKey);
+            if (o.fault === 'replaced') await redis.hset(statsKey, REPLACED);
+            if (o.fault === 'expired') {
+              await redis.hset(statsKey, 'hits', 0);
+              await redis.pexpire(statsKey, 1);
+              await waitFor(async () => (await redis.exists(statsKey)) === 0);
+            }
+            model.restartCounts(o.fault === 'replaced' ? REPLACED : undefined);
+          }
           expect(await redis.zcard(log)).toBeLessThanOrEqual(maxSize);
         }
         // stats() first: it also sends the lookups this process has not reported yet.
@@ -85,7 +128,7 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
         expect(members.map((m) => m.slice(':e:'.length))).toEqual([...model.entries.keys()]);
         await cache.close();
       }),
-      { numRuns: topology === 'cluster' ? 25 : 40 },
+      { numRuns: topology === 'cluster' ? 25 : 40, examples: [issueSequence('deleted'), issueSequence('replaced'), issueSequence('expired')] },
     );
   });
 });
