@@ -1,3 +1,4 @@
+import { CyRedisError } from '@cyredis/core';
 import { FaultProxy, randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -55,5 +56,66 @@ describe('SmartCache when Redis is unreachable', () => {
       return (await cache.stats()).l1Size === 1;
     });
     await cache.close();
+  });
+});
+
+// Issue 12 §2: no call waits on Redis without a deadline. A client with ioredis' defaults (20 retries per
+// request, reconnecting forever) would hold a call for many seconds on its own.
+describe('SmartCache on a dead server', () => {
+  const TIMEOUT_MS = 300;
+  /** What a loaded 2-core machine may add to a timer; far below ioredis' own retry time. */
+  const SLACK_MS = 1_000;
+
+  it('settles every public call within timeoutMs plus a small bound, with a typed error or a miss', async () => {
+    const server = await RedisServer.start();
+    const redis = new Redis(server.url);
+    redis.on('error', () => undefined);
+    const options = { prefix: randomPrefix(), maxSize: 10, timeoutMs: TIMEOUT_MS, onError: () => undefined };
+    const plain = new SmartCache<string>(redis, { ...options, name: 'plain' });
+    const tiered = new SmartCache<string>(redis, { ...options, name: 'tiered', l1: { maxEntries: 10 }, graceMs: 1_000 });
+    try {
+      await plain.set('k', 'v');
+      await waitFor(async () => {
+        await tiered.set('k', 'v');
+        return (await tiered.stats()).l1Size === 1;
+      });
+      await server.kill();
+      const settled = async (name: string, call: () => Promise<unknown>) => {
+        const start = performance.now();
+        const outcome = await call().then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        );
+        return { name, ms: performance.now() - start, ...outcome };
+      };
+      const results = await Promise.all(
+        [plain, tiered].flatMap((cache, i) => [
+          settled(`${i} get`, () => cache.get('other')),
+          settled(`${i} getMany`, () => cache.getMany(['x', 'y'])),
+          settled(`${i} getOrSet`, () => cache.getOrSet('z', () => 'loaded')),
+          settled(`${i} set`, () => cache.set('k', 'w')),
+          settled(`${i} setMany`, () => cache.setMany([{ key: 'a', value: 'b' }])),
+          settled(`${i} delete`, () => cache.delete('k')),
+          settled(`${i} clear`, () => cache.clear()),
+          settled(`${i} stats`, () => cache.stats()),
+        ]),
+      );
+      for (const r of results) {
+        expect(r.ms, r.name).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+        if ('error' in r) expect(r.error, r.name).toBeInstanceOf(CyRedisError);
+      }
+      const byName = Object.fromEntries(results.map((r) => [r.name, r]));
+      expect(byName['0 get']).toMatchObject({ value: undefined });
+      expect(byName['1 getOrSet']).toMatchObject({ value: 'loaded' });
+      expect(byName['0 set']).toMatchObject({ error: { name: expect.stringMatching(/^Redis(Timeout|Unavailable)Error$/) } });
+      for (const cache of [plain, tiered]) {
+        const start = performance.now();
+        await cache.close();
+        expect(performance.now() - start).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+      }
+    } finally {
+      redis.disconnect();
+      await server.stop();
+    }
   });
 });

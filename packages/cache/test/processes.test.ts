@@ -95,4 +95,24 @@ describe.each(topologies)('SmartCache across processes on %s', (topology) => {
       await cache.close();
     }
   });
+
+  it('refuses lone-surrogate keys up front in every process, and invalidates well-formed look-alikes across them', async () => {
+    const cache = new SmartCache<string>(redis, { name: 'uni', prefix, maxSize: 100, defaultTtlMs: 60_000, l1: { maxEntries: 100 } });
+    try {
+      const worker = await start({ name: 'uni', l1: true });
+      // ioredis would send both as 'user\uFFFD': one entry that an L1 elsewhere never hears about.
+      for (const key of ['user\uD800', 'user\uDBFF']) {
+        expect(await worker.send('set', key, 'x')).toEqual({ error: 'InvalidArgumentError' });
+        expect(await worker.send('get', key)).toEqual({ error: 'InvalidArgumentError' });
+        await expect(cache.set(key, 'x')).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'key' });
+      }
+      await cache.set('user😀', 'v1');
+      await waitFor(async () => (await worker.send('get', 'user😀')).value === 'v1' && (await worker.send('l1Size')).size === 1);
+      await cache.set('user😀', 'v2');
+      await waitFor(async () => (await worker.send('get', 'user😀')).value === 'v2', { message: 'worker L1 kept v1' });
+      expect((await worker.send('get', 'user😁')).value).toBeNull();
+    } finally {
+      await cache.close();
+    }
+  });
 });
