@@ -41,7 +41,8 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           Stores value for ttl (+ grace_ms) and evicts least recently used entries so at most max_size stay.
           ttl `none` stores it without a TTL: it stays until the LRU evicts it or it is deleted.
           → number of entries evicted; -1 when lease_token was given and KEYS[4] no longer holds it
-          (a delete or a newer lease won), in which case nothing is written.
+          (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
+          a channel, a lease-released message wakes the callers waiting for the value.
   MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
           → number of entries evicted.
   MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
@@ -185,8 +186,8 @@ local function publish(channel, origin, kind, first, last, evicted)
 end
 
 -- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack);
--- one call for many members is most of the saving over a call each. Returns the number of new members, or
--- with a flag (XX) the number of members whose score changed (every member present: stamps only grow).
+-- one call for many members is most of the saving over a call each. With a flag (XX), returns the number
+-- of members whose score changed (every member present: stamps only grow).
 local function zadd_all(flag, items)
   local added = 0
   for i = 1, #items, 1000 do
@@ -281,7 +282,11 @@ if op == 'SET' or op == 'MSET' then
   end
 
   local leased = op == 'SET' and token and token ~= ''
-  if leased and redis.call('GET', KEYS[4]) ~= token then return -1 end
+  if leased and redis.call('GET', KEYS[4]) ~= token then
+    -- Whoever waits for this value would wait out the lease: tell them it is not coming.
+    publish(channel, origin, 'r', 1, 1)
+    return -1
+  end
   -- The first write: a stats hash of the wrong type fails the call here, with nothing written.
   redis.call('HINCRBY', stats, 'sets', n)
   if leased then redis.call('DEL', KEYS[4]) end
@@ -302,17 +307,13 @@ if op == 'SET' or op == 'MSET' then
     end
   end
   clock = clock + n
-  -- Only a new member can push the log past max_size.
-  local added = zadd_all(nil, stamps)
-  local evicted = {}
+  zadd_all(nil, stamps)
+  -- Every write checks the bound (one ZCARD when within it): a new member, a smaller max_size or members a
+  -- hit put back after the log was lost can each push the log past it.
+  local evicted, size = evict(max_size)
   -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there (one ZRANGE and
   -- one EXISTS).
-  local sweeping = clock % 16 < n
-  if added > 0 or sweeping then
-    local size
-    evicted, size = evict(max_size)
-    if sweeping then sweep(size, clock, 16) end
-  end
+  if clock % 16 < n then sweep(size, clock, 16) end
   publish(channel, origin, 's', 1, last, evicted)
   return #evicted
 
