@@ -76,7 +76,7 @@ const cache: Workload = {
     return {
       op: async (i) => {
         const key = KEYS[i % KEYS.length]!;
-        const call =
+        const call: Promise<unknown> =
           i % 4 === 0 ? writer.set(key, { v: i }) : i % 4 === 1 ? reader.getOrSet(key, () => ({ v: -i })) : (i % 2 ? reader : writer).get(key);
         await settles(call, `call ${i}`);
       },
