@@ -383,6 +383,28 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     expect(await cache.stats()).toMatchObject({ sets: 0 });
   });
 
+  it('a lost lease key wakes the callers waiting on it at once, instead of after leaseMs', async () => {
+    const a = make<string>({ leaseMs: 60_000 });
+    const b = make<string>({ leaseMs: 60_000 }, other);
+    const loaded = gate<string>();
+    const first = a.getOrSet('k', () => loaded.promise);
+    await waitFor(async () => (await redis.exists(keyOf('l:k'))) === 1);
+    const second = vi.fn(() => 'from b');
+    const spy = vi.spyOn(other, 'sendCommand');
+    const waiting = b.getOrSet('k', second);
+    // b asks twice (before and after subscribing to the bus), then waits to hear from a.
+    await waitFor(() => sentOps(spy).filter((op) => op === 'LEASE').length === 2);
+    spy.mockRestore();
+    // The lease is lost (evicted, flushed): a's write is refused, and b must not sleep out the 60 s lease.
+    await redis.del(keyOf('l:k'));
+    loaded.open('from a');
+    expect(await first).toBe('from a');
+    const started = performance.now();
+    expect(await waiting).toBe('from b');
+    expect(second).toHaveBeenCalledTimes(1);
+    expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
   it('a failing loader rejects the callers and frees the lease at once', async () => {
     const cache = make<string>({ leaseMs: 60_000 });
     await expect(cache.getOrSet('k', () => Promise.reject(new Error('db down')))).rejects.toThrow('db down');
