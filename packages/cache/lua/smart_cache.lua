@@ -69,7 +69,7 @@ ERRORS (all before the first write; nothing is written)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
   A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
-  write too: every operation touches the log, and then the stats hash, before any entry.
+  write too: every operation but RELEASE touches the log, and then the stats hash, before any entry.
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
@@ -119,10 +119,11 @@ end
 -- fresh_ms of an entry without a TTL: never stale.
 local FOREVER = 2 ^ 52
 
--- The logical clock: the log's highest score. Read once per call, before its first write (a log of the
--- wrong type fails the call there), then advanced locally.
+-- The logical clock: the log's highest score. Read once by the operations that stamp entries (and STATS,
+-- whose sweep starts from it), before their first write (a log of the wrong type fails the call there),
+-- then advanced locally.
 local clock = 0
-do
+if op ~= 'DEL' and op ~= 'RELEASE' and op ~= 'CLEAR' then
   local top = redis.call('ZREVRANGE', log, 0, 0, 'WITHSCORES')
   if top[2] then clock = tonumber(top[2]) end
 end

@@ -118,6 +118,8 @@ export type Loader<T> = () => T | Promise<T>;
 export const LIMITS = Object.freeze({
   /** A key, and the cache's name. */
   maxKeyBytes: 16_384,
+  /** The `prefix` option. */
+  maxPrefixBytes: 256,
   /** Default of `maxValueBytes`: an encoded value (a 100 MB value blocked a server for 235 ms). */
   maxValueBytes: 1_048_576,
   /** Ceiling of `maxValueBytes`: Redis' own limit on a string (`proto-max-bulk-len`). */
@@ -228,6 +230,7 @@ export class SmartCache<T = unknown> {
     assertRedisClient('redis', redis);
     assertOptions('options', options, SETTINGS, false);
     assertKey('options.name', options.name);
+    if (options.prefix !== undefined) assertKey('options.prefix', options.prefix, LIMITS.maxPrefixBytes);
     assertInteger('options.maxSize', options.maxSize, { min: 1 });
     if (options.defaultTtlMs !== undefined) assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
     const ms = (name: string, value: number | undefined, fallback: number) => {
@@ -780,11 +783,11 @@ function scriptTtl(ttlMs: number): number | string {
   return ttlMs === Number.POSITIVE_INFINITY ? NO_TTL : ttlMs;
 }
 
-/** A key or cache name: a non-empty, well-formed string of at most `LIMITS.maxKeyBytes` UTF-8 bytes. */
-function assertKey(argument: string, key: unknown): asserts key is string {
-  assertNonEmptyString(argument, key, LIMITS.maxKeyBytes);
-  if (key.length * 3 > LIMITS.maxKeyBytes && Buffer.byteLength(key) > LIMITS.maxKeyBytes) {
-    throw new InvalidArgumentError(argument, `must be at most ${LIMITS.maxKeyBytes} bytes (UTF-8), got ${Buffer.byteLength(key)}`);
+/** A key, cache name or prefix: a non-empty, well-formed string of at most `maxBytes` UTF-8 bytes. */
+function assertKey(argument: string, key: unknown, maxBytes: number = LIMITS.maxKeyBytes): asserts key is string {
+  assertNonEmptyString(argument, key, maxBytes);
+  if (key.length * 3 > maxBytes && Buffer.byteLength(key) > maxBytes) {
+    throw new InvalidArgumentError(argument, `must be at most ${maxBytes} bytes (UTF-8), got ${Buffer.byteLength(key)}`);
   }
 }
 

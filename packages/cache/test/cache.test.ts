@@ -339,6 +339,7 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     ];
     for (const [argument, call] of calls) await expect(call(), argument).rejects.toMatchObject({ name: 'InvalidArgumentError', argument });
     expect(() => make({ name: a })).toThrow(expect.objectContaining({ argument: 'options.name' }));
+    expect(() => make({ prefix: 'é'.repeat(LIMITS.maxPrefixBytes / 2 + 1) })).toThrow(expect.objectContaining({ argument: 'options.prefix' }));
     expect(await redis.exists(keyOf('log'))).toBe(0);
     // Well-formed look-alikes ('😀'.slice(0, 1) is the lone half of one) stay apart.
     await cache.set('user😀', 'A');
