@@ -44,7 +44,7 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
           a channel, a lease-released message wakes the callers waiting for the value.
   MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
-          → number of entries evicted.
+          → number of entries evicted. A ttl may be `none`, as for SET.
   MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
   TOUCH   <current_time> <hits> <member>… → hits. Records lookups a client made with plain GET/MGET: the
           first <hits> members (access-log members, in access order) were hits and move to the MRU end;
