@@ -141,7 +141,6 @@ const NO_TTL = 'none';
 
 const SCRIPT = 'smart_cache';
 const CLEAR_BATCH = 1000;
-const MAX_TTL_MS = LIMITS.maxTtlMs;
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
 const TOUCH_BATCH = 256;
@@ -235,13 +234,13 @@ export class SmartCache<T = unknown> {
     if (options.defaultTtlMs !== undefined) assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
     const ms = (name: string, value: number | undefined, fallback: number) => {
       if (value === undefined) return fallback;
-      assertFiniteNumber(name, value, { min: 0, max: MAX_TTL_MS });
+      assertFiniteNumber(name, value, { min: 0, max: LIMITS.maxTtlMs });
       return Math.ceil(value);
     };
     this.name = options.name;
     this.maxSize = options.maxSize;
     this.graceMs = ms('options.graceMs', options.graceMs, 0);
-    if (options.defaultTtlMs !== undefined) assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: MAX_TTL_MS - this.graceMs });
+    if (options.defaultTtlMs !== undefined) assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: LIMITS.maxTtlMs - this.graceMs });
     this.defaultTtlMs = options.defaultTtlMs ?? Number.POSITIVE_INFINITY;
     if (options.maxValueBytes !== undefined) assertInteger('options.maxValueBytes', options.maxValueBytes, { min: 1, max: LIMITS.valueBytesCeiling });
     this.maxValueBytes = options.maxValueBytes ?? LIMITS.maxValueBytes;
@@ -542,7 +541,7 @@ export class SmartCache<T = unknown> {
 
   private ttl(ttlMs: number | undefined, argument: string): number {
     // Checked here, not only by the script: one bad TTL must not fail the other writes of its batch.
-    if (ttlMs !== undefined) assertFiniteNumber(argument, ttlMs, { min: 0, exclusiveMin: true, max: MAX_TTL_MS - this.graceMs });
+    if (ttlMs !== undefined) assertFiniteNumber(argument, ttlMs, { min: 0, exclusiveMin: true, max: LIMITS.maxTtlMs - this.graceMs });
     const ttl = ttlMs ?? this.defaultTtlMs;
     if (ttl === Number.POSITIVE_INFINITY) return ttl;
     return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
