@@ -80,7 +80,7 @@ describe('Redlock on 3 independent nodes', () => {
     clients = servers.map((s) => s.client({ lazyConnect: true, enableOfflineQueue: false }));
     for (const c of clients) c.on('error', () => undefined);
     await Promise.all(clients.map((c) => c.connect()));
-    locks = new LockManager(clients, { prefix, ttlMs: 10_000, nodeTimeoutMs: 2_000 });
+    locks = new LockManager(clients, { prefix, ttlMs: 10_000, timeoutMs: 2_000 });
   });
   afterAll(async () => {
     await locks.close();
