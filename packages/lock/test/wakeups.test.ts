@@ -42,7 +42,7 @@ describe('a waiter never sleeps through a release', () => {
 
   it('CLIENT KILL TYPE pubsub before the release: granted promptly, not at the old lease end', async () => {
     const ms = await handOffAfter(async () => {
-      await redis.client('KILL', 'TYPE', 'pubsub');
+      await redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     });
     expect(ms).toBeLessThan(4_000);
   });
