@@ -3,7 +3,8 @@
 -- KEYS[1]  the lock, a string: '<end> <token> <w> <owner>' where end = lease end (server ms since the epoch;
 --          0 = released by owner or free), token = last fencing token, w = 1 once someone waited (then every
 --          end of a lease is published), owner = the holder ('' when free). One key = one slot, whatever
---          KEYS[1] looks like. The key expires KEEP_MS (30 s) after its lease ends: a resource nobody holds
+--          KEYS[1] looks like. The key expires KEEP_MS (25 s) after its lease ends; a release or force
+--          unlock ends the lease early and leaves the key at most 2 × KEEP_MS (50 s). A resource nobody holds
 --          costs nothing after that (the fencing rule below does not need the key to survive).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and force)
 -- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
@@ -59,7 +60,7 @@
 local call = redis.call
 -- How long a key outlives its lease, in ms: a resent release still finds it, status still shows the last
 -- token, and Redlock nodes whose clocks differ by less than this still issue increasing tokens.
-local KEEP_MS = 30000
+local KEEP_MS = 25000
 
 -- Numbers written as integers: redis.call turns a Lua number into a string with %.17g, which takes glibc's
 -- slow floating-point path.
@@ -104,26 +105,29 @@ local function check(owner, ttl_arg, mode, extra)
   return nil, mode, compact, ttl, floor
 end
 
--- Reads one lock as { e = lease end, f = token, w = '0' or '1', o = holder }; or an error reply for a
--- value that is not a lock.
+-- Reads one lock as { e = lease end, f = token, w = '0' or '1', o = holder, tail = the value after its
+-- lease end, reused while only the lease end changes }; or an error reply for a value that is not a lock.
 local function read(key)
   local v = call('GET', key)
   if not v then return nil, { e = 0, f = 0, w = '0', o = '' } end
   local e, f, w, o = string.match(v, '^(%d+) (%d+) ([01]) (.*)$')
   if not e then return invalid('key ' .. key .. ' does not hold a lock') end
-  return nil, { e = tonumber(e), f = tonumber(f), w = w, o = o }
+  return nil, { e = tonumber(e), f = tonumber(f), w = w, o = o, tail = string.sub(v, #e + 1) }
 end
 
--- Writes one lock and keeps `s` in step. With `keep`, the expiry stays; otherwise the key lives until
--- KEEP_MS after the later of its lease end and now.
-local function write(key, s, now, keep)
-  local value = int(s.e) .. ' ' .. int(s.f) .. ' ' .. s.w .. ' ' .. s.o
-  if keep then
+-- Writes one lock as `s` says (callers that change more than the lease end drop s.tail). The expiry:
+-- 'keep' leaves it; 'lease' sets it to KEEP_MS after the lease end; 'ended' (the lease just ended early)
+-- keeps it when it comes within KEEP_MS of now anyway (SET … KEEPTTL is the cheaper write), else sets it to
+-- KEEP_MS from now.
+local function write(key, s, now, expiry, old_end)
+  local value
+  if s.tail then value = int(s.e) .. s.tail else value = int(s.e) .. ' ' .. int(s.f) .. ' ' .. s.w .. ' ' .. s.o end
+  if expiry == 'keep' or (expiry == 'ended' and old_end <= now + KEEP_MS) then
     call('SET', key, value, 'KEEPTTL')
+  elseif expiry == 'ended' then
+    call('SET', key, value, 'PXAT', int(now + KEEP_MS))
   else
-    local expires = s.e
-    if expires < now then expires = now end
-    call('SET', key, value, 'PXAT', int(expires + KEEP_MS))
+    call('SET', key, value, 'PXAT', int(s.e + KEEP_MS))
   end
 end
 
@@ -136,17 +140,18 @@ local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
   if mode == 'acquire' or mode == 'wait' then
     if live and holder ~= owner then
       if mode == 'wait' and s.w == '0' then
-        s.w = '1'
-        write(key, s, now, true)
+        s.w, s.tail = '1', nil
+        write(key, s, now, 'keep')
       end
       return { 0, holder, ends - now, token }
     end
     if not live then
       token = token + 1
       if now_us > token then token = now_us end
+      s.o, s.f, s.tail = owner, token, nil
     end
-    s.o, s.e, s.f = owner, now + ttl, token
-    write(key, s, now)
+    s.e = now + ttl
+    write(key, s, now, 'lease')
     if compact then return token end
     return { 1, owner, ttl, token }
   end
@@ -156,8 +161,8 @@ local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
   end
   if mode == 'force' then
     if not live then return { 0, '', 0, token } end
-    s.o, s.e = '', 0
-    write(key, s, now)
+    s.o, s.e, s.tail = '', 0, nil
+    write(key, s, now, 'ended', ends)
     if s.w == '1' then call('PUBLISH', key, token) end
     return { 1, holder, 0, token }
   end
@@ -169,21 +174,21 @@ local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
   if holder ~= owner then return { 0, holder, ends - now, token } end
   if mode == 'release' then
     s.e = 0
-    write(key, s, now)
+    write(key, s, now, 'ended', ends)
     if s.w == '1' then call('PUBLISH', key, token) end
     if compact then return token end
     return { 1, owner, 0, token }
   end
   if mode == 'extend' then
     s.e = now + ttl
-    write(key, s, now)
+    write(key, s, now, 'lease')
     if compact then return token end
     return { 1, owner, ttl, token }
   end
   -- fence
   if floor > token then
-    s.f = floor
-    write(key, s, now, true)
+    s.f, s.tail = floor, nil
+    write(key, s, now, 'keep')
   end
   return { 1, owner, ends - now, s.f }
 end
