@@ -1,5 +1,5 @@
 import { LuaScriptManager, type ScriptCall } from '@cyredis/core';
-import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
+import { randomPrefix, RedisServer, startCluster, waitFor } from '@cyredis/testing';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LockManager, type Lock } from '../src/index.js';
@@ -68,6 +68,34 @@ describe('a waiter never sleeps through a release', () => {
     expect(performance.now() - started).toBeLessThan(6_000);
     expect(next.fencingToken).toBeGreaterThan(held.fencingToken);
     await next.release();
+  });
+});
+
+describe('a waiter on a cluster never sleeps through a release', () => {
+  it('CLIENT KILL TYPE pubsub on every node before the release: granted promptly', async () => {
+    const cluster = await startCluster({ masters: 3 });
+    const redis = cluster.client();
+    const prefix = randomPrefix();
+    const a = new LockManager(redis, { prefix });
+    const b = new LockManager(redis, { prefix });
+    const everyNode = (...args: string[]) => Promise.all(cluster.nodes.map((node) => node.command(...args)));
+    try {
+      const held = await a.acquire('x', { ttlMs: 8_000 });
+      const waiting = b.acquire('x', { waitMs: 60_000 });
+      // A cluster forwards every PUBLISH to every node: the subscriber listens on one of them.
+      await waitFor(async () => (await everyNode('PUBSUB', 'NUMSUB', a.keyOf('x'))).some((r) => (r as [string, number])[1] === 1));
+      await everyNode('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      const released = performance.now();
+      expect(await held.release()).toBe(true);
+      const next = await waiting;
+      expect(performance.now() - released).toBeLessThan(4_000);
+      expect(next.fencingToken).toBeGreaterThan(held.fencingToken);
+      await next.release();
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      redis.disconnect();
+      await cluster.stop();
+    }
   });
 });
 
