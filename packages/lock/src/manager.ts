@@ -89,7 +89,7 @@ export interface LockStatus {
   owner?: string;
   /** Lease left in ms (0 when free). */
   ttlMs: number;
-  /** The holder's token when locked; otherwise the last token issued (0n if never locked). */
+  /** The holder's token when locked; otherwise the last token issued (0n if never locked, or once the key expired). */
   fencingToken: bigint;
 }
 
@@ -161,9 +161,10 @@ export class LockManager {
   }
 
   /**
-   * Takes the lock, waiting up to `waitMs` for the holder to release it or its lease to end. Rejects with
-   * `LockUnavailableError` when still held after `waitMs`, `QuorumUnreachableError` when too few nodes
-   * answer, or the signal's reason when aborted.
+   * Takes the lock, waiting up to `waitMs` for the holder to release it or its lease to end; settles within
+   * `waitMs` plus `timeoutMs`. Rejects with `LockUnavailableError` when still held after `waitMs`, a
+   * `RedisUnavailableError` when Redis does not answer in time (Redlock: `QuorumUnreachableError`), or the
+   * signal's reason when aborted.
    */
   async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
     assertOptions('options', options, ACQUIRE_OPTIONS);
@@ -195,11 +196,6 @@ export class LockManager {
     }
   }
 
-  /**
-   * Runs `routine` while holding the lock. The lease is extended in the background before it runs out; if
-   * an extension fails, `signal` aborts (with `LockLostError`) at the latest when the local lease ends. The
-   * lock is released at the end; the routine's own error is what rejects, never a release failure.
-   */
   /**
    * Runs `routine` while holding the lock. The lease is extended in the background before it runs out; if
    * an extension is refused, or gets no answer until the local lease ends, `signal` aborts with
