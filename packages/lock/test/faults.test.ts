@@ -83,7 +83,7 @@ describe('Redlock on 3 independent nodes', () => {
 
   beforeAll(async () => {
     servers = await startIndependent(3);
-    // Without the offline queue a killed node fails at once, so nodeTimeoutMs can be generous: a live node
+    // Without the offline queue a killed node fails at once, so timeoutMs can be generous: a live node
     // must never look dead on a loaded machine.
     clients = servers.map((s) => s.client({ lazyConnect: true, enableOfflineQueue: false }));
     for (const c of clients) c.on('error', () => undefined);
