@@ -1,10 +1,11 @@
 -- distributed_lock.lua: a lease lock with fencing tokens, extension, release by owner, force unlock, status.
 --
--- KEYS[1]  the lock, a hash. It holds the owner, the lease's end and the resource's fencing counter, so the
---          counter survives expiry and force unlock and no second key is needed (one key = one slot, whatever
---          KEYS[1] looks like). The hash itself never expires: about 100 bytes stay per resource ever locked.
---          Fields: o = owner, e = lease end (server ms since epoch; 0 = released by o), f = last fencing token,
---          w = someone waited (set by mode wait; then every end of a lease is published).
+-- KEYS[1]  the lock, a string: '<end> <token> <w> <owner>' where end = lease end (server ms since the epoch;
+--          0 = released by owner or free), token = last fencing token, w = 1 once someone waited (then every
+--          end of a lease is published), owner = the holder ('' when free). One key = one slot, whatever
+--          KEYS[1] looks like. The key expires KEEP_MS (25 s) after its lease ends; a release or force
+--          unlock ends the lease early and leaves the key at most 2 × KEEP_MS (50 s). A resource nobody holds
+--          costs nothing after that (the fencing rule below does not need the key to survive).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and force)
 -- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
 -- ARGV[3]  mode: absent, '' or 'acquire' = acquire; 'wait'; 'extend'; 'release'; 'status'; 'fence'; or the
@@ -25,20 +26,25 @@
 --   ok      1 on success, 0 on refusal (status: 1 = locked, 0 = free)
 --   owner   the holder after the call ('' when free); on refusal, who holds it; release/force: who held it
 --   ttl_ms  remaining lease in ms after the call (0 when free; release/force: 0)
---   token   the holder's fencing token; when free, the last token issued (0 if never locked)
+--   token   the holder's fencing token; when free, the last token issued (0 if never locked or forgotten)
 -- Compact reply (codes a, w, e, r): on success the token alone, an integer (owner and ttl are the caller's
 -- own); on refusal the four values above. Less for the server to build and for the client to decode.
 -- Semantics:
---   acquire  free or expired → new token = last + 1, lease = ttl. Held by the same owner → success with the
---            same token and the lease reset to ttl (a resent acquire is harmless). Held by another → refusal.
+--   acquire  free or expired → new token = max(last token + 1, server TIME in µs), lease = ttl. Tokens are
+--            therefore strictly increasing per key also when the key was lost (eviction, DEL, restart without
+--            persistence, failover to a replica that lacks it), as long as the server clock is not behind
+--            the clock that issued the last token: a clock stepped back by d µs, or a replica whose clock is
+--            d µs slower, can repeat the tokens of the last d µs once the key is gone. Held by the same
+--            owner → success with the same token and the lease reset to ttl (a resent acquire is harmless).
+--            Held by another → refusal.
 --   wait     acquire; a refusal also sets w, so from then on the end of every lease is published. Subscribe
 --            to channel KEYS[1] before calling it, and no release after the call goes unnoticed.
 --   extend   only a live lease of the same owner; never re-creates an expired or released lock.
---   release  only by the owner; 1 also when the owner already released it (idempotent), 0 when the lease
---            expired or someone else holds it. Publishes the token on channel KEYS[1] when a live lease
---            ends and w is set (an uncontended lock costs no PUBLISH).
+--   release  only by the owner; 1 also when the owner already released it (idempotent while the key is
+--            kept), 0 when the lease expired or someone else holds it. Publishes the token on channel KEYS[1]
+--            when a live lease ends and w is set (an uncontended lock costs no PUBLISH).
 --   force    ends any live lease (1) or does nothing (0); publishes like release.
---   fence    holder only: token and counter become max(token, floor); the lease is unchanged.
+--   fence    holder only: token becomes max(token, floor); the lease is unchanged.
 --
 -- Batch form (single node only; a cluster refuses keys of several slots): n = 2 … 256 keys, and ARGV holds
 -- one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status, force or a
@@ -46,14 +52,18 @@
 -- for. Lets a client send many concurrent operations in one call: each still takes one round trip, the
 -- server runs one script instead of n.
 --
--- Errors: ERR on bad input (any triple of a batch), before any write; WRONGTYPE if a key is not a hash.
--- Time: TIME of the server, once per call. Complexity: O(1) per key: one HMGET, at most one HSET or HDEL
--- (and a PUBLISH when someone waited).
+-- Errors: ERR on bad input (any triple of a batch) or on a key that holds a string that is not a lock,
+-- before any write; WRONGTYPE if a key is not a string.
+-- Time: TIME of the server, once per call. Complexity: O(1) per key: one GET, at most one SET (and a PUBLISH
+-- when someone waited).
 
 local call = redis.call
+-- How long a key outlives its lease, in ms: a resent release still finds it, status still shows the last
+-- token, and Redlock nodes whose clocks differ by less than this still issue increasing tokens.
+local KEEP_MS = 25000
 
--- Numbers written to the hash as integers: redis.call turns a Lua number into a string with %.17g, which
--- takes glibc's slow floating-point path (about 5% of the server's time at many calls in flight).
+-- Numbers written as integers: redis.call turns a Lua number into a string with %.17g, which takes glibc's
+-- slow floating-point path.
 local function int(x)
   return string.format('%d', x)
 end
@@ -95,22 +105,53 @@ local function check(owner, ttl_arg, mode, extra)
   return nil, mode, compact, ttl, floor
 end
 
--- Runs one checked operation; returns its reply: the four values as a table, or the token alone when the
--- reply is compact and the operation succeeded.
-local function run(key, owner, ttl, mode, compact, floor, now)
-  local h = call('HMGET', key, 'o', 'e', 'f', 'w')
-  local holder = h[1] or ''
-  local ends = tonumber(h[2]) or 0
-  local token = tonumber(h[3]) or 0
+-- Reads one lock as { e = lease end, f = token, w = '0' or '1', o = holder, tail = the value after its
+-- lease end, reused while only the lease end changes }; or an error reply for a value that is not a lock.
+local function read(key)
+  local v = call('GET', key)
+  if not v then return nil, { e = 0, f = 0, w = '0', o = '' } end
+  local e, f, w, o = string.match(v, '^(%d+) (%d+) ([01]) (.*)$')
+  if not e then return invalid('key ' .. key .. ' does not hold a lock') end
+  return nil, { e = tonumber(e), f = tonumber(f), w = w, o = o, tail = string.sub(v, #e + 1) }
+end
+
+-- Writes one lock as `s` says (callers that change more than the lease end drop s.tail). The expiry:
+-- 'keep' leaves it; 'lease' sets it to KEEP_MS after the lease end; 'ended' (the lease just ended early)
+-- keeps it when it comes within KEEP_MS of now anyway (SET … KEEPTTL is the cheaper write), else sets it to
+-- KEEP_MS from now.
+local function write(key, s, now, expiry, old_end)
+  local value
+  if s.tail then value = int(s.e) .. s.tail else value = int(s.e) .. ' ' .. int(s.f) .. ' ' .. s.w .. ' ' .. s.o end
+  if expiry == 'keep' or (expiry == 'ended' and old_end <= now + KEEP_MS) then
+    call('SET', key, value, 'KEEPTTL')
+  elseif expiry == 'ended' then
+    call('SET', key, value, 'PXAT', int(now + KEEP_MS))
+  else
+    call('SET', key, value, 'PXAT', int(s.e + KEEP_MS))
+  end
+end
+
+-- Runs one checked operation on the lock state `s` (from `read`); returns its reply: the four values as a
+-- table, or the token alone when the reply is compact and the operation succeeded.
+local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
+  local holder, ends, token = s.o, s.e, s.f
   local live = holder ~= '' and ends > now
 
   if mode == 'acquire' or mode == 'wait' then
     if live and holder ~= owner then
-      if mode == 'wait' and not h[4] then call('HSET', key, 'w', 1) end
+      if mode == 'wait' and s.w == '0' then
+        s.w, s.tail = '1', nil
+        write(key, s, now, 'keep')
+      end
       return { 0, holder, ends - now, token }
     end
-    if not live then token = token + 1 end
-    call('HSET', key, 'o', owner, 'e', int(now + ttl), 'f', int(token))
+    if not live then
+      token = token + 1
+      if now_us > token then token = now_us end
+      s.o, s.f, s.tail = owner, token, nil
+    end
+    s.e = now + ttl
+    write(key, s, now, 'lease')
     if compact then return token end
     return { 1, owner, ttl, token }
   end
@@ -120,8 +161,9 @@ local function run(key, owner, ttl, mode, compact, floor, now)
   end
   if mode == 'force' then
     if not live then return { 0, '', 0, token } end
-    call('HDEL', key, 'o', 'e')
-    if h[4] then call('PUBLISH', key, token) end
+    s.o, s.e, s.tail = '', 0, nil
+    write(key, s, now, 'ended', ends)
+    if s.w == '1' then call('PUBLISH', key, token) end
     return { 1, holder, 0, token }
   end
   if mode == 'release' and holder == owner and ends == 0 then
@@ -131,28 +173,31 @@ local function run(key, owner, ttl, mode, compact, floor, now)
   if not live then return { 0, '', 0, token } end
   if holder ~= owner then return { 0, holder, ends - now, token } end
   if mode == 'release' then
-    call('HSET', key, 'e', '0')
-    if h[4] then call('PUBLISH', key, token) end
+    s.e = 0
+    write(key, s, now, 'ended', ends)
+    if s.w == '1' then call('PUBLISH', key, token) end
     if compact then return token end
     return { 1, owner, 0, token }
   end
   if mode == 'extend' then
-    call('HSET', key, 'e', int(now + ttl))
+    s.e = now + ttl
+    write(key, s, now, 'lease')
     if compact then return token end
     return { 1, owner, ttl, token }
   end
   -- fence
   if floor > token then
-    token = floor
-    call('HSET', key, 'f', int(token))
+    s.f, s.tail = floor, nil
+    write(key, s, now, 'keep')
   end
-  return { 1, owner, ends - now, token }
+  return { 1, owner, ends - now, s.f }
 end
 
--- Server time in ms, read once per call, after the checks.
+-- Server time, read once per call, after the checks: in ms, and in µs for new tokens.
 local function clock()
   local t = call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return math.floor(us / 1000), us
 end
 
 local n = #KEYS
@@ -163,7 +208,10 @@ if n == 1 then
   end
   local err, full, compact, ttl, floor = check(ARGV[1], ARGV[2], mode, ARGV[4])
   if err then return err end
-  return run(KEYS[1], ARGV[1], ttl, full, compact, floor, clock())
+  local bad, s = read(KEYS[1])
+  if bad then return bad end
+  local now, now_us = clock()
+  return run(KEYS[1], s, ARGV[1], ttl, full, compact, floor, now, now_us)
 end
 
 if n < 1 or n > 256 then return invalid('expected 1 … 256 keys') end
@@ -176,7 +224,19 @@ for i = 1, n do
   err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
   if err then return err end
 end
-local now = clock()
+-- Every key is read before the first write; a key named twice shares one state, so each op sees what the
+-- ops before it wrote.
+local states = {}
+for i = 1, n do
+  if not states[KEYS[i]] then
+    local bad, s = read(KEYS[i])
+    if bad then return bad end
+    states[KEYS[i]] = s
+  end
+end
+local now, now_us = clock()
 local replies = {}
-for i = 1, n do replies[i] = run(KEYS[i], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now) end
+for i = 1, n do
+  replies[i] = run(KEYS[i], states[KEYS[i]], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now, now_us)
+end
 return replies

@@ -1,3 +1,4 @@
+// One script call per lock operation, and the tick batcher that sends the operations of one tick together.
 import { CyRedisError, TickBatcher, toBigInt, type LuaScriptManager, type RegisteredScript } from '@cyredis/core';
 import type { NodeOutcome } from './errors.js';
 
@@ -48,7 +49,7 @@ function failed(node: number, err: unknown): Outcome {
 }
 
 /** Runs one operation in the script's single-key form; never rejects (a failure is an outcome). */
-export function runOne(node: number, scripts: LuaScriptManager, script: RegisteredScript, op: Op, timeoutMs: number | undefined): Promise<Outcome> {
+export function runOne(node: number, scripts: LuaScriptManager, script: RegisteredScript, op: Op, timeoutMs: number): Promise<Outcome> {
   const mode = CODES[op.mode] ?? op.mode;
   const args = op.mode === 'fence' ? [op.owner, op.ttlMs, mode, op.floor ?? 0n] : [op.owner, op.ttlMs, mode];
   return scripts.executeScript<Reply>(script, { keys: [op.key], args, timeoutMs }).then(
@@ -63,7 +64,7 @@ export function one(outcome: Outcome): Outcome[] {
 }
 
 /** The batch form: one call for n ≥ 2 operations; a failed call is a `failed` outcome for each. */
-async function runMany(node: number, scripts: LuaScriptManager, script: RegisteredScript, ops: Op[], timeoutMs: number | undefined): Promise<Outcome[]> {
+async function runMany(node: number, scripts: LuaScriptManager, script: RegisteredScript, ops: Op[], timeoutMs: number): Promise<Outcome[]> {
   const n = ops.length;
   const keys = new Array<string>(n);
   const args = new Array<string | number>(3 * n);
@@ -90,7 +91,7 @@ async function runMany(node: number, scripts: LuaScriptManager, script: Register
  * batch form; a lone operation in the single-key form); on a cluster one call cannot span the slots of
  * several resources. Never rejects: a failed call is a `failed` outcome for each of its operations.
  */
-export function lockBatcher(node: number, scripts: LuaScriptManager, script: RegisteredScript, timeoutMs: number | undefined): TickBatcher<Op, Outcome> {
+export function lockBatcher(node: number, scripts: LuaScriptManager, script: RegisteredScript, timeoutMs: number): TickBatcher<Op, Outcome> {
   return new TickBatcher<Op, Outcome>(
     (ops) => (ops.length === 1 ? runOne(node, scripts, script, ops[0]!, timeoutMs).then(one) : runMany(node, scripts, script, ops, timeoutMs)),
     BATCH_SIZE,

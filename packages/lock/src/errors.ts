@@ -1,4 +1,5 @@
-import { CyRedisError } from '@cyredis/core';
+// The lock's own errors: contention, a lost lease, and too few Redlock nodes answering.
+import { CyRedisError, RedisUnavailableError } from '@cyredis/core';
 
 /** What one Redis node said to one lock request. */
 export interface NodeOutcome {
@@ -21,7 +22,13 @@ export interface NodeOutcome {
 function summary(nodes: readonly NodeOutcome[]): string {
   return nodes
     .map((n) => {
-      const detail = n.error ? `: ${n.error.message}` : n.owner ? ` (held by ${n.owner}, ${n.ttlMs ?? 0} ms left)` : '';
+      const detail = n.error
+        ? `: ${n.error.message}`
+        : n.owner
+          ? ` (held by ${n.owner}, ${n.ttlMs ?? 0} ms left)`
+          : n.state === 'refused'
+            ? ' (not held: the lease expired, was released or force-unlocked)'
+            : '';
       return `node ${n.node} ${n.state}${detail}`;
     })
     .join('; ');
@@ -45,11 +52,12 @@ export class LockUnavailableError extends CyRedisError {
 }
 
 /**
- * Too few nodes gave a usable answer to reach ⌊N/2⌋+1 (a single client: its one node), so the outcome
- * cannot be decided: connection lost, timeout, error reply, or too few replicas acknowledged. Whatever the
- * attempt may have taken was released (best effort).
+ * Redlock: too few of several nodes gave a usable answer to reach ⌊N/2⌋+1, so the outcome cannot be
+ * decided (connection lost, timeout, error reply, or too few replicas acknowledged). Whatever the attempt
+ * may have taken was released (best effort). An outage like any other: `instanceof RedisUnavailableError`.
+ * With one client the node's own error is thrown instead.
  */
-export class QuorumUnreachableError extends CyRedisError {
+export class QuorumUnreachableError extends RedisUnavailableError {
   constructor(
     /** The resource asked for. */
     readonly resource: string,
@@ -58,7 +66,7 @@ export class QuorumUnreachableError extends CyRedisError {
     /** How many nodes had to answer usably: ⌊N/2⌋+1. */
     readonly quorum: number,
   ) {
-    super(`lock "${resource}": fewer than ${quorum} of ${nodes.length} node(s) answered usably: ${summary(nodes)}`, {
+    super(`lock "${resource}": fewer than ${quorum} of ${nodes.length} nodes answered usably: ${summary(nodes)}`, {
       cause: nodes.find((n) => n.error)?.error,
     });
   }
@@ -69,9 +77,11 @@ export class LockLostError extends CyRedisError {
   constructor(
     /** The resource whose lease is gone. */
     readonly resource: string,
-    /** Per-node detail of the failed extend or release. */
+    /** Per-node detail of the failed extend or release (empty when the local clock decided). */
     readonly nodes: readonly NodeOutcome[],
+    /** Why, when no node said so (e.g. the lease ran out on the local clock). */
+    reason?: string,
   ) {
-    super(`lock "${resource}" is no longer held by this owner: ${summary(nodes)}`);
+    super(`lock "${resource}" is no longer held by this owner: ${reason ?? summary(nodes)}`);
   }
 }

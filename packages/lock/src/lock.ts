@@ -1,3 +1,4 @@
+// A held lease: its fencing token, local deadline, extend and release.
 /** What a `Lock` asks its manager to do (the manager implements it; users never need to). */
 export interface LockBackend {
   /** Extends the lease to `ttlMs`; resolves with the new validity in ms or rejects with `LockLostError`. */

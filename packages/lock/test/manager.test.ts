@@ -1,14 +1,27 @@
-import { CyRedisError, InvalidArgumentError } from '@cyredis/core';
 import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, topologies, suiteClient } from '@cyredis/testing/context';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lock, LockLostError, LockManager, LockUnavailableError, QuorumUnreachableError } from '../src/index.js';
+import * as core from '@cyredis/core';
+import {
+  CyRedisError,
+  InvalidArgumentError,
+  Lock,
+  LockLostError,
+  RedisTimeoutError,
+  ScriptError,
+  LockManager,
+  LockUnavailableError,
+  MIN_TTL_MS,
+  QuorumUnreachableError,
+  RedisUnavailableError,
+} from '../src/index.js';
 
 describe.each(topologies)('LockManager on %s', (topology) => {
   let prefix: string;
   let locks: LockManager;
 
   const redis = suiteClient(topology);
+  const leaseEnd = async (key: string) => Number((await redis.get(key))?.split(' ')[0]);
   beforeEach(() => {
     prefix = randomPrefix();
     locks = new LockManager(redis, { prefix, ttlMs: 10_000 });
@@ -23,7 +36,7 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     expect(lock).toBeInstanceOf(Lock);
     expect(lock.resource).toBe('invoice:42');
     expect(lock.owner).toMatch(/^[0-9a-f-]{36}$/);
-    expect(lock.fencingToken).toBe(1n);
+    expect(lock.fencingToken).toBeGreaterThan(0n);
     expect(lock.remainingMs).toBeGreaterThan(4_000);
     expect(lock.remainingMs).toBeLessThanOrEqual(5_000);
 
@@ -35,7 +48,7 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     expect((refused as LockUnavailableError).nodes[0]).toMatchObject({ node: 0, state: 'refused', owner: lock.owner });
 
     const status = await locks.status('invoice:42');
-    expect(status).toMatchObject({ locked: true, owner: lock.owner, fencingToken: 1n });
+    expect(status).toMatchObject({ locked: true, owner: lock.owner, fencingToken: lock.fencingToken });
     expect(status.ttlMs).toBeGreaterThan(4_000);
 
     await lock.extend(20_000);
@@ -44,20 +57,20 @@ describe.each(topologies)('LockManager on %s', (topology) => {
 
     expect(await lock.release()).toBe(true);
     expect(await lock.release()).toBe(true);
-    expect(await locks.status('invoice:42')).toEqual({ locked: false, ttlMs: 0, fencingToken: 1n });
+    expect(await locks.status('invoice:42')).toEqual({ locked: false, ttlMs: 0, fencingToken: lock.fencingToken });
     await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
 
     const next = await locks.acquire('invoice:42');
-    expect(next.fencingToken).toBe(2n);
+    expect(next.fencingToken).toBeGreaterThan(lock.fencingToken);
     await next.release();
   });
 
   it('keeps the local deadline at or before the server expiry', async () => {
     for (let i = 0; i < 20; i++) {
       const lock = await locks.acquire(`r${i}`, { ttlMs: 2_000 });
-      expect(lock.validUntil).toBeLessThanOrEqual(Number(await redis.hget(locks.keyOf(`r${i}`), 'e')));
+      expect(lock.validUntil).toBeLessThanOrEqual(await leaseEnd(locks.keyOf(`r${i}`)));
       await lock.extend(3_000);
-      expect(lock.validUntil).toBeLessThanOrEqual(Number(await redis.hget(locks.keyOf(`r${i}`), 'e')));
+      expect(lock.validUntil).toBeLessThanOrEqual(await leaseEnd(locks.keyOf(`r${i}`)));
       await lock.release();
     }
   });
@@ -77,7 +90,7 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     expect(await lock.release()).toBe(false);
     await expect(lock.extend()).rejects.toBeInstanceOf(LockLostError);
     const next = await locks.acquire('r');
-    expect(next.fencingToken).toBe(lock.fencingToken + 1n);
+    expect(next.fencingToken).toBeGreaterThan(lock.fencingToken);
     await next.release();
   });
 
@@ -87,14 +100,14 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     await holder.release();
     // The waiter's own retry would only come at the lease's end (60 s) or waitMs (30 s): the release woke it.
     const next = await waiting;
-    expect(next.fencingToken).toBe(holder.fencingToken + 1n);
+    expect(next.fencingToken).toBeGreaterThan(holder.fencingToken);
     await next.release();
   });
 
   it('retries at the end of a lease whose holder never releases', async () => {
     const holder = await locks.acquire('r', { ttlMs: 300 });
     const next = await locks.acquire('r', { waitMs: 20_000 });
-    expect(next.fencingToken).toBe(holder.fencingToken + 1n);
+    expect(next.fencingToken).toBeGreaterThan(holder.fencingToken);
     expect(await holder.release()).toBe(false);
     await next.release();
   });
@@ -139,22 +152,46 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     expect((await locks.status('r')).locked).toBe(false);
   });
 
-  it('using: aborts its signal when the lease is lost', async () => {
-    const reason = await locks.using(
-      'r',
-      async (signal) => {
-        await locks.forceUnlock('r');
-        await waitFor(() => signal.aborted, { timeoutMs: 10_000 });
-        return signal.reason as unknown;
-      },
-      { ttlMs: 300 },
-    );
+  it('using: aborts its signal when the lease is lost, and rejects with LockLostError although the routine returned', async () => {
+    let reason: unknown;
+    const outcome = await locks
+      .using(
+        'r',
+        async (signal) => {
+          await locks.forceUnlock('r');
+          await waitFor(() => signal.aborted, { timeoutMs: 10_000 });
+          reason = signal.reason;
+          return 'done';
+        },
+        { ttlMs: 300 },
+      )
+      .catch((err: unknown) => err);
     expect(reason).toBeInstanceOf(LockLostError);
+    expect(outcome).toBe(reason);
+    expect((outcome as LockLostError).message).toMatch(/^lock "r" is no longer held by this owner: node 0 refused \(not held: the lease expired, was released or force-unlocked\)$/);
+  });
+
+  it('using: rejects with LockLostError when the lease was taken before the routine returned and no extension noticed', async () => {
+    const outcome = await locks
+      .using(
+        'r',
+        async () => {
+          // Taken over behind its back, well inside its lease: no renewal ran yet.
+          await locks.forceUnlock('r');
+          await (await locks.acquire('r', { owner: 'thief' })).extend();
+          return 'done';
+        },
+        { ttlMs: 10_000 },
+      )
+      .catch((err: unknown) => err);
+    expect(outcome).toBeInstanceOf(LockLostError);
+    expect((outcome as LockLostError).message).toContain('was gone when using() released it');
+    expect((await locks.status('r')).owner).toBe('thief');
   });
 
   it('settles calls of one tick on one resource in order: the first is granted, the second names it', async () => {
     const [first, second] = await Promise.allSettled([locks.acquire('r', { owner: 'one' }), locks.acquire('r', { owner: 'two' })]);
-    expect(first).toMatchObject({ status: 'fulfilled', value: { owner: 'one', fencingToken: 1n } });
+    expect(first).toMatchObject({ status: 'fulfilled', value: { owner: 'one' } });
     expect(second.status).toBe('rejected');
     const refused = (second as PromiseRejectedResult).reason as LockUnavailableError;
     expect(refused).toBeInstanceOf(LockUnavailableError);
@@ -194,7 +231,54 @@ describe.each(topologies)('LockManager on %s', (topology) => {
     await expect(lock.extend(Number.NaN)).rejects.toBeInstanceOf(InvalidArgumentError);
     await lock.release();
     expect(await redis.exists(locks.keyOf('r'))).toBe(1);
-    expect(QuorumUnreachableError.prototype).toBeInstanceOf(CyRedisError);
+    expect(QuorumUnreachableError.prototype).toBeInstanceOf(RedisUnavailableError);
+    // The core errors the lock throws come from @cyredis/lock itself, as the very classes core throws.
+    expect([CyRedisError, InvalidArgumentError, RedisUnavailableError, RedisTimeoutError, ScriptError]).toEqual([
+      core.CyRedisError,
+      core.InvalidArgumentError,
+      core.RedisUnavailableError,
+      core.RedisTimeoutError,
+      core.ScriptError,
+    ]);
+  });
+
+  it('refuses leases too short to work, lone surrogates, unknown options and clients that are not ioredis', async () => {
+    const refused = async (argument: string, run: () => unknown) => {
+      const err = await Promise.resolve()
+        .then(run)
+        .catch((e: unknown) => e);
+      expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+      expect((err as InvalidArgumentError).argument, argument).toBe(argument);
+      return (err as InvalidArgumentError).message;
+    };
+    // A 2 ms lease is all drift: it could never be granted.
+    expect(await refused('options.ttlMs', () => locks.acquire('r', { ttlMs: 2 }))).toContain(`≥ ${MIN_TTL_MS}`);
+    await refused('options.ttlMs', () => locks.acquire('r', { ttlMs: MIN_TTL_MS - 0.5 }));
+    await refused('options.ttlMs', () => new LockManager(redis, { ttlMs: 9 }));
+    const shortest = await locks.acquire('short', { ttlMs: MIN_TTL_MS });
+    await shortest.release();
+    // 'me\uD800' and 'me\uDC00' reach the server as the same bytes (U+FFFD): both are refused.
+    await refused('options.owner', () => locks.acquire('r', { owner: 'me\uD800' }));
+    await refused('options.owner', () => locks.acquire('r', { owner: 'me\uDC00' }));
+    await refused('resource', () => locks.acquire('😀'.slice(0, 1)));
+    await refused('resource', () => locks.status('x\uDBFF'));
+    await refused('resource', () => locks.forceUnlock('x\uDFFF'));
+    await refused('resource', () => locks.using('x\uD800', () => 1));
+    expect(await locks.status('r')).toMatchObject({ locked: false });
+    // Unknown option keys name the nearest valid one.
+    expect(await refused('options.ttl', () => locks.acquire('r', { ttl: 5 } as never))).toContain('"ttlMs"');
+    expect(await refused('options.nodeTimeoutMs', () => new LockManager(redis, { nodeTimeoutMs: 5 } as never))).toContain('"timeoutMs"');
+    await refused('options.onError', () => new LockManager(redis, { onError: 'x' } as never));
+    await refused('options.waitForReplicas.timeoutMs', () => new LockManager(redis, { waitForReplicas: { replicas: 1 } } as never));
+    await refused('options.waitForReplicas.replica', () => new LockManager(redis, { waitForReplicas: { replica: 1, timeoutMs: 5 } } as never));
+    await refused('options', () => new LockManager(redis, null as never));
+    await refused('options.timeoutMs', () => new LockManager(redis, { timeoutMs: 0 }));
+    // Anything but an ioredis client, before a byte is sent.
+    await refused('redis', () => new LockManager(null as never));
+    await refused('redis', () => new LockManager(undefined as never));
+    await refused('redis', () => new LockManager('redis://127.0.0.1:6379' as never));
+    await refused('redis', () => new LockManager({ sendCommand: () => undefined } as never));
+    await refused('redis[1]', () => new LockManager([redis, {}] as never));
   });
 });
 
@@ -218,19 +302,24 @@ describe('LockManager round trips (private single node)', () => {
       const many = await Promise.all(Array.from({ length: 10 }, (_, i) => locks.acquire(`r${i}`)));
       expect(await calls()).toBe(before + 3);
       expect(new Set(many.map((l) => l.resource)).size).toBe(10);
-      expect(new Set(many.map((l) => l.fencingToken))).toEqual(new Set([1n]));
+      // One call reads the server clock once: each resource's first token is that time in µs.
+      expect(new Set(many.map((l) => l.fencingToken)).size).toBe(1);
       expect(await Promise.all(many.map((l) => l.release()))).toEqual(many.map(() => true));
       expect(await calls()).toBe(before + 4);
       // A call takes at most 32: 40 in one tick go as two calls, each still one round trip.
       const more = await Promise.all(Array.from({ length: 40 }, (_, i) => locks.acquire(`m${i}`)));
       expect(await calls()).toBe(before + 6);
       expect(await Promise.all(more.map((l) => l.release()))).toEqual(more.map(() => true));
-      // A batch that gets no reply fails every operation in it as unreachable, none as contention.
+      // A batch that gets no reply fails every operation in it as an outage, none as contention.
       const gone = server.client({ enableOfflineQueue: false, retryStrategy: () => null });
       const unreachable = new LockManager(gone);
       gone.disconnect();
       const failed = await Promise.allSettled([unreachable.acquire('x'), unreachable.acquire('y')]);
-      for (const f of failed) expect((f as PromiseRejectedResult).reason).toBeInstanceOf(QuorumUnreachableError);
+      for (const f of failed) {
+        const reason = (f as PromiseRejectedResult).reason as Error;
+        expect(reason).toBeInstanceOf(RedisUnavailableError);
+        expect(reason).not.toBeInstanceOf(QuorumUnreachableError);
+      }
       await unreachable.close();
     } finally {
       await locks.close();

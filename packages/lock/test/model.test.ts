@@ -4,7 +4,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LockLostError, LockManager, type Lock } from '../src/index.js';
 
-/** The reference: who holds the lock (leases never run out here), who released it last, the last token. */
+/**
+ * The reference: who holds the lock (leases never run out here), who released it last, and the last token
+ * (a new holder's token must be greater; its value is the server's clock in µs, so the model learns it).
+ */
 interface Model {
   holder: string | undefined;
   releasedBy: string | undefined;
@@ -28,12 +31,14 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
       expect(lock).toBeNull();
       return;
     }
+    expect(lock).not.toBeNull();
     if (m.holder === undefined) {
-      m.token += 1n;
+      expect(lock!.fencingToken).toBeGreaterThan(m.token);
+      m.token = lock!.fencingToken;
       m.holder = this.owner;
       m.releasedBy = undefined;
     }
-    expect(lock?.fencingToken).toBe(m.token);
+    expect(lock!.fencingToken).toBe(m.token);
     r.held.set(this.owner, lock!);
   }
   toString = () => `acquire(${this.owner})`;

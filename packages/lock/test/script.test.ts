@@ -16,6 +16,11 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
   // A raw user's key, as in the seed: no hash tag.
   let key: string;
   const call = (...args: (string | number)[]) => redis.evalsha(SHA, 1, key, ...args) as Promise<Reply>;
+  const serverMicros = async () => {
+    const [s, us] = (await redis.call('TIME')) as [string, string];
+    return Number(s) * 1_000_000 + Number(us);
+  };
+  const serverMillis = async () => Math.floor((await serverMicros()) / 1_000);
 
   beforeAll(async () => {
     redis = connect(topology);
@@ -35,51 +40,104 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
   });
 
   it('acquires, refuses another owner, extends, reports status and releases with the seed call shapes', async () => {
-    expect(await call('a', 30_000)).toEqual([1, 'a', 30_000, 1]);
+    const before = await serverMicros();
+    const [ok, owner, ttl, token] = await call('a', 30_000);
+    expect([ok, owner, ttl]).toEqual([1, 'a', 30_000]);
+    // A new token is the server's clock in µs (or the last token + 1 when that is higher).
+    expect(token).toBeGreaterThanOrEqual(before);
+    expect(token).toBeLessThanOrEqual(await serverMicros());
     const refused = await call('b', 30_000);
     expect(refused.slice(0, 2)).toEqual([0, 'a']);
     expect(refused[2]).toBeGreaterThan(29_000);
-    expect(refused[3]).toBe(1);
-    expect(await call('a', 60_000, 'extend')).toEqual([1, 'a', 60_000, 1]);
+    expect(refused[3]).toBe(token);
+    expect(await call('a', 60_000, 'extend')).toEqual([1, 'a', 60_000, token]);
     expect((await call('b', 60_000, 'extend')).slice(0, 2)).toEqual([0, 'a']);
     const status = await call('', 0, 'status');
     expect(status.slice(0, 2)).toEqual([1, 'a']);
     expect(status[2]).toBeGreaterThan(59_000);
     expect((await call('b', 0, 'release')).slice(0, 2)).toEqual([0, 'a']);
-    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, 1]);
-    expect(await call('', 0, 'status')).toEqual([0, '', 0, 1]);
+    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, token]);
+    expect(await call('', 0, 'status')).toEqual([0, '', 0, token]);
   });
 
   it('is idempotent: a resent acquire keeps its token, a second release and force unlock change nothing', async () => {
-    expect(await call('a', 1_000)).toEqual([1, 'a', 1_000, 1]);
-    expect(await call('a', 5_000)).toEqual([1, 'a', 5_000, 1]);
-    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, 1]);
-    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, 1]);
-    expect(await call('a', 1_000)).toEqual([1, 'a', 1_000, 2]);
-    expect(await call('', 0, '', 'force')).toEqual([1, 'a', 0, 2]);
-    expect(await call('', 0, '', 'force')).toEqual([0, '', 0, 2]);
+    const first = (await call('a', 1_000))[3];
+    expect(await call('a', 5_000)).toEqual([1, 'a', 5_000, first]);
+    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, first]);
+    expect(await call('a', 0, 'release')).toEqual([1, 'a', 0, first]);
+    const second = (await call('a', 1_000))[3];
+    expect(second).toBeGreaterThan(first);
+    expect(await call('', 0, '', 'force')).toEqual([1, 'a', 0, second]);
+    expect(await call('', 0, '', 'force')).toEqual([0, '', 0, second]);
     // After a force unlock the old owner's release is a refusal, not "already released".
-    expect(await call('a', 0, 'release')).toEqual([0, '', 0, 2]);
+    expect(await call('a', 0, 'release')).toEqual([0, '', 0, second]);
   });
 
-  it('keeps the fencing counter across expiry and force unlock; extend never re-creates an expired lock', async () => {
-    expect((await call('a', 20))[3]).toBe(1);
+  it('keeps tokens increasing across expiry and force unlock; extend never re-creates an expired lock', async () => {
+    const first = (await call('a', 20))[3];
     await waitFor(async () => (await call('', 0, 'status'))[0] === 0);
-    expect(await call('a', 1_000, 'extend')).toEqual([0, '', 0, 1]);
-    expect(await call('a', 0, 'release')).toEqual([0, '', 0, 1]);
-    expect(await call('b', 1_000)).toEqual([1, 'b', 1_000, 2]);
+    expect(await call('a', 1_000, 'extend')).toEqual([0, '', 0, first]);
+    expect(await call('a', 0, 'release')).toEqual([0, '', 0, first]);
+    const second = (await call('b', 1_000))[3];
+    expect(second).toBeGreaterThan(first);
     await call('', 0, '', 'force');
-    expect(await call('c', 1_000)).toEqual([1, 'c', 1_000, 3]);
+    const third = (await call('c', 1_000))[3];
+    expect(third).toBeGreaterThan(second);
     expect(await redis.exists(`${key}:fence`)).toBe(0);
   });
 
-  it('raises a held token with fence, for the holder only', async () => {
-    await call('a', 1_000);
-    expect((await call('a', 0, 'fence', 41))[3]).toBe(41);
-    expect((await call('a', 0, 'fence', 7))[3]).toBe(41);
-    expect((await call('b', 0, 'fence', 99))[0]).toBe(0);
+  it('issues a token above the last one even when the key is gone, and runs ahead of a clock that is behind', async () => {
+    const first = (await call('a', 300_000))[3];
+    // What an eviction does to a lock in the middle of its lease.
+    await redis.del(key);
+    const second = (await call('b', 300_000))[3];
+    expect(second).toBeGreaterThan(first);
+    // A token ahead of the server clock (a clock stepped back, a Redlock fence): the next is last + 1.
+    const ahead = (await serverMicros()) + 3_600_000_000;
+    await redis.set(key, `0 ${ahead} 0 b`, 'PX', 60_000);
+    expect((await call('c', 1_000))[3]).toBe(ahead + 1);
+  });
+
+  it('lets the key expire 25 s after its lease ends, at most 50 s after a release, so an idle resource costs nothing', async () => {
+    const lease = 5_000;
+    await call('a', lease);
+    const end = (await serverMillis()) + lease;
+    // PEXPIRETIME: the key lives 25 s past the lease end, whatever happens to the lease.
+    const expiresAt = () => redis.call('PEXPIRETIME', key) as Promise<number>;
+    expect(await expiresAt()).toBeGreaterThan(end + 25_000 - 1_000);
+    expect(await expiresAt()).toBeLessThanOrEqual(end + 25_000);
+    // Released well inside a short lease: the expiry stays (a cheaper write), within 50 s of the release.
     await call('a', 0, 'release');
-    expect((await call('b', 1_000))[3]).toBe(42);
+    expect(await expiresAt()).toBeLessThanOrEqual((await serverMillis()) + 50_000);
+    expect(await expiresAt()).toBeGreaterThan(end + 25_000 - 1_000);
+    // A long lease released early: 25 s from the release.
+    await call('a', 600_000);
+    expect(await expiresAt()).toBeGreaterThan((await serverMillis()) + 600_000);
+    await call('a', 0, 'release');
+    const released = await serverMillis();
+    expect(await expiresAt()).toBeLessThanOrEqual(released + 25_000);
+    expect(await expiresAt()).toBeGreaterThan(released + 25_000 - 1_000);
+    // Extending moves the expiry with the lease.
+    await call('a', 1_000);
+    await call('a', 60_000, 'extend');
+    expect(await expiresAt()).toBeGreaterThan((await serverMillis()) + 60_000 + 24_000);
+    // Waiting, fencing and force unlock never make the key permanent.
+    await call('', 0, '', 'force');
+    await call('b', 1_000);
+    await call('c', 1_000, 'wait');
+    await call('b', 0, 'fence', 1);
+    await call('', 0, '', 'force');
+    expect(await redis.pttl(key)).toBeGreaterThan(0);
+    expect(await redis.pttl(key)).toBeLessThanOrEqual(50_000);
+  });
+
+  it('raises a held token with fence, for the holder only', async () => {
+    const token = (await call('a', 1_000))[3];
+    expect((await call('a', 0, 'fence', token + 41))[3]).toBe(token + 41);
+    expect((await call('a', 0, 'fence', 7))[3]).toBe(token + 41);
+    expect((await call('b', 0, 'fence', token + 99))[0]).toBe(0);
+    await call('a', 0, 'release');
+    expect((await call('b', 1_000))[3]).toBeGreaterThan(token + 41);
   });
 
   it('publishes on channel KEYS[1] when a live lease ends after someone waited', async () => {
@@ -93,15 +151,15 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
       // Nobody waited: no message.
       await call('a', 1_000);
       await call('a', 0, 'release');
-      expect((await call('b', 1_000, 'wait'))[0]).toBe(1);
+      const b = (await call('b', 1_000, 'wait'))[3];
       expect((await call('c', 1_000, 'wait')).slice(0, 2)).toEqual([0, 'b']);
       await call('b', 0, 'release');
       await call('b', 0, 'release');
-      await call('c', 1_000);
+      const c = (await call('c', 1_000))[3];
       await call('', 0, '', 'force');
       await waitFor(() => messages.length === 2);
       await sleep(50);
-      expect(messages).toEqual(['2', '3']);
+      expect(messages).toEqual([String(b), String(c)]);
     } finally {
       subscriber.disconnect();
     }
@@ -111,38 +169,53 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
     // One hash tag, so the batch stays in one slot on the cluster too.
     const k = (name: string) => `${prefix}{batch}:${name}`;
     const batch = (keys: string[], ...args: (string | number)[]) => redis.evalsha(SHA, keys.length, ...keys, ...args) as Promise<Reply[]>;
-    expect(await batch([k('a'), k('b'), k('a')], 'x', 1_000, 'acquire', 'y', 1_000, 'acquire', 'z', 1_000, 'acquire')).toEqual([
-      [1, 'x', 1_000, 1],
-      [1, 'y', 1_000, 1],
-      [0, 'x', 1_000, 1],
+    const first = await batch([k('a'), k('b'), k('a')], 'x', 1_000, 'acquire', 'y', 1_000, 'acquire', 'z', 1_000, 'acquire');
+    // One clock reading per call: both new locks get its µs.
+    const t = first[0]![3];
+    expect(first).toEqual([
+      [1, 'x', 1_000, t],
+      [1, 'y', 1_000, t],
+      [0, 'x', 1_000, t],
     ]);
     expect(await batch([k('a'), k('b')], 'x', 0, 'release', '', 0, 'force')).toEqual([
-      [1, 'x', 0, 1],
-      [1, 'y', 0, 1],
+      [1, 'x', 0, t],
+      [1, 'y', 0, t],
     ]);
     // Compact codes and full modes mix: each op replies in the shape its mode asks for.
-    expect(await batch([k('a'), k('b'), k('b')], 'x', 1_000, 'a', 'y', 1_000, 'acquire', 'x', 0, 'r')).toEqual([2, [1, 'y', 1_000, 2], [0, 'y', 1_000, 2]]);
+    const [a, b, refused] = await batch([k('a'), k('b'), k('b')], 'x', 1_000, 'a', 'y', 1_000, 'acquire', 'x', 0, 'r');
+    expect(a).toBeGreaterThan(t);
+    expect(b).toEqual([1, 'y', 1_000, a]);
+    expect(refused).toEqual([0, 'y', 1_000, a]);
+    // Released and taken again within one call, at one clock reading: the second token is the first + 1.
+    const tokens = await batch([k('h'), k('h'), k('h')], 'p', 1_000, 'a', 'p', 0, 'r', 'q', 1_000, 'a');
+    expect(tokens[2]).toBe((tokens[0] as unknown as number) + 1);
     await expect(batch([k('a'), k('b')], 'x', 0, 'release')).rejects.toThrow(/^ERR/);
     await expect(batch([k('c'), k('d')], 'x', 1_000, 'acquire', 'y', 0, 'acquire')).rejects.toThrow(/^ERR/);
     await expect(batch([k('c'), k('d')], 'x', 1_000, 'acquire', 'y', 0, 'fence')).rejects.toThrow(/^ERR/);
+    // A key that does not hold a lock fails the whole batch before the first write.
+    await redis.set(k('e'), 'not a lock');
+    await expect(batch([k('c'), k('e')], 'x', 1_000, 'acquire', 'y', 1_000, 'acquire')).rejects.toThrow(/^ERR .* does not hold a lock/);
+    await redis.hset(k('f'), 'o', 'x');
+    await expect(batch([k('c'), k('f')], 'x', 1_000, 'acquire', 'y', 1_000, 'acquire')).rejects.toThrow(/WRONGTYPE/);
     expect(await redis.exists(k('c'))).toBe(0);
   });
 
   it('answers the compact codes with the token alone on success, the four values on refusal', async () => {
-    expect(await call('a', 1_000, 'a')).toBe(1);
-    expect(await call('a', 2_000, 'e')).toBe(1);
+    const token = (await call('a', 1_000, 'a')) as unknown as number;
+    expect(typeof token).toBe('number');
+    expect(await call('a', 2_000, 'e')).toBe(token);
     const refused = await call('b', 1_000, 'w');
     expect(refused.slice(0, 2)).toEqual([0, 'a']);
     expect(refused[2]).toBeGreaterThan(1_000);
-    expect(refused[3]).toBe(1);
+    expect(refused[3]).toBe(token);
     const notOwner = await call('b', 1_000, 'e');
-    expect([notOwner[0], notOwner[1], notOwner[3]]).toEqual([0, 'a', 1]);
-    expect(await call('a', 0, 'r')).toBe(1);
-    expect(await call('a', 0, 'r')).toBe(1);
-    expect(await call('a', 1_000, 'e')).toEqual([0, '', 0, 1]);
-    expect(await call('b', 1_000, 'a')).toBe(2);
-    // The wait code asked for a release message, like mode wait.
-    expect(await redis.hget(key, 'w')).toBe('1');
+    expect([notOwner[0], notOwner[1], notOwner[3]]).toEqual([0, 'a', token]);
+    expect(await call('a', 0, 'r')).toBe(token);
+    expect(await call('a', 0, 'r')).toBe(token);
+    expect(await call('a', 1_000, 'e')).toEqual([0, '', 0, token]);
+    expect(await call('b', 1_000, 'a')).toBeGreaterThan(token);
+    // The wait code asked for a release message, like mode wait: the value's third field.
+    expect((await redis.get(key))?.split(' ')[2]).toBe('1');
     await expect(call('b', 0, 'a')).rejects.toThrow(/^ERR/);
     await expect(call('', 1_000, 'r')).rejects.toThrow(/^ERR/);
   });
@@ -162,6 +235,7 @@ describe.each(topologies)('distributed_lock.lua called raw on %s', (topology) =>
       ['a', 0, 'fence', -1],
       ['a', 0, 'fence', 'x'],
       ['a'],
+      ['a', 0, 'fence', 2 ** 53],
     ];
     for (const args of bad) {
       await expect(call(...args), JSON.stringify(args)).rejects.toThrow(/^ERR/);
