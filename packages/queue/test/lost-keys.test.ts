@@ -29,7 +29,7 @@ async function places(queue: JobQueue<Item>): Promise<Map<string, Place[]>> {
     [failed, 'failed'],
     [dead, 'dead'],
   ];
-  for (const [key, place] of sets) for (const id of await (queue.redis as Redis).zrange(key, 0, -1)) add(id, place);
+  for (const [key, place] of sets) for (const id of await (queue.redis as Redis).zrange(key, '0', '-1')) add(id, place);
   return out;
 }
 
