@@ -76,7 +76,7 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
         record is lost stays dead.
   DEAD  <current_time> <count>
         -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs;
-        data is nil when the job's record is lost.
+        data is nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
 
 REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
 unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
@@ -536,7 +536,10 @@ if op == 'DEAD' then
     local id = list[i]
     local rec = redis.call('HGET', jobs, id)
     local _, _, at = parse_record(rec)
-    local attempts, _, err = read_state(id)
+    local saved = redis.call('HGET', state, id)
+    local attempts, _, err = parse_state(saved)
+    -- A dead job always has a state; without one the reason was lost with it.
+    if not saved then err = 'reason lost' end
     local k = #out
     out[k + 1] = id
     -- false goes out as nil: the record is lost.

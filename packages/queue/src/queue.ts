@@ -197,7 +197,7 @@ export interface DeadJob<T> {
   data: T | undefined;
   /** Runs it had. */
   attempts: number;
-  /** The last error (cut to 1000 bytes), `lease expired`, `record lost`, or why its data did not decode. */
+  /** The last error (cut to 1000 bytes), `lease expired`, `record lost`, why its data did not decode, or `reason lost`. */
   error: string;
   /** When it died, in ms since the epoch (server time). */
   diedAt: number;

@@ -178,6 +178,14 @@ describe.each(topologies)('lost keys on %s', (topology) => {
     await expectOnePlaceEach(queue, [later, retry, doomed], new Set());
   });
 
+  it('still names a reason for a dead job whose state was deleted', async () => {
+    await queue.push({ n: 1 }, { id: 'd', maxRetries: 0 });
+    const [job] = await queue.pop(1);
+    expect(await queue.fail(job!, new Error('boom'))).toBe('dead');
+    await redis.del(key(':state'));
+    expect(await queue.deadJobs()).toEqual([{ id: 'd', data: { n: 1 }, attempts: 0, error: 'reason lost', diedAt: expect.any(Number) }]);
+  });
+
   it('keeps a worker running through a deleted record hash: every job pushed afterwards is processed', async () => {
     const done = new Set<number>();
     const errors: unknown[] = [];
