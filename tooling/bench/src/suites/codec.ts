@@ -22,11 +22,11 @@ const packr = new Packr({ useRecords: true, structuredClone: true });
 
 const contenders: Contender[] = [
   { name: 'core defaultCodec (text)', encode: (v) => defaultCodec.encode(v), decode: (s) => defaultCodec.decode(s as string) },
-  { name: 'msgpackr records + structuredClone (binary)', encode: (v) => packr.pack(v), decode: (s) => packr.unpack(s as Buffer) },
+  { name: 'msgpackr records + structuredClone (binary)', encode: (v) => packr.pack(v), decode: (s) => packr.unpack(s as Buffer) as unknown },
   {
     name: 'msgpackr records + structuredClone, base64 text',
     encode: (v) => packr.pack(v).toString('base64'),
-    decode: (s) => packr.unpack(Buffer.from(s as string, 'base64')),
+    decode: (s) => packr.unpack(Buffer.from(s as string, 'base64')) as unknown,
   },
   { name: 'JSON (lossy: Dates come back strings)', encode: (v) => JSON.stringify(v), decode: (s) => JSON.parse(s as string) as unknown },
 ];
