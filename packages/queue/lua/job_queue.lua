@@ -225,11 +225,11 @@ local function save_count()
   waiting_delta = 0
 end
 
--- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list. The index
--- entry is written every time (not only for a new list), so a list whose entry was lost is found again.
+-- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list. (A list
+-- whose index entry was lost is found again by `repair`.)
 local function enqueue_ids(priority, ids, front)
-  redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':w:' .. priority, unpack(ids))
-  redis.call('ZADD', waiting, -priority, priority)
+  local len = redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':w:' .. priority, unpack(ids))
+  if len == #ids then redis.call('ZADD', waiting, -priority, priority) end
   waiting_delta = waiting_delta + #ids
 end
 

@@ -29,8 +29,8 @@ export const LIMITS = Object.freeze({
   maxDataBytes: 1_048_576,
   /** Job id and request lane, in UTF-8 bytes. */
   maxIdBytes: 1024,
-  /** Queue name, in UTF-16 code units (as `String.length` counts). */
-  maxNameLength: 256,
+  /** Queue name, in UTF-8 bytes. */
+  maxNameBytes: 256,
   /** Priorities run from -maxPriority to maxPriority; higher is served first. */
   maxPriority: 1000,
   /** Retries per job. */
@@ -285,10 +285,15 @@ function checkLease(name: string, value: unknown): number {
   return value;
 }
 
+/** A non-empty, well-formed string of at most `max` UTF-8 bytes: an id, a lane or a queue name. */
+function checkBytes(name: string, value: unknown, max: number): asserts value is string {
+  assertNonEmptyString(name, value, max);
+  if (Buffer.byteLength(value) > max) throw new InvalidArgumentError(name, `must be at most ${max} UTF-8 bytes`);
+}
+
 /** A job or request id: 1 to 1024 UTF-8 bytes. */
 function checkId(name: string, value: unknown): asserts value is string {
-  assertNonEmptyString(name, value, LIMITS.maxIdBytes);
-  if (Buffer.byteLength(value) > LIMITS.maxIdBytes) throw new InvalidArgumentError(name, `must be at most ${LIMITS.maxIdBytes} bytes`);
+  checkBytes(name, value, LIMITS.maxIdBytes);
 }
 
 /** The optional request as trailing script arguments (none without one). */
@@ -367,7 +372,7 @@ export class JobQueue<T = unknown> {
     options: JobQueueOptions<T> = {},
   ) {
     assertRedisClient('redis', redis);
-    assertNonEmptyString('name', name, LIMITS.maxNameLength);
+    checkBytes('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
     this.wakeKey = `${this.keys[0]}:wake`;

@@ -122,6 +122,10 @@ describe.each(topologies)('JobQueue surface on %s', (topology) => {
     const job = { id: 'x\uD800', data: 1, priority: 0, attempts: 1, maxRetries: 0, leaseToken: '1' };
     await expect(queue.ack([job])).rejects.toMatchObject({ argument: 'jobs[0].id' });
     expect(() => new JobQueue(redis, 'q\uDBFF', { prefix })).toThrow(InvalidArgumentError);
+    // Every length limit is in UTF-8 bytes: a queue name of 256 bytes is the longest.
+    expect(() => new JobQueue(redis, 'é'.repeat(129), { prefix })).toThrow(/name: must be at most 256 UTF-8 bytes/);
+    expect(new JobQueue(redis, 'é'.repeat(128), { prefix }).name).toHaveLength(128);
+    await expect(queue.push(1, { id: 'é'.repeat(513) })).rejects.toMatchObject({ argument: 'options.id' });
     // Well-formed ones stay distinct: before, both lone surrogates became U+FFFD and the second push was dropped.
     expect(await queue.addBulk([{ data: 1, id: 'a\uD83D\uDE00' }, { data: 2, id: 'a\uD83D\uDE01' }])).toEqual([
       { id: 'a😀', added: true },
