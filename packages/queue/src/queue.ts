@@ -654,14 +654,13 @@ export class JobQueue<T = unknown> {
         (undecodable ??= []).push(this.run(['FAIL', NOW, id, reason, leaseToken, '1']).catch(() => undefined));
         continue;
       }
-      // "maxRetries" or "maxRetries,baseMs,maxMs".
-      const c = rec.indexOf(',', a + 1);
       jobs.push({
         id,
         data,
         priority: Number(rec.slice(0, a)),
         attempts: Number(tries[k]),
-        maxRetries: Number(rec.slice(a + 1, c >= 0 && c < b ? c : b)),
+        // The policy is "maxRetries" or "maxRetries,baseMs,maxMs": parseInt stops at the comma.
+        maxRetries: Number.parseInt(rec.slice(a + 1, b), 10),
         leaseToken,
       });
     }
