@@ -118,8 +118,9 @@ Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, e
 (see RECOVERY).
 
 Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N), plus, when one leaves the
-queue empty, 8 O(1) checks and on a difference or every 60 s 2001 LLEN and an audit of 100 records; COMPLETE, FAIL, RELEASE
-O(log N) plus up to 100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+queue empty, 8 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of about 100 records
+(HSCAN COUNT 100, 4 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 100 dead-letter deletions;
+EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
 ]]
 
 local MAX_BATCH = 1000
