@@ -31,10 +31,9 @@ describe('JobQueue under allkeys-lru eviction (private server, maxmemory 20mb)',
     const worker = new Worker(queue, () => undefined, { concurrency: 16, leaseMs: 1000, blockMs: 100 });
     worker.on('completed', (job) => completed.add(job.id));
     worker.on('error', (err) => errors.push(err));
-    let after: string[] = [];
+    // Jobs pushed once the evictions are over all run: the worker did not wedge.
+    const after = await queue.pushBulk(Array.from({ length: 100 }, (_, k) => ({ data: { n: 10_000 + k, pad: '' } })));
     try {
-      // Jobs pushed once the evictions are over all run: the worker did not wedge.
-      after = await queue.pushBulk(Array.from({ length: 100 }, (_, k) => ({ data: { n: 10_000 + k, pad: '' } })));
       await waitFor(
         async () => {
           const s = await queue.stats();
