@@ -615,7 +615,9 @@ export class JobQueue<T = unknown> {
     try {
       text = this.codec.encode(data);
     } catch (err) {
-      throw new InvalidArgumentError(dataName, `cannot be encoded: ${err instanceof Error ? err.message : String(err)}`);
+      // The codec names the value `value`; the caller knows it as `dataName`.
+      const detail = err instanceof InvalidArgumentError ? err.message.slice(err.argument.length + 2) : err instanceof Error ? err.message : String(err);
+      throw new InvalidArgumentError(dataName, `cannot be encoded: ${detail}`);
     }
     if (typeof text !== 'string') throw new InvalidArgumentError(dataName, `the codec must encode it to a string, got ${typeof text}`);
     if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {

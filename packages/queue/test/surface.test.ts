@@ -51,6 +51,7 @@ describe.each(topologies)('JobQueue surface on %s', (topology) => {
     for (const data of [() => 1, Symbol('s'), undefined, { f: () => 1 }]) {
       await expect(queue.push(data)).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'data' });
     }
+    await expect(queue.push({ f: () => 1 })).rejects.toThrow('data: cannot be encoded: the codec cannot encode a function (at "f")');
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     await expect(queue.pushBulk([{ data: 1 }, { data: cyclic }])).rejects.toMatchObject({ argument: 'jobs[1].data' });
