@@ -10,9 +10,11 @@ KEYS (the seed's four; every key of one queue must share one hash tag on Redis C
   KEYS[1]..':w:'..p   LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head
   KEYS[1]..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
-  KEYS[1]..':jobs'    HASH id -> "<priority>:<max_retries>:<data>" (immutable while the job lives)
+  KEYS[1]..':jobs'    HASH id -> "<priority>:<policy>:<data>" (immutable while the job lives); policy is
+                      the job's retry policy as pushed: "<max_retries>" or "<max_retries>,<base_ms>,<max_ms>"
   KEYS[1]..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
-  KEYS[1]..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto id)
+  KEYS[1]..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto id),
+                      audit (cursor of the audit under way), audited (ms when the last audit ended)
   KEYS[1]..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is scheduled, so
                       idle workers block on it (BLPOP) instead of polling
 
@@ -23,25 +25,31 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   PUSH  <current_time> <job_id> <job_data> <priority> <max_retries> <delay_seconds>
         -> 1 when queued, 0 when a job with this id exists (nothing is written).
         priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at
-        most max_retries + 1 times; delay_seconds: number in [0, 31536000]; data: at most 1 MiB; id: 1 to
-        1024 bytes.
+        most max_retries + 1 times, or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>" to give its
+        retry backoff too (integers, 0 <= base <= max <= 86400000; default 1000 and 60000): the policy is
+        stored with the job, so FAIL never depends on who calls it; delay_seconds: number in
+        [0, 31536000]; data: at most 1 MiB; id: 1 to 1024 bytes.
   POP   <current_time> <count> [lease_ms] [full] [request_lane request_seq]
         -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<max_retries>:<data>", ... }:
+        With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>:<data>", ... }:
         one token for the jobs of the call (0 when none), their attempt counts as one comma-separated
         string ("1,1,2"; "" when none), then two items per job; wait_ms is 0 when
         count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
         -1 for none. A request (needs full = "1"): see REQUESTS.
         Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
         that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
+        A job whose record is gone (evicted, deleted) is dead-lettered with the error "record lost" where a
+        call meets it (POP, FAIL, RELEASE, a due delay, retry or lease) and never returned. When a POP
+        leaves the queue empty it checks the structures and repairs what was lost: see RECOVERY.
   COMPLETE <current_time> <job_id> [lease_token]
         -> 1 when completed (record deleted, completed counter + 1), 0 when the job is not leased (unknown,
         already completed, reclaimed) or, with a token, leased under another token. A repeat is harmless.
-  FAIL  <current_time> <job_id> <error_message> [lease_token] [backoff_base_ms] [backoff_max_ms]
+  FAIL  <current_time> <job_id> <error_message> [lease_token] [final]
         -> { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed` for
-           min(max, base * 2^(attempts-1)) ms, jittered down by up to half (defaults 1000 and 60000);
-           { "dead", died_at_ms } once attempts > max_retries; { "lost", 0 } as COMPLETE's 0.
-        The error is kept (cut to 1000 bytes) with the job.
+           min(max, base * 2^(attempts-1)) ms, jittered down by up to half, with the backoff stored with
+           the job (default 1000 and 60000); { "dead", died_at_ms } once attempts > max_retries, when
+           final is "1", or when the job's record is lost (error "record lost"); { "lost", 0 } as
+           COMPLETE's 0. The error is kept (cut to 1000 bytes) with the job.
   STATS <current_time>
         -> { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
   PUSHN <current_time> <n> then groups of jobs that share their options, each
@@ -60,12 +68,15 @@ TypeScript API's richer replies; the seed calls (first five operations, without 
   EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
         -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
   RELEASE <current_time> <job_id> <lease_token>
-        -> 1 when the leased job went back to the queue without its attempt counted, else 0.
-  RETRYDEAD <current_time> <count>
-        -> number of dead jobs (oldest first, at most count in 1..1000) moved back to the queue with their
-        attempts reset.
+        -> 1 when the leased job went back to the queue without its attempt counted (or, its record lost,
+        to the dead letters), else 0.
+  RETRYDEAD <current_time> <count> [skip]
+        -> { moved, seen }: of the count (1..1000) oldest dead jobs after the first skip (default 0), the
+        number moved back to the queue with their attempts reset, and how many were looked at; a job whose
+        record is lost stays dead.
   DEAD  <current_time> <count>
-        -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs.
+        -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs;
+        data is nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
 
 REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
 unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
@@ -82,14 +93,34 @@ memory is one memo per lane: give each call in flight its own lane, and reuse a 
 call was answered. A call that completed and leased nothing is not remembered: its repeat runs as a new
 call, which is harmless.
 
+RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed` or `dead`.
+Eviction or a DEL can break that. What each call does about it, never leaving a job in no state:
+  - a job id whose record is gone is dead-lettered ("record lost") where a call meets it;
+  - a POP that leaves the waiting lists empty compares the waiting count with the lists (a lost list or
+    priority index or `meta`) and the record count with the sets (a lost set): on a difference, and
+    every 60 s of server time in any case, it rebuilds the priority index and the count from the
+    lists (2001 LLEN) and then audits the records, 100 per POP while the lists stay empty: a record in
+    no place goes back where it can run again: leased before (its lease set was lost) -> leased again
+    for this call's lease_ms, so its worker can still complete it; dead before -> dead; else (a lost
+    delay or retry) -> waiting at the head, so a delayed job may run early;
+  - a waiting count read negative (a lost `meta`) is rebuilt from the lists at once; STATS never
+    reports less than 0;
+  - lease tokens stay unique when `meta` is lost: a counter that starts again starts at the server time
+    in microseconds, above every token given before (unless the server clock stepped back);
+  - a request memo that cannot be read counts as absent (the call runs as new).
+Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
+
 Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
 
 Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, empty or long id, data over
-1 MiB) -> an "ERR job_queue: ..." reply, written nothing.
+1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing. A lost key is never an error
+(see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N); COMPLETE, FAIL, RELEASE
-O(log N) plus up to 100 dead-letter deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N), plus, when one leaves the
+queue empty, 8 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of about 100 records
+(HSCAN COUNT 100, 4 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 100 dead-letter deletions;
+EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
 ]]
 
 local MAX_BATCH = 1000
@@ -106,6 +137,9 @@ local DEAD_TRIM = 100
 local DEFAULT_LEASE_MS = 30000
 local MAX_LEASE_MS = 86400000
 local MIN_MEMO_MS = 60000
+local AUDIT_EVERY_MS = 60000
+local AUDIT_STEP = 100
+local DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS = 1000, 60000
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -155,7 +189,8 @@ end
 -- ones are defined, since a script call runs its whole top level (and builds every closure) each time.
 if op == 'STATS' then
   return {
-    'waiting', tonumber(redis.call('HGET', meta, 'waiting') or '0'),
+    -- A lost `meta` can leave the count below 0 until the next POP rebuilds it.
+    'waiting', math.max(0, tonumber(redis.call('HGET', meta, 'waiting') or '0')),
     'delayed', redis.call('ZCARD', delayed),
     'processing', redis.call('ZCARD', processing),
     'failed', redis.call('ZCARD', failed),
@@ -167,12 +202,32 @@ end
 -- Waiting jobs added (or, negative, popped) by this call; written to the counter once, at the end.
 local waiting_delta = 0
 
-local function save_count()
-  if waiting_delta ~= 0 then redis.call('HINCRBY', meta, 'waiting', waiting_delta) end
+-- Rebuilds the priority index from the lists (one per possible priority) and sets the waiting count to
+-- what they hold: after a lost list, index or `meta` (see RECOVERY). About 2001 LLEN: rare by design.
+local function repair()
+  local indexed, total = {}, 0
+  for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do indexed[p] = true end
+  for p = -MAX_PRIORITY, MAX_PRIORITY do
+    local name = tostring(p)
+    local len = redis.call('LLEN', waiting .. ':w:' .. name)
+    total = total + len
+    if len > 0 and not indexed[name] then redis.call('ZADD', waiting, -p, name) end
+    if len == 0 and indexed[name] then redis.call('ZREM', waiting, name) end
+  end
+  redis.call('HSET', meta, 'waiting', total)
   waiting_delta = 0
 end
 
--- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list.
+local function save_count()
+  if waiting_delta ~= 0 then
+    -- Below 0 only when `meta` was lost while jobs waited.
+    if redis.call('HINCRBY', meta, 'waiting', waiting_delta) < 0 then repair() end
+  end
+  waiting_delta = 0
+end
+
+-- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list. (A list
+-- whose index entry was lost is found again by `repair`.)
 local function enqueue_ids(priority, ids, front)
   local len = redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':w:' .. priority, unpack(ids))
   if len == #ids then redis.call('ZADD', waiting, -priority, priority) end
@@ -193,11 +248,26 @@ local function poke()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- Checks a job's options; returns its record head "<priority>:<max_retries>:", priority and delay in ms.
+-- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
+-- it as stored (the default backoff is not spelled out).
+local function check_policy(policy)
+  if type(policy) ~= 'string' then bad('max_retries is missing') end
+  local a = string.find(policy, ',', 1, true)
+  if not a then return tostring(number('max_retries', policy, 0, MAX_RETRIES, true)) end
+  local b = string.find(policy, ',', a + 1, true)
+  if not b then bad('max_retries must be "n" or "n,base_ms,max_ms", got ' .. policy) end
+  local r = number('max_retries', string.sub(policy, 1, a - 1), 0, MAX_RETRIES, true)
+  local base = number('backoff_base_ms', string.sub(policy, a + 1, b - 1), 0, MAX_LEASE_MS, true)
+  local cap = number('backoff_max_ms', string.sub(policy, b + 1), base, MAX_LEASE_MS, true)
+  if base == DEFAULT_BACKOFF_MS and cap == DEFAULT_BACKOFF_MAX_MS then return tostring(r) end
+  return string.format('%d,%d,%d', r, base, cap)
+end
+
+-- Checks a job's options; returns its record head "<priority>:<policy>:", priority and delay in ms.
 local function check_options(priority, max_retries, delay)
   -- + 0 turns -0 into 0, so one priority has one list name.
   local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local head = p .. ':' .. number('max_retries', max_retries, 0, MAX_RETRIES, true) .. ':'
+  local head = p .. ':' .. check_policy(max_retries) .. ':'
   local delay_ms = 0
   if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
   return head, p, delay_ms
@@ -311,10 +381,18 @@ if op == 'PUSHN' then
   return out
 end
 
+-- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
+-- cap in ms; nil when the record is lost.
 local function parse_record(rec)
+  if not rec then return nil end
   local a = string.find(rec, ':', 1, true)
   local b = string.find(rec, ':', a + 1, true)
-  return tonumber(string.sub(rec, 1, a - 1)), tonumber(string.sub(rec, a + 1, b - 1)), b
+  local policy = string.sub(rec, a + 1, b - 1)
+  local c = string.find(policy, ',', 1, true)
+  if not c then return tonumber(string.sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+  local d = string.find(policy, ',', c + 1, true)
+  return tonumber(string.sub(rec, 1, a - 1)), tonumber(string.sub(policy, 1, c - 1)), b,
+    tonumber(string.sub(policy, c + 1, d - 1)), tonumber(string.sub(policy, d + 1))
 end
 
 local function parse_state(s)
@@ -359,6 +437,31 @@ local function pairs_arg(base, n)
   return ids, tokens
 end
 
+local function bury(id, attempts, err)
+  write_state(id, attempts, '0', err)
+  redis.call('ZADD', dead, now, id)
+end
+
+-- Retention: drop the oldest dead letters past the count cap, then those past the age cap.
+local function trim_dead()
+  local over = redis.call('ZCARD', dead) - DEAD_MAX
+  if over > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', dead, 0, math.min(over, DEAD_TRIM) - 1)) do
+      redis.call('ZREM', dead, id)
+      forget(id)
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', dead, '-inf', now - DEAD_AGE_MS, 'LIMIT', 0, DEAD_TRIM)) do
+    redis.call('ZREM', dead, id)
+    forget(id)
+  end
+end
+
+-- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
+local function lost_record(id)
+  bury(id, (read_state(id)), 'record lost')
+end
+
 if op == 'COMPLETE' then
   local id = id_arg('job_id', ARGV[3])
   local token = ARGV[4] and id_arg('lease_token', ARGV[4])
@@ -391,9 +494,15 @@ if op == 'RELEASE' then
   local token = id_arg('lease_token', ARGV[4])
   local attempts, _, err = leased(id, token)
   if not attempts then return 0 end
+  local priority = parse_record(redis.call('HGET', jobs, id))
   redis.call('ZREM', processing, id)
+  if not priority then
+    lost_record(id)
+    trim_dead()
+    return 1
+  end
   write_state(id, attempts - 1, '0', err)
-  requeue(id, (parse_record(redis.call('HGET', jobs, id))))
+  requeue(id, priority)
   save_count()
   poke()
   return 1
@@ -401,15 +510,23 @@ end
 
 if op == 'RETRYDEAD' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
-  local popped = redis.call('ZPOPMIN', dead, count)
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    redis.call('HDEL', state, id)
-    enqueue(id, (parse_record(redis.call('HGET', jobs, id))))
+  local skip = 0
+  if ARGV[4] ~= nil then skip = number('skip', ARGV[4], 0, DEAD_MAX * 2, true) end
+  local ids = redis.call('ZRANGE', dead, skip, skip + count - 1)
+  local recs = #ids > 0 and redis.call('HMGET', jobs, unpack(ids)) or {}
+  local moved = 0
+  for i, id in ipairs(ids) do
+    local priority = parse_record(recs[i])
+    if priority then
+      redis.call('ZREM', dead, id)
+      redis.call('HDEL', state, id)
+      enqueue(id, priority)
+      moved = moved + 1
+    end
   end
   save_count()
   signal()
-  return #popped / 2
+  return { moved, #ids }
 end
 
 if op == 'DEAD' then
@@ -420,10 +537,14 @@ if op == 'DEAD' then
     local id = list[i]
     local rec = redis.call('HGET', jobs, id)
     local _, _, at = parse_record(rec)
-    local attempts, _, err = read_state(id)
+    local saved = redis.call('HGET', state, id)
+    local attempts, _, err = parse_state(saved)
+    -- A dead job always has a state; without one the reason was lost with it.
+    if not saved then err = 'reason lost' end
     local k = #out
     out[k + 1] = id
-    out[k + 2] = string.sub(rec, at + 1)
+    -- false goes out as nil: the record is lost.
+    out[k + 2] = rec and string.sub(rec, at + 1) or false
     out[k + 3] = attempts
     out[k + 4] = err
     out[k + 5] = tonumber(list[i + 1])
@@ -431,42 +552,21 @@ if op == 'DEAD' then
   return out
 end
 
-local function bury(id, attempts, err)
-  write_state(id, attempts, '0', err)
-  redis.call('ZADD', dead, now, id)
-end
-
--- Retention: drop the oldest dead letters past the count cap, then those past the age cap.
-local function trim_dead()
-  local over = redis.call('ZCARD', dead) - DEAD_MAX
-  if over > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', dead, 0, math.min(over, DEAD_TRIM) - 1)) do
-      redis.call('ZREM', dead, id)
-      forget(id)
-    end
-  end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', dead, '-inf', now - DEAD_AGE_MS, 'LIMIT', 0, DEAD_TRIM)) do
-    redis.call('ZREM', dead, id)
-    forget(id)
-  end
-end
-
 if op == 'FAIL' then
   local id = id_arg('job_id', ARGV[3])
   local message = ARGV[4]
   if message == nil then bad('error_message is missing') end
   local token = ARGV[5] and id_arg('lease_token', ARGV[5])
-  local base = 1000
-  local cap = 60000
-  if ARGV[6] ~= nil then base = number('backoff_base_ms', ARGV[6], 0, MAX_LEASE_MS, true) end
-  if ARGV[7] ~= nil then cap = number('backoff_max_ms', ARGV[7], base, MAX_LEASE_MS, true) end
+  local final = ARGV[6]
+  if final ~= nil and final ~= '0' and final ~= '1' then bad('final must be 0 or 1, got ' .. final) end
+  if #ARGV > 6 then bad('FAIL takes at most 6 arguments (the backoff is stored with the job), got ' .. #ARGV) end
   local attempts, held = leased(id, token)
   if not attempts then return { 'lost', 0 } end
-  local _, max_retries = parse_record(redis.call('HGET', jobs, id))
+  local priority, max_retries, _, base, cap = parse_record(redis.call('HGET', jobs, id))
   local err = string.sub(message, 1, MAX_ERROR)
   redis.call('ZREM', processing, id)
-  if attempts > max_retries then
-    bury(id, attempts, err)
+  if not priority or final == '1' or attempts > max_retries then
+    bury(id, attempts, priority and err or 'record lost')
     trim_dead()
     return { 'dead', now }
   end
@@ -480,8 +580,8 @@ if op == 'FAIL' then
   return { 'retry', at }
 end
 
--- Pops up to `count` ids, highest priority first; each turn pops at least one id. Also returns true when
--- the last list it popped from still holds jobs (so jobs wait).
+-- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
+-- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
 local function take(count)
   local ids, n = {}, 0
   local more = false
@@ -508,11 +608,20 @@ end
 
 local function promote(source)
   local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
-  if #ids == 0 then return end
+  if #ids == 0 then return 0 end
+  local recs = redis.call('HMGET', jobs, unpack(ids))
   redis.call('ZREM', source, unpack(ids))
-  for _, id in ipairs(ids) do
-    enqueue(id, (parse_record(redis.call('HGET', jobs, id))))
+  local buried = 0
+  for i, id in ipairs(ids) do
+    local priority = parse_record(recs[i])
+    if priority then
+      enqueue(id, priority)
+    else
+      lost_record(id)
+      buried = buried + 1
+    end
   end
+  return buried
 end
 
 -- An expired lease ends the attempt it was granted for: the job waits again, or dies after its last one.
@@ -523,12 +632,16 @@ local function reclaim(completing)
     if not completing[id] then ids[#ids + 1] = id end
   end
   if #ids == 0 then return 0 end
+  local recs = redis.call('HMGET', jobs, unpack(ids))
   redis.call('ZREM', processing, unpack(ids))
   local buried = 0
-  for _, id in ipairs(ids) do
-    local priority, max_retries = parse_record(redis.call('HGET', jobs, id))
+  for i, id in ipairs(ids) do
+    local priority, max_retries = parse_record(recs[i])
     local attempts = read_state(id)
-    if attempts > max_retries then
+    if not priority then
+      lost_record(id)
+      buried = buried + 1
+    elseif attempts > max_retries then
       bury(id, attempts, 'lease expired')
       buried = buried + 1
     else
@@ -552,6 +665,75 @@ local function wait_ms()
   return best
 end
 
+-- A new lease token, above every one given before: the counter in `meta`, which starts (new, or lost with
+-- its hash) at the server time in microseconds, so tokens never repeat for a job that outlived its `meta`.
+local function next_token()
+  local token = redis.call('HINCRBY', meta, 'lease', 1)
+  if token == 1 then
+    local t = redis.call('TIME')
+    token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('HSET', meta, 'lease', string.format('%d', token))
+  end
+  return token
+end
+
+-- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
+-- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
+local function audit_step(cursor, lease_ms)
+  local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
+  local found, seen = reply[2], {}
+  for i = 1, #found, 2 do
+    local id = found[i]
+    -- HSCAN may return an element twice: place it once.
+    if not seen[id] and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+      and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id) then
+      seen[id] = true
+      local priority, max_retries = parse_record(found[i + 1])
+      local attempts, held, err = read_state(id)
+      if held ~= '' and held ~= '0' then
+        redis.call('ZADD', processing, now + lease_ms, id)
+      elseif attempts > max_retries then
+        bury(id, attempts, err)
+      else
+        requeue(id, priority)
+      end
+    end
+  end
+  if reply[1] == '0' then
+    redis.call('HDEL', meta, 'audit')
+    redis.call('HSET', meta, 'audited', now)
+  else
+    redis.call('HSET', meta, 'audit', reply[1])
+  end
+end
+
+-- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
+local function check_empty(lease_ms)
+  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited')
+  local cursor, audited = m[2], tonumber(m[3])
+  if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
+    repair()
+    cursor = '0'
+  elseif not cursor then
+    local placed = redis.call('ZCARD', processing) + redis.call('ZCARD', delayed) + redis.call('ZCARD', failed)
+      + redis.call('ZCARD', dead)
+    if redis.call('HLEN', jobs) > placed then
+      cursor = '0'
+    elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
+      return
+    else
+      repair()
+      cursor = '0'
+    end
+  end
+  -- Jobs found in lists that had lost their index entry: serve them first, audit once the lists are empty.
+  if redis.call('ZCARD', waiting) > 0 then
+    redis.call('HSET', meta, 'audit', cursor)
+    return
+  end
+  audit_step(cursor, lease_ms)
+end
+
 -- Leases up to `count` jobs, all under one new lease token (a call leases a job at most once, so the token
 -- still fences each lease); appends them to `out` (seed pairs, or id and record pairs when `full`).
 -- Returns how many, the token (0 when none) and, when `full`, their attempts as one string ("1,1,2").
@@ -559,52 +741,61 @@ end
 local function pop(count, lease_ms, full, out, completing)
   local n, token, more = 0, 0, false
   local tries = {}
-  local buried = reclaim(completing)
-  promote(delayed)
-  promote(failed)
-  if buried > 0 then trim_dead() end
+  local buried = reclaim(completing) + promote(delayed) + promote(failed)
   if count > 0 then
     local ids
     ids, more = take(count)
     n = #ids
     if n > 0 then
-      token = redis.call('HINCRBY', meta, 'lease', 1)
+      local recs = redis.call('HMGET', jobs, unpack(ids))
+      local olds = redis.call('HMGET', state, unpack(ids))
+      token = next_token()
       local held = ':' .. string.format('%d', token) .. ':'
       -- A string: Redis would format a Lua number argument (%.17g) once per job.
       local deadline = string.format('%d', now + lease_ms)
       local fresh = '1' .. held
       local leases, states = {}, {}
-      local recs = redis.call('HMGET', jobs, unpack(ids))
-      local olds = redis.call('HMGET', state, unpack(ids))
-      local k = #out
+      local k, j = #out, 0
       for i = 1, n do
         local id = ids[i]
         local rec = recs[i]
-        local try, s = '1', fresh
-        if olds[i] then
-          local before, _, err = parse_state(olds[i])
-          try = string.format('%d', before + 1)
-          s = try .. held .. err
-        end
-        states[2 * i - 1] = id
-        states[2 * i] = s
-        leases[2 * i - 1] = deadline
-        leases[2 * i] = id
-        if full then
-          -- The record goes out whole ("priority:max_retries:data"): the caller splits it, Lua copies nothing.
-          out[k + 1] = id
-          out[k + 2] = rec
-          k = k + 2
-          tries[i] = try
+        if rec then
+          local try, s = '1', fresh
+          if olds[i] then
+            local before, _, err = parse_state(olds[i])
+            try = string.format('%d', before + 1)
+            s = try .. held .. err
+          end
+          j = j + 1
+          states[2 * j - 1] = id
+          states[2 * j] = s
+          leases[2 * j - 1] = deadline
+          leases[2 * j] = id
+          if full then
+            -- The record goes out whole ("priority:policy:data"): the caller splits it, Lua copies nothing.
+            out[k + 1] = id
+            out[k + 2] = rec
+            k = k + 2
+            tries[j] = try
+          else
+            local _, _, at = parse_record(rec)
+            out[#out + 1] = { id, string.sub(rec, at + 1) }
+          end
         else
-          local _, _, at = parse_record(rec)
-          out[#out + 1] = { id, string.sub(rec, at + 1) }
+          lost_record(id)
+          buried = buried + 1
         end
       end
-      redis.call('HSET', state, unpack(states))
-      redis.call('ZADD', processing, unpack(leases))
+      n = j
+      if n == 0 then token = 0 end
+      if n > 0 then
+        redis.call('HSET', state, unpack(states))
+        redis.call('ZADD', processing, unpack(leases))
+      end
     end
   end
+  if buried > 0 then trim_dead() end
+  if not more and redis.call('ZCARD', waiting) == 0 then check_empty(lease_ms) end
   save_count()
   -- Jobs left behind wake the next blocked worker.
   if more then poke() else signal() end
@@ -628,13 +819,16 @@ local function request_arg(index)
   return waiting .. ':req:' .. lane, seq
 end
 
--- The first run's memo of this request, if its lane still holds it.
+-- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
+-- does not decode (a key overwritten by hand) counts as absent.
 local function recall(key, seq)
   local saved = key and redis.call('GET', key)
   if not saved then return nil end
   local cut = string.find(saved, ':', 1, true)
-  if string.sub(saved, 1, cut - 1) ~= seq then return nil end
-  return string.sub(saved, cut + 1)
+  if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
+  local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
+  if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+  return { results, token, ids }
 end
 
 -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
@@ -652,17 +846,21 @@ end
 -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
 -- their attempts (as `pop`).
 local function replay(saved, out)
-  local results, token, ids = cmsgpack.unpack(saved)
+  local results, token, ids = saved[1], saved[2], saved[3]
   local n, tries = 0, {}
   local held = string.format('%d', token)
   for _, id in ipairs(ids) do
-    local attempts = leased(id, held)
-    if attempts then
+    local attempts = type(id) == 'string' and leased(id, held)
+    local rec = attempts and redis.call('HGET', jobs, id)
+    if rec then
       local k = #out
       out[k + 1] = id
-      out[k + 2] = redis.call('HGET', jobs, id)
+      out[k + 2] = rec
       n = n + 1
       tries[n] = string.format('%d', attempts)
+    elseif attempts then
+      redis.call('ZREM', processing, id)
+      lost_record(id)
     end
   end
   return results, token, n, table.concat(tries, ',')

@@ -1,3 +1,4 @@
+// Errors the worker passes to handlers through their abort signal.
 import { CyRedisError } from '@cyredis/core';
 
 /** Base class of the errors this package passes to handlers' abort signals. */

@@ -1,3 +1,12 @@
+// The package's public surface: the queue, its worker, and the errors either can throw.
+export {
+  CyRedisError,
+  InvalidArgumentError,
+  RedisTimeoutError,
+  RedisUnavailableError,
+  ScriptError,
+  type Codec,
+} from '@cyredis/core';
 export { JobAbortedError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
 export {
   JOB_QUEUE_LUA,

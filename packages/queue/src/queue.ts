@@ -1,13 +1,20 @@
+// The JobQueue: typed calls over the job_queue.lua script, with the codec, limits and per-call deadline.
 import {
   assertFiniteNumber,
   assertInteger,
   assertNonEmptyString,
+  assertOptions,
+  assertPositiveMs,
+  assertRedisClient,
+  defaultCodec,
   InvalidArgumentError,
   KeySpace,
   LuaScriptManager,
   readPackageLua,
   toArray,
   toNumber,
+  warnIfEvicting,
+  type Codec,
   type RedisClient,
   type RegisteredScript,
   type ScriptArg,
@@ -18,10 +25,12 @@ export const JOB_QUEUE_LUA = readPackageLua(import.meta.url, 'job_queue');
 
 /** Limits the script enforces; the TypeScript API checks them before any round trip. */
 export const LIMITS = Object.freeze({
-  /** Serialized job data, in bytes. */
+  /** Job data as the codec encodes it, in UTF-8 bytes. */
   maxDataBytes: 1_048_576,
-  /** Job id, in UTF-8 bytes. */
+  /** Job id and request lane, in UTF-8 bytes. */
   maxIdBytes: 1024,
+  /** Queue name, in UTF-8 bytes. */
+  maxNameBytes: 256,
   /** Priorities run from -maxPriority to maxPriority; higher is served first. */
   maxPriority: 1000,
   /** Retries per job. */
@@ -36,7 +45,7 @@ export const LIMITS = Object.freeze({
   maxErrorBytes: 1000,
 });
 
-/** Retry delays: exponential from `baseMs`, capped at `maxMs`, with jitter. */
+/** Retry delays: exponential from `baseMs`, capped at `maxMs`, with jitter. Stored with each job at push. */
 export interface BackoffOptions {
   /** Delay before the first retry, in ms (doubles each attempt, jittered down by up to half). Default 1000. */
   baseMs?: number;
@@ -45,16 +54,35 @@ export interface BackoffOptions {
 }
 
 /** Options of `new JobQueue(…)`. */
-export interface JobQueueOptions {
+export interface JobQueueOptions<T = unknown> {
   /** Key prefix; default `cyredis`. */
   prefix?: string;
-  /** Default retries per job: a job runs at most maxRetries + 1 times. Default 3. */
+  /**
+   * Retries of the jobs this instance pushes: a job runs at most maxRetries + 1 times. Default 3. Stored
+   * with each job, so the instance that runs or fails the job does not change it.
+   */
   maxRetries?: number;
-  /** Retry delays of failed jobs. */
+  /** Retry delays of the jobs this instance pushes, stored with each job like `maxRetries`. */
   backoff?: BackoffOptions;
   /** Default lease for `pop`, in ms. Default 30 000. */
   leaseMs?: number;
+  /**
+   * Deadline of every call to Redis, in ms. Default 2000. Past it the call rejects with `RedisTimeoutError`
+   * (the script may still run: an unknown outcome).
+   */
+  timeoutMs?: number;
+  /** Turns job data into the stored text and back. Default: core's `defaultCodec` (lossless JSON). */
+  codec?: Codec<T>;
 }
+
+const QUEUE_OPTIONS = ['prefix', 'maxRetries', 'backoff', 'leaseMs', 'timeoutMs', 'codec'] as const;
+const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
+const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff'] as const;
+const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
+const POP_OPTIONS = ['leaseMs', 'request'] as const;
+const ACK_OPTIONS = ['leaseMs', 'request', 'fetch'] as const;
+/** The script's backoff when a job stores none. */
+const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000 } as const;
 
 /** Options of `push` (and of each job of `pushBulk`). */
 export interface PushOptions {
@@ -69,11 +97,13 @@ export interface PushOptions {
   delayMs?: number;
   /** Overrides the queue's `maxRetries` for this job. */
   maxRetries?: number;
+  /** Overrides the queue's `backoff` for this job. */
+  backoff?: BackoffOptions;
 }
 
 /** One job of `pushBulk`. */
 export interface BulkJob<T> extends PushOptions {
-  /** The job's payload (JSON-serialisable). */
+  /** The job's payload (anything the queue's codec encodes). */
   data: T;
 }
 
@@ -163,25 +193,29 @@ export interface QueueStats {
 export interface DeadJob<T> {
   /** The job's id. */
   id: string;
-  /** Its payload. */
-  data: T;
+  /** Its payload; undefined when its record was lost (evicted or deleted) or its data does not decode. */
+  data: T | undefined;
   /** Runs it had. */
   attempts: number;
-  /** The last error (cut to 1000 bytes), or `lease expired`. */
+  /** The last error (cut to 1000 bytes), `lease expired`, `record lost`, why its data did not decode, or `reason lost`. */
   error: string;
   /** When it died, in ms since the epoch (server time). */
   diedAt: number;
 }
 
 const NOW = '*';
+/** What `warnIfEvicting` says the queue loses under an evicting policy. */
+const EVICTION_RISK =
+  'an evicted key loses queue state: jobs whose records go are dead-lettered as "record lost", and a lost list, set or counter is rebuilt only when the queue next runs empty';
 const SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;
 
 /** One job to push, checked: `id` undefined asks the script for a generated one. */
 interface PushSpec {
   id: string | undefined;
-  json: string;
+  text: string;
   priority: number;
-  maxRetries: number;
+  /** The retry policy as the script stores it: "maxRetries" or "maxRetries,baseMs,maxMs". */
+  policy: string;
   delaySeconds: number;
 }
 
@@ -202,16 +236,16 @@ function pushnArgs(jobs: readonly PushSpec[]): ScriptArg[] {
     const named = job.id !== undefined;
     const sameGroup =
       job.priority === prev?.priority &&
-      job.maxRetries === prev.maxRetries &&
+      job.policy === prev.policy &&
       job.delaySeconds === prev.delaySeconds &&
       named === (prev.id !== undefined);
     if (!sameGroup) {
       countAt = args.length;
-      args.push(0, job.priority, job.maxRetries, job.delaySeconds, named ? 1 : 0);
+      args.push(0, job.priority, job.policy, job.delaySeconds, named ? 1 : 0);
     }
     args[countAt] = (args[countAt] as number) + 1;
     if (named) args.push(job.id!);
-    args.push(job.json);
+    args.push(job.text);
     prev = job;
   }
   return args;
@@ -229,21 +263,44 @@ function checkRetries(name: string, value: unknown, fallback: number): number {
   return value;
 }
 
+/** A checked backoff, with the fallback's values for what it leaves out. */
+function checkBackoff(name: string, value: BackoffOptions | undefined, fallback: Required<BackoffOptions>): Required<BackoffOptions> {
+  if (value === undefined) return fallback;
+  assertOptions(name, value, BACKOFF_OPTIONS);
+  const baseMs = value.baseMs ?? fallback.baseMs;
+  const maxMs = value.maxMs ?? Math.max(fallback.maxMs, baseMs);
+  assertInteger(`${name}.baseMs`, baseMs, { min: 0, max: LIMITS.maxLeaseMs });
+  assertInteger(`${name}.maxMs`, maxMs, { min: baseMs, max: LIMITS.maxLeaseMs });
+  return { baseMs, maxMs };
+}
+
+/** The retry policy as the script stores it; the default backoff is left out to keep records short. */
+function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): string {
+  if (backoff.baseMs === DEFAULT_BACKOFF.baseMs && backoff.maxMs === DEFAULT_BACKOFF.maxMs) return String(maxRetries);
+  return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
+}
+
 function checkLease(name: string, value: unknown): number {
   assertInteger(name, value, { min: 1, max: LIMITS.maxLeaseMs });
   return value;
 }
 
+/** A non-empty, well-formed string of at most `max` UTF-8 bytes: an id, a lane or a queue name. */
+function checkBytes(name: string, value: unknown, max: number): asserts value is string {
+  assertNonEmptyString(name, value, max);
+  if (Buffer.byteLength(value) > max) throw new InvalidArgumentError(name, `must be at most ${max} UTF-8 bytes`);
+}
+
 /** A job or request id: 1 to 1024 UTF-8 bytes. */
 function checkId(name: string, value: unknown): asserts value is string {
-  assertNonEmptyString(name, value, LIMITS.maxIdBytes);
-  if (Buffer.byteLength(value) > LIMITS.maxIdBytes) throw new InvalidArgumentError(name, `must be at most ${LIMITS.maxIdBytes} bytes`);
+  checkBytes(name, value, LIMITS.maxIdBytes);
 }
 
 /** The optional request as trailing script arguments (none without one). */
 function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
   if (value === undefined) return [];
   if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { lane, seq }');
+  assertOptions(name, value, ['lane', 'seq']);
   checkId(`${name}.lane`, value.lane);
   assertInteger(`${name}.seq`, value.seq, { min: 0 });
   return [value.lane, value.seq];
@@ -257,6 +314,7 @@ function isJob(job: Job<unknown>): boolean {
     typeof job.id === 'string' &&
     job.id.length > 0 &&
     job.id.length <= LIMITS.maxIdBytes &&
+    job.id.isWellFormed() &&
     typeof job.leaseToken === 'string' &&
     job.leaseToken.length > 0 &&
     job.leaseToken.length <= 64
@@ -296,27 +354,39 @@ export class JobQueue<T = unknown> {
   private pending: { job: PushSpec; resolve: (r: PushResult) => void; reject: (err: unknown) => void }[] = [];
   private readonly script: RegisteredScript;
   private readonly maxRetries: number;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
+  private readonly backoff: Required<BackoffOptions>;
+  /** The retry policy argument of jobs pushed with the queue's defaults. */
+  private readonly policy: string;
+  private readonly codec: Codec<T>;
+  private warned = false;
   /** Default lease for `pop`, in ms. */
   readonly leaseMs: number;
+  /** Deadline of every call to Redis, in ms. */
+  readonly timeoutMs: number;
 
   constructor(
     /** The client every call goes through. */
     readonly redis: RedisClient,
     /** The queue's name (its hash tag). */
     readonly name: string,
-    options: JobQueueOptions = {},
+    options: JobQueueOptions<T> = {},
   ) {
-    assertNonEmptyString('name', name, 256);
+    assertRedisClient('redis', redis);
+    checkBytes('name', name, LIMITS.maxNameBytes);
+    assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
     this.wakeKey = `${this.keys[0]}:wake`;
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
-    this.backoffBaseMs = options.backoff?.baseMs ?? 1000;
-    this.backoffMaxMs = options.backoff?.maxMs ?? 60_000;
-    assertInteger('options.backoff.baseMs', this.backoffBaseMs, { min: 0, max: LIMITS.maxLeaseMs });
-    assertInteger('options.backoff.maxMs', this.backoffMaxMs, { min: this.backoffBaseMs, max: LIMITS.maxLeaseMs });
+    this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
+    this.policy = policyArg(this.maxRetries, this.backoff);
     this.leaseMs = checkLease('options.leaseMs', options.leaseMs ?? 30_000);
+    this.timeoutMs = options.timeoutMs ?? 2000;
+    assertPositiveMs('options.timeoutMs', this.timeoutMs);
+    const codec = options.codec ?? (defaultCodec as Codec<T>);
+    if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
+      throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
+    }
+    this.codec = codec;
     this.scripts = new LuaScriptManager(redis);
     this.script = this.scripts.registerScript('cyredis:queue:job_queue', JOB_QUEUE_LUA, { numberOfKeys: 4 });
   }
@@ -331,7 +401,7 @@ export class JobQueue<T = unknown> {
    * (in call order), the way a pipeline would, with one result each.
    */
   async add(data: T, options: PushOptions = {}): Promise<PushResult> {
-    const job = this.pushSpec('options', data, options);
+    const job = this.pushSpec('options', data, options, PUSH_OPTIONS);
     return new Promise<PushResult>((resolve, reject) => {
       this.pending.push({ job, resolve, reject });
       if (this.pending.length === 1) queueMicrotask(() => this.sendPending());
@@ -367,7 +437,7 @@ export class JobQueue<T = unknown> {
   async addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
     checkArray('jobs', jobs);
     // All checked before the first call.
-    const specs = jobs.map((job, i) => this.pushSpec(`jobs[${i}]`, job.data, job));
+    const specs = jobs.map((job, i) => this.pushSpec(`jobs[${i}]`, job.data, job, BULK_JOB_KEYS));
     const out: PushResult[] = [];
     for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
       const chunk = specs.slice(start, start + LIMITS.maxBatch);
@@ -385,9 +455,10 @@ export class JobQueue<T = unknown> {
   /** `pop` that also tells how long until more work may be ready (for custom workers). */
   async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
+    assertOptions('options', options, POP_OPTIONS);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestArgs('options.request', options.request)]));
-    return { waitMs: toNumber(reply[0]), jobs: this.parseJobs(reply, 1) };
+    return { waitMs: toNumber(reply[0]), jobs: await this.parseJobs(reply, 1) };
   }
 
   /** Completes the job: true, or false when its lease was lost (reclaimed, or already completed). */
@@ -403,6 +474,7 @@ export class JobQueue<T = unknown> {
   async ack(jobs: readonly Job<T>[], options: PopOptions & { fetch?: number } = {}): Promise<AckResult<T>> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 0);
+    assertOptions('options', options, ACK_OPTIONS);
     const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const args: ScriptArg[] = ['ACK', NOW, leaseMs, fetch, jobs.length];
@@ -430,15 +502,18 @@ export class JobQueue<T = unknown> {
     return {
       completed,
       waitMs: toNumber(reply[1]),
-      jobs: this.parseJobs(reply, 2),
+      jobs: await this.parseJobs(reply, 2),
     };
   }
 
-  /** Records a failure: `retry` (after backoff), `dead` (no attempts left) or `lost` (lease lost). */
+  /**
+   * Records a failure: `retry` (after the backoff stored with the job), `dead` (no attempts left, or the
+   * job's record was lost) or `lost` (lease lost).
+   */
   async fail(job: Job<T>, error: unknown): Promise<FailOutcome> {
     this.checkJob('job', job);
     const message = cutUtf8(error instanceof Error ? error.message || error.name : String(error), LIMITS.maxErrorBytes);
-    const reply = toArray(await this.run(['FAIL', NOW, job.id, message, job.leaseToken, this.backoffBaseMs, this.backoffMaxMs]));
+    const reply = toArray(await this.run(['FAIL', NOW, job.id, message, job.leaseToken]));
     return reply[0] as FailOutcome;
   }
 
@@ -474,14 +549,19 @@ export class JobQueue<T = unknown> {
     };
   }
 
-  /** Moves every dead job back to the queue with its attempts reset; resolves with how many moved. */
+  /**
+   * Moves every dead job back to the queue with its attempts reset; resolves with how many moved. A job
+   * whose record was lost stays dead (there is nothing to run).
+   */
   async retryDead(): Promise<number> {
     let total = 0;
-    // The dead set is capped (10 000), so this ends; each call moves at most 1000.
+    let skip = 0;
+    // The dead set is capped (10 000), so this ends; each call looks at most at 1000.
     for (;;) {
-      const moved = toNumber(await this.run(['RETRYDEAD', NOW, LIMITS.maxBatch]));
+      const [moved, seen] = toArray(await this.run(['RETRYDEAD', NOW, LIMITS.maxBatch, skip])).map(toNumber) as [number, number];
       total += moved;
-      if (moved < LIMITS.maxBatch) return total;
+      skip += seen - moved;
+      if (seen < LIMITS.maxBatch) return total;
     }
   }
 
@@ -491,9 +571,16 @@ export class JobQueue<T = unknown> {
     const r = toArray(await this.run(['DEAD', NOW, limit]));
     const out: DeadJob<T>[] = [];
     for (let i = 0; i < r.length; i += 5) {
+      const text = r[i + 1];
+      let data: T | undefined;
+      try {
+        data = typeof text === 'string' ? this.codec.decode(text) : undefined;
+      } catch {
+        data = undefined;
+      }
       out.push({
         id: String(r[i]),
-        data: JSON.parse(String(r[i + 1])) as T,
+        data,
         attempts: toNumber(r[i + 2]),
         error: String(r[i + 3]),
         diedAt: toNumber(r[i + 4]),
@@ -503,29 +590,40 @@ export class JobQueue<T = unknown> {
   }
 
   private run(args: ScriptArg[]): Promise<unknown> {
-    return this.scripts.executeScript(this.script, { keys: this.keys, args });
+    if (!this.warned) {
+      this.warned = true;
+      warnIfEvicting(this.redis, '@cyredis/queue', EVICTION_RISK);
+    }
+    return this.scripts.executeScript(this.script, { keys: this.keys, args, timeoutMs: this.timeoutMs });
   }
 
-  private pushSpec(name: string, data: T, options: PushOptions): PushSpec {
-    if (options === null || typeof options !== 'object') throw new InvalidArgumentError(name, 'must be an object');
+  private pushSpec(name: string, data: T, options: PushOptions, allowed: readonly string[]): PushSpec {
+    assertOptions(name, options, allowed, false);
     // No id asks the script for a short generated one.
     const id = options.id;
     if (id !== undefined) checkId(`${name}.id`, id);
     const priority = checkPriority(`${name}.priority`, options.priority);
-    const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
+    let policy = this.policy;
+    if (options.maxRetries !== undefined || options.backoff !== undefined) {
+      const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
+      policy = policyArg(maxRetries, checkBackoff(`${name}.backoff`, options.backoff, this.backoff));
+    }
     const delayMs = options.delayMs ?? 0;
     assertFiniteNumber(`${name}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
-    let json: string | undefined;
+    const dataName = name === 'options' ? 'data' : `${name}.data`;
+    let text: unknown;
     try {
-      json = JSON.stringify(data);
+      text = this.codec.encode(data);
     } catch (err) {
-      throw new InvalidArgumentError(`${name === 'options' ? 'data' : `${name}.data`}`, `must be JSON-serializable: ${String(err)}`);
+      // The codec names the value `value`; the caller knows it as `dataName`.
+      const detail = err instanceof InvalidArgumentError ? err.message.slice(err.argument.length + 2) : err instanceof Error ? err.message : String(err);
+      throw new InvalidArgumentError(dataName, `cannot be encoded: ${detail}`);
     }
-    if (json === undefined) throw new InvalidArgumentError(name === 'options' ? 'data' : `${name}.data`, 'must be JSON-serializable, got undefined');
-    if (json.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(json) > LIMITS.maxDataBytes) {
-      throw new InvalidArgumentError(name === 'options' ? 'data' : `${name}.data`, `must serialize to at most ${LIMITS.maxDataBytes} bytes`);
+    if (typeof text !== 'string') throw new InvalidArgumentError(dataName, `the codec must encode it to a string, got ${typeof text}`);
+    if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {
+      throw new InvalidArgumentError(dataName, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
     }
-    return { id, json, priority, maxRetries, delaySeconds: delayMs / 1000 };
+    return { id, text, priority, policy, delaySeconds: delayMs / 1000 };
   }
 
   private checkJob(name: string, job: Job<T>): void {
@@ -534,24 +632,41 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
-  /** The lease token of the call, the jobs' attempts ("1,1,2"), then pairs: id, "priority:maxRetries:data". */
-  private parseJobs(reply: unknown[], from: number): Job<T>[] {
+  /**
+   * The lease token of the call, the jobs' attempts ("1,1,2"), then pairs: id, "priority:policy:data". A job
+   * whose data the codec cannot decode is dead-lettered with the reason instead of returned: it could
+   * never run, and a caller that cannot see it could not fail it.
+   */
+  private async parseJobs(reply: unknown[], from: number): Promise<Job<T>[]> {
     const leaseToken = String(reply[from]);
     const tries = String(reply[from + 1]).split(',');
-    const jobs = new Array<Job<T>>((reply.length - from - 2) / 2);
+    const jobs: Job<T>[] = [];
+    let undecodable: Promise<unknown>[] | undefined;
     for (let i = from + 2, k = 0; i < reply.length; i += 2, k++) {
+      const id = reply[i] as string;
       const rec = reply[i + 1] as string;
       const a = rec.indexOf(':');
       const b = rec.indexOf(':', a + 1);
-      jobs[k] = {
-        id: reply[i] as string,
-        data: JSON.parse(rec.slice(b + 1)) as T,
+      let data: T;
+      try {
+        data = this.codec.decode(rec.slice(b + 1));
+      } catch (err) {
+        const reason = cutUtf8(`data cannot be decoded: ${err instanceof Error ? err.message : String(err)}`, LIMITS.maxErrorBytes);
+        // Its lease runs out if this fails, and the next pop meets it again.
+        (undecodable ??= []).push(this.run(['FAIL', NOW, id, reason, leaseToken, '1']).catch(() => undefined));
+        continue;
+      }
+      jobs.push({
+        id,
+        data,
         priority: Number(rec.slice(0, a)),
         attempts: Number(tries[k]),
-        maxRetries: Number(rec.slice(a + 1, b)),
+        // The policy is "maxRetries" or "maxRetries,baseMs,maxMs": parseInt stops at the comma.
+        maxRetries: Number.parseInt(rec.slice(a + 1, b), 10),
         leaseToken,
-      };
+      });
     }
+    if (undecodable) await Promise.all(undecodable);
     return jobs;
   }
 }

@@ -1,8 +1,17 @@
+// The Worker: runs a handler over a queue's jobs with leases, batched completions and poisoned-call skipping.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { assertInteger, assertPositiveMs, duplicateClient, InvalidArgumentError, type RedisClient } from '@cyredis/core';
+import {
+  assertInteger,
+  assertOptions,
+  assertPositiveMs,
+  duplicateClient,
+  InvalidArgumentError,
+  RedisUnavailableError,
+  type RedisClient,
+} from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
-import { LIMITS, type FailOutcome, type Job, type JobQueue, type Request } from './queue.js';
+import { JobQueue, LIMITS, type FailOutcome, type Job, type Request } from './queue.js';
 
 /** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
 export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
@@ -18,6 +27,8 @@ export interface WorkerOptions {
   /** Longest single wait on the idle connection, in ms. Default 5000. */
   blockMs?: number;
 }
+
+const WORKER_OPTIONS = ['concurrency', 'leaseMs', 'timeoutMs', 'blockMs'] as const;
 
 /** Options of `close`. */
 export interface CloseOptions {
@@ -35,11 +46,17 @@ export interface WorkerEvents<T> {
   dead: [job: Job<T>, error: unknown];
   /** The worker lost the job's lease (it ran too long or Redis was unreachable); another run may follow. */
   lost: [job: Job<T>];
-  /** A Redis call failed; the worker keeps going. Emitted only while someone listens. */
+  /**
+   * A Redis call failed; the worker keeps going. Once per distinct error until a call succeeds again, and
+   * emitted only while someone listens. Outages are `RedisUnavailableError` (or its `RedisTimeoutError`).
+   */
   error: [error: unknown];
 }
 
 const MAX_ACKS_IN_FLIGHT = 2;
+
+/** How a repeated call ended: answered, given up as poisoned, or cut short by `close`. */
+type Outcome<R> = { reply: R } | 'skipped' | 'closed';
 
 interface Running<T> {
   job: Job<T>;
@@ -89,6 +106,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   /** Resolves when `close` starts: no wait of the worker may outlive it. */
   private readonly stopping: Promise<void>;
   private stop!: () => void;
+  /** Errors reported since the last call that succeeded: each is reported once. */
+  private readonly reported = new Set<string>();
+  /** Calls failed in a row, for the pause before the next try. */
+  private failures = 0;
 
   constructor(
     /** The queue it serves. */
@@ -97,7 +118,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     options: WorkerOptions = {},
   ) {
     super();
+    if (!(queue instanceof JobQueue)) throw new InvalidArgumentError('queue', 'must be a JobQueue');
     if (typeof handler !== 'function') throw new InvalidArgumentError('handler', 'must be a function');
+    assertOptions('options', options, WORKER_OPTIONS);
     this.concurrency = options.concurrency ?? 1;
     assertInteger('options.concurrency', this.concurrency, { min: 1, max: LIMITS.maxBatch });
     this.leaseMs = options.leaseMs ?? queue.leaseMs;
@@ -114,6 +137,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
 
   /** Stops fetching, waits for running jobs (up to `timeoutMs`), then aborts and releases the rest. */
   close(options: CloseOptions = {}): Promise<void> {
+    assertOptions('options', options, ['timeoutMs']);
     const timeoutMs = options.timeoutMs ?? this.leaseMs;
     assertInteger('options.timeoutMs', timeoutMs, { min: 0 });
     this.closed ??= this.shutdown(timeoutMs);
@@ -136,7 +160,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       [...this.running].filter((r) => !r.settled).map((r) => {
         this.settle(r);
         r.controller.abort(new WorkerClosedError());
-        return this.queue.release(r.job).catch((err: unknown) => this.report(err));
+        return this.queue.release(r.job).catch((err: unknown) => this.fault(err));
       }),
     );
     while (this.acking > 0 || this.acks.length > 0) {
@@ -157,10 +181,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       }
       this.reserved += free;
       const request = this.nextRequest();
-      const reply = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, request }));
+      const outcome = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, request }));
       this.reserved -= free;
-      if (!reply) break;
+      if (outcome === 'closed') break;
+      // A skipped call's lane may hold a memo of it: the lane is not reused.
+      if (outcome === 'skipped') continue;
       this.freeLanes.push(request.lane);
+      const reply = outcome.reply;
       this.start(reply.jobs);
       if (reply.jobs.length === 0 && !this.closing) await this.idle(reply.waitMs);
     }
@@ -168,17 +195,27 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
 
   /**
    * Repeats `call` (same arguments, same request id) until Redis answers or the worker closes: a call with an
-   * unknown outcome may have leased jobs or completed some, and only its repeat answers what it did.
+   * unknown outcome (no reply) may have leased jobs or completed some, and only its repeat answers what it
+   * did. A call that fails the same way twice otherwise (Redis refused it, or its reply could not be read)
+   * is poisoned: reported once and skipped, so a bad batch never stalls the worker.
    */
-  private async untilAnswered<R>(call: () => Promise<R>): Promise<R | undefined> {
-    for (let failures = 0; ; failures++) {
+  private async untilAnswered<R>(call: () => Promise<R>): Promise<Outcome<R>> {
+    let refused: string | undefined;
+    for (;;) {
       try {
-        return await call();
+        const reply = await call();
+        this.failures = 0;
+        this.reported.clear();
+        return { reply };
       } catch (err) {
-        if (this.closing) return undefined;
-        this.report(err);
-        await Promise.race([this.pause(Math.min(1000, 50 * 2 ** failures)), this.stopping]);
-        if (this.closing) return undefined;
+        if (this.closing) return 'closed';
+        const key = errorKey(err);
+        const outage = err instanceof RedisUnavailableError;
+        if (outage || key === refused) this.fault(err);
+        await Promise.race([this.pause(Math.min(1000, 50 * 2 ** this.failures++)), this.stopping]);
+        if (this.closing) return 'closed';
+        if (!outage && key === refused) return 'skipped';
+        refused = outage ? undefined : key;
       }
     }
   }
@@ -198,7 +235,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     if (!this.blocking) {
       this.blocking = duplicateClient(this.queue.redis);
       // Its connection errors are the worker's to report (ioredis reconnects by itself).
-      this.blocking.on('error', (err: unknown) => this.report(err));
+      this.blocking.on('error', (err: unknown) => this.fault(unavailable(err)));
     }
     if (!this.wake) {
       const wake: Promise<boolean> = this.blocking
@@ -206,7 +243,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
         .then(
           () => true,
           (err: unknown) => {
-            if (!this.closing) this.report(err);
+            if (!this.closing) this.fault(unavailable(err));
             return false;
           },
         )
@@ -226,7 +263,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private start(jobs: Job<T>[]): void {
     for (const job of jobs) {
       if (this.closing) {
-        this.queue.release(job).catch((err: unknown) => this.report(err));
+        this.queue.release(job).catch((err: unknown) => this.fault(err));
         continue;
       }
       const r: Running<T> = { job, controller: new AbortController(), timer: undefined, settled: false };
@@ -282,10 +319,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     const jobs = batch.map((r) => r.job);
     const request = this.nextRequest();
     void this.untilAnswered(() => this.queue.ack(jobs, { fetch, leaseMs: this.leaseMs, request }))
-      .then((reply) => {
+      .then((outcome) => {
         this.reserved -= fetch;
         // Closing: given up; the leases run out and the jobs come back (the lane is not reused).
-        if (!reply) return;
+        if (outcome === 'closed') return;
+        // Poisoned: the completions are unknown, so the jobs count as lost (their leases run out).
+        if (outcome === 'skipped') {
+          for (const r of batch) this.fire('lost', r.job);
+          return;
+        }
+        const reply = outcome.reply;
         this.freeLanes.push(request.lane);
         batch.forEach((r, i) => {
           if (reply.completed[i]) this.fire('completed', r.job);
@@ -305,7 +348,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       outcome = await this.queue.fail(r.job, error);
     } catch (err) {
       // The lease runs out and the job comes back: the failure is counted then.
-      this.report(err);
+      this.fault(err);
       return;
     }
     if (outcome === 'retry') this.fire('failed', r.job, error);
@@ -332,7 +375,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
           this.leaseMs,
         );
       } catch (err) {
-        this.report(err);
+        this.fault(err);
         return;
       }
       chunk.forEach((r, k) => {
@@ -378,6 +421,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
+  /** Reports a failed Redis call, once per distinct error until a call succeeds again. */
+  private fault(err: unknown): void {
+    const key = errorKey(err);
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.report(err);
+  }
+
   private report(err: unknown): void {
     try {
       if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -385,4 +436,15 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       // An 'error' listener that throws has nowhere left to report to.
     }
   }
+}
+
+/** What makes two failures "the same way": the error's class and message. */
+function errorKey(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/** A failure of the worker's own waiting connection, as the outage it is. */
+function unavailable(err: unknown): RedisUnavailableError {
+  if (err instanceof RedisUnavailableError) return err;
+  return new RedisUnavailableError(`waiting for jobs: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

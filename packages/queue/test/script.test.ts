@@ -77,12 +77,14 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     expect(await call('FAIL', now, 'j', 'again')).toEqual(['lost', 0]);
   });
 
-  it('caps the backoff at backoff_max_ms', async () => {
-    await call('PUSH', 0, 'j', 'x', 0, 20, 0);
+  it('caps the backoff at backoff_max_ms, both stored with the job at push', async () => {
+    // max_retries may carry the job's backoff: "<max_retries>,<backoff_base_ms>,<backoff_max_ms>".
+    await call('PUSH', 0, 'j', 'x', 0, '20,100,400', 0);
     let now = 0;
     for (let run = 1; run <= 8; run++) {
       const popped = (await call('POP', now, 1, 1000, '1')) as unknown[];
-      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[1]), 100, 400)) as [string, number];
+      expect(popped[4]).toBe('0:20,100,400:x');
+      const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[1]))) as [string, number];
       expect(status).toBe('retry');
       const delay = at - Math.round(now * 1000);
       expect(delay).toBeLessThanOrEqual(Math.min(400, 100 * 2 ** (run - 1)));
@@ -94,10 +96,11 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
   it('returns expired leases to the queue on the next POP, counting the attempt', async () => {
     await call('PUSH', 0, 'j', 'x', 0, 1, 0);
     // wait_ms, the call's lease token, the jobs' attempts, then id and record per job.
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, '1', 'j', '0:1:x']);
-    // Lease expired at 1 s: the next pop reclaims it and leases it again (token 2, attempt 2).
-    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 2, '2', 'j', '0:1:x']);
-    expect(await call('COMPLETE', 1.5, 'j', '1')).toBe(0);
+    const first = (await call('POP', 0, 1, 1000, '1')) as unknown[];
+    expect(first).toEqual([0, expect.any(Number), '1', 'j', '0:1:x']);
+    // Lease expired at 1 s: the next pop reclaims it and leases it again (next token, attempt 2).
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, (first[1] as number) + 1, '2', 'j', '0:1:x']);
+    expect(await call('COMPLETE', 1.5, 'j', String(first[1]))).toBe(0);
     // Expired again after its last attempt: dead, with the reason.
     expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0, '']);
     expect(await call('DEAD', 2, 1)).toEqual(['j', 'x', 2, 'lease expired', 2000]);
@@ -106,11 +109,13 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
   it('accepts an ACK whose lease expired but was not reclaimed, and its own pop does not reclaim the job', async () => {
     await call('PUSH', 0, 'a', 'x', 0, 3, 0);
     await call('PUSH', 0, 'b', 'y', 0, 3, 0);
-    expect(await call('POP', 0, 1, 1000, '1')).toEqual([0, 1, '1', 'a', '0:3:x']);
-    // At 2 s the lease of a has expired: the ACK completes it, then leases b (token 2) in the same call.
-    expect(await call('ACK', 2, 1000, 1, 1, '1', 1, 'a')).toEqual(['1', 0, 2, '1', 'b', '0:3:y']);
+    const popped = (await call('POP', 0, 1, 1000, '1')) as unknown[];
+    const token = popped[1] as number;
+    expect(popped).toEqual([0, token, '1', 'a', '0:3:x']);
+    // At 2 s the lease of a has expired: the ACK completes it, then leases b (next token) in the same call.
+    expect(await call('ACK', 2, 1000, 1, 1, String(token), 1, 'a')).toEqual(['1', 0, token + 1, '1', 'b', '0:3:y']);
     expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
-    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 3, '2', 'b', '0:3:y']);
+    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, token + 2, '2', 'b', '0:3:y']);
   });
 
   it('answers bad input with ERR and writes nothing', async () => {
@@ -127,6 +132,10 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['PUSH', 1, 'a', 'x', 1001, 0, 0],
       ['PUSH', 1, 'a', 'x', 0, 'three', 0],
       ['PUSH', 1, 'a', 'x', 0, -1, 0],
+      ['PUSH', 1, 'a', 'x', 0, '3,100', 0],
+      ['PUSH', 1, 'a', 'x', 0, '3,500,100', 0],
+      ['PUSH', 1, 'a', 'x', 0, '3,-1,100', 0],
+      ['PUSH', 1, 'a', 'x', 0, '3,1,100,7', 0],
       ['PUSH', 1, 'a', 'x', 0, 0, 'later'],
       ['PUSH', 1, 'a', 'x', 0, 0, -5],
       ['PUSH', 1, 'a', 'x', 0, 0, 'nan'],
@@ -149,6 +158,8 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['POP', 1, 1, 1000, '0', 'lane', 1],
       ['COMPLETE', 1, ''],
       ['FAIL', 1, 'seeded'],
+      ['FAIL', 1, 'seeded', 'e', '1', 'yes'],
+      ['FAIL', 1, 'seeded', 'e', '1', '0', 1000],
       ['ACK', 1, 1000, 1, 1, 'seeded'],
       // ACK groups: <lease_token> <k>, then k ids.
       ['ACK', 1, 1000, 1, 1, '1', 2, 'seeded', 'other'],

@@ -1,7 +1,7 @@
 import { randomPrefix, sleep, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { JobQueue, JobTimeoutError, Worker, WorkerClosedError, type Job } from '../src/index.js';
+import { JobQueue, JobTimeoutError, ScriptError, Worker, WorkerClosedError, type Job } from '../src/index.js';
 
 interface Task {
   n: number;
@@ -151,6 +151,46 @@ describe.each(topologies)('Worker on %s', (topology) => {
     await waitFor(() => errors.length === 2);
     expect((errors[0] as Error).message).toBe('listener bug');
     expect(await queue.stats()).toMatchObject({ completed: 2 });
+  });
+
+  it('surfaces a call that fails the same way twice once, skips it, and runs every job pushed afterwards', async () => {
+    const poison = new ScriptError('cyredis:queue:job_queue', 'ERR poisoned batch');
+    const realAck = queue.ack.bind(queue);
+    const realFetch = queue.fetch.bind(queue);
+    // The completion of any first attempt fails for good, as a poisoned batch would; the first fetch fails twice.
+    let refusedAcks = 0;
+    vi.spyOn(queue, 'ack').mockImplementation((jobs, options) => {
+      if (!jobs.some((j) => j.attempts === 1)) return realAck(jobs, options);
+      refusedAcks++;
+      return Promise.reject(poison);
+    });
+    let fetches = 0;
+    vi.spyOn(queue, 'fetch').mockImplementation((count, options) =>
+      ++fetches <= 2 ? Promise.reject(new TypeError('unreadable reply')) : realFetch(count, options),
+    );
+    await queue.pushBulk([{ data: { n: 1 } }, { data: { n: 2 } }]);
+    const errors: unknown[] = [];
+    const lost: number[] = [];
+    const done: number[] = [];
+    const w = worker(() => undefined, { concurrency: 2, leaseMs: 200 });
+    w.on('error', (err) => errors.push(err));
+    w.on('lost', (job) => lost.push(job.data.n));
+    w.on('completed', (job) => done.push(job.data.n));
+    // Skipped, the first completions count as lost; the jobs come back after their lease and complete then.
+    await waitFor(() => done.length === 2, { timeoutMs: 20_000 });
+    expect(lost.sort()).toEqual([1, 2]);
+    await queue.pushBulk([3, 4, 5].map((n) => ({ data: { n }, maxRetries: 5 })));
+    // Jobs pushed afterwards run; their first completions are poisoned too, so they come back once each.
+    await waitFor(() => done.length === 5, { timeoutMs: 20_000 });
+    expect(done.sort()).toEqual([1, 2, 3, 4, 5]);
+    // Each poisoned call was tried exactly twice, never replayed on; each was reported at most once.
+    expect(fetches).toBeGreaterThan(2);
+    expect(refusedAcks % 2).toBe(0);
+    expect(errors[0]).toBeInstanceOf(TypeError);
+    const refused = errors.slice(1);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused.length).toBeLessThanOrEqual(refusedAcks / 2);
+    for (const err of refused) expect(err).toBe(poison);
   });
 
   it('close() lets running jobs finish', async () => {
