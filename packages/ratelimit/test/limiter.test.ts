@@ -21,7 +21,7 @@ async function keysUnder(redis: Redis | Cluster, prefix: string): Promise<string
 describe.each(topologies)('RateLimiter on %s', (topology) => {
   let redis: Redis | Cluster;
   let prefix: string;
-  const make = (options: Omit<RateLimiterOptions, 'prefix'>) => new RateLimiter(redis, { prefix, ...options });
+  const make = (options: RateLimiterOptions) => new RateLimiter(redis, { prefix, ...options });
 
   beforeAll(() => {
     redis = connect(topology);
@@ -244,5 +244,24 @@ describe.each(topologies)('RateLimiter on %s', (topology) => {
     await expect(limiter.reset('')).rejects.toThrow(InvalidArgumentError);
     await expect(limiter.limit('x', { requestId: '' })).rejects.toThrow(InvalidArgumentError);
     expect(await keysUnder(redis, prefix)).toEqual([]);
+  });
+
+  it('refuses ids and request ids with a lone surrogate, which ioredis would send as U+FFFD and merge', async () => {
+    const limiter = make({ limit: 1, windowMs: 60_000, blockMs: 1000 });
+    const alone = '😀'.slice(0, 1);
+    for (const id of ['user\uD800', 'user\uDBFF', 'user\uDC00', alone, `${alone}${alone}`]) {
+      await expect(limiter.limit(id), id).rejects.toThrow(/must be well-formed Unicode/);
+      await expect(limiter.limit(id, { requestId: 'r' })).rejects.toThrow(InvalidArgumentError);
+      await expect(limiter.limit(id, { nowMs: T0 })).rejects.toThrow(InvalidArgumentError);
+      await expect(limiter.peek(id)).rejects.toThrow(InvalidArgumentError);
+      await expect(limiter.reset(id)).rejects.toThrow(InvalidArgumentError);
+      await expect(limiter.limit('ok', { requestId: id })).rejects.toThrow(expect.objectContaining({ argument: 'options.requestId' }) as Error);
+    }
+    expect(() => make({ limit: 1, windowMs: 1000, prefix: `p${alone}` })).toThrow(expect.objectContaining({ argument: 'options.prefix' }) as Error);
+    expect(await keysUnder(redis, prefix)).toEqual([]);
+    // Well-formed ids that differ are different budgets, astral characters included.
+    expect((await limiter.limit('user😀')).allowed).toBe(true);
+    expect((await limiter.limit('user😁')).allowed).toBe(true);
+    expect((await limiter.limit('user😀')).allowed).toBe(false);
   });
 });
