@@ -46,6 +46,7 @@ export function checkMiddlewareOptions(options: unknown, keyRequired: boolean): 
     if (typeof o[name] !== 'function') throw new InvalidArgumentError(`options.${name}`, 'must be a function');
   }
   if (o.message !== undefined && typeof o.message !== 'string') throw new InvalidArgumentError('options.message', 'must be a string');
+  if (o.legacy !== undefined && typeof o.legacy !== 'boolean') throw new InvalidArgumentError('options.legacy', 'must be a boolean');
   if (o.policyName !== undefined) assertNonEmptyString('options.policyName', o.policyName, 256);
 }
 
