@@ -7,7 +7,7 @@ import { check, checkMiddlewareOptions, DEFAULT_MESSAGE, type MiddlewareOptions 
 export interface FastifyRateLimitOptions extends Omit<MiddlewareOptions<FastifyRequest>, 'key'> {
   /**
    * Default: `request.ip`. Behind a proxy that is the proxy's address unless Fastify is created with
-   * `trustProxy` (e.g. `Fastify({ trustProxy: 1 })` for one hop).
+   * `trustProxy` (e.g. `Fastify({ trustProxy: '10.0.0.5' })`, the proxy's address).
    */
   key?: (request: FastifyRequest) => string | Promise<string>;
   /**

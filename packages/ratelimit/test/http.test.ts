@@ -236,6 +236,53 @@ describe.each(topologies)('HTTP middleware hooks on %s', (topology) => {
   });
 });
 
+describe("the default key: the client address, as the framework's proxy setting defines it", () => {
+  let redis: Redis | Cluster;
+
+  beforeAll(() => {
+    redis = connect('single');
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+
+  const apps: Record<string, (limiter: RateLimiter, trustProxy: boolean) => Promise<App>> = {
+    express: (limiter, trustProxy) => {
+      const app = express();
+      if (trustProxy) app.set('trust proxy', 1);
+      app.use(expressRateLimit({ limiter }));
+      app.get('/', (_req, res) => {
+        res.send('ok');
+      });
+      return listen(app.listen(0, '127.0.0.1'));
+    },
+    fastify: async (limiter, trustProxy) => {
+      // Trust the proxy by address (the test's requests come from loopback, as from a local proxy).
+      const app = Fastify({ trustProxy: trustProxy ? '127.0.0.1' : false });
+      app.addHook('onRequest', fastifyRateLimit({ limiter }));
+      app.get('/', () => 'ok');
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      return { url: `http://127.0.0.1:${port}/`, close: () => app.close() };
+    },
+  };
+
+  it.each(Object.keys(apps))('%s: behind a trusted proxy each forwarded client has its own budget; untrusted, they share the proxy\'s', async (name) => {
+    for (const trustProxy of [true, false]) {
+      const app = await apps[name]!(new RateLimiter(redis, { prefix: randomPrefix(), limit: 1, windowMs: 60_000 }), trustProxy);
+      try {
+        const statuses = [];
+        for (const client of ['203.0.113.1', '203.0.113.2', '203.0.113.1']) {
+          statuses.push((await fetch(app.url, { headers: { 'x-forwarded-for': client } })).status);
+        }
+        expect(statuses).toEqual(trustProxy ? [200, 200, 429] : [200, 429, 429]);
+      } finally {
+        await app.close();
+      }
+    }
+  });
+});
+
 describe('middleware options', () => {
   const redis = new Redis({ port: 1, lazyConnect: true });
   const limiter = new RateLimiter(redis, { limit: 1, windowMs: 1000 });
@@ -258,6 +305,11 @@ describe('middleware options', () => {
       [() => expressRateLimit({ limiter, skip: true }), 'options.skip'],
       // @ts-expect-error -- the options are required
       [() => fastifyRateLimit(undefined), 'options'],
+      // @ts-expect-error -- legacy is a boolean
+      [() => expressRateLimit({ limiter, legacy: 'yes' }), 'options.legacy'],
+      // @ts-expect-error -- message is a string
+      [() => fastifyRateLimit({ limiter, message: 429 }), 'options.message'],
+      [() => honoRateLimit({ limiter, key, policyName: '' }), 'options.policyName'],
     ];
     for (const [make, argument, message] of cases) {
       expect(make, argument).toThrow(expect.objectContaining({ argument }) as Error);
