@@ -22,6 +22,7 @@ import {
   type RedisClient,
   type RegisteredScript,
 } from '@cyredis/core';
+import { ScriptArgs } from './protocol.js';
 
 /** How a rule counts: exact sliding window (default), GCRA, or fixed window. */
 export type RateLimitAlgorithm = 'sliding-window' | 'gcra' | 'fixed-window';
@@ -204,8 +205,7 @@ export class RateLimiter {
   private readonly space: KeySpace;
   private readonly ruleList: Rule[];
   private readonly suffixes: string[];
-  /** ARGV with the cost, mode, time and request id left to fill in per call. */
-  private readonly argTemplate: (string | number)[];
+  private readonly args: ScriptArgs;
   private readonly minCapacity: number;
   private readonly refusals: Map<string, CachedRefusal> | undefined;
   private readonly maxRefusals: number;
@@ -252,9 +252,7 @@ export class RateLimiter {
     const short = SHORT[this.algorithm];
     this.suffixes = this.ruleList.map((_, i) => `${short}${i}`);
     if (this.blockMs > 0) this.suffixes.push('block');
-    const [first, ...rest] = this.ruleList;
-    this.argTemplate = [first!.limit, first!.windowMs / 1000, '', first!.capacity, this.algorithm, 1, 'limit', this.blockMs, ''];
-    for (const r of rest) this.argTemplate.push(r.limit, r.windowMs / 1000, r.capacity);
+    this.args = new ScriptArgs(this.ruleList, this.algorithm, this.blockMs);
     this.minCapacity = Math.min(...this.ruleList.map((r) => r.capacity));
   }
 
@@ -307,17 +305,10 @@ export class RateLimiter {
 
   private async call(id: string, cost: number, mode: 'limit' | 'peek', options: LimitOptions): Promise<RateLimitResult> {
     const keys = this.space.keys(id, this.suffixes);
-    const args = this.argTemplate.slice();
-    args[5] = cost;
-    if (mode === 'peek') args[6] = mode;
-    if (options.nowMs !== undefined) {
-      assertFiniteNumber('options.nowMs', options.nowMs, { min: 0, max: MAX_MS });
-      args[2] = options.nowMs / 1000;
-    }
-    if (options.requestId !== undefined && mode === 'limit') {
-      args[8] = options.requestId;
-      keys.push(this.space.key(id, `req:${options.requestId}`));
-    }
+    if (options.nowMs !== undefined) assertFiniteNumber('options.nowMs', options.nowMs, { min: 0, max: MAX_MS });
+    const requestId = mode === 'limit' ? options.requestId : undefined;
+    if (requestId !== undefined) keys.push(this.space.key(id, `req:${requestId}`));
+    const args = this.args.check(cost, mode, options.nowMs, requestId);
     let reply: unknown;
     try {
       reply = await this.run(keys, args);
@@ -336,20 +327,10 @@ export class RateLimiter {
    * other as if each came alone.
    */
   private readonly sendChecks = async (checks: QueuedCheck[]): Promise<RateLimitResult[]> => {
-    const args = this.argTemplate.slice();
-    let keys = checks[0]!.keys;
     // A lone check goes as a plain call: no batch reply to unwrap.
-    if (checks.length === 1) {
-      args[5] = checks[0]!.cost;
-    } else {
-      args[5] = checks.length;
-      args[6] = 'batch';
-      keys = [];
-      for (const check of checks) {
-        keys.push(...check.keys);
-        args.push(check.cost);
-      }
-    }
+    const lone = checks.length === 1;
+    const args = lone ? this.args.check(checks[0]!.cost, 'limit') : this.args.batch(checks);
+    const keys = lone ? checks[0]!.keys : checks.flatMap((check) => check.keys);
     let reply: unknown;
     try {
       reply = await this.run(keys, args);
