@@ -41,8 +41,10 @@ SEMANTICS (capacity C = burst or limit; period P = ceil(window × C / limit), in
   gcra            emission interval T = ceil(window / limit) µs, tolerance C × T: C back to back from
                   idle, then one every T. Worst case in a window-length interval: C + limit. O(1): a string.
   fixed-window    at most C per aligned period P (worst case 2 × C across a boundary). O(1): a string.
-  Refused calls store nothing. Every write sets an expiry so an idle key vanishes within P (block key:
-  within block). A retry after exactly the returned retry-after is admitted (same rules, same cost).
+  Refused calls store nothing. Every write of a rule key sets its expiry to the rule's period (P; GCRA:
+  C × T), counted from the write, whatever the caller's time says, so an idle key vanishes within it and a
+  caller time behind the server's clock never loses state early (block key: within block). A retry after
+  exactly the returned retry-after is admitted (same rules, same cost).
 
 ERRORS: 'ERR …' before any write on bad input: limit, window, time, burst, cost, algorithm, mode, block,
   argument count, key count, empty key or key over 65536 bytes.
@@ -323,12 +325,16 @@ local function check(ko, cost)
       elseif alg == 'gcra' then
         local tat = r[A]
         if tat > now then
-          call('SET', key, format('%d', tat), 'PX', max(ceil((tat - now) / 1000), 1))
+          -- Kept for the whole tolerance, not just until the TAT: a caller time (ARGV[3]) that runs behind the
+          -- server's clock must not see its state expire early; a TAT in the past reads like no key.
+          call('SET', key, format('%d', tat), 'PX', max(ceil(r[CAP] * r[EMIT] / 1000), 1))
         else
           call('DEL', key)
         end
       else
-        call('SET', key, format('%d:%d', r[A], r[B]), 'PX', max(ceil((r[RESET] - now) / 1000), 1))
+        -- Kept a whole period, not just to the window's end, for the same reason: a count of an earlier
+        -- window reads like no key.
+        call('SET', key, format('%d:%d', r[A], r[B]), 'PX', max(ceil(p / 1000), 1))
       end
     end
   end

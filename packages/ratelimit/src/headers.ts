@@ -1,3 +1,4 @@
+// The HTTP response fields of a result: IETF draft `RateLimit`, `RateLimit-Policy`, `Retry-After` and the legacy `X-RateLimit-*`.
 import type { RateLimitResult } from './limiter.js';
 
 /** Options of `rateLimitHeaders` (and the middleware). */
@@ -11,7 +12,7 @@ export interface RateLimitHeaderOptions {
 /**
  * HTTP response fields for a result: the IETF draft (draft-ietf-httpapi-ratelimit-headers) `RateLimit`
  * (`r` remaining, `t` seconds to reset) and `RateLimit-Policy` (`q` quota, `w` window seconds), plus
- * `Retry-After` in whole seconds (rounded up) when refused.
+ * `Retry-After` in whole seconds (rounded up) when refused, unless `retryAfterMs` is infinite.
  */
 export function rateLimitHeaders(result: RateLimitResult, options: RateLimitHeaderOptions = {}): Record<string, string> {
   const name = JSON.stringify(options.policyName ?? 'default');
@@ -20,7 +21,8 @@ export function rateLimitHeaders(result: RateLimitResult, options: RateLimitHead
     'RateLimit-Policy': `${name};q=${result.limit};w=${Math.ceil(result.windowMs / 1000)}`,
     RateLimit: `${name};r=${result.remaining};t=${reset}`,
   };
-  if (!result.allowed) headers['Retry-After'] = String(Math.ceil(result.retryAfterMs / 1000));
+  // An infinite wait (a cost above the capacity) has no Retry-After: no wait admits that request.
+  if (!result.allowed && Number.isFinite(result.retryAfterMs)) headers['Retry-After'] = String(Math.ceil(result.retryAfterMs / 1000));
   if (options.legacy) {
     headers['X-RateLimit-Limit'] = String(result.limit);
     headers['X-RateLimit-Remaining'] = String(result.remaining);

@@ -1,9 +1,12 @@
+// The rate limiter: checks ids against one or more rules in one script call, with every option it takes.
 import {
   assertFiniteNumber,
   assertInteger,
   assertNonEmptyString,
   assertOneOf,
+  assertOptions,
   assertPositiveMs,
+  assertRedisClient,
   CyRedisError,
   InvalidArgumentError,
   isCluster,
@@ -15,9 +18,11 @@ import {
   TickBatcher,
   toArray,
   toNumber,
+  withDeadline,
   type RedisClient,
   type RegisteredScript,
 } from '@cyredis/core';
+import { ScriptArgs } from './protocol.js';
 
 /** How a rule counts: exact sliding window (default), GCRA, or fixed window. */
 export type RateLimitAlgorithm = 'sliding-window' | 'gcra' | 'fixed-window';
@@ -37,17 +42,18 @@ export interface RateLimitRule {
   burst?: number;
 }
 
-/** Options of `new RateLimiter(…)`: one rule inline, or `rules`. */
-export interface RateLimiterOptions extends Partial<RateLimitRule> {
-  /** Several rules on one id, checked and consumed together (all or nothing) in one script call. */
-  rules?: readonly RateLimitRule[];
+/** Options every limiter takes, whatever its rules. */
+export interface RateLimiterCommonOptions {
   /** Default `'sliding-window'` (exact). `'gcra'` and `'fixed-window'` keep O(1) memory per key. */
   algorithm?: RateLimitAlgorithm;
   /** Key prefix; keys are `<prefix>:ratelimit:{<id>}:…`. Default `'cyredis'`. */
   prefix?: string;
   /** Once refused, the id stays refused this many ms (checked and set in the same script call). */
   blockMs?: number;
-  /** Give up waiting for Redis after this many ms and apply `onRedisError`. Default: wait. */
+  /**
+   * Give up waiting for Redis after this many ms (1 to 2^31 − 1) and apply `onRedisError`. Default 1000, so
+   * no call waits for a server that is down (ioredis alone queues a call through its reconnects).
+   */
   timeoutMs?: number;
   /** What a call answers when Redis is unreachable, errs or is slower than `timeoutMs`. Default `'throw'`. */
   onRedisError?: OnRedisError;
@@ -67,6 +73,23 @@ export interface RateLimiterOptions extends Partial<RateLimitRule> {
    */
   batch?: boolean;
 }
+
+/** One rule given inline: `{ limit, windowMs, burst? }`. */
+export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRule {
+  rules?: never;
+}
+
+/** Several rules on one id, checked and consumed together (all or nothing) in one script call. */
+export interface RuleListOptions extends RateLimiterCommonOptions {
+  /** 1 to 16 rules. */
+  rules: readonly RateLimitRule[];
+  limit?: never;
+  windowMs?: never;
+  burst?: never;
+}
+
+/** Options of `new RateLimiter(…)`: one rule inline, or `rules` (never both). */
+export type RateLimiterOptions = InlineRuleOptions | RuleListOptions;
 
 /** Options of `limit` and `peek`. */
 export interface LimitOptions {
@@ -88,7 +111,10 @@ export interface RateLimitResult {
   limit: number;
   /** Ms until the binding rule is back to full capacity if nothing more is consumed. */
   resetMs: number;
-  /** When refused: ms after which the same call is admitted (rounded up); 0 when allowed. */
+  /**
+   * When refused: ms after which the same call is admitted (rounded up); 0 when allowed. `Infinity` only from
+   * the middleware, for a request whose cost exceeds the capacity.
+   */
   retryAfterMs: number;
   /** Period of the binding rule in ms: at most `limit` units in any such interval (sliding window). */
   windowMs: number;
@@ -104,6 +130,17 @@ const MAX_INT = 2 ** 40;
 const ALGORITHMS: readonly RateLimitAlgorithm[] = ['sliding-window', 'gcra', 'fixed-window'];
 const SHORT: Record<RateLimitAlgorithm, string> = { 'sliding-window': 'sw', gcra: 'gcra', 'fixed-window': 'fw' };
 const DENY_RETRY_MS = 1000;
+/** Longest duration the script keeps exact (µs as doubles up to 2^52), in ms: block, caller time. */
+const MAX_MS = 2 ** 52 / 1000;
+const DEFAULT_TIMEOUT_MS = 1000;
+/** `setTimeout` fires at once past this. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/** Rules per limiter: each is a key and a few µs of script time on every check. */
+const MAX_RULES = 16;
+const RULE_KEYS = ['limit', 'windowMs', 'burst'] as const;
+const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch'] as const;
+const LIMIT_KEYS = ['cost', 'requestId', 'nowMs'] as const;
+const PEEK_KEYS = ['cost', 'nowMs'] as const;
 /** Checks per batch call: bounds the script's run time, and leaves several batches in flight so Node and Redis overlap. */
 const MAX_BATCH = 16;
 
@@ -137,6 +174,7 @@ interface CachedRefusal {
 }
 
 function checkRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): Rule {
+  assertOptions(name, rule, RULE_KEYS, false);
   assertInteger(`${name}.limit`, rule.limit, { min: 1, max: MAX_INT });
   assertPositiveMs(`${name}.windowMs`, rule.windowMs);
   const capacity = rule.burst ?? rule.limit;
@@ -158,8 +196,8 @@ export class RateLimiter {
   readonly algorithm: RateLimitAlgorithm;
   /** How long an id stays refused once limited, in ms (0: no block). */
   readonly blockMs: number;
-  /** Deadline of each Redis call, in ms (undefined: none). */
-  readonly timeoutMs: number | undefined;
+  /** Deadline of each Redis call, in ms. */
+  readonly timeoutMs: number;
   /** What a Redis failure answers. */
   readonly onRedisError: OnRedisError;
   private readonly scripts: LuaScriptManager;
@@ -167,8 +205,7 @@ export class RateLimiter {
   private readonly space: KeySpace;
   private readonly ruleList: Rule[];
   private readonly suffixes: string[];
-  /** ARGV with the cost, mode, time and request id left to fill in per call. */
-  private readonly argTemplate: (string | number)[];
+  private readonly args: ScriptArgs;
   private readonly minCapacity: number;
   private readonly refusals: Map<string, CachedRefusal> | undefined;
   private readonly maxRefusals: number;
@@ -176,26 +213,33 @@ export class RateLimiter {
   private readonly batcher: TickBatcher<QueuedCheck, RateLimitResult> | undefined;
 
   constructor(redis: RedisClient, options: RateLimiterOptions) {
+    assertRedisClient('redis', redis);
+    assertOptions('options', options, OPTION_KEYS, false);
     this.algorithm = options.algorithm ?? 'sliding-window';
     assertOneOf('options.algorithm', this.algorithm, ALGORITHMS);
     const rules: readonly RateLimitRule[] | undefined = options.rules;
     if (rules !== undefined) {
       const given: unknown = rules;
-      if (!Array.isArray(given) || given.length === 0) throw new InvalidArgumentError('options.rules', 'must be a non-empty array');
+      if (!Array.isArray(given) || given.length === 0 || given.length > MAX_RULES) {
+        throw new InvalidArgumentError('options.rules', `must be an array of 1 to ${MAX_RULES} rules`);
+      }
       if (options.limit !== undefined || options.windowMs !== undefined || options.burst !== undefined) {
         throw new InvalidArgumentError('options.rules', 'give either rules or limit/windowMs/burst, not both');
       }
       this.ruleList = rules.map((r, i) => checkRule(`options.rules[${i}]`, r, this.algorithm));
     } else {
-      this.ruleList = [checkRule('options', options, this.algorithm)];
+      const { limit, windowMs, burst } = options;
+      this.ruleList = [checkRule('options', burst === undefined ? { limit, windowMs } : { limit, windowMs, burst }, this.algorithm)];
     }
     this.blockMs = options.blockMs ?? 0;
-    assertFiniteNumber('options.blockMs', this.blockMs, { min: 0, max: 2 ** 52 / 1000 });
-    if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
-    this.timeoutMs = options.timeoutMs;
+    assertFiniteNumber('options.blockMs', this.blockMs, { min: 0, max: MAX_MS });
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    assertFiniteNumber('options.timeoutMs', this.timeoutMs, { min: 1, max: MAX_TIMEOUT_MS });
     this.onRedisError = options.onRedisError ?? 'throw';
     assertOneOf('options.onRedisError', this.onRedisError, ['throw', 'allow', 'deny'] as const);
     const cache = options.cacheRefusals ?? false;
+    if (typeof cache === 'object') assertOptions('options.cacheRefusals', cache, ['maxEntries'], false);
+    else if (typeof cache !== 'boolean') throw new InvalidArgumentError('options.cacheRefusals', 'must be a boolean or { maxEntries }');
     this.maxRefusals = typeof cache === 'object' ? (cache.maxEntries ?? 10_000) : 10_000;
     assertInteger('options.cacheRefusals.maxEntries', this.maxRefusals, { min: 1 });
     this.refusals = cache === false ? undefined : new Map();
@@ -208,9 +252,7 @@ export class RateLimiter {
     const short = SHORT[this.algorithm];
     this.suffixes = this.ruleList.map((_, i) => `${short}${i}`);
     if (this.blockMs > 0) this.suffixes.push('block');
-    const [first, ...rest] = this.ruleList;
-    this.argTemplate = [first!.limit, first!.windowMs / 1000, '', first!.capacity, this.algorithm, 1, 'limit', this.blockMs, ''];
-    for (const r of rest) this.argTemplate.push(r.limit, r.windowMs / 1000, r.capacity);
+    this.args = new ScriptArgs(this.ruleList, this.algorithm, this.blockMs);
     this.minCapacity = Math.min(...this.ruleList.map((r) => r.capacity));
   }
 
@@ -221,6 +263,7 @@ export class RateLimiter {
 
   /** Checks `id` against every rule and, when all admit it, consumes `cost` from each. */
   async limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
+    assertOptions('options', options, LIMIT_KEYS);
     const cost = this.checkCost(options.cost);
     if (options.requestId !== undefined) assertNonEmptyString('options.requestId', options.requestId, 256);
     const cached = this.refusals !== undefined && options.nowMs === undefined && cost > 0 ? this.cachedRefusal(id, cost) : undefined;
@@ -237,6 +280,7 @@ export class RateLimiter {
 
   /** Answers what `limit(id, options)` would, consuming nothing and writing nothing. */
   async peek(id: string, options: Omit<LimitOptions, 'requestId'> = {}): Promise<RateLimitResult> {
+    assertOptions('options', options, PEEK_KEYS);
     return this.call(id, this.checkCost(options.cost), 'peek', options);
   }
 
@@ -244,9 +288,11 @@ export class RateLimiter {
   async reset(id: string): Promise<void> {
     const keys = this.space.keys(id, this.suffixes);
     this.refusals?.delete(id);
+    const timeoutMs = this.timeoutMs;
     try {
-      await this.scripts.client.del(...keys);
+      await withDeadline(this.scripts.client.del(...keys), timeoutMs, () => new RedisUnavailableError(`reset of "${id}": no reply within ${timeoutMs} ms (outcome unknown)`));
     } catch (err) {
+      if (err instanceof RedisUnavailableError) throw err;
       throw new RedisUnavailableError(`reset of "${id}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
@@ -259,17 +305,10 @@ export class RateLimiter {
 
   private async call(id: string, cost: number, mode: 'limit' | 'peek', options: LimitOptions): Promise<RateLimitResult> {
     const keys = this.space.keys(id, this.suffixes);
-    const args = this.argTemplate.slice();
-    args[5] = cost;
-    if (mode === 'peek') args[6] = mode;
-    if (options.nowMs !== undefined) {
-      assertFiniteNumber('options.nowMs', options.nowMs, { min: 0 });
-      args[2] = options.nowMs / 1000;
-    }
-    if (options.requestId !== undefined && mode === 'limit') {
-      args[8] = options.requestId;
-      keys.push(this.space.key(id, `req:${options.requestId}`));
-    }
+    if (options.nowMs !== undefined) assertFiniteNumber('options.nowMs', options.nowMs, { min: 0, max: MAX_MS });
+    const requestId = mode === 'limit' ? options.requestId : undefined;
+    if (requestId !== undefined) keys.push(this.space.key(id, `req:${requestId}`));
+    const args = this.args.check(cost, mode, options.nowMs, requestId);
     let reply: unknown;
     try {
       reply = await this.run(keys, args);
@@ -280,7 +319,7 @@ export class RateLimiter {
   }
 
   private run(keys: string[], args: (string | number)[]): Promise<unknown> {
-    return this.scripts.executeScript(this.script, this.timeoutMs === undefined ? { keys, args } : { keys, args, timeoutMs: this.timeoutMs });
+    return this.scripts.executeScript(this.script, { keys, args, timeoutMs: this.timeoutMs });
   }
 
   /**
@@ -288,20 +327,10 @@ export class RateLimiter {
    * other as if each came alone.
    */
   private readonly sendChecks = async (checks: QueuedCheck[]): Promise<RateLimitResult[]> => {
-    const args = this.argTemplate.slice();
-    let keys = checks[0]!.keys;
     // A lone check goes as a plain call: no batch reply to unwrap.
-    if (checks.length === 1) {
-      args[5] = checks[0]!.cost;
-    } else {
-      args[5] = checks.length;
-      args[6] = 'batch';
-      keys = [];
-      for (const check of checks) {
-        keys.push(...check.keys);
-        args.push(check.cost);
-      }
-    }
+    const lone = checks.length === 1;
+    const args = lone ? this.args.check(checks[0]!.cost, 'limit') : this.args.batch(checks);
+    const keys = lone ? checks[0]!.keys : checks.flatMap((check) => check.keys);
     let reply: unknown;
     try {
       reply = await this.run(keys, args);
