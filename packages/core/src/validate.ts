@@ -89,6 +89,8 @@ function clientKind(value: unknown): string {
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'string') return 'a string (pass `new Redis(url)`, not the URL)';
   if (typeof value !== 'object') return typeof value;
+  // node-redis v4+ clients are instances of an anonymous `Class`; name them by what they are.
+  if ('isOpen' in value && 'sendCommand' in value) return 'a node-redis client (cyredis needs ioredis)';
   const ctor = (value as { constructor?: { name?: string } }).constructor?.name;
   return ctor ? `a ${ctor}` : 'an object';
 }

@@ -44,7 +44,7 @@ describe('RateLimiter construction', () => {
       // @ts-expect-error -- a node-redis client is not an ioredis one
       const err = refusal(() => new RateLimiter(nodeRedis, { limit: 5, windowMs: 1000, prefix: randomPrefix() }));
       expect(err.argument).toBe('redis');
-      expect(err.message).toMatch(/ioredis Redis or Cluster/);
+      expect(err.message).toMatch(/ioredis Redis or Cluster client, got a node-redis client/);
       // The node-redis connection was never used with ioredis' argument order: it still works.
       expect(await nodeRedis.ping()).toBe('PONG');
     } finally {
