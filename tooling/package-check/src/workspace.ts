@@ -1,3 +1,4 @@
+// The workspace as the checks see it: its publishable packages, packing them, and running commands.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,14 +36,18 @@ export function publishablePackages(): WorkspacePackage[] {
 
 const exec = promisify(execFile);
 
-/** Runs a command and returns its stdout; a non-zero exit rejects with stdout and stderr in the message. */
-export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+/**
+ * Runs a command and returns its stdout; a non-zero exit rejects with stdout and stderr in the message. With
+ * `timeoutMs`, a command still running then is killed and rejects: a process that does not exit on its own.
+ */
+export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 0): Promise<string> {
   try {
-    const { stdout } = await exec(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await exec(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' });
     return stdout;
   } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
+    const e = err as { stdout?: string; stderr?: string; message: string; killed?: boolean };
+    const why = e.killed === true ? `still running after ${timeoutMs} ms (an open handle keeps the process alive)` : e.message;
+    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${why}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
   }
 }
 
