@@ -1,6 +1,10 @@
 // A fresh npm project as a user creates one: our tarballs and exact registry versions installed, compiled with the project's own tsc.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { randomPrefix } from '@cyredis/testing';
+import { redisUrl } from '@cyredis/testing/context';
+import ts from 'typescript';
+import { fileURLToPath } from 'node:url';
 import { PEERS, USER_TOOLS } from './pins.js';
 import { run, tempDir, type WorkspacePackage } from './workspace.js';
 
@@ -35,7 +39,8 @@ export type Strictness = 'defaults' | 'strict';
  * `strict` the same with `skipLibCheck: false`, so every declaration file (ours and ioredis's) is checked too.
  */
 export async function typeCheck(dir: string, strictness: Strictness, files: string[]): Promise<void> {
-  const config = { extends: './tsconfig.json', compilerOptions: { noEmit: true, skipLibCheck: strictness === 'defaults' }, files };
+  const compilerOptions = strictness === 'strict' ? { noEmit: true, skipLibCheck: false } : { noEmit: true };
+  const config = { extends: './tsconfig.json', compilerOptions, files };
   writeFileSync(path.join(dir, `tsconfig.${strictness}.json`), JSON.stringify(config));
   await tsc(dir, ['-p', `tsconfig.${strictness}.json`]);
 }
@@ -49,3 +54,23 @@ export function userFiles(dir: string): string[] {
 export function installedVersion(dir: string, name: string): string {
   return (JSON.parse(readFileSync(path.join(dir, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
 }
+
+/** Runs a TypeScript user file of `dir` as written (transpiled only) with Node, against the test server. */
+export async function runUserFile(dir: string, file: string): Promise<void> {
+  const js = ts.transpileModule(readFileSync(path.join(dir, file), 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  const out = file.replace(/\.ts$/, '.mjs');
+  writeFileSync(path.join(dir, out), js);
+  await run('node', [out], dir, { REDIS_URL: redisUrl(), KEY_PREFIX: randomPrefix('user') }, 60_000);
+}
+
+/** A project with every package and the given ioredis, and every package's user file copied in. */
+export async function allPackagesProject(label: string, pkgs: WorkspacePackage[], tarballs: Map<string, string>, ioredis: string): Promise<string> {
+  const dir = await userProject(label, [...installSpecs(pkgs, tarballs), `ioredis@${ioredis}`]);
+  for (const pkg of pkgs) copyFileSync(path.join(USERS, `${pkg.dir}.ts`), path.join(dir, `${pkg.dir}.ts`));
+  return dir;
+}
+
+/** The user files: one ESM file per package, and under `cjs/` one CommonJS one. */
+export const USERS = fileURLToPath(new URL('../test/users/', import.meta.url));

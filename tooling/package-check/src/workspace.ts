@@ -62,3 +62,11 @@ export async function pack(pkg: WorkspacePackage, dest: string): Promise<string>
   if (!file) throw new Error(`no tarball for ${pkg.name} in ${dest}`);
   return path.join(dest, file);
 }
+
+/** Packs every package into one fresh folder; returns the tarball path by folder name (`core`, `lock`, …). */
+export async function packAll(pkgs: WorkspacePackage[]): Promise<Map<string, string>> {
+  const dest = tempDir('pack');
+  const tarballs = new Map<string, string>();
+  for (const pkg of pkgs) tarballs.set(pkg.dir, await pack(pkg, dest));
+  return tarballs;
+}
