@@ -1,12 +1,15 @@
 // A fresh npm project as a user creates one: our tarballs and exact registry versions installed, compiled with the project's own tsc.
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomPrefix } from '@cyredis/testing';
 import { redisUrl } from '@cyredis/testing/context';
 import ts from 'typescript';
-import { fileURLToPath } from 'node:url';
 import { PEERS, USER_TOOLS } from './pins.js';
 import { run, tempDir, type WorkspacePackage } from './workspace.js';
+
+/** The user files: one ESM file per package, and under `cjs/` one CommonJS one. */
+export const USERS = fileURLToPath(new URL('../test/users/', import.meta.url));
 
 /** Creates an ESM project (`"type": "module"`) and `npm install`s `specs` (tarball paths or exact versions). */
 export async function userProject(label: string, specs: string[]): Promise<string> {
@@ -71,6 +74,3 @@ export async function allPackagesProject(label: string, pkgs: WorkspacePackage[]
   for (const pkg of pkgs) copyFileSync(path.join(USERS, `${pkg.dir}.ts`), path.join(dir, `${pkg.dir}.ts`));
   return dir;
 }
-
-/** The user files: one ESM file per package, and under `cjs/` one CommonJS one. */
-export const USERS = fileURLToPath(new URL('../test/users/', import.meta.url));

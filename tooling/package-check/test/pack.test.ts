@@ -122,8 +122,9 @@ describe.each(packages)('$name as a user installs it', (pkg: WorkspacePackage) =
     await run('node', ['entries.cjs'], project);
   });
 
-  it.each(['defaults', 'strict'] as const)('type-checks a user file under the tsc --init %s', async (strictness) => {
-    await typeCheck(project, strictness, ['user.ts']);
+  // Installed alone, so a type our declarations use from an undeclared dependency fails here (strict below).
+  it('type-checks a user file under the tsc --init defaults', async () => {
+    await typeCheck(project, 'defaults', ['user.ts']);
   }, 180_000);
 
   it('compiles for a CommonJS project with "module": "nodenext" (not "commonjs") and runs through require()', async () => {
@@ -146,15 +147,15 @@ describe.each(packages)('$name as a user installs it', (pkg: WorkspacePackage) =
   });
 });
 
-describe(`every package with the lowest supported ioredis (${IOREDIS_LOWEST})`, () => {
+describe.each([IOREDIS_LOWEST, IOREDIS_PINNED])('every package with ioredis %s, an end of the peer range', (ioredis) => {
   let project: string;
 
   beforeAll(async () => {
-    project = await allPackagesProject('lowest', packages, tarballs, IOREDIS_LOWEST);
+    project = await allPackagesProject(`ioredis-${ioredis}`, packages, tarballs, ioredis);
   }, 240_000);
 
   it('installs exactly that version', () => {
-    expect(installedVersion(project, 'ioredis')).toBe(IOREDIS_LOWEST);
+    expect(installedVersion(project, 'ioredis')).toBe(ioredis);
   });
 
   it.each(['defaults', 'strict'] as const)('type-checks every user file under the tsc --init %s', async (strictness) => {
