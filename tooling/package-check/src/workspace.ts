@@ -1,6 +1,6 @@
 // The workspace as the checks see it: its publishable packages, packing them, and running commands.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,8 +51,18 @@ export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.
   }
 }
 
+const created: string[] = [];
+
+/** A fresh folder under the system temp dir, removed by `removeTempDirs()`. */
 export function tempDir(label: string): string {
-  return mkdtempSync(path.join(tmpdir(), `cyredis-${label}-`));
+  const dir = mkdtempSync(path.join(tmpdir(), `cyredis-${label}-`));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes every folder `tempDir()` made in this process: user projects weigh tens of MB each. */
+export function removeTempDirs(): void {
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** `pnpm pack` of one package into `dest`; returns the tarball path (workspace:^ rewritten to a range). */

@@ -2,13 +2,14 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpat
 import path from 'node:path';
 import { randomPrefix } from '@cyredis/testing';
 import { redisUrl } from '@cyredis/testing/context';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { machinePaths } from '../src/paths.js';
 import { IOREDIS_LOWEST, IOREDIS_PINNED, IOREDIS_UNTYPED_ERRORS, TYPES_REDIS_ERRORS } from '../src/pins.js';
 import { allPackagesProject, installedVersion, installSpecs, npmInstall, runUserFile, tsc, typeCheck, USERS, userFiles, userProject } from '../src/project.js';
-import { packAll, publishablePackages, ROOT, run, tempDir, type WorkspacePackage } from '../src/workspace.js';
+import { packAll, publishablePackages, removeTempDirs, ROOT, run, tempDir, type WorkspacePackage } from '../src/workspace.js';
 
 const packages = publishablePackages();
+afterAll(removeTempDirs);
 const core = packages.find((p) => p.dir === 'core')!;
 let tarballs = new Map<string, string>();
 const LICENSE = readFileSync(path.join(ROOT, 'LICENSE'), 'utf8');

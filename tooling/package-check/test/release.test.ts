@@ -1,10 +1,11 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { publishablePackages, ROOT, run, tempDir } from '../src/workspace.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { publishablePackages, removeTempDirs, ROOT, run, tempDir } from '../src/workspace.js';
 
 const changeset = 'node_modules/@changesets/cli/bin.js';
 const packages = publishablePackages();
+afterAll(removeTempDirs);
 
 /** A copy of the repo's files (tracked and new, not ignored), installed from the local store. */
 async function copyRepo(): Promise<string> {

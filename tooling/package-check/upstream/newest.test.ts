@@ -1,10 +1,11 @@
 // The newest ioredis release against every package. CI runs this apart and reports it: a failure names an
 // upstream break (the READMEs may need a new note) but never fails our build, which tests pinned versions.
-import { beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { allPackagesProject, runUserFile, typeCheck, userFiles } from '../src/project.js';
-import { packAll, publishablePackages, ROOT, run } from '../src/workspace.js';
+import { packAll, publishablePackages, removeTempDirs, ROOT, run } from '../src/workspace.js';
 
 const packages = publishablePackages();
+afterAll(removeTempDirs);
 const newest = (await run('npm', ['view', 'ioredis', 'version'], ROOT)).trim();
 
 describe(`ioredis@${newest}, the newest release`, () => {
