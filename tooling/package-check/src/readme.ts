@@ -1,3 +1,4 @@
+// The ts code blocks of the READMEs, found and turned into modules a reader could save and run.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './workspace.js';
@@ -39,13 +40,9 @@ export function tsBlocks(file: string): CodeBlock[] {
 }
 
 /**
- * Makes a block a runnable module: it gets `redis` (an ioredis client to the test server whose keys all
- * carry a random prefix) unless it declares its own, and the process exits once the block has finished.
+ * A block as the module a reader would save and run: its code exactly as written (it declares its own client
+ * and closes what it opens, nothing is injected), marked as a module so top-level `await` works.
  */
-export function asModule(block: CodeBlock, keyPrefix: string): string {
-  const declaresRedis = /\b(const|let|var)\s+redis\b/.test(block.code);
-  const prelude = declaresRedis
-    ? ''
-    : `import { Redis as __Redis } from 'ioredis';\nconst redis = new __Redis(process.env.REDIS_URL!, { keyPrefix: ${JSON.stringify(`${keyPrefix}:`)} });\n`;
-  return `${prelude}${block.code}\nexport {};\n`;
+export function asModule(block: CodeBlock): string {
+  return `${block.code}\nexport {};\n`;
 }

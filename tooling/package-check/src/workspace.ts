@@ -1,5 +1,6 @@
+// The workspace as the checks see it: its publishable packages, packing them, and running commands.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,19 +36,33 @@ export function publishablePackages(): WorkspacePackage[] {
 
 const exec = promisify(execFile);
 
-/** Runs a command and returns its stdout; a non-zero exit rejects with stdout and stderr in the message. */
-export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+/**
+ * Runs a command and returns its stdout; a non-zero exit rejects with stdout and stderr in the message. With
+ * `timeoutMs`, a command still running then is killed and rejects: a process that does not exit on its own.
+ */
+export async function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 0): Promise<string> {
   try {
-    const { stdout } = await exec(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await exec(cmd, args, { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs, killSignal: 'SIGKILL' });
     return stdout;
   } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
+    const e = err as { stdout?: string; stderr?: string; message: string; killed?: boolean };
+    const why = e.killed === true ? `still running after ${timeoutMs} ms (an open handle keeps the process alive)` : e.message;
+    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${why}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`, { cause: err });
   }
 }
 
+const created: string[] = [];
+
+/** A fresh folder under the system temp dir, removed by `removeTempDirs()`. */
 export function tempDir(label: string): string {
-  return mkdtempSync(path.join(tmpdir(), `cyredis-${label}-`));
+  const dir = mkdtempSync(path.join(tmpdir(), `cyredis-${label}-`));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes every folder `tempDir()` made in this process: user projects weigh tens of MB each. */
+export function removeTempDirs(): void {
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** `pnpm pack` of one package into `dest`; returns the tarball path (workspace:^ rewritten to a range). */
@@ -56,4 +71,12 @@ export async function pack(pkg: WorkspacePackage, dest: string): Promise<string>
   const file = readdirSync(dest).find((f) => f.startsWith(`${pkg.name.replace('@', '').replace('/', '-')}-`) && f.endsWith('.tgz'));
   if (!file) throw new Error(`no tarball for ${pkg.name} in ${dest}`);
   return path.join(dest, file);
+}
+
+/** Packs every package into one fresh folder; returns the tarball path by folder name (`core`, `lock`, …). */
+export async function packAll(pkgs: WorkspacePackage[]): Promise<Map<string, string>> {
+  const dest = tempDir('pack');
+  const tarballs = new Map<string, string>();
+  for (const pkg of pkgs) tarballs.set(pkg.dir, await pack(pkg, dest));
+  return tarballs;
 }

@@ -1,10 +1,11 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { publishablePackages, ROOT, run, tempDir } from '../src/workspace.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { publishablePackages, removeTempDirs, ROOT, run, tempDir } from '../src/workspace.js';
 
 const changeset = 'node_modules/@changesets/cli/bin.js';
 const packages = publishablePackages();
+afterAll(removeTempDirs);
 
 /** A copy of the repo's files (tracked and new, not ignored), installed from the local store. */
 async function copyRepo(): Promise<string> {
@@ -44,8 +45,14 @@ describe('release dry run (changesets)', () => {
     const pending = readdirSync(path.join(ROOT, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
     if (pending.length > 0) expect(after).not.toEqual(before);
     for (const pkg of packages) {
-      const out = await run('pnpm', ['publish', '--dry-run', '--no-git-checks'], path.join(copy, 'packages', pkg.dir));
+      const dir = path.join(copy, 'packages', pkg.dir);
+      const out = await run('pnpm', ['publish', '--dry-run', '--no-git-checks'], dir);
       expect(out).toContain(`${pkg.name}@${after[pkg.dir]}`);
+      if (after[pkg.dir] === before[pkg.dir]) continue;
+      // changesets writes the release notes, and they ship in the tarball.
+      expect(readFileSync(path.join(dir, 'CHANGELOG.md'), 'utf8')).toContain(`## ${after[pkg.dir]}`);
+      const packed = JSON.parse(await run('pnpm', ['pack', '--dry-run', '--json'], dir)) as { files: { path: string }[] };
+      expect(packed.files.map((f) => f.path)).toContain('CHANGELOG.md');
     }
   }, 300_000);
 
@@ -55,6 +62,7 @@ describe('release dry run (changesets)', () => {
     onlyChangeset(copy, 'lock-fix', '---\n"@cyredis/lock": patch\n---\n\nA lock fix.\n');
     await run('node', [changeset, 'version'], copy);
     const afterLock = versions(copy);
+    expect(readFileSync(path.join(copy, 'packages/lock/CHANGELOG.md'), 'utf8')).toMatch(new RegExp(`## ${afterLock.lock}\\n\\n### Patch Changes\\n\\n- [^\\n]*A lock fix\\.`));
     for (const pkg of packages) {
       if (pkg.dir === 'lock') expect(afterLock.lock).not.toBe(start.lock);
       else expect(afterLock[pkg.dir]).toBe(start[pkg.dir]);
