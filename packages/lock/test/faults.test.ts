@@ -14,7 +14,7 @@ const leaseEnd = async (redis: Redis, key: string) => Number((await redis.get(ke
 describe('a holder paused past its lease', () => {
   it('loses the lock to a second client; its extend and release fail and its token is lower', async () => {
     const prefix = randomPrefix();
-    const child = spawn('node', [new URL('./fixtures/holder.mjs', import.meta.url).pathname, redisUrl(), prefix, 'r', '500'], {
+    const child = spawn('node', [new URL('./fixtures/holder.mjs', import.meta.url).pathname, redisUrl(), prefix, 'r', '3000'], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
