@@ -76,6 +76,7 @@ export interface RateLimiterCommonOptions {
 
 /** One rule given inline: `{ limit, windowMs, burst? }`. */
 export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRule {
+  /** Not with an inline rule: give `limit` and `windowMs`, or `rules`, never both. */
   rules?: never;
 }
 
@@ -83,8 +84,11 @@ export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRu
 export interface RuleListOptions extends RateLimiterCommonOptions {
   /** 1 to 16 rules. */
   rules: readonly RateLimitRule[];
+  /** Not with `rules`: each rule has its own. */
   limit?: never;
+  /** Not with `rules`: each rule has its own. */
   windowMs?: never;
+  /** Not with `rules`: each rule has its own. */
   burst?: never;
 }
 
