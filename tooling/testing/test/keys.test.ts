@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomPrefix, RedisServer, startCluster, traceKeys, undeclaredKeys, type RedisClusterHandle } from '../src/index.js';
+import { randomPrefix, RedisClusterHandle, startPrivate, traceKeys, undeclaredKeys, type PrivateTopology } from '../src/index.js';
 
 // Declares KEYS[1] but also writes a key built from it, the mistake the helper exists to catch.
 const TOY = `
@@ -24,25 +24,15 @@ return redis.error_reply('ERR toy: refused')
 `;
 
 describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology) => {
-  let server: RedisServer | undefined;
-  let cluster: RedisClusterHandle | undefined;
+  let topo: PrivateTopology;
   let client: Redis | Cluster;
   const prefix = `${randomPrefix()}{t}`;
 
   beforeAll(async () => {
-    if (topology === 'single') {
-      server = await RedisServer.start();
-      client = server.client();
-    } else {
-      cluster = await startCluster({ masters: 3 });
-      client = cluster.client();
-    }
+    topo = await startPrivate(topology);
+    client = topo.client;
   }, 30_000);
-  afterAll(async () => {
-    await client.quit();
-    await server?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => topo.stop());
 
   it('lists every key touched outside KEYS, once, in order, and passes the reply through', async () => {
     const keys = [`${prefix}a`, `${prefix}b`];
@@ -66,7 +56,7 @@ describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology)
   });
 
   it('applies the client keyPrefix to KEYS as any EVAL does', async () => {
-    const prefixed = server ? server.client({ keyPrefix: 'kp:' }) : cluster!.client({ keyPrefix: 'kp:' });
+    const prefixed = topology === 'single' ? topo.nodes[0]!.client({ keyPrefix: 'kp:' }) : new RedisClusterHandle(topo.nodes).client({ keyPrefix: 'kp:' });
     try {
       expect(await undeclaredKeys(prefixed, TOY, [`${prefix}a`, `${prefix}b`], ['v'])).toEqual([
         `kp:${prefix}a:undeclared`,
