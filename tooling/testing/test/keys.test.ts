@@ -13,6 +13,15 @@ redis.call('TIME')
 return redis.call('GET', KEYS[1])
 `;
 
+// Scripts cache redis.call in a local, or call it through Lua's pcall: both are traced too.
+const CACHED_CALL = `
+local call = redis.call
+call('SET', KEYS[1] .. ':cached', 1)
+local ok = pcall(redis.call, 'DEL', KEYS[1] .. ':protected')
+local function helper() return call('EXISTS', KEYS[1]) end
+return helper()
+`;
+
 const CLEAN = `#!lua flags=no-writes
 local a = redis.call('GET', KEYS[1])
 return a
@@ -41,6 +50,10 @@ describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology)
     expect(trace.undeclared).toEqual([`${prefix}a:undeclared`, `${prefix}a:also`, `${prefix}a:third`]);
     // Again, with the keys existing: still each key once.
     expect(await undeclaredKeys(client, TOY, keys, ['v2'])).toEqual([`${prefix}a:undeclared`, `${prefix}a:also`, `${prefix}a:third`]);
+  });
+
+  it('traces redis.call kept in a local and redis.call under pcall', async () => {
+    expect(await traceKeys(client, CACHED_CALL, [`${prefix}a`], [])).toEqual({ reply: 1, undeclared: [`${prefix}a:cached`, `${prefix}a:protected`] });
   });
 
   it('finds nothing in a script that touches only its KEYS, shebang and all', async () => {
