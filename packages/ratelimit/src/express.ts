@@ -1,6 +1,6 @@
 // The Express middleware: `app.use(expressRateLimit({ limiter }))`.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { RateLimitResult } from './limiter.js';
+import type { RateLimitResult } from './options.js';
 import { check, checkMiddlewareOptions, DEFAULT_MESSAGE, type MiddlewareOptions } from './middleware.js';
 
 /** Options of the Express middleware. */

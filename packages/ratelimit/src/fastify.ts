@@ -1,6 +1,6 @@
 // The Fastify hook: `app.addHook('onRequest', fastifyRateLimit({ limiter }))`.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { RateLimitResult } from './limiter.js';
+import type { RateLimitResult } from './options.js';
 import { check, checkMiddlewareOptions, DEFAULT_MESSAGE, type MiddlewareOptions } from './middleware.js';
 
 /** Options of the Fastify hook. */

@@ -1,5 +1,5 @@
 // The HTTP response fields of a result: IETF draft `RateLimit`, `RateLimit-Policy`, `Retry-After` and the legacy `X-RateLimit-*`.
-import type { RateLimitResult } from './limiter.js';
+import type { RateLimitResult } from './options.js';
 
 /** Options of `rateLimitHeaders` (and the middleware). */
 export interface RateLimitHeaderOptions {

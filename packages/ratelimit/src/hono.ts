@@ -1,6 +1,6 @@
 // The Hono middleware: `app.use(honoRateLimit({ limiter, key }))`.
 import type { Context, MiddlewareHandler } from 'hono';
-import type { RateLimitResult } from './limiter.js';
+import type { RateLimitResult } from './options.js';
 import { check, checkMiddlewareOptions, DEFAULT_MESSAGE, type MiddlewareOptions } from './middleware.js';
 
 /** Options of the Hono middleware. */

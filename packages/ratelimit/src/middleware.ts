@@ -1,7 +1,8 @@
 // What the Express, Fastify and Hono middleware share: their options, how they are checked, and one request's check.
 import { assertInteger, assertNonEmptyString, assertOptions, InvalidArgumentError } from '@cyredis/core';
 import { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
-import { RateLimiter, type RateLimitResult } from './limiter.js';
+import { RateLimiter } from './limiter.js';
+import type { RateLimitResult } from './options.js';
 
 /** Options shared by the Express, Fastify and Hono middleware; `Req` is the framework's request. */
 export interface MiddlewareOptions<Req> extends RateLimitHeaderOptions {

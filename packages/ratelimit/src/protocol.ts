@@ -1,49 +1,128 @@
-// The ARGV of rate_limiter.lua's rich and batch calls (its header documents them): the one place that knows positions.
-import type { RateLimitAlgorithm } from './limiter.js';
+// rate_limiter.lua's calls as typed encoders and decoders: the only code that knows their KEYS order, ARGV positions and reply packings.
+import { CyRedisError, toArray, toNumber, type KeySpace } from '@cyredis/core';
+import type { RateLimitAlgorithm, RateLimitResult, ResolvedRule } from './options.js';
 
-/** 0-based ARGV positions the calls fill in; the rest comes from the rules and options. */
-const TIME = 2;
-const COST = 5;
-const MODE = 6;
-const REQUEST_ID = 8;
+/** One `limit` or `peek` check, as the rich call takes it. */
+export interface CheckCall {
+  /** Units to consume: an integer, negative refunds, 0 consumes nothing. */
+  cost: number;
+  /** `limit` decides and consumes; `peek` decides and writes nothing. */
+  mode: 'limit' | 'peek';
+  /** The caller's time in ms since the epoch; absent: the server's clock. */
+  nowMs?: number;
+  /** Makes a resent `limit` idempotent (its key must be among the call's keys: `checkKeys`). */
+  requestId?: string;
+}
 
-/** What the script needs of one rule. */
-export interface RuleArgs {
+/** The seed's public call (the contract of the shipped script): one rule, one key, a bare integer reply. */
+export interface SeedCall {
   limit: number;
-  windowMs: number;
-  capacity: number;
+  windowSeconds: number;
+  /** Seconds since the epoch; absent: the server's clock. */
+  currentTimeSeconds?: number;
+  burst?: number;
+}
+
+/** What the seed call answers. */
+export interface SeedReply {
+  allowed: boolean;
+  /** When admitted, the capacity left for this call (one less remains after it); 0 when limited. */
+  capacityLeft: number;
+}
+
+/** The key name part of each algorithm's rule keys (`<prefix>:ratelimit:{<id>}:sw0`). */
+const KEY_TAG: Record<RateLimitAlgorithm, string> = { 'sliding-window': 'sw', gcra: 'gcra', 'fixed-window': 'fw' };
+
+/**
+ * The calls of one limiter: its rules, algorithm and block are fixed, so everything but the per-call fields
+ * is worked out once here.
+ */
+export class LimiterProtocol {
+  private readonly first: { limit: number; windowSeconds: number; capacity: number };
+  /** Rules 2..n as the triples that follow ARGV[9]. */
+  private readonly moreRules: number[] = [];
+  private readonly suffixes: string[];
+
+  constructor(
+    private readonly space: KeySpace,
+    private readonly rules: readonly ResolvedRule[],
+    private readonly algorithm: RateLimitAlgorithm,
+    private readonly blockMs: number,
+  ) {
+    const [first, ...rest] = rules;
+    this.first = { limit: first!.limit, windowSeconds: first!.windowMs / 1000, capacity: first!.capacity };
+    for (const r of rest) this.moreRules.push(r.limit, r.windowMs / 1000, r.capacity);
+    this.suffixes = rules.map((_, i) => `${KEY_TAG[algorithm]}${i}`);
+    if (blockMs > 0) this.suffixes.push('block');
+  }
+
+  /** The keys of one id: one per rule, then the block key. `reset` deletes exactly these. */
+  keys(id: string): string[] {
+    return this.space.keys(id, this.suffixes);
+  }
+
+  /** KEYS of one check: the id's keys, then the request key when there is a request id. */
+  checkKeys(id: string, requestId?: string): string[] {
+    const keys = this.keys(id);
+    if (requestId !== undefined) keys.push(this.space.key(id, `req:${requestId}`));
+    return keys;
+  }
+
+  /** ARGV of one check (the rich call). */
+  checkArgs(call: CheckCall): (string | number)[] {
+    const { limit, windowSeconds, capacity } = this.first;
+    const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
+    const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? ''];
+    return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
+  }
+
+  /**
+   * ARGV of a batch of `limit` checks at server time, one cost each (their KEYS: each check's `keys`, one
+   * group after another, no request keys).
+   */
+  batchArgs(costs: readonly number[]): (string | number)[] {
+    const { limit, windowSeconds, capacity } = this.first;
+    const args: (string | number)[] = [limit, windowSeconds, '', capacity, this.algorithm, costs.length, 'batch', this.blockMs, ''];
+    for (const n of this.moreRules) args.push(n);
+    for (const cost of costs) args.push(cost);
+    return args;
+  }
+
+  /** The reply of one check: `{allowed, remaining, reset µs, retry-after µs, binding rule}`. */
+  decodeCheck(reply: unknown): RateLimitResult {
+    const fields = toArray(reply);
+    const index = toNumber(fields[4]);
+    const rule = this.rules[index];
+    if (rule === undefined) throw new CyRedisError(`unexpected reply: rule ${index} of ${this.rules.length}`);
+    return {
+      allowed: fields[0] === 1,
+      remaining: toNumber(fields[1]),
+      limit: rule.capacity,
+      resetMs: Math.ceil(toNumber(fields[2]) / 1000),
+      retryAfterMs: Math.ceil(toNumber(fields[3]) / 1000),
+      windowMs: rule.periodMs,
+      rule: index,
+    };
+  }
+
+  /** The reply of a batch: one check's reply per check, in order. */
+  decodeBatch(reply: unknown): RateLimitResult[] {
+    return toArray(reply).map((r) => this.decodeCheck(r));
+  }
 }
 
 /**
- * Builds the ARGV of every call of one limiter from a template made once: rule 1, algorithm, a `limit` of
- * cost 1 at server time, the block, no request id, then the other rules. Each call copies it and fills in
- * what differs, which is cheaper on the hot path than building it anew.
+ * ARGV of the seed call. The limiter never makes it (it needs the rich reply); it is here so the contract
+ * test drives the public format through the same typed layer as the rest.
  */
-export class ScriptArgs {
-  private readonly template: (string | number)[];
+export function encodeSeedCall(call: SeedCall): (string | number)[] {
+  const args: (string | number)[] = [call.limit, call.windowSeconds, call.currentTimeSeconds ?? ''];
+  if (call.burst !== undefined) args.push(call.burst);
+  return args;
+}
 
-  constructor(rules: readonly RuleArgs[], algorithm: RateLimitAlgorithm, blockMs: number) {
-    const [first, ...rest] = rules;
-    this.template = [first!.limit, first!.windowMs / 1000, '', first!.capacity, algorithm, 1, 'limit', blockMs, ''];
-    for (const r of rest) this.template.push(r.limit, r.windowMs / 1000, r.capacity);
-  }
-
-  /** One check: its cost, `limit` or `peek`, the caller's time in ms (default: the server's), a request id. */
-  check(cost: number, mode: 'limit' | 'peek', nowMs?: number, requestId?: string): (string | number)[] {
-    const args = this.template.slice();
-    args[COST] = cost;
-    if (mode === 'peek') args[MODE] = mode;
-    if (nowMs !== undefined) args[TIME] = nowMs / 1000;
-    if (requestId !== undefined) args[REQUEST_ID] = requestId;
-    return args;
-  }
-
-  /** A batch of `limit` checks at server time: their count, then one cost each after the rules. */
-  batch(checks: readonly { cost: number }[]): (string | number)[] {
-    const args = this.template.slice();
-    args[COST] = checks.length;
-    args[MODE] = 'batch';
-    for (const check of checks) args.push(check.cost);
-    return args;
-  }
+/** The seed call's reply: N ≥ 1 admitted with N the capacity left for the call, 0 limited. */
+export function decodeSeedReply(reply: unknown): SeedReply {
+  const capacityLeft = toNumber(reply);
+  return { allowed: capacityLeft > 0, capacityLeft };
 }

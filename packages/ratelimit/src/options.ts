@@ -1,0 +1,207 @@
+// The limiter's public option and result types, and how the constructor's options are checked and resolved.
+import {
+  assertFiniteNumber,
+  assertInteger,
+  assertOneOf,
+  assertOptions,
+  assertPositiveMs,
+  InvalidArgumentError,
+  MAX_TIMEOUT_MS,
+  type CyRedisError,
+} from '@cyredis/core';
+
+/** How a rule counts: exact sliding window (default), GCRA, or fixed window. */
+export type RateLimitAlgorithm = 'sliding-window' | 'gcra' | 'fixed-window';
+/** What `limit` and `peek` answer when Redis fails or is slower than `timeoutMs`. */
+export type OnRedisError = 'throw' | 'allow' | 'deny';
+
+/** One limit: `limit` units per `windowMs`, with an optional `burst`. */
+export interface RateLimitRule {
+  /** Admissions (sum of costs) per window: an integer from 1 to 2^40. */
+  limit: number;
+  /** Window length in ms (> 0, resolution 1 µs). */
+  windowMs: number;
+  /**
+   * Capacity above `limit` for short bursts (integer ≥ limit). The rule then admits at most `burst` in any
+   * interval of `windowMs × burst / limit`, so the long-run rate stays `limit` per window. Default: `limit`.
+   */
+  burst?: number;
+}
+
+/** Options every limiter takes, whatever its rules. */
+export interface RateLimiterCommonOptions {
+  /** Default `'sliding-window'` (exact). `'gcra'` and `'fixed-window'` keep O(1) memory per key. */
+  algorithm?: RateLimitAlgorithm;
+  /** Key prefix; keys are `<prefix>:ratelimit:{<id>}:…`. Default `'cyredis'`. */
+  prefix?: string;
+  /** Once refused, the id stays refused this many ms (checked and set in the same script call). */
+  blockMs?: number;
+  /**
+   * Give up waiting for Redis after this many ms (1 to 2^31 − 1) and apply `onRedisError`. Default 1000, so
+   * no call waits for a server that is down (ioredis alone queues a call through its reconnects).
+   */
+  timeoutMs?: number;
+  /** What a call answers when Redis is unreachable, errs or is slower than `timeoutMs`. Default `'throw'`. */
+  onRedisError?: OnRedisError;
+  /**
+   * Remember refused ids in this process and answer them without Redis until their `retryAfterMs` has
+   * passed. `true` keeps up to 10 000 ids. Default off.
+   */
+  cacheRefusals?:
+    | boolean
+    | {
+        /** Refused ids remembered at most. Default 10 000. */
+        maxEntries?: number;
+      };
+  /**
+   * Send the `limit` checks made in the same tick (without `requestId` or `nowMs`) as one script call,
+   * decided one after the other. Single-node clients only; default true.
+   */
+  batch?: boolean;
+}
+
+/** One rule given inline: `{ limit, windowMs, burst? }`. */
+export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRule {
+  /** Not with an inline rule: give `limit` and `windowMs`, or `rules`, never both. */
+  rules?: never;
+}
+
+/** Several rules on one id, checked and consumed together (all or nothing) in one script call. */
+export interface RuleListOptions extends RateLimiterCommonOptions {
+  /** 1 to 16 rules. */
+  rules: readonly RateLimitRule[];
+  /** Not with `rules`: each rule has its own. */
+  limit?: never;
+  /** Not with `rules`: each rule has its own. */
+  windowMs?: never;
+  /** Not with `rules`: each rule has its own. */
+  burst?: never;
+}
+
+/** Options of `new RateLimiter(…)`: one rule inline, or `rules` (never both). */
+export type RateLimiterOptions = InlineRuleOptions | RuleListOptions;
+
+/** Options of `limit` and `peek`. */
+export interface LimitOptions {
+  /** Units this call consumes: an integer, at most the smallest capacity; negative refunds. Default 1. */
+  cost?: number;
+  /** Makes a resent call idempotent: the same id within the longest period gets the first answer again. */
+  requestId?: string;
+  /** The current time in ms since the epoch; default: the Redis server's clock. */
+  nowMs?: number;
+}
+
+/** The answer to one check. */
+export interface RateLimitResult {
+  /** Whether the call was admitted (and counted). */
+  allowed: boolean;
+  /** Units left after this call in the binding rule (the one with the least left, or the one refusing). */
+  remaining: number;
+  /** Capacity of the binding rule (`burst`, or `limit` without burst). */
+  limit: number;
+  /** Ms until the binding rule is back to full capacity if nothing more is consumed. */
+  resetMs: number;
+  /**
+   * When refused: ms after which the same call is admitted (rounded up); 0 when allowed. `Infinity` only from
+   * the middleware, for a request whose cost exceeds the capacity.
+   */
+  retryAfterMs: number;
+  /** Period of the binding rule in ms: at most `limit` units in any such interval (sliding window). */
+  windowMs: number;
+  /** Index of the binding rule in `rules` (0 for a single rule). */
+  rule: number;
+  /** Set when the answer comes from `onRedisError` rather than from Redis. */
+  error?: CyRedisError;
+}
+
+/** A rule as the limiter applies it. */
+export interface ResolvedRule {
+  /** Admitted units per window over the long run. */
+  limit: number;
+  /** The window, in ms. */
+  windowMs: number;
+  /** `burst`, or `limit` without burst. */
+  capacity: number;
+  /** The period the capacity applies to, in ms (as the script computes it). */
+  periodMs: number;
+}
+
+/** The constructor's options, checked, with every default filled in. */
+export interface ResolvedOptions {
+  algorithm: RateLimitAlgorithm;
+  rules: ResolvedRule[];
+  prefix: string | undefined;
+  blockMs: number;
+  timeoutMs: number;
+  onRedisError: OnRedisError;
+  /** Refused ids remembered at most; absent when `cacheRefusals` is off. */
+  maxRefusals: number | undefined;
+  batch: boolean;
+}
+
+const MAX_INT = 2 ** 40;
+const ALGORITHMS: readonly RateLimitAlgorithm[] = ['sliding-window', 'gcra', 'fixed-window'];
+/** Longest duration the script keeps exact (µs as doubles up to 2^52), in ms: block, caller time. */
+export const MAX_MS = 2 ** 52 / 1000;
+const DEFAULT_TIMEOUT_MS = 1000;
+const DEFAULT_MAX_REFUSALS = 10_000;
+/** Rules per limiter: each is a key and a few µs of script time on every check. */
+const MAX_RULES = 16;
+const RULE_KEYS = ['limit', 'windowMs', 'burst'] as const;
+const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch'] as const;
+
+function resolveRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): ResolvedRule {
+  assertOptions(name, rule, RULE_KEYS, false);
+  assertInteger(`${name}.limit`, rule.limit, { min: 1, max: MAX_INT });
+  assertPositiveMs(`${name}.windowMs`, rule.windowMs);
+  const capacity = rule.burst ?? rule.limit;
+  assertInteger(`${name}.burst`, capacity, { min: rule.limit, max: MAX_INT });
+  // Rounded exactly as the script rounds the seconds it is sent, so a rule the script would refuse is refused here.
+  const windowUs = Math.floor((rule.windowMs / 1000) * 1e6 + 0.5);
+  if (windowUs < 1 || windowUs * capacity > 2 ** 52) throw new InvalidArgumentError(`${name}.windowMs`, 'out of range');
+  // `periodMs` describes the rule (the `rules` getter, `windowMs` of results): GCRA spaces units by whole µs,
+  // the others stretch the window by burst.
+  const periodUs = algorithm === 'gcra' ? capacity * Math.ceil(windowUs / rule.limit) : Math.ceil((windowUs * capacity) / rule.limit);
+  return { limit: rule.limit, windowMs: rule.windowMs, capacity, periodMs: periodUs / 1000 };
+}
+
+function resolveRules(options: RateLimiterOptions, algorithm: RateLimitAlgorithm): ResolvedRule[] {
+  const rules: readonly RateLimitRule[] | undefined = options.rules;
+  if (rules === undefined) {
+    const { limit, windowMs, burst } = options;
+    return [resolveRule('options', burst === undefined ? { limit, windowMs } : { limit, windowMs, burst }, algorithm)];
+  }
+  const given: unknown = rules;
+  if (!Array.isArray(given) || given.length === 0 || given.length > MAX_RULES) {
+    throw new InvalidArgumentError('options.rules', `must be an array of 1 to ${MAX_RULES} rules`);
+  }
+  if (options.limit !== undefined || options.windowMs !== undefined || options.burst !== undefined) {
+    throw new InvalidArgumentError('options.rules', 'give either rules or limit/windowMs/burst, not both');
+  }
+  return rules.map((r, i) => resolveRule(`options.rules[${i}]`, r, algorithm));
+}
+
+function resolveMaxRefusals(cache: RateLimiterCommonOptions['cacheRefusals']): number | undefined {
+  const given: unknown = cache ?? false;
+  if (typeof given === 'object') assertOptions('options.cacheRefusals', given, ['maxEntries'], false);
+  else if (typeof given !== 'boolean') throw new InvalidArgumentError('options.cacheRefusals', 'must be a boolean or { maxEntries }');
+  const maxEntries = typeof cache === 'object' ? (cache.maxEntries ?? DEFAULT_MAX_REFUSALS) : DEFAULT_MAX_REFUSALS;
+  assertInteger('options.cacheRefusals.maxEntries', maxEntries, { min: 1 });
+  return given === false ? undefined : maxEntries;
+}
+
+/** Checks every option (unknown keys refused, naming the nearest valid one) and fills in the defaults. */
+export function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
+  assertOptions('options', options, OPTION_KEYS, false);
+  const algorithm = options.algorithm ?? 'sliding-window';
+  assertOneOf('options.algorithm', algorithm, ALGORITHMS);
+  const rules = resolveRules(options, algorithm);
+  const blockMs = options.blockMs ?? 0;
+  assertFiniteNumber('options.blockMs', blockMs, { min: 0, max: MAX_MS });
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  assertFiniteNumber('options.timeoutMs', timeoutMs, { min: 1, max: MAX_TIMEOUT_MS });
+  const onRedisError = options.onRedisError ?? 'throw';
+  assertOneOf('options.onRedisError', onRedisError, ['throw', 'allow', 'deny'] as const);
+  const maxRefusals = resolveMaxRefusals(options.cacheRefusals);
+  return { algorithm, rules, prefix: options.prefix, blockMs, timeoutMs, onRedisError, maxRefusals, batch: options.batch !== false };
+}

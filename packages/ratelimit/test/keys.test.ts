@@ -1,0 +1,72 @@
+import { KeySpace, readPackageLua } from '@cyredis/core';
+import { randomPrefix, traceKeys } from '@cyredis/testing';
+import { connect, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveOptions, type RateLimitAlgorithm, type RateLimiterOptions } from '../src/options.js';
+import { encodeSeedCall, LimiterProtocol, type CheckCall } from '../src/protocol.js';
+
+const SOURCE = readPackageLua(import.meta.url, 'rate_limiter');
+const T0_MS = 1_700_000_000_000;
+const algorithms: RateLimitAlgorithm[] = ['sliding-window', 'gcra', 'fixed-window'];
+/**
+ * Keys rate_limiter.lua may touch without being given them in KEYS: none. Adding one here needs a line in
+ * the script's header and the README's compatibility section.
+ */
+const UNDECLARED_KEYS: string[] = [];
+
+describe.each(topologies)('rate_limiter.lua touches only the keys it is given, on %s', (topology) => {
+  let redis: Redis | Cluster;
+  const prefix = randomPrefix();
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+
+  /** Runs every call in `calls` traced and returns every undeclared key seen, and the replies. */
+  async function traceAll(calls: [string[], (string | number)[]][]): Promise<{ undeclared: string[]; replies: unknown[] }> {
+    const undeclared: string[] = [];
+    const replies: unknown[] = [];
+    for (const [keys, args] of calls) {
+      const trace = await traceKeys(redis, SOURCE, keys, args);
+      expect(trace.reply).not.toBeInstanceOf(Error);
+      undeclared.push(...trace.undeclared);
+      replies.push(trace.reply);
+    }
+    return { undeclared, replies };
+  }
+
+  it('the seed call', async () => {
+    const key = `${prefix}:seed`;
+    const { undeclared, replies } = await traceAll([
+      [[key], encodeSeedCall({ limit: 1, windowSeconds: 60 })],
+      [[key], encodeSeedCall({ limit: 1, windowSeconds: 60 })],
+    ]);
+    expect(replies).toEqual([1, 0]);
+    expect(undeclared).toEqual(UNDECLARED_KEYS);
+  });
+
+  it.each(algorithms)('%s: limit, refusal, block, refund, peek, request id and batch', async (algorithm) => {
+    const options: RateLimiterOptions = { rules: [{ limit: 2, windowMs: 60_000 }, { limit: 3, windowMs: 60_000 }], algorithm, blockMs: 1000 };
+    const resolved = resolveOptions(options);
+    const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:${algorithm}`), resolved.rules, resolved.algorithm, resolved.blockMs);
+    const check = (id: string, call: CheckCall): [string[], (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
+    const { undeclared, replies } = await traceAll([
+      check('a', { cost: 2, mode: 'limit', nowMs: T0_MS }),
+      // Refused: reads past the oldest entries for the retry-after, and sets the block.
+      check('a', { cost: 1, mode: 'limit', nowMs: T0_MS }),
+      check('a', { cost: -1, mode: 'limit', nowMs: T0_MS + 2000 }),
+      check('a', { cost: 1, mode: 'peek', nowMs: T0_MS + 2000 }),
+      check('b', { cost: 1, mode: 'limit', requestId: 'r1' }),
+      check('b', { cost: 1, mode: 'limit', requestId: 'r1' }),
+      [[...protocol.keys('c'), ...protocol.keys('c')], protocol.batchArgs([2, 1])],
+      // Entries older than the period are dropped when a later call finds them.
+      check('a', { cost: 1, mode: 'limit', nowMs: T0_MS + 200_000 }),
+    ]);
+    expect(replies.slice(0, 2).map((r) => (r as number[])[0])).toEqual([1, 0]);
+    expect(undeclared).toEqual(UNDECLARED_KEYS);
+  });
+});
