@@ -1,6 +1,7 @@
-// L1 coherence: the in-process tier, the pub/sub connection that keeps it in step with other processes,
-// the generation counter that keeps stale replies out of it, and the waiters woken by bus messages.
-import { clientKeyPrefix, duplicateClient, waitAtMost, type RedisClient } from '@cyredis/core';
+// L1 coherence: the in-process tier, the bus subscription (core's PubSubSubscriber) that keeps it in step
+// with other processes, the generation counter that keeps stale replies out of it, and the waiters woken by
+// bus messages.
+import { clientKeyPrefix, PubSubSubscriber, waitAtMost, type RedisClient } from '@cyredis/core';
 import { MemoryTier } from './l1.js';
 import { decodeBusMessage, type CacheKeys } from './protocol.js';
 import type { Values } from './values.js';
@@ -24,17 +25,15 @@ export interface CoherenceOptions {
 export class Coherence<T> {
   private readonly l1: MemoryTier<T> | undefined;
   private generationNow = 0;
-  /** Subscribed and connected: only then can L1 trust that it hears every invalidation. */
-  private inSync = false;
-  private closed = false;
-  private subscriber: RedisClient | undefined;
+  /** The bus connection; L1 is filled only while it is live (subscribed and connected). */
+  private readonly bus: PubSubSubscriber;
   private subscribed: Promise<void> | undefined;
   /** Bus messages carry keys as the server sees them: with the client's keyPrefix in front. */
   private readonly busKeyStart: number;
   private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(
-    private readonly redis: RedisClient,
+    redis: RedisClient,
     private readonly keys: CacheKeys,
     /** This instance's id in bus messages. */
     private readonly origin: string,
@@ -43,6 +42,12 @@ export class Coherence<T> {
   ) {
     if (options.l1MaxEntries !== undefined) this.l1 = new MemoryTier<T>(options.l1MaxEntries);
     this.busKeyStart = clientKeyPrefix(redis).length + keys.entryPrefix.length;
+    this.bus = new PubSubSubscriber(redis, {
+      message: (_channel, message) => this.onBusMessage(message),
+      lost: () => this.missedMessages(),
+      resubscribed: () => this.missedMessages(),
+      error: (err) => options.onError?.(err),
+    });
     if (this.l1) void this.listen();
   }
 
@@ -53,7 +58,7 @@ export class Coherence<T> {
 
   /** Whether bus messages are heard now, so a waiter is woken as soon as its key changes. */
   get listening(): boolean {
-    return this.inSync;
+    return this.bus.live;
   }
 
   /** Whether `listen` was ever called (the connection is opened once). */
@@ -89,7 +94,7 @@ export class Coherence<T> {
 
   /** Keeps `value` in L1 until `expiresAt` (`performance.now()` time), unless invalidated since `generation`. */
   remember(key: string, value: T, expiresAt: number, generation: number): void {
-    if (this.l1 === undefined || !this.inSync || generation !== this.generationNow) return;
+    if (this.l1 === undefined || !this.bus.live || generation !== this.generationNow) return;
     this.l1.set(key, value, Math.min(expiresAt, performance.now() + this.options.l1TtlMs));
   }
 
@@ -105,30 +110,9 @@ export class Coherence<T> {
     this.l1?.clear();
   }
 
-  /** Opens the bus connection once; resolves when subscribed or after `timeoutMs`, whichever is first. */
+  /** Subscribes to the bus once; resolves when subscribed or after `timeoutMs`, whichever is first. */
   listen(): Promise<void> {
-    if (this.subscribed) return this.subscribed;
-    const sub = duplicateClient(this.redis);
-    this.subscriber = sub;
-    // Messages published while disconnected are lost: L1 cannot be trusted until subscribed again.
-    const lost = () => {
-      this.inSync = false;
-      this.dropAll();
-      this.wake(undefined);
-    };
-    const join = () =>
-      sub.subscribe(this.keys.channel).then(
-        () => {
-          if (!this.closed && this.subscriber === sub) this.inSync = true;
-        },
-        (err: unknown) => this.options.onError?.(err as Error),
-      );
-    sub.on('error', (err: Error) => this.options.onError?.(err));
-    sub.on('close', lost);
-    sub.on('reconnecting', lost);
-    sub.on('ready', () => void join());
-    sub.on('message', (_channel: string, message: string) => this.onBusMessage(message));
-    this.subscribed = waitAtMost(join(), this.options.timeoutMs);
+    this.subscribed ??= waitAtMost(this.bus.subscribe(this.keys.channel), this.options.timeoutMs);
     return this.subscribed;
   }
 
@@ -151,14 +135,18 @@ export class Coherence<T> {
 
   /** Closes the bus connection, drops L1 and wakes every waiter. */
   close(): void {
-    this.closed = true;
-    this.inSync = false;
+    this.bus.close();
     this.l1?.clear();
     this.wake(undefined);
-    const sub = this.subscriber;
-    this.subscriber = undefined;
-    // disconnect, not quit: a subscriber has nothing to finish, and quit would wait out a dead server.
-    sub?.disconnect();
+  }
+
+  /**
+   * The bus was lost or came back: messages published meanwhile are gone, so no L1 copy can be trusted and
+   * a waiter may have missed its wake-up.
+   */
+  private missedMessages(): void {
+    this.dropAll();
+    this.wake(undefined);
   }
 
   /** The one place the generation moves. */

@@ -1,12 +1,14 @@
 // SmartCache's options: their types, the limits checked before any round trip, and their validation.
 import {
+  assertByteLength,
   assertFiniteNumber,
   assertInteger,
-  assertNonEmptyString,
   assertOptions,
-  assertPositiveMs,
+  assertTimeoutMs,
   defaultCodec,
+  durationMs,
   InvalidArgumentError,
+  optionalMs,
   type Codec,
 } from '@cyredis/core';
 
@@ -111,26 +113,23 @@ export interface Settings<T> {
   l1TtlMs: number;
 }
 
-/** An optional duration in whole ms, from 0 to `LIMITS.maxTtlMs`. */
-function optionalMs(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  assertFiniteNumber(name, value, { min: 0, max: LIMITS.maxTtlMs });
-  return Math.ceil(value);
-}
+/** Bounds of `graceMs` and `staleWhileRevalidateMs`: 0 (off) up to the longest TTL. */
+const ZERO_TO_MAX_TTL = { min: 0, max: LIMITS.maxTtlMs };
 
 /** Checks `new SmartCache` options; throws `InvalidArgumentError` naming the first bad one. */
 export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
   assertOptions('options', options, SETTINGS, false);
   assertKey('options.name', options.name);
-  if (options.prefix !== undefined) assertKey('options.prefix', options.prefix, LIMITS.maxPrefixBytes);
+  if (options.prefix !== undefined) assertByteLength('options.prefix', options.prefix, LIMITS.maxPrefixBytes);
   assertInteger('options.maxSize', options.maxSize, { min: 1 });
-  if (options.defaultTtlMs !== undefined) assertPositiveMs('options.defaultTtlMs', options.defaultTtlMs);
-  const graceMs = optionalMs('options.graceMs', options.graceMs, 0);
+  if (options.defaultTtlMs !== undefined) durationMs('options.defaultTtlMs', options.defaultTtlMs);
+  const graceMs = optionalMs('options.graceMs', options.graceMs, 0, ZERO_TO_MAX_TTL);
   if (options.defaultTtlMs !== undefined) assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: LIMITS.maxTtlMs - graceMs });
   if (options.maxValueBytes !== undefined) assertInteger('options.maxValueBytes', options.maxValueBytes, { min: 1, max: LIMITS.valueBytesCeiling });
-  const swrMs = optionalMs('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0);
-  if (options.leaseMs !== undefined) assertPositiveMs('options.leaseMs', options.leaseMs);
-  if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
+  const swrMs = optionalMs('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0, ZERO_TO_MAX_TTL);
+  const leaseMs = optionalMs('options.leaseMs', options.leaseMs, 10_000);
+  // A deadline past setTimeout's ceiling would fire at once and fail every call.
+  if (options.timeoutMs !== undefined) assertTimeoutMs('options.timeoutMs', options.timeoutMs);
   if (options.codec !== undefined && (typeof options.codec?.encode !== 'function' || typeof options.codec.decode !== 'function')) {
     throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
   }
@@ -143,7 +142,7 @@ export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
   if (l1 !== undefined) {
     assertOptions('options.l1', l1, L1_SETTINGS, false);
     assertInteger('options.l1.maxEntries', l1.maxEntries, { min: 1 });
-    if (l1.ttlMs !== undefined) assertPositiveMs('options.l1.ttlMs', l1.ttlMs);
+    if (l1.ttlMs !== undefined) durationMs('options.l1.ttlMs', l1.ttlMs);
   }
   return {
     name: options.name,
@@ -153,7 +152,7 @@ export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
     ttlJitter: options.ttlJitter ?? 0,
     graceMs,
     swrMs,
-    leaseMs: Math.ceil(options.leaseMs ?? 10_000),
+    leaseMs,
     timeoutMs: options.timeoutMs ?? 1_000,
     codec: options.codec ?? (defaultCodec as Codec<T>),
     maxValueBytes: options.maxValueBytes ?? LIMITS.maxValueBytes,
@@ -163,10 +162,7 @@ export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
   };
 }
 
-/** A key, cache name or prefix: a non-empty, well-formed string of at most `maxBytes` UTF-8 bytes. */
-export function assertKey(argument: string, key: unknown, maxBytes: number = LIMITS.maxKeyBytes): asserts key is string {
-  assertNonEmptyString(argument, key, maxBytes);
-  if (key.length * 3 > maxBytes && Buffer.byteLength(key) > maxBytes) {
-    throw new InvalidArgumentError(argument, `must be at most ${maxBytes} bytes (UTF-8), got ${Buffer.byteLength(key)}`);
-  }
+/** A key or cache name: a non-empty, well-formed string of at most `LIMITS.maxKeyBytes` UTF-8 bytes. */
+export function assertKey(argument: string, key: unknown): asserts key is string {
+  assertByteLength(argument, key, LIMITS.maxKeyBytes);
 }

@@ -1,11 +1,12 @@
 // How a SmartCache's operations reach Redis: each tick's calls coalesced (TickBatcher) into as few pipelined
 // commands as keep their order, plain reads' lookups buffered into TOUCH calls, and one deadline per call.
 import {
-  InvalidArgumentError,
+  classifyError,
+  isOutage,
   LuaScriptManager,
   readPackageLua,
   RedisUnavailableError,
-  ScriptError,
+  scriptName,
   TickBatcher,
   withDeadline,
   type RedisClient,
@@ -22,7 +23,7 @@ const TOUCH_BATCH = 256;
  * one while the client handles the other's replies) beat both 16 and 64.
  */
 const BATCH_SIZE = 32;
-let source: string | undefined;
+const SOURCE = readPackageLua(import.meta.url, SCRIPT_FILE);
 
 /**
  * One operation of a tick's batch: a lookup, a write without a lease, or any other script call (sent as it
@@ -39,12 +40,13 @@ export class Failed {
 }
 
 /**
- * Absorbs an outage (tells `onError`), rethrows anything else. An outage is anything but bad input and a
- * script's own `ERR` (a bug, not an outage).
+ * Absorbs an outage (tells `onError` its typed error) and rethrows anything else: bad input and a script's
+ * own `ERR` are bugs, not outages. Raw client errors (a plain `MGET`'s) are typed here, off the hot path.
  */
 export function absorbOutage(err: unknown, onError: ((error: Error) => void) | undefined): void {
-  if (err instanceof InvalidArgumentError || (err instanceof ScriptError && err.code === 'ERR')) throw err;
-  onError?.(err as Error);
+  const typed = classifyError(err, { label: 'cache read' });
+  if (!isOutage(typed)) throw typed;
+  onError?.(typed);
 }
 
 /** What `Transport` needs of the cache's settings. */
@@ -85,8 +87,7 @@ export class Transport {
     this.timeoutMs = options.timeoutMs;
     this.onError = options.onError;
     this.scripts = new LuaScriptManager(redis);
-    source ??= readPackageLua(import.meta.url, SCRIPT_FILE);
-    this.script = this.scripts.registerScript(`cyredis:cache:${SCRIPT_FILE}`, source);
+    this.script = this.scripts.registerScript(scriptName('cache', SCRIPT_FILE), SOURCE);
     this.batcher = new TickBatcher(this.sendOps, BATCH_SIZE);
   }
 

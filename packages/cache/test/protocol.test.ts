@@ -1,4 +1,4 @@
-import { LuaScriptManager, readPackageLua, type RegisteredScript, type ScriptArg } from '@cyredis/core';
+import { LuaScriptManager, readPackageLua, scriptName, type RegisteredScript, type ScriptArg } from '@cyredis/core';
 import { randomPrefix, waitFor } from '@cyredis/testing';
 import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
@@ -51,7 +51,7 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     redis = connect(topology);
     listener = connect(topology);
     scripts = new LuaScriptManager(redis);
-    script = scripts.registerScript(`cyredis:cache:${SCRIPT_FILE}`, SOURCE);
+    script = scripts.registerScript(scriptName('cache', SCRIPT_FILE), SOURCE);
     listener.on('message', (_channel: string, message: string) => {
       const decoded = decodeBusMessage(message, keys.entryPrefix.length);
       if (decoded) heard.push(decoded);
