@@ -70,7 +70,7 @@ describe('SmartCache when Redis is unreachable', () => {
         return (await cache.stats()).l1Size === 1;
       });
       // The write's message is published while the subscriber reconnects, so it is never heard.
-      await writer.client('KILL', 'TYPE', 'pubsub');
+      await writer.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
       await other.set('k', 'w');
       await waitFor(async () => (await cache.get('k')) === 'w', { message: 'L1 kept the value overwritten during the gap' });
       // Once subscribed again, L1 fills and is invalidated as before.
