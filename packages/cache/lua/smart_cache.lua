@@ -45,7 +45,7 @@ ARGV (ARGV[1] is the operation; current_time is a number, validated, and used fo
 comes from the logical clock and expiry from Redis's own clock, so client clocks never matter)
   GET     <current_time> [grace_ms]
           → the value, or nil on a miss.
-          With grace_ms (the TypeScript API): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
+          With grace_ms (internal): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
           with fresh_ms <= 0 is stale: returned for grace serving but counted as a miss, LRU order untouched.
   SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token]
           (after the seed's four: the write settings, in the order MSET uses too)
@@ -81,6 +81,12 @@ ERRORS (all before the first write; nothing is written)
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
   A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
   write too: every operation but RELEASE touches the log, and then the stats hash, before any entry.
+
+PERFORMANCE (the script's micro-optimisations, in one place)
+  The operations are sections of the main chunk, not functions, and GET comes first: the hot path creates
+  no closure it does not use. Batched writes stamp the log with one ZADD for many members, which is most of
+  the saving over a call each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns
+  a Lua number back into text for every call, which costs about a third of the SET itself.
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
@@ -168,7 +174,7 @@ local function lookup(key, member, grace, with_ttl)
   return value, fresh
 end
 
--- GET first: the hot path creates no closure it does not use.
+-- GET first (see PERFORMANCE).
 if op == 'GET' then
   local member = member_of(entry)
   if member == nil then return fail("entry key must start with the access log's prefix through its hash tag: " .. base) end
@@ -197,8 +203,8 @@ local function publish(channel, origin, kind, first, last, evicted)
   redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
 end
 
--- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack);
--- one call for many members is most of the saving over a call each. With a flag (XX), returns the number
+-- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack).
+-- With a flag (XX), returns the number
 -- of members whose score changed (every member present: stamps only grow).
 local function zadd_all(flag, items)
   local added = 0
@@ -250,8 +256,7 @@ local function evict(max_size)
 end
 
 -- The PX argument for a ttl, false for `none` (no TTL), or nil when it is neither `none` nor a finite
--- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text: Redis turns a Lua
--- number back into text for every call, which costs about as much as a third of the SET itself.
+-- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text (see PERFORMANCE).
 local function parse_ttl(value, unit, grace)
   if value == 'none' then return false end
   local ttl = finite(value)
