@@ -76,7 +76,7 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
   r lease released, c clear; an empty list may come as {}) so other processes can drop in-process copies
   and wake waiters.
 
-ERRORS (all before the first write; nothing is written)
+ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
   A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
@@ -98,7 +98,7 @@ local op = ARGV[1]
 local entry, log, stats = KEYS[1], KEYS[2], KEYS[3]
 
 local function fail(message)
-  return redis.error_reply('ERR ' .. message)
+  return redis.error_reply('ERR smart_cache: ' .. message)
 end
 
 local function finite(value)

@@ -33,7 +33,7 @@ import {
 const SOURCE = readPackageLua(new URL('../src/index.ts', import.meta.url), SCRIPT_FILE);
 
 // The contract between src/protocol.ts and the shipped script: every operation the package sends, encoded and
-// decoded by the protocol module only. (The seed's raw GET/SET/STATS forms are pinned in lua.test.ts.)
+// decoded by the protocol module only. (The seed's raw GET/SET/STATS forms are pinned in script.test.ts.)
 describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
   let redis: Redis | Cluster;
   let listener: Redis | Cluster;

@@ -176,14 +176,14 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['hits', ['TOUCH', 1, -1]],
     ];
     for (const [message, args] of bad) {
-      await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR .*${message}`));
+      await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
     }
-    await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR wrong number of keys/);
-    await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR wrong number of keys/);
+    await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
+    await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     if (topology === 'cluster') {
       // Entry keys must carry the access log's tag prefix, since eviction rebuilds them from it.
       const p = k('').slice(0, -1);
-      await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR entry key must start/);
+      await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
     }
     expect(await snapshot()).toEqual(before);
     expect(await call('a', 'GET', 1)).toBe('old');
