@@ -184,6 +184,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       // Entry keys must carry the access log's tag prefix, since eviction rebuilds them from it.
       const p = k('').slice(0, -1);
       await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
+      await expect(redis.evalsha(sha, 4, `${p}:x`, `${p}:access:log`, `${p}:stats:key`, `x${p}:a`, 'TOUCH', 1, 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
     }
     expect(await snapshot()).toEqual(before);
     expect(await call('a', 'GET', 1)).toBe('old');
