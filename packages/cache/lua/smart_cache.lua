@@ -24,31 +24,42 @@ DATA
   A hit on an entry that has no member (the log was lost, evicted or flushed while the entry survived) puts
   it back in the log, so the next write evicts down to max_size again: the bound recovers by itself.
 
+FORMATS
+  Public contract (the seed's raw calls, frozen): 3 keys (entry, access log, stats) with
+  `GET <current_time>` → value or nil, `SET <current_time> <value> <ttl_seconds> <max_size>` → evicted count,
+  `STATS <current_time>` → the flat field list below. Everything else (the optional arguments after those,
+  MGET, MSET, TOUCH, DEL, LEASE, RELEASE, CLEAR, the bus messages) is internal to @cyredis/cache, whose
+  src/protocol.ts is the only code that builds or reads it; it may change with the package version.
+
 KEYS (seed contract: 3 keys)
   KEYS[1] entry key   KEYS[2] access-log ZSET   KEYS[3] stats hash
   KEYS[4] (DEL/LEASE/RELEASE and SET with a lease token only) the entry's lease key
-  KEYS[4..] (MGET/MSET only) further entry keys, after the three seed keys
-  Eviction deletes entry keys rebuilt from access-log members (not passed in KEYS): on Redis Cluster put
-  every key of one cache under one hash tag, e.g. `{c}:e:<k>`, `{c}:log`, `{c}:stats`, so they share a slot.
+  KEYS[4..] (MGET/MSET/TOUCH only) further entry keys, after the three seed keys
+  UNDECLARED KEYS (the only ones): eviction (SET/MSET), CLEAR and the expired-member sweep (SET/MSET/STATS)
+  touch entry keys rebuilt from access-log members, which no caller can know in advance: the LRU victim is
+  chosen inside the script. Redis and Valkey run this as is when every key of one cache shares a hash tag
+  (`{c}:e:<k>`, `{c}:log`, `{c}:stats`, so they share a slot); Dragonfly needs
+  `--default_lua_flags=allow-undeclared-keys`, and services that enforce declared keys refuse these calls.
 
 ARGV (ARGV[1] is the operation; current_time is a number, validated, and used for nothing else: order
 comes from the logical clock and expiry from Redis's own clock, so client clocks never matter)
   GET     <current_time> [grace_ms]
           → the value, or nil on a miss.
-          With grace_ms (the TypeScript API): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
+          With grace_ms (internal): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
           with fresh_ms <= 0 is stale: returned for grace serving but counted as a miss, LRU order untouched.
   SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token]
+          (after the seed's four: the write settings, in the order MSET uses too)
           Stores value for ttl (+ grace_ms) and evicts least recently used entries so at most max_size stay.
           ttl `none` stores it without a TTL: it stays until the LRU evicts it or it is deleted.
           → number of entries evicted; -1 when lease_token was given and KEYS[4] no longer holds it
           (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
           a channel, a lease-released message wakes the callers waiting for the value.
-  MSET    <current_time> <unit> <max_size> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
-          → number of entries evicted. A ttl may be `none`, as for SET.
+  MSET    <current_time> <max_size> <unit> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
+          → number of entries evicted. The settings are SET's, in SET's order; a ttl may be `none`.
   MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
-  TOUCH   <current_time> <hits> <member>… → hits. Records lookups a client made with plain GET/MGET: the
-          first <hits> members (access-log members, in access order) were hits and move to the MRU end;
-          the rest were misses and leave the log unless their entry exists again. KEYS[1] is unused.
+  TOUCH   <current_time> <hits> → hits, for the entry keys KEYS[4..]. Records lookups a client made with plain
+          GET/MGET: the first <hits> entries (in access order) were hits and move to the MRU end; the rest
+          were misses and leave the log unless their entry exists again. KEYS[1] is unused.
   DEL     <current_time> [channel] [origin] → 1 if the entry existed, else 0; also drops the lease (KEYS[4]).
   LEASE   <current_time> <grace_ms> <token> <lease_ms> <refresh_below_ms> [with_ttl: 0|1]
           → {value or nil, fresh_ms, acquired 1|0, lease_pttl}. A hit is fresh_ms > 0; when there is no hit,
@@ -65,23 +76,32 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
   r lease released, c clear; an empty list may come as {}) so other processes can drop in-process copies
   and wake waiters.
 
-ERRORS (all before the first write; nothing is written)
+ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
   A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
   write too: every operation but RELEASE touches the log, and then the stats hash, before any entry.
 
+PERFORMANCE (the script's micro-optimisations, in one place)
+  The operations are sections of the main chunk, not functions, and GET comes first: the hot path creates
+  no closure it does not use. Batched writes stamp the log with one ZADD for many members, which is most of
+  the saving over a call each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns
+  a Lua number back into text for every call, which costs about a third of the SET itself. Entry keys are
+  checked against the log's prefix with a plain find (no string allocated). TOUCH runs for every 256 plain
+  reads, so its per-key loop is inlined with the string functions in locals: each key's check and member
+  show in the cost of those reads.
+
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
   max_size by more than that is absorbed over the following SETs); MGET/MSET O(K·log N) for K keys;
-  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64); TOUCH O(M·log N) for M members.
+  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64); TOUCH O(M·log N) for M entry keys.
 ]==]
 
 local op = ARGV[1]
 local entry, log, stats = KEYS[1], KEYS[2], KEYS[3]
 
 local function fail(message)
-  return redis.error_reply('ERR ' .. message)
+  return redis.error_reply('ERR smart_cache: ' .. message)
 end
 
 local function finite(value)
@@ -112,7 +132,8 @@ end
 
 local function member_of(key)
   if base == '' then return key end
-  if string.sub(key, 1, #base) ~= base then return nil end
+  -- A plain find, not a sub: comparing the prefix allocates no string (see PERFORMANCE).
+  if string.find(key, base, 1, true) ~= 1 then return nil end
   return string.sub(key, #base + 1)
 end
 
@@ -157,7 +178,7 @@ local function lookup(key, member, grace, with_ttl)
   return value, fresh
 end
 
--- GET first: the hot path creates no closure it does not use.
+-- GET first (see PERFORMANCE).
 if op == 'GET' then
   local member = member_of(entry)
   if member == nil then return fail("entry key must start with the access log's prefix through its hash tag: " .. base) end
@@ -186,8 +207,8 @@ local function publish(channel, origin, kind, first, last, evicted)
   redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
 end
 
--- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack);
--- one call for many members is most of the saving over a call each. With a flag (XX), returns the number
+-- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack).
+-- With a flag (XX), returns the number
 -- of members whose score changed (every member present: stamps only grow).
 local function zadd_all(flag, items)
   local added = 0
@@ -239,8 +260,7 @@ local function evict(max_size)
 end
 
 -- The PX argument for a ttl, false for `none` (no TTL), or nil when it is neither `none` nor a finite
--- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text: Redis turns a Lua
--- number back into text for every call, which costs about as much as a third of the SET itself.
+-- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text (see PERFORMANCE).
 local function parse_ttl(value, unit, grace)
   if value == 'none' then return false end
   local ttl = finite(value)
@@ -252,95 +272,121 @@ local function parse_ttl(value, unit, grace)
   return ms
 end
 
-if op == 'SET' or op == 'MSET' then
-  local unit, max_size, grace, channel, origin, token, first_value
-  if op == 'SET' then
-    unit, max_size, grace = ARGV[6] or 's', ARGV[5], ARGV[7]
-    channel, origin, token, first_value = ARGV[8], ARGV[9], ARGV[10], 3
-    if ARGV[3] == nil then return fail('value missing') end
-    if token and token ~= '' and #KEYS < 4 then return fail('wrong number of keys: a lease token needs KEYS[4]') end
-  else
-    unit, max_size, grace, channel, origin, first_value = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], 8
-    if #ARGV - first_value + 1 ~= 2 * (#KEYS - 2) then return fail('wrong number of keys: one per value/ttl pair') end
-  end
-  if unit ~= 's' and unit ~= 'ms' then return fail('unit must be s or ms') end
-  max_size = finite(max_size)
+-- The settings SET and MSET share, in one order from ARGV[at]: max_size, unit, grace_ms, channel, origin.
+-- Returns a table, or nil and the error reply.
+local function write_settings(at)
+  local unit = ARGV[at + 1] or 's'
+  if unit ~= 's' and unit ~= 'ms' then return nil, fail('unit must be s or ms') end
+  local max_size = finite(ARGV[at])
   if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) then
-    return fail('max_size must be an integer >= 1')
+    return nil, fail('max_size must be an integer >= 1')
   end
-  grace = optional_ms(grace)
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  local last = op == 'SET' and 1 or #KEYS
-  local err = check_entries(1, last)
-  if err then return err end
-  local ttls = {}
-  local n = 0
-  for i = first_value, #ARGV, 2 do
-    n = n + 1
-    ttls[n] = parse_ttl(ARGV[i + 1], unit, grace)
-    if ttls[n] == nil then return fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
-    if op == 'SET' then break end
-  end
+  local grace = optional_ms(ARGV[at + 2])
+  if grace == nil then return nil, fail('grace_ms must be an integer >= 0') end
+  return { max_size = max_size, unit = unit, grace = grace, channel = ARGV[at + 3], origin = ARGV[at + 4] }
+end
 
-  local leased = op == 'SET' and token and token ~= ''
-  if leased and redis.call('GET', KEYS[4]) ~= token then
-    -- Whoever waits for this value would wait out the lease: tell them it is not coming.
-    publish(channel, origin, 'r', 1, 1)
-    return -1
+-- Parses SET or MSET: the settings, the entry keys' last KEYS index, the ARGV index of the first value and
+-- each entry's PX argument (false: no TTL). Returns nil and the error reply on bad input.
+local function parse_write()
+  local settings, err, last, first_value
+  if op == 'SET' then
+    if ARGV[3] == nil then return nil, fail('value missing') end
+    settings, err = write_settings(5)
+    if err then return nil, err end
+    settings.token = ARGV[10]
+    if settings.token == '' then settings.token = nil end
+    if settings.token and #KEYS < 4 then return nil, fail('wrong number of keys: a lease token needs KEYS[4]') end
+    last, first_value = 1, 3
+  else
+    settings, err = write_settings(3)
+    if err then return nil, err end
+    last, first_value = #KEYS, 8
+    if #ARGV - first_value + 1 ~= 2 * (#KEYS - 2) then return nil, fail('wrong number of keys: one per value/ttl pair') end
   end
+  err = check_entries(1, last)
+  if err then return nil, err end
+  local ttls = {}
+  local n = op == 'SET' and 1 or #KEYS - 2
+  for slot = 1, n do
+    ttls[slot] = parse_ttl(ARGV[first_value + 2 * slot - 1], settings.unit, settings.grace)
+    if ttls[slot] == nil then return nil, fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
+  end
+  settings.last, settings.first_value, settings.ttls, settings.n = last, first_value, ttls, n
+  return settings
+end
+
+-- Writes the parsed entries, stamps them, evicts beyond max_size and sweeps; returns the eviction count.
+local function apply_write(w)
   -- The first write: a stats hash of the wrong type fails the call here, with nothing written.
-  redis.call('HINCRBY', stats, 'sets', n)
-  if leased then redis.call('DEL', KEYS[4]) end
+  redis.call('HINCRBY', stats, 'sets', w.n)
+  if w.token then redis.call('DEL', KEYS[4]) end
   -- One tick per entry: the entries get consecutive clock values in KEYS order (a key given twice ends with
   -- the later one), stamped by one ZADD.
   local stamps = {}
   local slot = 0
-  for i = 1, last do
+  for i = 1, w.last do
     if i ~= 2 and i ~= 3 then
       slot = slot + 1
-      if ttls[slot] then
-        redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)], 'PX', ttls[slot])
-      else
-        redis.call('SET', KEYS[i], ARGV[first_value + 2 * (slot - 1)])
-      end
+      local value = ARGV[w.first_value + 2 * (slot - 1)]
+      if w.ttls[slot] then redis.call('SET', KEYS[i], value, 'PX', w.ttls[slot]) else redis.call('SET', KEYS[i], value) end
       stamps[2 * slot - 1] = clock + slot
       stamps[2 * slot] = member_of(KEYS[i])
     end
   end
-  clock = clock + n
+  clock = clock + w.n
   zadd_all(nil, stamps)
   -- Every write checks the bound (one ZCARD when within it): a new member, a smaller max_size or members a
   -- hit put back after the log was lost can each push the log past it.
-  local evicted, size = evict(max_size)
+  local evicted, size = evict(w.max_size)
   -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there (one ZRANGE and
   -- one EXISTS).
-  if clock % 16 < n then sweep(size, clock, 16) end
-  publish(channel, origin, 's', 1, last, evicted)
+  if clock % 16 < w.n then sweep(size, clock, 16) end
+  publish(w.channel, w.origin, 's', 1, w.last, evicted)
   return #evicted
+end
+
+if op == 'SET' or op == 'MSET' then
+  local w, err = parse_write()
+  if err then return err end
+  if w.token and redis.call('GET', KEYS[4]) ~= w.token then
+    -- Whoever waits for this value would wait out the lease: tell them it is not coming.
+    publish(w.channel, w.origin, 'r', 1, 1)
+    return -1
+  end
+  return apply_write(w)
 
 elseif op == 'TOUCH' then
   local hits = finite(ARGV[3])
-  if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > #ARGV - 3 then
-    return fail('hits must be an integer from 0 to the number of members')
+  if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > #KEYS - 3 then
+    return fail('hits must be an integer from 0 to the number of entry keys after KEYS[3]')
+  end
+  -- Every key checked first, and the hits' members computed once, inline (see PERFORMANCE).
+  local stamps = {}
+  local find, sub, from = string.find, string.sub, #base + 1
+  for i = 4, #KEYS do
+    local key = KEYS[i]
+    if from > 1 and find(key, base, 1, true) ~= 1 then
+      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
+    end
+    if i - 3 <= hits then
+      stamps[2 * i - 7] = clock + i - 3
+      stamps[2 * i - 6] = from > 1 and sub(key, from) or key
+    end
   end
   if hits > 0 then
     redis.call('HINCRBY', stats, 'hits', hits)
-    local stamps = {}
-    for i = 1, hits do
-      stamps[2 * i - 1] = clock + i
-      stamps[2 * i] = ARGV[3 + i]
-    end
     -- Members the log lost while their entry survived go back in, with the stamp they were given.
     if zadd_all('XX', stamps) < hits then
       for i = 1, hits do
-        if redis.call('EXISTS', base .. ARGV[3 + i]) == 1 then redis.call('ZADD', log, stamps[2 * i - 1], ARGV[3 + i]) end
+        if redis.call('EXISTS', KEYS[3 + i]) == 1 then redis.call('ZADD', log, stamps[2 * i - 1], stamps[2 * i]) end
       end
     end
   end
-  if #ARGV > 3 + hits then
-    redis.call('HINCRBY', stats, 'misses', #ARGV - 3 - hits)
-    for i = 4 + hits, #ARGV do
-      if redis.call('EXISTS', base .. ARGV[i]) == 0 then redis.call('ZREM', log, ARGV[i]) end
+  if #KEYS > 3 + hits then
+    redis.call('HINCRBY', stats, 'misses', #KEYS - 3 - hits)
+    for i = 4 + hits, #KEYS do
+      if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('ZREM', log, member_of(KEYS[i])) end
     end
   end
   return hits

@@ -1,15 +1,14 @@
 // The public surface of @cyredis/cache: the cache, its types, the codec and the errors it can throw.
+export { SmartCache, type CacheStats } from './cache.js';
 export {
   LIMITS,
-  SmartCache,
   type CacheEntry,
-  type CacheStats,
   type GetOrSetOptions,
   type L1Options,
-  type Loader,
   type SetOptions,
   type SmartCacheOptions,
-} from './cache.js';
+} from './options.js';
+export type { Loader } from './values.js';
 export {
   CyRedisError,
   InvalidArgumentError,

@@ -190,6 +190,8 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
       ['options.graceMs', { graceMs: -1 }],
       ['options.l1.maxEntries', { l1: { maxEntries: 0 } }],
       ['options.timeoutMs', { timeoutMs: 0 }],
+      // Past setTimeout's ceiling the deadline would fire at once and fail every call.
+      ['options.timeoutMs', { timeoutMs: 2 ** 31 }],
     ];
     for (const [argument, patch] of badOptions) {
       expect(() => new SmartCache(redis, { ...base, ...patch }), argument).toThrow(expect.objectContaining({ argument }));

@@ -57,6 +57,34 @@ describe('SmartCache when Redis is unreachable', () => {
     });
     await cache.close();
   });
+
+  it('leaves no stale L1 copy after a write made while its bus connection was away', async () => {
+    const writer = new Redis(server.url);
+    const prefix = randomPrefix();
+    const options = { name: 'gap', prefix, maxSize: 10, defaultTtlMs: 60_000 };
+    const cache = new SmartCache<string>(redis, { ...options, l1: { maxEntries: 10 } });
+    const other = new SmartCache<string>(writer, options);
+    try {
+      await waitFor(async () => {
+        await cache.set('k', 'v');
+        return (await cache.stats()).l1Size === 1;
+      });
+      // The write's message is published while the subscriber reconnects, so it is never heard.
+      await writer.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await other.set('k', 'w');
+      await waitFor(async () => (await cache.get('k')) === 'w', { message: 'L1 kept the value overwritten during the gap' });
+      // Once subscribed again, L1 fills and is invalidated as before.
+      await waitFor(async () => {
+        await cache.get('k');
+        return (await cache.stats()).l1Size === 1;
+      });
+      await other.set('k', 'x');
+      await waitFor(async () => (await cache.get('k')) === 'x');
+    } finally {
+      await Promise.all([cache.close(), other.close()]);
+      await writer.quit();
+    }
+  });
 });
 
 // Issue 12 §2: no call waits on Redis without a deadline. A client with ioredis' defaults (20 retries per

@@ -29,6 +29,9 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
 
   const call = (entry: string, ...args: (string | number)[]) =>
     redis.evalsha(sha, 3, k(entry), k('access:log'), k('stats:key'), ...args);
+  // TOUCH (internal format) takes the entries it records as KEYS[4..].
+  const touch = (hits: number, ...entries: string[]) =>
+    redis.evalsha(sha, 3 + entries.length, k('x'), k('access:log'), k('stats:key'), ...entries.map(k), 'TOUCH', 1, hits);
 
   it('has the SHA that SCRIPT LOAD returns', () => {
     expect(sha).toBe(createHash('sha1').update(SOURCE).digest('hex'));
@@ -106,7 +109,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     await redis.del(k('access:log'));
     expect(await call('a', 'GET', 1)).toBe('a');
     const member = (name: string) => (topology === 'cluster' ? `:${name}` : k(name));
-    expect(await call('x', 'TOUCH', 1, 1, member('b'))).toBe(1);
+    expect(await touch(1, 'b')).toBe(1);
     expect(await redis.zrange(k('access:log'), '0', '-1')).toEqual([member('a'), member('b')]);
     // c was neither read nor written: it stays outside the log (until its TTL, if it has one).
     for (const name of ['d', 'e']) await call(name, 'SET', 1, name, 'none', 3);
@@ -142,7 +145,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 3600, 10);
     await redis.del(k('c'));
     const member = (name: string) => (topology === 'cluster' ? `:${name}` : k(name));
-    expect(await call('x', 'TOUCH', 1, 1, member('a'), member('zz'), member('c'))).toBe(1);
+    expect(await touch(1, 'a', 'zz', 'c')).toBe(1);
     expect(await redis.zrange(k('access:log'), '0', '-1')).toEqual([member('b'), member('a')]);
     expect(await call('x', 'STATS', 1)).toEqual(['hits', 1, 'misses', 2, 'sets', 3, 'evictions', 0, 'size', 2, 'hit_rate', '0.3333']);
   });
@@ -173,14 +176,15 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['hits', ['TOUCH', 1, -1]],
     ];
     for (const [message, args] of bad) {
-      await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR .*${message}`));
+      await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
     }
-    await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR wrong number of keys/);
-    await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR wrong number of keys/);
+    await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
+    await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     if (topology === 'cluster') {
       // Entry keys must carry the access log's tag prefix, since eviction rebuilds them from it.
       const p = k('').slice(0, -1);
-      await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR entry key must start/);
+      await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
+      await expect(redis.evalsha(sha, 4, `${p}:x`, `${p}:access:log`, `${p}:stats:key`, `x${p}:a`, 'TOUCH', 1, 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
     }
     expect(await snapshot()).toEqual(before);
     expect(await call('a', 'GET', 1)).toBe('old');

@@ -1,0 +1,50 @@
+// How a SmartCache turns values into stored text and back, and the rules on what may be cached.
+import { InvalidArgumentError, type Codec } from '@cyredis/core';
+
+/** Computes a missing value for `getOrSet`. */
+export type Loader<T> = () => T | Promise<T>;
+
+/** The codec plus the cache's rules: no `undefined` (it means "miss") and at most `maxValueBytes`. */
+export class Values<T> {
+  constructor(
+    private readonly codec: Codec<T>,
+    private readonly maxValueBytes: number,
+    private readonly onError: ((error: Error) => void) | undefined,
+  ) {}
+
+  /**
+   * The stored text of a value: refuses `undefined` (which `get` uses for "not cached", so a cached one could
+   * not be told from a miss; cache `null` instead) and texts over `maxValueBytes`.
+   */
+  encode(value: T): string {
+    if (value === undefined) throw new InvalidArgumentError('value', 'must not be undefined: get() reports a miss as undefined; cache null for "not found"');
+    const text = this.codec.encode(value);
+    if (text.length * 3 > this.maxValueBytes && Buffer.byteLength(text) > this.maxValueBytes) {
+      throw new InvalidArgumentError('value', `must encode to at most ${this.maxValueBytes} bytes (maxValueBytes), got ${Buffer.byteLength(text)}`);
+    }
+    return text;
+  }
+
+  decode(text: string): T {
+    return this.codec.decode(text);
+  }
+
+  /** The value of a stored text, or `undefined` (told to `onError`) when the codec cannot read it: a miss. */
+  decodeOrMiss(text: string): T | undefined {
+    try {
+      return this.codec.decode(text);
+    } catch (err) {
+      this.onError?.(err as Error);
+      return undefined;
+    }
+  }
+
+  /** The loader's value; `undefined` is refused (see `encode`), whether or not Redis is reachable. */
+  async load(loader: Loader<T>): Promise<T> {
+    const value = await loader();
+    if (value === undefined) {
+      throw new InvalidArgumentError('loader', 'returned undefined, which get() could not tell from a miss: return null for "not found"');
+    }
+    return value;
+  }
+}

@@ -1,0 +1,158 @@
+import { LuaScriptManager, readPackageLua, scriptName, type RegisteredScript, type ScriptArg } from '@cyredis/core';
+import { randomPrefix, waitFor } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  CacheKeys,
+  CLEAR_BATCH,
+  decodeBusMessage,
+  decodeClear,
+  decodeDelete,
+  decodeLease,
+  decodeLeasedSet,
+  decodeMget,
+  decodeMset,
+  decodeRelease,
+  decodeStats,
+  decodeTouch,
+  encodeClear,
+  encodeDelete,
+  encodeLease,
+  encodeLeasedSet,
+  encodeMget,
+  encodeMset,
+  encodeRelease,
+  encodeStats,
+  encodeTouch,
+  SCRIPT_FILE,
+  type BusMessage,
+  type WriteSettings,
+} from '../src/protocol.js';
+
+const SOURCE = readPackageLua(new URL('../src/index.ts', import.meta.url), SCRIPT_FILE);
+
+// The contract between src/protocol.ts and the shipped script: every operation the package sends, encoded and
+// decoded by the protocol module only. (The seed's raw GET/SET/STATS forms are pinned in script.test.ts.)
+describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let listener: Redis | Cluster;
+  let prefix: string;
+  let keys: CacheKeys;
+  let settings: WriteSettings;
+  let heard: BusMessage[];
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+
+  const run = (args: ScriptArg[], callKeys: string[]) => scripts.executeScript(script, { keys: callKeys, args });
+  const entry = (key: string) => keys.entryPrefix + key;
+
+  beforeAll(() => {
+    redis = connect(topology);
+    listener = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript(scriptName('cache', SCRIPT_FILE), SOURCE);
+    listener.on('message', (_channel: string, message: string) => {
+      const decoded = decodeBusMessage(message, keys.entryPrefix.length);
+      if (decoded) heard.push(decoded);
+    });
+  });
+  afterAll(async () => {
+    await Promise.all([redis.quit(), listener.quit()]);
+  });
+  beforeEach(async () => {
+    prefix = randomPrefix();
+    keys = new CacheKeys(`${prefix}:cache:{c}:`);
+    settings = { maxSize: 2, graceMs: 0, channel: keys.channel, origin: 'me' };
+    heard = [];
+    await listener.subscribe(keys.channel);
+  });
+  afterEach(async () => {
+    await listener.unsubscribe(keys.channel);
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('MSET writes each entry with its TTL in SET order, evicts beyond max_size and publishes what it did', async () => {
+    const writes = [
+      { text: 'A', ttlMs: 60_000 },
+      { text: 'B', ttlMs: Number.POSITIVE_INFINITY },
+      { text: 'C', ttlMs: 30_000 },
+    ];
+    expect(decodeMset(await run(encodeMset(Date.now(), settings, writes, 0, 2), keys.forEntries([entry('a'), entry('b')])))).toBe(0);
+    expect(await redis.pttl(entry('a'))).toBeGreaterThan(59_000);
+    expect(await redis.pttl(entry('b'))).toBe(-1);
+    // Only writes[2..3) is sent: c is the third entry, so the least recently used (a) goes.
+    expect(decodeMset(await run(encodeMset(Date.now(), settings, writes, 2, 3), keys.forEntries([entry('c')])))).toBe(1);
+    expect(await redis.get(entry('c'))).toBe('C');
+    expect(await redis.exists(entry('a'))).toBe(0);
+    await waitFor(() => heard.length === 2);
+    expect(heard).toEqual([
+      { origin: 'me', cleared: false, keys: ['a', 'b'], evicted: [] },
+      { origin: 'me', cleared: false, keys: ['c'], evicted: ['a'] },
+    ]);
+  });
+
+  it('MGET decodes each lookup as [text, freshMs], with grace counted out of freshness', async () => {
+    const grace = { ...settings, graceMs: 10_000 };
+    await run(encodeMset(Date.now(), grace, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));
+    const lookups = decodeMget(await run(encodeMget(Date.now(), 10_000), keys.forEntries([entry('a'), entry('zz')])), 2);
+    expect(lookups[0]![0]).toBe('A');
+    expect(lookups[0]![1]).toBeGreaterThan(59_000);
+    expect(lookups[0]![1]).toBeLessThanOrEqual(60_000);
+    expect(lookups[1]).toEqual([null, 0]);
+    expect(decodeStats(await run(encodeStats(Date.now()), keys.forCache()))).toEqual({
+      hits: 1, misses: 1, sets: 1, evictions: 0, size: 1, hitRate: 0.5,
+    });
+  });
+
+  it('TOUCH records hits and misses of plain reads for the entry keys it is given', async () => {
+    await run(encodeMset(Date.now(), settings, [{ text: 'A', ttlMs: 60_000 }, { text: 'B', ttlMs: 60_000 }], 0, 2), keys.forEntries([entry('a'), entry('b')]));
+    expect(decodeTouch(await run(encodeTouch(Date.now(), 1), keys.forCache([entry('a'), entry('zz')])))).toBe(1);
+    // a was hit after b was written: b is now the least recently used.
+    expect(await redis.zrange(keys.log, '0', '-1')).toEqual([':e:b', ':e:a']);
+    expect(decodeStats(await run(encodeStats(Date.now()), keys.forCache()))).toMatchObject({ hits: 1, misses: 1, size: 2 });
+  });
+
+  it('LEASE takes the lease on a miss, the leased SET writes once and RELEASE wakes the waiters', async () => {
+    const request = { graceMs: 0, token: 't1', leaseMs: 5_000, refreshBelowMs: 0, withTtl: true };
+    const leaseKeys = keys.forEntry('a', true);
+    expect(decodeLease(await run(encodeLease(Date.now(), request), leaseKeys))).toEqual({ text: null, freshMs: 0, acquired: true, leasePttlMs: 5_000 });
+    const other = decodeLease(await run(encodeLease(Date.now(), { ...request, token: 't2' }), leaseKeys));
+    expect(other).toMatchObject({ text: null, acquired: false });
+    expect(other.leasePttlMs).toBeGreaterThan(0);
+    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, 'A', 60_000, 't2'), leaseKeys))).toBe(false);
+    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, 'A', 60_000, 't1'), leaseKeys))).toBe(true);
+    const hit = decodeLease(await run(encodeLease(Date.now(), { ...request, token: 't3' }), leaseKeys));
+    expect(hit).toMatchObject({ text: 'A', acquired: false, leasePttlMs: 0 });
+    expect(hit.freshMs).toBeGreaterThan(59_000);
+    // A hit due for a refresh takes the lease; RELEASE gives it back once, to its holder only.
+    const refresh = decodeLease(await run(encodeLease(Date.now(), { ...request, token: 't4', refreshBelowMs: 120_000 }), leaseKeys));
+    expect(refresh).toMatchObject({ text: 'A', acquired: true });
+    expect(decodeRelease(await run(encodeRelease(Date.now(), 't3', keys.channel, 'me'), leaseKeys))).toBe(false);
+    expect(decodeRelease(await run(encodeRelease(Date.now(), 't4', keys.channel, 'me'), leaseKeys))).toBe(true);
+    await waitFor(() => heard.length === 3);
+    expect(heard.map((message) => [message.keys, message.evicted])).toEqual([[['a'], []], [['a'], []], [['a'], []]]);
+  });
+
+  it('DEL reports whether the entry existed and drops its lease; CLEAR empties the cache in batches', async () => {
+    await run(encodeMset(Date.now(), settings, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));
+    await run(encodeLease(Date.now(), { graceMs: 0, token: 't', leaseMs: 5_000, refreshBelowMs: 0, withTtl: false }), keys.forEntry('b', true));
+    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('a', true)))).toBe(true);
+    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('b', true)))).toBe(false);
+    expect(await redis.exists(keys.leasePrefix + 'b')).toBe(0);
+    const many = Array.from({ length: CLEAR_BATCH + 1 }, (_, i) => ({ text: String(i), ttlMs: 60_000 }));
+    const big = { ...settings, maxSize: many.length };
+    await run(encodeMset(Date.now(), big, many, 0, many.length), keys.forEntries(many.map((_, i) => entry(`k${i}`))));
+    expect(decodeClear(await run(encodeClear(Date.now(), keys.channel, 'other'), keys.forCache()))).toBe(1);
+    expect(decodeClear(await run(encodeClear(Date.now(), keys.channel, 'other'), keys.forCache()))).toBe(0);
+    expect(await redis.exists(entry('k0'), entry(`k${CLEAR_BATCH}`))).toBe(0);
+    await waitFor(() => heard.some((message) => message.cleared));
+    expect(heard.at(-1)).toEqual({ origin: 'other', cleared: true, keys: [], evicted: [] });
+  });
+
+  it('ignores bus messages that are not the script\'s', () => {
+    expect(decodeBusMessage('not json', 0)).toBeUndefined();
+    expect(decodeBusMessage('{"a":1}', 0)).toBeUndefined();
+    expect(decodeBusMessage('["o","s",{},{}]', 3)).toEqual({ origin: 'o', cleared: false, keys: [], evicted: [] });
+  });
+});
