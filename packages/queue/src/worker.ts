@@ -11,7 +11,7 @@ import {
   type RedisClient,
 } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
-import { JobQueue, LIMITS, type FailOutcome, type Job, type Request } from './queue.js';
+import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
 
 /** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
 export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
@@ -220,7 +220,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
-  private nextRequest(): Request {
+  private nextRequest(): RequestId {
     const lane = this.freeLanes.pop() ?? this.lanePrefix + (this.lanesMade++).toString(36);
     return { lane, seq: this.requests++ };
   }
