@@ -8,6 +8,7 @@ import {
   duplicateClient,
   InvalidArgumentError,
   RedisUnavailableError,
+  TickBatcher,
   type RedisClient,
 } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
@@ -55,8 +56,8 @@ export interface WorkerEvents<T> {
 
 const MAX_ACKS_IN_FLIGHT = 2;
 
-/** How a repeated call ended: answered, given up as poisoned, or cut short by `close`. */
-type Outcome<R> = { reply: R } | 'skipped' | 'closed';
+/** How a call repeated until answered ended: answered, given up as poisoned, or cut short by `close`. */
+type RepeatResult<R> = { reply: R } | 'skipped' | 'closed';
 
 interface Running<T> {
   job: Job<T>;
@@ -83,10 +84,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private busy = 0;
   /** Jobs asked for by a fetch in flight. */
   private reserved = 0;
+  /** Finished jobs whose completion waits for a free `ack` call. */
   private acks: Running<T>[] = [];
   /** `ack` calls in flight. */
   private acking = 0;
-  private flushQueued = false;
+  /** Collects the jobs that finish in one tick (their continuations were queued together) into `acks`. */
+  private readonly finished = new TickBatcher<Running<T>, void>((batch) => this.queueAcks(batch), LIMITS.maxBatch);
   /** Completions per `ack` call: two calls of half the concurrency overlap Redis work with handler work. */
   private readonly ackBatch: number;
   private closing = false;
@@ -199,7 +202,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
    * did. A call that fails the same way twice otherwise (Redis refused it, or its reply could not be read)
    * is poisoned: reported once and skipped, so a bad batch never stalls the worker.
    */
-  private async untilAnswered<R>(call: () => Promise<R>): Promise<Outcome<R>> {
+  private async untilAnswered<R>(call: () => Promise<R>): Promise<RepeatResult<R>> {
     let refused: string | undefined;
     for (;;) {
       try {
@@ -289,20 +292,20 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       this.freeSlot();
     } else if (ok) {
       r.settled = true;
-      this.acks.push(r);
-      // Jobs that finish in the same turn (their continuations are queued already) share one call.
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        queueMicrotask(() => {
-          this.flushQueued = false;
-          this.flush();
-        });
-      }
+      void this.finished.add(r);
     } else {
       this.settle(r);
       await this.failJob(r, error);
       this.freeSlot();
     }
+  }
+
+  /** Queues a tick's finished jobs for completion and sends what the calls in flight allow. */
+  private queueAcks(batch: Running<T>[]): Promise<void[]> {
+    for (const r of batch) this.acks.push(r);
+    this.flush();
+    // Nothing to answer per job: the `ack` call reports each one's completion as an event.
+    return Promise.resolve(new Array<void>(batch.length));
   }
 
   /** Sends queued completions in calls that also fetch jobs for the slots they free. */
