@@ -12,10 +12,12 @@ export const SEED_KEY_COUNT = 4;
 /**
  * Every key a call touches except the per-priority lists (chosen inside the script): the seed's four, then
  * `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`, named as the script derives them.
+ * `wakeKey` is the list idle workers block on.
  */
-export function declaredKeys(seedKeys: readonly string[]): string[] {
+export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string } {
   const queue = seedKeys[0]!;
-  return [...seedKeys, `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, `${queue}:wake`];
+  const wakeKey = `${queue}:wake`;
+  return { keys: [...seedKeys, `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey], wakeKey };
 }
 
 /** The keys of a `fetch`/`ack` call: with a request, its lane's memo key declared last. */

@@ -357,8 +357,9 @@ export class JobQueue<T = unknown> {
     checkBytes('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
-    this.scriptKeys = Object.freeze(declaredKeys(this.keys));
-    this.wakeKey = this.scriptKeys[8]!;
+    const declared = declaredKeys(this.keys);
+    this.scriptKeys = Object.freeze(declared.keys);
+    this.wakeKey = declared.wakeKey;
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
     this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
     this.policy = policyArg(this.maxRetries, this.backoff);

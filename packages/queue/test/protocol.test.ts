@@ -55,7 +55,7 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
   beforeEach(() => {
     prefix = randomPrefix();
     seedKeys = ['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{p}:${k}`);
-    keys = declaredKeys(seedKeys);
+    keys = declaredKeys(seedKeys).keys;
   });
   afterEach(() => deleteByPrefix(redis, prefix));
 
