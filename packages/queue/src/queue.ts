@@ -4,13 +4,16 @@ import {
   assertInteger,
   assertNonEmptyString,
   assertOptions,
-  assertPositiveMs,
+  assertByteLength,
+  assertTimeoutMs,
   assertRedisClient,
   defaultCodec,
+  durationMs,
   InvalidArgumentError,
   KeySpace,
   LuaScriptManager,
   readPackageLua,
+  scriptName,
   TickBatcher,
   warnIfEvicting,
   type Codec,
@@ -261,20 +264,14 @@ function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): strin
   return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
 }
 
+/** A lease in whole ms, 1 ms to a day. */
 function checkLease(name: string, value: unknown): number {
-  assertInteger(name, value, { min: 1, max: LIMITS.maxLeaseMs });
-  return value;
+  return durationMs(name, value, { min: 1, max: LIMITS.maxLeaseMs, integer: true });
 }
 
-/** A non-empty, well-formed string of at most `max` UTF-8 bytes: an id, a lane or a queue name. */
-function checkBytes(name: string, value: unknown, max: number): asserts value is string {
-  assertNonEmptyString(name, value, max);
-  if (Buffer.byteLength(value) > max) throw new InvalidArgumentError(name, `must be at most ${max} UTF-8 bytes`);
-}
-
-/** A job or request id: 1 to 1024 UTF-8 bytes. */
+/** A job id or request lane: 1 to 1024 UTF-8 bytes. */
 function checkId(name: string, value: unknown): asserts value is string {
-  checkBytes(name, value, LIMITS.maxIdBytes);
+  assertByteLength(name, value, LIMITS.maxIdBytes);
 }
 
 /** Checks an optional request. */
@@ -354,7 +351,7 @@ export class JobQueue<T = unknown> {
     options: JobQueueOptions<T> = {},
   ) {
     assertRedisClient('redis', redis);
-    checkBytes('name', name, LIMITS.maxNameBytes);
+    assertByteLength('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
     const declared = declaredKeys(this.keys);
@@ -365,7 +362,7 @@ export class JobQueue<T = unknown> {
     this.policy = policyArg(this.maxRetries, this.backoff);
     this.leaseMs = checkLease('options.leaseMs', options.leaseMs ?? 30_000);
     this.timeoutMs = options.timeoutMs ?? 2000;
-    assertPositiveMs('options.timeoutMs', this.timeoutMs);
+    assertTimeoutMs('options.timeoutMs', this.timeoutMs);
     const codec = options.codec ?? (defaultCodec as Codec<T>);
     if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
       throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
@@ -373,7 +370,7 @@ export class JobQueue<T = unknown> {
     this.codec = codec;
     this.scripts = new LuaScriptManager(redis);
     // Calls pass 9 keys, or 10 with a request; the seed's raw callers pass 4.
-    this.script = this.scripts.registerScript('cyredis:queue:job_queue', JOB_QUEUE_LUA);
+    this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
     this.pushes = new TickBatcher((jobs) => this.run(encodePushMany(jobs)).then((reply) => decodePushMany(jobs, reply)), LIMITS.maxBatch);
   }
 

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import {
   assertInteger,
   assertOptions,
-  assertPositiveMs,
+  assertTimeoutMs,
   duplicateClient,
   InvalidArgumentError,
   RedisUnavailableError,
@@ -128,7 +128,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     assertInteger('options.concurrency', this.concurrency, { min: 1, max: LIMITS.maxBatch });
     this.leaseMs = options.leaseMs ?? queue.leaseMs;
     assertInteger('options.leaseMs', this.leaseMs, { min: 30, max: LIMITS.maxLeaseMs });
-    if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
+    if (options.timeoutMs !== undefined) assertTimeoutMs('options.timeoutMs', options.timeoutMs);
     this.timeoutMs = options.timeoutMs;
     this.ackBatch = Math.max(1, Math.ceil(this.concurrency / MAX_ACKS_IN_FLIGHT));
     this.blockMs = options.blockMs ?? 5000;

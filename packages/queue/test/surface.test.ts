@@ -151,6 +151,9 @@ describe.each(topologies)('JobQueue surface on %s', (topology) => {
     expect(String(err)).toContain('"maxRetries"');
     expect(() => new JobQueue(redis, 'q', { backoff: { base: 1 } } as never)).toThrow(/options\.backoff\.base/);
     expect(() => new JobQueue(redis, 'q', { timeoutMs: 0 })).toThrow(InvalidArgumentError);
+    // Past 2^31 - 1 ms Node fires a timer at once: every call would time out on the spot.
+    expect(() => new JobQueue(redis, 'q', { timeoutMs: 2 ** 31 })).toThrow(/options\.timeoutMs/);
+    expect(() => new Worker(queue, () => undefined, { timeoutMs: 2 ** 31 })).toThrow(/options\.timeoutMs/);
     expect(() => new JobQueue(redis, 'q', null as never)).toThrow(InvalidArgumentError);
     await expect(queue.push(1, { delay: 5 } as never)).rejects.toMatchObject({ argument: 'options.delay' });
     await expect(queue.pushBulk([{ data: 1, ttl: 5 } as never])).rejects.toMatchObject({ argument: 'jobs[0].ttl' });
