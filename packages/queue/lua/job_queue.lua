@@ -31,7 +31,8 @@ shares one hash tag on Redis Cluster.
                       priority; a job whose lease expired or was released goes back to the head. Which
                       lists a POP reads is decided inside the script (the highest priority in KEYS[1]),
                       and a repair reads all 2001, so they cannot be declared; servers that refuse
-                      undeclared keys must allow them (Dragonfly: --default_lua_flags=allow-undeclared-keys).
+                      undeclared keys must allow them (Dragonfly: --default_lua_flags=allow-undeclared-keys, or
+                      SCRIPT FLAGS <sha> allow-undeclared-keys).
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
