@@ -7,11 +7,11 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   PUSH, POP (without `full`), COMPLETE, FAIL, STATS, each with the four seed KEYS. Everything else is
   internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
   with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD, the optional trailing ARGV of the public
-  operations (POP's lease_ms/full/request, COMPLETE's and FAIL's lease_token and final, PUSH's
+  operations (POP's full and request, COMPLETE's and FAIL's lease_token and final, PUSH's
   "<max_retries>,<base_ms>,<max_ms>" policy) and the stored record formats below.
 
-KEYS: 4 (the seed's), 9 (all declared) or 10 (all declared and a request's memo). Every key of one queue
-shares one hash tag on Redis Cluster.
+KEYS: 4 (the seed's, public), 9 (all declared) or 10 (all declared and a request's memo; both internal).
+Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
   KEYS[3] failed      ZSET of jobs that failed and wait for their retry: score = retry time (ms)
@@ -31,8 +31,8 @@ shares one hash tag on Redis Cluster.
                       priority; a job whose lease expired or was released goes back to the head. Which
                       lists a POP reads is decided inside the script (the highest priority in KEYS[1]),
                       and a repair reads all 2001, so they cannot be declared; servers that refuse
-                      undeclared keys must allow them (Dragonfly: --default_lua_flags=allow-undeclared-keys, or
-                      SCRIPT FLAGS <sha> allow-undeclared-keys).
+                      undeclared keys must allow them (Dragonfly:
+                      --default_lua_flags=allow-undeclared-keys, or SCRIPT FLAGS <sha> allow-undeclared-keys).
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
@@ -143,7 +143,8 @@ end
 if #KEYS ~= 4 and #KEYS ~= 9 and #KEYS ~= 10 then
   bad('takes 4 keys (queue, processing, failed, dead), 9 or 10 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS >= 9 and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake) then
+if #KEYS >= 9
+  and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake) then
   bad('KEYS[5..9] must be KEYS[1] with :delayed, :jobs, :state, :meta and :wake')
 end
 local op = ARGV[1]
@@ -156,7 +157,7 @@ elseif op ~= 'PUSH' and op ~= 'PUSHN' then
 end
 
 --[[ STATS (public) --------------------------------------------------------------------------------------
-KEYS: 1 queue, 2 processing, 3 failed, 4 dead, 5 delayed, 8 meta.
+KEYS: 2 processing, 3 failed, 4 dead, 5 delayed, 8 meta.
 ARGV: STATS <current_time>
 Reply: { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
 ]]
@@ -905,7 +906,7 @@ local function replay_request(saved, out)
   return results, token, n, table.concat(tries, ',')
 end
 
---[[ POP (public; lease_ms is too, full and the request are internal) ----------------------------------------
+--[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
 KEYS: all nine, the priority lists and, with a request, KEYS[10] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).

@@ -36,7 +36,10 @@ export interface PushSpec {
   delaySeconds: number;
 }
 
-/** Seed PUSH (one named job): `1` queued, `0` when the id exists. For raw callers; the API sends PUSHN. */
+/**
+ * Seed PUSH (one named job): `1` queued, `0` when the id exists. The API sends PUSHN; this typed form of the
+ * frozen seed format is kept so the contract test checks it through the same module.
+ */
 export function encodePush(job: PushSpec & { id: string }): ScriptArg[] {
   return ['PUSH', SERVER_TIME, job.id, job.text, job.priority, job.policy, job.delaySeconds];
 }
@@ -88,7 +91,10 @@ export function decodePushMany(jobs: readonly PushSpec[], reply: unknown): PushR
   return out;
 }
 
-/** Seed POP (no lease token, attempts or wait): `{ {id, data}, … }`. For raw callers; the API sends the full form. */
+/**
+ * Seed POP (no lease token, attempts or wait): `{ {id, data}, … }`. The API sends the full form; this typed
+ * form of the frozen seed format is kept so the contract test checks it through the same module.
+ */
 export function encodeSeedPop(count: number, leaseMs: number): ScriptArg[] {
   return ['POP', SERVER_TIME, count, leaseMs];
 }

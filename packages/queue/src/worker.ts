@@ -7,6 +7,7 @@ import {
   assertTimeoutMs,
   duplicateClient,
   InvalidArgumentError,
+  optionalMs,
   RedisUnavailableError,
   TickBatcher,
   type RedisClient,
@@ -126,13 +127,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     assertOptions('options', options, WORKER_OPTIONS);
     this.concurrency = options.concurrency ?? 1;
     assertInteger('options.concurrency', this.concurrency, { min: 1, max: LIMITS.maxBatch });
-    this.leaseMs = options.leaseMs ?? queue.leaseMs;
-    assertInteger('options.leaseMs', this.leaseMs, { min: 30, max: LIMITS.maxLeaseMs });
+    this.leaseMs = optionalMs('options.leaseMs', options.leaseMs, queue.leaseMs, { min: 30, max: LIMITS.maxLeaseMs, integer: true });
     if (options.timeoutMs !== undefined) assertTimeoutMs('options.timeoutMs', options.timeoutMs);
     this.timeoutMs = options.timeoutMs;
     this.ackBatch = Math.max(1, Math.ceil(this.concurrency / MAX_ACKS_IN_FLIGHT));
-    this.blockMs = options.blockMs ?? 5000;
-    assertInteger('options.blockMs', this.blockMs, { min: 1, max: 600_000 });
+    this.blockMs = optionalMs('options.blockMs', options.blockMs, 5000, { min: 1, max: 600_000, integer: true });
     this.renewTimer = setInterval(() => void this.renew(), Math.max(10, Math.floor(this.leaseMs / 3)));
     this.stopping = new Promise((resolve) => (this.stop = resolve));
     this.loop = this.fetchLoop();
