@@ -1,91 +1,50 @@
 --[[
 job_queue.lua: a crash-safe job queue with priorities, delays, leases, retries with backoff and dead letters.
+The file reads top to bottom as one section per operation (each opens with its own KEYS, ARGV and reply),
+cheapest first; shared helpers sit just before the first section that needs them.
 
-KEYS (the seed's four; every key of one queue must share one hash tag on Redis Cluster)
+FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep working exactly as written):
+  PUSH, POP (without `full`), COMPLETE, FAIL, STATS, each with the four seed KEYS. Everything else is
+  internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
+  with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD, the optional trailing ARGV of the public
+  operations (POP's full and request, COMPLETE's and FAIL's lease_token and final, PUSH's
+  "<max_retries>,<base_ms>,<max_ms>" policy) and the stored record formats below.
+
+KEYS: 4 (the seed's, public), 9 (all declared) or 10 (all declared and a request's memo; both internal).
+Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
   KEYS[3] failed      ZSET of jobs that failed and wait for their retry: score = retry time (ms)
   KEYS[4] dead        ZSET of dead letters: score = time of death (ms)
-  Derived from KEYS[1] (same hash tag, so declare none of them):
-  KEYS[1]..':w:'..p   LIST of the job ids waiting at priority p, served from the head: FIFO within a
-                      priority; a job whose lease expired or was released goes back to the head
-  KEYS[1]..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
-  KEYS[1]..':jobs'    HASH id -> "<priority>:<policy>:<data>" (immutable while the job lives); policy is
+  KEYS[5] queue..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
+  KEYS[6] queue..':jobs'    HASH id -> "<priority>:<policy>:<data>" (immutable while the job lives); policy is
                       the job's retry policy as pushed: "<max_retries>" or "<max_retries>,<base_ms>,<max_ms>"
-  KEYS[1]..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
-  KEYS[1]..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto id),
-                      audit (cursor of the audit under way), audited (ms when the last audit ended)
-  KEYS[1]..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is scheduled, so
-                      idle workers block on it (BLPOP) instead of polling
+  KEYS[7] queue..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
+  KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
+                      id), audit (cursor of the audit under way), audited (ms when the last audit ended)
+  KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
+                      scheduled, so idle workers block on it (BLPOP) instead of polling
+  KEYS[10] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..10] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
+  queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
+                      priority; a job whose lease expired or was released goes back to the head. Which
+                      lists a POP reads is decided inside the script (the highest priority in KEYS[1]),
+                      and a repair reads all 2001, so they cannot be declared; servers that refuse
+                      undeclared keys must allow them (Dragonfly:
+                      --default_lua_flags=allow-undeclared-keys, or SCRIPT FLAGS <sha> allow-undeclared-keys).
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
-millisecond), or "*" for the server's TIME. Use one clock per queue. Optional trailing ARGV switch on the
-TypeScript API's richer replies; the seed calls (first five operations, without them) work as written.
-
-  PUSH  <current_time> <job_id> <job_data> <priority> <max_retries> <delay_seconds>
-        -> 1 when queued, 0 when a job with this id exists (nothing is written).
-        priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at
-        most max_retries + 1 times, or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>" to give its
-        retry backoff too (integers, 0 <= base <= max <= 86400000; default 1000 and 60000): the policy is
-        stored with the job, so FAIL never depends on who calls it; delay_seconds: number in
-        [0, 31536000]; data: at most 1 MiB; id: 1 to 1024 bytes.
-  POP   <current_time> <count> [lease_ms] [full] [request_lane request_seq]
-        -> seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-        With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>:<data>", ... }:
-        one token for the jobs of the call (0 when none), their attempt counts as one comma-separated
-        string ("1,1,2"; "" when none), then two items per job; wait_ms is 0 when
-        count jobs came or jobs still wait, else ms until the next delayed job, retry or lease deadline, or
-        -1 for none. A request (needs full = "1"): see REQUESTS.
-        Before popping, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
-        that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue.
-        A job whose record is gone (evicted, deleted) is dead-lettered with the error "record lost" where a
-        call meets it (POP, FAIL, RELEASE, a due delay, retry or lease) and never returned. When a POP
-        leaves the queue empty it checks the structures and repairs what was lost: see RECOVERY.
-  COMPLETE <current_time> <job_id> [lease_token]
-        -> 1 when completed (record deleted, completed counter + 1), 0 when the job is not leased (unknown,
-        already completed, reclaimed) or, with a token, leased under another token. A repeat is harmless.
-  FAIL  <current_time> <job_id> <error_message> [lease_token] [final]
-        -> { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed` for
-           min(max, base * 2^(attempts-1)) ms, jittered down by up to half, with the backoff stored with
-           the job (default 1000 and 60000); { "dead", died_at_ms } once attempts > max_retries, when
-           final is "1", or when the job's record is lost (error "record lost"); { "lost", 0 } as
-           COMPLETE's 0. The error is kept (cut to 1000 bytes) with the job.
-  STATS <current_time>
-        -> { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
-  PUSHN <current_time> <n> then groups of jobs that share their options, each
-        <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
-        (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1,
-        the k summing to n in 1..1000)
-        -> { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
-        duplicate).
-  ACK   <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-        <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then
-        [request_lane request_seq]
-        -> { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000)
-        jobs, then pops up to fetch (0..1000) more, in one call; results is a string of one "1"
-        (completed) or "0" (not leased under that token) per job, in argument order. A request: see
-        REQUESTS.
-  EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
-        -> { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
-  RELEASE <current_time> <job_id> <lease_token>
-        -> 1 when the leased job went back to the queue without its attempt counted (or, its record lost,
-        to the dead letters), else 0.
-  RETRYDEAD <current_time> <count> [skip]
-        -> { moved, seen }: of the count (1..1000) oldest dead jobs after the first skip (default 0), the
-        number moved back to the queue with their attempts reset, and how many were looked at; a job whose
-        record is lost stays dead.
-  DEAD  <current_time> <count>
-        -> { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs;
-        data is nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
+millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
 
 REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
 unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  KEYS[1]..':req:'..request_lane  STRING (derived from KEYS[1], same hash tag): "<request_seq>:" then
-                                  three MessagePack values: the completion results string, the lease
-                                  token and the leased job ids {job_id, ...}
+  queue..':req:'..request_lane  STRING (KEYS[10], or derived from KEYS[1]): "<request_seq>:" then three
+                                MessagePack values: the completion results string, the lease token and the
+                                leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
 completion results, and the jobs it leased that are still leased under its token (instead of leasing
 more while the first run's jobs sit out their leases, and instead of calling jobs it completed lost). So
@@ -95,7 +54,8 @@ call, which is harmless.
 
 RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed` or `dead`.
 Eviction or a DEL can break that. What each call does about it, never leaving a job in no state:
-  - a job id whose record is gone is dead-lettered ("record lost") where a call meets it;
+  - a job id whose record is gone is dead-lettered ("record lost") where a call meets it (POP, FAIL,
+    RELEASE, a due delay, retry or lease) and never returned;
   - a POP that leaves the waiting lists empty compares the waiting count with the lists (a lost list or
     priority index or `meta`) and the record count with the sets (a lost set): on a difference, and
     every 60 s of server time in any case, it rebuilds the priority index and the count from the
@@ -113,14 +73,20 @@ Keys of another type than the ones above (a key overwritten by hand) make calls 
 Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
 for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
 
-Errors: bad input (unknown op, missing or non-numeric or out-of-range numbers, empty or long id, data over
-1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing. A lost key is never an error
-(see RECOVERY).
+Errors: bad input (unknown op, wrong key count or names, missing or non-numeric or out-of-range numbers,
+empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
+A lost key is never an error (see RECOVERY).
 
 Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N), plus, when one leaves the
 queue empty, 8 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of about 100 records
 (HSCAN COUNT 100, 4 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 100 dead-letter deletions;
 EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+
+Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
+lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
+per use); replies pack per-job flags and attempts into one string (a reply element per job costs the
+server and the client more than a few bytes do); each section returns before the helpers of later ones
+are defined, since a script call runs its whole top level (and builds every closure) each time.
 ]]
 
 local MAX_BATCH = 1000
@@ -147,7 +113,6 @@ local jobs = waiting .. ':jobs'
 local state = waiting .. ':state'
 local meta = waiting .. ':meta'
 local wake = waiting .. ':wake'
--- Locals for the per-job loops: a global costs a table lookup on every use.
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -175,7 +140,13 @@ local function server_time()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-if #KEYS ~= 4 then bad('takes 4 keys (queue, processing, failed, dead), got ' .. #KEYS) end
+if #KEYS ~= 4 and #KEYS ~= 9 and #KEYS ~= 10 then
+  bad('takes 4 keys (queue, processing, failed, dead), 9 or 10 (see KEYS), got ' .. #KEYS)
+end
+if #KEYS >= 9
+  and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake) then
+  bad('KEYS[5..9] must be KEYS[1] with :delayed, :jobs, :state, :meta and :wake')
+end
 local op = ARGV[1]
 -- Milliseconds. The server clock costs a TIME call, which a push without a delay never needs.
 local now
@@ -185,8 +156,11 @@ elseif op ~= 'PUSH' and op ~= 'PUSHN' then
   now = server_time()
 end
 
--- Operations come in the order of what they need: each branch returns before the helpers of heavier
--- ones are defined, since a script call runs its whole top level (and builds every closure) each time.
+--[[ STATS (public) --------------------------------------------------------------------------------------
+KEYS: 2 processing, 3 failed, 4 dead, 5 delayed, 8 meta.
+ARGV: STATS <current_time>
+Reply: { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
+]]
 if op == 'STATS' then
   return {
     -- A lost `meta` can leave the count below 0 until the next POP rebuilds it.
@@ -244,7 +218,7 @@ local function requeue(id, priority)
 end
 
 -- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
-local function poke()
+local function wake_worker()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
@@ -340,10 +314,20 @@ local function push_all(n, ids, recs, priorities, delays)
   -- A delayed job also wakes a blocked worker, which recomputes how long to wait.
   if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
   save_count()
-  poke()
+  wake_worker()
   return out
 end
 
+--[[ PUSH (public) ---------------------------------------------------------------------------------------
+KEYS: 1 queue, 5 delayed, 6 jobs, 8 meta, 9 wake and the list of the job's priority.
+ARGV: PUSH <current_time> <job_id> <job_data> <priority> <max_retries> <delay_seconds>
+  priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at most
+  max_retries + 1 times, or (internal) "<max_retries>,<backoff_base_ms>,<backoff_max_ms>" to give its retry
+  backoff too (integers, 0 <= base <= max <= 86400000; default 1000 and 60000): the policy is stored with
+  the job, so FAIL never depends on who calls it; delay_seconds: number in [0, 31536000]; data: at most
+  1 MiB; id: 1 to 1024 bytes.
+Reply: 1 when queued, 0 when a job with this id exists (nothing is written).
+]]
 if op == 'PUSH' then
   local id = id_arg('job_id', ARGV[3])
   local data = check_data(ARGV[4])
@@ -351,6 +335,15 @@ if op == 'PUSH' then
   return push_all(1, { id }, { head .. data }, { priority }, { delay_ms })[1] and 1 or 0
 end
 
+--[[ PUSHN (internal) ------------------------------------------------------------------------------------
+KEYS: as PUSH.
+ARGV: PUSHN <current_time> <n> then groups of jobs that share their options, each
+  <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
+  (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1, the k
+  summing to n in 1..1000; values as PUSH's)
+Reply: { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
+  duplicate).
+]]
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
   local ids, recs, priorities, delays = {}, {}, {}, {}
@@ -410,8 +403,8 @@ local function write_state(id, attempts, token, err)
   redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
 end
 
-local function signal()
-  if redis.call('ZCARD', waiting) > 0 then poke() end
+local function wake_worker_if_waiting()
+  if redis.call('ZCARD', waiting) > 0 then wake_worker() end
 end
 
 local function forget(id)
@@ -437,7 +430,7 @@ local function pairs_arg(base, n)
   return ids, tokens
 end
 
-local function bury(id, attempts, err)
+local function dead_letter(id, attempts, err)
   write_state(id, attempts, '0', err)
   redis.call('ZADD', dead, now, id)
 end
@@ -459,9 +452,15 @@ end
 
 -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
 local function lost_record(id)
-  bury(id, (read_state(id)), 'record lost')
+  dead_letter(id, (read_state(id)), 'record lost')
 end
 
+--[[ COMPLETE (public; the lease_token is internal) ----------------------------------------------------------
+KEYS: 2 processing, 6 jobs, 7 state, 8 meta.
+ARGV: COMPLETE <current_time> <job_id> [lease_token]
+Reply: 1 when completed (record deleted, completed counter + 1), 0 when the job is not leased (unknown,
+  already completed, reclaimed) or, with a token, leased under another token. A repeat is harmless.
+]]
 if op == 'COMPLETE' then
   local id = id_arg('job_id', ARGV[3])
   local token = ARGV[4] and id_arg('lease_token', ARGV[4])
@@ -472,6 +471,11 @@ if op == 'COMPLETE' then
   return 1
 end
 
+--[[ EXTEND (internal) -----------------------------------------------------------------------------------
+KEYS: 2 processing, 7 state.
+ARGV: EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
+Reply: { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
+]]
 if op == 'EXTEND' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local n = number('n', ARGV[4], 1, MAX_BATCH, true)
@@ -489,6 +493,12 @@ if op == 'EXTEND' then
   return out
 end
 
+--[[ RELEASE (internal) ----------------------------------------------------------------------------------
+KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the list of the job's priority.
+ARGV: RELEASE <current_time> <job_id> <lease_token>
+Reply: 1 when the leased job went back to the head of its priority without its attempt counted (or, its
+  record lost, to the dead letters), else 0.
+]]
 if op == 'RELEASE' then
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
@@ -504,10 +514,17 @@ if op == 'RELEASE' then
   write_state(id, attempts - 1, '0', err)
   requeue(id, priority)
   save_count()
-  poke()
+  wake_worker()
   return 1
 end
 
+--[[ RETRYDEAD (internal) --------------------------------------------------------------------------------
+KEYS: 1 queue, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the lists of the jobs' priorities.
+ARGV: RETRYDEAD <current_time> <count> [skip]
+Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first skip (default 0), the
+  number moved back to the queue with their attempts reset, and how many were looked at; a job whose
+  record is lost stays dead.
+]]
 if op == 'RETRYDEAD' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local skip = 0
@@ -525,10 +542,16 @@ if op == 'RETRYDEAD' then
     end
   end
   save_count()
-  signal()
+  wake_worker_if_waiting()
   return { moved, #ids }
 end
 
+--[[ DEAD (internal) -------------------------------------------------------------------------------------
+KEYS: 4 dead, 6 jobs, 7 state.
+ARGV: DEAD <current_time> <count>
+Reply: { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) most recent dead jobs; data is
+  nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
+]]
 if op == 'DEAD' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local out = {}
@@ -552,6 +575,15 @@ if op == 'DEAD' then
   return out
 end
 
+--[[ FAIL (public; lease_token and final are internal) -----------------------------------------------------
+KEYS: 2 processing, 3 failed, 4 dead, 6 jobs, 7 state, 9 wake.
+ARGV: FAIL <current_time> <job_id> <error_message> [lease_token] [final]
+Reply: { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed` for
+  min(max, base * 2^(attempts-1)) ms, jittered down by up to half, with the backoff stored with the job
+  (default 1000 and 60000); { "dead", died_at_ms } once attempts > max_retries, when final is "1", or when
+  the job's record is lost (error "record lost"); { "lost", 0 } as COMPLETE's 0. The error is kept (cut to
+  1000 bytes) with the job.
+]]
 if op == 'FAIL' then
   local id = id_arg('job_id', ARGV[3])
   local message = ARGV[4]
@@ -566,7 +598,7 @@ if op == 'FAIL' then
   local err = string.sub(message, 1, MAX_ERROR)
   redis.call('ZREM', processing, id)
   if not priority or final == '1' or attempts > max_retries then
-    bury(id, attempts, priority and err or 'record lost')
+    dead_letter(id, attempts, priority and err or 'record lost')
     trim_dead()
     return { 'dead', now }
   end
@@ -576,13 +608,13 @@ if op == 'FAIL' then
   local at = now + math.floor(delay / 2 + math.random() * delay / 2)
   write_state(id, attempts, '0', err)
   redis.call('ZADD', failed, at, id)
-  poke()
+  wake_worker()
   return { 'retry', at }
 end
 
 -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
 -- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
-local function take(count)
+local function pop_waiting_ids(count)
   local ids, n = {}, 0
   local more = false
   for _ = 1, count do
@@ -606,7 +638,7 @@ local function take(count)
   return ids, more
 end
 
-local function promote(source)
+local function promote_due(source)
   local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
   if #ids == 0 then return 0 end
   local recs = redis.call('HMGET', jobs, unpack(ids))
@@ -642,7 +674,7 @@ local function reclaim(completing)
       lost_record(id)
       buried = buried + 1
     elseif attempts > max_retries then
-      bury(id, attempts, 'lease expired')
+      dead_letter(id, attempts, 'lease expired')
       buried = buried + 1
     else
       write_state(id, attempts, '0', 'lease expired')
@@ -693,7 +725,7 @@ local function audit_step(cursor, lease_ms)
       if held ~= '' and held ~= '0' then
         redis.call('ZADD', processing, now + lease_ms, id)
       elseif attempts > max_retries then
-        bury(id, attempts, err)
+        dead_letter(id, attempts, err)
       else
         requeue(id, priority)
       end
@@ -734,72 +766,75 @@ local function check_empty(lease_ms)
   audit_step(cursor, lease_ms)
 end
 
--- Leases up to `count` jobs, all under one new lease token (a call leases a job at most once, so the token
--- still fences each lease); appends them to `out` (seed pairs, or id and record pairs when `full`).
--- Returns how many, the token (0 when none) and, when `full`, their attempts as one string ("1,1,2").
--- `completing`: see `reclaim`.
-local function pop(count, lease_ms, full, out, completing)
-  local n, token, more = 0, 0, false
-  local tries = {}
-  local buried = reclaim(completing) + promote(delayed) + promote(failed)
+-- Leases the popped `ids` under one new lease token (a call leases a job at most once, so the token still
+-- fences each lease) and appends them to `out` (seed pairs, or id and record pairs when `full`). Returns
+-- how many, the token (0 when none), their attempts (a table of strings) and how many were dead-lettered
+-- (their records lost).
+local function lease_ids(ids, lease_ms, full, out)
+  local n = #ids
+  local recs = redis.call('HMGET', jobs, unpack(ids))
+  local olds = redis.call('HMGET', state, unpack(ids))
+  local token = next_token()
+  local held = ':' .. string.format('%d', token) .. ':'
+  local deadline = string.format('%d', now + lease_ms)
+  local fresh = '1' .. held
+  local leases, states, tries = {}, {}, {}
+  local k, j, buried = #out, 0, 0
+  for i = 1, n do
+    local id = ids[i]
+    local rec = recs[i]
+    if rec then
+      local try, s = '1', fresh
+      if olds[i] then
+        local before, _, err = parse_state(olds[i])
+        try = string.format('%d', before + 1)
+        s = try .. held .. err
+      end
+      j = j + 1
+      states[2 * j - 1] = id
+      states[2 * j] = s
+      leases[2 * j - 1] = deadline
+      leases[2 * j] = id
+      if full then
+        -- The record goes out whole ("priority:policy:data"): the caller splits it, Lua copies nothing.
+        out[k + 1] = id
+        out[k + 2] = rec
+        k = k + 2
+        tries[j] = try
+      else
+        local _, _, at = parse_record(rec)
+        out[#out + 1] = { id, string.sub(rec, at + 1) }
+      end
+    else
+      lost_record(id)
+      buried = buried + 1
+    end
+  end
+  if j == 0 then return 0, 0, tries, buried end
+  redis.call('HSET', state, unpack(states))
+  redis.call('ZADD', processing, unpack(leases))
+  return j, token, tries, buried
+end
+
+-- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
+-- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`.
+local function lease_jobs(count, lease_ms, full, out, completing)
+  local n, token, more, tries = 0, 0, false, {}
+  local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
   if count > 0 then
     local ids
-    ids, more = take(count)
-    n = #ids
-    if n > 0 then
-      local recs = redis.call('HMGET', jobs, unpack(ids))
-      local olds = redis.call('HMGET', state, unpack(ids))
-      token = next_token()
-      local held = ':' .. string.format('%d', token) .. ':'
-      -- A string: Redis would format a Lua number argument (%.17g) once per job.
-      local deadline = string.format('%d', now + lease_ms)
-      local fresh = '1' .. held
-      local leases, states = {}, {}
-      local k, j = #out, 0
-      for i = 1, n do
-        local id = ids[i]
-        local rec = recs[i]
-        if rec then
-          local try, s = '1', fresh
-          if olds[i] then
-            local before, _, err = parse_state(olds[i])
-            try = string.format('%d', before + 1)
-            s = try .. held .. err
-          end
-          j = j + 1
-          states[2 * j - 1] = id
-          states[2 * j] = s
-          leases[2 * j - 1] = deadline
-          leases[2 * j] = id
-          if full then
-            -- The record goes out whole ("priority:policy:data"): the caller splits it, Lua copies nothing.
-            out[k + 1] = id
-            out[k + 2] = rec
-            k = k + 2
-            tries[j] = try
-          else
-            local _, _, at = parse_record(rec)
-            out[#out + 1] = { id, string.sub(rec, at + 1) }
-          end
-        else
-          lost_record(id)
-          buried = buried + 1
-        end
-      end
-      n = j
-      if n == 0 then token = 0 end
-      if n > 0 then
-        redis.call('HSET', state, unpack(states))
-        redis.call('ZADD', processing, unpack(leases))
-      end
+    ids, more = pop_waiting_ids(count)
+    if #ids > 0 then
+      local lost
+      n, token, tries, lost = lease_ids(ids, lease_ms, full, out)
+      buried = buried + lost
     end
   end
   if buried > 0 then trim_dead() end
   if not more and redis.call('ZCARD', waiting) == 0 then check_empty(lease_ms) end
   save_count()
   -- Jobs left behind wake the next blocked worker.
-  if more then poke() else signal() end
-  -- One string: a reply element per job costs the server and the client more than a few bytes do.
+  if more then wake_worker() else wake_worker_if_waiting() end
   return n, token, table.concat(tries, ',')
 end
 
@@ -812,16 +847,21 @@ end
 -- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil.
 local function request_arg(index)
   local lane = ARGV[index]
-  if lane == nil then return nil end
+  if lane == nil then
+    if #KEYS == 10 then bad('KEYS[10] is a request memo key: the call needs a request') end
+    return nil
+  end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
-  return waiting .. ':req:' .. lane, seq
+  local key = waiting .. ':req:' .. lane
+  if #KEYS == 10 and KEYS[10] ~= key then bad('KEYS[10] must be the request memo key ' .. key) end
+  return key, seq
 end
 
 -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
 -- does not decode (a key overwritten by hand) counts as absent.
-local function recall(key, seq)
+local function recall_request(key, seq)
   local saved = key and redis.call('GET', key)
   if not saved then return nil end
   local cut = string.find(saved, ':', 1, true)
@@ -835,7 +875,7 @@ end
 -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
 -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
 -- maxmemory.
-local function remember(key, seq, results, completed, token, out, from, lease_ms)
+local function remember_request(key, seq, results, completed, token, out, from, lease_ms)
   local ids = {}
   for k = from, #out, 2 do ids[#ids + 1] = out[k] end
   if completed == 0 and #ids == 0 then return end
@@ -845,7 +885,7 @@ end
 -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
 -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
 -- their attempts (as `pop`).
-local function replay(saved, out)
+local function replay_request(saved, out)
   local results, token, ids = saved[1], saved[2], saved[3]
   local n, tries = 0, {}
   local held = string.format('%d', token)
@@ -866,6 +906,18 @@ local function replay(saved, out)
   return results, token, n, table.concat(tries, ',')
 end
 
+--[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
+KEYS: all nine, the priority lists and, with a request, KEYS[10] = its memo key.
+ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
+Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
+  With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>:<data>", ... }: one token for
+  the jobs of the call (0 when none), their attempt counts as one comma-separated string ("1,1,2"; ""
+  when none), then two items per job; wait_ms is 0 when count jobs came or jobs still wait, else ms until
+  the next delayed job, retry or lease deadline, or -1 for none. A request (needs full = "1"): see REQUESTS.
+  Before leasing, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
+  that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue. When a
+  POP leaves the queue empty it checks the structures and repairs what was lost: see RECOVERY.
+]]
 if op == 'POP' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local lease_ms = DEFAULT_LEASE_MS
@@ -875,14 +927,14 @@ if op == 'POP' then
   if memo and not full then bad('a request needs full = 1') end
   local out = {}
   if full then out = { 0, 0, '' } end
-  local saved = recall(memo, seq)
+  local saved = recall_request(memo, seq)
   local n, token, tries
   if saved then
     local _
-    _, token, n, tries = replay(saved, out)
+    _, token, n, tries = replay_request(saved, out)
   else
-    n, token, tries = pop(count, lease_ms, full, out, {})
-    if memo then remember(memo, seq, '', 0, token, out, 4, lease_ms) end
+    n, token, tries = lease_jobs(count, lease_ms, full, out, {})
+    if memo then remember_request(memo, seq, '', 0, token, out, 4, lease_ms) end
   end
   if full then
     out[1] = wait_after(n, count)
@@ -892,16 +944,15 @@ if op == 'POP' then
   return out
 end
 
-if op == 'ACK' then
-  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
-  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  -- Groups of jobs leased under one token: the token, how many, their ids.
+-- ACK's groups of jobs leased under one token (`<lease_token> <k>` then k ids), from ARGV[6] on: the ids,
+-- each one's token and the whole state of a first attempt under it, and the index of the argument after
+-- the groups.
+local function ack_groups(n)
   local ids, tokens, firsts = {}, {}, {}
   local at, count = 6, 0
   while count < n do
     local token = id_arg('lease_token', ARGV[at])
-    -- The whole state of a first attempt leased under this token (strings compare by identity in Lua).
+    -- Strings compare by identity in Lua: one comparison finds the common case.
     local first = '1:' .. token .. ':'
     local k = number('k', ARGV[at + 1], 1, n - count, true)
     at = at + 2
@@ -919,49 +970,69 @@ if op == 'ACK' then
   if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
     bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
+  return ids, tokens, firsts, at
+end
+
+-- Which of ACK's jobs are leased under the token given with them (read only): one "1" or "0" per job as
+-- one string, the ids to complete, and those ids as a set.
+local function held_by_caller(ids, tokens, firsts)
+  local results, done, seen, d = {}, {}, {}, 0
+  if #ids == 0 then return '', done, seen end
+  local states = redis.call('HMGET', state, unpack(ids))
+  for i = 1, #ids do
+    local id, token, s = ids[i], tokens[i], states[i]
+    local r = '0'
+    -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
+    -- a match means leased under this token; a repeated pair in one call completes once.
+    if s and token ~= '0' and not seen[id] then
+      local held = s == firsts[i]
+      if not held then
+        local a = find(s, ':', 1, true)
+        held = byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token
+      end
+      if held then
+        seen[id] = true
+        d = d + 1
+        done[d] = id
+        r = '1'
+      end
+    end
+    results[i] = r
+  end
+  return table.concat(results), done, seen
+end
+
+--[[ ACK (internal) -------------------------------------------------------------------------------------
+KEYS: all nine (waiting lists, processing, failed, dead, delayed, jobs, state, meta, wake), the priority
+  lists and, with a request, KEYS[10] = the request's memo key.
+ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
+  <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then [request_lane request_seq]
+Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
+  leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
+  that token) per job, in argument order. A request: see REQUESTS.
+]]
+if op == 'ACK' then
+  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
+  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
+  local ids, tokens, firsts, at = ack_groups(n)
   local memo, seq = request_arg(at)
-  local saved = recall(memo, seq)
+  local saved = recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
   if saved then
-    local results, token, got, tries = replay(saved, out)
+    local results, token, got, tries = replay_request(saved, out)
     out[1] = results
     out[2] = wait_after(got, fetch)
     out[3] = token
     out[4] = tries
     return out
   end
-  local results = {}
-  local done, seen, d = {}, {}, 0
-  if n > 0 then
-    local states = redis.call('HMGET', state, unpack(ids))
-    for i = 1, n do
-      local id, token, s = ids[i], tokens[i], states[i]
-      local r = '0'
-      -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
-      -- a match means leased under this token; a repeated pair in one call completes once.
-      if s and token ~= '0' and not seen[id] then
-        local held = s == firsts[i]
-        if not held then
-          local a = find(s, ':', 1, true)
-          held = byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token
-        end
-        if held then
-          seen[id] = true
-          d = d + 1
-          done[d] = id
-          r = '1'
-        end
-      end
-      results[i] = r
-    end
-  end
-  -- One string: a reply element per job costs the server and the client more than a byte does.
-  results = table.concat(results)
+  local results, done, seen = held_by_caller(ids, tokens, firsts)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
-  local got, token, tries = pop(fetch, lease_ms, true, out, seen)
+  local got, token, tries = lease_jobs(fetch, lease_ms, true, out, seen)
   if #done > 0 then
     redis.call('ZREM', processing, unpack(done))
     redis.call('HDEL', jobs, unpack(done))
@@ -971,7 +1042,7 @@ if op == 'ACK' then
   out[2] = wait_after(got, fetch)
   out[3] = token
   out[4] = tries
-  if memo then remember(memo, seq, results, #done, token, out, 5, lease_ms) end
+  if memo then remember_request(memo, seq, results, #done, token, out, 5, lease_ms) end
   return out
 end
 

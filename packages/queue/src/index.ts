@@ -24,6 +24,6 @@ export {
   type PushOptions,
   type PushResult,
   type QueueStats,
-  type Request,
+  type RequestId,
 } from './queue.js';
 export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

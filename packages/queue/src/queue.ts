@@ -4,21 +4,48 @@ import {
   assertInteger,
   assertNonEmptyString,
   assertOptions,
-  assertPositiveMs,
+  assertByteLength,
+  assertTimeoutMs,
   assertRedisClient,
   defaultCodec,
+  durationMs,
   InvalidArgumentError,
   KeySpace,
   LuaScriptManager,
   readPackageLua,
-  toArray,
-  toNumber,
+  scriptName,
+  TickBatcher,
   warnIfEvicting,
   type Codec,
   type RedisClient,
   type RegisteredScript,
   type ScriptArg,
 } from '@cyredis/core';
+import {
+  decodeAck,
+  decodeDead,
+  decodeExtend,
+  decodeFail,
+  decodeFetch,
+  decodeHeld,
+  decodePushMany,
+  decodeRetryDead,
+  decodeStats,
+  declaredKeys,
+  encodeAck,
+  encodeComplete,
+  encodeDead,
+  encodeExtend,
+  encodeFail,
+  encodeFetch,
+  encodePushMany,
+  encodeRelease,
+  encodeRetryDead,
+  encodeStats,
+  requestKeys,
+  type LeasedJobs,
+  type PushSpec,
+} from './protocol.js';
 
 /** The shipped script's source (`lua/job_queue.lua`). */
 export const JOB_QUEUE_LUA = readPackageLua(import.meta.url, 'job_queue');
@@ -135,8 +162,8 @@ export interface Job<T> {
 export interface PopOptions {
   /** Lease length in ms; an unfinished job returns to the queue when it passes. Default: the queue's. */
   leaseMs?: number;
-  /** Makes the call safe to repeat: see `Request`. */
-  request?: Request;
+  /** Makes the call safe to repeat: see `RequestId`. */
+  request?: RequestId;
 }
 
 /**
@@ -146,7 +173,7 @@ export interface PopOptions {
  * the lane's latest call: give each call in flight its own lane, and reuse a lane only once its last call
  * was answered (the `Worker` does this).
  */
-export interface Request {
+export interface RequestId {
   /** 1 to 1024 bytes; unique to its caller (e.g. a random prefix and a number). */
   lane: string;
   /** Integer ≥ 0, new for each call on the lane. */
@@ -203,53 +230,10 @@ export interface DeadJob<T> {
   diedAt: number;
 }
 
-const NOW = '*';
 /** What `warnIfEvicting` says the queue loses under an evicting policy. */
 const EVICTION_RISK =
   'an evicted key loses queue state: jobs whose records go are dead-lettered as "record lost", and a lost list, set or counter is rebuilt only when the queue next runs empty';
 const SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;
-
-/** One job to push, checked: `id` undefined asks the script for a generated one. */
-interface PushSpec {
-  id: string | undefined;
-  text: string;
-  priority: number;
-  /** The retry policy as the script stores it: "maxRetries" or "maxRetries,baseMs,maxMs". */
-  policy: string;
-  delaySeconds: number;
-}
-
-/** A PUSHN reply item: the id when queued, 0 when the id existed. */
-function pushResult(job: PushSpec, reply: unknown): PushResult {
-  return typeof reply === 'string' ? { id: reply, added: true } : { id: job.id ?? '', added: false };
-}
-
-/**
- * PUSHN's arguments: runs of jobs with the same options, all named or all with generated ids, share one
- * group header, so a bulk of plain jobs costs about one argument per job.
- */
-function pushnArgs(jobs: readonly PushSpec[]): ScriptArg[] {
-  const args: ScriptArg[] = ['PUSHN', NOW, jobs.length];
-  let countAt = 0;
-  let prev: PushSpec | undefined;
-  for (const job of jobs) {
-    const named = job.id !== undefined;
-    const sameGroup =
-      job.priority === prev?.priority &&
-      job.policy === prev.policy &&
-      job.delaySeconds === prev.delaySeconds &&
-      named === (prev.id !== undefined);
-    if (!sameGroup) {
-      countAt = args.length;
-      args.push(0, job.priority, job.policy, job.delaySeconds, named ? 1 : 0);
-    }
-    args[countAt] = (args[countAt] as number) + 1;
-    if (named) args.push(job.id!);
-    args.push(job.text);
-    prev = job;
-  }
-  return args;
-}
 
 function checkPriority(name: string, value: unknown): number {
   if (value === undefined) return 0;
@@ -280,30 +264,23 @@ function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): strin
   return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
 }
 
+/** A lease in whole ms, 1 ms to a day. */
 function checkLease(name: string, value: unknown): number {
-  assertInteger(name, value, { min: 1, max: LIMITS.maxLeaseMs });
-  return value;
+  return durationMs(name, value, { min: 1, max: LIMITS.maxLeaseMs, integer: true });
 }
 
-/** A non-empty, well-formed string of at most `max` UTF-8 bytes: an id, a lane or a queue name. */
-function checkBytes(name: string, value: unknown, max: number): asserts value is string {
-  assertNonEmptyString(name, value, max);
-  if (Buffer.byteLength(value) > max) throw new InvalidArgumentError(name, `must be at most ${max} UTF-8 bytes`);
-}
-
-/** A job or request id: 1 to 1024 UTF-8 bytes. */
+/** A job id or request lane: 1 to 1024 UTF-8 bytes. */
 function checkId(name: string, value: unknown): asserts value is string {
-  checkBytes(name, value, LIMITS.maxIdBytes);
+  assertByteLength(name, value, LIMITS.maxIdBytes);
 }
 
-/** The optional request as trailing script arguments (none without one). */
-function requestArgs(name: string, value: Request | undefined): ScriptArg[] {
-  if (value === undefined) return [];
+/** Checks an optional request. */
+function checkRequest(name: string, value: RequestId | undefined): void {
+  if (value === undefined) return;
   if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { lane, seq }');
   assertOptions(name, value, ['lane', 'seq']);
   checkId(`${name}.lane`, value.lane);
   assertInteger(`${name}.seq`, value.seq, { min: 0 });
-  return [value.lane, value.seq];
 }
 
 /** What `checkJob` accepts, without building a message. */
@@ -345,13 +322,15 @@ function cutUtf8(text: string, max: number): string {
  * shard. Times come from the server's clock.
  */
 export class JobQueue<T = unknown> {
-  /** The four script keys: waiting, processing, failed, dead. */
+  /** The seed's four script keys: waiting, processing, failed, dead. */
   readonly keys: readonly string[];
+  /** Every key the script is given: the four, then the ones it would otherwise derive (see `declaredKeys`). */
+  private readonly scriptKeys: readonly string[];
   /** The list idle workers block on (`BLPOP`). */
   readonly wakeKey: string;
   private readonly scripts: LuaScriptManager;
-  /** `add` calls of this tick, sent together. */
-  private pending: { job: PushSpec; resolve: (r: PushResult) => void; reject: (err: unknown) => void }[] = [];
+  /** Sends the `add` calls of one tick in one PUSHN. */
+  private readonly pushes: TickBatcher<PushSpec, PushResult>;
   private readonly script: RegisteredScript;
   private readonly maxRetries: number;
   private readonly backoff: Required<BackoffOptions>;
@@ -372,23 +351,27 @@ export class JobQueue<T = unknown> {
     options: JobQueueOptions<T> = {},
   ) {
     assertRedisClient('redis', redis);
-    checkBytes('name', name, LIMITS.maxNameBytes);
+    assertByteLength('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
-    this.wakeKey = `${this.keys[0]}:wake`;
+    const declared = declaredKeys(this.keys);
+    this.scriptKeys = Object.freeze(declared.keys);
+    this.wakeKey = declared.wakeKey;
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
     this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
     this.policy = policyArg(this.maxRetries, this.backoff);
     this.leaseMs = checkLease('options.leaseMs', options.leaseMs ?? 30_000);
     this.timeoutMs = options.timeoutMs ?? 2000;
-    assertPositiveMs('options.timeoutMs', this.timeoutMs);
+    assertTimeoutMs('options.timeoutMs', this.timeoutMs);
     const codec = options.codec ?? (defaultCodec as Codec<T>);
     if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
       throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
     }
     this.codec = codec;
     this.scripts = new LuaScriptManager(redis);
-    this.script = this.scripts.registerScript('cyredis:queue:job_queue', JOB_QUEUE_LUA, { numberOfKeys: 4 });
+    // Calls pass 9 keys, or 10 with a request; the seed's raw callers pass 4.
+    this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
+    this.pushes = new TickBatcher((jobs) => this.run(encodePushMany(jobs)).then((reply) => decodePushMany(jobs, reply)), LIMITS.maxBatch);
   }
 
   /** Queues one job and resolves with its id (also when the id already existed; see `add`). */
@@ -401,31 +384,7 @@ export class JobQueue<T = unknown> {
    * (in call order), the way a pipeline would, with one result each.
    */
   async add(data: T, options: PushOptions = {}): Promise<PushResult> {
-    const job = this.pushSpec('options', data, options, PUSH_OPTIONS);
-    return new Promise<PushResult>((resolve, reject) => {
-      this.pending.push({ job, resolve, reject });
-      if (this.pending.length === 1) queueMicrotask(() => this.sendPending());
-    });
-  }
-
-  private sendPending(): void {
-    const batch = this.pending.splice(0, LIMITS.maxBatch);
-    if (this.pending.length > 0) queueMicrotask(() => this.sendPending());
-    this.run(pushnArgs(batch.map((p) => p.job))).then(
-      (reply) => {
-        let replies: unknown[];
-        try {
-          replies = toArray(reply);
-        } catch (err) {
-          for (const p of batch) p.reject(err);
-          return;
-        }
-        batch.forEach((p, i) => p.resolve(pushResult(p.job, replies[i])));
-      },
-      (err: unknown) => {
-        for (const p of batch) p.reject(err);
-      },
-    );
+    return this.pushes.add(this.pushSpec('options', data, options, PUSH_OPTIONS));
   }
 
   /** Queues many jobs in one round trip per 1000; resolves with their ids in order. */
@@ -441,8 +400,7 @@ export class JobQueue<T = unknown> {
     const out: PushResult[] = [];
     for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
       const chunk = specs.slice(start, start + LIMITS.maxBatch);
-      const replies = toArray(await this.run(pushnArgs(chunk)));
-      for (let i = 0; i < chunk.length; i++) out.push(pushResult(chunk[i]!, replies[i]));
+      out.push(...decodePushMany(chunk, await this.run(encodePushMany(chunk))));
     }
     return out;
   }
@@ -457,14 +415,17 @@ export class JobQueue<T = unknown> {
     checkCount('count', count, 1);
     assertOptions('options', options, POP_OPTIONS);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
-    const reply = toArray(await this.run(['POP', NOW, count, leaseMs, '1', ...requestArgs('options.request', options.request)]));
-    return { waitMs: toNumber(reply[0]), jobs: await this.parseJobs(reply, 1) };
+    const { request } = options;
+    checkRequest('options.request', request);
+    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec);
+    await this.deadLetterUndecodable(leased);
+    return { waitMs: leased.waitMs, jobs: leased.jobs };
   }
 
   /** Completes the job: true, or false when its lease was lost (reclaimed, or already completed). */
   async complete(job: Job<T>): Promise<boolean> {
     this.checkJob('job', job);
-    return (await this.run(['COMPLETE', NOW, job.id, job.leaseToken])) === 1;
+    return decodeHeld(await this.run(encodeComplete(job)));
   }
 
   /**
@@ -477,33 +438,13 @@ export class JobQueue<T = unknown> {
     assertOptions('options', options, ACK_OPTIONS);
     const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
-    const args: ScriptArg[] = ['ACK', NOW, leaseMs, fetch, jobs.length];
-    // Runs of jobs leased under one token (one per fetch) share a group: the token, how many, their ids.
-    let countAt = 0;
-    let token: string | undefined;
-    for (let i = 0; i < jobs.length; i++) {
-      const job = jobs[i]!;
-      // The name is built only for a bad job: a string per job would cost an allocation each.
-      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
-      if (job.leaseToken !== token) {
-        token = job.leaseToken;
-        countAt = args.length + 1;
-        args.push(token, 0);
-      }
-      args[countAt] = (args[countAt] as number) + 1;
-      args.push(job.id);
-    }
-    args.push(...requestArgs('options.request', options.request));
-    const reply = toArray(await this.run(args));
-    // One "1" or "0" per job.
-    const marks = String(reply[0]);
-    const completed = new Array<boolean>(marks.length);
-    for (let i = 0; i < marks.length; i++) completed[i] = marks.charCodeAt(i) === 49;
-    return {
-      completed,
-      waitMs: toNumber(reply[1]),
-      jobs: await this.parseJobs(reply, 2),
-    };
+    this.checkJobs(jobs);
+    const { request } = options;
+    checkRequest('options.request', request);
+    const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request), requestKeys(this.scriptKeys, request));
+    const acked = decodeAck(reply, this.codec);
+    await this.deadLetterUndecodable(acked);
+    return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
   }
 
   /**
@@ -513,8 +454,7 @@ export class JobQueue<T = unknown> {
   async fail(job: Job<T>, error: unknown): Promise<FailOutcome> {
     this.checkJob('job', job);
     const message = cutUtf8(error instanceof Error ? error.message || error.name : String(error), LIMITS.maxErrorBytes);
-    const reply = toArray(await this.run(['FAIL', NOW, job.id, message, job.leaseToken]));
-    return reply[0] as FailOutcome;
+    return decodeFail(await this.run(encodeFail(job, message))).outcome;
   }
 
   /** Renews the leases of jobs still held (1–1000 a call): per job, true when renewed. */
@@ -522,31 +462,19 @@ export class JobQueue<T = unknown> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 1);
     checkLease('leaseMs', leaseMs);
-    const args: ScriptArg[] = ['EXTEND', NOW, leaseMs, jobs.length];
-    jobs.forEach((job, i) => {
-      if (!isJob(job)) this.checkJob(`jobs[${i}]`, job);
-      args.push(job.id, job.leaseToken);
-    });
-    return toArray(await this.run(args)).map((r) => r === 1);
+    this.checkJobs(jobs);
+    return decodeExtend(await this.run(encodeExtend(jobs, leaseMs)));
   }
 
   /** Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost. */
   async release(job: Job<T>): Promise<boolean> {
     this.checkJob('job', job);
-    return (await this.run(['RELEASE', NOW, job.id, job.leaseToken])) === 1;
+    return decodeHeld(await this.run(encodeRelease(job)));
   }
 
   /** Counts per state, in O(1). */
   async stats(): Promise<QueueStats> {
-    const r = toArray(await this.run(['STATS', NOW]));
-    return {
-      waiting: toNumber(r[1]),
-      delayed: toNumber(r[3]),
-      processing: toNumber(r[5]),
-      failed: toNumber(r[7]),
-      dead: toNumber(r[9]),
-      completed: toNumber(r[11]),
-    };
+    return decodeStats(await this.run(encodeStats()));
   }
 
   /**
@@ -558,7 +486,7 @@ export class JobQueue<T = unknown> {
     let skip = 0;
     // The dead set is capped (10 000), so this ends; each call looks at most at 1000.
     for (;;) {
-      const [moved, seen] = toArray(await this.run(['RETRYDEAD', NOW, LIMITS.maxBatch, skip])).map(toNumber) as [number, number];
+      const { moved, seen } = decodeRetryDead(await this.run(encodeRetryDead(LIMITS.maxBatch, skip)));
       total += moved;
       skip += seen - moved;
       if (seen < LIMITS.maxBatch) return total;
@@ -568,33 +496,15 @@ export class JobQueue<T = unknown> {
   /** The most recent dead jobs (at most `limit`, 1–1000), newest first, with the reason each died. */
   async deadJobs(limit = 100): Promise<DeadJob<T>[]> {
     checkCount('limit', limit, 1);
-    const r = toArray(await this.run(['DEAD', NOW, limit]));
-    const out: DeadJob<T>[] = [];
-    for (let i = 0; i < r.length; i += 5) {
-      const text = r[i + 1];
-      let data: T | undefined;
-      try {
-        data = typeof text === 'string' ? this.codec.decode(text) : undefined;
-      } catch {
-        data = undefined;
-      }
-      out.push({
-        id: String(r[i]),
-        data,
-        attempts: toNumber(r[i + 2]),
-        error: String(r[i + 3]),
-        diedAt: toNumber(r[i + 4]),
-      });
-    }
-    return out;
+    return decodeDead(await this.run(encodeDead(limit)), this.codec);
   }
 
-  private run(args: ScriptArg[]): Promise<unknown> {
+  private run(args: ScriptArg[], keys: readonly string[] = this.scriptKeys): Promise<unknown> {
     if (!this.warned) {
       this.warned = true;
       warnIfEvicting(this.redis, '@cyredis/queue', EVICTION_RISK);
     }
-    return this.scripts.executeScript(this.script, { keys: this.keys, args, timeoutMs: this.timeoutMs });
+    return this.scripts.executeScript(this.script, { keys, args, timeoutMs: this.timeoutMs });
   }
 
   private pushSpec(name: string, data: T, options: PushOptions, allowed: readonly string[]): PushSpec {
@@ -632,41 +542,23 @@ export class JobQueue<T = unknown> {
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
+  /** Checks the jobs of `ack`/`extend`; the name is built only for a bad job (a string each would cost). */
+  private checkJobs(jobs: readonly Job<T>[]): void {
+    for (let i = 0; i < jobs.length; i++) if (!isJob(jobs[i]!)) this.checkJob(`jobs[${i}]`, jobs[i]!);
+  }
+
   /**
-   * The lease token of the call, the jobs' attempts ("1,1,2"), then pairs: id, "priority:policy:data". A job
-   * whose data the codec cannot decode is dead-lettered with the reason instead of returned: it could
-   * never run, and a caller that cannot see it could not fail it.
+   * Dead-letters the leased jobs whose data the codec cannot decode, with the reason, instead of returning
+   * them: they could never run, and a caller that cannot see them could not fail them.
    */
-  private async parseJobs(reply: unknown[], from: number): Promise<Job<T>[]> {
-    const leaseToken = String(reply[from]);
-    const tries = String(reply[from + 1]).split(',');
-    const jobs: Job<T>[] = [];
-    let undecodable: Promise<unknown>[] | undefined;
-    for (let i = from + 2, k = 0; i < reply.length; i += 2, k++) {
-      const id = reply[i] as string;
-      const rec = reply[i + 1] as string;
-      const a = rec.indexOf(':');
-      const b = rec.indexOf(':', a + 1);
-      let data: T;
-      try {
-        data = this.codec.decode(rec.slice(b + 1));
-      } catch (err) {
-        const reason = cutUtf8(`data cannot be decoded: ${err instanceof Error ? err.message : String(err)}`, LIMITS.maxErrorBytes);
+  private async deadLetterUndecodable(leased: LeasedJobs<T>): Promise<void> {
+    if (leased.undecodable === undefined) return;
+    await Promise.all(
+      leased.undecodable.map(({ id, leaseToken, error }) => {
+        const reason = cutUtf8(`data cannot be decoded: ${error instanceof Error ? error.message : String(error)}`, LIMITS.maxErrorBytes);
         // Its lease runs out if this fails, and the next pop meets it again.
-        (undecodable ??= []).push(this.run(['FAIL', NOW, id, reason, leaseToken, '1']).catch(() => undefined));
-        continue;
-      }
-      jobs.push({
-        id,
-        data,
-        priority: Number(rec.slice(0, a)),
-        attempts: Number(tries[k]),
-        // The policy is "maxRetries" or "maxRetries,baseMs,maxMs": parseInt stops at the comma.
-        maxRetries: Number.parseInt(rec.slice(a + 1, b), 10),
-        leaseToken,
-      });
-    }
-    if (undecodable) await Promise.all(undecodable);
-    return jobs;
+        return this.run(encodeFail({ id, leaseToken }, reason, true)).catch(() => undefined);
+      }),
+    );
   }
 }

@@ -4,14 +4,16 @@ import { EventEmitter } from 'node:events';
 import {
   assertInteger,
   assertOptions,
-  assertPositiveMs,
+  assertTimeoutMs,
   duplicateClient,
   InvalidArgumentError,
+  optionalMs,
   RedisUnavailableError,
+  TickBatcher,
   type RedisClient,
 } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
-import { JobQueue, LIMITS, type FailOutcome, type Job, type Request } from './queue.js';
+import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
 
 /** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
 export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
@@ -55,8 +57,8 @@ export interface WorkerEvents<T> {
 
 const MAX_ACKS_IN_FLIGHT = 2;
 
-/** How a repeated call ended: answered, given up as poisoned, or cut short by `close`. */
-type Outcome<R> = { reply: R } | 'skipped' | 'closed';
+/** How a call repeated until answered ended: answered, given up as poisoned, or cut short by `close`. */
+type RepeatResult<R> = { reply: R } | 'skipped' | 'closed';
 
 interface Running<T> {
   job: Job<T>;
@@ -83,10 +85,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   private busy = 0;
   /** Jobs asked for by a fetch in flight. */
   private reserved = 0;
+  /** Finished jobs whose completion waits for a free `ack` call. */
   private acks: Running<T>[] = [];
   /** `ack` calls in flight. */
   private acking = 0;
-  private flushQueued = false;
+  /** Collects the jobs that finish in one tick (their continuations were queued together) into `acks`. */
+  private readonly finished = new TickBatcher<Running<T>, void>((batch) => this.queueAcks(batch), LIMITS.maxBatch);
   /** Completions per `ack` call: two calls of half the concurrency overlap Redis work with handler work. */
   private readonly ackBatch: number;
   private closing = false;
@@ -123,13 +127,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     assertOptions('options', options, WORKER_OPTIONS);
     this.concurrency = options.concurrency ?? 1;
     assertInteger('options.concurrency', this.concurrency, { min: 1, max: LIMITS.maxBatch });
-    this.leaseMs = options.leaseMs ?? queue.leaseMs;
-    assertInteger('options.leaseMs', this.leaseMs, { min: 30, max: LIMITS.maxLeaseMs });
-    if (options.timeoutMs !== undefined) assertPositiveMs('options.timeoutMs', options.timeoutMs);
+    this.leaseMs = optionalMs('options.leaseMs', options.leaseMs, queue.leaseMs, { min: 30, max: LIMITS.maxLeaseMs, integer: true });
+    if (options.timeoutMs !== undefined) assertTimeoutMs('options.timeoutMs', options.timeoutMs);
     this.timeoutMs = options.timeoutMs;
     this.ackBatch = Math.max(1, Math.ceil(this.concurrency / MAX_ACKS_IN_FLIGHT));
-    this.blockMs = options.blockMs ?? 5000;
-    assertInteger('options.blockMs', this.blockMs, { min: 1, max: 600_000 });
+    this.blockMs = optionalMs('options.blockMs', options.blockMs, 5000, { min: 1, max: 600_000, integer: true });
     this.renewTimer = setInterval(() => void this.renew(), Math.max(10, Math.floor(this.leaseMs / 3)));
     this.stopping = new Promise((resolve) => (this.stop = resolve));
     this.loop = this.fetchLoop();
@@ -199,7 +201,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
    * did. A call that fails the same way twice otherwise (Redis refused it, or its reply could not be read)
    * is poisoned: reported once and skipped, so a bad batch never stalls the worker.
    */
-  private async untilAnswered<R>(call: () => Promise<R>): Promise<Outcome<R>> {
+  private async untilAnswered<R>(call: () => Promise<R>): Promise<RepeatResult<R>> {
     let refused: string | undefined;
     for (;;) {
       try {
@@ -220,7 +222,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
-  private nextRequest(): Request {
+  private nextRequest(): RequestId {
     const lane = this.freeLanes.pop() ?? this.lanePrefix + (this.lanesMade++).toString(36);
     return { lane, seq: this.requests++ };
   }
@@ -289,20 +291,20 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       this.freeSlot();
     } else if (ok) {
       r.settled = true;
-      this.acks.push(r);
-      // Jobs that finish in the same turn (their continuations are queued already) share one call.
-      if (!this.flushQueued) {
-        this.flushQueued = true;
-        queueMicrotask(() => {
-          this.flushQueued = false;
-          this.flush();
-        });
-      }
+      void this.finished.add(r);
     } else {
       this.settle(r);
       await this.failJob(r, error);
       this.freeSlot();
     }
+  }
+
+  /** Queues a tick's finished jobs for completion and sends what the calls in flight allow. */
+  private queueAcks(batch: Running<T>[]): Promise<void[]> {
+    for (const r of batch) this.acks.push(r);
+    this.flush();
+    // Nothing to answer per job: the `ack` call reports each one's completion as an event.
+    return Promise.resolve(new Array<void>(batch.length));
   }
 
   /** Sends queued completions in calls that also fetch jobs for the slots they free. */

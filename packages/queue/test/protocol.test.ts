@@ -1,0 +1,133 @@
+import { defaultCodec, LuaScriptManager, ScriptError, type Codec, type ScriptArg } from '@cyredis/core';
+import { randomPrefix } from '@cyredis/testing';
+import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { JOB_QUEUE_LUA, type Job, type RequestId } from '../src/index.js';
+import * as protocol from '../src/protocol.js';
+
+const codec: Codec<unknown> = defaultCodec;
+const spec = (id: string | undefined, data: unknown, extra: Partial<protocol.PushSpec> = {}): protocol.PushSpec => ({
+  id,
+  text: codec.encode(data),
+  priority: 0,
+  policy: '3',
+  delaySeconds: 0,
+  ...extra,
+});
+
+// Every operation of the shipped script, sent by the encoders and read by the decoders the API uses.
+describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
+  const redis = suiteClient(topology);
+  const scripts = new LuaScriptManager(redis);
+  const script = scripts.registerScript('cyredis:queue:job_queue', JOB_QUEUE_LUA);
+  let prefix: string;
+  let seedKeys: string[];
+  let keys: string[];
+  const run = (args: ScriptArg[], callKeys: readonly string[] = keys) => scripts.executeScript(script, { keys: callKeys, args });
+
+  beforeEach(() => {
+    prefix = randomPrefix();
+    seedKeys = ['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{p}:${k}`);
+    keys = protocol.declaredKeys(seedKeys).keys;
+  });
+  afterEach(() => deleteByPrefix(redis, prefix));
+
+  it('PUSH and seed POP: the seed forms, with the four keys or all nine', async () => {
+    expect(protocol.decodePush(await run(protocol.encodePush({ ...spec('a', 'x'), id: 'a' }), seedKeys))).toBe(true);
+    expect(protocol.decodePush(await run(protocol.encodePush({ ...spec('a', 'y'), id: 'a' })))).toBe(false);
+    expect(protocol.decodePush(await run(protocol.encodePush({ ...spec('b', 'z', { priority: 5 }), id: 'b' })))).toBe(true);
+    expect(protocol.decodeSeedPop(await run(protocol.encodeSeedPop(5, 30_000), seedKeys))).toEqual([
+      { id: 'b', text: codec.encode('z') },
+      { id: 'a', text: codec.encode('x') },
+    ]);
+  });
+
+  it('PUSHN, POP (full), COMPLETE, STATS', async () => {
+    const jobs = [spec(undefined, 1), spec(undefined, 2), spec('n', 3, { priority: 9, policy: '0,10,20' }), spec('n', 4)];
+    const pushed = protocol.decodePushMany(jobs, await run(protocol.encodePushMany(jobs)));
+    expect(pushed).toEqual([
+      { id: expect.any(String), added: true },
+      { id: expect.any(String), added: true },
+      { id: 'n', added: true },
+      { id: 'n', added: false },
+    ]);
+    const fetched = protocol.decodeFetch(await run(protocol.encodeFetch(2, 30_000, undefined)), codec);
+    expect(fetched.waitMs).toBe(0);
+    expect(fetched.undecodable).toBeUndefined();
+    expect(fetched.jobs.map(({ id, data, priority, attempts, maxRetries }) => ({ id, data, priority, attempts, maxRetries }))).toEqual([
+      { id: 'n', data: 3, priority: 9, attempts: 1, maxRetries: 0 },
+      { id: pushed[0]!.id, data: 1, priority: 0, attempts: 1, maxRetries: 3 },
+    ]);
+    expect(protocol.decodeHeld(await run(protocol.encodeComplete(fetched.jobs[0]!)))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodeComplete(fetched.jobs[0]!)))).toBe(false);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 1, failed: 0, dead: 0, completed: 1 });
+  });
+
+  it('ACK with a request: completes, leases more, and a repeat answers as the first run', async () => {
+    const jobs = [spec('a', 'a'), spec('b', 'b'), spec('c', 'c')];
+    await run(protocol.encodePushMany(jobs));
+    const first = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined)), codec).jobs;
+    const second = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined)), codec).jobs;
+    const request: RequestId = { lane: 'lane-1', seq: 7 };
+    // Two lease tokens: two groups; a job given under the wrong token is not completed.
+    const acked = [first[0]!, second[0]!, { id: 'c', leaseToken: first[0]!.leaseToken }];
+    const args = protocol.encodeAck(acked, 5, 30_000, request);
+    const reply = protocol.decodeAck(await run(args, protocol.requestKeys(keys, request)), codec);
+    expect(reply.completed).toEqual([true, true, false]);
+    expect(reply.jobs.map((j) => j.id)).toEqual(['c']);
+    // Not a full batch and nothing waits: the time to the next lease deadline.
+    expect(reply.waitMs).toBeGreaterThan(0);
+    expect(reply.waitMs).toBeLessThanOrEqual(30_000);
+    const again = protocol.decodeAck(await run(args, protocol.requestKeys(keys, request)), codec);
+    expect(again.completed).toEqual(reply.completed);
+    expect(again.jobs).toEqual(reply.jobs);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toMatchObject({ processing: 1, completed: 2 });
+  });
+
+  it('POP (full) with a request replays its leases', async () => {
+    await run(protocol.encodePushMany([spec('a', 'a'), spec('b', 'b')]));
+    const request: RequestId = { lane: 'pop-lane', seq: 0 };
+    const callKeys = protocol.requestKeys(keys, request);
+    const first = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, request), callKeys), codec);
+    const repeat = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, request), callKeys), codec);
+    expect(repeat.jobs).toEqual(first.jobs);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toMatchObject({ waiting: 1, processing: 1 });
+  });
+
+  it('FAIL (retry, then final), EXTEND, RELEASE, DEAD, RETRYDEAD', async () => {
+    await run(protocol.encodePushMany([spec('f', { n: 1 }), spec('r', 'r')]));
+    const [f, r] = protocol.decodeFetch(await run(protocol.encodeFetch(2, 30_000, undefined)), codec).jobs as [Job<unknown>, Job<unknown>];
+    expect(protocol.decodeExtend(await run(protocol.encodeExtend([f, { id: 'r', leaseToken: '1' }], 60_000)))).toEqual([true, false]);
+    expect(protocol.decodeHeld(await run(protocol.encodeRelease(r)))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodeRelease(r)))).toBe(false);
+    const retry = protocol.decodeFail(await run(protocol.encodeFail(f, 'boom')));
+    expect(retry).toEqual({ outcome: 'retry', atMs: expect.any(Number) });
+    expect(protocol.decodeFail(await run(protocol.encodeFail(f, 'boom')))).toEqual({ outcome: 'lost', atMs: 0 });
+    const again = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined)), codec).jobs[0]!;
+    expect(again.id).toBe('r');
+    const dead = protocol.decodeFail(await run(protocol.encodeFail(again, 'fatal', true)));
+    expect(dead.outcome).toBe('dead');
+    expect(protocol.decodeDead(await run(protocol.encodeDead(10)), codec)).toEqual([{ id: 'r', data: 'r', attempts: 1, error: 'fatal', diedAt: dead.atMs }]);
+    expect(protocol.decodeRetryDead(await run(protocol.encodeRetryDead(1000, 0)))).toEqual({ moved: 1, seen: 1 });
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 0, failed: 1, dead: 0, completed: 0 });
+  });
+
+  it('reports data the codec cannot decode instead of returning it', async () => {
+    await run(protocol.encodePush({ ...spec('bad', 0), id: 'bad', text: 'job_data' }));
+    const fetched = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined)), codec);
+    expect(fetched.jobs).toEqual([]);
+    expect(fetched.undecodable).toEqual([{ id: 'bad', leaseToken: expect.any(String), error: expect.any(Error) }]);
+  });
+
+  it('refuses declared keys that are not the ones the script would derive, writing nothing', async () => {
+    const push = protocol.encodePush({ ...spec('a', 'x'), id: 'a' });
+    const wrong = [...keys];
+    wrong[6] = `${prefix}{p}:other`;
+    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.9\] must be/);
+    await expect(run(push, keys.slice(0, 8))).rejects.toThrow(ScriptError);
+    const request: RequestId = { lane: 'l', seq: 1 };
+    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[10\] must be/);
+    await expect(run(protocol.encodeFetch(1, 1000, undefined), protocol.requestKeys(keys, request))).rejects.toThrow(/needs a request/);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
+  });
+});
