@@ -11,7 +11,8 @@ describe('no machine paths in committed files', () => {
     expect(machinePaths(`a\n${home}\nb`)).toEqual([`line 2: ${home}`]);
     expect(machinePaths(work)).toHaveLength(1);
     expect(machinePaths(['C:', 'Users', 'ada'].join('\\'))).toHaveLength(1);
-    expect(machinePaths('https://example.com/work/x and ./home/x and tooling/work/x and ~/work/x')).toEqual([]);
+    const tilde = ['~', 'work', 'x'].join('/');
+    expect(machinePaths(`https://example.com/work/x and ./home/x and tooling/work/x and ${tilde}`)).toEqual([]);
   });
 
   it('no tracked (or new, unignored) file names a machine path', async () => {
