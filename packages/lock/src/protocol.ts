@@ -35,10 +35,30 @@ export interface LockReply {
 }
 
 /**
- * Writes the (owner, ttl, mode) triple of a batchable operation at `at`. Lease operations and release go
- * as compact codes, whose granted reply is the token alone: the script then builds no table and the client
- * decodes one integer (`decodeReply` restores owner and ttl from the request).
+ * The mode argument of each operation. Lease operations and release go as compact codes, whose granted
+ * reply is the token alone: the script then builds no table and the client decodes one integer
+ * (`decodeReply` restores owner and ttl from the request).
  */
+const MODE = { acquire: 'a', wait: 'w', extend: 'e', release: 'r', status: 'status', force: 'force', fence: 'fence' } as const;
+
+/** ARGV of the single-key form: `<owner> <ttl_ms> <mode>`, and for fence the floor after it. */
+export function encodeArgs(request: LockRequest): ScriptArg[] {
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+    case 'extend':
+      return [request.owner, request.ttlMs, MODE[request.operation]];
+    case 'release':
+      return [request.owner, 0, MODE.release];
+    case 'status':
+    case 'force':
+      return ['', 0, MODE[request.operation]];
+    case 'fence':
+      return [request.owner, 0, MODE.fence, request.floor];
+  }
+}
+
+/** Writes the (owner, ttl, mode) triple of a batchable operation at `at`: the single-key ARGV, in place. */
 function putTriple(args: ScriptArg[], at: number, request: BatchableRequest): void {
   switch (request.operation) {
     case 'acquire':
@@ -46,27 +66,17 @@ function putTriple(args: ScriptArg[], at: number, request: BatchableRequest): vo
     case 'extend':
       args[at] = request.owner;
       args[at + 1] = request.ttlMs;
-      args[at + 2] = request.operation === 'acquire' ? 'a' : request.operation === 'wait' ? 'w' : 'e';
-      return;
+      break;
     case 'release':
       args[at] = request.owner;
       args[at + 1] = 0;
-      args[at + 2] = 'r';
-      return;
+      break;
     case 'status':
     case 'force':
       args[at] = '';
       args[at + 1] = 0;
-      args[at + 2] = request.operation;
   }
-}
-
-/** ARGV of the single-key form: `<owner> <ttl_ms> <mode>`, and for fence the floor after it. */
-export function encodeArgs(request: LockRequest): ScriptArg[] {
-  if (request.operation === 'fence') return [request.owner, 0, 'fence', request.floor];
-  const args = new Array<ScriptArg>(3);
-  putTriple(args, 0, request);
-  return args;
+  args[at + 2] = MODE[request.operation];
 }
 
 /** KEYS and ARGV of the batch form: one key and one (owner, ttl, mode) triple per operation, 2 … 256 of them. */
