@@ -12,13 +12,21 @@ export { defaultCodec, type Codec } from './codec.js';
 export { waitAtMost, withDeadline } from './deadline.js';
 export { warnIfEvicting } from './eviction.js';
 export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
-export { readPackageLua } from './lua.js';
+export { readPackageLua, scriptName } from './lua.js';
+export { classifyError, isOutage, type ErrorContext } from './outage.js';
+export { PubSubSubscriber, type SubscriberEvents } from './subscriber.js';
 export { clientKeyPrefix, duplicateClient, isCluster, type RedisClient } from './client.js';
 export { LuaScriptManager, type RegisteredScript, type RegisterOptions, type ScriptCall } from './manager.js';
 export { pairsToRecord, toArray, toBigInt, toNumber, toOptionalString } from './reply.js';
 export {
+  assertByteLength,
   assertFiniteNumber,
   assertInteger,
+  assertTimeoutMs,
+  durationMs,
+  optionalMs,
+  MAX_TIMEOUT_MS,
+  type DurationBounds,
   assertNonEmptyString,
   assertOneOf,
   assertOptions,

@@ -7,10 +7,9 @@ import {
   CyRedisError,
   InvalidArgumentError,
   RedisTimeoutError,
-  RedisUnavailableError,
-  ScriptError,
   UnknownScriptError,
 } from './errors.js';
+import { classifyError } from './outage.js';
 import { clientKeyPrefix, isCluster, type RedisClient } from './client.js';
 import { withDeadline } from './deadline.js';
 import { assertInteger, assertNonEmptyString, assertScriptArg, type ScriptArg } from './validate.js';
@@ -59,16 +58,9 @@ function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith('NOSCRIPT');
 }
 
-function isReplyError(err: unknown): err is Error {
-  return err instanceof Error && err.name === 'ReplyError';
-}
-
 /** Maps an ioredis failure to a typed one; cyredis errors pass through. */
 function toCyRedisError(scriptName: string, err: unknown): CyRedisError {
-  if (err instanceof CyRedisError) return err;
-  if (isReplyError(err)) return new ScriptError(scriptName, err.message, { cause: err });
-  const message = err instanceof Error ? err.message : String(err);
-  return new RedisUnavailableError(`script "${scriptName}": ${message}`, { cause: err });
+  return classifyError(err, { label: `script "${scriptName}"`, scriptName });
 }
 
 /**

@@ -67,6 +67,56 @@ export function assertPositiveMs(name: string, value: unknown): asserts value is
   assertFiniteNumber(name, value, { min: 0, exclusiveMin: true });
 }
 
+/** The longest delay `setTimeout` honours (2^31 - 1 ms, about 24.8 days): above it, Node fires at once. */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Bounds of a duration in ms (see `durationMs`). */
+export interface DurationBounds {
+  /** Smallest allowed value in ms (inclusive). Default: anything > 0. */
+  min?: number;
+  /** Largest allowed value in ms (inclusive). Default: none. */
+  max?: number;
+  /** Refuse fractions of a ms instead of rounding them up. */
+  integer?: boolean;
+}
+
+/**
+ * A duration in ms within `bounds` (by default > 0), as whole ms: fractions round up, so a lease or TTL is
+ * never shorter than asked; with `integer`, a fraction is refused instead. The one check behind every
+ * `…Ms` option: leases, TTLs, windows, grace periods.
+ */
+export function durationMs(name: string, value: unknown, bounds: DurationBounds = {}): number {
+  const { min, max, integer = false } = bounds;
+  if (integer) assertInteger(name, value, min === undefined ? { min: 0, exclusiveMin: true, max } : { min, max });
+  else assertFiniteNumber(name, value, min === undefined ? { min: 0, exclusiveMin: true, max } : { min, max });
+  return Math.ceil(value);
+}
+
+/** `fallback` when `value` is `undefined`, else `durationMs(name, value, bounds)`: an optional `…Ms` option. */
+export function optionalMs(name: string, value: unknown, fallback: number, bounds: DurationBounds = {}): number {
+  return value === undefined ? fallback : durationMs(name, value, bounds);
+}
+
+/**
+ * A deadline or wait for `setTimeout`: finite, > 0 and at most `MAX_TIMEOUT_MS`, since Node fires a longer
+ * timer at once (with a warning) instead of late.
+ */
+export function assertTimeoutMs(name: string, value: unknown): asserts value is number {
+  assertFiniteNumber(name, value, { min: 0, exclusiveMin: true, max: MAX_TIMEOUT_MS });
+}
+
+/**
+ * A non-empty, well-formed string of at most `maxBytes` UTF-8 bytes: ids, names and prefixes are capped in
+ * bytes, as the server stores them. Strings short enough that no encoding could exceed the cap are not
+ * measured, so the check costs nothing on the common path.
+ */
+export function assertByteLength(name: string, value: unknown, maxBytes: number): asserts value is string {
+  assertNonEmptyString(name, value, maxBytes);
+  if (value.length * 3 <= maxBytes) return;
+  const bytes = Buffer.byteLength(value);
+  if (bytes > maxBytes) throw new InvalidArgumentError(name, `must be at most ${maxBytes} UTF-8 bytes, got ${bytes}`);
+}
+
 /** One of the `allowed` strings. */
 export function assertOneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): asserts value is T {
   if (!allowed.includes(value as T)) {

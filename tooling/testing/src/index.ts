@@ -6,3 +6,4 @@ export { RedisClusterHandle, startCluster, startIndependent, startReplicated, ty
 export { sleep, waitFor, type WaitOptions } from './wait.js';
 export { SENTINEL_MASTER_NAME, SentinelGroup, startSentinelGroup } from './sentinel.js';
 export { testCertificates, type TlsFiles } from './tls.js';
+export { traceKeys, tracingSource, undeclaredKeys, type KeyTrace } from './keys.js';
