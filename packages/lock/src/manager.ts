@@ -6,6 +6,8 @@ import {
   assertNonEmptyString,
   assertOptions,
   assertRedisClient,
+  assertTimeoutMs,
+  durationMs,
   InvalidArgumentError,
   KeySpace,
   RedisUnavailableError,
@@ -105,7 +107,7 @@ export class LockManager {
     this.driftFactor = options.driftFactor ?? 0.01;
     assertFiniteNumber('options.driftFactor', this.driftFactor, { min: 0, max: 0.5 });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    assertFiniteNumber('options.timeoutMs', this.timeoutMs, { min: 0, exclusiveMin: true, max: 2 ** 31 - 1 });
+    assertTimeoutMs('options.timeoutMs', this.timeoutMs);
     let replicaCheck: { replicas: number; timeoutMs: number } | undefined;
     if (options.waitForReplicas !== undefined) {
       assertOptions('options.waitForReplicas', options.waitForReplicas, ['replicas', 'timeoutMs'], false);
@@ -123,9 +125,9 @@ export class LockManager {
       this.timeoutMs,
     );
     this.waiting = new WaitQueues({
-      subscribe: (key) => waitAtMost(Promise.all(this.nodes.nodes.map((node) => node.subscriber.add(key))), this.timeoutMs),
+      subscribe: (key) => waitAtMost(Promise.all(this.nodes.nodes.map((node) => node.subscribe(key))), this.timeoutMs),
       unsubscribe: (key) => {
-        for (const node of this.nodes.nodes) node.subscriber.remove(key);
+        for (const node of this.nodes.nodes) node.unsubscribe(key);
       },
     });
     this.quorum = this.nodes.quorum;
@@ -202,7 +204,7 @@ export class LockManager {
   /** Closes the subscriber connections this manager opened (not the clients it was given). */
   close(): Promise<void> {
     this.waiting.clear();
-    for (const node of this.nodes.nodes) node.subscriber.close();
+    for (const node of this.nodes.nodes) node.close();
     return Promise.resolve();
   }
 
@@ -268,9 +270,8 @@ export class LockManager {
 }
 
 /** A lease length in whole ms: at least `MIN_TTL_MS`, at most 2^40; fractions round up. */
-function ttl(name: string, value: number): number {
-  assertFiniteNumber(name, value, { min: MIN_TTL_MS, max: MAX_TTL_MS });
-  return Math.ceil(value);
+function ttl(name: string, value: unknown): number {
+  return durationMs(name, value, { min: MIN_TTL_MS, max: MAX_TTL_MS });
 }
 
 function isGranted(result: NodeResult): boolean {

@@ -1,10 +1,13 @@
-// One Redis client of a LockManager: runs lock operations on it (per tick in one call on a single node), checks replication with WAIT, owns its release subscriber.
+// One Redis client of a LockManager: runs lock operations on it (per tick in one call on a single node), checks replication with WAIT, listens for releases.
 import {
+  clientKeyPrefix,
   CyRedisError,
   isCluster,
   LuaScriptManager,
+  PubSubSubscriber,
   readPackageLua,
   RedisUnavailableError,
+  scriptName,
   TickBatcher,
   withDeadline,
   type RedisClient,
@@ -12,9 +15,9 @@ import {
 } from '@cyredis/core';
 import type { NodeReply } from './errors.js';
 import { decodeBatch, decodeReply, encodeArgs, encodeBatch, type BatchableRequest, type LockReply, type LockRequest } from './protocol.js';
-import { Subscriber, type SubscriberEvents } from './wakeups.js';
 
 const SOURCE = readPackageLua(import.meta.url, 'distributed_lock');
+const SCRIPT_NAME = scriptName('lock', 'distributed_lock');
 
 /**
  * Operations per call (the script takes up to 256). 32 rather than more: at 64 or more in flight, two or
@@ -51,10 +54,23 @@ function inList(result: NodeResult): NodeResult[] {
   return [result];
 }
 
+/** What a node's release channels report to its manager. */
+export interface ReleaseEvents {
+  /** A lease of `key` ended by release or force unlock (and someone had waited). */
+  released: (key: string) => void;
+  /** The subscription was lost and made again: releases published in between are gone. */
+  resubscribed: () => void;
+}
+
 /** One Redis client (node or cluster) as a lock node. */
 export class LockNode {
-  /** The release channels of this node. */
-  readonly subscriber: Subscriber;
+  /**
+   * The release channels, on a connection of its own that resubscribes after every reconnect. The script
+   * publishes on KEYS[1] as the server sees it, so a channel carries the client's keyPrefix (which ioredis
+   * never adds to SUBSCRIBE).
+   */
+  private readonly subscriber: PubSubSubscriber;
+  private readonly keyPrefix: string;
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
@@ -66,11 +82,16 @@ export class LockNode {
     private readonly timeoutMs: number,
     /** After a granted lease operation, WAIT for this many replicas; undefined: do not. */
     private readonly replicaCheck: ReplicaCheck | undefined,
-    events: SubscriberEvents,
+    events: ReleaseEvents,
   ) {
     this.scripts = new LuaScriptManager(client);
-    this.script = this.scripts.registerScript('cyredis:lock', SOURCE);
-    this.subscriber = new Subscriber(client, events);
+    this.script = this.scripts.registerScript(SCRIPT_NAME, SOURCE);
+    const keyPrefix = clientKeyPrefix(client);
+    this.keyPrefix = keyPrefix;
+    this.subscriber = new PubSubSubscriber(client, {
+      message: (channel) => events.released(channel.slice(keyPrefix.length)),
+      resubscribed: events.resubscribed,
+    });
     this.batcher = isCluster(client)
       ? undefined
       : new TickBatcher<BatchableRequest, NodeResult>(
@@ -88,6 +109,23 @@ export class LockNode {
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));
+  }
+
+  /**
+   * Subscribes to the release channel of `key`; settles once the server confirmed it (no later release is
+   * missed) or it failed (the lease-end timer and the next resubscribe still wake the waiters). Never rejects.
+   */
+  subscribe(key: string): Promise<boolean> {
+    return this.subscriber.subscribe(this.keyPrefix + key);
+  }
+
+  unsubscribe(key: string): void {
+    this.subscriber.unsubscribe(this.keyPrefix + key);
+  }
+
+  /** Closes the subscriber connection (not the client). */
+  close(): void {
+    this.subscriber.close();
   }
 
   /** The single-key form. */
@@ -121,6 +159,8 @@ export class LockNode {
         return { ...result, state: 'unreplicated', error };
       }
     } catch (err) {
+      // Not core's classifyError: whatever WAIT failed with (a reply error such as NOPERM included), the
+      // replication is unknown, which the lock reports as an outage.
       const error = err instanceof CyRedisError ? err : new RedisUnavailableError(`WAIT failed: ${(err as Error).message}`, { cause: err });
       return { ...result, state: 'failed', error };
     }

@@ -1,5 +1,5 @@
 // The nodes of one LockManager and the Redlock rule over them: an operation counts when ⌊N/2⌋+1 nodes agree.
-import { CyRedisError, RedisUnavailableError, waitAtMost } from '@cyredis/core';
+import { classifyError, CyRedisError, waitAtMost } from '@cyredis/core';
 import { QuorumUnreachableError, type NodeReply } from './errors.js';
 import { describeResult, type LockNode, type NodeResult } from './node.js';
 import type { LockRequest } from './protocol.js';
@@ -104,8 +104,8 @@ export class LockNodes {
     const failed = results.length - count(results, 'granted') - count(results, 'refused');
     if (results.length - failed >= this.quorum) return;
     if (this.nodes.length > 1) throw new QuorumUnreachableError(resource, this.describe(results), this.quorum);
-    const error = 'error' in results[0]! ? results[0].error : undefined;
-    throw error instanceof CyRedisError ? error : new RedisUnavailableError(`lock "${resource}": ${error?.message ?? 'no usable reply'}`, { cause: error });
+    const only = results[0]!;
+    throw classifyError('error' in only ? only.error : new Error('no usable reply'), { label: `lock "${resource}"` });
   }
 
   /** Per-node detail for an error. */
