@@ -11,13 +11,12 @@ import {
   InvalidArgumentError,
   KeySpace,
   RedisUnavailableError,
-  waitAtMost,
   warnIfEvicting,
   type RedisClient,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
 import { Lock, type LockBackend } from './lock.js';
-import { LockNode, type NodeResult } from './node.js';
+import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
 import { runHoldingLock } from './using.js';
@@ -108,7 +107,7 @@ export class LockManager {
     assertFiniteNumber('options.driftFactor', this.driftFactor, { min: 0, max: 0.5 });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     assertTimeoutMs('options.timeoutMs', this.timeoutMs);
-    let replicaCheck: { replicas: number; timeoutMs: number } | undefined;
+    let replicaCheck: ReplicaCheck | undefined;
     if (options.waitForReplicas !== undefined) {
       assertOptions('options.waitForReplicas', options.waitForReplicas, ['replicas', 'timeoutMs'], false);
       assertInteger('options.waitForReplicas.replicas', options.waitForReplicas.replicas, { min: 1 });
@@ -124,12 +123,7 @@ export class LockManager {
       clients.map((client) => new LockNode(client, this.timeoutMs, replicaCheck, events)),
       this.timeoutMs,
     );
-    this.waiting = new WaitQueues({
-      subscribe: (key) => waitAtMost(Promise.all(this.nodes.nodes.map((node) => node.subscribe(key))), this.timeoutMs),
-      unsubscribe: (key) => {
-        for (const node of this.nodes.nodes) node.unsubscribe(key);
-      },
-    });
+    this.waiting = new WaitQueues(this.nodes);
     this.quorum = this.nodes.quorum;
   }
 
@@ -157,7 +151,7 @@ export class LockManager {
     const deadline = performance.now() + waitMs;
     if (!this.evictionChecked) {
       this.evictionChecked = true;
-      for (const node of this.nodes.nodes) warnIfEvicting(node.client, '@cyredis/lock', EVICTION_RISK);
+      for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);
     }
     const first = await this.attempt(resource, key, owner, ttlMs, 'acquire', signal);
     if (first instanceof Lock) return first;
@@ -204,7 +198,7 @@ export class LockManager {
   /** Closes the subscriber connections this manager opened (not the clients it was given). */
   close(): Promise<void> {
     this.waiting.clear();
-    for (const node of this.nodes.nodes) node.close();
+    this.nodes.close();
     return Promise.resolve();
   }
 
@@ -226,7 +220,7 @@ export class LockManager {
     const nodes = this.nodes;
     if (nodes.reached(results)) {
       let token = results[0]!.token;
-      if (nodes.nodes.length > 1) ({ token, results } = await nodes.alignTokens(key, owner, results, start));
+      if (nodes.isRedlock) ({ token, results } = await nodes.alignTokens(key, owner, results, start));
       if (nodes.reached(results)) {
         if (signal?.aborted) {
           await nodes.releaseWhere(key, owner, results, isGranted, start);

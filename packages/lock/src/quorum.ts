@@ -1,8 +1,9 @@
 // The nodes of one LockManager and the Redlock rule over them: an operation counts when ⌊N/2⌋+1 nodes agree.
-import { classifyError, CyRedisError, waitAtMost } from '@cyredis/core';
+import { classifyError, CyRedisError, waitAtMost, type RedisClient } from '@cyredis/core';
 import { QuorumUnreachableError, type NodeReply } from './errors.js';
 import { describeResult, type LockNode, type NodeResult } from './node.js';
 import type { LockRequest } from './protocol.js';
+import type { ReleaseChannels } from './waiting.js';
 
 /** What `status` reports about a resource. */
 export interface LockStatus {
@@ -28,18 +29,43 @@ function wrapInList(result: NodeResult): NodeResult[] {
 
 /**
  * One client, or Redlock's independent ones. Results come as one array per operation, in node order (the
- * result at index i is node i's), so a node's result needs no index of its own.
+ * result at index i is node i's), so a node's result needs no index of its own. Also the release channels
+ * waiters listen on: a key's channel on every node.
  */
-export class LockNodes {
+export class LockNodes implements ReleaseChannels {
   /** Nodes that must agree: ⌊N/2⌋+1. */
   readonly quorum: number;
 
   constructor(
-    readonly nodes: readonly LockNode[],
+    private readonly nodes: readonly LockNode[],
     /** Reply deadline of every call, in ms; also bounds the clean-up after a failed round. */
     private readonly timeoutMs: number,
   ) {
     this.quorum = Math.floor(nodes.length / 2) + 1;
+  }
+
+  /** Several independent nodes: Redlock. */
+  get isRedlock(): boolean {
+    return this.nodes.length > 1;
+  }
+
+  /** The clients given to the manager, in order. */
+  get clients(): RedisClient[] {
+    return this.nodes.map((node) => node.client);
+  }
+
+  /** Subscribes to `key`'s release channel on every node; settles once all confirmed, or after `timeoutMs`. */
+  subscribe(key: string): Promise<void> {
+    return waitAtMost(Promise.all(this.nodes.map((node) => node.subscribe(key))), this.timeoutMs);
+  }
+
+  unsubscribe(key: string): void {
+    for (const node of this.nodes) node.unsubscribe(key);
+  }
+
+  /** Closes every node's subscriber connection (not the clients). */
+  close(): void {
+    for (const node of this.nodes) node.close();
   }
 
   /** Runs `request` on every node; never rejects. */
@@ -103,7 +129,7 @@ export class LockNodes {
   assertReachable(resource: string, results: readonly NodeResult[]): void {
     const failed = results.length - count(results, 'granted') - count(results, 'refused');
     if (results.length - failed >= this.quorum) return;
-    if (this.nodes.length > 1) throw new QuorumUnreachableError(resource, this.describe(results), this.quorum);
+    if (this.isRedlock) throw new QuorumUnreachableError(resource, this.describe(results), this.quorum);
     const only = results[0]!;
     throw classifyError('error' in only ? only.error : new Error('no usable reply'), { label: `lock "${resource}"` });
   }
