@@ -1,4 +1,4 @@
-import { RedisServer, startCluster, waitFor, type RedisClusterHandle } from '@cyredis/testing';
+import { RedisServer, startCluster, startPrivate, waitFor, type PrivateTopology } from '@cyredis/testing';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PubSubSubscriber, type SubscriberEvents } from '../src/index.js';
@@ -18,20 +18,18 @@ class Recorder {
 
 // Each topology runs on private servers: CLIENT KILL TYPE pubsub and restarts would hit other suites.
 describe.each(['single', 'cluster'] as const)('PubSubSubscriber on %s', (topology) => {
-  let server: RedisServer | undefined;
-  let cluster: RedisClusterHandle | undefined;
+  let topo: PrivateTopology;
   let client: Redis | Cluster;
   const open: PubSubSubscriber[] = [];
 
   /** Every node's subscriber count for `channel`, summed (a cluster subscriber sits on one master). */
   async function numsub(channel: string): Promise<number> {
-    const nodes = server ? [server] : cluster!.nodes;
-    const counts = await Promise.all(nodes.map(async (node) => ((await node.command('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]));
+    const counts = await Promise.all(topo.nodes.map(async (node) => ((await node.command('PUBSUB', 'NUMSUB', channel)) as [string, number])[1]));
     return counts.reduce((a, b) => a + b, 0);
   }
 
   async function everyNode(...args: string[]): Promise<void> {
-    await Promise.all((server ? [server] : cluster!.nodes).map((node) => node.command(...args)));
+    await Promise.all(topo.nodes.map((node) => node.command(...args)));
   }
 
   function make(recorder: Recorder): PubSubSubscriber {
@@ -41,23 +39,14 @@ describe.each(['single', 'cluster'] as const)('PubSubSubscriber on %s', (topolog
   }
 
   beforeAll(async () => {
-    if (topology === 'single') {
-      server = await RedisServer.start();
-      client = server.client();
-    } else {
-      cluster = await startCluster({ masters: 3 });
-      client = cluster.client();
-    }
+    topo = await startPrivate(topology);
+    client = topo.client;
     client.on('error', () => undefined);
   }, 30_000);
   afterEach(() => {
     for (const subscriber of open.splice(0)) subscriber.close();
   });
-  afterAll(async () => {
-    client.disconnect();
-    await server?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => topo.stop());
 
   it('delivers messages of subscribed channels only, and counts references per channel', async () => {
     const recorder = new Recorder();
@@ -107,7 +96,7 @@ describe.each(['single', 'cluster'] as const)('PubSubSubscriber on %s', (topolog
     const subscriber = make(recorder);
     await subscriber.subscribe('r');
     // On a cluster, restart the master it listens on (back empty, but still knowing its cluster config).
-    const nodes = server ? [server] : cluster!.nodes;
+    const nodes = topo.nodes;
     const counts = await Promise.all(nodes.map(async (node) => ((await node.command('PUBSUB', 'NUMSUB', 'r')) as [string, number])[1]));
     const listening = nodes[counts.indexOf(1)]!;
     await listening.kill();

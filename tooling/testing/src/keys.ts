@@ -52,12 +52,12 @@ return { __trace_undeclared, __trace_reply }
  * KEYS (cluster correctness; Dragonfly and some managed services refuse others), so a package's keys test
  * asserts this list equals its documented exceptions.
  */
-export async function traceKeys(client: Redis | Cluster, source: string, keys: readonly string[], args: readonly (string | number)[]): Promise<KeyTrace> {
+export async function traceKeys(client: Redis | Cluster, source: string, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<KeyTrace> {
   const [undeclared, reply = null] = (await client.eval(tracingSource(source), keys.length, ...keys, ...args)) as [string[], unknown?];
   return { reply, undeclared };
 }
 
 /** The keys `source` touched without being given them in KEYS (see `traceKeys`). */
-export async function undeclaredKeys(client: Redis | Cluster, source: string, keys: readonly string[], args: readonly (string | number)[]): Promise<string[]> {
+export async function undeclaredKeys(client: Redis | Cluster, source: string, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<string[]> {
   return (await traceKeys(client, source, keys, args)).undeclared;
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Cluster, type ClusterOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, type Redis } from 'ioredis';
 import { RedisServer } from './server.js';
 import { waitFor } from './wait.js';
 
@@ -133,4 +133,31 @@ export async function startReplicated(args: string[] = []): Promise<{ primary: R
 /** Independent single nodes (no replication between them), as Redlock wants. */
 export async function startIndependent(count: number, args: string[] = []): Promise<RedisServer[]> {
   return Promise.all(Array.from({ length: count }, () => RedisServer.start({ args })));
+}
+
+/** A private single node or 3-master cluster, for tests that kill, restart or reconfigure servers. */
+export interface PrivateTopology {
+  /** A client for it (a `Cluster` for the cluster); `stop()` disconnects it. */
+  client: Redis | Cluster;
+  /** Its servers: the one node, or every cluster node. */
+  nodes: RedisServer[];
+  /** Disconnects the client and stops every server. */
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts a private single node or 3-master cluster: for faults that would hit other suites on the shared
+ * servers (`CLIENT KILL`, restarts, `CONFIG SET`).
+ */
+export async function startPrivate(topology: 'single' | 'cluster'): Promise<PrivateTopology> {
+  const handle = topology === 'single' ? new RedisClusterHandle([await RedisServer.start()]) : await startCluster({ masters: 3 });
+  const client = topology === 'single' ? handle.nodes[0]!.client() : handle.client();
+  return {
+    client,
+    nodes: handle.nodes,
+    stop: async () => {
+      client.disconnect();
+      await handle.stop();
+    },
+  };
 }

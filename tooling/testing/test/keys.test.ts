@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomPrefix, RedisServer, startCluster, traceKeys, undeclaredKeys, type RedisClusterHandle } from '../src/index.js';
+import { randomPrefix, RedisClusterHandle, startPrivate, traceKeys, undeclaredKeys, type PrivateTopology } from '../src/index.js';
 
 // Declares KEYS[1] but also writes a key built from it, the mistake the helper exists to catch.
 const TOY = `
@@ -11,6 +11,15 @@ redis.call('MSET', KEYS[2], 'x', KEYS[1] .. ':third', 'y')
 redis.call('PUBLISH', 'not-a-key', 'hi')
 redis.call('TIME')
 return redis.call('GET', KEYS[1])
+`;
+
+// Scripts cache redis.call in a local, or call it through Lua's pcall: both are traced too.
+const CACHED_CALL = `
+local call = redis.call
+call('SET', KEYS[1] .. ':cached', 1)
+local ok = pcall(redis.call, 'DEL', KEYS[1] .. ':protected')
+local function helper() return call('EXISTS', KEYS[1]) end
+return helper()
 `;
 
 const CLEAN = `#!lua flags=no-writes
@@ -24,25 +33,15 @@ return redis.error_reply('ERR toy: refused')
 `;
 
 describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology) => {
-  let server: RedisServer | undefined;
-  let cluster: RedisClusterHandle | undefined;
+  let topo: PrivateTopology;
   let client: Redis | Cluster;
   const prefix = `${randomPrefix()}{t}`;
 
   beforeAll(async () => {
-    if (topology === 'single') {
-      server = await RedisServer.start();
-      client = server.client();
-    } else {
-      cluster = await startCluster({ masters: 3 });
-      client = cluster.client();
-    }
+    topo = await startPrivate(topology);
+    client = topo.client;
   }, 30_000);
-  afterAll(async () => {
-    await client.quit();
-    await server?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => topo.stop());
 
   it('lists every key touched outside KEYS, once, in order, and passes the reply through', async () => {
     const keys = [`${prefix}a`, `${prefix}b`];
@@ -51,6 +50,10 @@ describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology)
     expect(trace.undeclared).toEqual([`${prefix}a:undeclared`, `${prefix}a:also`, `${prefix}a:third`]);
     // Again, with the keys existing: still each key once.
     expect(await undeclaredKeys(client, TOY, keys, ['v2'])).toEqual([`${prefix}a:undeclared`, `${prefix}a:also`, `${prefix}a:third`]);
+  });
+
+  it('traces redis.call kept in a local and redis.call under pcall', async () => {
+    expect(await traceKeys(client, CACHED_CALL, [`${prefix}a`], [])).toEqual({ reply: 1, undeclared: [`${prefix}a:cached`, `${prefix}a:protected`] });
   });
 
   it('finds nothing in a script that touches only its KEYS, shebang and all', async () => {
@@ -66,7 +69,7 @@ describe.each(['single', 'cluster'] as const)('undeclaredKeys on %s', (topology)
   });
 
   it('applies the client keyPrefix to KEYS as any EVAL does', async () => {
-    const prefixed = server ? server.client({ keyPrefix: 'kp:' }) : cluster!.client({ keyPrefix: 'kp:' });
+    const prefixed = topology === 'single' ? topo.nodes[0]!.client({ keyPrefix: 'kp:' }) : new RedisClusterHandle(topo.nodes).client({ keyPrefix: 'kp:' });
     try {
       expect(await undeclaredKeys(prefixed, TOY, [`${prefix}a`, `${prefix}b`], ['v'])).toEqual([
         `kp:${prefix}a:undeclared`,
