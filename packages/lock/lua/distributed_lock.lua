@@ -57,8 +57,8 @@
 -- mode asks for. Lets a client send many concurrent operations in one call: each still takes one round
 -- trip, the server runs one script instead of n.
 --
--- Errors: ERR on bad input (any triple of a batch) or on a key that holds a string that is not a lock,
--- before any write; WRONGTYPE if a key is not a string.
+-- Errors: 'ERR distributed_lock: <what>' on bad input (any triple of a batch) or on a key that holds a
+-- string that is not a lock, before any write; WRONGTYPE if a key is not a string.
 -- Time: TIME of the server, once per call. Complexity: O(1) per key: one GET, at most one SET (and a PUBLISH
 -- when someone waited).
 -- Keys: only the keys in KEYS (KEYS[1], or KEYS[1..n] in a batch); the PUBLISH goes to channel KEYS[1],
@@ -79,7 +79,7 @@ local function int(x)
 end
 
 local function invalid(message)
-  return redis.error_reply('ERR ' .. message)
+  return redis.error_reply('ERR distributed_lock: ' .. message)
 end
 
 -- Checks one operation before anything is written. Returns nil, the mode's full name, whether the reply
