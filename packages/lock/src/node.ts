@@ -1,4 +1,4 @@
-// One Redis client of a LockManager: runs lock operations on it (per tick in one call on a single node), checks replication with WAIT, listens for releases.
+// One Redis client of a LockManager: runs lock operations (batched per tick on a single node), WAITs for replicas, hears releases.
 import {
   clientKeyPrefix,
   CyRedisError,

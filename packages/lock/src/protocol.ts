@@ -1,4 +1,4 @@
-// The wire format between LockManager and distributed_lock.lua: the only code that knows ARGV positions and reply packings.
+// The wire format between LockManager and distributed_lock.lua: the only code that knows ARGV positions and replies.
 import { CyRedisError, toBigInt, type ScriptArg } from '@cyredis/core';
 
 /** The longest lease the script accepts, in ms: 2^40, about 35 years. */
