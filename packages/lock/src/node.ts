@@ -50,7 +50,8 @@ function failed(err: unknown): NodeResult {
   return { state: 'failed', error: err as Error, token: 0n };
 }
 
-function inList(result: NodeResult): NodeResult[] {
+/** One result as the one-element list a batch (or a one-node quorum) answers with. */
+export function inList(result: NodeResult): NodeResult[] {
   return [result];
 }
 

@@ -1,7 +1,7 @@
 // The nodes of one LockManager and the Redlock rule over them: an operation counts when ⌊N/2⌋+1 nodes agree.
 import { classifyError, CyRedisError, waitAtMost, type RedisClient } from '@cyredis/core';
 import { QuorumUnreachableError, type NodeReply } from './errors.js';
-import { describeResult, type LockNode, type NodeResult } from './node.js';
+import { describeResult, inList, type LockNode, type NodeResult } from './node.js';
 import type { LockRequest } from './protocol.js';
 import type { ReleaseChannels } from './waiting.js';
 
@@ -21,10 +21,6 @@ function count(results: readonly NodeResult[], state: NodeResult['state']): numb
   let n = 0;
   for (const r of results) if (r.state === state) n++;
   return n;
-}
-
-function wrapInList(result: NodeResult): NodeResult[] {
-  return [result];
 }
 
 /**
@@ -70,7 +66,7 @@ export class LockNodes implements ReleaseChannels {
 
   /** Runs `request` on every node; never rejects. */
   runAll(request: LockRequest): Promise<NodeResult[]> {
-    if (this.nodes.length === 1) return this.nodes[0]!.run(request).then(wrapInList);
+    if (this.nodes.length === 1) return this.nodes[0]!.run(request).then(inList);
     return Promise.all(this.nodes.map((node) => node.run(request)));
   }
 
