@@ -145,103 +145,79 @@ local function write(key, s, now, expiry, old_end)
   end
 end
 
--- The operations. Each takes the lock state `s` (from `read`) and its checked arguments, and returns its
--- reply: the four values as a table, or the token alone when the reply is compact and the operation
--- succeeded.
+-- Runs one checked operation (see `check`) on the lock state `s` (from `read`) and returns its reply: the
+-- four values as a table, or the token alone when the reply is compact and the operation succeeded. One
+-- section per operation, in one function rather than one function each: the script body runs on every
+-- call, and each local function is a closure Redis's Lua builds anew every time.
+local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
+  local held = s.o ~= '' and s.e > now
 
-local function is_held(s, now)
-  return s.o ~= '' and s.e > now
-end
-
--- Extend, release and fence act for the holder only: the refusal when `owner` does not hold a live lease.
-local function refuse_unless_holder(s, owner, now)
-  if not is_held(s, now) then return { 0, '', 0, s.f } end
-  if s.o ~= owner then return { 0, s.o, s.e - now, s.f } end
-  return nil
-end
-
--- acquire and wait (wait = true): a refusal of wait also sets w, so the lease's end will be published.
-local function acquire(key, s, owner, ttl, wait, compact, now, now_us)
-  local held = is_held(s, now)
-  if held and s.o ~= owner then
-    if wait and s.w == '0' then
-      s.w, s.tail = '1', nil
-      write(key, s, now, 'keep')
+  -- acquire, wait: a refusal of wait also sets w, so the end of the lease will be published.
+  if mode == 'acquire' or mode == 'wait' then
+    if held and s.o ~= owner then
+      if mode == 'wait' and s.w == '0' then
+        s.w, s.tail = '1', nil
+        write(key, s, now, 'keep')
+      end
+      return { 0, s.o, s.e - now, s.f }
     end
-    return { 0, s.o, s.e - now, s.f }
+    if not held then
+      local token = s.f + 1
+      if now_us > token then token = now_us end
+      s.o, s.f, s.tail = owner, token, nil
+    end
+    s.e = now + ttl
+    write(key, s, now, 'lease')
+    if compact then return s.f end
+    return { 1, owner, ttl, s.f }
   end
-  if not held then
-    local token = s.f + 1
-    if now_us > token then token = now_us end
-    s.o, s.f, s.tail = owner, token, nil
+
+  if mode == 'status' then
+    if held then return { 1, s.o, s.e - now, s.f } end
+    return { 0, '', 0, s.f }
   end
-  s.e = now + ttl
-  write(key, s, now, 'lease')
-  if compact then return s.f end
-  return { 1, owner, ttl, s.f }
-end
 
-local function extend(key, s, owner, ttl, compact, now)
-  local refusal = refuse_unless_holder(s, owner, now)
-  if refusal then return refusal end
-  s.e = now + ttl
-  write(key, s, now, 'lease')
-  if compact then return s.f end
-  return { 1, owner, ttl, s.f }
-end
-
--- Ends the live lease early (its key is kept, see `write`) and publishes when someone waited.
-local function end_lease(key, s, now)
-  local ends = s.e
-  s.e = 0
-  write(key, s, now, 'ended', ends)
-  if s.w == '1' then call('PUBLISH', key, s.f) end
-end
-
-local function release(key, s, owner, compact, now)
-  -- Already released by this owner: granted again (a resent release is harmless).
-  if not (s.o == owner and s.e == 0) then
-    local refusal = refuse_unless_holder(s, owner, now)
-    if refusal then return refusal end
-    end_lease(key, s, now)
+  -- force and release end a live lease early (the key is kept, see `write`) and publish if someone waited.
+  if mode == 'force' then
+    if not held then return { 0, '', 0, s.f } end
+    local holder, ends = s.o, s.e
+    s.o, s.e, s.tail = '', 0, nil
+    write(key, s, now, 'ended', ends)
+    if s.w == '1' then call('PUBLISH', key, s.f) end
+    return { 1, holder, 0, s.f }
   end
-  if compact then return s.f end
-  return { 1, owner, 0, s.f }
-end
 
-local function force(key, s, now)
-  if not is_held(s, now) then return { 0, '', 0, s.f } end
-  local holder = s.o
-  s.o, s.tail = '', nil
-  end_lease(key, s, now)
-  return { 1, holder, 0, s.f }
-end
+  -- release, extend and fence act for the holder only; a release this owner already made is granted again.
+  local done = mode == 'release' and s.o == owner and s.e == 0
+  if not done then
+    if not held then return { 0, '', 0, s.f } end
+    if s.o ~= owner then return { 0, s.o, s.e - now, s.f } end
+  end
 
-local function status(s, now)
-  if is_held(s, now) then return { 1, s.o, s.e - now, s.f } end
-  return { 0, '', 0, s.f }
-end
+  if mode == 'release' then
+    if not done then
+      local ends = s.e
+      s.e = 0
+      write(key, s, now, 'ended', ends)
+      if s.w == '1' then call('PUBLISH', key, s.f) end
+    end
+    if compact then return s.f end
+    return { 1, owner, 0, s.f }
+  end
 
-local function fence(key, s, owner, floor, now)
-  local refusal = refuse_unless_holder(s, owner, now)
-  if refusal then return refusal end
+  if mode == 'extend' then
+    s.e = now + ttl
+    write(key, s, now, 'lease')
+    if compact then return s.f end
+    return { 1, owner, ttl, s.f }
+  end
+
+  -- fence: the token becomes at least `floor`; the lease is unchanged.
   if floor > s.f then
     s.f, s.tail = floor, nil
     write(key, s, now, 'keep')
   end
   return { 1, owner, s.e - now, s.f }
-end
-
--- Runs one checked operation (see `check`) on the lock state `s`.
-local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
-  if mode == 'acquire' or mode == 'wait' then
-    return acquire(key, s, owner, ttl, mode == 'wait', compact, now, now_us)
-  end
-  if mode == 'release' then return release(key, s, owner, compact, now) end
-  if mode == 'extend' then return extend(key, s, owner, ttl, compact, now) end
-  if mode == 'status' then return status(s, now) end
-  if mode == 'force' then return force(key, s, now) end
-  return fence(key, s, owner, floor, now)
 end
 
 -- Server time, read once per call, after the checks: in ms, and in µs for new tokens.
