@@ -12,23 +12,28 @@
 --          compact codes 'a', 'w', 'e', 'r' (acquire, wait, extend, release with the compact reply)
 -- ARGV[4]  'force' when ARGV[3] is '' (the seed's force unlock); for 'fence': the token floor (integer ≥ 0)
 --
--- Calls (the seed's shape):
---   acquire  EVALSHA sha 1 <key> <owner> <ttl_ms>
---   extend   EVALSHA sha 1 <key> <owner> <ttl_ms> extend
+-- Calls. The public contract: the seed's three calls are frozen (they work exactly as the seed wrote
+-- them); release, status and wait are documented for raw users and kept as stable as the seed's.
+--   acquire  EVALSHA sha 1 <key> <owner> <ttl_ms>                 (seed)
+--   extend   EVALSHA sha 1 <key> <owner> <ttl_ms> extend          (seed)
+--   force    EVALSHA sha 1 <key> '' 0 '' force                    (seed)
 --   release  EVALSHA sha 1 <key> <owner> 0 release
 --   status   EVALSHA sha 1 <key> '' 0 status
---   force    EVALSHA sha 1 <key> '' 0 '' force
 --   wait     EVALSHA sha 1 <key> <owner> <ttl_ms> wait     (acquire; on refusal, ask for a release message)
+-- Internal (what the TypeScript client sends, through src/protocol.ts; may change with any release):
+--   compact  EVALSHA sha 1 <key> <owner> <ttl_ms> a|w|e|r   (acquire, wait, extend, release; compact reply)
 --   fence    EVALSHA sha 1 <key> <owner> 0 fence <floor>   (Redlock: raise a held lock's token to ≥ floor)
---   compact  EVALSHA sha 1 <key> <owner> <ttl_ms> a|w|e|r   (what the TypeScript client sends)
+--   batch    see "Batch form" below
 --
--- Reply, every mode: { ok, owner, ttl_ms, token }
+-- Reply, every public call: { ok, owner, ttl_ms, token }
 --   ok      1 on success, 0 on refusal (status: 1 = locked, 0 = free)
 --   owner   the holder after the call ('' when free); on refusal, who holds it; release/force: who held it
 --   ttl_ms  remaining lease in ms after the call (0 when free; release/force: 0)
 --   token   the holder's fencing token; when free, the last token issued (0 if never locked or forgotten)
--- Compact reply (codes a, w, e, r): on success the token alone, an integer (owner and ttl are the caller's
--- own); on refusal the four values above. Less for the server to build and for the client to decode.
+-- Compact reply (internal; codes a, w, e, r): on success the token alone, an integer (owner and ttl are the
+-- caller's own, release: ttl 0); on refusal the four values above. Less for the server to build and for
+-- the client to decode.
+--
 -- Semantics:
 --   acquire  free or expired → new token = max(last token + 1, server TIME in µs), lease = ttl. Tokens are
 --            therefore strictly increasing per key also when the key was lost (eviction, DEL, restart without
@@ -46,30 +51,35 @@
 --   force    ends any live lease (1) or does nothing (0); publishes like release.
 --   fence    holder only: token becomes max(token, floor); the lease is unchanged.
 --
--- Batch form (single node only; a cluster refuses keys of several slots): n = 2 … 256 keys, and ARGV holds
--- one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status, force or a
--- compact code. The ops run in order; the reply is an array of n replies, each in the shape its mode asks
--- for. Lets a client send many concurrent operations in one call: each still takes one round trip, the
--- server runs one script instead of n.
+-- Batch form (internal; single node only, a cluster refuses keys of several slots): n = 2 … 256 keys, and
+-- ARGV holds one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status,
+-- force or a compact code. The ops run in order; the reply is an array of n replies, each in the shape its
+-- mode asks for. Lets a client send many concurrent operations in one call: each still takes one round
+-- trip, the server runs one script instead of n.
 --
--- Errors: ERR on bad input (any triple of a batch) or on a key that holds a string that is not a lock,
--- before any write; WRONGTYPE if a key is not a string.
+-- Errors: 'ERR distributed_lock: <what>' on bad input (any triple of a batch) or on a key that holds a
+-- string that is not a lock, before any write; WRONGTYPE if a key is not a string.
 -- Time: TIME of the server, once per call. Complexity: O(1) per key: one GET, at most one SET (and a PUBLISH
 -- when someone waited).
+-- Keys: only the keys in KEYS (KEYS[1], or KEYS[1..n] in a batch); the PUBLISH goes to channel KEYS[1],
+-- a channel, not a key. Nothing is derived in-script, so every server that enforces declared keys runs it.
+-- Speed (this path runs once per lock operation): the compact reply spares a table; integers are written
+-- with %d, since redis.call formats a Lua number with %.17g, glibc's slow floating-point path; a write that
+-- only moves the lease end reuses the rest of the value (`tail`); an early end keeps the key's expiry
+-- (SET … KEEPTTL) when it comes soon anyway; nothing is published unless someone waited.
 
 local call = redis.call
 -- How long a key outlives its lease, in ms: a resent release still finds it, status still shows the last
 -- token, and Redlock nodes whose clocks differ by less than this still issue increasing tokens.
 local KEEP_MS = 25000
 
--- Numbers written as integers: redis.call turns a Lua number into a string with %.17g, which takes glibc's
--- slow floating-point path.
+-- Numbers written as integers (see Speed above).
 local function int(x)
   return string.format('%d', x)
 end
 
 local function invalid(message)
-  return redis.error_reply('ERR ' .. message)
+  return redis.error_reply('ERR distributed_lock: ' .. message)
 end
 
 -- Checks one operation before anything is written. Returns nil, the mode's full name, whether the reply
@@ -121,7 +131,11 @@ end
 -- KEEP_MS from now.
 local function write(key, s, now, expiry, old_end)
   local value
-  if s.tail then value = int(s.e) .. s.tail else value = int(s.e) .. ' ' .. int(s.f) .. ' ' .. s.w .. ' ' .. s.o end
+  if s.tail then
+    value = int(s.e) .. s.tail
+  else
+    value = int(s.e) .. ' ' .. int(s.f) .. ' ' .. s.w .. ' ' .. s.o
+  end
   if expiry == 'keep' or (expiry == 'ended' and old_end <= now + KEEP_MS) then
     call('SET', key, value, 'KEEPTTL')
   elseif expiry == 'ended' then
@@ -131,66 +145,79 @@ local function write(key, s, now, expiry, old_end)
   end
 end
 
--- Runs one checked operation on the lock state `s` (from `read`); returns its reply: the four values as a
--- table, or the token alone when the reply is compact and the operation succeeded.
+-- Runs one checked operation (see `check`) on the lock state `s` (from `read`) and returns its reply: the
+-- four values as a table, or the token alone when the reply is compact and the operation succeeded. One
+-- section per operation, in one function rather than one function each: the script body runs on every
+-- call, and each local function is a closure Redis's Lua builds anew every time.
 local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
-  local holder, ends, token = s.o, s.e, s.f
-  local live = holder ~= '' and ends > now
+  local held = s.o ~= '' and s.e > now
 
+  -- acquire, wait: a refusal of wait also sets w, so the end of the lease will be published.
   if mode == 'acquire' or mode == 'wait' then
-    if live and holder ~= owner then
+    if held and s.o ~= owner then
       if mode == 'wait' and s.w == '0' then
         s.w, s.tail = '1', nil
         write(key, s, now, 'keep')
       end
-      return { 0, holder, ends - now, token }
+      return { 0, s.o, s.e - now, s.f }
     end
-    if not live then
-      token = token + 1
+    if not held then
+      local token = s.f + 1
       if now_us > token then token = now_us end
       s.o, s.f, s.tail = owner, token, nil
     end
     s.e = now + ttl
     write(key, s, now, 'lease')
-    if compact then return token end
-    return { 1, owner, ttl, token }
+    if compact then return s.f end
+    return { 1, owner, ttl, s.f }
   end
+
   if mode == 'status' then
-    if live then return { 1, holder, ends - now, token } end
-    return { 0, '', 0, token }
+    if held then return { 1, s.o, s.e - now, s.f } end
+    return { 0, '', 0, s.f }
   end
+
+  -- force and release end a live lease early (the key is kept, see `write`) and publish if someone waited.
   if mode == 'force' then
-    if not live then return { 0, '', 0, token } end
+    if not held then return { 0, '', 0, s.f } end
+    local holder, ends = s.o, s.e
     s.o, s.e, s.tail = '', 0, nil
     write(key, s, now, 'ended', ends)
-    if s.w == '1' then call('PUBLISH', key, token) end
-    return { 1, holder, 0, token }
+    if s.w == '1' then call('PUBLISH', key, s.f) end
+    return { 1, holder, 0, s.f }
   end
-  if mode == 'release' and holder == owner and ends == 0 then
-    if compact then return token end
-    return { 1, owner, 0, token }
+
+  -- release, extend and fence act for the holder only; a release this owner already made is granted again.
+  local done = mode == 'release' and s.o == owner and s.e == 0
+  if not done then
+    if not held then return { 0, '', 0, s.f } end
+    if s.o ~= owner then return { 0, s.o, s.e - now, s.f } end
   end
-  if not live then return { 0, '', 0, token } end
-  if holder ~= owner then return { 0, holder, ends - now, token } end
+
   if mode == 'release' then
-    s.e = 0
-    write(key, s, now, 'ended', ends)
-    if s.w == '1' then call('PUBLISH', key, token) end
-    if compact then return token end
-    return { 1, owner, 0, token }
+    if not done then
+      local ends = s.e
+      s.e = 0
+      write(key, s, now, 'ended', ends)
+      if s.w == '1' then call('PUBLISH', key, s.f) end
+    end
+    if compact then return s.f end
+    return { 1, owner, 0, s.f }
   end
+
   if mode == 'extend' then
     s.e = now + ttl
     write(key, s, now, 'lease')
-    if compact then return token end
-    return { 1, owner, ttl, token }
+    if compact then return s.f end
+    return { 1, owner, ttl, s.f }
   end
-  -- fence
-  if floor > token then
+
+  -- fence: the token becomes at least `floor`; the lease is unchanged.
+  if floor > s.f then
     s.f, s.tail = floor, nil
     write(key, s, now, 'keep')
   end
-  return { 1, owner, ends - now, s.f }
+  return { 1, owner, s.e - now, s.f }
 end
 
 -- Server time, read once per call, after the checks: in ms, and in µs for new tokens.

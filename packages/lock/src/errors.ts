@@ -2,7 +2,7 @@
 import { CyRedisError, RedisUnavailableError } from '@cyredis/core';
 
 /** What one Redis node said to one lock request. */
-export interface NodeOutcome {
+export interface NodeReply {
   /** Index of the node in the client list given to `LockManager` (0 for a single client). */
   readonly node: number;
   /**
@@ -19,7 +19,7 @@ export interface NodeOutcome {
   readonly error?: Error;
 }
 
-function summary(nodes: readonly NodeOutcome[]): string {
+function summary(nodes: readonly NodeReply[]): string {
   return nodes
     .map((n) => {
       const detail = n.error
@@ -40,7 +40,7 @@ export class LockUnavailableError extends CyRedisError {
     /** The resource asked for. */
     readonly resource: string,
     /** Per-node detail of the last attempt. */
-    readonly nodes: readonly NodeOutcome[],
+    readonly nodes: readonly NodeReply[],
   ) {
     super(`lock "${resource}" is held by another owner: ${summary(nodes)}`);
   }
@@ -62,7 +62,7 @@ export class QuorumUnreachableError extends RedisUnavailableError {
     /** The resource asked for. */
     readonly resource: string,
     /** Per-node detail of the attempt. */
-    readonly nodes: readonly NodeOutcome[],
+    readonly nodes: readonly NodeReply[],
     /** How many nodes had to answer usably: ⌊N/2⌋+1. */
     readonly quorum: number,
   ) {
@@ -78,7 +78,7 @@ export class LockLostError extends CyRedisError {
     /** The resource whose lease is gone. */
     readonly resource: string,
     /** Per-node detail of the failed extend or release (empty when the local clock decided). */
-    readonly nodes: readonly NodeOutcome[],
+    readonly nodes: readonly NodeReply[],
     /** Why, when no node said so (e.g. the lease ran out on the local clock). */
     reason?: string,
   ) {

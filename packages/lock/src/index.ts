@@ -1,5 +1,6 @@
 // The public surface of @cyredis/lock, with the core errors it can throw (so `instanceof` needs no core import).
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
-export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeOutcome } from './errors.js';
+export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeReply } from './errors.js';
 export { Lock, type LockBackend } from './lock.js';
-export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions, type LockStatus } from './manager.js';
+export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
+export type { LockStatus } from './quorum.js';

@@ -1,0 +1,131 @@
+// The wire format between LockManager and distributed_lock.lua: the only code that knows ARGV positions and replies.
+import { CyRedisError, toBigInt, type ScriptArg } from '@cyredis/core';
+
+/** The longest lease the script accepts, in ms: 2^40, about 35 years. */
+export const MAX_TTL_MS = 2 ** 40;
+/** The most operations one batch call may carry (the script refuses more keys). */
+export const MAX_BATCH = 256;
+
+/** Operations that take or prolong a lease. */
+export type LeaseOperation = 'acquire' | 'wait' | 'extend';
+
+/**
+ * One operation on one lock key. `wait` is `acquire` that, when refused, asks the holder's release to be
+ * published on the key's channel; `fence` (Redlock) raises a held lock's token to at least `floor`.
+ */
+export type LockRequest =
+  | { readonly operation: LeaseOperation; readonly key: string; readonly owner: string; readonly ttlMs: number }
+  | { readonly operation: 'release'; readonly key: string; readonly owner: string }
+  | { readonly operation: 'status' | 'force'; readonly key: string }
+  | { readonly operation: 'fence'; readonly key: string; readonly owner: string; readonly floor: bigint };
+
+/** The operations the script's batch form accepts (all but `fence`). */
+export type BatchableRequest = Exclude<LockRequest, { operation: 'fence' }>;
+
+/** What the script answered to one operation, complete whichever reply form it used. */
+export interface LockReply {
+  /** `granted`: done (status: a live lease holds the lock); `refused`: not done (status: free). */
+  readonly state: 'granted' | 'refused';
+  /** The holder after the call ('' when free); on refusal, who holds it; release and force: who held it. */
+  readonly owner: string;
+  /** The lease left after the call, in ms (0 when free, released or force-unlocked). */
+  readonly ttlMs: number;
+  /** The holder's fencing token; when free, the last one issued (0n if never locked, or once the key expired). */
+  readonly token: bigint;
+}
+
+/**
+ * The mode argument of each operation. Lease operations and release go as compact codes, whose granted
+ * reply is the token alone: the script then builds no table and the client decodes one integer
+ * (`decodeReply` restores owner and ttl from the request).
+ */
+const MODE = { acquire: 'a', wait: 'w', extend: 'e', release: 'r', status: 'status', force: 'force', fence: 'fence' } as const;
+
+/** ARGV of the single-key form: `<owner> <ttl_ms> <mode>`, and for fence the floor after it. */
+export function encodeArgs(request: LockRequest): ScriptArg[] {
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+    case 'extend':
+      return [request.owner, request.ttlMs, MODE[request.operation]];
+    case 'release':
+      return [request.owner, 0, MODE.release];
+    case 'status':
+    case 'force':
+      return ['', 0, MODE[request.operation]];
+    case 'fence':
+      return [request.owner, 0, MODE.fence, request.floor];
+  }
+}
+
+/** Writes the (owner, ttl, mode) triple of a batchable operation at `at`: the single-key ARGV, in place. */
+function putTriple(args: ScriptArg[], at: number, request: BatchableRequest): void {
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+    case 'extend':
+      args[at] = request.owner;
+      args[at + 1] = request.ttlMs;
+      break;
+    case 'release':
+      args[at] = request.owner;
+      args[at + 1] = 0;
+      break;
+    case 'status':
+    case 'force':
+      args[at] = '';
+      args[at + 1] = 0;
+  }
+  args[at + 2] = MODE[request.operation];
+}
+
+/** KEYS and ARGV of the batch form: one key and one (owner, ttl, mode) triple per operation, 2 … 256 of them. */
+export function encodeBatch(requests: readonly BatchableRequest[]): { keys: string[]; args: ScriptArg[] } {
+  const n = requests.length;
+  const keys = new Array<string>(n);
+  const args = new Array<ScriptArg>(3 * n);
+  for (let i = 0; i < n; i++) {
+    const request = requests[i]!;
+    keys[i] = request.key;
+    putTriple(args, 3 * i, request);
+  }
+  return { keys, args };
+}
+
+function unexpected(request: LockRequest, reply: unknown): CyRedisError {
+  return new CyRedisError(`unexpected reply to lock ${request.operation}: ${JSON.stringify(reply)}`);
+}
+
+/**
+ * The typed result of one operation from its reply: `[ok, owner, ttl_ms, token]`, or for a granted compact
+ * operation its token alone, the owner and ttl then being the request's own (release: ttl 0).
+ */
+export function decodeReply(request: LockRequest, reply: unknown): LockReply {
+  if (Array.isArray(reply)) {
+    const owner: unknown = reply[1];
+    const ttlMs: unknown = reply[2];
+    if (reply.length !== 4 || typeof owner !== 'string' || typeof ttlMs !== 'number') throw unexpected(request, reply);
+    return { state: reply[0] === 1 ? 'granted' : 'refused', owner, ttlMs, token: toBigInt(reply[3]) };
+  }
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+    case 'extend':
+      return { state: 'granted', owner: request.owner, ttlMs: request.ttlMs, token: toBigInt(reply) };
+    case 'release':
+      return { state: 'granted', owner: request.owner, ttlMs: 0, token: toBigInt(reply) };
+    default:
+      throw unexpected(request, reply);
+  }
+}
+
+/** The results of a batch call, one per request, in order. */
+export function decodeBatch(requests: readonly BatchableRequest[], replies: unknown): LockReply[] {
+  const n = requests.length;
+  if (!Array.isArray(replies) || replies.length !== n) {
+    throw new CyRedisError(`batch reply has ${String((replies as unknown[] | undefined)?.length)} results for ${n} operations`);
+  }
+  const results = new Array<LockReply>(n);
+  for (let i = 0; i < n; i++) results[i] = decodeReply(requests[i]!, replies[i]);
+  return results;
+}

@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { randomPrefix, traceKeys } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { encodeArgs, encodeBatch, type BatchableRequest, type LockRequest } from '../src/protocol.js';
+
+const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+
+/**
+ * Keys the script may touch without being given them in KEYS. None: every call names its lock key(s), and
+ * the release message goes to a channel, not a key. A new entry needs a line in the Lua header and in the
+ * README's "Declared keys".
+ */
+const UNDECLARED: readonly string[] = [];
+
+describe.each(topologies)('distributed_lock.lua touches only the keys it is given, on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let key: string;
+  const touched: string[] = [];
+
+  /** Runs one call with every key it touches traced; it must succeed (not an error reply). */
+  const trace = async (keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> => {
+    const { reply, undeclared } = await traceKeys(redis, SOURCE, keys, args);
+    expect(reply, JSON.stringify(args)).not.toBeInstanceOf(Error);
+    expect(reply, JSON.stringify(args)).not.toHaveProperty('err');
+    touched.push(...undeclared);
+    return reply;
+  };
+  const traceRequest = (request: LockRequest) => trace([request.key], encodeArgs(request).map(String));
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    // One hash tag, so the batch below stays in one slot on the cluster.
+    key = `${prefix}{keys}:a`;
+    touched.length = 0;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('every call the client sends, with a waiter so releases publish', async () => {
+    await traceRequest({ operation: 'acquire', key, owner: 'x', ttlMs: 5_000 });
+    await traceRequest({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
+    await traceRequest({ operation: 'extend', key, owner: 'x', ttlMs: 6_000 });
+    const [, , , token] = (await traceRequest({ operation: 'status', key })) as [number, string, number, number];
+    await traceRequest({ operation: 'fence', key, owner: 'x', floor: BigInt(token) + 5n });
+    await traceRequest({ operation: 'release', key, owner: 'x' });
+    await traceRequest({ operation: 'acquire', key, owner: 'y', ttlMs: 5_000 });
+    await traceRequest({ operation: 'force', key });
+    const b = `${prefix}{keys}:b`;
+    const batch: BatchableRequest[] = [
+      { operation: 'acquire', key, owner: 'x', ttlMs: 5_000 },
+      { operation: 'wait', key, owner: 'y', ttlMs: 5_000 },
+      { operation: 'acquire', key: b, owner: 'y', ttlMs: 5_000 },
+      { operation: 'extend', key: b, owner: 'y', ttlMs: 5_000 },
+      { operation: 'status', key },
+      { operation: 'release', key, owner: 'x' },
+      { operation: 'force', key: b },
+    ];
+    const { keys, args } = encodeBatch(batch);
+    expect(await trace(keys, args.map(String))).toHaveLength(batch.length);
+    expect(touched).toEqual(UNDECLARED);
+  });
+
+  it("the seed's calls and the public full-reply modes", async () => {
+    expect(await trace([key], ['x', 30_000])).toEqual([1, 'x', 30_000, expect.any(Number)]);
+    await trace([key], ['y', 30_000, 'wait']);
+    await trace([key], ['x', 30_000, 'extend']);
+    await trace([key], ['', 0, 'status']);
+    await trace([key], ['x', 0, 'release']);
+    await trace([key], ['x', 30_000]);
+    await trace([key], ['', 0, '', 'force']);
+    expect(touched).toEqual(UNDECLARED);
+  });
+});

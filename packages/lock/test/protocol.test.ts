@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { CyRedisError, LuaScriptManager, type RegisteredScript, type ScriptArg } from '@cyredis/core';
+import { randomPrefix } from '@cyredis/testing';
+import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  decodeBatch,
+  decodeReply,
+  encodeArgs,
+  encodeBatch,
+  type BatchableRequest,
+  type LockReply,
+  type LockRequest,
+} from '../src/protocol.js';
+
+const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+
+describe.each(topologies)('the protocol module against distributed_lock.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let prefix: string;
+  let key: string;
+
+  /** One operation through the encoder, the shipped script and the decoder. */
+  const run = async (request: LockRequest): Promise<LockReply> =>
+    decodeReply(request, await scripts.executeScript(script, { keys: [request.key], args: encodeArgs(request) }));
+  /** The seed's full-reply form of a lease operation or release, decoded by the same decoder. */
+  const runFull = async (request: LockRequest, args: ScriptArg[]): Promise<LockReply> =>
+    decodeReply(request, await scripts.executeScript(script, { keys: [request.key], args }));
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('cyredis:lock:protocol-test', SOURCE);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    // One hash tag, so a batch of several keys stays in one slot on the cluster.
+    key = `${prefix}{protocol}:a`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every single-key operation: acquire, wait, extend, fence, status, release, force', async () => {
+    const acquired = await run({ operation: 'acquire', key, owner: 'x', ttlMs: 5_000 });
+    expect(acquired).toEqual({ state: 'granted', owner: 'x', ttlMs: 5_000, token: expect.any(BigInt) as bigint });
+    const token = acquired.token;
+    expect(token).toBeGreaterThan(0n);
+
+    const refused = await run({ operation: 'acquire', key, owner: 'y', ttlMs: 5_000 });
+    expect({ ...refused, ttlMs: 0 }).toEqual({ state: 'refused', owner: 'x', ttlMs: 0, token });
+    expect(refused.ttlMs).toBeGreaterThan(0);
+    expect(refused.ttlMs).toBeLessThanOrEqual(5_000);
+
+    const waited = await run({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
+    expect([waited.state, waited.owner, waited.token]).toEqual(['refused', 'x', token]);
+    // A refused wait asked for a release message: the value's third field.
+    expect((await redis.get(key))?.split(' ')[2]).toBe('1');
+
+    expect(await run({ operation: 'extend', key, owner: 'x', ttlMs: 9_000 })).toEqual({ state: 'granted', owner: 'x', ttlMs: 9_000, token });
+    const notExtended = await run({ operation: 'extend', key, owner: 'y', ttlMs: 9_000 });
+    expect([notExtended.state, notExtended.owner, notExtended.token]).toEqual(['refused', 'x', token]);
+
+    const fenced = await run({ operation: 'fence', key, owner: 'x', floor: token + 40n });
+    expect([fenced.state, fenced.owner, fenced.token]).toEqual(['granted', 'x', token + 40n]);
+    expect((await run({ operation: 'fence', key, owner: 'y', floor: token + 90n })).state).toBe('refused');
+
+    const status = await run({ operation: 'status', key });
+    expect([status.state, status.owner, status.token]).toEqual(['granted', 'x', token + 40n]);
+    expect(status.ttlMs).toBeGreaterThan(0);
+    expect(status.ttlMs).toBeLessThanOrEqual(9_000);
+
+    expect(await run({ operation: 'release', key, owner: 'y' })).toMatchObject({ state: 'refused', owner: 'x' });
+    expect(await run({ operation: 'release', key, owner: 'x' })).toEqual({ state: 'granted', owner: 'x', ttlMs: 0, token: token + 40n });
+    // Idempotent while the key is kept.
+    expect(await run({ operation: 'release', key, owner: 'x' })).toEqual({ state: 'granted', owner: 'x', ttlMs: 0, token: token + 40n });
+    expect(await run({ operation: 'status', key })).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: token + 40n });
+
+    const next = await run({ operation: 'acquire', key, owner: 'y', ttlMs: 5_000 });
+    expect(next.token).toBeGreaterThan(token + 40n);
+    expect(await run({ operation: 'force', key })).toEqual({ state: 'granted', owner: 'y', ttlMs: 0, token: next.token });
+    expect(await run({ operation: 'force', key })).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: next.token });
+  });
+
+  it('decodes the compact replies to what the full replies say', async () => {
+    // The same operations on two keys: compact codes (what the client sends) and the full mode names.
+    const other = `${prefix}{protocol}:b`;
+    const steps: [LockRequest, ScriptArg[]][] = [
+      [{ operation: 'acquire', key, owner: 'x', ttlMs: 4_000 }, ['x', 4_000, 'acquire']],
+      [{ operation: 'wait', key, owner: 'x', ttlMs: 6_000 }, ['x', 6_000, 'wait']],
+      [{ operation: 'extend', key, owner: 'x', ttlMs: 7_000 }, ['x', 7_000, 'extend']],
+      [{ operation: 'release', key, owner: 'x' }, ['x', 0, 'release']],
+      [{ operation: 'release', key, owner: 'x' }, ['x', 0, 'release']],
+      [{ operation: 'extend', key, owner: 'x', ttlMs: 7_000 }, ['x', 7_000, 'extend']],
+    ];
+    for (const [request, fullArgs] of steps) {
+      const compact = await run(request);
+      const full = await runFull({ ...request, key: other }, fullArgs);
+      expect({ ...compact, token: 0n }, request.operation).toEqual({ ...full, token: 0n });
+    }
+  });
+
+  it('runs a batch of every batchable operation and decodes one result per request', async () => {
+    // The client batches only on a single node; on a cluster the batch form works within one slot.
+    const b = `${prefix}{protocol}:b`;
+    const requests: BatchableRequest[] = [
+      { operation: 'acquire', key, owner: 'x', ttlMs: 3_000 },
+      { operation: 'wait', key: b, owner: 'y', ttlMs: 3_000 },
+      { operation: 'wait', key: b, owner: 'z', ttlMs: 3_000 },
+      { operation: 'extend', key, owner: 'x', ttlMs: 8_000 },
+      { operation: 'status', key },
+      { operation: 'release', key, owner: 'x' },
+      { operation: 'force', key: b },
+      { operation: 'status', key: b },
+    ];
+    const { keys, args } = encodeBatch(requests);
+    const results = decodeBatch(requests, await scripts.executeScript(script, { keys, args }));
+    const t = results[0]!.token;
+    expect(results).toEqual([
+      { state: 'granted', owner: 'x', ttlMs: 3_000, token: t },
+      { state: 'granted', owner: 'y', ttlMs: 3_000, token: t },
+      { state: 'refused', owner: 'y', ttlMs: 3_000, token: t },
+      { state: 'granted', owner: 'x', ttlMs: 8_000, token: t },
+      { state: 'granted', owner: 'x', ttlMs: 8_000, token: t },
+      { state: 'granted', owner: 'x', ttlMs: 0, token: t },
+      { state: 'granted', owner: 'y', ttlMs: 0, token: t },
+      { state: 'refused', owner: '', ttlMs: 0, token: t },
+    ]);
+  });
+
+  it('refuses a reply that does not fit the request', async () => {
+    const status: LockRequest = { operation: 'status', key };
+    // A bare token answers only compact operations.
+    expect(() => decodeReply(status, 5)).toThrow(CyRedisError);
+    expect(() => decodeReply({ operation: 'fence', key, owner: 'x', floor: 1n }, 5)).toThrow(CyRedisError);
+    expect(() => decodeReply(status, [1, 'x', 5])).toThrow(CyRedisError);
+    expect(() => decodeReply(status, [1, 'x', 'ttl', 5])).toThrow(CyRedisError);
+    expect(() => decodeReply({ operation: 'acquire', key, owner: 'x', ttlMs: 10 }, 'not a token')).toThrow(CyRedisError);
+    expect(() => decodeBatch([status, status], [[0, '', 0, 0]])).toThrow(/1 results for 2 operations/);
+    // The script's own reply for a status on a free key is the full form.
+    expect(await run(status)).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: 0n });
+  });
+});
