@@ -8,6 +8,7 @@ import {
   defaultCodec,
   durationMs,
   InvalidArgumentError,
+  MAX_TIMEOUT_MS,
   optionalMs,
   type Codec,
 } from '@cyredis/core';
@@ -127,7 +128,9 @@ export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
   if (options.defaultTtlMs !== undefined) assertFiniteNumber('options.defaultTtlMs', options.defaultTtlMs, { max: LIMITS.maxTtlMs - graceMs });
   if (options.maxValueBytes !== undefined) assertInteger('options.maxValueBytes', options.maxValueBytes, { min: 1, max: LIMITS.valueBytesCeiling });
   const swrMs = optionalMs('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, 0, ZERO_TO_MAX_TTL);
-  const leaseMs = optionalMs('options.leaseMs', options.leaseMs, 10_000);
+  // Waiters sleep on a timer of up to leaseMs: past setTimeout's ceiling it would fire at once, and they
+  // would call Redis in a tight loop.
+  const leaseMs = optionalMs('options.leaseMs', options.leaseMs, 10_000, { max: MAX_TIMEOUT_MS });
   // A deadline past setTimeout's ceiling would fire at once and fail every call.
   if (options.timeoutMs !== undefined) assertTimeoutMs('options.timeoutMs', options.timeoutMs);
   if (options.codec !== undefined && (typeof options.codec?.encode !== 'function' || typeof options.codec.decode !== 'function')) {

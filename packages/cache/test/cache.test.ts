@@ -192,6 +192,8 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
       ['options.timeoutMs', { timeoutMs: 0 }],
       // Past setTimeout's ceiling the deadline would fire at once and fail every call.
       ['options.timeoutMs', { timeoutMs: 2 ** 31 }],
+      // Likewise for the timers of callers waiting on a lease: they would poll Redis in a tight loop.
+      ['options.leaseMs', { leaseMs: 2 ** 31 }],
     ];
     for (const [argument, patch] of badOptions) {
       expect(() => new SmartCache(redis, { ...base, ...patch }), argument).toThrow(expect.objectContaining({ argument }));
