@@ -6,26 +6,40 @@ cheapest first; shared helpers sit just before the first section that needs them
 FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep working exactly as written):
   PUSH, POP (without `full`), COMPLETE, FAIL, STATS, each with the four seed KEYS. Everything else is
   internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
-  with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD, the optional trailing ARGV of the public
-  operations (POP's full and request, COMPLETE's and FAIL's lease_token and final, PUSH's
-  "<max_retries>,<base_ms>,<max_ms>" policy) and the stored record formats below.
+  with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD and the inspection and control operations
+  (PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, CLEAN,
+  OBLITERATE), the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
+  lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
+  policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 9 (all declared) or 10 (all declared and a request's memo; both internal).
+KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
   KEYS[3] failed      ZSET of jobs that failed and wait for their retry: score = retry time (ms)
   KEYS[4] dead        ZSET of dead letters: score = time of death (ms)
   KEYS[5] queue..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
-  KEYS[6] queue..':jobs'    HASH id -> "<priority>:<policy>:<data>" (immutable while the job lives); policy is
-                      the job's retry policy as pushed: "<max_retries>" or "<max_retries>,<base_ms>,<max_ms>"
-  KEYS[7] queue..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
+  KEYS[6] queue..':jobs'    HASH id -> "<priority>:<policy>@<created_ms>:<data>" (immutable while the job
+                      lives); policy is the job's retry policy as pushed: "<max_retries>" or
+                      "<max_retries>,<base_ms>,<max_ms>"; created_ms the push time (records written before
+                      it was kept have no "@<created_ms>")
+  KEYS[7] queue..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on). STATE:
+                      the token is the lease's while the job is leased; once the lease ended it is
+                      "~<token>" (retry, release, expiry, death) or "=<token>" (completed), which no
+                      caller holds (older states say "0"). A token is at least the time in microseconds when it was granted,
+                      so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
-                      id), audit (cursor of the audit under way), audited (ms when the last audit ended)
+                      id), audit (cursor of the audit under way), audited (ms when the last audit ended),
+                      paused ("1" while paused)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
-  KEYS[10] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..10] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
+  KEYS[11] queue..':events'    STREAM of events (see EVENTS)
+  KEYS[12] queue..':info'      HASH INFO: "p:"..id -> progress (JSON text), "r:"..id -> return value (the
+                      codec's text), "l:"..id -> lines logged, "l:"..id..":"..k -> log line k mod 100 (the
+                      last 100 kept); deleted with the job's record
+  KEYS[13] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..13] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -36,6 +50,25 @@ Every key of one queue shares one hash tag on Redis Cluster.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
+
+POLICY (internal): current_time "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>" is
+the time (the server's TIME when no seconds come before the "*") plus what the call does beyond its
+operation: events 1 writes EVENTS (capped at about
+max_len entries, 1..1000000); keep and keep_ms (-1: no limit) are how many completed jobs `completed`
+keeps and for how long, 0 deleting them at once; keep_dead and keep_dead_ms the same for `dead`. Without
+it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
+finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
+count by age), so retention is O(1) amortised with no sweeper.
+
+EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN ~) holding
+its events in order (a call with thousands writes a few entries, each event whole in one), after its
+other writes, so an event never stands for a change that did not happen. Each event is the field
+<name> with the job id ('' for queue events), followed by its extra fields: r (return value, completed),
+f (reason, retrying and dead), t (ready time in ms, delayed and retrying), p (progress JSON, progress).
+Names: added, delayed (pushed with a delay), waiting (a delay or retry came due, promoted, released,
+retried from dead), active (leased), progress, completed, retrying, dead, removed (REMOVE, DRAIN, CLEAN;
+retention trims write none), stalled (a lease ran out: waiting again, or dead after its last attempt,
+which also writes dead), paused, resumed, drained (a POP/ACK took the last waiting job).
 
 REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
 unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
@@ -52,12 +85,14 @@ memory is one memo per lane: give each call in flight its own lane, and reuse a 
 call was answered. A call that completed and leased nothing is not remembered: its repeat runs as a new
 call, which is harmless.
 
-RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed` or `dead`.
+RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed`, `dead` or
+`completed`.
 Eviction or a DEL can break that. What each call does about it, never leaving a job in no state:
   - a job id whose record is gone is dead-lettered ("record lost") where a call meets it (POP, FAIL,
     RELEASE, a due delay, retry or lease) and never returned;
   - a POP that leaves the waiting lists empty compares the waiting count with the lists (a lost list or
-    priority index or `meta`) and the record count with the sets (a lost set): on a difference, and
+    priority index or `meta`) and the record count with the sets, `completed` included (a lost set): on
+    a difference, and
     every 60 s of server time in any case, it rebuilds the priority index and the count from the
     lists (2001 LLEN) and then audits the records, 100 per POP while the lists stay empty: a record in
     no place goes back where it can run again: leased before (its lease set was lost) -> leased again
@@ -65,22 +100,27 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
     delay or retry) -> waiting at the head, so a delayed job may run early;
   - a waiting count read negative (a lost `meta`) is rebuilt from the lists at once; STATS never
     reports less than 0;
-  - lease tokens stay unique when `meta` is lost: a counter that starts again starts at the server time
-    in microseconds, above every token given before (unless the server clock stepped back);
+  - lease tokens stay unique when `meta` is lost: every token is at least the server time in
+    microseconds, above every token given before (unless the server clock stepped back);
+  - a lost `completed` set: the audit finds its jobs' records (their state says completed) and puts them
+    back, completed at the audit's time; a lost `info` loses progress, return values and logs only;
+    a lost `events` stream loses events only;
   - a request memo that cannot be read counts as absent (the call runs as new).
 Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
 
-Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
-for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
+Retention (see POLICY): completed jobs go to `completed` or, when none are kept, are deleted at once
+(always counted); dead letters stay in `dead`; each set is trimmed by the call that adds to it.
 
 Errors: bad input (unknown op, wrong key count or names, missing or non-numeric or out-of-range numbers,
 empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
 A lost key is never an error (see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N), plus, when one leaves the
-queue empty, 8 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of about 100 records
-(HSCAN COUNT 100, 4 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 100 dead-letter deletions;
-EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N) plus retention trims of
+O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
+leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
+about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
+retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
+control operations: see their sections (each bounded: pages and steps of at most 1000).
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
@@ -164,16 +204,17 @@ local op = ARGV[1]
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
 local clock = ARGV[2]
-if type(clock) == 'string' and #clock > 1 and byte(clock, 1) == 42 then
-  local e, m, c, ca, d, da = string.match(clock, '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
-  if not e then bad('current_time must be seconds, "*" or "*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>", got ' .. clock) end
+local star = type(clock) == 'string' and find(clock, '*', 1, true)
+if star and #clock > star then
+  local e, m, c, ca, d, da = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
+  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>", got ' .. clock) end
   events_on = e == '1'
   events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
   keep_done = number('keep', c, -1, 1e9, true)
   keep_done_ms = number('keep_ms', ca, -1, 1e13, true)
   keep_dead = number('keep_dead', d, -1, 1e9, true)
   keep_dead_ms = number('keep_dead_ms', da, -1, 1e13, true)
-  clock = '*'
+  clock = star == 1 and '*' or sub(clock, 1, star - 1)
 end
 -- Milliseconds, from the server clock (`TIME`) unless the caller passes the time.
 local now
@@ -465,9 +506,11 @@ local function read_state(id)
   return parse_state(redis.call('HGET', state, id))
 end
 
--- The token of a lease that ended: "~" and the token, which no caller holds (see STATE).
+-- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+-- once completed.
 local function ended(token)
-  if token == '' or token == '0' or byte(token, 1) == 126 then return token end
+  local first = byte(token, 1)
+  if token == '' or token == '0' or first == 126 or first == 61 then return token end
   return '~' .. token
 end
 
@@ -573,7 +616,7 @@ local function lost_record(id)
   dead_letter(id, attempts, token, 'record lost')
 end
 
--- Records completions of leased jobs: `ids`, their new states ("<attempts>:~<token>:") and return values
+-- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
 -- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
 -- at once when it keeps none (the seed's behaviour).
 local function finish(ids, states, values)
@@ -615,7 +658,7 @@ if op == 'COMPLETE' then
   if value ~= nil and #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes, got ' .. #value) end
   local attempts, held = leased(id, token)
   if not attempts then return 0 end
-  finish({ id }, { id, attempts .. ':' .. ended(held) .. ':' }, value and { value })
+  finish({ id }, { id, attempts .. ':=' .. held .. ':' }, value and { value })
   flush_events()
   return 1
 end
@@ -883,6 +926,8 @@ local function audit_step(cursor, lease_ms)
       local attempts, held, err = read_state(id)
       if ended(held) ~= held then
         redis.call('ZADD', processing, now + lease_ms, id)
+      elseif byte(held, 1) == 61 then
+        redis.call('ZADD', completed, now, id)
       elseif attempts > max_retries then
         dead_letter(id, attempts, held, err)
       else
@@ -1179,7 +1224,7 @@ local function held_by_caller(ids, tokens, firsts, values)
         if kept then kept[d] = values[i] end
         if keep_done ~= 0 then
           finals[2 * d - 1] = id
-          finals[2 * d] = sub(s, 1, a) .. '~' .. token .. ':'
+          finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
         end
         r = '1'
       end

@@ -39,12 +39,13 @@ export interface CallPolicy {
 }
 
 /**
- * The `current_time` argument that carries a call policy: the server's clock, then the policy
- * (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`). Built once per queue.
+ * The `current_time` argument that carries a call policy: the server's clock (or `atSeconds`, for tests
+ * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`).
+ * The API builds it once per queue.
  */
-export function policyClock(policy: CallPolicy): string {
+export function policyClock(policy: CallPolicy, atSeconds?: number): string {
   const { completed, dead } = policy;
-  return `*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+  return `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
 }
 
 /** Gives a call built with `SERVER_TIME` the queue's policy clock (the second argument of every op). */
@@ -374,9 +375,9 @@ export function encodeGetJobs(state: JobState, offset: number, limit: number): S
 /** Items per job in GETJOB and GETJOBS replies. */
 const INFO_ITEMS = 7;
 
-/** ms since the epoch from a lease token ("~" once the lease ended): token / 1000; undefined for old tokens. */
+/** ms since the epoch from a lease token ("~" or "=" once the lease ended): token / 1000; undefined for old tokens. */
 function leaseStart(token: string): number | undefined {
-  const n = Number(token.startsWith('~') ? token.slice(1) : token);
+  const n = Number(token.startsWith('~') || token.startsWith('=') ? token.slice(1) : token);
   // Tokens from before lease times were kept are small counters.
   return n >= 1e15 ? Math.floor(n / 1000) : undefined;
 }
