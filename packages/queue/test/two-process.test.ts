@@ -42,7 +42,7 @@ describe.each(topologies)('queue across processes on %s', (topology) => {
     children.add(child);
     child.once('exit', () => children.delete(child));
     const lines: string[] = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line));
+    createInterface({ input: child.stdout }).on('line', (line) => lines.push(line));
     return { process: child, lines };
   }
 
