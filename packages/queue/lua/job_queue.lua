@@ -53,14 +53,14 @@ millisecond), or "*" for the server's TIME. Use one clock per queue. Each sectio
 
 POLICY (internal): current_time "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>" is
 the time (the server's TIME when no seconds come before the "*") plus what the call does beyond its
-operation: events 1 writes EVENTS (capped at about
-max_len entries, 1..1000000); keep and keep_ms (-1: no limit) are how many completed jobs `completed`
-keeps and for how long, 0 deleting them at once; keep_dead and keep_dead_ms the same for `dead`. Without
+operation: events 1 writes EVENTS (the stream keeps about max_len events, 1..1000000: each entry trims
+it to max_len / its number of events entries); keep and keep_ms (-1: no limit) are how many completed
+jobs `completed` keeps and for how long, 0 deleting them at once; keep_dead and keep_dead_ms the same for `dead`. Without
 it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
 finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
 count by age), so retention is O(1) amortised with no sweeper.
 
-EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN ~) holding
+EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN) holding
 its events in order (a call with thousands writes a few entries, each event whole in one), after its
 other writes, so an event never stands for a change that did not happen. Each event is the field
 <name> with the job id ('' for queue events), followed by its extra fields: r (return value, completed),
@@ -226,11 +226,14 @@ else
 end
 
 -- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end.
-local ev = {}
+local ev, ev_count = {}, 0
+-- The stream keeps about events_max events: entries hold many, so the cap in entries is events_max over
+-- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
-  if #ev == 0 then return end
-  redis.call('XADD', events, 'MAXLEN', '~', events_max, '*', unpack(ev))
-  ev = {}
+  if ev_count == 0 then return end
+  local cap = math.max(1, math.floor(events_max / ev_count))
+  redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
+  ev, ev_count = {}, 0
 end
 local function emit(name, id)
   if events_on then
@@ -239,6 +242,7 @@ local function emit(name, id)
     if #ev >= 6000 then flush_events() end
     ev[#ev + 1] = name
     ev[#ev + 1] = id
+    ev_count = ev_count + 1
   end
 end
 local function emit_field(field, value)

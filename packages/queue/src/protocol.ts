@@ -32,7 +32,7 @@ export interface Keep {
 /** What the API's calls ask of the script beyond their operation: events, and retention. */
 export interface CallPolicy {
   events: boolean;
-  /** Cap on the events stream (`MAXLEN ~`), in entries. */
+  /** About how many events the stream keeps. */
   eventsMaxLen: number;
   completed: Keep;
   dead: Keep;

@@ -191,7 +191,7 @@ export interface JobQueueOptions<T = unknown> {
   removeOnDead?: boolean | KeepOptions;
   /** Whether this instance's calls write events (see `QueueEvents`). Default true. */
   events?: boolean;
-  /** Cap on the events stream, in entries (`XADD MAXLEN ~`; an entry holds the events of one call). Default 10 000. */
+  /** About how many events the stream keeps (trimmed by whole entries, one per call). Default 10 000. */
   eventsMaxLen?: number;
 }
 
@@ -213,7 +213,8 @@ const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000 } as const;
 export interface PushOptions {
   /**
    * Job id; default a generated decimal one (unique per queue). Pushing an id that is still queued,
-   * running, failed or dead is a no-op; a completed job's id can be used again.
+   * running, failed, dead or completed and kept (see `removeOnComplete`) is a no-op; once no longer kept, its
+   * id can be used again.
    */
   id?: string;
   /** Integer in [-1000, 1000]; higher is served first, FIFO within a priority. Default 0. */
@@ -354,7 +355,7 @@ export interface QueueStats {
   failed: number;
   /** Jobs in the dead letter set. */
   dead: number;
-  /** Jobs completed since the queue was created (a counter; completed jobs are not kept). */
+  /** Jobs completed since the queue was created (a counter; how many are kept: `removeOnComplete`). */
   completed: number;
 }
 

@@ -231,6 +231,16 @@ describe.each(topologies)('queue inspection and control on %s', (topology) => {
     expect(later).toEqual(['removed:d']);
   });
 
+  it('keeps about eventsMaxLen events, however many events a call writes', async () => {
+    const queue = open({ eventsMaxLen: 1500 });
+    for (let bulk = 0; bulk < 5; bulk++) await queue.pushBulk(Array.from({ length: 1000 }, (_, i) => ({ data: { to: `${bulk}-${i}` } })));
+    for (let i = 0; i < 300; i++) await queue.push({ to: `single-${i}` });
+    const entries = (await redis.xrange(queue.eventsKey, '-', '+')) as [string, string[]][];
+    const events = entries.reduce((n, [, fields]) => n + fields.length / 2, 0);
+    expect(events).toBeGreaterThanOrEqual(300);
+    expect(events).toBeLessThanOrEqual(1500 + 1000);
+  });
+
   it('waitUntilFinished resolves with the return value, rejects when the job dies, is unknown or times out', async () => {
     const queue = open();
     await queue.push({ to: 'ok' }, { id: 'ok' });
