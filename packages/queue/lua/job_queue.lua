@@ -592,16 +592,19 @@ end
 -- number) no older than `keep_ms` (-1: any age). Deletes at most `limit` by count and `limit` by age per
 -- call, the oldest first: a call that adds n jobs passes at least n, so the set never outgrows its cap.
 local function trim_finished(set, keep, keep_ms, limit)
+  local oldest = -1
   if keep >= 0 then
     local over = redis.call('ZCARD', set) - keep
     if over > 0 then
-      -- ZPOPMIN answers members and scores: keep the members.
+      -- ZPOPMIN answers members and scores, oldest first.
       local popped, ids = redis.call('ZPOPMIN', set, math.min(over, limit)), {}
       for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+      oldest = tonumber(popped[#popped])
       forget_all(ids)
     end
   end
-  if keep_ms >= 0 then
+  -- What is left is no older than what the count took: when that is young enough, nothing to look for.
+  if keep_ms >= 0 and oldest <= now - keep_ms then
     local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - keep_ms, 'LIMIT', 0, limit)
     if #ids > 0 then
       redis.call('ZREM', set, unpack(ids))
