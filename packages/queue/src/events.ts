@@ -13,7 +13,7 @@ import {
   type Codec,
   type RedisClient,
 } from '@cyredis/core';
-import { decodeEventEntries, declaredKeys, SEED_SUFFIXES, type StreamEvent } from './protocol.js';
+import { decodeEventEntries, decodeOr, declaredKeys, SEED_SUFFIXES, type StreamEvent } from './protocol.js';
 import { LIMITS, type JobProgress } from './queue.js';
 
 /** What every event carries: `id`, its stream entry's id (pass it as `lastEventId` to resume after it). */
@@ -168,15 +168,7 @@ function payload<R>(entryId: string, e: StreamEvent, codec: Codec<R>): EventBase
   if (e.name === 'paused' || e.name === 'resumed' || e.name === 'drained') return { id: entryId };
   const out: EventBase & Record<string, unknown> = { id: entryId, jobId: e.jobId };
   const { r, f, t, p } = e.fields;
-  if (e.name === 'completed') {
-    let value: R | undefined;
-    try {
-      value = r === undefined ? undefined : codec.decode(r);
-    } catch {
-      value = undefined;
-    }
-    out.returnValue = value;
-  }
+  if (e.name === 'completed') out.returnValue = decodeOr(codec, r);
   if (f !== undefined) out.failedReason = f;
   if (t !== undefined) out.readyAt = Number(t);
   if (p !== undefined) out.progress = JSON.parse(p) as JobProgress;

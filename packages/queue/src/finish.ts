@@ -1,7 +1,7 @@
 // FinishWatcher: wakes `waitUntilFinished` callers on their jobs' events, with one stream reader per queue.
 import type { Codec, RedisClient } from '@cyredis/core';
 import { EventReader, isAfter } from './events.js';
-import type { StreamEvent } from './protocol.js';
+import { decodeOr, type StreamEvent } from './protocol.js';
 
 /** How a watched job ended, as its event tells. */
 export interface Finished<R> {
@@ -65,14 +65,7 @@ export class FinishWatcher<R> {
       if (e.name !== 'completed' && e.name !== 'dead' && e.name !== 'removed') continue;
       const set = this.waiters.get(e.jobId);
       if (!set) continue;
-      const finished: Finished<R> = { state: e.name, failedReason: e.fields.f };
-      if (e.name === 'completed' && e.fields.r !== undefined) {
-        try {
-          finished.returnValue = this.codec.decode(e.fields.r);
-        } catch {
-          finished.returnValue = undefined;
-        }
-      }
+      const finished: Finished<R> = { state: e.name, failedReason: e.fields.f, returnValue: decodeOr(this.codec, e.fields.r) };
       for (const waiter of [...set]) waiter(finished);
     }
   }

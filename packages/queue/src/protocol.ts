@@ -383,7 +383,7 @@ function leaseStart(token: string): number | undefined {
 }
 
 /** Decodes text the codec wrote; undefined when there is none or it does not decode. */
-function decodeOr<T>(codec: Codec<T>, text: unknown): T | undefined {
+export function decodeOr<T>(codec: Codec<T>, text: unknown): T | undefined {
   if (typeof text !== 'string') return undefined;
   try {
     return codec.decode(text);

@@ -3,6 +3,7 @@ import {
   assertFiniteNumber,
   assertInteger,
   assertNonEmptyString,
+  assertOneOf,
   assertOptions,
   assertByteLength,
   assertTimeoutMs,
@@ -112,6 +113,7 @@ export const LIMITS = Object.freeze({
 export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'dead';
 
 const JOB_STATES: readonly JobState[] = ['waiting', 'delayed', 'active', 'completed', 'dead'];
+const FINISHED_STATES = ['completed', 'dead'] as const;
 
 /** A job's progress: a number in 0–100, or a small JSON object (at most 1024 bytes as JSON). */
 export type JobProgress = number | Record<string, unknown>;
@@ -731,7 +733,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * retry by retry time; active by lease deadline; completed and dead newest first.
    */
   async getJobs(state: JobState, page: { offset?: number; limit?: number } = {}): Promise<JobInfo<T, R>[]> {
-    if (!JOB_STATES.includes(state)) throw new InvalidArgumentError('state', `must be one of ${JOB_STATES.join(', ')}, got ${String(state)}`);
+    assertOneOf('state', state, JOB_STATES);
     const { offset, limit } = checkPage('page', page, 50);
     return decodeGetJobs(await this.run(encodeGetJobs(state, offset, limit)), this.codec, this.results);
   }
@@ -809,7 +811,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * `olderThanMs` ago (default 0), oldest first: how many.
    */
   async clean(state: 'completed' | 'dead', options: { olderThanMs?: number; limit?: number } = {}): Promise<number> {
-    if (state !== 'completed' && state !== 'dead') throw new InvalidArgumentError('state', `must be completed or dead, got ${String(state)}`);
+    assertOneOf('state', state, FINISHED_STATES);
     assertOptions('options', options, ['olderThanMs', 'limit']);
     const olderThanMs = options.olderThanMs ?? 0;
     assertInteger('options.olderThanMs', olderThanMs, { min: 0, max: 1e13 });
