@@ -428,7 +428,7 @@ local function push_all(n, ids, recs, priorities, delays)
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
-KEYS: 1 queue, 5 delayed, 6 jobs, 8 meta, 9 wake and the list of the job's priority.
+KEYS: 1 queue, 5 delayed, 6 jobs, 8 meta, 9 wake, 11 events and the list of the job's priority.
 ARGV: PUSH <current_time> <job_id> <job_data> <priority> <max_retries> <delay_seconds>
   priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at most
   max_retries + 1 times, or (internal) "<max_retries>,<backoff_base_ms>,<backoff_max_ms>" to give its retry
@@ -652,11 +652,13 @@ local function finish(ids, states, values)
   trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
 end
 
---[[ COMPLETE (public; the lease_token is internal) ----------------------------------------------------------
-KEYS: 2 processing, 6 jobs, 7 state, 8 meta.
-ARGV: COMPLETE <current_time> <job_id> [lease_token]
-Reply: 1 when completed (record deleted, completed counter + 1), 0 when the job is not leased (unknown,
-  already completed, reclaimed) or, with a token, leased under another token. A repeat is harmless.
+--[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
+KEYS: 2 processing, 6 jobs, 7 state, 8 meta, 10 completed, 11 events, 12 info.
+ARGV: COMPLETE <current_time> <job_id> [lease_token] [return_value]
+  return_value: at most 1 MiB, kept with the job while it is kept (see POLICY).
+Reply: 1 when completed (completed counter + 1; the record kept in `completed` or, the seed's way, deleted;
+  event completed), 0 when the job is not leased (unknown, already completed, reclaimed) or, with a token,
+  leased under another token. A repeat is harmless.
 ]]
 if op == 'COMPLETE' then
   local id = id_arg('job_id', ARGV[3])
@@ -693,7 +695,8 @@ if op == 'EXTEND' then
 end
 
 --[[ RELEASE (internal) ----------------------------------------------------------------------------------
-KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the list of the job's priority.
+KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events, 12 info and the list of
+  the job's priority.
 ARGV: RELEASE <current_time> <job_id> <lease_token>
 Reply: 1 when the leased job went back to the head of its priority without its attempt counted (or, its
   record lost, to the dead letters), else 0.
@@ -720,7 +723,7 @@ if op == 'RELEASE' then
 end
 
 --[[ RETRYDEAD (internal) --------------------------------------------------------------------------------
-KEYS: 1 queue, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the lists of the jobs' priorities.
+KEYS: 1 queue, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events and the lists of the jobs' priorities.
 ARGV: RETRYDEAD <current_time> <count> [skip]
 Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first skip (default 0), the
   number moved back to the queue with their attempts reset, and how many were looked at; a job whose
@@ -779,7 +782,7 @@ if op == 'DEAD' then
 end
 
 --[[ FAIL (public; lease_token and final are internal) -----------------------------------------------------
-KEYS: 2 processing, 3 failed, 4 dead, 6 jobs, 7 state, 9 wake.
+KEYS: 2 processing, 3 failed, 4 dead, 6 jobs, 7 state, 9 wake, 11 events, 12 info.
 ARGV: FAIL <current_time> <job_id> <error_message> [lease_token] [final]
 Reply: { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed` for
   min(max, base * 2^(attempts-1)) ms, jittered down by up to half, with the backoff stored with the job
@@ -1127,13 +1130,14 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all nine, the priority lists and, with a request, KEYS[10] = its memo key.
+KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-  With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>:<data>", ... }: one token for
+  With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
   the jobs of the call (0 when none), their attempt counts as one comma-separated string ("1,1,2"; ""
   when none), then two items per job; wait_ms is 0 when count jobs came or jobs still wait, else ms until
-  the next delayed job, retry or lease deadline, or -1 for none. A request (needs full = "1"): see REQUESTS.
+  the next delayed job, retry or lease deadline, or -1 for none (and while the queue is paused, when it
+  leases nothing). A request (needs full = "1"): see REQUESTS.
   Before leasing, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
   that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue. When a
   POP leaves the queue empty it checks the structures and repairs what was lost: see RECOVERY.
@@ -1242,10 +1246,10 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all nine (waiting lists, processing, failed, dead, delayed, jobs, state, meta, wake), the priority
-  lists and, with a request, KEYS[10] = the request's memo key.
+KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-  <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then [request_lane request_seq]
+  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
+  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
 Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
   leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
   that token) per job, in argument order. A request: see REQUESTS.
