@@ -34,7 +34,7 @@ describe('crash safety: worker processes killed with SIGKILL (single node)', () 
   }
 
   it(`completes each of ${JOBS} jobs exactly once or dead-letters it with its reason; stalled events account for every lease that ran out`, async () => {
-    const queue = new JobQueue<number>(redis, 'crash', { prefix });
+    const queue = new JobQueue<number>(redis, 'crash', { prefix, eventsMaxLen: 1_000_000 });
     await queue.pushBulk(Array.from({ length: JOBS }, (_, i) => ({ data: i, id: `job-${i}`, maxRetries: 20 })));
     for (let i = 0; i < 3; i++) startWorker();
     let kills = 0;
