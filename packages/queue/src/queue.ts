@@ -858,14 +858,15 @@ export class JobQueue<T = unknown, R = unknown> {
       // Watching starts before the lookup, so a finish after the lookup is always seen.
       const unwatch = watcher.watch(id, onFinished);
       const timer = setTimeout(() => settle(() => reject(new RedisTimeoutError(`waitUntilFinished("${id}")`, timeoutMs))), timeoutMs);
-      const check = async (): Promise<void> => {
+      const check = async (again: boolean): Promise<void> => {
         const { lastEventId, job } = decodeGetJob(await this.run(encodeGetJob(id)), this.codec, this.results);
         if (job === undefined) return onFinished({ state: 'removed' });
         onFinished(job);
-        // A reader already running from a later event may have passed this job's: look again once.
-        if (!settled && !watcher.start(lastEventId)) await check();
+        // A reader already running from a later event may have passed this job's: look again, once (the
+        // second lookup comes after the reader started, so it has seen whatever the reader skipped).
+        if (!settled && !watcher.start(lastEventId) && again) await check(false);
       };
-      check().catch((err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(String(err)))));
+      check(true).catch((err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(String(err)))));
     });
   }
 
