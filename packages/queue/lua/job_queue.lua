@@ -6,26 +6,40 @@ cheapest first; shared helpers sit just before the first section that needs them
 FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep working exactly as written):
   PUSH, POP (without `full`), COMPLETE, FAIL, STATS, each with the four seed KEYS. Everything else is
   internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
-  with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD, the optional trailing ARGV of the public
-  operations (POP's full and request, COMPLETE's and FAIL's lease_token and final, PUSH's
-  "<max_retries>,<base_ms>,<max_ms>" policy) and the stored record formats below.
+  with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD and the inspection and control operations
+  (PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, CLEAN,
+  OBLITERATE), the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
+  lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
+  policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 9 (all declared) or 10 (all declared and a request's memo; both internal).
+KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
   KEYS[3] failed      ZSET of jobs that failed and wait for their retry: score = retry time (ms)
   KEYS[4] dead        ZSET of dead letters: score = time of death (ms)
   KEYS[5] queue..':delayed' ZSET of jobs pushed with a delay: score = ready time (ms)
-  KEYS[6] queue..':jobs'    HASH id -> "<priority>:<policy>:<data>" (immutable while the job lives); policy is
-                      the job's retry policy as pushed: "<max_retries>" or "<max_retries>,<base_ms>,<max_ms>"
-  KEYS[7] queue..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on)
+  KEYS[6] queue..':jobs'    HASH id -> "<priority>:<policy>@<created_ms>:<data>" (immutable while the job
+                      lives); policy is the job's retry policy as pushed: "<max_retries>" or
+                      "<max_retries>,<base_ms>,<max_ms>"; created_ms the push time (records written before
+                      it was kept have no "@<created_ms>")
+  KEYS[7] queue..':state'   HASH id -> "<attempts>:<lease token>:<last error>" (from the first pop on). STATE:
+                      the token is the lease's while the job is leased; once the lease ended it is
+                      "~<token>" (retry, release, expiry, death) or "=<token>" (completed), which no
+                      caller holds (older states say "0"). A token is at least the time in microseconds when it was granted,
+                      so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
-                      id), audit (cursor of the audit under way), audited (ms when the last audit ended)
+                      id), audit (cursor of the audit under way), audited (ms when the last audit ended),
+                      paused ("1" while paused)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
-  KEYS[10] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..10] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
+  KEYS[11] queue..':events'    STREAM of events (see EVENTS)
+  KEYS[12] queue..':info'      HASH INFO: "p:"..id -> progress (JSON text), "r:"..id -> return value (the
+                      codec's text), "l:"..id -> lines logged, "l:"..id..":"..k -> log line k mod 100 (the
+                      last 100 kept); deleted with the job's record
+  KEYS[13] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..13] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -36,6 +50,25 @@ Every key of one queue shares one hash tag on Redis Cluster.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
+
+POLICY (internal): current_time "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>" is
+the time (the server's TIME when no seconds come before the "*") plus what the call does beyond its
+operation: events 1 writes EVENTS (the stream keeps about max_len events, 1..1000000: each entry trims
+it to max_len / its number of events entries); keep and keep_ms (-1: no limit) are how many completed
+jobs `completed` keeps and for how long, 0 deleting them at once; keep_dead and keep_dead_ms the same for `dead`. Without
+it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
+finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
+count by age), so retention is O(1) amortised with no sweeper.
+
+EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN) holding
+its events in order (a call with thousands writes a few entries, each event whole in one), after its
+other writes, so an event never stands for a change that did not happen. Each event is the field
+<name> with the job id ('' for queue events), followed by its extra fields: r (return value, completed),
+f (reason, retrying and dead), t (ready time in ms, delayed and retrying), p (progress JSON, progress).
+Names: added, delayed (pushed with a delay), waiting (a delay or retry came due, promoted, released,
+retried from dead), active (leased), progress, completed, retrying, dead, removed (REMOVE, DRAIN, CLEAN;
+retention trims write none), stalled (a lease ran out: waiting again, or dead after its last attempt,
+which also writes dead), paused, resumed, drained (a POP/ACK took the last waiting job).
 
 REQUESTS: ioredis resends a call whose reply a reset lost, and a caller retries one whose outcome is
 unknown, so a POP or ACK may run twice. A request names the call: request_lane (1 to 1024 bytes) and
@@ -52,12 +85,14 @@ memory is one memo per lane: give each call in flight its own lane, and reuse a 
 call was answered. A call that completed and leased nothing is not remembered: its repeat runs as a new
 call, which is harmless.
 
-RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed` or `dead`.
+RECOVERY: every job is in exactly one place: a waiting list, `processing`, `delayed`, `failed`, `dead` or
+`completed`.
 Eviction or a DEL can break that. What each call does about it, never leaving a job in no state:
   - a job id whose record is gone is dead-lettered ("record lost") where a call meets it (POP, FAIL,
     RELEASE, a due delay, retry or lease) and never returned;
   - a POP that leaves the waiting lists empty compares the waiting count with the lists (a lost list or
-    priority index or `meta`) and the record count with the sets (a lost set): on a difference, and
+    priority index or `meta`) and the record count with the sets, `completed` included (a lost set): on
+    a difference, and
     every 60 s of server time in any case, it rebuilds the priority index and the count from the
     lists (2001 LLEN) and then audits the records, 100 per POP while the lists stay empty: a record in
     no place goes back where it can run again: leased before (its lease set was lost) -> leased again
@@ -65,22 +100,27 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
     delay or retry) -> waiting at the head, so a delayed job may run early;
   - a waiting count read negative (a lost `meta`) is rebuilt from the lists at once; STATS never
     reports less than 0;
-  - lease tokens stay unique when `meta` is lost: a counter that starts again starts at the server time
-    in microseconds, above every token given before (unless the server clock stepped back);
+  - lease tokens stay unique when `meta` is lost: every token is at least the server time in
+    microseconds, above every token given before (unless the server clock stepped back);
+  - a lost `completed` set: the audit finds its jobs' records (their state says completed) and puts them
+    back, completed at the audit's time; a lost `info` loses progress, return values and logs only;
+    a lost `events` stream loses events only;
   - a request memo that cannot be read counts as absent (the call runs as new).
 Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
 
-Retention: a completed job is deleted at once (only counted). The dead letter set keeps at most 10000 jobs
-for at most 7 days; older or excess ones are deleted (up to 100 per call that adds dead jobs).
+Retention (see POLICY): completed jobs go to `completed` or, when none are kept, are deleted at once
+(always counted); dead letters stay in `dead`; each set is trimmed by the call that adds to it.
 
 Errors: bad input (unknown op, wrong key count or names, missing or non-numeric or out-of-range numbers,
 empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
 A lost key is never an error (see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N), plus, when one leaves the
-queue empty, 8 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of about 100 records
-(HSCAN COUNT 100, 4 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 100 dead-letter deletions;
-EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N).
+Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N) plus retention trims of
+O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
+leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
+about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
+retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
+control operations: see their sections (each bounded: pages and steps of at most 1000).
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
@@ -106,6 +146,11 @@ local MIN_MEMO_MS = 60000
 local AUDIT_EVERY_MS = 60000
 local AUDIT_STEP = 100
 local DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS = 1000, 60000
+local MAX_PROGRESS = 1024
+local MAX_LOG_LINE = 1024
+local LOG_MAX = 100
+local MAX_EVENTS_LEN = 1000000
+local STEP = 1000
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -113,6 +158,9 @@ local jobs = waiting .. ':jobs'
 local state = waiting .. ':state'
 local meta = waiting .. ':meta'
 local wake = waiting .. ':wake'
+local completed = waiting .. ':completed'
+local events = waiting .. ':events'
+local info = waiting .. ':info'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -135,25 +183,73 @@ local function id_arg(name, value)
   return value
 end
 
+-- The server clock in ms; also sets `now_us` (the same instant in microseconds).
+local now_us
 local function server_time()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return math.floor(now_us / 1000)
 end
 
-if #KEYS ~= 4 and #KEYS ~= 9 and #KEYS ~= 10 then
-  bad('takes 4 keys (queue, processing, failed, dead), 9 or 10 (see KEYS), got ' .. #KEYS)
+if #KEYS ~= 4 and #KEYS ~= 12 and #KEYS ~= 13 then
+  bad('takes 4 keys (queue, processing, failed, dead), 12 or 13 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS >= 9
-  and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake) then
-  bad('KEYS[5..9] must be KEYS[1] with :delayed, :jobs, :state, :meta and :wake')
+if #KEYS >= 12
+  and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
+    or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info) then
+  bad('KEYS[5..12] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events and :info')
 end
 local op = ARGV[1]
--- Milliseconds. The server clock costs a TIME call, which a push without a delay never needs.
+-- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
+local events_on, events_max = false, 0
+local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
+local clock = ARGV[2]
+local star = type(clock) == 'string' and find(clock, '*', 1, true)
+if star and #clock > star then
+  local e, m, c, ca, d, da = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
+  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>", got ' .. clock) end
+  events_on = e == '1'
+  events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
+  keep_done = number('keep', c, -1, 1e9, true)
+  keep_done_ms = number('keep_ms', ca, -1, 1e13, true)
+  keep_dead = number('keep_dead', d, -1, 1e9, true)
+  keep_dead_ms = number('keep_dead_ms', da, -1, 1e13, true)
+  clock = star == 1 and '*' or sub(clock, 1, star - 1)
+end
+-- Milliseconds, from the server clock (`TIME`) unless the caller passes the time.
 local now
-if ARGV[2] ~= '*' then
-  now = math.floor(number('current_time', ARGV[2], 0, 1e11) * 1000 + 0.5)
-elseif op ~= 'PUSH' and op ~= 'PUSHN' then
+if clock ~= '*' then
+  now = math.floor(number('current_time', clock, 0, 1e11) * 1000 + 0.5)
+  now_us = now * 1000
+else
   now = server_time()
+end
+
+-- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end.
+local ev, ev_count = {}, 0
+-- The stream keeps about events_max events: entries hold many, so the cap in entries is events_max over
+-- this entry's events (exact when small, since `~` trims only whole stream nodes).
+local function flush_events()
+  if ev_count == 0 then return end
+  local cap = math.max(1, math.floor(events_max / ev_count))
+  redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
+  ev, ev_count = {}, 0
+end
+local function emit(name, id)
+  if events_on then
+    -- One entry per call; a call with very many events writes a few (unpack has a stack limit), each
+    -- event whole in one entry.
+    if #ev >= 6000 then flush_events() end
+    ev[#ev + 1] = name
+    ev[#ev + 1] = id
+    ev_count = ev_count + 1
+  end
+end
+local function emit_field(field, value)
+  if events_on then
+    ev[#ev + 1] = field
+    ev[#ev + 1] = value
+  end
 end
 
 --[[ STATS (public) --------------------------------------------------------------------------------------
@@ -171,6 +267,15 @@ if op == 'STATS' then
     'dead', redis.call('ZCARD', dead),
     'completed', tonumber(redis.call('HGET', meta, 'completed') or '0'),
   }
+end
+
+--[[ PAUSED (internal) -----------------------------------------------------------------------------------
+KEYS: 8 meta.
+ARGV: PAUSED <current_time>
+Reply: 1 when the queue is paused (see PAUSE), else 0.
+]]
+if op == 'PAUSED' then
+  return redis.call('HEXISTS', meta, 'paused')
 end
 
 -- Waiting jobs added (or, negative, popped) by this call; written to the counter once, at the end.
@@ -237,11 +342,12 @@ local function check_policy(policy)
   return string.format('%d,%d,%d', r, base, cap)
 end
 
--- Checks a job's options; returns its record head "<priority>:<policy>:", priority and delay in ms.
+-- Checks a job's options; returns its record head "<priority>:<policy>@<created_ms>:", priority and delay
+-- in ms.
 local function check_options(priority, max_retries, delay)
   -- + 0 turns -0 into 0, so one priority has one list name.
   local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local head = p .. ':' .. check_policy(max_retries) .. ':'
+  local head = p .. ':' .. check_policy(max_retries) .. '@' .. string.format('%d', now) .. ':'
   local delay_ms = 0
   if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
   return head, p, delay_ms
@@ -295,9 +401,10 @@ local function push_all(n, ids, recs, priorities, delays)
       fields[#fields + 1] = id
       fields[#fields + 1] = recs[i]
       if delays[i] > 0 then
-        now = now or server_time()
         later[#later + 1] = now + delays[i]
         later[#later + 1] = id
+        emit('delayed', id)
+        emit_field('t', string.format('%d', now + delays[i]))
       else
         local group = groups[priorities[i]]
         if not group then
@@ -305,6 +412,7 @@ local function push_all(n, ids, recs, priorities, delays)
           groups[priorities[i]] = group
         end
         group[#group + 1] = id
+        emit('added', id)
       end
     end
   end
@@ -315,11 +423,12 @@ local function push_all(n, ids, recs, priorities, delays)
   if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
   save_count()
   wake_worker()
+  flush_events()
   return out
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
-KEYS: 1 queue, 5 delayed, 6 jobs, 8 meta, 9 wake and the list of the job's priority.
+KEYS: 1 queue, 5 delayed, 6 jobs, 8 meta, 9 wake, 11 events and the list of the job's priority.
 ARGV: PUSH <current_time> <job_id> <job_data> <priority> <max_retries> <delay_seconds>
   priority: integer in [-1000, 1000], higher first; max_retries: integer in [0, 1000], a job runs at most
   max_retries + 1 times, or (internal) "<max_retries>,<backoff_base_ms>,<backoff_max_ms>" to give its retry
@@ -375,28 +484,38 @@ if op == 'PUSHN' then
 end
 
 -- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
--- cap in ms; nil when the record is lost.
+-- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
 local function parse_record(rec)
   if not rec then return nil end
-  local a = string.find(rec, ':', 1, true)
-  local b = string.find(rec, ':', a + 1, true)
-  local policy = string.sub(rec, a + 1, b - 1)
-  local c = string.find(policy, ',', 1, true)
-  if not c then return tonumber(string.sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
-  local d = string.find(policy, ',', c + 1, true)
-  return tonumber(string.sub(rec, 1, a - 1)), tonumber(string.sub(policy, 1, c - 1)), b,
-    tonumber(string.sub(policy, c + 1, d - 1)), tonumber(string.sub(policy, d + 1))
+  local a = find(rec, ':', 1, true)
+  local b = find(rec, ':', a + 1, true)
+  local policy = sub(rec, a + 1, b - 1)
+  local at = find(policy, '@', 1, true)
+  if at then policy = sub(policy, 1, at - 1) end
+  local c = find(policy, ',', 1, true)
+  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+  local d = find(policy, ',', c + 1, true)
+  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
+    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
 end
 
 local function parse_state(s)
   if not s then return 0, '', '' end
-  local a = string.find(s, ':', 1, true)
-  local b = string.find(s, ':', a + 1, true)
-  return tonumber(string.sub(s, 1, a - 1)), string.sub(s, a + 1, b - 1), string.sub(s, b + 1)
+  local a = find(s, ':', 1, true)
+  local b = find(s, ':', a + 1, true)
+  return tonumber(sub(s, 1, a - 1)), sub(s, a + 1, b - 1), sub(s, b + 1)
 end
 
 local function read_state(id)
   return parse_state(redis.call('HGET', state, id))
+end
+
+-- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+-- once completed.
+local function ended(token)
+  local first = byte(token, 1)
+  if token == '' or token == '0' or first == 126 or first == 61 then return token end
+  return '~' .. token
 end
 
 local function write_state(id, attempts, token, err)
@@ -407,9 +526,41 @@ local function wake_worker_if_waiting()
   if redis.call('ZCARD', waiting) > 0 then wake_worker() end
 end
 
+-- HDEL of many fields, in steps (unpack has a stack limit).
+local function hdel_all(key, fields)
+  for from = 1, #fields, STEP do
+    redis.call('HDEL', key, unpack(fields, from, math.min(#fields, from + STEP - 1)))
+  end
+end
+
+-- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
+local function drop_info(ids)
+  if redis.call('HLEN', info) == 0 then return end
+  local counts, fields = {}, {}
+  for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
+  counts = redis.call('HMGET', info, unpack(counts))
+  for i, id in ipairs(ids) do
+    fields[#fields + 1] = 'p:' .. id
+    fields[#fields + 1] = 'r:' .. id
+    local lines = tonumber(counts[i])
+    if lines then
+      fields[#fields + 1] = 'l:' .. id
+      for k = 0, math.min(lines, LOG_MAX) - 1 do fields[#fields + 1] = 'l:' .. id .. ':' .. k end
+    end
+  end
+  hdel_all(info, fields)
+end
+
+-- Deletes what is kept of jobs that left every state: records, states, progress, return values, logs.
+local function forget_all(ids)
+  if #ids == 0 then return end
+  redis.call('HDEL', jobs, unpack(ids))
+  redis.call('HDEL', state, unpack(ids))
+  drop_info(ids)
+end
+
 local function forget(id)
-  redis.call('HDEL', jobs, id)
-  redis.call('HDEL', state, id)
+  forget_all({ id })
 end
 
 -- The job's state when `id` is leased (under `token`, if given), else nil.
@@ -430,44 +581,94 @@ local function pairs_arg(base, n)
   return ids, tokens
 end
 
-local function dead_letter(id, attempts, err)
-  write_state(id, attempts, '0', err)
+local function dead_letter(id, attempts, token, err)
+  write_state(id, attempts, ended(token), err)
   redis.call('ZADD', dead, now, id)
+  emit('dead', id)
+  emit_field('f', err)
 end
 
--- Retention: drop the oldest dead letters past the count cap, then those past the age cap.
-local function trim_dead()
-  local over = redis.call('ZCARD', dead) - DEAD_MAX
-  if over > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', dead, 0, math.min(over, DEAD_TRIM) - 1)) do
-      redis.call('ZREM', dead, id)
-      forget(id)
+-- Retention of a finished set (`completed` or `dead`, scored by when): keeps at most `keep` (-1: any
+-- number) no older than `keep_ms` (-1: any age). Deletes at most `limit` by count and `limit` by age per
+-- call, the oldest first: a call that adds n jobs passes at least n, so the set never outgrows its cap.
+local function trim_finished(set, keep, keep_ms, limit)
+  local oldest = -1
+  if keep >= 0 then
+    local over = redis.call('ZCARD', set) - keep
+    if over > 0 then
+      -- ZPOPMIN answers members and scores, oldest first.
+      local popped, ids = redis.call('ZPOPMIN', set, math.min(over, limit)), {}
+      for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+      oldest = tonumber(popped[#popped])
+      forget_all(ids)
     end
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', dead, '-inf', now - DEAD_AGE_MS, 'LIMIT', 0, DEAD_TRIM)) do
-    redis.call('ZREM', dead, id)
-    forget(id)
+  -- What is left is no older than what the count took: when that is young enough, nothing to look for.
+  if keep_ms >= 0 and oldest <= now - keep_ms then
+    local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - keep_ms, 'LIMIT', 0, limit)
+    if #ids > 0 then
+      redis.call('ZREM', set, unpack(ids))
+      forget_all(ids)
+    end
   end
+end
+
+local function trim_dead()
+  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
 end
 
 -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
 local function lost_record(id)
-  dead_letter(id, (read_state(id)), 'record lost')
+  local attempts, token = read_state(id)
+  dead_letter(id, attempts, token, 'record lost')
 end
 
---[[ COMPLETE (public; the lease_token is internal) ----------------------------------------------------------
-KEYS: 2 processing, 6 jobs, 7 state, 8 meta.
-ARGV: COMPLETE <current_time> <job_id> [lease_token]
-Reply: 1 when completed (record deleted, completed counter + 1), 0 when the job is not leased (unknown,
-  already completed, reclaimed) or, with a token, leased under another token. A repeat is harmless.
+-- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
+-- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
+-- at once when it keeps none (the seed's behaviour).
+local function finish(ids, states, values)
+  local n = #ids
+  redis.call('ZREM', processing, unpack(ids))
+  redis.call('HINCRBY', meta, 'completed', n)
+  local scored, results = {}, {}
+  for i = 1, n do
+    local id = ids[i]
+    emit('completed', id)
+    if values and values[i] ~= '' then
+      emit_field('r', values[i])
+      results[#results + 1] = 'r:' .. id
+      results[#results + 1] = values[i]
+    end
+    scored[2 * i - 1] = now
+    scored[2 * i] = id
+  end
+  if keep_done == 0 then
+    forget_all(ids)
+    return
+  end
+  redis.call('ZADD', completed, unpack(scored))
+  redis.call('HSET', state, unpack(states))
+  if #results > 0 then redis.call('HSET', info, unpack(results)) end
+  trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
+end
+
+--[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
+KEYS: 2 processing, 6 jobs, 7 state, 8 meta, 10 completed, 11 events, 12 info.
+ARGV: COMPLETE <current_time> <job_id> [lease_token] [return_value]
+  return_value: at most 1 MiB, kept with the job while it is kept (see POLICY).
+Reply: 1 when completed (completed counter + 1; the record kept in `completed` or, the seed's way, deleted;
+  event completed), 0 when the job is not leased (unknown, already completed, reclaimed) or, with a token,
+  leased under another token. A repeat is harmless.
 ]]
 if op == 'COMPLETE' then
   local id = id_arg('job_id', ARGV[3])
   local token = ARGV[4] and id_arg('lease_token', ARGV[4])
-  if not leased(id, token) then return 0 end
-  redis.call('ZREM', processing, id)
-  forget(id)
-  redis.call('HINCRBY', meta, 'completed', 1)
+  local value = ARGV[5]
+  if value ~= nil and #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes, got ' .. #value) end
+  local attempts, held = leased(id, token)
+  if not attempts then return 0 end
+  finish({ id }, { id, attempts .. ':=' .. held .. ':' }, value and { value })
+  flush_events()
   return 1
 end
 
@@ -494,7 +695,8 @@ if op == 'EXTEND' then
 end
 
 --[[ RELEASE (internal) ----------------------------------------------------------------------------------
-KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the list of the job's priority.
+KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events, 12 info and the list of
+  the job's priority.
 ARGV: RELEASE <current_time> <job_id> <lease_token>
 Reply: 1 when the leased job went back to the head of its priority without its attempt counted (or, its
   record lost, to the dead letters), else 0.
@@ -502,24 +704,26 @@ Reply: 1 when the leased job went back to the head of its priority without its a
 if op == 'RELEASE' then
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
-  local attempts, _, err = leased(id, token)
+  local attempts, held, err = leased(id, token)
   if not attempts then return 0 end
   local priority = parse_record(redis.call('HGET', jobs, id))
   redis.call('ZREM', processing, id)
   if not priority then
     lost_record(id)
     trim_dead()
-    return 1
+  else
+    write_state(id, attempts - 1, ended(held), err)
+    requeue(id, priority)
+    emit('waiting', id)
+    save_count()
+    wake_worker()
   end
-  write_state(id, attempts - 1, '0', err)
-  requeue(id, priority)
-  save_count()
-  wake_worker()
+  flush_events()
   return 1
 end
 
 --[[ RETRYDEAD (internal) --------------------------------------------------------------------------------
-KEYS: 1 queue, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake and the lists of the jobs' priorities.
+KEYS: 1 queue, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events and the lists of the jobs' priorities.
 ARGV: RETRYDEAD <current_time> <count> [skip]
 Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first skip (default 0), the
   number moved back to the queue with their attempts reset, and how many were looked at; a job whose
@@ -528,7 +732,7 @@ Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first 
 if op == 'RETRYDEAD' then
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local skip = 0
-  if ARGV[4] ~= nil then skip = number('skip', ARGV[4], 0, DEAD_MAX * 2, true) end
+  if ARGV[4] ~= nil then skip = number('skip', ARGV[4], 0, 1e9, true) end
   local ids = redis.call('ZRANGE', dead, skip, skip + count - 1)
   local recs = #ids > 0 and redis.call('HMGET', jobs, unpack(ids)) or {}
   local moved = 0
@@ -538,11 +742,13 @@ if op == 'RETRYDEAD' then
       redis.call('ZREM', dead, id)
       redis.call('HDEL', state, id)
       enqueue(id, priority)
+      emit('waiting', id)
       moved = moved + 1
     end
   end
   save_count()
   wake_worker_if_waiting()
+  flush_events()
   return { moved, #ids }
 end
 
@@ -576,7 +782,7 @@ if op == 'DEAD' then
 end
 
 --[[ FAIL (public; lease_token and final are internal) -----------------------------------------------------
-KEYS: 2 processing, 3 failed, 4 dead, 6 jobs, 7 state, 9 wake.
+KEYS: 2 processing, 3 failed, 4 dead, 6 jobs, 7 state, 9 wake, 11 events, 12 info.
 ARGV: FAIL <current_time> <job_id> <error_message> [lease_token] [final]
 Reply: { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed` for
   min(max, base * 2^(attempts-1)) ms, jittered down by up to half, with the backoff stored with the job
@@ -598,17 +804,22 @@ if op == 'FAIL' then
   local err = string.sub(message, 1, MAX_ERROR)
   redis.call('ZREM', processing, id)
   if not priority or final == '1' or attempts > max_retries then
-    dead_letter(id, attempts, priority and err or 'record lost')
+    dead_letter(id, attempts, held, priority and err or 'record lost')
     trim_dead()
+    flush_events()
     return { 'dead', now }
   end
   local delay = math.min(cap, base * 2 ^ (attempts - 1))
   -- Scripts start with a fixed seed; seed from time and token so retries of many jobs spread out.
-  math.randomseed((now + (tonumber(held) or 0) * 7919) % 2147483647)
+  math.randomseed((now + ((tonumber(held) or 0) % 1000003) * 7919) % 2147483647)
   local at = now + math.floor(delay / 2 + math.random() * delay / 2)
-  write_state(id, attempts, '0', err)
+  write_state(id, attempts, ended(held), err)
   redis.call('ZADD', failed, at, id)
+  emit('retrying', id)
+  emit_field('t', string.format('%d', at))
+  emit_field('f', err)
   wake_worker()
+  flush_events()
   return { 'retry', at }
 end
 
@@ -648,6 +859,7 @@ local function promote_due(source)
     local priority = parse_record(recs[i])
     if priority then
       enqueue(id, priority)
+      emit('waiting', id)
     else
       lost_record(id)
       buried = buried + 1
@@ -669,15 +881,16 @@ local function reclaim(completing)
   local buried = 0
   for i, id in ipairs(ids) do
     local priority, max_retries = parse_record(recs[i])
-    local attempts = read_state(id)
+    local attempts, held = read_state(id)
+    emit('stalled', id)
     if not priority then
       lost_record(id)
       buried = buried + 1
     elseif attempts > max_retries then
-      dead_letter(id, attempts, 'lease expired')
+      dead_letter(id, attempts, held, 'lease expired')
       buried = buried + 1
     else
-      write_state(id, attempts, '0', 'lease expired')
+      write_state(id, attempts, ended(held), 'lease expired')
       requeue(id, priority)
     end
   end
@@ -697,16 +910,14 @@ local function wait_ms()
   return best
 end
 
--- A new lease token, above every one given before: the counter in `meta`, which starts (new, or lost with
--- its hash) at the server time in microseconds, so tokens never repeat for a job that outlived its `meta`.
-local function next_token()
-  local token = redis.call('HINCRBY', meta, 'lease', 1)
-  if token == 1 then
-    local t = redis.call('TIME')
-    token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('HSET', meta, 'lease', string.format('%d', token))
-  end
-  return token
+-- A new lease token, above every one given before (`last`, the counter in `meta`) and at least the time
+-- in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the lease's start is
+-- the token / 1000 (exact while the calls that lease are fewer than one per microsecond).
+local function next_token(last)
+  local token = math.max((tonumber(last) or 0) + 1, now_us)
+  local text = string.format('%d', token)
+  redis.call('HSET', meta, 'lease', text)
+  return token, text
 end
 
 -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
@@ -718,14 +929,17 @@ local function audit_step(cursor, lease_ms)
     local id = found[i]
     -- HSCAN may return an element twice: place it once.
     if not seen[id] and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
-      and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id) then
+      and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
+      and not redis.call('ZSCORE', completed, id) then
       seen[id] = true
       local priority, max_retries = parse_record(found[i + 1])
       local attempts, held, err = read_state(id)
-      if held ~= '' and held ~= '0' then
+      if ended(held) ~= held then
         redis.call('ZADD', processing, now + lease_ms, id)
+      elseif byte(held, 1) == 61 then
+        redis.call('ZADD', completed, now, id)
       elseif attempts > max_retries then
-        dead_letter(id, attempts, err)
+        dead_letter(id, attempts, held, err)
       else
         requeue(id, priority)
       end
@@ -748,7 +962,7 @@ local function check_empty(lease_ms)
     cursor = '0'
   elseif not cursor then
     local placed = redis.call('ZCARD', processing) + redis.call('ZCARD', delayed) + redis.call('ZCARD', failed)
-      + redis.call('ZCARD', dead)
+      + redis.call('ZCARD', dead) + redis.call('ZCARD', completed)
     if redis.call('HLEN', jobs) > placed then
       cursor = '0'
     elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
@@ -770,12 +984,12 @@ end
 -- fences each lease) and appends them to `out` (seed pairs, or id and record pairs when `full`). Returns
 -- how many, the token (0 when none), their attempts (a table of strings) and how many were dead-lettered
 -- (their records lost).
-local function lease_ids(ids, lease_ms, full, out)
+local function lease_ids(ids, lease_ms, full, out, last_token)
   local n = #ids
   local recs = redis.call('HMGET', jobs, unpack(ids))
   local olds = redis.call('HMGET', state, unpack(ids))
-  local token = next_token()
-  local held = ':' .. string.format('%d', token) .. ':'
+  local token, text = next_token(last_token)
+  local held = ':' .. text .. ':'
   local deadline = string.format('%d', now + lease_ms)
   local fresh = '1' .. held
   local leases, states, tries = {}, {}, {}
@@ -795,8 +1009,9 @@ local function lease_ids(ids, lease_ms, full, out)
       states[2 * j] = s
       leases[2 * j - 1] = deadline
       leases[2 * j] = id
+      emit('active', id)
       if full then
-        -- The record goes out whole ("priority:policy:data"): the caller splits it, Lua copies nothing.
+        -- The record goes out whole ("priority:policy@created:data"): the caller splits it, Lua copies nothing.
         out[k + 1] = id
         out[k + 2] = rec
         k = k + 2
@@ -818,28 +1033,36 @@ end
 
 -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
 -- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`.
+-- Also returns whether the queue is paused (see PAUSE): then it leases nothing.
 local function lease_jobs(count, lease_ms, full, out, completing)
-  local n, token, more, tries = 0, 0, false, {}
+  local n, token, more, tries, paused = 0, 0, false, {}, false
   local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
   if count > 0 then
-    local ids
-    ids, more = pop_waiting_ids(count)
+    local m = redis.call('HMGET', meta, 'paused', 'lease')
+    paused = m[1] ~= false
+    local ids = {}
+    if not paused then ids, more = pop_waiting_ids(count) end
     if #ids > 0 then
       local lost
-      n, token, tries, lost = lease_ids(ids, lease_ms, full, out)
+      n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
       buried = buried + lost
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0 then check_empty(lease_ms) end
+  if not more and redis.call('ZCARD', waiting) == 0 then
+    if n > 0 then emit('drained', '') end
+    check_empty(lease_ms)
+  end
   save_count()
   -- Jobs left behind wake the next blocked worker.
   if more then wake_worker() else wake_worker_if_waiting() end
-  return n, token, table.concat(tries, ',')
+  return n, token, table.concat(tries, ','), paused
 end
 
--- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0).
-local function wait_after(n, count)
+-- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0); a paused
+-- queue, -1 (block until woken: RESUME wakes the workers).
+local function wait_after(n, count, paused)
+  if paused then return -1 end
   if count > 0 and n == count then return 0 end
   return wait_ms()
 end
@@ -848,14 +1071,14 @@ end
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == 10 then bad('KEYS[10] is a request memo key: the call needs a request') end
+    if #KEYS == 13 then bad('KEYS[13] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == 10 and KEYS[10] ~= key then bad('KEYS[10] must be the request memo key ' .. key) end
+  if #KEYS == 13 and KEYS[13] ~= key then bad('KEYS[13] must be the request memo key ' .. key) end
   return key, seq
 end
 
@@ -907,13 +1130,14 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all nine, the priority lists and, with a request, KEYS[10] = its memo key.
+KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
-  With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>:<data>", ... }: one token for
+  With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
   the jobs of the call (0 when none), their attempt counts as one comma-separated string ("1,1,2"; ""
   when none), then two items per job; wait_ms is 0 when count jobs came or jobs still wait, else ms until
-  the next delayed job, retry or lease deadline, or -1 for none. A request (needs full = "1"): see REQUESTS.
+  the next delayed job, retry or lease deadline, or -1 for none (and while the queue is paused, when it
+  leases nothing). A request (needs full = "1"): see REQUESTS.
   Before leasing, a POP reclaims up to 256 expired leases (back to the queue, or dead once the attempt
   that expired was the last) and moves up to 256 due delayed and 256 due retry jobs to the queue. When a
   POP leaves the queue empty it checks the structures and repairs what was lost: see RECOVERY.
@@ -928,34 +1152,42 @@ if op == 'POP' then
   local out = {}
   if full then out = { 0, 0, '' } end
   local saved = recall_request(memo, seq)
-  local n, token, tries
+  local n, token, tries, paused
   if saved then
     local _
     _, token, n, tries = replay_request(saved, out)
   else
-    n, token, tries = lease_jobs(count, lease_ms, full, out, {})
+    n, token, tries, paused = lease_jobs(count, lease_ms, full, out, {})
     if memo then remember_request(memo, seq, '', 0, token, out, 4, lease_ms) end
   end
   if full then
-    out[1] = wait_after(n, count)
+    out[1] = wait_after(n, count, paused)
     out[2] = token
     out[3] = tries
   end
+  flush_events()
   return out
 end
 
--- ACK's groups of jobs leased under one token (`<lease_token> <k>` then k ids), from ARGV[6] on: the ids,
--- each one's token and the whole state of a first attempt under it, and the index of the argument after
+-- ACK's groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
+-- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
+-- attempt under it, the return values (nil when no group has any), and the index of the argument after
 -- the groups.
 local function ack_groups(n)
-  local ids, tokens, firsts = {}, {}, {}
+  local ids, tokens, firsts, values = {}, {}, {}, nil
   local at, count = 6, 0
   while count < n do
     local token = id_arg('lease_token', ARGV[at])
     -- Strings compare by identity in Lua: one comparison finds the common case.
     local first = '1:' .. token .. ':'
     local k = number('k', ARGV[at + 1], 1, n - count, true)
-    at = at + 2
+    local valued = ARGV[at + 2]
+    if valued ~= '0' and valued ~= '1' then bad('valued must be 0 or 1, got ' .. tostring(valued)) end
+    if valued == '1' and not values then
+      values = {}
+      for i = 1, count do values[i] = '' end
+    end
+    at = at + 3
     for _ = 1, k do
       local id = ARGV[at]
       -- id_arg inlined (a call per job); it still words the error.
@@ -965,48 +1197,59 @@ local function ack_groups(n)
       tokens[count] = token
       firsts[count] = first
       at = at + 1
+      if valued == '1' then
+        local value = ARGV[at]
+        if value == nil or #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes') end
+        values[count] = value
+        at = at + 1
+      elseif values then
+        values[count] = ''
+      end
     end
   end
   if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
     bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
-  return ids, tokens, firsts, at
+  return ids, tokens, firsts, values, at
 end
 
 -- Which of ACK's jobs are leased under the token given with them (read only): one "1" or "0" per job as
--- one string, the ids to complete, and those ids as a set.
-local function held_by_caller(ids, tokens, firsts)
-  local results, done, seen, d = {}, {}, {}, 0
-  if #ids == 0 then return '', done, seen end
+-- one string, the ids to complete, those ids as a set, their states once completed (id and state pairs,
+-- only when completed jobs are kept) and their return values (when given).
+local function held_by_caller(ids, tokens, firsts, values)
+  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
+  if #ids == 0 then return '', done, seen, finals, kept end
   local states = redis.call('HMGET', state, unpack(ids))
   for i = 1, #ids do
     local id, token, s = ids[i], tokens[i], states[i]
     local r = '0'
-    -- The state names the token of the lease a job is under ('0' when none, and gone once completed), so
-    -- a match means leased under this token; a repeated pair in one call completes once.
+    -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
+    -- record), so a match means leased under this token; a repeated pair in one call completes once.
     if s and token ~= '0' and not seen[id] then
-      local held = s == firsts[i]
-      if not held then
-        local a = find(s, ':', 1, true)
-        held = byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token
-      end
+      local a = find(s, ':', 1, true)
+      local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
       if held then
         seen[id] = true
         d = d + 1
         done[d] = id
+        if kept then kept[d] = values[i] end
+        if keep_done ~= 0 then
+          finals[2 * d - 1] = id
+          finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
+        end
         r = '1'
       end
     end
     results[i] = r
   end
-  return table.concat(results), done, seen
+  return table.concat(results), done, seen, finals, kept
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all nine (waiting lists, processing, failed, dead, delayed, jobs, state, meta, wake), the priority
-  lists and, with a request, KEYS[10] = the request's memo key.
+KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-  <lease_token> <k> then k times <job_id> (k >= 1, the k summing to n), then [request_lane request_seq]
+  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
+  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
 Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
   leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
   that token) per job, in argument order. A request: see REQUESTS.
@@ -1015,35 +1258,382 @@ if op == 'ACK' then
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  local ids, tokens, firsts, at = ack_groups(n)
+  local ids, tokens, firsts, values, at = ack_groups(n)
   local memo, seq = request_arg(at)
   local saved = recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
   if saved then
     local results, token, got, tries = replay_request(saved, out)
     out[1] = results
-    out[2] = wait_after(got, fetch)
+    out[2] = wait_after(got, fetch, false)
     out[3] = token
     out[4] = tries
     return out
   end
-  local results, done, seen = held_by_caller(ids, tokens, firsts)
+  local results, done, seen, finals, kept = held_by_caller(ids, tokens, firsts, values)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
-  local got, token, tries = lease_jobs(fetch, lease_ms, true, out, seen)
-  if #done > 0 then
-    redis.call('ZREM', processing, unpack(done))
-    redis.call('HDEL', jobs, unpack(done))
-    redis.call('HDEL', state, unpack(done))
-    redis.call('HINCRBY', meta, 'completed', #done)
-  end
-  out[2] = wait_after(got, fetch)
+  local got, token, tries, paused = lease_jobs(fetch, lease_ms, true, out, seen)
+  if #done > 0 then finish(done, finals, kept) end
+  out[2] = wait_after(got, fetch, paused)
   out[3] = token
   out[4] = tries
   if memo then remember_request(memo, seq, results, #done, token, out, 5, lease_ms) end
+  flush_events()
   return out
 end
 
-bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD or DEAD')
+-- Inspection and control: below the hot path, so POP and ACK never build these helpers.
+
+-- Where a job is: its state name, the score it has there (lease deadline, ready time, finish time) and
+-- the set holding it; 'waiting' (no score) when no set holds it.
+local function where(id)
+  for _, place in ipairs({ { processing, 'active' }, { delayed, 'delayed' }, { failed, 'delayed' },
+    { completed, 'completed' }, { dead, 'dead' } }) do
+    local score = redis.call('ZSCORE', place[1], id)
+    if score then return place[2], score, place[1] end
+  end
+  return 'waiting', false, nil
+end
+
+-- Appends a job's seven INFO items (see GETJOB) to `out`; `name` and `score` when the caller knows them.
+local function append_info(out, id, name, score)
+  if not name then name, score = where(id) end
+  local extra = redis.call('HMGET', info, 'p:' .. id, 'r:' .. id)
+  local k = #out
+  out[k + 1] = id
+  out[k + 2] = name
+  out[k + 3] = redis.call('HGET', jobs, id) or false
+  out[k + 4] = redis.call('HGET', state, id) or false
+  out[k + 5] = extra[1] or false
+  out[k + 6] = extra[2] or false
+  out[k + 7] = score or false
+end
+
+-- The last event id written, so a reader can start right after a lookup ("0-0" when none).
+local function last_event_id()
+  local last = redis.call('XREVRANGE', events, '+', '-', 'COUNT', 1)[1]
+  return last and last[1] or '0-0'
+end
+
+--[[ GETJOB (internal) -----------------------------------------------------------------------------------
+KEYS: all twelve declared.
+ARGV: GETJOB <current_time> <job_id>
+Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
+  progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
+  active, completed or dead; record "<priority>:<policy>@<created_ms>:<data>"; job_state
+  "<attempts>:<token>:<last error>" or nil before the first lease (token "~<token>" once the lease ended;
+  its lease began at token / 1000 ms); progress and return_value as stored, or nil; score: the lease
+  deadline (active), ready time (delayed), finish time (completed, dead), nil (waiting). O(log N).
+]]
+if op == 'GETJOB' then
+  local id = id_arg('job_id', ARGV[3])
+  local out = { last_event_id() }
+  if redis.call('HEXISTS', jobs, id) == 1 then append_info(out, id) end
+  return out
+end
+
+-- Appends the jobs of a sorted set's page (ids and scores, as ZRANGE WITHSCORES gives them).
+local function append_page(out, list, name)
+  for i = 1, #list, 2 do append_info(out, list[i], name, list[i + 1]) end
+  return #list / 2
+end
+
+--[[ GETJOBS (internal) ----------------------------------------------------------------------------------
+KEYS: all twelve declared and the priority lists.
+ARGV: GETJOBS <current_time> <state> <offset> <limit>
+Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
+  order of the state: waiting in the order they will run (highest priority first, FIFO within one);
+  delayed: jobs pushed with a delay by ready time, then jobs waiting for a retry by retry time; active by
+  lease deadline; completed and dead newest first. O(log N + limit), plus one LLEN per priority in use
+  for waiting.
+]]
+if op == 'GETJOBS' then
+  local name = ARGV[3]
+  local offset = number('offset', ARGV[4], 0, 1e9, true)
+  local limit = number('limit', ARGV[5], 1, MAX_BATCH, true)
+  local out = {}
+  if name == 'waiting' then
+    local skip, left = offset, limit
+    for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do
+      if left == 0 then break end
+      local list = waiting .. ':w:' .. p
+      local len = redis.call('LLEN', list)
+      if skip >= len then
+        skip = skip - len
+      else
+        local ids = redis.call('LRANGE', list, skip, skip + left - 1)
+        skip = 0
+        for _, id in ipairs(ids) do append_info(out, id, 'waiting', false) end
+        left = left - #ids
+      end
+    end
+  elseif name == 'delayed' then
+    local first = redis.call('ZCARD', delayed)
+    local got = 0
+    if offset < first then
+      got = append_page(out, redis.call('ZRANGE', delayed, offset, offset + limit - 1, 'WITHSCORES'), 'delayed')
+    end
+    if got < limit then
+      local from = math.max(0, offset - first)
+      append_page(out, redis.call('ZRANGE', failed, from, from + limit - got - 1, 'WITHSCORES'), 'delayed')
+    end
+  elseif name == 'active' then
+    append_page(out, redis.call('ZRANGE', processing, offset, offset + limit - 1, 'WITHSCORES'), 'active')
+  elseif name == 'completed' or name == 'dead' then
+    local set = name == 'completed' and completed or dead
+    append_page(out, redis.call('ZREVRANGE', set, offset, offset + limit - 1, 'WITHSCORES'), name)
+  else
+    bad('state must be waiting, delayed, active, completed or dead, got ' .. tostring(name))
+  end
+  return out
+end
+
+--[[ LOGS (internal) -------------------------------------------------------------------------------------
+KEYS: 12 info.
+ARGV: LOGS <current_time> <job_id> <offset> <limit>
+Reply: { total, line, ... }: how many lines were ever logged, then up to limit (1..1000) of the kept ones
+  (the last 100), oldest first, after the first offset of those.
+]]
+if op == 'LOGS' then
+  local id = id_arg('job_id', ARGV[3])
+  local offset = number('offset', ARGV[4], 0, 1e9, true)
+  local limit = number('limit', ARGV[5], 1, MAX_BATCH, true)
+  local total = tonumber(redis.call('HGET', info, 'l:' .. id)) or 0
+  local from = total - math.min(total, LOG_MAX) + offset
+  local to = math.min(total, from + limit) - 1
+  local fields = {}
+  for k = from, to do fields[#fields + 1] = 'l:' .. id .. ':' .. (k % LOG_MAX) end
+  local out = { total }
+  if #fields > 0 then
+    for _, line in ipairs(redis.call('HMGET', info, unpack(fields))) do out[#out + 1] = line or '' end
+  end
+  return out
+end
+
+--[[ LOG (internal) --------------------------------------------------------------------------------------
+KEYS: 6 jobs, 12 info.
+ARGV: LOG <current_time> <job_id> <line>
+Reply: the job's number of lines logged so far, this one included; 0 when no record has that id (nothing
+  written). A line is at most 1024 bytes; a job keeps its last 100 lines, deleted with its record.
+]]
+if op == 'LOG' then
+  local id = id_arg('job_id', ARGV[3])
+  local line = ARGV[4]
+  if line == nil or #line > MAX_LOG_LINE then bad('line must be at most ' .. MAX_LOG_LINE .. ' bytes') end
+  if #ARGV ~= 4 then bad('LOG takes 4 arguments, got ' .. #ARGV) end
+  if redis.call('HEXISTS', jobs, id) == 0 then return 0 end
+  local total = redis.call('HINCRBY', info, 'l:' .. id, 1)
+  redis.call('HSET', info, 'l:' .. id .. ':' .. ((total - 1) % LOG_MAX), line)
+  return total
+end
+
+--[[ PROGRESS (internal) ---------------------------------------------------------------------------------
+KEYS: 2 processing, 7 state, 11 events, 12 info.
+ARGV: PROGRESS <current_time> <job_id> <lease_token> <progress>
+  progress: a number in [0, 100], or JSON text of an object of at most 1024 bytes.
+Reply: 1 when stored (the job is leased under that token; event progress), else 0.
+]]
+if op == 'PROGRESS' then
+  local id = id_arg('job_id', ARGV[3])
+  local token = id_arg('lease_token', ARGV[4])
+  local progress = ARGV[5]
+  if progress == nil or #progress > MAX_PROGRESS then bad('progress must be at most ' .. MAX_PROGRESS .. ' bytes') end
+  if byte(progress, 1) == 123 then
+    local ok, value = pcall(cjson.decode, progress)
+    if not ok or type(value) ~= 'table' then bad('progress must be a number in [0, 100] or a JSON object') end
+  else
+    number('progress', progress, 0, 100, false)
+  end
+  if not leased(id, token) then return 0 end
+  redis.call('HSET', info, 'p:' .. id, progress)
+  emit('progress', id)
+  emit_field('p', progress)
+  flush_events()
+  return 1
+end
+
+--[[ REMOVE (internal) -----------------------------------------------------------------------------------
+KEYS: all twelve declared and the list of the job's priority.
+ARGV: REMOVE <current_time> <job_id> <force>
+Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
+  that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
+  out of its priority's list with LREM: O(jobs waiting at that priority); other states O(log N).
+]]
+if op == 'REMOVE' then
+  local id = id_arg('job_id', ARGV[3])
+  local force = ARGV[4]
+  if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
+  local rec = redis.call('HGET', jobs, id)
+  local name, _, set = where(id)
+  if name == 'active' and force ~= '1' then return 0 end
+  if set then
+    redis.call('ZREM', set, id)
+  elseif rec then
+    local priority = parse_record(rec)
+    local list = waiting .. ':w:' .. priority
+    if redis.call('LREM', list, 1, id) > 0 then
+      waiting_delta = -1
+      if redis.call('LLEN', list) == 0 then redis.call('ZREM', waiting, priority) end
+      save_count()
+    end
+  else
+    return 0
+  end
+  forget(id)
+  emit('removed', id)
+  flush_events()
+  return 1
+end
+
+--[[ PROMOTE (internal) ----------------------------------------------------------------------------------
+KEYS: all twelve declared and the list of the job's priority.
+ARGV: PROMOTE <current_time> <job_id>
+Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
+  record lost: dead), else 0.
+]]
+if op == 'PROMOTE' then
+  local id = id_arg('job_id', ARGV[3])
+  if redis.call('ZREM', delayed, id) == 0 and redis.call('ZREM', failed, id) == 0 then return 0 end
+  local priority = parse_record(redis.call('HGET', jobs, id))
+  if priority then
+    enqueue(id, priority)
+    emit('waiting', id)
+    save_count()
+    wake_worker()
+  else
+    lost_record(id)
+    trim_dead()
+  end
+  flush_events()
+  return 1
+end
+
+--[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
+KEYS: all twelve declared and the list of the job's priority.
+ARGV: RETRYJOB <current_time> <job_id>
+Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
+  or its record is lost).
+]]
+if op == 'RETRYJOB' then
+  local id = id_arg('job_id', ARGV[3])
+  if not redis.call('ZSCORE', dead, id) then return 0 end
+  local priority = parse_record(redis.call('HGET', jobs, id))
+  if not priority then return 0 end
+  redis.call('ZREM', dead, id)
+  redis.call('HDEL', state, id)
+  enqueue(id, priority)
+  emit('waiting', id)
+  save_count()
+  wake_worker()
+  flush_events()
+  return 1
+end
+
+--[[ PAUSE (internal) ------------------------------------------------------------------------------------
+KEYS: 1 queue, 8 meta, 9 wake, 11 events.
+ARGV: PAUSE <current_time> <paused>
+Reply: 1 when the call changed the state (event paused or resumed), else 0. While paused, POP and ACK
+  lease nothing (completions still count) and answer wait_ms -1; RESUME wakes a blocked worker.
+]]
+if op == 'PAUSE' then
+  local want = ARGV[3]
+  if want ~= '0' and want ~= '1' then bad('paused must be 0 or 1, got ' .. tostring(want)) end
+  local was = redis.call('HEXISTS', meta, 'paused')
+  if want == '1' and was == 0 then
+    redis.call('HSET', meta, 'paused', '1')
+    emit('paused', '')
+  elseif want == '0' and was == 1 then
+    redis.call('HDEL', meta, 'paused')
+    emit('resumed', '')
+    wake_worker_if_waiting()
+  else
+    return 0
+  end
+  flush_events()
+  return 1
+end
+
+-- Deletes what is kept of `ids` (taken out of their places already), each with a removed event.
+local function removed(ids)
+  forget_all(ids)
+  for _, id in ipairs(ids) do emit('removed', id) end
+  return #ids
+end
+
+--[[ DRAIN (internal) ------------------------------------------------------------------------------------
+KEYS: all twelve declared and the priority lists.
+ARGV: DRAIN <current_time> <delayed> <limit>
+Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
+  jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
+  again), else 0.
+]]
+if op == 'DRAIN' then
+  local with_delayed = ARGV[3]
+  if with_delayed ~= '0' and with_delayed ~= '1' then bad('delayed must be 0 or 1, got ' .. tostring(with_delayed)) end
+  local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
+  local ids = pop_waiting_ids(limit)
+  local n = removed(ids)
+  if with_delayed == '1' then
+    for _, set in ipairs({ delayed, failed }) do
+      if n < limit then
+        local more = redis.call('ZRANGE', set, 0, limit - n - 1)
+        if #more > 0 then
+          redis.call('ZREM', set, unpack(more))
+          n = n + removed(more)
+        end
+      end
+    end
+  end
+  save_count()
+  flush_events()
+  return { n, n == limit and 1 or 0 }
+end
+
+--[[ CLEAN (internal) ------------------------------------------------------------------------------------
+KEYS: all twelve declared.
+ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
+Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
+  oldest first, at most limit (1..1000); each with an event removed.
+]]
+if op == 'CLEAN' then
+  local name = ARGV[3]
+  if name ~= 'completed' and name ~= 'dead' then bad('state must be completed or dead, got ' .. tostring(name)) end
+  local older = number('older_than_ms', ARGV[4], 0, 1e13, true)
+  local limit = number('limit', ARGV[5], 1, MAX_BATCH, true)
+  local set = name == 'completed' and completed or dead
+  local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - older, 'LIMIT', 0, limit)
+  if #ids > 0 then redis.call('ZREM', set, unpack(ids)) end
+  local n = removed(ids)
+  flush_events()
+  return n
+end
+
+--[[ OBLITERATE (internal) -------------------------------------------------------------------------------
+KEYS: all twelve declared and the priority lists.
+ARGV: OBLITERATE <current_time> <force>
+Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
+  background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
+  themselves (within the lease, and 60 s).
+]]
+if op == 'OBLITERATE' then
+  local force = ARGV[3]
+  if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
+  if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
+  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info)
+  local lists = {}
+  for p = -MAX_PRIORITY, MAX_PRIORITY do
+    lists[#lists + 1] = waiting .. ':w:' .. p
+    if #lists == 500 or p == MAX_PRIORITY then
+      redis.call('UNLINK', unpack(lists))
+      lists = {}
+    end
+  end
+  return 1
+end
+
+bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, '
+  .. 'RETRYDEAD, DEAD, PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, '
+  .. 'CLEAN or OBLITERATE')

@@ -30,3 +30,25 @@ export class WorkerClosedError extends JobAbortedError {
     super('worker closed before the job finished');
   }
 }
+
+/** `waitUntilFinished`: the job ended in the dead letters. */
+export class JobFailedError extends CyRedisError {
+  constructor(
+    /** The job that died. */
+    readonly jobId: string,
+    /** Its last error (`lease expired`, `record lost`, or what its handler threw). */
+    readonly failedReason: string,
+  ) {
+    super(`job "${jobId}" failed: ${failedReason}`);
+  }
+}
+
+/** `waitUntilFinished`: no job has this id, or it was removed (by `remove`, `drain`, `clean` or retention). */
+export class JobNotFoundError extends CyRedisError {
+  constructor(
+    /** The id looked for. */
+    readonly jobId: string,
+  ) {
+    super(`job "${jobId}" not found`);
+  }
+}

@@ -7,11 +7,13 @@ export {
   ScriptError,
   type Codec,
 } from '@cyredis/core';
-export { JobAbortedError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+export { QueueEvents, type EventBase, type JobEvent, type QueueEventMap, type QueueEventsOptions } from './events.js';
 export {
   JOB_QUEUE_LUA,
   JobQueue,
   LIMITS,
+  type AckOptions,
   type AckResult,
   type BackoffOptions,
   type BulkJob,
@@ -19,7 +21,12 @@ export {
   type FailOutcome,
   type FetchResult,
   type Job,
+  type JobInfo,
+  type JobLease,
+  type JobProgress,
   type JobQueueOptions,
+  type JobState,
+  type KeepOptions,
   type PopOptions,
   type PushOptions,
   type PushResult,

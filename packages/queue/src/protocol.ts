@@ -1,7 +1,7 @@
 // The wire formats of job_queue.lua: per operation, its KEYS and ARGV from named fields and its typed reply.
 // The only code that knows argument positions and reply packings; the Lua header documents the same formats.
 import { toArray, toNumber, type Codec, type ScriptArg } from '@cyredis/core';
-import type { DeadJob, FailOutcome, Job, PushResult, QueueStats, RequestId } from './queue.js';
+import type { DeadJob, FailOutcome, Job, JobInfo, JobProgress, JobState, PushResult, QueueStats, RequestId } from './queue.js';
 
 /** `current_time` asking the script for the server's clock (`TIME`). */
 export const SERVER_TIME = '*';
@@ -11,13 +11,47 @@ export const SEED_KEY_COUNT = 4;
 
 /**
  * Every key a call touches except the per-priority lists (chosen inside the script): the seed's four, then
- * `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`, named as the script derives them.
- * `wakeKey` is the list idle workers block on.
+ * `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`, `queue:completed`,
+ * `queue:events`, `queue:info`, named as the script derives them. `wakeKey` is the list idle workers block
+ * on, `eventsKey` the stream of events.
  */
-export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string } {
+export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string; eventsKey: string } {
   const queue = seedKeys[0]!;
   const wakeKey = `${queue}:wake`;
-  return { keys: [...seedKeys, `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey], wakeKey };
+  const eventsKey = `${queue}:events`;
+  const derived = [`${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`];
+  return { keys: [...seedKeys, ...derived], wakeKey, eventsKey };
+}
+
+/** How long finished jobs are kept: at most `count` (−1: any number), at most `ageMs` old (−1: any age). */
+export interface Keep {
+  count: number;
+  ageMs: number;
+}
+
+/** What the API's calls ask of the script beyond their operation: events, and retention. */
+export interface CallPolicy {
+  events: boolean;
+  /** About how many events the stream keeps. */
+  eventsMaxLen: number;
+  completed: Keep;
+  dead: Keep;
+}
+
+/**
+ * The `current_time` argument that carries a call policy: the server's clock (or `atSeconds`, for tests
+ * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`).
+ * The API builds it once per queue.
+ */
+export function policyClock(policy: CallPolicy, atSeconds?: number): string {
+  const { completed, dead } = policy;
+  return `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+}
+
+/** Gives a call built with `SERVER_TIME` the queue's policy clock (the second argument of every op). */
+export function withPolicy(args: ScriptArg[], clock: string): ScriptArg[] {
+  if (args[1] === SERVER_TIME) args[1] = clock;
+  return args;
 }
 
 /** The keys of a `fetch`/`ack` call: with a request, its lane's memo key declared last. */
@@ -134,11 +168,19 @@ export interface LeasedJobs<T> {
   undecodable: UndecodableJob[] | undefined;
 }
 
+/** Builds the job object of a lease (the queue's gives it `updateProgress` and `log`). */
+export type JobFactory<T> = (id: string, data: T, priority: number, attempts: number, maxRetries: number, leaseToken: string) => Job<T>;
+
+/** Plain job objects, for callers that need no methods on them. */
+export function plainJob<T>(id: string, data: T, priority: number, attempts: number, maxRetries: number, leaseToken: string): Job<T> {
+  return { id, data, priority, attempts, maxRetries, leaseToken } as Job<T>;
+}
+
 /**
  * The lease part of a POP (full) or ACK reply from `reply[from]` on: wait_ms, the call's lease token, the
- * attempts as one string ("1,1,2"), then pairs of id and record "priority:policy:data".
+ * attempts as one string ("1,1,2"), then pairs of id and record "priority:policy@created:data".
  */
-function decodeLeased<T>(reply: unknown[], from: number, codec: Codec<T>): LeasedJobs<T> {
+function decodeLeased<T>(reply: unknown[], from: number, codec: Codec<T>, make: JobFactory<T>): LeasedJobs<T> {
   const leaseToken = String(reply[from + 1]);
   const tries = String(reply[from + 2]).split(',');
   const jobs: Job<T>[] = [];
@@ -155,22 +197,15 @@ function decodeLeased<T>(reply: unknown[], from: number, codec: Codec<T>): Lease
       (undecodable ??= []).push({ id, leaseToken, error });
       continue;
     }
-    jobs.push({
-      id,
-      data,
-      priority: Number(rec.slice(0, a)),
-      attempts: Number(tries[k]),
-      // The policy is "maxRetries" or "maxRetries,baseMs,maxMs": parseInt stops at the comma.
-      maxRetries: Number.parseInt(rec.slice(a + 1, b), 10),
-      leaseToken,
-    });
+    // The policy is "maxRetries" or "maxRetries,baseMs,maxMs", then "@created": parseInt stops at either.
+    jobs.push(make(id, data, Number(rec.slice(0, a)), Number(tries[k]), Number.parseInt(rec.slice(a + 1, b), 10), leaseToken));
   }
   return { waitMs: toNumber(reply[from]), jobs, undecodable };
 }
 
 /** POP (full)'s reply. */
-export function decodeFetch<T>(reply: unknown, codec: Codec<T>): LeasedJobs<T> {
-  return decodeLeased(toArray(reply), 0, codec);
+export function decodeFetch<T>(reply: unknown, codec: Codec<T>, make: JobFactory<T> = plainJob): LeasedJobs<T> {
+  return decodeLeased(toArray(reply), 0, codec, make);
 }
 
 /** The lease of a job: what COMPLETE, FAIL, EXTEND, RELEASE and ACK present. */
@@ -181,42 +216,54 @@ export interface LeaseRef {
 
 /**
  * ACK: completes `jobs` and leases up to `fetch` more. Runs of jobs leased under one token (one per fetch)
- * share a group: the token, how many, their ids.
+ * share a group: the token, how many, whether return values follow the ids, then the ids (or id and value
+ * pairs; '' for none). `values[i]`: job i's return value as the codec encoded it, or undefined.
  */
-export function encodeAck(jobs: readonly LeaseRef[], fetch: number, leaseMs: number, request: RequestId | undefined): ScriptArg[] {
+export function encodeAck(
+  jobs: readonly LeaseRef[],
+  fetch: number,
+  leaseMs: number,
+  request: RequestId | undefined,
+  values?: readonly (string | undefined)[],
+): ScriptArg[] {
   const args: ScriptArg[] = ['ACK', SERVER_TIME, leaseMs, fetch, jobs.length];
+  const valued = values?.some((v) => v !== undefined) ? 1 : 0;
   let groupSize = 0;
   let groupSizeAt = 0;
   let token: string | undefined;
-  for (const job of jobs) {
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!;
     if (job.leaseToken !== token) {
       if (token !== undefined) args[groupSizeAt] = groupSize;
       token = job.leaseToken;
-      args.push(token, 0);
-      groupSizeAt = args.length - 1;
+      args.push(token, 0, valued);
+      groupSizeAt = args.length - 2;
       groupSize = 0;
     }
     groupSize++;
     args.push(job.id);
+    if (valued === 1) args.push(values![i] ?? '');
   }
   if (token !== undefined) args[groupSizeAt] = groupSize;
   return requestArgs(args, request);
 }
 
 /** ACK's reply: one "1" (completed) or "0" (lease lost) per job, then the leased jobs as POP's. */
-export function decodeAck<T>(reply: unknown, codec: Codec<T>): LeasedJobs<T> & { completed: boolean[] } {
+export function decodeAck<T>(reply: unknown, codec: Codec<T>, make: JobFactory<T> = plainJob): LeasedJobs<T> & { completed: boolean[] } {
   const items = toArray(reply);
   const marks = String(items[0]);
   const completed = new Array<boolean>(marks.length);
   for (let i = 0; i < marks.length; i++) completed[i] = marks.charCodeAt(i) === 49;
-  const out = decodeLeased(items, 1, codec) as LeasedJobs<T> & { completed: boolean[] };
+  const out = decodeLeased(items, 1, codec, make) as LeasedJobs<T> & { completed: boolean[] };
   out.completed = completed;
   return out;
 }
 
-/** COMPLETE under the job's lease token. */
-export function encodeComplete(job: LeaseRef): ScriptArg[] {
-  return ['COMPLETE', SERVER_TIME, job.id, job.leaseToken];
+/** COMPLETE under the job's lease token, with its return value as the codec encoded it (if any). */
+export function encodeComplete(job: LeaseRef, value?: string): ScriptArg[] {
+  const args: ScriptArg[] = ['COMPLETE', SERVER_TIME, job.id, job.leaseToken];
+  if (value !== undefined) args.push(value);
+  return args;
 }
 
 /** COMPLETE's, RELEASE's reply: whether the lease was still held. */
@@ -304,3 +351,208 @@ export function decodeDead<T>(reply: unknown, codec: Codec<T>): DeadJob<T>[] {
   }
   return out;
 }
+
+/** PAUSED: whether the queue is paused. */
+export function encodePaused(): ScriptArg[] {
+  return ['PAUSED', SERVER_TIME];
+}
+
+/** PAUSE: pauses (`true`) or resumes the queue. Reply (`decodeHeld`): whether it changed. */
+export function encodePause(paused: boolean): ScriptArg[] {
+  return ['PAUSE', SERVER_TIME, paused ? 1 : 0];
+}
+
+/** GETJOB: one job, and the last event id. */
+export function encodeGetJob(id: string): ScriptArg[] {
+  return ['GETJOB', SERVER_TIME, id];
+}
+
+/** GETJOBS: a page of the jobs in `state`. */
+export function encodeGetJobs(state: JobState, offset: number, limit: number): ScriptArg[] {
+  return ['GETJOBS', SERVER_TIME, state, offset, limit];
+}
+
+/** Items per job in GETJOB and GETJOBS replies. */
+const INFO_ITEMS = 7;
+
+/** ms since the epoch from a lease token ("~" or "=" once the lease ended): token / 1000; undefined for old tokens. */
+function leaseStart(token: string): number | undefined {
+  const n = Number(token.startsWith('~') || token.startsWith('=') ? token.slice(1) : token);
+  // Tokens from before lease times were kept are small counters.
+  return n >= 1e15 ? Math.floor(n / 1000) : undefined;
+}
+
+/** Decodes text the codec wrote; undefined when there is none or it does not decode. */
+export function decodeOr<T>(codec: Codec<T>, text: unknown): T | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    return codec.decode(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One job's seven items (id, state, record, job state, progress, return value, score) as `JobInfo`. The
+ * record is "priority:policy@created:data", the job state "attempts:token:error" (see the script's GETJOB).
+ */
+function decodeInfo<T, R>(r: unknown[], at: number, codec: Codec<T>, results: Codec<R>): JobInfo<T, R> {
+  const state = r[at + 1] as JobState;
+  const rec = r[at + 2];
+  let priority = 0;
+  let maxRetries = 0;
+  let createdAt: number | undefined;
+  let data: T | undefined;
+  if (typeof rec === 'string') {
+    const a = rec.indexOf(':');
+    const b = rec.indexOf(':', a + 1);
+    const policy = rec.slice(a + 1, b);
+    const c = policy.indexOf('@');
+    priority = Number(rec.slice(0, a));
+    maxRetries = Number.parseInt(policy, 10);
+    createdAt = c < 0 ? undefined : Number(policy.slice(c + 1));
+    data = decodeOr(codec, rec.slice(b + 1));
+  }
+  let attempts = 0;
+  let processedAt: number | undefined;
+  let failedReason: string | undefined;
+  const js = r[at + 3];
+  if (typeof js === 'string') {
+    const a = js.indexOf(':');
+    const b = js.indexOf(':', a + 1);
+    attempts = Number(js.slice(0, a));
+    processedAt = leaseStart(js.slice(a + 1, b));
+    failedReason = js.slice(b + 1) || undefined;
+  }
+  const score = r[at + 6] === null ? undefined : toNumber(r[at + 6]);
+  const progress = typeof r[at + 4] === 'string' ? (JSON.parse(r[at + 4] as string) as JobProgress) : 0;
+  return {
+    id: String(r[at]),
+    state,
+    data,
+    priority,
+    attempts,
+    maxRetries,
+    progress,
+    returnValue: decodeOr(results, r[at + 5]),
+    failedReason,
+    createdAt,
+    processedAt,
+    finishedAt: state === 'completed' || state === 'dead' ? score : undefined,
+    readyAt: state === 'delayed' ? score : undefined,
+  };
+}
+
+/** GETJOB's reply: the last event id, and the job (undefined when no record has that id). */
+export function decodeGetJob<T, R>(reply: unknown, codec: Codec<T>, results: Codec<R>): { lastEventId: string; job: JobInfo<T, R> | undefined } {
+  const r = toArray(reply);
+  return { lastEventId: String(r[0]), job: r.length > 1 ? decodeInfo(r, 1, codec, results) : undefined };
+}
+
+/** GETJOBS's reply: the page of jobs. */
+export function decodeGetJobs<T, R>(reply: unknown, codec: Codec<T>, results: Codec<R>): JobInfo<T, R>[] {
+  const r = toArray(reply);
+  const out: JobInfo<T, R>[] = [];
+  for (let i = 0; i < r.length; i += INFO_ITEMS) out.push(decodeInfo(r, i, codec, results));
+  return out;
+}
+
+/** LOGS: a page of a job's kept log lines. */
+export function encodeLogs(id: string, offset: number, limit: number): ScriptArg[] {
+  return ['LOGS', SERVER_TIME, id, offset, limit];
+}
+
+/** LOGS's reply: the lines (the total logged comes first and is dropped). */
+export function decodeLogs(reply: unknown): string[] {
+  return toArray(reply).slice(1).map(String);
+}
+
+/** LOG: appends a line to a job's log. */
+export function encodeLog(id: string, line: string): ScriptArg[] {
+  return ['LOG', SERVER_TIME, id, line];
+}
+
+/** LOG's, CLEAN's reply: a count (LOG: lines logged, 0 for an unknown job). */
+export function decodeCount(reply: unknown): number {
+  return toNumber(reply);
+}
+
+/** PROGRESS under the job's lease token; `progress` as JSON text. Reply (`decodeHeld`): stored. */
+export function encodeProgress(job: LeaseRef, progress: string): ScriptArg[] {
+  return ['PROGRESS', SERVER_TIME, job.id, job.leaseToken, progress];
+}
+
+/** REMOVE (`force`: also an active job). Reply (`decodeHeld`): removed. */
+export function encodeRemove(id: string, force: boolean): ScriptArg[] {
+  return ['REMOVE', SERVER_TIME, id, force ? 1 : 0];
+}
+
+/** PROMOTE: a delayed job becomes ready. Reply (`decodeHeld`): promoted. */
+export function encodePromote(id: string): ScriptArg[] {
+  return ['PROMOTE', SERVER_TIME, id];
+}
+
+/** RETRYJOB: one dead job back to waiting. Reply (`decodeHeld`): moved. */
+export function encodeRetryJob(id: string): ScriptArg[] {
+  return ['RETRYJOB', SERVER_TIME, id];
+}
+
+/** DRAIN: removes up to `limit` waiting (and, with `delayed`, delayed) jobs. */
+export function encodeDrain(delayed: boolean, limit: number): ScriptArg[] {
+  return ['DRAIN', SERVER_TIME, delayed ? 1 : 0, limit];
+}
+
+/** DRAIN's reply: how many were removed, and whether to call again. */
+export function decodeDrain(reply: unknown): { removed: number; more: boolean } {
+  const [removed, more] = toArray(reply);
+  return { removed: toNumber(removed), more: more === 1 };
+}
+
+/** CLEAN: removes up to `limit` completed or dead jobs finished at least `olderThanMs` ago (reply: `decodeCount`). */
+export function encodeClean(state: 'completed' | 'dead', olderThanMs: number, limit: number): ScriptArg[] {
+  return ['CLEAN', SERVER_TIME, state, olderThanMs, limit];
+}
+
+/** OBLITERATE: deletes every key of the queue. Reply (`decodeHeld`): done (false: active jobs, no `force`). */
+export function encodeObliterate(force: boolean): ScriptArg[] {
+  return ['OBLITERATE', SERVER_TIME, force ? 1 : 0];
+}
+
+/** One event as the stream holds it: its name, job id ('' for queue events) and extra fields. */
+export interface StreamEvent {
+  name: string;
+  jobId: string;
+  /** `r` return value, `f` failure reason, `t` ready time (ms), `p` progress (JSON text). */
+  fields: { r?: string; f?: string; t?: string; p?: string };
+}
+
+/** Event names as the script writes them; any other field belongs to the event before it. */
+export const EVENT_NAMES = new Set([
+  'added', 'delayed', 'waiting', 'active', 'progress', 'completed', 'retrying', 'dead', 'removed', 'stalled', 'paused', 'resumed', 'drained',
+]);
+
+/**
+ * The entries of an `XREAD` reply on the events stream: per entry its id and events. An entry holds the
+ * events of one script call, each as `<name> <job id>` then its extra fields (`r`, `f`, `t`, `p`).
+ */
+export function decodeEventEntries(reply: unknown): { entryId: string; events: StreamEvent[] }[] {
+  const out: { entryId: string; events: StreamEvent[] }[] = [];
+  if (reply === null) return out;
+  for (const stream of toArray(reply)) {
+    for (const entry of toArray(toArray(stream)[1])) {
+      const [entryId, flat] = toArray(entry);
+      const items = toArray(flat).map(String);
+      const events: StreamEvent[] = [];
+      for (let i = 0; i + 1 < items.length; i += 2) {
+        const field = items[i]!;
+        if (EVENT_NAMES.has(field)) events.push({ name: field, jobId: items[i + 1]!, fields: {} });
+        else if (events.length > 0 && (field === 'r' || field === 'f' || field === 't' || field === 'p')) events[events.length - 1]!.fields[field] = items[i + 1]!;
+      }
+      out.push({ entryId: String(entryId), events });
+    }
+  }
+  return out;
+}
+
+/** The seed's four keys, by their suffixes after the queue's hash tag. */
+export const SEED_SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;

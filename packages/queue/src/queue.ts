@@ -3,6 +3,7 @@ import {
   assertFiniteNumber,
   assertInteger,
   assertNonEmptyString,
+  assertOneOf,
   assertOptions,
   assertByteLength,
   assertTimeoutMs,
@@ -13,6 +14,7 @@ import {
   KeySpace,
   LuaScriptManager,
   readPackageLua,
+  RedisTimeoutError,
   scriptName,
   TickBatcher,
   warnIfEvicting,
@@ -21,28 +23,53 @@ import {
   type RegisteredScript,
   type ScriptArg,
 } from '@cyredis/core';
+import { JobFailedError, JobNotFoundError } from './errors.js';
+import { FinishWatcher } from './finish.js';
 import {
   decodeAck,
+  decodeCount,
   decodeDead,
+  decodeDrain,
   decodeExtend,
   decodeFail,
   decodeFetch,
+  decodeGetJob,
+  decodeGetJobs,
   decodeHeld,
+  decodeLogs,
   decodePushMany,
   decodeRetryDead,
   decodeStats,
   declaredKeys,
   encodeAck,
+  encodeClean,
   encodeComplete,
   encodeDead,
+  encodeDrain,
   encodeExtend,
   encodeFail,
   encodeFetch,
+  encodeGetJob,
+  encodeGetJobs,
+  encodeLog,
+  encodeLogs,
+  encodeObliterate,
+  encodePause,
+  encodePaused,
+  encodeProgress,
+  encodePromote,
   encodePushMany,
   encodeRelease,
+  encodeRemove,
   encodeRetryDead,
+  encodeRetryJob,
   encodeStats,
+  policyClock,
   requestKeys,
+  SEED_SUFFIXES,
+  withPolicy,
+  type JobFactory,
+  type Keep,
   type LeasedJobs,
   type PushSpec,
 } from './protocol.js';
@@ -70,7 +97,64 @@ export const LIMITS = Object.freeze({
   maxLeaseMs: 86_400_000,
   /** Error text kept with a failed or dead job, in bytes. */
   maxErrorBytes: 1000,
+  /** Jobs per `getJobs` page, lines per `getLogs` page, jobs per `clean` call. */
+  maxPage: 1000,
+  /** A log line, in UTF-8 bytes. */
+  maxLogLineBytes: 1024,
+  /** Log lines kept per job (the last ones). */
+  logLinesKept: 100,
+  /** Progress as JSON text, in bytes. */
+  maxProgressBytes: 1024,
+  /** Events stream cap (`eventsMaxLen`), in entries. */
+  maxEventsLen: 1_000_000,
 });
+
+/** Where a job is. A job waiting for its retry is `delayed` (with its `failedReason`). */
+export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'dead';
+
+const JOB_STATES: readonly JobState[] = ['waiting', 'delayed', 'active', 'completed', 'dead'];
+const FINISHED_STATES = ['completed', 'dead'] as const;
+
+/** A job's progress: a number in 0–100, or a small JSON object (at most 1024 bytes as JSON). */
+export type JobProgress = number | Record<string, unknown>;
+
+/** Everything kept of a job, as `getJob` and `getJobs` return it. Times are ms since the epoch, server clock. */
+export interface JobInfo<T, R = unknown> {
+  /** The job's id. */
+  id: string;
+  /** Where it is now. */
+  state: JobState;
+  /** Its payload; undefined when its record was lost or does not decode. */
+  data: T | undefined;
+  /** Its priority (higher is served first). */
+  priority: number;
+  /** Runs started so far (0 before the first). */
+  attempts: number;
+  /** Retries it is allowed. */
+  maxRetries: number;
+  /** The last progress its handler reported; 0 when none. */
+  progress: JobProgress;
+  /** What its handler returned (completed jobs, when kept); undefined when nothing. */
+  returnValue: R | undefined;
+  /** The last error: its handler's, `lease expired`, `record lost`; undefined when none. */
+  failedReason: string | undefined;
+  /** When it was pushed (undefined for jobs pushed before this was kept). */
+  createdAt: number | undefined;
+  /** When its current or last run began; undefined before the first. */
+  processedAt: number | undefined;
+  /** When it completed or died (completed and dead jobs). */
+  finishedAt: number | undefined;
+  /** When it becomes ready to run (delayed jobs, and jobs waiting for a retry). */
+  readyAt: number | undefined;
+}
+
+/** How many finished jobs to keep, and for how long (either may be left out: no limit). */
+export interface KeepOptions {
+  /** Keep at most this many (the newest). */
+  count?: number;
+  /** Keep none older than this, in ms. */
+  ageMs?: number;
+}
 
 /** Retry delays: exponential from `baseMs`, capped at `maxMs`, with jitter. Stored with each job at push. */
 export interface BackoffOptions {
@@ -98,16 +182,32 @@ export interface JobQueueOptions<T = unknown> {
    * (the script may still run: an unknown outcome).
    */
   timeoutMs?: number;
-  /** Turns job data into the stored text and back. Default: core's `defaultCodec` (lossless JSON). */
+  /** Turns job data (and return values) into the stored text and back. Default: core's `defaultCodec` (lossless JSON). */
   codec?: Codec<T>;
+  /**
+   * Completed jobs kept for `getJob`/`getJobs` by the calls this instance makes: `true` removes them at
+   * once, `false` keeps them all, or `{ count, ageMs }`. Default `{ count: 1000, ageMs: 3_600_000 }`.
+   */
+  removeOnComplete?: boolean | KeepOptions;
+  /** Dead jobs kept, as `removeOnComplete`. Default `{ count: 10_000, ageMs: 604_800_000 }` (7 days). */
+  removeOnDead?: boolean | KeepOptions;
+  /** Whether this instance's calls write events (see `QueueEvents`). Default true. */
+  events?: boolean;
+  /** About how many events the stream keeps (trimmed by whole entries, one per call). Default 10 000. */
+  eventsMaxLen?: number;
 }
 
-const QUEUE_OPTIONS = ['prefix', 'maxRetries', 'backoff', 'leaseMs', 'timeoutMs', 'codec'] as const;
+const QUEUE_OPTIONS = [
+  'prefix', 'maxRetries', 'backoff', 'leaseMs', 'timeoutMs', 'codec', 'removeOnComplete', 'removeOnDead', 'events', 'eventsMaxLen',
+] as const;
+const KEEP_OPTIONS = ['count', 'ageMs'] as const;
+const DEFAULT_KEEP_COMPLETED: Keep = { count: 1000, ageMs: 3_600_000 };
+const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
 const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
 const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff'] as const;
 const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
 const POP_OPTIONS = ['leaseMs', 'request'] as const;
-const ACK_OPTIONS = ['leaseMs', 'request', 'fetch'] as const;
+const ACK_OPTIONS = ['leaseMs', 'request', 'fetch', 'returnValues'] as const;
 /** The script's backoff when a job stores none. */
 const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000 } as const;
 
@@ -115,7 +215,8 @@ const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000 } as const;
 export interface PushOptions {
   /**
    * Job id; default a generated decimal one (unique per queue). Pushing an id that is still queued,
-   * running, failed or dead is a no-op; a completed job's id can be used again.
+   * running, failed, dead or completed and kept (see `removeOnComplete`) is a no-op; once no longer kept, its
+   * id can be used again.
    */
   id?: string;
   /** Integer in [-1000, 1000]; higher is served first, FIFO within a priority. Default 0. */
@@ -144,6 +245,13 @@ export interface PushResult {
 
 /** A leased job. Present it to `complete`/`fail`: the lease token fences a worker that lost its lease. */
 export interface Job<T> {
+  /**
+   * Stores the job's progress (a number in 0–100 or a small JSON object) and emits a `progress` event:
+   * true, or false when the lease was lost.
+   */
+  updateProgress(progress: JobProgress): Promise<boolean>;
+  /** Appends a line (at most 1024 bytes) to the job's log; the number of lines logged so far. */
+  log(line: string): Promise<number>;
   /** The job's id. */
   readonly id: string;
   /** The payload it was pushed with. */
@@ -156,6 +264,35 @@ export interface Job<T> {
   readonly maxRetries: number;
   /** Fences this lease: `complete`/`fail`/`extend`/`release` must present it. */
   readonly leaseToken: string;
+}
+
+/** What `complete`, `fail`, `extend`, `release`, `ack` and `updateProgress` need of a job: its lease. */
+export type JobLease = Pick<Job<unknown>, 'id' | 'leaseToken'>;
+
+/** A leased job as the queue hands it out: the `Job` fields and its methods, bound to the queue. */
+class LeasedJob<T> implements Job<T> {
+  // Private (not an own property) so the job compares and prints as its fields.
+  readonly #queue: JobQueue<T, never>;
+
+  constructor(
+    queue: JobQueue<T, never>,
+    readonly id: string,
+    readonly data: T,
+    readonly priority: number,
+    readonly attempts: number,
+    readonly maxRetries: number,
+    readonly leaseToken: string,
+  ) {
+    this.#queue = queue;
+  }
+
+  updateProgress(progress: JobProgress): Promise<boolean> {
+    return this.#queue.updateProgress(this, progress);
+  }
+
+  log(line: string): Promise<number> {
+    return this.#queue.log(this.id, line);
+  }
 }
 
 /** Options of `pop`, `fetch` and `ack`. */
@@ -178,6 +315,14 @@ export interface RequestId {
   lane: string;
   /** Integer ≥ 0, new for each call on the lane. */
   seq: number;
+}
+
+/** Options of `ack`. */
+export interface AckOptions<R> extends PopOptions {
+  /** Jobs to lease after completing (0–1000). Default 0. */
+  fetch?: number;
+  /** Per job passed, its handler's return value (undefined: none), kept with the completed job. */
+  returnValues?: readonly (R | undefined)[];
 }
 
 /** What `fetch` returns. */
@@ -212,7 +357,7 @@ export interface QueueStats {
   failed: number;
   /** Jobs in the dead letter set. */
   dead: number;
-  /** Jobs completed since the queue was created (a counter; completed jobs are not kept). */
+  /** Jobs completed since the queue was created (a counter; how many are kept: `removeOnComplete`). */
   completed: number;
 }
 
@@ -233,7 +378,46 @@ export interface DeadJob<T> {
 /** What `warnIfEvicting` says the queue loses under an evicting policy. */
 const EVICTION_RISK =
   'an evicted key loses queue state: jobs whose records go are dead-lettered as "record lost", and a lost list, set or counter is rebuilt only when the queue next runs empty';
-const SUFFIXES = ['waiting', 'processing', 'failed', 'dead'] as const;
+
+/** A checked `removeOnComplete` / `removeOnDead`: true keeps none, false all, or `{ count, ageMs }`. */
+function checkKeep(name: string, value: boolean | KeepOptions | undefined, fallback: Keep): Keep {
+  if (value === undefined) return fallback;
+  if (value === true) return { count: 0, ageMs: -1 };
+  if (value === false) return { count: -1, ageMs: -1 };
+  assertOptions(name, value, KEEP_OPTIONS, false);
+  if (value.count !== undefined) assertInteger(`${name}.count`, value.count, { min: 0, max: 1e9 });
+  if (value.ageMs !== undefined) assertInteger(`${name}.ageMs`, value.ageMs, { min: 0, max: 1e13 });
+  return { count: value.count ?? -1, ageMs: value.ageMs ?? -1 };
+}
+
+/** A checked page: offset ≥ 0, limit 1–1000. */
+function checkPage(name: string, value: { offset?: number; limit?: number } | undefined, defaultLimit: number): { offset: number; limit: number } {
+  assertOptions(name, value, ['offset', 'limit']);
+  const offset = value?.offset ?? 0;
+  const limit = value?.limit ?? defaultLimit;
+  assertInteger(`${name}.offset`, offset, { min: 0, max: 1e9 });
+  assertInteger(`${name}.limit`, limit, { min: 1, max: LIMITS.maxPage });
+  return { offset, limit };
+}
+
+/** Progress as the JSON text the script stores: a number in 0–100, or a plain object of at most 1024 bytes. */
+function progressText(progress: unknown): string {
+  if (typeof progress === 'number') {
+    assertFiniteNumber('progress', progress, { min: 0, max: 100 });
+    return JSON.stringify(progress);
+  }
+  if (progress === null || typeof progress !== 'object' || Array.isArray(progress)) {
+    throw new InvalidArgumentError('progress', 'must be a number in 0–100 or a plain object');
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(progress);
+  } catch (err) {
+    throw new InvalidArgumentError('progress', `must be JSON: ${(err as Error).message}`);
+  }
+  if (Buffer.byteLength(text) > LIMITS.maxProgressBytes) throw new InvalidArgumentError('progress', `must be at most ${LIMITS.maxProgressBytes} bytes as JSON`);
+  return text;
+}
 
 function checkPriority(name: string, value: unknown): number {
   if (value === undefined) return 0;
@@ -264,6 +448,13 @@ function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): strin
   return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
 }
 
+/** An optional boolean option, false when left out. */
+function checkFlag(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(name, 'must be a boolean');
+  return value;
+}
+
 /** A lease in whole ms, 1 ms to a day. */
 function checkLease(name: string, value: unknown): number {
   return durationMs(name, value, { min: 1, max: LIMITS.maxLeaseMs, integer: true });
@@ -284,7 +475,7 @@ function checkRequest(name: string, value: RequestId | undefined): void {
 }
 
 /** What `checkJob` accepts, without building a message. */
-function isJob(job: Job<unknown>): boolean {
+function isJob(job: JobLease): boolean {
   return (
     job !== null &&
     typeof job === 'object' &&
@@ -321,9 +512,16 @@ function cutUtf8(text: string, max: number): string {
  * Lua script. Every key of a queue shares the queue name's hash tag, so one queue lives on one cluster
  * shard. Times come from the server's clock.
  */
-export class JobQueue<T = unknown> {
+export class JobQueue<T = unknown, R = unknown> {
   /** The seed's four script keys: waiting, processing, failed, dead. */
   readonly keys: readonly string[];
+  /** The stream `QueueEvents` reads. */
+  readonly eventsKey: string;
+  /** `current_time` with this instance's events and retention (see the script's POLICY). */
+  private readonly clock: string;
+  private readonly results: Codec<R>;
+  private readonly makeJob: JobFactory<T>;
+  private watcher: FinishWatcher<R> | undefined;
   /** Every key the script is given: the four, then the ones it would otherwise derive (see `declaredKeys`). */
   private readonly scriptKeys: readonly string[];
   /** The list idle workers block on (`BLPOP`). */
@@ -353,10 +551,21 @@ export class JobQueue<T = unknown> {
     assertRedisClient('redis', redis);
     assertByteLength('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
-    this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SUFFIXES, 'name'));
+    this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SEED_SUFFIXES, 'name'));
     const declared = declaredKeys(this.keys);
     this.scriptKeys = Object.freeze(declared.keys);
     this.wakeKey = declared.wakeKey;
+    this.eventsKey = declared.eventsKey;
+    const events = options.events ?? true;
+    if (typeof events !== 'boolean') throw new InvalidArgumentError('options.events', 'must be a boolean');
+    const eventsMaxLen = options.eventsMaxLen ?? 10_000;
+    assertInteger('options.eventsMaxLen', eventsMaxLen, { min: 1, max: LIMITS.maxEventsLen });
+    this.clock = policyClock({
+      events,
+      eventsMaxLen,
+      completed: checkKeep('options.removeOnComplete', options.removeOnComplete, DEFAULT_KEEP_COMPLETED),
+      dead: checkKeep('options.removeOnDead', options.removeOnDead, DEFAULT_KEEP_DEAD),
+    });
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
     this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
     this.policy = policyArg(this.maxRetries, this.backoff);
@@ -368,6 +577,10 @@ export class JobQueue<T = unknown> {
       throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
     }
     this.codec = codec;
+    // Return values go through the same codec (the default one takes any value).
+    this.results = codec as unknown as Codec<R>;
+    this.makeJob = (id, data, priority, attempts, maxRetries, token) =>
+      new LeasedJob(this as unknown as JobQueue<T, never>, id, data, priority, attempts, maxRetries, token);
     this.scripts = new LuaScriptManager(redis);
     // Calls pass 9 keys, or 10 with a request; the seed's raw callers pass 4.
     this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
@@ -417,32 +630,41 @@ export class JobQueue<T = unknown> {
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const { request } = options;
     checkRequest('options.request', request);
-    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec);
+    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec, this.makeJob);
     await this.deadLetterUndecodable(leased);
     return { waitMs: leased.waitMs, jobs: leased.jobs };
   }
 
-  /** Completes the job: true, or false when its lease was lost (reclaimed, or already completed). */
-  async complete(job: Job<T>): Promise<boolean> {
+  /**
+   * Completes the job, keeping `returnValue` with it (see `removeOnComplete`): true, or false when its lease
+   * was lost (reclaimed, or already completed).
+   */
+  async complete(job: JobLease, returnValue?: R): Promise<boolean> {
     this.checkJob('job', job);
-    return decodeHeld(await this.run(encodeComplete(job)));
+    return decodeHeld(await this.run(encodeComplete(job, this.encodeResult('returnValue', returnValue))));
   }
 
   /**
    * Completes up to 1000 jobs and leases up to `fetch` more in one round trip (what `Worker` does after
    * each burst of finished jobs).
    */
-  async ack(jobs: readonly Job<T>[], options: PopOptions & { fetch?: number } = {}): Promise<AckResult<T>> {
+  async ack(jobs: readonly JobLease[], options: AckOptions<R> = {}): Promise<AckResult<T>> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 0);
     assertOptions('options', options, ACK_OPTIONS);
     const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     this.checkJobs(jobs);
-    const { request } = options;
+    const { request, returnValues } = options;
     checkRequest('options.request', request);
-    const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request), requestKeys(this.scriptKeys, request));
-    const acked = decodeAck(reply, this.codec);
+    let values: (string | undefined)[] | undefined;
+    if (returnValues !== undefined) {
+      checkArray('options.returnValues', returnValues);
+      if (returnValues.length !== jobs.length) throw new InvalidArgumentError('options.returnValues', `must have one entry per job (${jobs.length})`);
+      values = returnValues.map((v, i) => this.encodeResult(`options.returnValues[${i}]`, v));
+    }
+    const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
+    const acked = decodeAck(reply, this.codec, this.makeJob);
     await this.deadLetterUndecodable(acked);
     return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
   }
@@ -451,14 +673,14 @@ export class JobQueue<T = unknown> {
    * Records a failure: `retry` (after the backoff stored with the job), `dead` (no attempts left, or the
    * job's record was lost) or `lost` (lease lost).
    */
-  async fail(job: Job<T>, error: unknown): Promise<FailOutcome> {
+  async fail(job: JobLease, error: unknown): Promise<FailOutcome> {
     this.checkJob('job', job);
     const message = cutUtf8(error instanceof Error ? error.message || error.name : String(error), LIMITS.maxErrorBytes);
     return decodeFail(await this.run(encodeFail(job, message))).outcome;
   }
 
   /** Renews the leases of jobs still held (1–1000 a call): per job, true when renewed. */
-  async extend(jobs: readonly Job<T>[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
+  async extend(jobs: readonly JobLease[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 1);
     checkLease('leaseMs', leaseMs);
@@ -467,7 +689,7 @@ export class JobQueue<T = unknown> {
   }
 
   /** Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost. */
-  async release(job: Job<T>): Promise<boolean> {
+  async release(job: JobLease): Promise<boolean> {
     this.checkJob('job', job);
     return decodeHeld(await this.run(encodeRelease(job)));
   }
@@ -499,12 +721,180 @@ export class JobQueue<T = unknown> {
     return decodeDead(await this.run(encodeDead(limit)), this.codec);
   }
 
+  /** The job with this id, or undefined when no job has it (never pushed, removed, or past retention). */
+  async getJob(id: string): Promise<JobInfo<T, R> | undefined> {
+    checkId('id', id);
+    return decodeGetJob(await this.run(encodeGetJob(id)), this.codec, this.results).job;
+  }
+
+  /**
+   * A page of the jobs in `state` (default offset 0, limit 50, at most 1000), in the state's order:
+   * waiting in the order they will run; delayed: delayed pushes by ready time, then jobs waiting for a
+   * retry by retry time; active by lease deadline; completed and dead newest first.
+   */
+  async getJobs(state: JobState, page: { offset?: number; limit?: number } = {}): Promise<JobInfo<T, R>[]> {
+    assertOneOf('state', state, JOB_STATES);
+    const { offset, limit } = checkPage('page', page, 50);
+    return decodeGetJobs(await this.run(encodeGetJobs(state, offset, limit)), this.codec, this.results);
+  }
+
+  /** A page of the job's kept log lines (its last 100), oldest first; [] for an unknown job. */
+  async getLogs(id: string, page: { offset?: number; limit?: number } = {}): Promise<string[]> {
+    checkId('id', id);
+    const { offset, limit } = checkPage('page', page, 100);
+    return decodeLogs(await this.run(encodeLogs(id, offset, limit)));
+  }
+
+  /** Appends a line (at most 1024 bytes) to a job's log: the number of lines logged so far, 0 for an unknown job. */
+  async log(id: string, line: string): Promise<number> {
+    checkId('id', id);
+    if (typeof line !== 'string') throw new InvalidArgumentError('line', 'must be a string');
+    if (Buffer.byteLength(line) > LIMITS.maxLogLineBytes) throw new InvalidArgumentError('line', `must be at most ${LIMITS.maxLogLineBytes} bytes`);
+    if (!line.isWellFormed()) throw new InvalidArgumentError('line', 'must be well-formed Unicode');
+    return decodeCount(await this.run(encodeLog(id, line)));
+  }
+
+  /** Stores a leased job's progress and emits `progress`: true, or false when the lease was lost. */
+  async updateProgress(job: JobLease, progress: JobProgress): Promise<boolean> {
+    this.checkJob('job', job);
+    return decodeHeld(await this.run(encodeProgress(job, progressText(progress))));
+  }
+
+  /** Removes a job and all kept of it: true, false when unknown or active (unless `force`: its worker loses it). */
+  async remove(id: string, options: { force?: boolean } = {}): Promise<boolean> {
+    checkId('id', id);
+    assertOptions('options', options, ['force']);
+    return decodeHeld(await this.run(encodeRemove(id, checkFlag('options.force', options.force))));
+  }
+
+  /** Makes a delayed job (or one waiting for its retry) ready now: true, or false when it was not delayed. */
+  async promote(id: string): Promise<boolean> {
+    checkId('id', id);
+    return decodeHeld(await this.run(encodePromote(id)));
+  }
+
+  /** Moves one dead job back to waiting with its attempts reset: true, or false when it was not dead. */
+  async retryJob(id: string): Promise<boolean> {
+    checkId('id', id);
+    return decodeHeld(await this.run(encodeRetryJob(id)));
+  }
+
+  /** Pauses the queue for every process: workers lease nothing more (running jobs finish) until `resume`. */
+  async pause(): Promise<void> {
+    await this.run(encodePause(true));
+  }
+
+  /** Resumes a paused queue and wakes a blocked worker. */
+  async resume(): Promise<void> {
+    await this.run(encodePause(false));
+  }
+
+  /** Whether the queue is paused. */
+  async isPaused(): Promise<boolean> {
+    return decodeHeld(await this.run(encodePaused()));
+  }
+
+  /** Removes every waiting job (and with `delayed`, delayed ones and those waiting for a retry): how many. */
+  async drain(options: { delayed?: boolean } = {}): Promise<number> {
+    assertOptions('options', options, ['delayed']);
+    const delayed = checkFlag('options.delayed', options.delayed);
+    let total = 0;
+    for (;;) {
+      const { removed, more } = decodeDrain(await this.run(encodeDrain(delayed, LIMITS.maxPage)));
+      total += removed;
+      if (!more) return total;
+    }
+  }
+
+  /**
+   * Removes up to `limit` (1–1000, default 1000) completed or dead jobs that finished at least
+   * `olderThanMs` ago (default 0), oldest first: how many.
+   */
+  async clean(state: 'completed' | 'dead', options: { olderThanMs?: number; limit?: number } = {}): Promise<number> {
+    assertOneOf('state', state, FINISHED_STATES);
+    assertOptions('options', options, ['olderThanMs', 'limit']);
+    const olderThanMs = options.olderThanMs ?? 0;
+    assertInteger('options.olderThanMs', olderThanMs, { min: 0, max: 1e13 });
+    const limit = options.limit ?? LIMITS.maxPage;
+    assertInteger('options.limit', limit, { min: 1, max: LIMITS.maxPage });
+    return decodeCount(await this.run(encodeClean(state, olderThanMs, limit)));
+  }
+
+  /**
+   * Deletes every key of the queue (jobs in all states, events, counters): true, or false when jobs are
+   * active and `force` is not set (nothing deleted).
+   */
+  async obliterate(options: { force?: boolean } = {}): Promise<boolean> {
+    assertOptions('options', options, ['force']);
+    return decodeHeld(await this.run(encodeObliterate(checkFlag('options.force', options.force))));
+  }
+
+  /**
+   * Resolves with the job's return value once it completes; rejects with `JobFailedError` when it dies,
+   * `JobNotFoundError` when no job has the id (or it is removed), `RedisTimeoutError` after `timeoutMs`
+   * (default 30 000). Wakes on the job's event (one blocking `XREAD` connection per queue while anyone
+   * waits), not on a poll; needs events on in the processes that finish the job.
+   */
+  async waitUntilFinished(id: string, options: { timeoutMs?: number } = {}): Promise<R> {
+    checkId('id', id);
+    assertOptions('options', options, ['timeoutMs']);
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    assertTimeoutMs('options.timeoutMs', timeoutMs);
+    const watcher = (this.watcher ??= new FinishWatcher(this.redis, this.eventsKey, this.results));
+    return await new Promise<R>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        unwatch();
+        fn();
+      };
+      const onFinished = (job: { state: JobState | 'removed'; returnValue?: R | undefined; failedReason?: string | undefined }): void => {
+        if (job.state === 'completed') settle(() => resolve(job.returnValue as R));
+        else if (job.state === 'dead') settle(() => reject(new JobFailedError(id, job.failedReason ?? '')));
+        else if (job.state === 'removed') settle(() => reject(new JobNotFoundError(id)));
+      };
+      // Watching starts before the lookup, so a finish after the lookup is always seen.
+      const unwatch = watcher.watch(id, onFinished);
+      const timer = setTimeout(() => settle(() => reject(new RedisTimeoutError(`waitUntilFinished("${id}")`, timeoutMs))), timeoutMs);
+      const check = async (again: boolean): Promise<void> => {
+        const { lastEventId, job } = decodeGetJob(await this.run(encodeGetJob(id)), this.codec, this.results);
+        if (job === undefined) return onFinished({ state: 'removed' });
+        onFinished(job);
+        // A reader already running from a later event may have passed this job's: look again, once (the
+        // second lookup comes after the reader started, so it has seen whatever the reader skipped).
+        if (!settled && !watcher.start(lastEventId) && again) await check(false);
+      };
+      check(true).catch((err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(String(err)))));
+    });
+  }
+
   private run(args: ScriptArg[], keys: readonly string[] = this.scriptKeys): Promise<unknown> {
     if (!this.warned) {
       this.warned = true;
       warnIfEvicting(this.redis, '@cyredis/queue', EVICTION_RISK);
     }
-    return this.scripts.executeScript(this.script, { keys, args, timeoutMs: this.timeoutMs });
+    return this.scripts.executeScript(this.script, { keys, args: withPolicy(args, this.clock), timeoutMs: this.timeoutMs });
+  }
+
+  /**
+   * A return value as the codec stores it; undefined stores nothing. Throws `InvalidArgumentError` for a
+   * value the codec refuses or over 1 MiB. @internal (the `Worker` checks its handlers' values with it)
+   */
+  encodeResult(name: string, value: R | undefined): string | undefined {
+    if (value === undefined) return undefined;
+    let text: unknown;
+    try {
+      text = this.results.encode(value);
+    } catch (err) {
+      throw new InvalidArgumentError(name, `cannot be encoded: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (typeof text !== 'string') throw new InvalidArgumentError(name, `the codec must encode it to a string, got ${typeof text}`);
+    if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {
+      throw new InvalidArgumentError(name, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
+    }
+    return text;
   }
 
   private pushSpec(name: string, data: T, options: PushOptions, allowed: readonly string[]): PushSpec {
@@ -536,14 +926,14 @@ export class JobQueue<T = unknown> {
     return { id, text, priority, policy, delaySeconds: delayMs / 1000 };
   }
 
-  private checkJob(name: string, job: Job<T>): void {
+  private checkJob(name: string, job: JobLease): void {
     if (job === null || typeof job !== 'object') throw new InvalidArgumentError(name, 'must be a job returned by pop');
     assertNonEmptyString(`${name}.id`, job.id, LIMITS.maxIdBytes);
     assertNonEmptyString(`${name}.leaseToken`, job.leaseToken, 64);
   }
 
   /** Checks the jobs of `ack`/`extend`; the name is built only for a bad job (a string each would cost). */
-  private checkJobs(jobs: readonly Job<T>[]): void {
+  private checkJobs(jobs: readonly JobLease[]): void {
     for (let i = 0; i < jobs.length; i++) if (!isJob(jobs[i]!)) this.checkJob(`jobs[${i}]`, jobs[i]!);
   }
 

@@ -15,8 +15,11 @@ import {
 import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
 import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
 
-/** Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job. */
-export type JobHandler<T> = (job: Job<T>, signal: AbortSignal) => unknown;
+/**
+ * Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job; what it
+ * returns is kept with the completed job (`returnValue`, through the queue's codec).
+ */
+export type JobHandler<T, R = unknown> = (job: Job<T>, signal: AbortSignal) => R | undefined | Promise<R | undefined>;
 
 /** Options of `new Worker(…)`. */
 export interface WorkerOptions {
@@ -60,8 +63,10 @@ const MAX_ACKS_IN_FLIGHT = 2;
 /** How a call repeated until answered ended: answered, given up as poisoned, or cut short by `close`. */
 type RepeatResult<R> = { reply: R } | 'skipped' | 'closed';
 
-interface Running<T> {
+interface Running<T, R> {
   job: Job<T>;
+  /** What the handler returned (undefined: nothing to keep). */
+  value: R | undefined;
   controller: AbortController;
   timer: NodeJS.Timeout | undefined;
   /** The outcome was decided (completion queued, failed, lost or released). */
@@ -73,24 +78,24 @@ interface Running<T> {
  * runs; finished jobs are completed in batches together with the fetch of the next ones; an idle worker
  * blocks on Redis (one extra connection) until a job is pushed or the next delayed job is due.
  */
-export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
+export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<T>> {
   /** Jobs run at once. */
   readonly concurrency: number;
   /** Lease per job, in ms. */
   readonly leaseMs: number;
   private readonly timeoutMs: number | undefined;
   private readonly blockMs: number;
-  private readonly running = new Set<Running<T>>();
+  private readonly running = new Set<Running<T, R>>();
   /** Handlers running plus finished jobs whose completion is not sent yet. */
   private busy = 0;
   /** Jobs asked for by a fetch in flight. */
   private reserved = 0;
   /** Finished jobs whose completion waits for a free `ack` call. */
-  private acks: Running<T>[] = [];
+  private acks: Running<T, R>[] = [];
   /** `ack` calls in flight. */
   private acking = 0;
   /** Collects the jobs that finish in one tick (their continuations were queued together) into `acks`. */
-  private readonly finished = new TickBatcher<Running<T>, void>((batch) => this.queueAcks(batch), LIMITS.maxBatch);
+  private readonly finished = new TickBatcher<Running<T, R>, void>((batch) => this.queueAcks(batch), LIMITS.maxBatch);
   /** Completions per `ack` call: two calls of half the concurrency overlap Redis work with handler work. */
   private readonly ackBatch: number;
   private closing = false;
@@ -117,8 +122,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
 
   constructor(
     /** The queue it serves. */
-    readonly queue: JobQueue<T>,
-    private readonly handler: JobHandler<T>,
+    readonly queue: JobQueue<T, R>,
+    // The queue says what R is; the handler is checked against it.
+    private readonly handler: JobHandler<T, NoInfer<R>>,
     options: WorkerOptions = {},
   ) {
     super();
@@ -268,7 +274,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
         this.queue.release(job).catch((err: unknown) => this.fault(err));
         continue;
       }
-      const r: Running<T> = { job, controller: new AbortController(), timer: undefined, settled: false };
+      const r: Running<T, R> = { job, value: undefined, controller: new AbortController(), timer: undefined, settled: false };
       this.running.add(r);
       this.busy++;
       if (this.timeoutMs !== undefined) r.timer = setTimeout(() => this.timeout(r), this.timeoutMs);
@@ -276,11 +282,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
-  private async execute(r: Running<T>): Promise<void> {
+  private async execute(r: Running<T, R>): Promise<void> {
     let error: unknown;
     let ok = true;
     try {
-      await this.handler(r.job, r.controller.signal);
+      const value = await this.handler(r.job, r.controller.signal);
+      // A value the codec refuses (or over 1 MiB) fails the job here, not the batch it would be sent in.
+      if (value !== undefined) this.queue.encodeResult('returnValue', value);
+      r.value = value;
     } catch (err) {
       ok = false;
       error = err;
@@ -300,7 +309,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
   }
 
   /** Queues a tick's finished jobs for completion and sends what the calls in flight allow. */
-  private queueAcks(batch: Running<T>[]): Promise<void[]> {
+  private queueAcks(batch: Running<T, R>[]): Promise<void[]> {
     for (const r of batch) this.acks.push(r);
     this.flush();
     // Nothing to answer per job: the `ack` call reports each one's completion as an event.
@@ -313,14 +322,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     if (this.acking === 0) this.notify();
   }
 
-  private sendAcks(batch: Running<T>[]): void {
+  private sendAcks(batch: Running<T, R>[]): void {
     this.acking++;
     this.busy -= batch.length;
     const fetch = this.closing ? 0 : Math.max(0, this.concurrency - this.busy - this.reserved);
     this.reserved += fetch;
     const jobs = batch.map((r) => r.job);
+    const returnValues = batch.some((r) => r.value !== undefined) ? batch.map((r) => r.value) : undefined;
     const request = this.nextRequest();
-    void this.untilAnswered(() => this.queue.ack(jobs, { fetch, leaseMs: this.leaseMs, request }))
+    const options = returnValues === undefined ? { fetch, leaseMs: this.leaseMs, request } : { fetch, leaseMs: this.leaseMs, request, returnValues };
+    void this.untilAnswered(() => this.queue.ack(jobs, options))
       .then((outcome) => {
         this.reserved -= fetch;
         // Closing: given up; the leases run out and the jobs come back (the lane is not reused).
@@ -344,7 +355,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
       });
   }
 
-  private async failJob(r: Running<T>, error: unknown): Promise<void> {
+  private async failJob(r: Running<T, R>, error: unknown): Promise<void> {
     let outcome: FailOutcome;
     try {
       outcome = await this.queue.fail(r.job, error);
@@ -358,7 +369,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     else this.fire('lost', r.job);
   }
 
-  private timeout(r: Running<T>): void {
+  private timeout(r: Running<T, R>): void {
     if (r.settled) return;
     this.settle(r);
     const error = new JobTimeoutError(this.timeoutMs!);
@@ -389,7 +400,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents<T>> {
     }
   }
 
-  private settle(r: Running<T>): void {
+  private settle(r: Running<T, R>): void {
     r.settled = true;
     clearTimeout(r.timer);
   }

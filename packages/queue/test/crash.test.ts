@@ -5,6 +5,7 @@ import { connect, deleteByPrefix, redisUrl } from '@cyredis/testing/context';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobQueue } from '../src/index.js';
+import { decodeEventEntries } from '../src/protocol.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/crash-worker.mjs', import.meta.url));
 const JOBS = 2000;
@@ -32,8 +33,8 @@ describe('crash safety: worker processes killed with SIGKILL (single node)', () 
     return child;
   }
 
-  it(`completes each of ${JOBS} jobs exactly once or dead-letters it with its reason`, async () => {
-    const queue = new JobQueue<number>(redis, 'crash', { prefix });
+  it(`completes each of ${JOBS} jobs exactly once or dead-letters it with its reason; stalled events account for every lease that ran out`, async () => {
+    const queue = new JobQueue<number>(redis, 'crash', { prefix, eventsMaxLen: 1_000_000 });
     await queue.pushBulk(Array.from({ length: JOBS }, (_, i) => ({ data: i, id: `job-${i}`, maxRetries: 20 })));
     for (let i = 0; i < 3; i++) startWorker();
     let kills = 0;
@@ -58,6 +59,24 @@ describe('crash safety: worker processes killed with SIGKILL (single node)', () 
     expect(stats.completed + stats.dead).toBe(JOBS);
     const dead = stats.dead > 0 ? await queue.deadJobs(1000) : [];
     for (const job of dead) expect(job.error).toBe('lease expired');
+
+    // Every lease ends once: completed, or its lease ran out (stalled) and the job went back or died.
+    const entries = decodeEventEntries([[queue.eventsKey, await redis.xrange(queue.eventsKey, '-', '+')]]);
+    const count = new Map<string, Record<string, number>>();
+    for (const { name, jobId } of entries.flatMap((e) => e.events)) {
+      const c = count.get(jobId) ?? {};
+      c[name] = (c[name] ?? 0) + 1;
+      count.set(jobId, c);
+    }
+    let stalled = 0;
+    for (let i = 0; i < JOBS; i++) {
+      const c = count.get(`job-${i}`) ?? {};
+      expect(c.added, `job-${i}`).toBe(1);
+      expect((c.completed ?? 0) + (c.dead ?? 0), `job-${i}`).toBe(1);
+      expect(c.active, `job-${i}`).toBe((c.stalled ?? 0) + (c.completed ?? 0));
+      stalled += c.stalled ?? 0;
+    }
+    expect(stalled).toBeGreaterThan(0);
     // Each completion deletes the job, and the ids were distinct: the counter counts each job once.
     const runs = await redis.hgetall(`${prefix}:runs`);
     expect(Object.keys(runs)).toHaveLength(JOBS);
@@ -71,7 +90,7 @@ describe('crash safety: worker processes killed with SIGKILL (single node)', () 
     const gaps = [...starts.values()].flatMap((t) => t.slice(1).map((at, i) => at - t[i]!)).sort((a, b) => a - b);
     const redelivered = [...starts.values()].filter((t) => t.length > 1).length;
     console.log(
-      `crash test: ${kills} SIGKILLs, ${redelivered} jobs redelivered, ${stats.dead} dead; redelivery gap ms ` +
+      `crash test: ${kills} SIGKILLs, ${stalled} stalled leases, ${redelivered} jobs redelivered, ${stats.dead} dead; redelivery gap ms ` +
         `median ${gaps[Math.floor(gaps.length / 2)] ?? '-'}, max ${gaps.at(-1) ?? '-'} (lease ${LEASE_MS} ms)`,
     );
     expect(kills).toBeGreaterThan(0);

@@ -71,8 +71,33 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     expect((await traced(protocol.encodeRetryDead(10, 0))).undeclared).toEqual([list(0)]);
   });
 
+  it('declares every key but the priority lists for the inspection and control operations', async () => {
+    const clock = protocol.policyClock({ events: true, eventsMaxLen: 100, completed: { count: 1, ageMs: 1000 }, dead: { count: 1, ageMs: 1000 } });
+    const run = async (args: ScriptArg[]) => (await traced(protocol.withPolicy(args, clock))).undeclared;
+    await run(protocol.encodePushMany([job('a', 3), job('b', 3), { ...job('c'), delaySeconds: 60 }]));
+    expect(await run(protocol.encodeGetJob('a'))).toEqual([]);
+    expect(await run(protocol.encodeGetJobs('waiting', 0, 10))).toEqual([list(3)]);
+    for (const state of ['delayed', 'active', 'completed', 'dead'] as const) expect(await run(protocol.encodeGetJobs(state, 0, 10))).toEqual([]);
+    expect(await run(protocol.encodePromote('c'))).toEqual([list(0)]);
+    expect(await run(protocol.encodeRemove('b', false))).toEqual([list(3)]);
+    expect(await run(protocol.encodePause(true))).toEqual([]);
+    expect(await run(protocol.encodePaused())).toEqual([]);
+    expect(await run(protocol.encodePause(false))).toEqual([]);
+    const { reply } = await traced(protocol.withPolicy(protocol.encodeFetch(1, 30_000, undefined), clock));
+    const [a] = protocol.decodeFetch(reply, defaultCodec).jobs;
+    expect(await run(protocol.encodeProgress(a!, '10'))).toEqual([]);
+    expect(await run(protocol.encodeLog('a', 'line'))).toEqual([]);
+    expect(await run(protocol.encodeLogs('a', 0, 10))).toEqual([]);
+    expect(await run(protocol.encodeFail(a!, 'x', true))).toEqual([]);
+    expect(await run(protocol.encodeRetryJob('a'))).toEqual([list(3)]);
+    expect(await run(protocol.encodeClean('dead', 0, 10))).toEqual([]);
+    expect(await run(protocol.encodeDrain(true, 10))).toEqual([list(3), list(0)]);
+    const obliterated = await run(protocol.encodeObliterate(true));
+    for (const key of obliterated) expect(PRIORITY_LIST.test(key)).toBe(true);
+  });
+
   it('with only the seed four keys, touches exactly the keys the header says it derives', async () => {
-    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake'].map((s) => `${seedKeys[0]!}:${s}`);
+    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info'].map((s) => `${seedKeys[0]!}:${s}`);
     const [, , , meta, wake] = derived;
     const pushed = await traced(protocol.encodePush({ ...job('a', 2), id: 'a' }), seedKeys);
     expect(pushed.undeclared.sort()).toEqual([derived[1]!, meta!, list(2), wake!].sort());

@@ -163,6 +163,17 @@ describe.each(topologies)('lost keys on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ waiting: 0, processing: 9 });
   });
 
+  it('puts the kept completed jobs of a deleted completed set back as completed, not to run again', async () => {
+    await queue.pushBulk([{ data: { n: 1 }, id: 'c1' }, { data: { n: 2 }, id: 'c2' }, { data: { n: 3 }, id: 'w' }]);
+    for (const job of await queue.pop(2)) expect(await queue.complete(job)).toBe(true);
+    await redis.del(key(':completed'));
+    // The pop that empties the queue finds records in no set and audits them.
+    expect((await popAll(1)).map((j) => j.id)).toEqual(['w']);
+    await waitFor(async () => ((await queue.getJobs('completed')).length === 2 ? true : undefined));
+    expect((await queue.getJobs('completed')).map((j) => j.id).sort()).toEqual(['c1', 'c2']);
+    expect(await queue.pop(5)).toEqual([]);
+  });
+
   it('puts jobs of a deleted delayed or failed set back to wait, and dead jobs of a deleted dead set back to dead', async () => {
     const later = await queue.push({ n: 1 }, { delayMs: 3_600_000 });
     const retry = await queue.push({ n: 2 }, { backoff: { baseMs: 3_600_000 } });

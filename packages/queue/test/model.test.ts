@@ -26,6 +26,8 @@ interface MJob {
   maxRetries: number;
   /** The retry policy as stored: "maxRetries" or "maxRetries,baseMs,maxMs". */
   policy: string;
+  /** When it was pushed (ms): the record keeps it after the policy ("@"). */
+  created: number;
   baseMs: number;
   maxMs: number;
   attempts: number;
@@ -39,9 +41,8 @@ class Model {
   jobs = new Map<string, MJob>();
   seq = 0;
   front = 0;
+  /** The last lease token: each lease call's is above it and at least the time in µs. */
   lease = 0;
-  /** Lease tokens start at the server time in µs: learned from the first lease. */
-  leaseBase = 0;
   completed = 0;
   now = 0;
   pushes = 0;
@@ -81,13 +82,13 @@ class Model {
     const out: string[] = [];
     const batch = this.inState('waiting').slice(0, count);
     // One token for the jobs of one call.
-    const token = batch.length > 0 ? this.leaseBase + ++this.lease : 0;
+    const token = batch.length > 0 ? (this.lease = Math.max(this.lease + 1, this.now * 1000)) : 0;
     for (const job of batch) {
       job.attempts++;
       job.token = String(token);
       job.state = 'processing';
       job.score = this.now + LEASE_MS;
-      out.push(job.id, `${job.priority}:${job.policy}:${job.data}`);
+      out.push(job.id, `${job.priority}:${job.policy}@${job.created}:${job.data}`);
     }
     // A full batch answers 0 ("ask again") without looking further.
     return [batch.length === count ? 0 : this.waitMs(), token, batch.map((j) => j.attempts).join(','), ...out];
@@ -137,6 +138,7 @@ class Push implements fc.AsyncCommand<Model, Real> {
       priority: this.priority,
       maxRetries: this.maxRetries,
       policy,
+      created: m.now,
       baseMs,
       maxMs,
       attempts: 0,
@@ -155,7 +157,6 @@ class Pop implements fc.AsyncCommand<Model, Real> {
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
     const got = (await r.call('POP', t(m), this.count, LEASE_MS, '1')) as unknown[];
-    if (m.lease === 0 && typeof got[1] === 'number' && got[1] > 0) m.leaseBase = got[1] - 1;
     expect(got).toEqual(m.pop(this.count));
   }
   toString = () => `pop(${this.count})`;

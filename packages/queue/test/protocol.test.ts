@@ -112,6 +112,63 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 0, failed: 1, dead: 0, completed: 0 });
   });
 
+  it('GETJOB, GETJOBS, PROGRESS, LOG, LOGS through a job\'s life, with events and retention', async () => {
+    const clock = protocol.policyClock({ events: true, eventsMaxLen: 100, completed: { count: 10, ageMs: -1 }, dead: { count: 10, ageMs: -1 } });
+    const call = (args: ScriptArg[], callKeys: readonly string[] = keys) => run(protocol.withPolicy(args, clock), callKeys);
+    await call(protocol.encodePushMany([spec('a', { n: 1 }, { priority: 2 }), spec('b', 'b'), spec('c', 'c', { delaySeconds: 60 })]));
+    const waiting = protocol.decodeGetJobs(await call(protocol.encodeGetJobs('waiting', 0, 10)), codec, codec);
+    expect(waiting.map((j) => [j.id, j.state, j.priority, j.attempts])).toEqual([['a', 'waiting', 2, 0], ['b', 'waiting', 0, 0]]);
+    expect(waiting[0]).toMatchObject({ data: { n: 1 }, maxRetries: 3, progress: 0, createdAt: expect.any(Number), readyAt: undefined });
+    const [delayed] = protocol.decodeGetJobs(await call(protocol.encodeGetJobs('delayed', 0, 10)), codec, codec);
+    expect(delayed).toMatchObject({ id: 'c', state: 'delayed', readyAt: delayed!.createdAt! + 60_000 });
+    const [a] = protocol.decodeFetch(await call(protocol.encodeFetch(1, 30_000, undefined)), codec).jobs as [Job<unknown>];
+    expect(protocol.decodeHeld(await call(protocol.encodeProgress(a, '{"step":2}')))).toBe(true);
+    expect(protocol.decodeHeld(await call(protocol.encodeProgress({ id: 'a', leaseToken: '7' }, '50')))).toBe(false);
+    expect(protocol.decodeCount(await call(protocol.encodeLog('a', 'first')))).toBe(1);
+    expect(protocol.decodeCount(await call(protocol.encodeLog('a', 'second')))).toBe(2);
+    expect(protocol.decodeCount(await call(protocol.encodeLog('nobody', 'x')))).toBe(0);
+    expect(protocol.decodeLogs(await call(protocol.encodeLogs('a', 1, 10)))).toEqual(['second']);
+    const active = protocol.decodeGetJob(await call(protocol.encodeGetJob('a')), codec, codec);
+    expect(active.job).toMatchObject({ id: 'a', state: 'active', attempts: 1, progress: { step: 2 }, processedAt: expect.any(Number) });
+    const acked = protocol.decodeAck(await call(protocol.encodeAck([a], 0, 30_000, undefined, [codec.encode({ ok: true })])), codec);
+    expect(acked.completed).toEqual([true]);
+    const done = protocol.decodeGetJob(await call(protocol.encodeGetJob('a')), codec, codec);
+    expect(done.job).toMatchObject({ state: 'completed', returnValue: { ok: true }, attempts: 1, finishedAt: expect.any(Number) });
+    expect(done.lastEventId).not.toBe(active.lastEventId);
+    expect(protocol.decodeGetJob(await call(protocol.encodeGetJob('zzz')), codec, codec).job).toBeUndefined();
+    // The events of those calls, in order, as QueueEvents reads them.
+    const entries = protocol.decodeEventEntries(await redis.xread('STREAMS', `${seedKeys[0]!}:events`, '0'));
+    expect(entries.flatMap((e) => e.events.map((x) => `${x.name}:${x.jobId}`))).toEqual(['added:a', 'added:b', 'delayed:c', 'active:a', 'progress:a', 'completed:a']);
+    expect(entries.at(-1)!.events[0]!.fields).toEqual({ r: codec.encode({ ok: true }) });
+  });
+
+  it('REMOVE, PROMOTE, RETRYJOB, PAUSE, PAUSED, DRAIN, CLEAN, OBLITERATE', async () => {
+    const jobs = [spec('a', 'a'), spec('b', 'b'), spec('c', 'c', { delaySeconds: 60 }), spec('d', 'd', { policy: '0' })];
+    await run(protocol.encodePushMany(jobs));
+    expect(protocol.decodeHeld(await run(protocol.encodePromote('c')))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodePromote('c')))).toBe(false);
+    expect(protocol.decodeHeld(await run(protocol.encodeRemove('b', false)))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodeRemove('b', false)))).toBe(false);
+    expect(protocol.decodeHeld(await run(protocol.encodePause(true)))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodePaused()))).toBe(true);
+    // Paused: nothing is leased, and a worker is told to block (-1).
+    expect(protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined)), codec)).toMatchObject({ jobs: [], waitMs: -1 });
+    expect(protocol.decodeHeld(await run(protocol.encodePause(false)))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodePaused()))).toBe(false);
+    const leased = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined)), codec).jobs;
+    expect(leased.map((j) => j.id)).toEqual(['a', 'd', 'c']);
+    expect(protocol.decodeHeld(await run(protocol.encodeRemove('a', false)))).toBe(false);
+    expect(protocol.decodeHeld(await run(protocol.encodeRemove('a', true)))).toBe(true);
+    expect(protocol.decodeFail(await run(protocol.encodeFail(leased[1]!, 'boom'))).outcome).toBe('dead');
+    expect(protocol.decodeHeld(await run(protocol.encodeRetryJob('d')))).toBe(true);
+    expect(protocol.decodeHeld(await run(protocol.encodeRetryJob('d')))).toBe(false);
+    expect(protocol.decodeDrain(await run(protocol.encodeDrain(false, 1000)))).toEqual({ removed: 1, more: false });
+    expect(protocol.decodeCount(await run(protocol.encodeClean('completed', 0, 10)))).toBe(0);
+    expect(protocol.decodeHeld(await run(protocol.encodeObliterate(false)))).toBe(false);
+    expect(protocol.decodeHeld(await run(protocol.encodeObliterate(true)))).toBe(true);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
+  });
+
   it('reports data the codec cannot decode instead of returning it', async () => {
     await run(protocol.encodePush({ ...spec('bad', 0), id: 'bad', text: 'job_data' }));
     const fetched = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined)), codec);
@@ -123,10 +180,10 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     const push = protocol.encodePush({ ...spec('a', 'x'), id: 'a' });
     const wrong = [...keys];
     wrong[6] = `${prefix}{p}:other`;
-    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.9\] must be/);
+    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.12\] must be/);
     await expect(run(push, keys.slice(0, 8))).rejects.toThrow(ScriptError);
     const request: RequestId = { lane: 'l', seq: 1 };
-    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[10\] must be/);
+    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[13\] must be/);
     await expect(run(protocol.encodeFetch(1, 1000, undefined), protocol.requestKeys(keys, request))).rejects.toThrow(/needs a request/);
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
   });

@@ -267,7 +267,7 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
 
   it('refuses bad input with InvalidArgumentError before any round trip', async () => {
     const send = vi.spyOn(redis, 'sendCommand');
-    const job: Job<Email> = { id: 'j', data: { to: 'x' }, priority: 0, attempts: 1, maxRetries: 0, leaseToken: '1' };
+    const job = { id: 'j', data: { to: 'x' }, priority: 0, attempts: 1, maxRetries: 0, leaseToken: '1' };
     const cases: [() => Promise<unknown>, string][] = [
       [() => queue.push({ to: 'x' }, { id: '' }), 'options.id'],
       [() => queue.push({ to: 'x' }, { priority: 1.5 }), 'options.priority'],

@@ -83,7 +83,8 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     let now = 0;
     for (let run = 1; run <= 8; run++) {
       const popped = (await call('POP', now, 1, 1000, '1')) as unknown[];
-      expect(popped[4]).toBe('0:20,100,400:x');
+      // The record: priority, the policy with the push time after "@", the data.
+      expect(popped[4]).toBe('0:20,100,400@0:x');
       const [status, at] = (await call('FAIL', now, 'j', 'e', String(popped[1]))) as [string, number];
       expect(status).toBe('retry');
       const delay = at - Math.round(now * 1000);
@@ -97,9 +98,10 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     await call('PUSH', 0, 'j', 'x', 0, 1, 0);
     // wait_ms, the call's lease token, the jobs' attempts, then id and record per job.
     const first = (await call('POP', 0, 1, 1000, '1')) as unknown[];
-    expect(first).toEqual([0, expect.any(Number), '1', 'j', '0:1:x']);
-    // Lease expired at 1 s: the next pop reclaims it and leases it again (next token, attempt 2).
-    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, (first[1] as number) + 1, '2', 'j', '0:1:x']);
+    expect(first).toEqual([0, expect.any(Number), '1', 'j', '0:1@0:x']);
+    // Lease expired at 1 s: the next pop reclaims it and leases it again (attempt 2) under a new token, the
+    // time in microseconds (above every earlier token).
+    expect(await call('POP', 1, 1, 1000, '1')).toEqual([0, 1_000_000, '2', 'j', '0:1@0:x']);
     expect(await call('COMPLETE', 1.5, 'j', String(first[1]))).toBe(0);
     // Expired again after its last attempt: dead, with the reason.
     expect(await call('POP', 2, 1, 1000, '1')).toEqual([-1, 0, '']);
@@ -111,11 +113,11 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     await call('PUSH', 0, 'b', 'y', 0, 3, 0);
     const popped = (await call('POP', 0, 1, 1000, '1')) as unknown[];
     const token = popped[1] as number;
-    expect(popped).toEqual([0, token, '1', 'a', '0:3:x']);
+    expect(popped).toEqual([0, token, '1', 'a', '0:3@0:x']);
     // At 2 s the lease of a has expired: the ACK completes it, then leases b (next token) in the same call.
-    expect(await call('ACK', 2, 1000, 1, 1, String(token), 1, 'a')).toEqual(['1', 0, token + 1, '1', 'b', '0:3:y']);
+    expect(await call('ACK', 2, 1000, 1, 1, String(token), 1, 0, 'a')).toEqual(['1', 0, 2_000_000, '1', 'b', '0:3@0:y']);
     expect(await call('STATS', 2)).toEqual(['waiting', 0, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 1]);
-    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, token + 2, '2', 'b', '0:3:y']);
+    expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 5_000_000, '2', 'b', '0:3@0:y']);
   });
 
   it('answers bad input with ERR and writes nothing', async () => {
@@ -161,14 +163,48 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['FAIL', 1, 'seeded', 'e', '1', 'yes'],
       ['FAIL', 1, 'seeded', 'e', '1', '0', 1000],
       ['ACK', 1, 1000, 1, 1, 'seeded'],
-      // ACK groups: <lease_token> <k>, then k ids.
-      ['ACK', 1, 1000, 1, 1, '1', 2, 'seeded', 'other'],
-      ['ACK', 1, 1000, 1, 2, '1', 1, 'seeded', '', 1, 'x'],
-      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane'],
-      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', -1],
-      ['ACK', 1, 1000, 1, 1, '1', 1, 'seeded', 'lane', 1, 'extra'],
+      // ACK groups: <lease_token> <k> <valued>, then k ids (or id and return value pairs).
+      ['ACK', 1, 1000, 1, 1, '1', 2, 0, 'seeded', 'other'],
+      ['ACK', 1, 1000, 1, 2, '1', 1, 0, 'seeded', '', 1, 0, 'x'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 2, 'seeded'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 1, 'seeded'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 1, 'seeded', 'x'.repeat(1_048_577)],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 0, 'seeded', 'lane'],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 0, 'seeded', 'lane', -1],
+      ['ACK', 1, 1000, 1, 1, '1', 1, 0, 'seeded', 'lane', 1, 'extra'],
       ['EXTEND', 1, 1000, 1, 'seeded', ''],
       ['RETRYDEAD', 1, 0],
+      ['COMPLETE', 1, 'seeded', '1', 'x'.repeat(1_048_577)],
+      // The policy form of current_time: *<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>.
+      ['STATS', '*1,100,10'],
+      ['STATS', '*2,100,10,10,10,10'],
+      ['STATS', '*1,0,10,10,10,10'],
+      ['STATS', '*1,100,-2,10,10,10'],
+      ['GETJOB', 1, ''],
+      ['GETJOBS', 1, 'failed', 0, 10],
+      ['GETJOBS', 1, 'waiting', -1, 10],
+      ['GETJOBS', 1, 'waiting', 0, 0],
+      ['GETJOBS', 1, 'waiting', 0, 1001],
+      ['LOGS', 1, 'seeded', 0, 1001],
+      ['LOGS', 1, 'seeded', -1, 1],
+      ['LOG', 1, 'seeded', 'x'.repeat(1025)],
+      ['LOG', 1, 'seeded'],
+      ['LOG', 1, 'seeded', 'a', 'b'],
+      ['PROGRESS', 1, 'seeded', '1', '101'],
+      ['PROGRESS', 1, 'seeded', '1', '-1'],
+      ['PROGRESS', 1, 'seeded', '1', 'half'],
+      ['PROGRESS', 1, 'seeded', '1', '{"a":'],
+      ['PROGRESS', 1, 'seeded', '1', `{"a":"${'x'.repeat(1024)}"}`],
+      ['REMOVE', 1, 'seeded', 'yes'],
+      ['PROMOTE', 1, ''],
+      ['RETRYJOB', 1, ''],
+      ['PAUSE', 1, 'on'],
+      ['DRAIN', 1, 2, 10],
+      ['DRAIN', 1, 1, 0],
+      ['CLEAN', 1, 'waiting', 0, 10],
+      ['CLEAN', 1, 'dead', -1, 10],
+      ['CLEAN', 1, 'dead', 0, 1001],
+      ['OBLITERATE', 1, 'yes'],
     ];
     for (const args of bad) {
       await expect(call(...args), JSON.stringify(args).slice(0, 80)).rejects.toThrow(/^ERR job_queue: /);
@@ -177,6 +213,13 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     // Completing an unknown job is a documented 0, not an error.
     expect(await call('COMPLETE', 1, 'nobody')).toBe(0);
     expect(await call('FAIL', 1, 'nobody', 'x')).toEqual(['lost', 0]);
+    // So are the inspection calls on an unknown job: nothing found, nothing written.
+    expect(await call('GETJOB', 1, 'nobody')).toEqual(['0-0']);
+    expect(await call('LOG', 1, 'nobody', 'line')).toBe(0);
+    expect(await call('LOGS', 1, 'nobody', 0, 10)).toEqual([0]);
+    expect(await call('PROGRESS', 1, 'nobody', '1', '50')).toBe(0);
+    for (const op of ['PROMOTE', 'RETRYJOB']) expect(await call(op, 1, 'nobody')).toBe(0);
+    expect(await call('REMOVE', 1, 'nobody', 1)).toBe(0);
     expect(await snapshot(redis, prefix)).toEqual(before);
   });
 

@@ -160,7 +160,7 @@ describe.each(topologies)('Worker on %s', (topology) => {
     // The completion of any first attempt fails for good, as a poisoned batch would; the first fetch fails twice.
     let refusedAcks = 0;
     vi.spyOn(queue, 'ack').mockImplementation((jobs, options) => {
-      if (!jobs.some((j) => j.attempts === 1)) return realAck(jobs, options);
+      if (!jobs.some((j) => (j as Job<number>).attempts === 1)) return realAck(jobs, options);
       refusedAcks++;
       return Promise.reject(poison);
     });

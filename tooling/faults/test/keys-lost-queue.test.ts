@@ -39,10 +39,16 @@ function queueKeys(q: JobQueue<Item>): Record<string, string> {
     failed,
     dead,
     wake: `${waiting}:wake`,
+    completed: `${waiting}:completed`,
+    events: `${waiting}:events`,
+    'progress, return values and logs': `${waiting}:info`,
   };
 }
 
-const LOSSES = ['priority index', 'priority 0 list', 'job records', 'job states', 'meta', 'delayed', 'processing', 'failed', 'dead', 'wake', 'FLUSHALL'];
+const LOSSES = [
+  'priority index', 'priority 0 list', 'job records', 'job states', 'meta', 'delayed', 'processing', 'failed', 'dead', 'wake', 'completed', 'events',
+  'progress, return values and logs', 'FLUSHALL',
+];
 
 /**
  * Pushes jobs from 8 loops while a worker (concurrency 4) runs them: every 5th fails its first attempt

@@ -1,4 +1,4 @@
-import { JobQueue, Worker } from '@cyredis/queue';
+import { JobQueue, Worker, type JobQueueOptions } from '@cyredis/queue';
 import BeeQueue from 'bee-queue';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -8,6 +8,8 @@ import { timeBatch, type BenchCase, type BenchGroup, type BenchSuite } from '../
 const JOBS = Number(process.env.QUEUE_JOBS ?? 20_000);
 const CHUNK = 1000;
 const MEMORY_JOBS = 10_000;
+/** Retention and events as BullMQ and we default to for the end-to-end runs: keep the last 1000 completed for an hour. */
+const KEEP = { count: 1000, age: 3600 };
 
 /** One library, opened fresh (under a new queue name) for every sample. */
 interface Contender {
@@ -18,8 +20,8 @@ interface Contender {
 interface Handle {
   pushOne: (i: number) => Promise<unknown>;
   pushMany: (from: number, count: number) => Promise<unknown>;
-  /** Starts workers at `concurrency`; resolves once `total` jobs completed. */
-  process: (concurrency: number, total: number) => Promise<void>;
+  /** Starts workers at `concurrency`; resolves once `total` jobs completed (each returning `result`). */
+  process: (concurrency: number, total: number, result?: unknown) => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -53,22 +55,54 @@ async function usedMemory(redis: Redis): Promise<number> {
 }
 
 /** `redis` produces; `workerRedis` serves our worker, as the peers' workers have connections of their own. */
-function contenders(redis: Redis, workerRedis: Redis, url: string): Contender[] {
+/** Our queue under `options` (events and retention), as a contender named `name`. */
+function cyredis(redis: Redis, workerRedis: Redis, name: string, options: JobQueueOptions<{ i: number }> = {}): Contender {
+  return {
+    name,
+    open: (queueName) => {
+      const queue = new JobQueue<{ i: number }>(redis, queueName, { prefix: 'benchq', ...options });
+      let worker: Worker<{ i: number }> | undefined;
+      return Promise.resolve({
+        pushOne: (i) => queue.push(data(i)),
+        pushMany: (from, count) => queue.pushBulk(Array.from({ length: count }, (_, k) => ({ data: data(from + k) }))),
+        process: async (concurrency, total, result) => {
+          const { tick, all } = done(total);
+          worker = new Worker(new JobQueue<{ i: number }>(workerRedis, queueName, { prefix: 'benchq', ...options }), () => result, { concurrency });
+          worker.on('completed', tick);
+          await all;
+        },
+        close: async () => {
+          await worker?.close();
+          await deleteKeys(redis, `benchq:queue:{${queueName}}:*`);
+        },
+      });
+    },
+  };
+}
+
+/**
+ * `redis` produces; `workerRedis` serves our worker, as the peers' workers have connections of their own.
+ * `keep`: completed jobs BullMQ and we keep (`true`: none; default: the last 1000 for an hour, both with
+ * events on, their defaults); bee-queue keeps none and sends no events (its fastest settings).
+ */
+function contenders(redis: Redis, workerRedis: Redis, url: string, keep: { count: number; age: number } | boolean = KEEP): Contender[] {
   const { hostname: host, port } = new URL(url);
   const connection = { host, port: Number(port), maxRetriesPerRequest: null };
+  const ours: JobQueueOptions<{ i: number }> =
+    typeof keep === 'boolean' ? { removeOnComplete: keep } : { removeOnComplete: { count: keep.count, ageMs: keep.age * 1000 } };
   return [
     {
       name: 'BullMQ 6.7',
       open: async (name) => {
-        const queue = new BullQueue(name, { connection, defaultJobOptions: { removeOnComplete: true, removeOnFail: true } });
+        const queue = new BullQueue(name, { connection, defaultJobOptions: { removeOnComplete: keep, removeOnFail: { count: 10_000, age: 7 * 86_400 } } });
         await queue.waitUntilReady();
         let worker: BullWorker | undefined;
         return {
           pushOne: (i) => queue.add('job', data(i)),
           pushMany: (from, count) => queue.addBulk(Array.from({ length: count }, (_, k) => ({ name: 'job', data: data(from + k) }))),
-          process: async (concurrency, total) => {
+          process: async (concurrency, total, result) => {
             const { tick, all } = done(total);
-            worker = new BullWorker(name, () => Promise.resolve(), { connection, concurrency });
+            worker = new BullWorker(name, () => Promise.resolve(result), { connection, concurrency });
             worker.on('completed', tick);
             await all;
           },
@@ -105,27 +139,7 @@ function contenders(redis: Redis, workerRedis: Redis, url: string): Contender[] 
         };
       },
     },
-    {
-      name: '@cyredis/queue',
-      open: (name) => {
-        const queue = new JobQueue<{ i: number }>(redis, name, { prefix: 'benchq' });
-        let worker: Worker<{ i: number }> | undefined;
-        return Promise.resolve({
-          pushOne: (i) => queue.push(data(i)),
-          pushMany: (from, count) => queue.pushBulk(Array.from({ length: count }, (_, k) => ({ data: data(from + k) }))),
-          process: async (concurrency, total) => {
-            const { tick, all } = done(total);
-            worker = new Worker(new JobQueue<{ i: number }>(workerRedis, name, { prefix: 'benchq' }), () => undefined, { concurrency });
-            worker.on('completed', tick);
-            await all;
-          },
-          close: async () => {
-            await worker?.close();
-            await deleteKeys(redis, `benchq:queue:{${name}}:*`);
-          },
-        });
-      },
-    },
+    cyredis(redis, workerRedis, '@cyredis/queue', ours),
   ];
 }
 
@@ -147,17 +161,19 @@ const rate = (c: Contender, fn: (h: Handle) => Promise<number>): BenchCase => ({
 /**
  * 20k no-op jobs against BullMQ and bee-queue on one Redis: single and bulk push, end to end (a producer
  * pushing in bulks of 1000 while a worker processes, timed until the last completion) at concurrency 1
- * and 32, our batched push and pop, and Redis bytes per waiting job.
+ * and 32, ours with events and retention on and off, our batched push and pop, and Redis bytes per waiting
+ * job and per kept completed job.
  */
 const suite: BenchSuite = {
   name: 'queue',
   groups: ({ client, redisUrl }) => {
     const redis = client();
-    const all = contenders(redis, client(), redisUrl);
+    const workerRedis = client();
+    const all = contenders(redis, workerRedis, redisUrl);
 
-    const endToEnd = (concurrency: number): BenchGroup => ({
-      title: `${JOBS} no-op jobs end to end, worker concurrency ${concurrency} (jobs/s)`,
-      cases: all.map((c) =>
+    const endToEnd = (concurrency: number, cases: Contender[] = all, title = ''): BenchGroup => ({
+      title: `${JOBS} no-op jobs end to end, worker concurrency ${concurrency}${title} (jobs/s)`,
+      cases: cases.map((c) =>
         rate(c, async (h) => {
           const start = performance.now();
           const processed = h.process(concurrency, JOBS);
@@ -170,6 +186,16 @@ const suite: BenchSuite = {
 
     const groups: BenchGroup[] = [
       endToEnd(32),
+      endToEnd(
+        32,
+        [
+          cyredis(redis, workerRedis, 'defaults (events, keep 1000 for 1 h)'),
+          cyredis(redis, workerRedis, 'events off', { events: false }),
+          cyredis(redis, workerRedis, 'events off, keep none (as before)', { events: false, removeOnComplete: true }),
+          cyredis(redis, workerRedis, 'events on, keep none', { removeOnComplete: true }),
+        ],
+        ': @cyredis/queue, events and retention',
+      ),
       endToEnd(1),
       {
         title: `push ${JOBS} jobs one call each, 32 in flight (jobs/s)`,
@@ -218,6 +244,23 @@ const suite: BenchSuite = {
             },
           },
         ],
+      },
+      {
+        title: `Redis bytes per kept completed job, ${MEMORY_JOBS} jobs with payload {"i":n} and return value {"ok":true}, all kept, events and the queue's fixed keys included (bytes/job)`,
+        cases: contenders(redis, workerRedis, redisUrl, false)
+          .filter((c) => !c.name.startsWith('bee'))
+          .map((c) => ({
+            name: c.name,
+            unit: 'bytes/job',
+            higherIsBetter: false,
+            sample: () =>
+              withQueue(c, async (h) => {
+                const before = await usedMemory(redis);
+                await pushAll(h, MEMORY_JOBS);
+                await h.process(32, MEMORY_JOBS, { ok: true });
+                return ((await usedMemory(redis)) - before) / MEMORY_JOBS;
+              }),
+          })),
       },
       {
         title: `Redis bytes per waiting job, ${MEMORY_JOBS} jobs with payload {"i":n} (~11 bytes) (bytes/job)`,

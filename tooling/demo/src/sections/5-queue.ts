@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { JobQueue, Worker } from '@cyredis/queue';
+import { fileURLToPath } from 'node:url';
+import { JobQueue, QueueEvents, Worker } from '@cyredis/queue';
 import type { DemoContext } from '../context.js';
 
-export const title = '@cyredis/queue: priorities, delays, retries with backoff, dead letters, a worker, and the seed calls';
+export const title =
+  '@cyredis/queue: priorities, delays, retries with backoff, dead letters, a worker, the seed calls; lookup, progress, a result awaited from another process, pause/resume';
 
 interface Email {
   to: string;
@@ -55,4 +58,35 @@ export default async function demo({ redis, prefix, log }: DemoContext): Promise
   log(`served in order: ${order.join(', ')}`);
   log(`dead letters: ${JSON.stringify((await queue.deadJobs()).map((d) => ({ id: d.id, attempts: d.attempts, error: d.error })))}`);
   log(`retryDead moved ${await queue.retryDead()} job(s) back; stats ${JSON.stringify(await queue.stats())}`);
+  log(`getJob('later') → ${JSON.stringify(await queue.getJob('later'), ['id', 'state', 'attempts', 'createdAt', 'finishedAt'])}`);
+  await inspectAcrossProcesses({ redis, prefix, log });
+}
+
+/** Lookup, progress, logs and a return value produced by a worker in another process, then pause/resume. */
+async function inspectAcrossProcesses({ redis, prefix, log }: DemoContext): Promise<void> {
+  const reports = new JobQueue<{ rows: number }, { pages: number }>(redis, 'reports', { prefix });
+  const events = new QueueEvents<{ pages: number }>(redis, 'reports', { prefix });
+  events.on('progress', ({ jobId, progress }) => log(`event progress ${jobId}: ${JSON.stringify(progress)}`));
+  events.on('completed', ({ jobId, returnValue }) => log(`event completed ${jobId}: ${JSON.stringify(returnValue)}`));
+  await events.ready();
+  const { host, port } = redis.options;
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../queue-worker.js', import.meta.url)), `redis://${host}:${port}`, prefix], { stdio: 'inherit' });
+  try {
+    const id = await reports.push({ rows: 130 }, { id: 'report-1' });
+    log(`getJob right after push: state ${(await reports.getJob(id))?.state}`);
+    log(`waitUntilFinished (worker pid ${child.pid}) → ${JSON.stringify(await reports.waitUntilFinished(id, { timeoutMs: 20_000 }))}`);
+    const done = await reports.getJob(id);
+    log(`getJob: state ${done?.state}, progress ${JSON.stringify(done?.progress)}, returnValue ${JSON.stringify(done?.returnValue)}`);
+    log(`getLogs: ${JSON.stringify(await reports.getLogs(id))}`);
+
+    await reports.pause();
+    await reports.push({ rows: 10 }, { id: 'report-2' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    log(`paused: ${await reports.isPaused()}; report-2 is ${(await reports.getJob('report-2'))?.state} while paused`);
+    await reports.resume();
+    log(`resumed: report-2 → ${JSON.stringify(await reports.waitUntilFinished('report-2', { timeoutMs: 20_000 }))}`);
+  } finally {
+    child.kill('SIGTERM');
+    await events.close();
+  }
 }
