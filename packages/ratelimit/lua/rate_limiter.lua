@@ -7,7 +7,8 @@ FORMATS: the seed call below is the PUBLIC CONTRACT (lua-scripts-README.md): fro
 
 SEED CALL (public contract):
   EVALSHA sha 1 <key> <limit> <window> <current_time> [<burst>]
-  KEYS[1]  the limited key (a sorted set). It may be any key; it is the only key touched.
+  KEYS[1]  the limited key (a string holding the packed log below; a sorted set of the previous layout is
+           converted). It may be any key; it is the only key touched.
   ARGV[1]  limit: integer 1 … 2^40, admissions per window.
   ARGV[2]  window: seconds (fractions allowed, resolution 1 µs), > 0.
   ARGV[3]  current_time: seconds since the epoch (fractions allowed, ≥ 0); '' = the server's TIME.
@@ -38,11 +39,9 @@ KEYS TOUCHED: only those in KEYS (checked by test/keys.test.ts); nothing is deri
 SEMANTICS (capacity C = burst or limit; period P = ceil(window × C / limit), in µs):
   sliding-window  at most C admitted (weighted by cost) in any interval of length P, so at most C in any
                   window-length interval and at most limit per window in the long run. Without burst:
-                  at most limit in any window, exactly. One sorted-set member per admitted call: score =
-                  time in µs, member = its first unit's sequence number (length-prefixed so order by
-                  member equals numeric order) plus ':cost' when cost > 1. Sequence numbers count units,
-                  so used = end of newest − start of oldest, in O(log n). A caller time earlier than the
-                  newest entry is raised to it, so time never runs backwards for a key.
+                  at most limit in any window, exactly. One entry per admitted call in a packed log
+                  (STORAGE). A caller time earlier than the newest entry is raised to it, so time never
+                  runs backwards for a key.
   gcra            emission interval T = ceil(window / limit) µs, tolerance C × T: C back to back from
                   idle, then one every T. Worst case in a window-length interval: C + limit. O(1): a string
                   holding the theoretical arrival time (TAT, µs).
@@ -53,10 +52,26 @@ SEMANTICS (capacity C = burst or limit; period P = ceil(window × C / limit), in
   caller time behind the server's clock never loses state early (block key: within block). A retry after
   exactly the returned retry-after is admitted (same rules, same cost).
 
+STORAGE (sliding window; internal, read by src/protocol.ts decodeWindowLog): one string per rule key, at most
+  8 bytes per admitted unit plus a quarter of room. A 30-byte header: 'W1', then head (offset of the oldest
+  live entry), tail (end of the newest) and size (bytes of the string) as big-endian uint32, then units used
+  from head to tail and the newest entry's time (µs) as big-endian doubles. Then the entries, oldest first:
+  one double (the time, one unit) or two (minus the units, then the time), so the log reads both ways.
+  A check reads the header and the entries at head; entries that left the period move head past them (each
+  once: O(1) amortised); an admission writes its entry at tail and the header in place, and when the
+  string is full rewrites it as the live entries plus a quarter as much room (O(live) once per live / 4
+  admissions, so O(1) amortised, and dead entries go). The seed call and the TypeScript API share this.
+  OLD LAYOUT: until 0.1.x, a sorted set (score = time in µs, member = the first unit's sequence number,
+  length-prefixed, plus ':units' when over one). Such a key is read as the same log and converted in place
+  by the first write (its expiry kept); refusals and peeks leave it as it is. So an upgrade keeps every
+  window: it never admits a fresh one. A key holding anything else is an error reply.
 ERRORS: 'ERR rate_limiter: …' before any write on bad input: limit, window, time, burst, cost, algorithm, mode,
-  block, argument count, key count, empty key or key over 65536 bytes.
-COMPLEXITY: O(rules × log n) per check; a refused cost-c check reads at most min(c, 128) entries; a refund of
-  r units removes at most r entries; a batch costs the sum of its checks (at most 1024).
+  block, argument count, key count, empty key or key over 65536 bytes. Also, before that check's writes (in a
+  batch, the checks before it stand), a sliding-window key that holds something other than a log or the
+  old sorted set.
+COMPLEXITY: O(rules) amortised per check; a refused cost-c check reads at most min(c, 128) entries; a refund
+  of r units removes at most r entries; a batch costs the sum of its checks (at most 1024). Entries that
+  expired since the last write are read by the next check (and by every peek until then).
 
 LAYOUT: argument parsing (all of it before the first write), then one section per algorithm defining the
   same two functions, inspect (reads only) and commit (the writes), then one check (replay, inspect every
@@ -131,7 +146,7 @@ else
 end
 
 -- One record per rule: capacity, period (µs), then each algorithm's own state (sliding window: at, the
--- check's time raised to the newest entry's, and next_seq, the next unit's sequence number; GCRA: interval
+-- check's time raised to the newest entry's, and the log's head, tail, size and units used; GCRA: interval
 -- T in µs and tat, the theoretical arrival time after the check; fixed window: window_index and count after
 -- the check), then what inspecting it found: ok, remaining (after the call if admitted, else now), reset and
 -- retry times (absolute µs).
@@ -154,7 +169,7 @@ for i = 1, nrules do
   if cost > capacity or -cost > capacity then return redis.error_reply(E .. 'cost exceeds capacity') end
   rules[i] = {
     capacity = capacity, period = ceil(window * capacity / limit),
-    at = 0, next_seq = 0, interval = ceil(window / limit), tat = 0, window_index = 0, count = 0,
+    at = 0, head = 0, tail = 0, size = 0, used = 0, interval = ceil(window / limit), tat = 0, window_index = 0, count = 0,
     ok = false, remaining = 0, reset = 0, retry = 0,
   }
 end
@@ -179,116 +194,169 @@ end
 local inspect, commit
 
 if algorithm == 'sliding-window' then
-  -- Sliding window ----------------------------------------------------------------------------------------
-  -- In a batch, `reads` keeps each key's {newest, oldest} until a check writes to it, so a hot id refused
-  -- again and again costs no further reads.
-  local reads = batch_size and {} or nil
+  -- Sliding window: a packed log in one string (see STORAGE) ----------------------------------------------
+  local pack, unpack, sub = struct.pack, struct.unpack, string.sub
+  local HF, H = '>c2I4I4I4dd', 30
+  -- Logs converted from the old sorted-set layout in this call, by key, until a commit writes them.
+  local converted
 
-  -- A member: the first unit's sequence number, prefixed by its digit count so members order like numbers
-  -- ('a7' < 'b10'), then ':units' when it holds more than one unit.
-  local function member_units(m)
-    local colon = string.find(m, ':', 3, true)
-    if colon then return tonumber(string.sub(m, 2, colon - 1)), tonumber(string.sub(m, colon + 1)) end
-    return tonumber(string.sub(m, 2)), 1
+  -- Bytes [from, to) of the log (to > from).
+  local function read(key, from, to)
+    local log = converted and converted[key]
+    if log then return sub(log, from + 1, to) end
+    return call('GETRANGE', key, from, to - 1)
   end
 
-  local function member_of(first_seq, units)
-    local d = format('%d', first_seq)
-    local m = string.char(96 + #d) .. d
-    if units > 1 then m = m .. ':' .. units end
-    return m
-  end
-
-  -- What is in the period ending at the check's time: that time, units used, newest entry's time, next
-  -- sequence number and the oldest live {member, score}. Drops expired entries unless peeking.
-  local function live_window(key, period)
-    local t, used, last, next_seq = now, 0, nil, 0
-    local memo = reads and reads[key]
-    local newest = memo and memo[1] or call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
-    local oldest = memo and memo[2]
-    if newest[1] then
-      local s = tonumber(newest[2])
-      if s > t then t = s end
-      local cutoff = t - period
-      if s > cutoff then
-        local seq, units = member_units(newest[1])
-        next_seq, last = seq + units, s
-        oldest = oldest or call('ZRANGE', key, '0', '0', 'WITHSCORES')
-        if tonumber(oldest[2]) <= cutoff then
-          if peek then
-            oldest = call('ZRANGEBYSCORE', key, '(' .. format('%d', cutoff), '+inf', 'WITHSCORES', 'LIMIT', '0', '1')
-          else
-            call('ZREMRANGEBYSCORE', key, '-inf', format('%d', cutoff))
-            oldest = call('ZRANGE', key, '0', '0', 'WITHSCORES')
-          end
-        end
-        used = next_seq - member_units(oldest[1])
-      elseif not peek then
-        call('DEL', key)
-        newest = {}
-      end
+  -- The old layout: one sorted-set member per admitted call, score = time in µs, member = the first unit's
+  -- sequence number, length-prefixed, plus ':units' when more than one. Read once, as a log.
+  local function convert(key)
+    local kind = call('TYPE', key)
+    if kind.ok ~= 'zset' then return nil end
+    local all, parts, used, newest = call('ZRANGE', key, '0', '-1', 'WITHSCORES'), {}, 0, 0
+    for j = 1, #all, 2 do
+      local colon = string.find(all[j], ':', 3, true)
+      local units = colon and tonumber(string.sub(all[j], colon + 1)) or 1
+      newest = tonumber(all[j + 1])
+      parts[#parts + 1] = units == 1 and pack('>d', newest) or pack('>dd', -units, newest)
+      used = used + units
     end
-    if reads then reads[key] = { newest, oldest } end
-    return t, used, last, next_seq, oldest
+    local body = table.concat(parts)
+    converted = converted or {}
+    converted[key] = pack(HF, 'W1', H, H + #body, H + #body, used, newest) .. body
+    return sub(converted[key], 1, H)
+  end
+
+  -- The log's header: head (offset of the oldest entry), tail (end of the newest), size, units used from
+  -- head to tail, newest entry's time. Nothing when there is no key.
+  local function header(key)
+    local h = converted and converted[key]
+    if h then return unpack(HF, h) end
+    h = redis.pcall('GETRANGE', key, '0', H - 1)
+    if type(h) == 'table' then h = convert(key) end
+    if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end
+    if h == '' then return nil end
+    local _, head, tail, size, used, newest = unpack(HF, h)
+    return head, tail, size, used, newest
+  end
+
+  -- Moves head past the entries at or before cutoff (the newest is after it): returns the new head and the
+  -- units left. Reads ever larger slices, so a long run of expired entries costs few calls.
+  local function advance(key, head, tail, used, cutoff)
+    local n = 128
+    while true do
+      local to = min(head + n, tail)
+      local s = read(key, head, to)
+      local pos, len = 1, to - head
+      while pos + 7 <= len do
+        local v = unpack('>d', s, pos)
+        local cost, at = 1, pos
+        if v < 0 then
+          if pos + 15 > len then break end
+          cost, at = -v, pos + 8
+          v = unpack('>d', s, at)
+        end
+        if v > cutoff then return head + pos - 1, used end
+        used, pos = used - cost, at + 8
+      end
+      head, n = head + pos - 1, n * 2
+    end
   end
 
   -- When `deficit` units over capacity are paid: once the oldest entries holding that many have left the
   -- period (reads at most min(deficit, 128) entries; past them, the newest entry's expiry is the answer).
-  local function paid_at(key, t, period, deficit, oldest, last)
-    local first_seq, units = member_units(oldest[1])
-    if units >= deficit then return tonumber(oldest[2]) + period end
-    local scan = call('ZRANGEBYSCORE', key, '(' .. format('%d', t - period), '+inf', 'WITHSCORES', 'LIMIT', '0', min(deficit, 128))
-    for j = 1, #scan, 2 do
-      local seq, n = member_units(scan[j])
-      if seq + n - first_seq >= deficit then return tonumber(scan[j + 1]) + period end
+  local function paid_at(key, r, deficit, fallback)
+    local want = min(deficit, 128)
+    local s = read(key, r.head, min(r.head + 16 * want, r.tail))
+    local pos, paid = 1, 0
+    for _ = 1, want do
+      if pos > #s then break end
+      local v = unpack('>d', s, pos)
+      local cost = 1
+      if v < 0 then cost, v, pos = -v, unpack('>d', s, pos + 8), pos + 16 else pos = pos + 8 end
+      paid = paid + cost
+      if paid >= deficit then return v + r.period end
     end
-    return last + period
+    return fallback
   end
 
   function inspect(r, key, c)
     local period, capacity = r.period, r.capacity
-    local t, used, last, next_seq, oldest = live_window(key, period)
-    r.at, r.next_seq = t, next_seq
+    local head, tail, size, used, newest = header(key)
+    local t = now
+    if head and tail > head and newest > t then t = newest end
+    local cutoff = t - period
+    if not head or tail == head or newest <= cutoff then
+      head, tail, size, used, newest = H, H, size or 0, 0, nil
+    else
+      head, used = advance(key, head, tail, used, cutoff)
+    end
+    r.at, r.head, r.tail, r.size, r.used = t, head, tail, size, used
     if c <= 0 or used + c <= capacity then
       local consumed = c > 0 and not peek
       r.ok = true
       r.remaining = max(capacity - used - (consumed and c or 0), 0)
-      r.reset = consumed and t + period or (last and last + period or now)
+      r.reset = consumed and t + period or (newest and newest + period or now)
     else
-      r.ok, r.remaining, r.reset = false, max(capacity - used, 0), last + period
-      r.retry = paid_at(key, t, period, used + c - capacity, oldest, last)
+      r.ok, r.remaining, r.reset = false, max(capacity - used, 0), newest + period
+      r.retry = paid_at(key, r, used + c - capacity, newest + period)
     end
   end
 
-  -- A refund gives back the newest units first, then reads what is left for the reply.
+  -- Appends one entry: in place while the string has room, else rewritten as the live entries and the new
+  -- one plus a quarter as much room (so rewrites cost O(1) amortised per entry and dead entries go).
+  local function append(r, key, c)
+    local entry = c == 1 and pack('>d', r.at) or pack('>dd', -c, r.at)
+    local tail = r.tail + #entry
+    local ttl = ceil((r.at + r.period - now) / 1000)
+    if tail <= r.size then
+      call('SETRANGE', key, r.tail, entry)
+      call('SETRANGE', key, '0', pack(HF, 'W1', r.head, tail, r.size, r.used + c, r.at))
+      call('PEXPIRE', key, ttl)
+      return
+    end
+    local body = (r.tail > r.head and read(key, r.head, r.tail) or '') .. entry
+    local room = floor(#body / 32) * 8
+    local log = pack(HF, 'W1', H, H + #body, H + #body + room, r.used + c, r.at) .. body .. string.rep('\0', room)
+    call('SET', key, log, 'PX', ttl)
+  end
+
+  -- A refund gives back the newest units first.
   local function refund(r, key, units)
-    local left = units
-    while left > 0 do
-      local newest = call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
-      if not newest[1] then break end
-      local seq, n = member_units(newest[1])
-      call('ZREM', key, newest[1])
-      if n > left then call('ZADD', key, newest[2], member_of(seq, n - left)) end
-      left = left - n
+    if r.size == 0 then
+      r.reset, r.remaining = now, r.capacity
+      return
     end
-    local newest = call('ZRANGE', key, '-1', '-1', 'WITHSCORES')
-    local used = 0
-    if newest[1] then
-      local seq, n = member_units(newest[1])
-      used = seq + n - member_units(call('ZRANGE', key, '0', '0')[1])
+    local head, tail, used, left, newest = r.head, r.tail, r.used, units, nil
+    while left > 0 and tail > head do
+      local s = read(key, max(tail - 16, head), tail)
+      local t = unpack('>d', s, #s - 7)
+      local cost, start = 1, tail - 8
+      if #s == 16 then
+        local v = unpack('>d', s, 1)
+        if v < 0 then cost, start = -v, tail - 16 end
+      end
+      if cost > left then
+        local keep = cost - left
+        local entry = keep == 1 and pack('>d', t) or pack('>dd', -keep, t)
+        call('SETRANGE', key, start, entry)
+        tail, used, left, newest = start + #entry, used - left, 0, t
+      else
+        tail, used, left = start, used - cost, left - cost
+      end
     end
-    r.reset = newest[2] and tonumber(newest[2]) + r.period or now
+    if tail > head and not newest then newest = unpack('>d', read(key, tail - 8, tail)) end
+    call('SETRANGE', key, '0', pack(HF, 'W1', head, tail, r.size, used, newest or 0))
+    r.reset = newest and newest + r.period or now
     r.remaining = max(r.capacity - used, 0)
   end
 
   function commit(r, key, c)
-    if reads then reads[key] = nil end
-    if c > 0 then
-      call('ZADD', key, format('%d', r.at), member_of(r.next_seq, c))
-      call('PEXPIRE', key, ceil((r.at + r.period - now) / 1000))
-    else
-      refund(r, key, -c)
+    if converted and converted[key] then
+      -- The converted log replaces the sorted set before any write to it; the key keeps its expiry.
+      call('SET', key, converted[key], 'KEEPTTL')
+      converted[key] = nil
     end
+    if c > 0 then append(r, key, c) else refund(r, key, -c) end
   end
 elseif algorithm == 'gcra' then
   -- GCRA ------------------------------------------------------------------------------------------------------

@@ -126,3 +126,44 @@ export function decodeSeedReply(reply: unknown): SeedReply {
   const capacityLeft = toNumber(reply);
   return { allowed: capacityLeft > 0, capacityLeft };
 }
+
+/** One entry of a sliding-window log: an admitted call's time (µs since the epoch) and its units. */
+export interface WindowLogEntry {
+  timeUs: number;
+  cost: number;
+}
+
+/** A sliding-window key as the script stores it (see STORAGE in the script's header). */
+export interface WindowLog {
+  /** Units held by the entries from the oldest live one on. */
+  used: number;
+  /** Bytes of the string, including the room left for appends. */
+  size: number;
+  /** Entries from the oldest live one (as the last write left it) to the newest. */
+  entries: WindowLogEntry[];
+}
+
+const LOG_MAGIC = 'W1';
+const LOG_HEADER_BYTES = 30;
+
+/**
+ * Reads a sliding-window key (`GETBUFFER`): a 30-byte header (`W1`, head, tail and size as big-endian
+ * uint32, units used and the newest time as big-endian doubles), then entries of one double (the time, one
+ * unit) or two (minus the units, then the time).
+ */
+export function decodeWindowLog(value: Buffer): WindowLog {
+  if (value.length < LOG_HEADER_BYTES || value.toString('latin1', 0, 2) !== LOG_MAGIC) throw new CyRedisError('not a sliding-window log');
+  const head = value.readUInt32BE(2);
+  const tail = value.readUInt32BE(6);
+  const entries: WindowLogEntry[] = [];
+  for (let at = head; at < tail; at += 8) {
+    const v = value.readDoubleBE(at);
+    if (v >= 0) {
+      entries.push({ timeUs: v, cost: 1 });
+    } else {
+      at += 8;
+      entries.push({ timeUs: value.readDoubleBE(at), cost: -v });
+    }
+  }
+  return { used: value.readDoubleBE(14), size: value.readUInt32BE(10), entries };
+}

@@ -5,6 +5,7 @@ import { randomPrefix } from '@cyredis/testing';
 import { connect, topologies } from '@cyredis/testing/context';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { decodeWindowLog } from '../src/protocol.js';
 
 const require = createRequire(import.meta.url);
 const SOURCE = readFileSync(require.resolve('@cyredis/ratelimit/lua/rate_limiter.lua'), 'utf8');
@@ -39,9 +40,8 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const replies = [];
     for (let i = 0; i < 4; i++) replies.push(await call([3, 60, NOW]));
     expect(replies).toEqual([3, 2, 1, 0]);
-    expect(await redis.zcard(key)).toBe(3);
-    // Identical timestamps still give three distinct members.
-    expect(new Set(await redis.zrange(key, '0', '-1')).size).toBe(3);
+    // Identical timestamps still give three entries.
+    expect(decodeWindowLog(await redis.getBuffer(key)).entries).toEqual([0, 1, 2].map(() => ({ timeUs: NOW * 1e6, cost: 1 })));
     expect(await call([3, 60, NOW + 59.999999])).toBe(0);
     expect(await call([3, 60, NOW + 60])).toBe(3);
   });
@@ -61,9 +61,49 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(5000);
-    const [score] = (await redis.zrange(key, '0', '0', 'WITHSCORES')).slice(1);
+    const [first] = decodeWindowLog(await redis.getBuffer(key)).entries;
     const [seconds] = await redis.time();
-    expect(Math.abs(Number(score) / 1e6 - Number(seconds))).toBeLessThan(5);
+    expect(Math.abs(first!.timeUs / 1e6 - Number(seconds))).toBeLessThan(5);
+  });
+
+  it('limit 1000 full stays under 16 KB, and a long steady run keeps the key that small', async () => {
+    for (let i = 0; i < 1000; i++) expect(await call([1000, 60, NOW + i * 0.001])).toBe(1000 - i);
+    expect(await call([1000, 60, NOW + 1])).toBe(0);
+    expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
+    // One call every 60 ms for three windows: the window always holds about 1000 entries, old ones go.
+    for (let i = 0; i < 3000; i++) expect(await call([1000, 60, NOW + 60 + i * 0.06])).toBeGreaterThan(0);
+    const log = decodeWindowLog(await redis.getBuffer(key));
+    expect(log.used).toBe(1000);
+    expect(log.entries).toHaveLength(1000);
+    expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
+  });
+
+  it('a key in the old layout (a sorted set) keeps its window: converted on the first write, never a fresh window', async () => {
+    // As the previous release stored 2 calls, one of 1 unit and one of 3: member = length-prefixed first unit's number.
+    await redis.zadd(key, NOW * 1e6, 'a0', NOW * 1e6 + 5, 'a1:3');
+    await redis.pexpire(key, 60_000);
+    // A refusal writes nothing: the sorted set stays as it was.
+    expect(await call([4, 60, NOW + 1])).toBe(0);
+    expect(await redis.type(key)).toBe('zset');
+    expect(await call([5, 60, NOW + 1])).toBe(1);
+    expect(await redis.type(key)).toBe('string');
+    expect(decodeWindowLog(await redis.getBuffer(key)).entries).toEqual([
+      { timeUs: NOW * 1e6, cost: 1 },
+      { timeUs: NOW * 1e6 + 5, cost: 3 },
+      { timeUs: (NOW + 1) * 1e6, cost: 1 },
+    ]);
+    expect(await call([5, 60, NOW + 1])).toBe(0);
+    // The old entries leave the window on time.
+    expect(await call([5, 60, NOW + 60.000005])).toBe(4);
+  });
+
+  it('a key of another type or another format: an ERR reply that changes nothing', async () => {
+    await redis.rpush(key, 'x');
+    await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
+    await redis.del(key);
+    await redis.set(key, 'hello');
+    await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
+    expect(await redis.get(key)).toBe('hello');
   });
 
   it('time running backwards never admits more', async () => {
