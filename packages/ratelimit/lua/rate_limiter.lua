@@ -81,6 +81,11 @@ SPEED: written for 100k calls/s, where every closure, table, tonumber and string
   parsing is top-level code rather than functions, only the algorithm in use gets its functions defined,
   globals are cached in locals, one record per rule is made once per call and reused by every check of a
   batch, and the common path (one rule, cost 1, no block, no request id) makes as few tables as it can.
+  Measured (INFO commandstats, usec_per_call of evalsha, one call per check, Redis 7.0): an empty script costs
+  about 1.6 µs, rate-limiter-flexible's consume script 4 µs, this script's GCRA and fixed-window limit 7.7 µs
+  (9.7 µs before the fast path), of which TIME is 1.4 µs; the sliding window 13.5 µs. Hence the FAST PATH
+  below for GCRA and fixed window, and, in the sliding window, reads of at least 256 bytes so a small log
+  costs one read and one write.
 ]]
 
 local MAX_INT = 1099511627776 -- 2^40: keeps every product of counts and µs exact in doubles
@@ -92,6 +97,55 @@ local function integer(v, lo, hi)
   local n = tonumber(v)
   if n == nil or n ~= floor(n) or n < lo or n > hi then return nil end
   return n
+end
+
+-- Fast path (see SPEED) -------------------------------------------------------------------------------------
+-- The commonest rich call, a 'limit' of cost 1 on one GCRA or fixed-window rule with no block and no request
+-- id, decided with the fewest operations (a third less script time). It takes only arguments the general path
+-- accepts, answers exactly as the general path does (the model test drives both), and otherwise returns
+-- nothing so the general path below handles the call and any error.
+local function fast_limit(key, gcra)
+  local limit, w = integer(ARGV[1], 1, MAX_INT), tonumber(ARGV[2])
+  if limit == nil or w == nil or not (w > 0 and w < MAX_US) or #key == 0 or #key > 65536 then return nil end
+  local capacity = limit
+  if ARGV[4] ~= '' and ARGV[4] ~= ARGV[1] then capacity = integer(ARGV[4], limit, MAX_INT) end
+  local window = floor(w * 1000000 + 0.5)
+  if capacity == nil or window < 1 or window * capacity > MAX_US then return nil end
+  local now
+  if ARGV[3] == '' then
+    local t = call('TIME')
+    now = t[1] * 1000000 + t[2]
+  else
+    local s = tonumber(ARGV[3])
+    if s == nil or not (s >= 0 and s * 1000000 <= MAX_US) then return nil end
+    now = floor(s * 1000000 + 0.5)
+  end
+  if gcra then
+    local interval = ceil(window / limit)
+    local tolerance = capacity * interval
+    local stored = max(tonumber(call('GET', key) or '0') or 0, now)
+    local tat = stored + interval
+    if tat - now > tolerance then return { 0, floor((now + tolerance - stored) / interval), stored - now, tat - tolerance - now, 0 } end
+    call('SET', key, format('%d', tat), 'PX', max(ceil(tolerance / 1000), 1))
+    return { 1, floor((now + tolerance - tat) / interval), tat - now, 0, 0 }
+  end
+  local period = ceil(window * capacity / limit)
+  local index, count = floor(now / period), 0
+  local v = call('GET', key)
+  if v then
+    local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
+    stored_index = tonumber(stored_index)
+    if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
+  end
+  local reset = max((index + 1) * period - now, 0)
+  if count + 1 > capacity then return { 0, max(capacity - count, 0), reset, reset, 0 } end
+  call('SET', key, format('%d:%d', index, count + 1), 'PX', max(ceil(period / 1000), 1))
+  return { 1, capacity - count - 1, reset, 0, 0 }
+end
+
+if #KEYS == 1 and #ARGV == 9 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') then
+  local reply = fast_limit(KEYS[1], ARGV[5] == 'gcra')
+  if reply then return reply end
 end
 
 -- Arguments (all validated before the first write; top-level code, see SPEED) ----------------------------------
@@ -199,12 +253,20 @@ if algorithm == 'sliding-window' then
   local HF, H = '>c2I4I4I4dd', 30
   -- Logs converted from the old sorted-set layout in this call, by key, until a commit writes them.
   local converted
+  -- The last slice read from Redis (key, offset, bytes): every read takes at least SLICE bytes, so a small
+  -- log comes whole with its header, and the entries at head serve both the trim and the retry-after.
+  -- A write to the key drops it.
+  local SLICE = 256
+  local seen_key, seen_from, seen = nil, 0, ''
 
   -- Bytes [from, to) of the log (to > from).
   local function read(key, from, to)
     local log = converted and converted[key]
     if log then return sub(log, from + 1, to) end
-    return call('GETRANGE', key, from, to - 1)
+    if key ~= seen_key or from < seen_from or to > seen_from + #seen then
+      seen_key, seen_from, seen = key, from, call('GETRANGE', key, from, max(to, from + SLICE) - 1)
+    end
+    return sub(seen, from - seen_from + 1, to - seen_from)
   end
 
   -- The old layout: one sorted-set member per admitted call, score = time in µs, member = the first unit's
@@ -231,8 +293,12 @@ if algorithm == 'sliding-window' then
   local function header(key)
     local h = converted and converted[key]
     if h then return unpack(HF, h) end
-    h = redis.pcall('GETRANGE', key, '0', H - 1)
-    if type(h) == 'table' then h = convert(key) end
+    h = redis.pcall('GETRANGE', key, '0', SLICE - 1)
+    if type(h) == 'table' then
+      h = convert(key)
+    else
+      seen_key, seen_from, seen = key, 0, h
+    end
     if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end
     if h == '' then return nil end
     local _, head, tail, size, used, newest = unpack(HF, h)
@@ -308,14 +374,14 @@ if algorithm == 'sliding-window' then
     local entry = c == 1 and pack('>d', r.at) or pack('>dd', -c, r.at)
     local tail = r.tail + #entry
     local ttl = ceil((r.at + r.period - now) / 1000)
-    if tail <= r.size then
+    if tail <= r.size and tail > SLICE then
       call('SETRANGE', key, r.tail, entry)
       call('SETRANGE', key, '0', pack(HF, 'W1', r.head, tail, r.size, r.used + c, r.at))
       call('PEXPIRE', key, ttl)
       return
     end
     local body = (r.tail > r.head and read(key, r.head, r.tail) or '') .. entry
-    local room = floor(#body / 32) * 8
+    local room = H + #body > SLICE and floor(#body / 32) * 8 or 0
     local log = pack(HF, 'W1', H, H + #body, H + #body + room, r.used + c, r.at) .. body .. string.rep('\0', room)
     call('SET', key, log, 'PX', ttl)
   end
@@ -357,6 +423,7 @@ if algorithm == 'sliding-window' then
       converted[key] = nil
     end
     if c > 0 then append(r, key, c) else refund(r, key, -c) end
+    seen_key = nil
   end
 elseif algorithm == 'gcra' then
   -- GCRA ------------------------------------------------------------------------------------------------------

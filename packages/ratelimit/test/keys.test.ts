@@ -49,6 +49,15 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
     expect(undeclared).toEqual(UNDECLARED_KEYS);
   });
 
+  it.each(['gcra', 'fixed-window'] as const)('%s: one rule, cost 1 (the fast path), admitted and refused', async (algorithm) => {
+    const resolved = resolveOptions({ limit: 1, windowMs: 60_000, algorithm });
+    const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:fast`), resolved.rules, resolved.algorithm, resolved.blockMs);
+    const call: [string[], (string | number)[]] = [protocol.checkKeys(algorithm), protocol.checkArgs({ cost: 1, mode: 'limit' })];
+    const { undeclared, replies } = await traceAll([call, call]);
+    expect(replies.map((r) => (r as number[])[0])).toEqual([1, 0]);
+    expect(undeclared).toEqual(UNDECLARED_KEYS);
+  });
+
   it.each(algorithms)('%s: limit, refusal, block, refund, peek, request id and batch', async (algorithm) => {
     const options: RateLimiterOptions = { rules: [{ limit: 2, windowMs: 60_000 }, { limit: 3, windowMs: 60_000 }], algorithm, blockMs: 1000 };
     const resolved = resolveOptions(options);
