@@ -17,22 +17,31 @@ SEED CALL (public contract):
            0: limited; nothing was stored.
 
 RICH CALL (internal; ARGV[5] present switches it on):
-  KEYS[1..n]  one key per rule, then the block key when ARGV[8] > 0, then the request key when ARGV[9] ~= ''.
-              All under one hash tag on Redis Cluster.
+  KEYS[1..n]  one key per rule, then the block key when ARGV[8] > 0, then the policy key when ARGV[10] = '1',
+              then the request key when ARGV[9] ~= ''. All under one hash tag on Redis Cluster.
   ARGV[1..4]  rule 1 as above (ARGV[3] is the time of every rule).
   ARGV[5]     algorithm: 'sliding-window' | 'gcra' | 'fixed-window' (every rule of the call).
-  ARGV[6]     cost: integer, |cost| ≤ the smallest capacity; negative refunds, 0 consumes nothing.
+  ARGV[6]     cost: integer, |cost| ≤ the smallest capacity (with a policy key: ≤ 2^40, and a cost above the
+              id's capacity is refused with retry-after -1); negative refunds, 0 consumes nothing.
   ARGV[7]     'limit' (decide and consume) | 'peek' (decide for this cost, write nothing; remaining and
               reset describe the state as it is) | 'batch' (see below).
   ARGV[8]     block: ms ≥ 0; once refused, the id stays refused this long (0 = off).
   ARGV[9]     request id ('' = none): a repeated call with the same id within the longest period gets
               the first reply again and consumes nothing more.
-  ARGV[10..]  rules 2..n as triples: limit, window (s), burst ('' = limit).
-  Reply:      { allowed 0|1, remaining, reset µs, retry-after µs, index of the binding rule (0-based) }.
+  ARGV[10]    policy: '1' = read the policy key (below) first; '' = no policy key.
+  ARGV[11..]  rules 2..n as triples: limit, window (s), burst ('' = limit).
+  Reply:      { allowed 0|1, remaining, reset µs, retry-after µs, index of the binding rule (0-based) }, and
+              with a policy key three more: listed (0 no, 1 allow list, 2 deny list), the binding rule's
+              capacity and period (µs), as the override made them. Retry-after -1: never (deny list, or a
+              cost above an override's capacity).
+  POLICY KEY  a hash, written by src/protocol.ts encoders: field 'deny' present = always refused (nothing
+              read or written but the policy); else 'allow' present = always admitted, nothing consumed;
+              else 'rules' = 'limit window_s burst' per rule (';' between, one per rule of the call, burst ''
+              = limit) replacing the call's rules for this id (their keys stay the same).
 
 BATCH CALL (internal; ARGV[7] = 'batch'): m 'limit' checks of other ids (or the same) in order, at one server
   time, each as if called alone. ARGV[6] = m; ARGV[9] = ''; after the rules' triples come the m costs. KEYS: m
-  groups of the rich call's keys (rules, then block key). Reply: the m rich replies, in order.
+  groups of the rich call's keys (rules, then block key, then policy key). Reply: the m rich replies, in order.
 
 KEYS TOUCHED: only those in KEYS (checked by test/keys.test.ts); nothing is derived inside the script.
 
@@ -68,7 +77,7 @@ STORAGE (sliding window; internal, read by src/protocol.ts decodeWindowLog): one
 ERRORS: 'ERR rate_limiter: …' before any write on bad input: limit, window, time, burst, cost, algorithm, mode,
   block, argument count, key count, empty key or key over 65536 bytes. Also, before that check's writes (in a
   batch, the checks before it stand), a sliding-window key that holds something other than a log or the
-  old sorted set.
+  old sorted set, or a policy key whose override is malformed or has the wrong number of rules.
 COMPLEXITY: O(rules) amortised per check; a refused cost-c check reads at most min(c, 128) entries; a refund
   of r units removes at most r entries; a batch costs the sum of its checks (at most 1024). Entries that
   expired since the last write are read by the next check (and by every peek until then).
@@ -100,8 +109,8 @@ local function integer(v, lo, hi)
 end
 
 -- Fast path (see SPEED) -------------------------------------------------------------------------------------
--- The commonest rich call, a 'limit' of cost 1 on one GCRA or fixed-window rule with no block and no request
--- id, decided with the fewest operations (a third less script time). It takes only arguments the general path
+-- The commonest rich call, a 'limit' of cost 1 on one GCRA or fixed-window rule with no block, no policy and
+-- no request id, decided with the fewest operations (a third less script time). It takes only arguments the general path
 -- accepts, answers exactly as the general path does (the model test drives both), and otherwise returns
 -- nothing so the general path below handles the call and any error.
 local function fast_limit(key, gcra)
@@ -143,7 +152,7 @@ local function fast_limit(key, gcra)
   return { 1, capacity - count - 1, reset, 0, 0 }
 end
 
-if #KEYS == 1 and #ARGV == 9 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') then
+if #KEYS == 1 and #ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '' and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') then
   local reply = fast_limit(KEYS[1], ARGV[5] == 'gcra')
   if reply then return reply end
 end
@@ -151,7 +160,7 @@ end
 -- Arguments (all validated before the first write; top-level code, see SPEED) ----------------------------------
 
 local rich = ARGV[5] ~= nil and ARGV[5] ~= ''
-local algorithm, cost, peek, batch_size, block_ms, request_id = 'sliding-window', 1, false, nil, 0, ''
+local algorithm, cost, peek, batch_size, block_ms, request_id, policy = 'sliding-window', 1, false, nil, 0, '', false
 if rich then
   algorithm = ARGV[5]
   if algorithm ~= 'sliding-window' and algorithm ~= 'gcra' and algorithm ~= 'fixed-window' then return redis.error_reply(E .. 'unknown algorithm') end
@@ -173,16 +182,18 @@ if rich then
   end
   request_id = ARGV[9] or ''
   if batch_size and request_id ~= '' then return redis.error_reply(E .. 'a batch takes no request id') end
+  if ARGV[10] ~= '' and ARGV[10] ~= '1' then return redis.error_reply(E .. "policy must be '' or 1") end
+  policy = ARGV[10] == '1'
 elseif #ARGV < 3 or #ARGV > 5 then
   return redis.error_reply(E .. 'expected limit, window, current_time [, burst]')
 end
 
--- Keys: one group per check (rules, then the block key, then the request key).
+-- Keys: one group per check (rules, then the block key, then the policy key, then the request key).
 local nkeys = #KEYS
 local group_size = batch_size and nkeys / batch_size or nkeys
-local nrules = group_size - (block_ms > 0 and 1 or 0) - (request_id ~= '' and 1 or 0)
+local nrules = group_size - (block_ms > 0 and 1 or 0) - (policy and 1 or 0) - (request_id ~= '' and 1 or 0)
 if nrules < 1 or nrules ~= floor(nrules) or (not rich and nkeys ~= 1) then return redis.error_reply(E .. 'wrong number of keys') end
-if rich and #ARGV ~= 9 + 3 * (nrules - 1) + (batch_size or 0) then return redis.error_reply(E .. 'wrong number of arguments for the rules') end
+if rich and #ARGV ~= 10 + 3 * (nrules - 1) + (batch_size or 0) then return redis.error_reply(E .. 'wrong number of arguments for the rules') end
 for i = 1, nkeys do
   local n = #KEYS[i]
   if n == 0 or n > 65536 then return redis.error_reply(E .. 'keys must be 1 to 65536 bytes') end
@@ -204,40 +215,48 @@ end
 -- T in µs and tat, the theoretical arrival time after the check; fixed window: window_index and count after
 -- the check), then what inspecting it found: ok, remaining (after the call if admitted, else now), reset and
 -- retry times (absolute µs).
-local rules = {}
-for i = 1, nrules do
-  local at = i == 1 and 1 or 10 + 3 * (i - 2)
-  local limit = integer(ARGV[at], 1, MAX_INT)
-  if limit == nil then return redis.error_reply(E .. 'limit must be an integer from 1 to 2^40') end
-  local w = tonumber(ARGV[at + 1])
-  if w == nil or not (w > 0 and w < MAX_US) then return redis.error_reply(E .. 'window must be seconds > 0') end
+-- The record of a rule given as limit, window (s) and burst ('' or absent = limit), or nil and what is wrong.
+local function rule_record(limit_s, window_s, burst)
+  local limit = integer(limit_s, 1, MAX_INT)
+  if limit == nil then return nil, 'limit must be an integer from 1 to 2^40' end
+  local w = tonumber(window_s)
+  if w == nil or not (w > 0 and w < MAX_US) then return nil, 'window must be seconds > 0' end
   local window = floor(w * 1000000 + 0.5)
-  local burst = ARGV[at + 2]
-  if i == 1 then burst = ARGV[4] end
   local capacity = limit
-  if burst ~= nil and burst ~= '' and burst ~= ARGV[at] then
+  if burst ~= nil and burst ~= '' and burst ~= limit_s then
     capacity = integer(burst, limit, MAX_INT)
-    if capacity == nil then return redis.error_reply(E .. 'burst must be an integer from limit to 2^40') end
+    if capacity == nil then return nil, 'burst must be an integer from limit to 2^40' end
   end
-  if window < 1 or window * capacity > MAX_US then return redis.error_reply(E .. 'window out of range') end
-  if cost > capacity or -cost > capacity then return redis.error_reply(E .. 'cost exceeds capacity') end
-  rules[i] = {
+  if window < 1 or window * capacity > MAX_US then return nil, 'window out of range' end
+  return {
     capacity = capacity, period = ceil(window * capacity / limit),
     at = 0, head = 0, tail = 0, size = 0, used = 0, interval = ceil(window / limit), tat = 0, window_index = 0, count = 0,
     ok = false, remaining = 0, reset = 0, retry = 0,
   }
 end
 
+local rules = {}
+for i = 1, nrules do
+  local at = i == 1 and 1 or 11 + 3 * (i - 2)
+  local burst = ARGV[at + 2]
+  if i == 1 then burst = ARGV[4] end
+  local r, wrong = rule_record(ARGV[at], ARGV[at + 1], burst)
+  if r == nil then return redis.error_reply(E .. wrong) end
+  -- With a policy the id's own rules bound the cost (a cost above them is refused, never admitted).
+  if not policy and (cost > r.capacity or -cost > r.capacity) then return redis.error_reply(E .. 'cost exceeds capacity') end
+  rules[i] = r
+end
+
 -- A batch's m costs, after the rules' triples.
 local batch_costs
 if batch_size then
   batch_costs = {}
-  local base = 9 + 3 * (nrules - 1)
+  local base = 10 + 3 * (nrules - 1)
   for j = 1, batch_size do
     local c = integer(ARGV[base + j], -MAX_INT, MAX_INT)
     if c == nil then return redis.error_reply(E .. 'cost must be an integer') end
     for i = 1, nrules do
-      if c > rules[i].capacity or -c > rules[i].capacity then return redis.error_reply(E .. 'cost exceeds capacity') end
+      if not policy and (c > rules[i].capacity or -c > rules[i].capacity) then return redis.error_reply(E .. 'cost exceeds capacity') end
     end
     batch_costs[j] = c
   end
@@ -362,6 +381,9 @@ if algorithm == 'sliding-window' then
       r.ok = true
       r.remaining = max(capacity - used - (consumed and c or 0), 0)
       r.reset = consumed and t + period or (newest and newest + period or now)
+    elseif c > capacity then
+      -- Only under an override: no wait admits it (check() says so); nothing to read.
+      r.ok, r.remaining, r.reset = false, max(capacity - used, 0), newest and newest + period or now
     else
       r.ok, r.remaining, r.reset = false, max(capacity - used, 0), newest + period
       r.retry = paid_at(key, r, used + c - capacity, newest + period)
@@ -479,22 +501,48 @@ end
 
 -- One check -----------------------------------------------------------------------------------------------------
 
--- The binding rule: when admitted the one with the least left; when refused the one that frees up last,
--- or (refused by the block alone) the one with the least left. Returns its index and that latest retry time.
-local function binding_rule(allowed)
+-- The binding rule of `rs`: when admitted the one with the least left; when refused the one that frees up
+-- last, or (refused by the block alone) the one with the least left. Returns its index and that latest retry
+-- time (NEVER when a cost exceeds its capacity).
+local NEVER = math.huge
+local function binding_rule(rs, allowed)
   local binding, latest = 1, -1
   if not allowed then
     for i = 1, nrules do
-      local r = rules[i]
+      local r = rs[i]
       if not r.ok and r.retry > latest then binding, latest = i, r.retry end
     end
   end
   if latest < 0 then
     for i = 2, nrules do
-      if rules[i].remaining < rules[binding].remaining then binding = i end
+      if rs[i].remaining < rs[binding].remaining then binding = i end
     end
   end
   return binding, latest
+end
+
+-- The id's policy (its hash: allow, deny, rules): 'allow' or 'deny' when listed (deny wins), else the rules in
+-- force, the override's when there is one ('limit window burst' per rule, ';' between rules).
+local function read_policy(key)
+  local p = call('HMGET', key, 'allow', 'deny', 'rules')
+  if p[2] then return 'deny' end
+  if p[1] then return 'allow' end
+  if not p[3] then return rules end
+  local rs = {}
+  for limit_s, window_s, burst in string.gmatch(p[3], '([^ ;]+) ([^ ;]+) ([^ ;]*)') do
+    local r, wrong = rule_record(limit_s, window_s, burst)
+    if r == nil then error(redis.error_reply(E .. 'override: ' .. wrong)) end
+    rs[#rs + 1] = r
+  end
+  if #rs ~= nrules then error(redis.error_reply(E .. 'override must have one rule per rule of the call')) end
+  return rs
+end
+
+-- The reply of a listed id, as a rich reply: allowed with rule 1 untouched, or refused for good (retry -1).
+local function listed_reply(listed)
+  local r = rules[1]
+  if listed == 'allow' then return { 1, r.capacity, 0, 0, 0, 1, r.capacity, r.period } end
+  return { 0, 0, 0, -1, 0, 2, r.capacity, r.period }
 end
 
 -- One check of the keys from KEYS[offset + 1] on, at cost c: reads every rule, then writes all or none.
@@ -509,24 +557,31 @@ local function check(offset, c)
       return out
     end
   end
+  local block_key = block_ms > 0 and KEYS[offset + nrules + 1]
+  local rs = rules
+  if policy then
+    rs = read_policy(KEYS[offset + nrules + (block_key and 2 or 1)])
+    if type(rs) == 'string' then return listed_reply(rs) end
+  end
 
   local allowed = true
   for i = 1, nrules do
-    local r = rules[i]
+    local r = rs[i]
     inspect(r, KEYS[offset + i], c)
+    -- Only an override can make a cost exceed a capacity: no wait admits it.
+    if c > r.capacity then r.ok, r.retry = false, NEVER end
     if not r.ok then allowed = false end
   end
-  local block_key = block_ms > 0 and KEYS[offset + nrules + 1]
   local blocked_until = block_key and tonumber(call('GET', block_key) or '')
   if blocked_until and blocked_until <= now then blocked_until = nil end
   if blocked_until then allowed = false end
 
   if allowed and c ~= 0 and not peek then
-    for i = 1, nrules do commit(rules[i], KEYS[offset + i], c) end
+    for i = 1, nrules do commit(rs[i], KEYS[offset + i], c) end
   end
 
-  if not rich then return allowed and rules[1].remaining + 1 or 0 end
-  local binding, latest = binding_rule(allowed)
+  if not rich then return allowed and rs[1].remaining + 1 or 0 end
+  local binding, latest = binding_rule(rs, allowed)
   local retry = latest >= 0 and latest - now or 0
   if blocked_until then
     retry = max(retry, blocked_until - now)
@@ -536,12 +591,14 @@ local function check(offset, c)
     retry = max(retry, block_ms * 1000)
   end
 
-  local r = rules[binding]
-  local reply = { allowed and 1 or 0, r.remaining, max(r.reset - now, 0), max(retry, 0), binding - 1 }
+  local r = rs[binding]
+  local reply = { allowed and 1 or 0, r.remaining, max(r.reset - now, 0), retry == NEVER and -1 or max(retry, 0), binding - 1 }
+  if policy then reply[6], reply[7], reply[8] = 0, r.capacity, r.period end
   if request_key and not peek then
-    local longest = block_ms * 1000
-    for i = 1, nrules do longest = max(longest, rules[i].period) end
-    call('SET', request_key, format('%d %d %d %d %d', reply[1], reply[2], reply[3], reply[4], reply[5]), 'PX', max(ceil(longest / 1000), 1))
+    local longest, parts = block_ms * 1000, {}
+    for i = 1, nrules do longest = max(longest, rs[i].period) end
+    for i = 1, #reply do parts[i] = format('%d', reply[i]) end
+    call('SET', request_key, table.concat(parts, ' '), 'PX', max(ceil(longest / 1000), 1))
   end
   return reply
 end

@@ -43,22 +43,40 @@ export class LimiterProtocol {
   private readonly moreRules: number[] = [];
   private readonly suffixes: string[];
 
+  /** ARGV[10]: whether KEYS carry the policy key. */
+  private readonly policyFlag: '1' | '';
+  /** The rule keys and the block key's suffixes: what `reset` deletes. */
+  private readonly stateSuffixes: string[];
+
   constructor(
     private readonly space: KeySpace,
     private readonly rules: readonly ResolvedRule[],
     private readonly algorithm: RateLimitAlgorithm,
     private readonly blockMs: number,
+    policies = false,
   ) {
     const [first, ...rest] = rules;
     this.first = { limit: first!.limit, windowSeconds: first!.windowMs / 1000, capacity: first!.capacity };
     for (const r of rest) this.moreRules.push(r.limit, r.windowMs / 1000, r.capacity);
-    this.suffixes = rules.map((_, i) => `${KEY_TAG[algorithm]}${i}`);
-    if (blockMs > 0) this.suffixes.push('block');
+    this.stateSuffixes = rules.map((_, i) => `${KEY_TAG[algorithm]}${i}`);
+    if (blockMs > 0) this.stateSuffixes.push('block');
+    this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
+    this.policyFlag = policies ? '1' : '';
   }
 
-  /** The keys of one id: one per rule, then the block key. `reset` deletes exactly these. */
+  /** The keys of one id as a check takes them: one per rule, then the block key, then the policy key. */
   keys(id: string): string[] {
     return this.space.keys(id, this.suffixes);
+  }
+
+  /** The keys holding what an id consumed (rules, block): `reset` deletes exactly these, never its policy. */
+  stateKeys(id: string): string[] {
+    return this.space.keys(id, this.stateSuffixes);
+  }
+
+  /** The hash holding an id's policy: allow/deny list entries and its override (see POLICY KEY in the script). */
+  policyKey(id: string): string {
+    return this.space.key(id, 'policy');
   }
 
   /** KEYS of one check: the id's keys, then the request key when there is a request id. */
@@ -72,7 +90,7 @@ export class LimiterProtocol {
   checkArgs(call: CheckCall): (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
-    const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? ''];
+    const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? '', this.policyFlag];
     return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
   }
 
@@ -82,33 +100,51 @@ export class LimiterProtocol {
    */
   batchArgs(costs: readonly number[]): (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
-    const args: (string | number)[] = [limit, windowSeconds, '', capacity, this.algorithm, costs.length, 'batch', this.blockMs, ''];
+    const args: (string | number)[] = [limit, windowSeconds, '', capacity, this.algorithm, costs.length, 'batch', this.blockMs, '', this.policyFlag];
     for (const n of this.moreRules) args.push(n);
     for (const cost of costs) args.push(cost);
     return args;
   }
 
-  /** The reply of one check: `{allowed, remaining, reset µs, retry-after µs, binding rule}`. */
+  /**
+   * The reply of one check: `{allowed, remaining, reset µs, retry-after µs (-1 never), binding rule}`, and
+   * with policies `{…, listed 0|1|2, capacity, period µs}` (the override's, when there is one).
+   */
   decodeCheck(reply: unknown): RateLimitResult {
     const fields = toArray(reply);
     const index = toNumber(fields[4]);
     const rule = this.rules[index];
     if (rule === undefined) throw new CyRedisError(`unexpected reply: rule ${index} of ${this.rules.length}`);
-    return {
+    const retryUs = toNumber(fields[3]);
+    const result: RateLimitResult = {
       allowed: fields[0] === 1,
       remaining: toNumber(fields[1]),
       limit: rule.capacity,
       resetMs: Math.ceil(toNumber(fields[2]) / 1000),
-      retryAfterMs: Math.ceil(toNumber(fields[3]) / 1000),
+      retryAfterMs: retryUs < 0 ? Infinity : Math.ceil(retryUs / 1000),
       windowMs: rule.periodMs,
       rule: index,
     };
+    if (fields.length < 8) return result;
+    result.limit = toNumber(fields[6]);
+    result.windowMs = toNumber(fields[7]) / 1000;
+    const listed = toNumber(fields[5]);
+    if (listed !== 0) result.listed = listed === 1 ? 'allow' : 'deny';
+    return result;
   }
 
   /** The reply of a batch: one check's reply per check, in order. */
   decodeBatch(reply: unknown): RateLimitResult[] {
     return toArray(reply).map((r) => this.decodeCheck(r));
   }
+}
+
+/** The fields of the policy hash (POLICY KEY in the script). */
+export const POLICY_FIELDS = { allow: 'allow', deny: 'deny', rules: 'rules' } as const;
+
+/** An override's rules as the policy hash's `rules` field holds them: `limit window_s burst`, `;` between rules. */
+export function encodeOverride(rules: readonly ResolvedRule[]): string {
+  return rules.map((r) => `${r.limit} ${r.windowMs / 1000} ${r.capacity}`).join(';');
 }
 
 /**

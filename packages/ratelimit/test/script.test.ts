@@ -41,7 +41,7 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     for (let i = 0; i < 4; i++) replies.push(await call([3, 60, NOW]));
     expect(replies).toEqual([3, 2, 1, 0]);
     // Identical timestamps still give three entries.
-    expect(decodeWindowLog(await redis.getBuffer(key)).entries).toEqual([0, 1, 2].map(() => ({ timeUs: NOW * 1e6, cost: 1 })));
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([0, 1, 2].map(() => ({ timeUs: NOW * 1e6, cost: 1 })));
     expect(await call([3, 60, NOW + 59.999999])).toBe(0);
     expect(await call([3, 60, NOW + 60])).toBe(3);
   });
@@ -61,7 +61,7 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(5000);
-    const [first] = decodeWindowLog(await redis.getBuffer(key)).entries;
+    const [first] = decodeWindowLog((await redis.getBuffer(key))!).entries;
     const [seconds] = await redis.time();
     expect(Math.abs(first!.timeUs / 1e6 - Number(seconds))).toBeLessThan(5);
   });
@@ -72,7 +72,7 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
     // One call every 60 ms for three windows: the window always holds about 1000 entries, old ones go.
     for (let i = 0; i < 3000; i++) expect(await call([1000, 60, NOW + 60 + i * 0.06])).toBeGreaterThan(0);
-    const log = decodeWindowLog(await redis.getBuffer(key));
+    const log = decodeWindowLog((await redis.getBuffer(key))!);
     expect(log.used).toBe(1000);
     expect(log.entries).toHaveLength(1000);
     expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
@@ -87,7 +87,7 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     expect(await redis.type(key)).toBe('zset');
     expect(await call([5, 60, NOW + 1])).toBe(1);
     expect(await redis.type(key)).toBe('string');
-    expect(decodeWindowLog(await redis.getBuffer(key)).entries).toEqual([
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([
       { timeUs: NOW * 1e6, cost: 1 },
       { timeUs: NOW * 1e6 + 5, cost: 3 },
       { timeUs: (NOW + 1) * 1e6, cost: 1 },
@@ -128,21 +128,24 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     ['burst below limit', [10, 60, NOW, 9]],
     ['fractional burst', [10, 60, NOW, 10.5]],
     ['too few arguments', [10, 60]],
-    ['unknown algorithm', [10, 60, NOW, '', 'leaky', 1, 'limit', 0, '']],
-    ['cost above capacity', [10, 60, NOW, '', 'sliding-window', 11, 'limit', 0, '']],
-    ['refund above capacity', [10, 60, NOW, '', 'sliding-window', -11, 'limit', 0, '']],
-    ['fractional cost', [10, 60, NOW, '', 'gcra', 1.5, 'limit', 0, '']],
-    ['unknown mode', [10, 60, NOW, '', 'gcra', 1, 'take', 0, '']],
-    ['negative block', [10, 60, NOW, '', 'gcra', 1, 'limit', -1, '']],
-    ['missing rule arguments', [10, 60, NOW, '', 'fixed-window', 1, 'limit', 0, '', 5]],
-    ['empty batch', [10, 60, NOW, '', 'sliding-window', 0, 'batch', 0, '']],
-    ['batch with a request id', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, 'r', 1]],
-    ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', 11]],
-    ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', 1]],
-  ] as const)('%s: an ERR reply that writes nothing', async (_, args) => {
+    ['unknown algorithm', [10, 60, NOW, '', 'leaky', 1, 'limit', 0, '', '']],
+    ['cost above capacity', [10, 60, NOW, '', 'sliding-window', 11, 'limit', 0, '', '']],
+    ['refund above capacity', [10, 60, NOW, '', 'sliding-window', -11, 'limit', 0, '', '']],
+    ['fractional cost', [10, 60, NOW, '', 'gcra', 1.5, 'limit', 0, '', '']],
+    ['unknown mode', [10, 60, NOW, '', 'gcra', 1, 'take', 0, '', '']],
+    ['negative block', [10, 60, NOW, '', 'gcra', 1, 'limit', -1, '', '']],
+    ['missing rule arguments', [10, 60, NOW, '', 'fixed-window', 1, 'limit', 0, '', '', 5]],
+    ['empty batch', [10, 60, NOW, '', 'sliding-window', 0, 'batch', 0, '', '']],
+    ['batch with a request id', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, 'r', '', 1]],
+    ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', '', 11]],
+    ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', '', 1]],
+    ['unknown policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, '', 'yes'], /policy must be/],
+    ['missing policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, ''], /policy must be/],
+  ] as const)('%s: an ERR reply that writes nothing', async (_, args, message?: RegExp) => {
     const err = await call([...args]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
     expect((err as ScriptError).code).toBe('ERR');
+    if (message) expect(String(err)).toMatch(message);
     expect(await redis.exists(key)).toBe(0);
   });
 
