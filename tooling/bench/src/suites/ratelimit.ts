@@ -53,7 +53,7 @@ const suite: BenchSuite = {
           higherIsBetter: true,
           sample: () =>
             throughput(
-              (i) => redis.evalsha(sha, 1, rawKeys[pick(i)]!, LIMIT, WINDOW_MS / 1000, '', LIMIT, 'sliding-window', 1, 'limit', 0, ''),
+              (i) => redis.evalsha(sha, 1, rawKeys[pick(i)]!, LIMIT, WINDOW_MS / 1000, '', LIMIT, 'sliding-window', 1, 'limit', 0, '', ''),
               concurrency,
               durationMs,
             ),
