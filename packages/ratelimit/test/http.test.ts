@@ -6,7 +6,7 @@ import { connect, topologies } from '@cyredis/testing/context';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
-import Koa from 'koa';
+import Koa, { type Context } from 'koa';
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../src/express.js';
@@ -145,7 +145,7 @@ const customApps: Record<string, (limiter: RateLimiter, handler: boolean) => Pro
       }
     });
     app.use(
-      koaRateLimit({
+      koaRateLimit<Context>({
         limiter,
         key: (ctx) => hooks.key((name) => ctx.get(name) || undefined),
         cost: (ctx) => hooks.cost((name) => ctx.get(name) || undefined),
