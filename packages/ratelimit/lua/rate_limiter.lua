@@ -30,6 +30,8 @@ RICH CALL (internal; ARGV[5] present switches it on):
               the first reply again and consumes nothing more.
   ARGV[10]    policy: '1' = read the policy key (below) first; '' = no policy key.
   ARGV[11..]  rules 2..n as triples: limit, window (s), burst ('' = limit).
+  Short form: ARGV[1..5] only (one key) = cost 1, 'limit', no block, no request id, no policy: the
+              commonest call, with half the arguments to send and parse (see SPEED).
   Reply:      { allowed 0|1, remaining, reset µs, retry-after µs, index of the binding rule (0-based) }, and
               with a policy key three more: listed (0 no, 1 allow list, 2 deny list), the binding rule's
               capacity and period (µs), as the override made them. Retry-after -1: never (deny list, or a
@@ -109,8 +111,8 @@ local function integer(v, lo, hi)
 end
 
 -- Fast path (see SPEED) -------------------------------------------------------------------------------------
--- The commonest rich call, a 'limit' of cost 1 on one GCRA or fixed-window rule with no block, no policy and
--- no request id, decided with the fewest operations (a third less script time). It takes only arguments the general path
+-- The commonest rich call (short or full form), a 'limit' of cost 1 on one GCRA or fixed-window rule with no
+-- block, no policy and no request id, decided with the fewest operations (a third less script time). It takes only arguments the general path
 -- accepts, answers exactly as the general path does (the model test drives both), and otherwise returns
 -- nothing so the general path below handles the call and any error.
 local function fast_limit(key, gcra)
@@ -152,7 +154,7 @@ local function fast_limit(key, gcra)
   return { 1, capacity - count - 1, reset, 0, 0 }
 end
 
-if #KEYS == 1 and #ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '' and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') then
+if #KEYS == 1 and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') and (#ARGV == 5 or (#ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '')) then
   local reply = fast_limit(KEYS[1], ARGV[5] == 'gcra')
   if reply then return reply end
 end
@@ -160,10 +162,14 @@ end
 -- Arguments (all validated before the first write; top-level code, see SPEED) ----------------------------------
 
 local rich = ARGV[5] ~= nil and ARGV[5] ~= ''
+-- The short rich call: ARGV[1..5] only, the defaults for the rest.
+local short = rich and #ARGV == 5
 local algorithm, cost, peek, batch_size, block_ms, request_id, policy = 'sliding-window', 1, false, nil, 0, '', false
 if rich then
   algorithm = ARGV[5]
   if algorithm ~= 'sliding-window' and algorithm ~= 'gcra' and algorithm ~= 'fixed-window' then return redis.error_reply(E .. 'unknown algorithm') end
+end
+if rich and not short then
   if ARGV[6] ~= '1' then
     cost = integer(ARGV[6], -MAX_INT, MAX_INT)
     if cost == nil then return redis.error_reply(E .. 'cost must be an integer') end
@@ -192,8 +198,8 @@ end
 local nkeys = #KEYS
 local group_size = batch_size and nkeys / batch_size or nkeys
 local nrules = group_size - (block_ms > 0 and 1 or 0) - (policy and 1 or 0) - (request_id ~= '' and 1 or 0)
-if nrules < 1 or nrules ~= floor(nrules) or (not rich and nkeys ~= 1) then return redis.error_reply(E .. 'wrong number of keys') end
-if rich and #ARGV ~= 10 + 3 * (nrules - 1) + (batch_size or 0) then return redis.error_reply(E .. 'wrong number of arguments for the rules') end
+if nrules < 1 or nrules ~= floor(nrules) or ((not rich or short) and nkeys ~= 1) then return redis.error_reply(E .. 'wrong number of keys') end
+if rich and not short and #ARGV ~= 10 + 3 * (nrules - 1) + (batch_size or 0) then return redis.error_reply(E .. 'wrong number of arguments for the rules') end
 for i = 1, nkeys do
   local n = #KEYS[i]
   if n == 0 or n > 65536 then return redis.error_reply(E .. 'keys must be 1 to 65536 bytes') end

@@ -80,6 +80,8 @@ export class RateLimiter {
   /** Absent when batching is off. */
   private readonly batcher: TickBatcher<QueuedCheck, RateLimitResult> | undefined;
   private readonly insurance: Insurance | undefined;
+  /** `limit` checks waiting for Redis; with none, a new check skips the batcher. */
+  private inFlight = 0;
   /** Whether each check reads the id's policy (allow/deny lists, override) from Redis. */
   readonly policies: boolean;
   /** Ids every check admits without consuming (needs `policies`); shared through Redis. */
@@ -145,10 +147,15 @@ export class RateLimiter {
   private async limitOnce(id: string, cost: number, requestId: string | undefined, nowMs: number | undefined): Promise<RateLimitResult> {
     const cached = this.refusals !== undefined && nowMs === undefined && cost > 0 ? this.refusals.get(id, cost) : undefined;
     if (cached) return cached;
-    const result =
-      this.batcher && requestId === undefined && nowMs === undefined
-        ? await this.batcher.add({ id, keys: this.protocol.keys(id), cost })
-        : await this.call(id, { cost, mode: 'limit', nowMs, requestId });
+    // A check made while none is in flight goes at once: waiting for the tick's batch would only delay it.
+    const batched = this.batcher !== undefined && this.inFlight > 0 && requestId === undefined && nowMs === undefined;
+    this.inFlight++;
+    let result: RateLimitResult;
+    try {
+      result = batched ? await this.batcher.add({ id, keys: this.protocol.keys(id), cost }) : await this.call(id, { cost, mode: 'limit', nowMs, requestId });
+    } finally {
+      this.inFlight--;
+    }
     if (this.refusals !== undefined && !result.allowed && result.error === undefined && nowMs === undefined && Number.isFinite(result.retryAfterMs)) {
       this.refusals.remember(id, cost, result);
     }

@@ -54,8 +54,9 @@ export interface RateLimiterCommonOptions {
         maxEntries?: number;
       };
   /**
-   * Send the `limit` checks made in the same tick (without `requestId` or `nowMs`) as one script call,
-   * decided one after the other. Single-node clients only; default true.
+   * Send the `limit` checks made in the same tick while others are in flight (without `requestId` or
+   * `nowMs`) as one script call, decided one after the other; a check made while none is in flight goes at
+   * once. Single-node clients only; default true.
    */
   batch?: boolean;
   /**

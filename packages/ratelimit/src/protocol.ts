@@ -43,6 +43,8 @@ export class LimiterProtocol {
   private readonly moreRules: number[] = [];
   private readonly suffixes: string[];
 
+  /** Whether a plain `limit` of cost 1 can take the short form (one rule, no block, no policy). */
+  private readonly short: boolean;
   /** ARGV[10]: whether KEYS carry the policy key. */
   private readonly policyFlag: '1' | '';
   /** The rule keys and the block key's suffixes: what `reset` deletes. */
@@ -62,6 +64,7 @@ export class LimiterProtocol {
     if (blockMs > 0) this.stateSuffixes.push('block');
     this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
     this.policyFlag = policies ? '1' : '';
+    this.short = !policies && blockMs === 0 && rest.length === 0;
   }
 
   /** The keys of one id as a check takes them: one per rule, then the block key, then the policy key. */
@@ -90,6 +93,8 @@ export class LimiterProtocol {
   checkArgs(call: CheckCall): (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
+    // The short form: ARGV[1..5], the rest at their defaults.
+    if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) return [limit, windowSeconds, time, capacity, this.algorithm];
     const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? '', this.policyFlag];
     return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
   }

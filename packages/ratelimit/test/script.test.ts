@@ -140,6 +140,8 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', '', 11]],
     ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', '', 1]],
     ['unknown policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, '', 'yes'], /policy must be/],
+    ['short form with an unknown algorithm', [10, 60, NOW, '', 'leaky'], /unknown algorithm/],
+    ['short form with a bad limit', [0, 60, NOW, '', 'gcra'], /limit must be/],
     ['missing policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, ''], /policy must be/],
   ] as const)('%s: an ERR reply that writes nothing', async (_, args, message?: RegExp) => {
     const err = await call([...args]).catch((e: unknown) => e);
@@ -157,6 +159,20 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const err = await redis.eval(SOURCE, 1, long, 10, 60, NOW).catch((e: unknown) => e);
     expect(String(err)).toMatch(/ERR rate_limiter: keys must be/);
     expect(await redis.exists(long)).toBe(0);
+  });
+
+  it('the short form (ARGV[1..5]) answers as the full form, and takes one key only', async () => {
+    for (const algorithm of ['sliding-window', 'gcra', 'fixed-window']) {
+      const full = [];
+      const short = [];
+      for (let i = 0; i < 4; i++) {
+        full.push(await call([3, 60, NOW + i, '', algorithm, 1, 'limit', 0, '', ''], [`${key}:${algorithm}:full`]));
+        short.push(await call([3, 60, NOW + i, '', algorithm], [`${key}:${algorithm}:short`]));
+      }
+      expect(short).toEqual(full);
+      expect((full[3] as number[])[0]).toBe(0);
+    }
+    await expect(call([3, 60, NOW, '', 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
   });
 
   it('a second key in the seed call is refused', async () => {
