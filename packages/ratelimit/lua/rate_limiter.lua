@@ -317,11 +317,10 @@ if algorithm == 'sliding-window' then
   -- head to tail, newest entry's time. Nothing when there is no key.
   local function header(key)
     local h = converted and converted[key]
-    if h then return unpack(HF, h) end
-    h = redis.pcall('GETRANGE', key, '0', SLICE - 1)
+    if not h then h = redis.pcall('GETRANGE', key, '0', SLICE - 1) end
     if type(h) == 'table' then
       h = convert(key)
-    else
+    elseif not (converted and converted[key]) then
       seen_key, seen_from, seen = key, 0, h
     end
     if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end

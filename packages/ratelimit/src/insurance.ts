@@ -19,14 +19,14 @@ export class Insurance {
     this.toleranceMs = rule.capacity * this.intervalMs;
   }
 
-  /** Decides `cost` units for `id` now; a refund (negative cost) gives units back. */
-  limit(id: string, cost: number, error: CyRedisError): RateLimitResult {
+  /** Decides `cost` units for `id` now (a refund, negative, gives units back); a `peek` consumes nothing. */
+  limit(id: string, cost: number, error: CyRedisError, peek = false): RateLimitResult {
     const now = performance.now();
     const stored = Math.max(this.tats.get(id) ?? now, now);
     const tat = Math.max(stored + cost * this.intervalMs, now);
     const allowed = cost <= 0 || tat - now <= this.toleranceMs;
-    const shown = allowed ? tat : stored;
-    if (allowed) this.remember(id, tat);
+    const shown = allowed && !peek ? tat : stored;
+    if (allowed && !peek) this.remember(id, tat);
     return {
       allowed,
       remaining: Math.max(Math.floor((now + this.toleranceMs - shown) / this.intervalMs + 1e-9), 0),

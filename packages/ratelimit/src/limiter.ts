@@ -232,7 +232,7 @@ export class RateLimiter {
     try {
       reply = await this.run(keys, this.protocol.checkArgs(check));
     } catch (err) {
-      return this.fallback(err, id, check.cost);
+      return this.fallback(err, id, check.cost, check.mode === 'peek');
     }
     return this.protocol.decodeCheck(reply);
   }
@@ -263,10 +263,10 @@ export class RateLimiter {
    * What a failed call answers: `insurance` decides in this process, else `onRedisError`; a script `ERR` (a
    * bug or bad input) always reaches the caller.
    */
-  private fallback(err: unknown, id: string, cost: number): RateLimitResult {
+  private fallback(err: unknown, id: string, cost: number, peek = false): RateLimitResult {
     const policy = this.onRedisError;
     // isOutage holds only for CyRedisError subclasses.
-    if (this.insurance && isOutage(err)) return this.insurance.limit(id, cost, err as CyRedisError);
+    if (this.insurance && isOutage(err)) return this.insurance.limit(id, cost, err as CyRedisError, peek);
     if (policy === 'throw' || !isOutage(err)) throw err;
     const rule = this.ruleList[0]!;
     const allowed = policy === 'allow';

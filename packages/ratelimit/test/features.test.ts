@@ -225,6 +225,8 @@ describe('insurance: the in-process fallback while Redis is unreachable', () => 
     const limiter = new RateLimiter(redis, { prefix: randomPrefix(), limit: 100, windowMs: 60_000, timeoutMs: 300, insurance: { limit: 2 } });
     expect(await limiter.limit('i')).toMatchObject({ allowed: true, remaining: 99 });
     await server.kill();
+    // A peek answers from the insurance too, consuming nothing.
+    expect(await limiter.peek('i')).toMatchObject({ allowed: true, remaining: 2, limit: 2 });
     const during = [await limiter.limit('i'), await limiter.limit('i'), await limiter.limit('i'), await limiter.limit('other')];
     expect(during.map((r) => r.allowed)).toEqual([true, true, false, true]);
     expect(during.every((r) => r.error !== undefined)).toBe(true);

@@ -97,6 +97,28 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     expect(await call([5, 60, NOW + 60.000005])).toBe(4);
   });
 
+  it('an old-layout key read twice in one call (a batch) is the same window both times', async () => {
+    await redis.zadd(key, NOW * 1e6, 'a0:4');
+    await redis.pexpire(key, 60_000);
+    // Both refused (capacity 4, all used): the conversion stays in the call, nothing is written.
+    const refused = (await call([4, 60, NOW + 1, '', 'sliding-window', 2, 'batch', 0, '', '', 1, 1], [key, key])) as number[][];
+    expect(refused.map((r) => [r[0], r[1]])).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    expect(await redis.type(key)).toBe('zset');
+    // A refund then an admission in one batch: converted by the first write, read back by the second.
+    const mixed = (await call([4, 60, NOW + 1, '', 'sliding-window', 2, 'batch', 0, '', '', -2, 1], [key, key])) as number[][];
+    expect(mixed.map((r) => [r[0], r[1]])).toEqual([
+      [1, 2],
+      [1, 1],
+    ]);
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([
+      { timeUs: NOW * 1e6, cost: 2 },
+      { timeUs: (NOW + 1) * 1e6, cost: 1 },
+    ]);
+  });
+
   it('a key of another type or another format: an ERR reply that changes nothing', async () => {
     await redis.rpush(key, 'x');
     await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
