@@ -192,7 +192,7 @@ const RULE_KEYS = ['limit', 'windowMs', 'burst'] as const;
 const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch', 'policies', 'insurance'] as const;
 const DEFAULT_MAX_INSURED_IDS = 10_000;
 
-export function resolveRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): ResolvedRule {
+function resolveRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): ResolvedRule {
   assertOptions(name, rule, RULE_KEYS, false);
   assertInteger(`${name}.limit`, rule.limit, { min: 1, max: MAX_INT });
   assertPositiveMs(`${name}.windowMs`, rule.windowMs);
@@ -263,7 +263,7 @@ function resolveInsurance(options: RateLimiterOptions, first: ResolvedRule): Res
 }
 
 /**
- * The rules of an override for a limiter with `count` rules: `{ limit, windowMs?, burst? }` (one-rule
+ * The rules of an override for a limiter whose rules are `current`: `{ limit, windowMs?, burst? }` (one-rule
  * limiters; `windowMs` defaults to the limiter's) or `{ rules }` with one rule per rule of the limiter.
  */
 export function resolveOverride(override: OverrideOptions, current: readonly ResolvedRule[], algorithm: RateLimitAlgorithm): ResolvedRule[] {
