@@ -283,20 +283,22 @@ if algorithm == 'sliding-window' then
   local HF, H = '>c2I4I4I4dd', 30
   -- Logs converted from the old sorted-set layout in this call, by key, until a commit writes them.
   local converted
-  -- The last slice read from Redis (key, offset, bytes): every read takes at least SLICE bytes, so a small
-  -- log comes whole with its header, and the entries at head serve both the trim and the retry-after.
-  -- A write to the key drops it.
+  -- The last slice read from each key (offset, bytes): every read takes at least SLICE bytes, so a small
+  -- log comes whole with its header, and the entries at head serve the trim, the retry-after and the
+  -- rewrite. A write to the key drops it.
   local SLICE = 256
-  local seen_key, seen_from, seen = nil, 0, ''
+  local seen_from, seen = {}, {}
 
   -- Bytes [from, to) of the log (to > from).
   local function read(key, from, to)
     local log = converted and converted[key]
     if log then return sub(log, from + 1, to) end
-    if key ~= seen_key or from < seen_from or to > seen_from + #seen then
-      seen_key, seen_from, seen = key, from, call('GETRANGE', key, from, max(to, from + SLICE) - 1)
+    local at, slice = seen_from[key], seen[key]
+    if slice == nil or from < at or to > at + #slice then
+      at, slice = from, call('GETRANGE', key, from, max(to, from + SLICE) - 1)
+      seen_from[key], seen[key] = at, slice
     end
-    return sub(seen, from - seen_from + 1, to - seen_from)
+    return sub(slice, from - at + 1, to - at)
   end
 
   -- The old layout: one sorted-set member per admitted call, score = time in µs, member = the first unit's
@@ -326,7 +328,7 @@ if algorithm == 'sliding-window' then
     if type(h) == 'table' then
       h = convert(key)
     elseif not (converted and converted[key]) then
-      seen_key, seen_from, seen = key, 0, h
+      seen_from[key], seen[key] = 0, h
     end
     if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end
     if h == '' then return nil end
@@ -455,7 +457,7 @@ if algorithm == 'sliding-window' then
       converted[key] = nil
     end
     if c > 0 then append(r, key, c) else refund(r, key, -c) end
-    seen_key = nil
+    seen[key] = nil
   end
 elseif algorithm == 'gcra' then
   -- GCRA ------------------------------------------------------------------------------------------------------
