@@ -87,8 +87,8 @@ describe.each(topologies)('express-rate-limit with CyRedisStore on %s', (topolog
       expect(replies[0]!.headers.get('ratelimit')).toMatch(/^limit=2, remaining=1, reset=(59|60)$/);
       expect(replies[0]!.headers.get('ratelimit-policy')).toBe('2;w=60');
       expect(replies[1]!.headers.get('x-ratelimit-remaining')).toBe('0');
-      // The first hit leaves the window 60 s after it was made.
-      expect(Number(replies[2]!.headers.get('retry-after'))).toBeGreaterThanOrEqual(58);
+      // The first hit leaves the window 60 s after it was made (less the time the requests took).
+      expect(Number(replies[2]!.headers.get('retry-after'))).toBeGreaterThanOrEqual(50);
       expect(Number(replies[2]!.headers.get('retry-after'))).toBeLessThanOrEqual(60);
       // Another client has its own budget.
       expect((await get(app, '/', 'd')).status).toBe(200);
