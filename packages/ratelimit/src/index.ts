@@ -2,10 +2,13 @@
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
 export { RateLimiter } from './limiter.js';
+export type { IdList } from './policies.js';
 export type {
   InlineRuleOptions,
+  InsuranceOptions,
   LimitOptions,
   OnRedisError,
+  OverrideOptions,
   RateLimitAlgorithm,
   RateLimiterCommonOptions,
   RateLimiterOptions,

@@ -5,10 +5,12 @@ import {
   assertNonEmptyString,
   assertOptions,
   assertRedisClient,
+  InvalidArgumentError,
   isCluster,
   isOutage,
   KeySpace,
   LuaScriptManager,
+  MAX_TIMEOUT_MS,
   readPackageLua,
   RedisUnavailableError,
   scriptName,
@@ -18,24 +20,43 @@ import {
   type RedisClient,
   type RegisteredScript,
 } from '@cyredis/core';
-import { MAX_MS, resolveOptions, type LimitOptions, type OnRedisError, type RateLimitAlgorithm, type RateLimiterOptions, type RateLimitResult, type ResolvedRule } from './options.js';
-import { LimiterProtocol, type CheckCall } from './protocol.js';
+import { Insurance } from './insurance.js';
+import {
+  MAX_MS,
+  resolveOptions,
+  resolveOverride,
+  type LimitOptions,
+  type OnRedisError,
+  type OverrideOptions,
+  type RateLimitAlgorithm,
+  type RateLimiterOptions,
+  type RateLimitResult,
+  type ResolvedRule,
+} from './options.js';
+import { IdList, type PolicyStore } from './policies.js';
+import { encodeOverride, LimiterProtocol, POLICY_FIELDS, type CheckCall } from './protocol.js';
 import { RefusalCache } from './refusals.js';
 
 const SCRIPT_NAME = scriptName('ratelimit', 'rate_limiter');
 const SOURCE = readPackageLua(import.meta.url, 'rate_limiter');
 /** `retryAfterMs` of a refusal made up by `onRedisError: 'deny'`. */
 const DENY_RETRY_MS = 1000;
-const LIMIT_KEYS = ['cost', 'requestId', 'nowMs'] as const;
+const LIMIT_KEYS = ['cost', 'requestId', 'nowMs', 'waitMs'] as const;
 const PEEK_KEYS = ['cost', 'nowMs'] as const;
+/** The largest |cost| the script takes (2^40). */
+const MAX_COST = 2 ** 40;
 /** Checks per batch call: bounds the script's run time, and leaves several batches in flight so Node and Redis overlap. */
 const MAX_BATCH = 16;
 
 /** A plain `limit` check waiting for its tick's batch. */
 interface QueuedCheck {
+  id: string;
   keys: string[];
   cost: number;
 }
+
+/** Resolves after `ms` (a wait for capacity: the limiter sleeps to the retry-after, it never polls). */
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Rate limits ids against one or more rules on Redis or Redis Cluster, one script call per check. A refused
@@ -58,6 +79,15 @@ export class RateLimiter {
   private readonly refusals: RefusalCache | undefined;
   /** Absent when batching is off. */
   private readonly batcher: TickBatcher<QueuedCheck, RateLimitResult> | undefined;
+  private readonly insurance: Insurance | undefined;
+  /** `limit` checks waiting for Redis; with none, a new check skips the batcher. */
+  private inFlight = 0;
+  /** Whether each check reads the id's policy (allow/deny lists, override) from Redis. */
+  readonly policies: boolean;
+  /** Ids every check admits without consuming (needs `policies`); shared through Redis. */
+  readonly allowList: IdList;
+  /** Ids every check refuses with `retryAfterMs: Infinity` (needs `policies`); shared through Redis. */
+  readonly denyList: IdList;
 
   constructor(redis: RedisClient, options: RateLimiterOptions) {
     assertRedisClient('redis', redis);
@@ -72,8 +102,12 @@ export class RateLimiter {
     if (resolved.batch && !isCluster(redis)) this.batcher = new TickBatcher(this.sendChecks, MAX_BATCH);
     this.scripts = new LuaScriptManager(redis);
     this.script = this.scripts.registerScript(SCRIPT_NAME, SOURCE);
-    this.protocol = new LimiterProtocol(new KeySpace('ratelimit', resolved.prefix), this.ruleList, this.algorithm, this.blockMs);
+    this.policies = resolved.policies;
+    this.protocol = new LimiterProtocol(new KeySpace('ratelimit', resolved.prefix), this.ruleList, this.algorithm, this.blockMs, this.policies);
     this.minCapacity = Math.min(...this.ruleList.map((r) => r.capacity));
+    if (resolved.insurance) this.insurance = new Insurance(resolved.insurance.rule, resolved.insurance.maxIds);
+    this.allowList = new IdList(POLICY_FIELDS.allow, this.policyStore);
+    this.denyList = new IdList(POLICY_FIELDS.deny, this.policyStore);
   }
 
   /** The rules in force, with each one's capacity and the period it applies to. */
@@ -81,19 +115,48 @@ export class RateLimiter {
     return this.ruleList;
   }
 
-  /** Checks `id` against every rule and, when all admit it, consumes `cost` from each. */
+  /**
+   * Checks `id` against every rule and, when all admit it, consumes `cost` from each. With `waitMs`, a
+   * refusal sleeps until its `retryAfterMs` and checks again while that fits in `waitMs`.
+   */
   async limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
     assertOptions('options', options, LIMIT_KEYS);
     const cost = this.checkCost(options.cost);
-    const { requestId, nowMs } = options;
+    const { requestId, nowMs, waitMs = 0 } = options;
     if (requestId !== undefined) assertNonEmptyString('options.requestId', requestId, 256);
+    assertFiniteNumber('options.waitMs', waitMs, { min: 0, max: MAX_TIMEOUT_MS });
+    if (waitMs > 0 && (requestId !== undefined || nowMs !== undefined)) {
+      // A resent request id gets its first answer again, and a fixed time gets the same answer.
+      throw new InvalidArgumentError('options.waitMs', 'cannot be combined with requestId or nowMs');
+    }
+    let result = await this.limitOnce(id, cost, requestId, nowMs);
+    const deadline = performance.now() + waitMs;
+    while (!result.allowed && this.worthWaiting(result, deadline)) {
+      await sleep(Math.max(result.retryAfterMs, 1));
+      result = await this.limitOnce(id, cost, undefined, undefined);
+    }
+    return result;
+  }
+
+  /** Whether a refusal's retry-after fits before `deadline` (a made-up `onRedisError` answer never does). */
+  private worthWaiting(result: RateLimitResult, deadline: number): boolean {
+    if (result.error !== undefined && this.insurance === undefined) return false;
+    return performance.now() + result.retryAfterMs <= deadline;
+  }
+
+  private async limitOnce(id: string, cost: number, requestId: string | undefined, nowMs: number | undefined): Promise<RateLimitResult> {
     const cached = this.refusals !== undefined && nowMs === undefined && cost > 0 ? this.refusals.get(id, cost) : undefined;
     if (cached) return cached;
-    const result =
-      this.batcher && requestId === undefined && nowMs === undefined
-        ? await this.batcher.add({ keys: this.protocol.keys(id), cost })
-        : await this.call(id, { cost, mode: 'limit', nowMs, requestId });
-    if (this.refusals !== undefined && !result.allowed && result.error === undefined && nowMs === undefined) {
+    // A check made while none is in flight goes at once: waiting for the tick's batch would only delay it.
+    const batched = this.batcher !== undefined && this.inFlight > 0 && requestId === undefined && nowMs === undefined;
+    this.inFlight++;
+    let result: RateLimitResult;
+    try {
+      result = batched ? await this.batcher.add({ id, keys: this.protocol.keys(id), cost }) : await this.call(id, { cost, mode: 'limit', nowMs, requestId });
+    } finally {
+      this.inFlight--;
+    }
+    if (this.refusals !== undefined && !result.allowed && result.error === undefined && nowMs === undefined && Number.isFinite(result.retryAfterMs)) {
       this.refusals.remember(id, cost, result);
     }
     return result;
@@ -105,22 +168,59 @@ export class RateLimiter {
     return this.call(id, { cost: this.checkCost(options.cost), mode: 'peek', nowMs: options.nowMs });
   }
 
-  /** Forgets everything recorded for `id` (every rule and any block). */
+  /** Forgets everything `id` consumed (every rule and any block); its policy (lists, override) stays. */
   async reset(id: string): Promise<void> {
-    const keys = this.protocol.keys(id);
+    const keys = this.protocol.stateKeys(id);
     this.refusals?.forget(id);
+    await this.command(`reset of "${id}"`, (client) => client.del(...keys));
+  }
+
+  /**
+   * Gives `id` its own limits, stored in Redis and seen by every process's next check (needs `policies`):
+   * `{ limit, windowMs?, burst? }` on a one-rule limiter (`windowMs` defaults to the limiter's), or `{ rules }`
+   * with one rule per rule of the limiter. What the id consumed so far still counts.
+   */
+  async setOverride(id: string, override: OverrideOptions): Promise<void> {
+    assertNonEmptyString('id', id);
+    this.policyStore.assertPolicies();
+    const rules = resolveOverride(override, this.ruleList, this.algorithm);
+    await this.command(`override of "${id}"`, (client) => client.hset(this.protocol.policyKey(id), POLICY_FIELDS.rules, encodeOverride(rules)));
+    this.refusals?.forget(id);
+  }
+
+  /** Puts `id` back on the limiter's own rules. */
+  async removeOverride(id: string): Promise<void> {
+    assertNonEmptyString('id', id);
+    this.policyStore.assertPolicies();
+    await this.command(`override removal of "${id}"`, (client) => client.hdel(this.protocol.policyKey(id), POLICY_FIELDS.rules));
+    this.refusals?.forget(id);
+  }
+
+  /** One Redis command under `timeoutMs`; a failure or a missing reply rejects with `RedisUnavailableError`. */
+  private async command<T>(what: string, run: (client: RedisClient) => Promise<T>): Promise<T> {
     const timeoutMs = this.timeoutMs;
     try {
-      await withDeadline(this.scripts.client.del(...keys), timeoutMs, () => new RedisUnavailableError(`reset of "${id}": no reply within ${timeoutMs} ms (outcome unknown)`));
+      return await withDeadline(run(this.scripts.client), timeoutMs, () => new RedisUnavailableError(`${what}: no reply within ${timeoutMs} ms (outcome unknown)`));
     } catch (err) {
       if (err instanceof RedisUnavailableError) throw err;
-      throw new RedisUnavailableError(`reset of "${id}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      throw new RedisUnavailableError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
+  private readonly policyStore: PolicyStore = {
+    assertPolicies: () => {
+      if (!this.policies) throw new InvalidArgumentError('options.policies', 'allow/deny lists and overrides need a limiter created with policies: true');
+    },
+    policyKey: (id) => this.protocol.policyKey(id),
+    command: (what, run) => this.command(what, run),
+    changed: (id) => this.refusals?.forget(id),
+  };
+
   private checkCost(cost: number | undefined): number {
     if (cost === undefined) return 1;
-    assertInteger('options.cost', cost, { min: -this.minCapacity, max: this.minCapacity });
+    // With policies an override may raise the capacity: the script refuses (for good) what exceeds the id's.
+    const bound = this.policies ? MAX_COST : this.minCapacity;
+    assertInteger('options.cost', cost, { min: -bound, max: bound });
     return cost;
   }
 
@@ -132,7 +232,7 @@ export class RateLimiter {
     try {
       reply = await this.run(keys, this.protocol.checkArgs(check));
     } catch (err) {
-      return this.fallback(err);
+      return this.fallback(err, id, check.cost, check.mode === 'peek');
     }
     return this.protocol.decodeCheck(reply);
   }
@@ -154,15 +254,19 @@ export class RateLimiter {
     try {
       reply = await this.run(keys, args);
     } catch (err) {
-      const result = this.fallback(err);
-      return checks.map(() => result);
+      return checks.map((check) => this.fallback(err, check.id, check.cost));
     }
     return lone ? [this.protocol.decodeCheck(reply)] : this.protocol.decodeBatch(reply);
   };
 
-  /** What a failed call answers under `onRedisError`; a script `ERR` (a bug or bad input) always reaches the caller. */
-  private fallback(err: unknown): RateLimitResult {
+  /**
+   * What a failed call answers: `insurance` decides in this process, else `onRedisError`; a script `ERR` (a
+   * bug or bad input) always reaches the caller.
+   */
+  private fallback(err: unknown, id: string, cost: number, peek = false): RateLimitResult {
     const policy = this.onRedisError;
+    // isOutage holds only for CyRedisError subclasses.
+    if (this.insurance && isOutage(err)) return this.insurance.limit(id, cost, err as CyRedisError, peek);
     if (policy === 'throw' || !isOutage(err)) throw err;
     const rule = this.ruleList[0]!;
     const allowed = policy === 'allow';

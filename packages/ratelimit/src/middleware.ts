@@ -70,7 +70,9 @@ export async function check<Req>(options: MiddlewareOptions<Req>, req: Req): Pro
   if (options.cost) {
     const cost = await options.cost(req);
     assertInteger('options.cost(req)', cost);
-    result = cost > maxCost(limiter) ? { ...(await limiter.peek(id)), allowed: false, retryAfterMs: Infinity } : await limiter.limit(id, { cost });
+    // With policies an override may allow more: the script refuses (for good) what exceeds the id's capacity.
+    const never = !limiter.policies && cost > maxCost(limiter);
+    result = never ? { ...(await limiter.peek(id)), allowed: false, retryAfterMs: Infinity } : await limiter.limit(id, { cost });
   } else {
     result = await limiter.limit(id);
   }

@@ -54,11 +54,40 @@ export interface RateLimiterCommonOptions {
         maxEntries?: number;
       };
   /**
-   * Send the `limit` checks made in the same tick (without `requestId` or `nowMs`) as one script call,
-   * decided one after the other. Single-node clients only; default true.
+   * Send the `limit` checks made in the same tick while others are in flight (without `requestId` or
+   * `nowMs`) as one script call, decided one after the other; a check made while none is in flight goes at
+   * once. Single-node clients only; default true.
    */
   batch?: boolean;
+  /**
+   * Read each id's policy from Redis in the same script call as its check: its allow/deny list entry
+   * (`allowList`, `denyList`) and its override (`setOverride`). Costs one more key read per check. Every
+   * process limiting the same ids should set it alike. Default false.
+   */
+  policies?: boolean;
+  /**
+   * An in-process limiter that decides while Redis is unreachable (instead of `onRedisError`): GCRA in this
+   * process's memory, `limit` per `windowMs` (default: the first rule's) with `burst` (default `limit`), for
+   * at most `maxIds` ids (default 10 000, least recently used forgotten first). Each process counts alone, so
+   * n processes admit up to n times as much during an outage. Not with `onRedisError`.
+   */
+  insurance?: InsuranceOptions;
 }
+
+/** Options of `insurance`. */
+export interface InsuranceOptions {
+  /** Admissions per window in this process while Redis is unreachable: an integer ≥ 1. */
+  limit: number;
+  /** Default: the first rule's `windowMs`. */
+  windowMs?: number;
+  /** Back-to-back admissions from idle (integer ≥ limit). Default `limit`. */
+  burst?: number;
+  /** Ids remembered at most. Default 10 000. */
+  maxIds?: number;
+}
+
+/** What `setOverride` takes: one rule for a one-rule limiter, or `rules`, one per rule of the limiter. */
+export type OverrideOptions = { limit: number; windowMs?: number; burst?: number; rules?: never } | { rules: readonly RateLimitRule[] };
 
 /** One rule given inline: `{ limit, windowMs, burst? }`. */
 export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRule {
@@ -89,6 +118,12 @@ export interface LimitOptions {
   requestId?: string;
   /** The current time in ms since the epoch; default: the Redis server's clock. */
   nowMs?: number;
+  /**
+   * When refused, wait up to this many ms for capacity: sleeps until `retryAfterMs` and tries again (no
+   * polling), as long as the wait fits; then answers the last result. Default 0 (answer at once). Not with
+   * `requestId` or `nowMs`.
+   */
+  waitMs?: number;
 }
 
 /** The answer to one check. */
@@ -102,16 +137,19 @@ export interface RateLimitResult {
   /** Ms until the binding rule is back to full capacity if nothing more is consumed. */
   resetMs: number;
   /**
-   * When refused: ms after which the same call is admitted (rounded up); 0 when allowed. `Infinity` only from
-   * the middleware, for a request whose cost exceeds the capacity.
+   * When refused: ms after which the same call is admitted (rounded up); 0 when allowed. `Infinity` when no
+   * wait admits it: a deny-listed id, a cost above an override's capacity, or (from the middleware) a request
+   * whose cost exceeds the capacity.
    */
   retryAfterMs: number;
   /** Period of the binding rule in ms: at most `limit` units in any such interval (sliding window). */
   windowMs: number;
   /** Index of the binding rule in `rules` (0 for a single rule). */
   rule: number;
-  /** Set when the answer comes from `onRedisError` rather than from Redis. */
+  /** Set when the answer comes from `onRedisError` or `insurance` rather than from Redis. */
   error?: CyRedisError;
+  /** Set when the id is on the allow list (admitted, nothing consumed) or the deny list (refused for good). */
+  listed?: 'allow' | 'deny';
 }
 
 /** A rule as the limiter applies it. */
@@ -137,6 +175,9 @@ export interface ResolvedOptions {
   /** Refused ids remembered at most; absent when `cacheRefusals` is off. */
   maxRefusals: number | undefined;
   batch: boolean;
+  policies: boolean;
+  /** The in-process fallback's rule and size; absent without `insurance`. */
+  insurance: { rule: ResolvedRule; maxIds: number } | undefined;
 }
 
 const MAX_INT = 2 ** 40;
@@ -148,7 +189,8 @@ const DEFAULT_MAX_REFUSALS = 10_000;
 /** Rules per limiter: each is a key and a few µs of script time on every check. */
 const MAX_RULES = 16;
 const RULE_KEYS = ['limit', 'windowMs', 'burst'] as const;
-const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch'] as const;
+const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch', 'policies', 'insurance'] as const;
+const DEFAULT_MAX_INSURED_IDS = 10_000;
 
 function resolveRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): ResolvedRule {
   assertOptions(name, rule, RULE_KEYS, false);
@@ -203,5 +245,40 @@ export function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
   const onRedisError = options.onRedisError ?? 'throw';
   assertOneOf('options.onRedisError', onRedisError, ['throw', 'allow', 'deny'] as const);
   const maxRefusals = resolveMaxRefusals(options.cacheRefusals);
-  return { algorithm, rules, prefix: options.prefix, blockMs, timeoutMs, onRedisError, maxRefusals, batch: options.batch !== false };
+  const policies = options.policies ?? false;
+  if (typeof policies !== 'boolean') throw new InvalidArgumentError('options.policies', 'must be a boolean');
+  const insurance = resolveInsurance(options, rules[0]!);
+  return { algorithm, rules, prefix: options.prefix, blockMs, timeoutMs, onRedisError, maxRefusals, batch: options.batch !== false, policies, insurance };
+}
+
+function resolveInsurance(options: RateLimiterOptions, first: ResolvedRule): ResolvedOptions['insurance'] {
+  const given = options.insurance;
+  if (given === undefined) return undefined;
+  assertOptions('options.insurance', given, ['limit', 'windowMs', 'burst', 'maxIds'], false);
+  if (options.onRedisError !== undefined) throw new InvalidArgumentError('options.insurance', 'decides during outages instead of onRedisError: give one of them');
+  const { limit, windowMs = first.windowMs, burst, maxIds = DEFAULT_MAX_INSURED_IDS } = given;
+  assertInteger('options.insurance.maxIds', maxIds, { min: 1 });
+  const rule = resolveRule('options.insurance', burst === undefined ? { limit, windowMs } : { limit, windowMs, burst }, 'gcra');
+  return { rule, maxIds };
+}
+
+/**
+ * The rules of an override for a limiter whose rules are `current`: `{ limit, windowMs?, burst? }` (one-rule
+ * limiters; `windowMs` defaults to the limiter's) or `{ rules }` with one rule per rule of the limiter.
+ */
+export function resolveOverride(override: OverrideOptions, current: readonly ResolvedRule[], algorithm: RateLimitAlgorithm): ResolvedRule[] {
+  assertOptions('override', override, ['limit', 'windowMs', 'burst', 'rules'], false);
+  if (override.rules === undefined) {
+    if (current.length !== 1) throw new InvalidArgumentError('override', `this limiter has ${current.length} rules: give rules, one per rule`);
+    const { limit, windowMs = current[0]!.windowMs, burst } = override;
+    return [resolveRule('override', burst === undefined ? { limit, windowMs } : { limit, windowMs, burst }, algorithm)];
+  }
+  const rules: unknown = override.rules;
+  if (!Array.isArray(rules) || rules.length !== current.length) {
+    throw new InvalidArgumentError('override.rules', `must be an array of ${current.length} rule(s), one per rule of the limiter`);
+  }
+  if ('limit' in override || 'windowMs' in override || 'burst' in override) {
+    throw new InvalidArgumentError('override.rules', 'give either rules or limit/windowMs/burst, not both');
+  }
+  return override.rules.map((r, i) => resolveRule(`override.rules[${i}]`, r, algorithm));
 }

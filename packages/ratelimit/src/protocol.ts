@@ -43,22 +43,43 @@ export class LimiterProtocol {
   private readonly moreRules: number[] = [];
   private readonly suffixes: string[];
 
+  /** Whether a plain `limit` of cost 1 can take the short form (one rule, no block, no policy). */
+  private readonly short: boolean;
+  /** ARGV[10]: whether KEYS carry the policy key. */
+  private readonly policyFlag: '1' | '';
+  /** The rule keys and the block key's suffixes: what `reset` deletes. */
+  private readonly stateSuffixes: string[];
+
   constructor(
     private readonly space: KeySpace,
     private readonly rules: readonly ResolvedRule[],
     private readonly algorithm: RateLimitAlgorithm,
     private readonly blockMs: number,
+    policies = false,
   ) {
     const [first, ...rest] = rules;
     this.first = { limit: first!.limit, windowSeconds: first!.windowMs / 1000, capacity: first!.capacity };
     for (const r of rest) this.moreRules.push(r.limit, r.windowMs / 1000, r.capacity);
-    this.suffixes = rules.map((_, i) => `${KEY_TAG[algorithm]}${i}`);
-    if (blockMs > 0) this.suffixes.push('block');
+    this.stateSuffixes = rules.map((_, i) => `${KEY_TAG[algorithm]}${i}`);
+    if (blockMs > 0) this.stateSuffixes.push('block');
+    this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
+    this.policyFlag = policies ? '1' : '';
+    this.short = !policies && blockMs === 0 && rest.length === 0;
   }
 
-  /** The keys of one id: one per rule, then the block key. `reset` deletes exactly these. */
+  /** The keys of one id as a check takes them: one per rule, then the block key, then the policy key. */
   keys(id: string): string[] {
     return this.space.keys(id, this.suffixes);
+  }
+
+  /** The keys holding what an id consumed (rules, block): `reset` deletes exactly these, never its policy. */
+  stateKeys(id: string): string[] {
+    return this.space.keys(id, this.stateSuffixes);
+  }
+
+  /** The hash holding an id's policy: allow/deny list entries and its override (see POLICY KEY in the script). */
+  policyKey(id: string): string {
+    return this.space.key(id, 'policy');
   }
 
   /** KEYS of one check: the id's keys, then the request key when there is a request id. */
@@ -72,7 +93,9 @@ export class LimiterProtocol {
   checkArgs(call: CheckCall): (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
-    const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? ''];
+    // The short form: ARGV[1..5], the rest at their defaults.
+    if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) return [limit, windowSeconds, time, capacity, this.algorithm];
+    const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? '', this.policyFlag];
     return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
   }
 
@@ -82,33 +105,51 @@ export class LimiterProtocol {
    */
   batchArgs(costs: readonly number[]): (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
-    const args: (string | number)[] = [limit, windowSeconds, '', capacity, this.algorithm, costs.length, 'batch', this.blockMs, ''];
+    const args: (string | number)[] = [limit, windowSeconds, '', capacity, this.algorithm, costs.length, 'batch', this.blockMs, '', this.policyFlag];
     for (const n of this.moreRules) args.push(n);
     for (const cost of costs) args.push(cost);
     return args;
   }
 
-  /** The reply of one check: `{allowed, remaining, reset µs, retry-after µs, binding rule}`. */
+  /**
+   * The reply of one check: `{allowed, remaining, reset µs, retry-after µs (-1 never), binding rule}`, and
+   * with policies `{…, listed 0|1|2, capacity, period µs}` (the override's, when there is one).
+   */
   decodeCheck(reply: unknown): RateLimitResult {
     const fields = toArray(reply);
     const index = toNumber(fields[4]);
     const rule = this.rules[index];
     if (rule === undefined) throw new CyRedisError(`unexpected reply: rule ${index} of ${this.rules.length}`);
-    return {
+    const retryUs = toNumber(fields[3]);
+    const result: RateLimitResult = {
       allowed: fields[0] === 1,
       remaining: toNumber(fields[1]),
       limit: rule.capacity,
       resetMs: Math.ceil(toNumber(fields[2]) / 1000),
-      retryAfterMs: Math.ceil(toNumber(fields[3]) / 1000),
+      retryAfterMs: retryUs < 0 ? Infinity : Math.ceil(retryUs / 1000),
       windowMs: rule.periodMs,
       rule: index,
     };
+    if (fields.length < 8) return result;
+    result.limit = toNumber(fields[6]);
+    result.windowMs = toNumber(fields[7]) / 1000;
+    const listed = toNumber(fields[5]);
+    if (listed !== 0) result.listed = listed === 1 ? 'allow' : 'deny';
+    return result;
   }
 
   /** The reply of a batch: one check's reply per check, in order. */
   decodeBatch(reply: unknown): RateLimitResult[] {
     return toArray(reply).map((r) => this.decodeCheck(r));
   }
+}
+
+/** The fields of the policy hash (POLICY KEY in the script). */
+export const POLICY_FIELDS = { allow: 'allow', deny: 'deny', rules: 'rules' } as const;
+
+/** An override's rules as the policy hash's `rules` field holds them: `limit window_s burst`, `;` between rules. */
+export function encodeOverride(rules: readonly ResolvedRule[]): string {
+  return rules.map((r) => `${r.limit} ${r.windowMs / 1000} ${r.capacity}`).join(';');
 }
 
 /**
@@ -125,4 +166,45 @@ export function encodeSeedCall(call: SeedCall): (string | number)[] {
 export function decodeSeedReply(reply: unknown): SeedReply {
   const capacityLeft = toNumber(reply);
   return { allowed: capacityLeft > 0, capacityLeft };
+}
+
+/** One entry of a sliding-window log: an admitted call's time (µs since the epoch) and its units. */
+export interface WindowLogEntry {
+  timeUs: number;
+  cost: number;
+}
+
+/** A sliding-window key as the script stores it (see STORAGE in the script's header). */
+export interface WindowLog {
+  /** Units held by the entries from the oldest live one on. */
+  used: number;
+  /** Bytes of the string, including the room left for appends. */
+  size: number;
+  /** Entries from the oldest live one (as the last write left it) to the newest. */
+  entries: WindowLogEntry[];
+}
+
+const LOG_MAGIC = 'W1';
+const LOG_HEADER_BYTES = 30;
+
+/**
+ * Reads a sliding-window key (`GETBUFFER`): a 30-byte header (`W1`, head, tail and size as big-endian
+ * uint32, units used and the newest time as big-endian doubles), then entries of one double (the time, one
+ * unit) or two (minus the units, then the time).
+ */
+export function decodeWindowLog(value: Buffer): WindowLog {
+  if (value.length < LOG_HEADER_BYTES || value.toString('latin1', 0, 2) !== LOG_MAGIC) throw new CyRedisError('not a sliding-window log');
+  const head = value.readUInt32BE(2);
+  const tail = value.readUInt32BE(6);
+  const entries: WindowLogEntry[] = [];
+  for (let at = head; at < tail; at += 8) {
+    const v = value.readDoubleBE(at);
+    if (v >= 0) {
+      entries.push({ timeUs: v, cost: 1 });
+    } else {
+      at += 8;
+      entries.push({ timeUs: value.readDoubleBE(at), cost: -v });
+    }
+  }
+  return { used: value.readDoubleBE(14), size: value.readUInt32BE(10), entries };
 }

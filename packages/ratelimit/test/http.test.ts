@@ -6,11 +6,13 @@ import { connect, topologies } from '@cyredis/testing/context';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
+import Koa, { type Context } from 'koa';
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expressRateLimit } from '../src/express.js';
 import { fastifyRateLimit } from '../src/fastify.js';
 import { honoRateLimit } from '../src/hono.js';
+import { koaRateLimit } from '../src/koa.js';
 import { InvalidArgumentError, rateLimitHeaders, RateLimiter, type RateLimitResult } from '../src/index.js';
 
 interface App {
@@ -47,6 +49,16 @@ const frameworks: Record<string, (limiter: RateLimiter) => Promise<App>> = {
     app.get('/', (c) => c.text('ok'));
     app.onError((_err, c) => c.text('Internal Server Error', 500));
     return listen(serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as Server);
+  },
+  koa: (limiter) => {
+    const app = new Koa();
+    // Errors are answered by Koa's default handler (500); its log line is noise here.
+    app.silent = true;
+    app.use(koaRateLimit({ limiter, legacy: true }));
+    app.use((ctx) => {
+      ctx.body = 'ok';
+    });
+    return listen(app.listen(0, '127.0.0.1'));
   },
 };
 
@@ -121,6 +133,37 @@ const customApps: Record<string, (limiter: RateLimiter, handler: boolean) => Pro
     app.get('/', (c) => c.text('ok'));
     app.onError((err, c) => c.text(`${err.name}: ${err.message}`, 500));
     return listen(serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as Server);
+  },
+  koa: (limiter, handler) => {
+    const app = new Koa();
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (err) {
+        ctx.status = 500;
+        ctx.body = `${(err as Error).name}: ${(err as Error).message}`;
+      }
+    });
+    app.use(
+      koaRateLimit<Context>({
+        limiter,
+        key: (ctx) => hooks.key((name) => ctx.get(name) || undefined),
+        cost: (ctx) => hooks.cost((name) => ctx.get(name) || undefined),
+        skip: (ctx) => hooks.skip((name) => ctx.get(name) || undefined),
+        ...(handler
+          ? {
+              handler: (ctx, result) => {
+                ctx.status = 429;
+                ctx.body = refusedBody(result);
+              },
+            }
+          : {}),
+      }),
+    );
+    app.use((ctx) => {
+      ctx.body = 'ok';
+    });
+    return listen(app.listen(0, '127.0.0.1'));
   },
 };
 
@@ -265,6 +308,14 @@ describe("the default key: the client address, as the framework's proxy setting 
       const { port } = app.server.address() as AddressInfo;
       return { url: `http://127.0.0.1:${port}/`, close: () => app.close() };
     },
+    koa: (limiter, trustProxy) => {
+      const app = new Koa({ proxy: trustProxy });
+      app.use(koaRateLimit({ limiter }));
+      app.use((ctx) => {
+        ctx.body = 'ok';
+      });
+      return listen(app.listen(0, '127.0.0.1'));
+    },
   };
 
   it.each(Object.keys(apps))('%s: behind a trusted proxy each forwarded client has its own budget; untrusted, they share the proxy\'s', async (name) => {
@@ -310,6 +361,10 @@ describe('middleware options', () => {
       // @ts-expect-error -- message is a string
       [() => fastifyRateLimit({ limiter, message: 429 }), 'options.message'],
       [() => honoRateLimit({ limiter, key, policyName: '' }), 'options.policyName'],
+      // @ts-expect-error -- handler must be a function
+      [() => koaRateLimit({ limiter, handler: 'refused' }), 'options.handler'],
+      // @ts-expect-error -- onLimit is not an option (handler is)
+      [() => koaRateLimit({ limiter, onLimit: key }), 'options.onLimit'],
     ];
     for (const [make, argument, message] of cases) {
       expect(make, argument).toThrow(expect.objectContaining({ argument }) as Error);

@@ -4,7 +4,7 @@ import { connect, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveOptions, type RateLimitAlgorithm, type RateLimiterOptions } from '../src/options.js';
-import { encodeSeedCall, LimiterProtocol, type CheckCall } from '../src/protocol.js';
+import { encodeOverride, encodeSeedCall, LimiterProtocol, POLICY_FIELDS, type CheckCall } from '../src/protocol.js';
 
 const SOURCE = readPackageLua(import.meta.url, 'rate_limiter');
 const T0_MS = 1_700_000_000_000;
@@ -46,6 +46,33 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
       [[key], encodeSeedCall({ limit: 1, windowSeconds: 60 })],
     ]);
     expect(replies).toEqual([1, 0]);
+    expect(undeclared).toEqual(UNDECLARED_KEYS);
+  });
+
+  it.each(['gcra', 'fixed-window'] as const)('%s: one rule, cost 1 (the fast path), admitted and refused', async (algorithm) => {
+    const resolved = resolveOptions({ limit: 1, windowMs: 60_000, algorithm });
+    const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:fast`), resolved.rules, resolved.algorithm, resolved.blockMs);
+    const call: [string[], (string | number)[]] = [protocol.checkKeys(algorithm), protocol.checkArgs({ cost: 1, mode: 'limit' })];
+    const { undeclared, replies } = await traceAll([call, call]);
+    expect(replies.map((r) => (r as number[])[0])).toEqual([1, 0]);
+    expect(undeclared).toEqual(UNDECLARED_KEYS);
+  });
+
+  it.each(algorithms)('%s with policies: override, allow list, deny list, batch', async (algorithm) => {
+    const resolved = resolveOptions({ rules: [{ limit: 2, windowMs: 60_000 }, { limit: 3, windowMs: 60_000 }], algorithm, blockMs: 1000, policies: true });
+    const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:p:${algorithm}`), resolved.rules, resolved.algorithm, resolved.blockMs, true);
+    const check = (id: string, call: CheckCall): [string[], (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
+    await redis.hset(protocol.policyKey('o'), POLICY_FIELDS.rules, encodeOverride(resolved.rules));
+    await redis.hset(protocol.policyKey('a'), POLICY_FIELDS.allow, '1');
+    await redis.hset(protocol.policyKey('d'), POLICY_FIELDS.deny, '1');
+    const { undeclared, replies } = await traceAll([
+      check('o', { cost: 2, mode: 'limit', nowMs: T0_MS }),
+      check('o', { cost: 1, mode: 'limit', nowMs: T0_MS, requestId: 'r' }),
+      check('a', { cost: 1, mode: 'limit' }),
+      check('d', { cost: 1, mode: 'peek' }),
+      [[...protocol.keys('o'), ...protocol.keys('o')], protocol.batchArgs([1, -1])],
+    ]);
+    expect(replies.slice(0, 4).map((r) => (r as number[])[0])).toEqual([1, 0, 1, 0]);
     expect(undeclared).toEqual(UNDECLARED_KEYS);
   });
 

@@ -131,8 +131,8 @@ describe('RateLimiter call options', () => {
   });
 
   it('refuses unknown per-call options before any round trip', async () => {
-    // @ts-expect-error -- weight is not an option (cost is)
-    await expect(limiter.limit('a', { weight: 2 })).rejects.toThrow(/options\.weight.*did you mean "cost"/);
+    // @ts-expect-error -- costs is not an option (cost is)
+    await expect(limiter.limit('a', { costs: 2 })).rejects.toThrow(/options\.costs.*did you mean "cost"/);
     // @ts-expect-error -- peek consumes nothing, so it takes no requestId
     await expect(limiter.peek('a', { requestId: 'r' })).rejects.toThrow(/options\.requestId/);
     expect(redis.status).toBe('wait');

@@ -4,7 +4,7 @@ import { connect, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { resolveOptions, type RateLimitAlgorithm, type RateLimiterOptions } from '../src/options.js';
-import { decodeSeedReply, encodeSeedCall, LimiterProtocol, type CheckCall } from '../src/protocol.js';
+import { decodeSeedReply, encodeOverride, encodeSeedCall, LimiterProtocol, POLICY_FIELDS, type CheckCall } from '../src/protocol.js';
 
 const SOURCE = readPackageLua(import.meta.url, 'rate_limiter');
 const T0_MS = 1_700_000_000_000;
@@ -32,7 +32,7 @@ describe.each(topologies)('rate_limiter.lua through src/protocol.ts on %s', (top
 
   const protocolFor = (options: RateLimiterOptions) => {
     const resolved = resolveOptions(options);
-    return new LimiterProtocol(new KeySpace('ratelimit', prefix), resolved.rules, resolved.algorithm, resolved.blockMs);
+    return new LimiterProtocol(new KeySpace('ratelimit', prefix), resolved.rules, resolved.algorithm, resolved.blockMs, resolved.policies);
   };
   const run = (keys: string[], args: (string | number)[]) => scripts.executeScript(script, { keys, args });
   const check = async (protocol: LimiterProtocol, id: string, call: CheckCall) => protocol.decodeCheck(await run(protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)));
@@ -70,6 +70,28 @@ describe.each(topologies)('rate_limiter.lua through src/protocol.ts on %s', (top
     // The refusal set the block: even a free call is refused now.
     expect(await check(protocol, 'r', { cost: 0, mode: 'peek', nowMs: T0_MS + 1 })).toMatchObject({ allowed: false });
     expect(await check(protocol, 'r', { cost: -2, mode: 'limit', nowMs: T0_MS + 2000 })).toMatchObject({ allowed: true, remaining: 3 });
+  });
+
+  it.each(algorithms)('%s with policies: override, allow and deny entries written as encoded, decoded from the reply', async (algorithm) => {
+    const protocol = protocolFor({ rules: [{ limit: 2, windowMs: 60_000 }, { limit: 9, windowMs: 60_000 }], algorithm, blockMs: 1000, policies: true });
+    expect(protocol.keys('p')).toEqual(['sw0', 'sw1', 'block', 'policy'].map((s) => `${prefix}:ratelimit:{p}:${algorithm === 'sliding-window' ? s : s.replace('sw', algorithm === 'gcra' ? 'gcra' : 'fw')}`));
+    expect(protocol.stateKeys('p')).toEqual(protocol.keys('p').slice(0, 3));
+    const override = resolveOptions({ rules: [{ limit: 4, windowMs: 60_000, burst: 5 }, { limit: 3, windowMs: 30_000 }], algorithm }).rules;
+    await redis.hset(protocol.policyKey('p'), POLICY_FIELDS.rules, encodeOverride(override));
+    const first = await check(protocol, 'p', { cost: 2, mode: 'limit', nowMs: T0_MS, requestId: 'r1' });
+    expect(first).toMatchObject({ allowed: true, remaining: 1, rule: 1, limit: 3 });
+    expect(first.listed).toBeUndefined();
+    // Resent: the stored reply (with the policy fields) decodes the same.
+    expect(await check(protocol, 'p', { cost: 2, mode: 'limit', nowMs: T0_MS, requestId: 'r1' })).toEqual(first);
+    expect(await check(protocol, 'p', { cost: 4, mode: 'peek', nowMs: T0_MS })).toMatchObject({ allowed: false, retryAfterMs: Infinity, rule: 1 });
+    await redis.hset(protocol.policyKey('p'), POLICY_FIELDS.allow, '1');
+    expect(await check(protocol, 'p', { cost: 1, mode: 'limit', nowMs: T0_MS })).toMatchObject({ allowed: true, listed: 'allow', retryAfterMs: 0 });
+    await redis.hset(protocol.policyKey('p'), POLICY_FIELDS.deny, '1');
+    const batch = protocol.decodeBatch(await run([...protocol.keys('p'), ...protocol.keys('p')], protocol.batchArgs([1, 1])));
+    expect(batch.map((r) => [r.allowed, r.listed, r.retryAfterMs])).toEqual([
+      [false, 'deny', Infinity],
+      [false, 'deny', Infinity],
+    ]);
   });
 
   it('a request id: the second call gets the first reply again, decoded the same', async () => {

@@ -5,6 +5,7 @@ import { randomPrefix } from '@cyredis/testing';
 import { connect, topologies } from '@cyredis/testing/context';
 import { Cluster, type Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { decodeWindowLog } from '../src/protocol.js';
 
 const require = createRequire(import.meta.url);
 const SOURCE = readFileSync(require.resolve('@cyredis/ratelimit/lua/rate_limiter.lua'), 'utf8');
@@ -39,9 +40,8 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const replies = [];
     for (let i = 0; i < 4; i++) replies.push(await call([3, 60, NOW]));
     expect(replies).toEqual([3, 2, 1, 0]);
-    expect(await redis.zcard(key)).toBe(3);
-    // Identical timestamps still give three distinct members.
-    expect(new Set(await redis.zrange(key, '0', '-1')).size).toBe(3);
+    // Identical timestamps still give three entries.
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([0, 1, 2].map(() => ({ timeUs: NOW * 1e6, cost: 1 })));
     expect(await call([3, 60, NOW + 59.999999])).toBe(0);
     expect(await call([3, 60, NOW + 60])).toBe(3);
   });
@@ -61,9 +61,71 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const ttl = await redis.pttl(key);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(5000);
-    const [score] = (await redis.zrange(key, '0', '0', 'WITHSCORES')).slice(1);
+    const [first] = decodeWindowLog((await redis.getBuffer(key))!).entries;
     const [seconds] = await redis.time();
-    expect(Math.abs(Number(score) / 1e6 - Number(seconds))).toBeLessThan(5);
+    expect(Math.abs(first!.timeUs / 1e6 - Number(seconds))).toBeLessThan(5);
+  });
+
+  it('limit 1000 full stays under 16 KB, and a long steady run keeps the key that small', async () => {
+    for (let i = 0; i < 1000; i++) expect(await call([1000, 60, NOW + i * 0.001])).toBe(1000 - i);
+    expect(await call([1000, 60, NOW + 1])).toBe(0);
+    expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
+    // One call every 60 ms for three windows: the window always holds about 1000 entries, old ones go.
+    for (let i = 0; i < 3000; i++) expect(await call([1000, 60, NOW + 60 + i * 0.06])).toBeGreaterThan(0);
+    const log = decodeWindowLog((await redis.getBuffer(key))!);
+    expect(log.used).toBe(1000);
+    expect(log.entries).toHaveLength(1000);
+    expect(await redis.memory('USAGE', key)).toBeLessThanOrEqual(16_384);
+  });
+
+  it('a key in the old layout (a sorted set) keeps its window: converted on the first write, never a fresh window', async () => {
+    // As the previous release stored 2 calls, one of 1 unit and one of 3: member = length-prefixed first unit's number.
+    await redis.zadd(key, NOW * 1e6, 'a0', NOW * 1e6 + 5, 'a1:3');
+    await redis.pexpire(key, 60_000);
+    // A refusal writes nothing: the sorted set stays as it was.
+    expect(await call([4, 60, NOW + 1])).toBe(0);
+    expect(await redis.type(key)).toBe('zset');
+    expect(await call([5, 60, NOW + 1])).toBe(1);
+    expect(await redis.type(key)).toBe('string');
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([
+      { timeUs: NOW * 1e6, cost: 1 },
+      { timeUs: NOW * 1e6 + 5, cost: 3 },
+      { timeUs: (NOW + 1) * 1e6, cost: 1 },
+    ]);
+    expect(await call([5, 60, NOW + 1])).toBe(0);
+    // The old entries leave the window on time.
+    expect(await call([5, 60, NOW + 60.000005])).toBe(4);
+  });
+
+  it('an old-layout key read twice in one call (a batch) is the same window both times', async () => {
+    await redis.zadd(key, NOW * 1e6, 'a0:4');
+    await redis.pexpire(key, 60_000);
+    // Both refused (capacity 4, all used): the conversion stays in the call, nothing is written.
+    const refused = (await call([4, 60, NOW + 1, '', 'sliding-window', 2, 'batch', 0, '', '', 1, 1], [key, key])) as number[][];
+    expect(refused.map((r) => [r[0], r[1]])).toEqual([
+      [0, 0],
+      [0, 0],
+    ]);
+    expect(await redis.type(key)).toBe('zset');
+    // A refund then an admission in one batch: converted by the first write, read back by the second.
+    const mixed = (await call([4, 60, NOW + 1, '', 'sliding-window', 2, 'batch', 0, '', '', -2, 1], [key, key])) as number[][];
+    expect(mixed.map((r) => [r[0], r[1]])).toEqual([
+      [1, 2],
+      [1, 1],
+    ]);
+    expect(decodeWindowLog((await redis.getBuffer(key))!).entries).toEqual([
+      { timeUs: NOW * 1e6, cost: 2 },
+      { timeUs: (NOW + 1) * 1e6, cost: 1 },
+    ]);
+  });
+
+  it('a key of another type or another format: an ERR reply that changes nothing', async () => {
+    await redis.rpush(key, 'x');
+    await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
+    await redis.del(key);
+    await redis.set(key, 'hello');
+    await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
+    expect(await redis.get(key)).toBe('hello');
   });
 
   it('time running backwards never admits more', async () => {
@@ -88,21 +150,26 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     ['burst below limit', [10, 60, NOW, 9]],
     ['fractional burst', [10, 60, NOW, 10.5]],
     ['too few arguments', [10, 60]],
-    ['unknown algorithm', [10, 60, NOW, '', 'leaky', 1, 'limit', 0, '']],
-    ['cost above capacity', [10, 60, NOW, '', 'sliding-window', 11, 'limit', 0, '']],
-    ['refund above capacity', [10, 60, NOW, '', 'sliding-window', -11, 'limit', 0, '']],
-    ['fractional cost', [10, 60, NOW, '', 'gcra', 1.5, 'limit', 0, '']],
-    ['unknown mode', [10, 60, NOW, '', 'gcra', 1, 'take', 0, '']],
-    ['negative block', [10, 60, NOW, '', 'gcra', 1, 'limit', -1, '']],
-    ['missing rule arguments', [10, 60, NOW, '', 'fixed-window', 1, 'limit', 0, '', 5]],
-    ['empty batch', [10, 60, NOW, '', 'sliding-window', 0, 'batch', 0, '']],
-    ['batch with a request id', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, 'r', 1]],
-    ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', 11]],
-    ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', 1]],
-  ] as const)('%s: an ERR reply that writes nothing', async (_, args) => {
+    ['unknown algorithm', [10, 60, NOW, '', 'leaky', 1, 'limit', 0, '', '']],
+    ['cost above capacity', [10, 60, NOW, '', 'sliding-window', 11, 'limit', 0, '', '']],
+    ['refund above capacity', [10, 60, NOW, '', 'sliding-window', -11, 'limit', 0, '', '']],
+    ['fractional cost', [10, 60, NOW, '', 'gcra', 1.5, 'limit', 0, '', '']],
+    ['unknown mode', [10, 60, NOW, '', 'gcra', 1, 'take', 0, '', '']],
+    ['negative block', [10, 60, NOW, '', 'gcra', 1, 'limit', -1, '', '']],
+    ['missing rule arguments', [10, 60, NOW, '', 'fixed-window', 1, 'limit', 0, '', '', 5]],
+    ['empty batch', [10, 60, NOW, '', 'sliding-window', 0, 'batch', 0, '', '']],
+    ['batch with a request id', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, 'r', '', 1]],
+    ['batch cost above capacity', [10, 60, NOW, '', 'sliding-window', 1, 'batch', 0, '', '', 11]],
+    ['batch missing a cost', [10, 60, NOW, '', 'sliding-window', 2, 'batch', 0, '', '', 1]],
+    ['unknown policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, '', 'yes'], /policy must be/],
+    ['short form with an unknown algorithm', [10, 60, NOW, '', 'leaky'], /unknown algorithm/],
+    ['short form with a bad limit', [0, 60, NOW, '', 'gcra'], /limit must be/],
+    ['missing policy flag', [10, 60, NOW, '', 'gcra', 1, 'limit', 0, ''], /policy must be/],
+  ] as const)('%s: an ERR reply that writes nothing', async (_, args, message?: RegExp) => {
     const err = await call([...args]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
     expect((err as ScriptError).code).toBe('ERR');
+    if (message) expect(String(err)).toMatch(message);
     expect(await redis.exists(key)).toBe(0);
   });
 
@@ -114,6 +181,20 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     const err = await redis.eval(SOURCE, 1, long, 10, 60, NOW).catch((e: unknown) => e);
     expect(String(err)).toMatch(/ERR rate_limiter: keys must be/);
     expect(await redis.exists(long)).toBe(0);
+  });
+
+  it('the short form (ARGV[1..5]) answers as the full form, and takes one key only', async () => {
+    for (const algorithm of ['sliding-window', 'gcra', 'fixed-window']) {
+      const full = [];
+      const short = [];
+      for (let i = 0; i < 4; i++) {
+        full.push(await call([3, 60, NOW + i, '', algorithm, 1, 'limit', 0, '', ''], [`${key}:${algorithm}:full`]));
+        short.push(await call([3, 60, NOW + i, '', algorithm], [`${key}:${algorithm}:short`]));
+      }
+      expect(short).toEqual(full);
+      expect((full[3] as number[])[0]).toBe(0);
+    }
+    await expect(call([3, 60, NOW, '', 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
   });
 
   it('a second key in the seed call is refused', async () => {

@@ -4,6 +4,9 @@ import { RateLimiter } from '@cyredis/ratelimit';
 import { expressRateLimit } from '@cyredis/ratelimit/express';
 import { fastifyRateLimit } from '@cyredis/ratelimit/fastify';
 import { honoRateLimit } from '@cyredis/ratelimit/hono';
+import { koaRateLimit } from '@cyredis/ratelimit/koa';
+import { CyRedisStore } from '@cyredis/ratelimit/express-rate-limit';
+import { CyRedisThrottlerStorage } from '@cyredis/ratelimit/nestjs-throttler';
 
 async function main(): Promise<void> {
   const redis = new Redis(process.env.REDIS_URL ?? 'redis://localhost:6379');
@@ -11,7 +14,7 @@ async function main(): Promise<void> {
   const first = await limiter.limit('cjs');
   const second = await limiter.limit('cjs');
   if (!first.allowed || second.allowed) throw new Error(JSON.stringify([first, second]));
-  if (![expressRateLimit, fastifyRateLimit, honoRateLimit].every((f) => typeof f === 'function')) throw new Error('middleware');
+  if (![expressRateLimit, fastifyRateLimit, honoRateLimit, koaRateLimit, CyRedisStore, CyRedisThrottlerStorage].every((f) => typeof f === 'function')) throw new Error('middleware');
   await redis.quit();
 }
 main().catch((err: unknown) => {
