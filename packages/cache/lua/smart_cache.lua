@@ -6,17 +6,18 @@ DATA
                PEXPIRE (or none, for ttl `none`): Redis itself drops values whose TTL passed, so nothing past
                its TTL is ever returned.
   Access log   KEYS[2], a ZSET with one member per entry, scored by a logical clock: each hit or write stamps
-               its entry with the log's highest score + 1. The lowest score is the least recently used entry;
-               a clock instead of wall time keeps the order exact when two calls share a timestamp. The clock
-               lives in the log itself, so losing any other key (the stats hash deleted, rotated or evicted)
-               cannot disturb the order; losing the log restarts the clock together with the order it ranks.
+               its entry with the next clock value. The lowest score is the least recently used entry; a
+               clock instead of wall time keeps the order exact when two calls share a timestamp.
                Member = the entry key, minus the prefix it shares with KEYS[2] through the hash tag when
                KEYS[2] has one (`{c}:log` + `{c}:e:k1` → `:e:k1`): this saves index memory, and the entry key
                is rebuilt as that prefix .. member on eviction. So when KEYS[2] has a hash tag, every entry
                key must start with KEYS[2]'s text up to and including its `}` (ERR otherwise).
-  Stats        KEYS[3], a hash of counters only: hits, misses, sets (entries written), evictions. Updated
-               inside the script, so the counts are exact under concurrency and shared by every process using
-               the same keys; nothing else depends on it (a lost stats hash only restarts the counts).
+  Stats        KEYS[3], a hash: clock, epoch, hits, misses, evictions. `clock` counts one per entry written
+               and one per hit, so `sets` is clock - epoch - hits and a write updates one field. When the
+               clock field is missing (the hash was deleted, expired, evicted or replaced by one without it)
+               the next stamp continues from the log's highest score, so no entry is stamped below one
+               already there: losing the hash restarts the counts, never the order; `epoch` is set then so
+               that `sets` restarts too (or continues from a `sets` field the new hash holds).
   A member whose value expired is removed when a lookup misses on it, when it reaches the LRU end, and by
   a bounded sweep (16 ranks on every write that moves the clock past a multiple of 16, 64 per STATS, from
   the rank the clock points at), so the log never keeps entries whose values are gone for long and holds
@@ -73,23 +74,24 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           (size = access-log members; hit_rate = hits / (hits + misses) as a string, '0.0000' before any
           lookup).
   With a channel, writes PUBLISH a JSON array [origin, op, [key…], [evicted key…]] (op: s set, d delete,
-  r lease released, c clear; an empty list may come as {}) so other processes can drop in-process copies
-  and wake waiters.
+  r lease released, c clear) so other processes can drop in-process copies and wake waiters.
 
 ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
   ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
-  A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
-  write too: every operation but RELEASE touches the log, and then the stats hash, before any entry.
+  A log or stats key of the wrong type (WRONGTYPE) fails the call before its first write too: every
+  operation but RELEASE reads the log (or removes from it) before it writes anything, and writes the stats
+  hash before any entry.
 
-PERFORMANCE (the script's micro-optimisations, in one place)
-  The operations are sections of the main chunk, not functions, and GET comes first: the hot path creates
-  no closure it does not use. Batched writes stamp the log with one ZADD for many members, which is most of
-  the saving over a call each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns
-  a Lua number back into text for every call, which costs about a third of the SET itself. Entry keys are
-  checked against the log's prefix with a plain find (no string allocated). TOUCH runs for every 256 plain
-  reads, so its per-key loop is inlined with the string functions in locals: each key's check and member
-  show in the cost of those reads.
+PERFORMANCE (the script's micro-optimisations, in one place; measured with INFO commandstats)
+  Each operation is a section of the main chunk, and helpers only one section uses are defined inside it, so
+  a call creates only the closures it runs. The clock is one HINCRBY that also counts the write (reading the
+  log's top score cost twice as much, and a separate `sets` counter one call more); the log's size comes
+  from one ZCARD before the writes plus what ZADD added. Batched writes and lookups stamp the log with one
+  ZADD for many members, which is most of the saving over a call each. A whole-ms ttl with no grace is
+  passed to PX as the caller's text: Redis turns a Lua number back into text for every call, which costs
+  about a third of the SET itself. Bus messages are concatenated (cjson only for a key that needs escaping).
+  Entry keys are checked against the log's prefix with a plain find (no string allocated).
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
@@ -104,21 +106,17 @@ local function fail(message)
   return redis.error_reply('ERR smart_cache: ' .. message)
 end
 
-local function finite(value)
-  local n = tonumber(value)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
-  return n
-end
-
+-- A whole number of ms >= 0 (absent: 0), or nil.
 local function optional_ms(value)
   if value == nil or value == '' then return 0 end
-  local n = finite(value)
-  if n == nil or n < 0 or n ~= math.floor(n) then return nil end
+  local n = tonumber(value)
+  if n == nil or n < 0 or n ~= math.floor(n) or n == math.huge then return nil end
   return n
 end
 
-if finite(ARGV[2]) == nil or tonumber(ARGV[2]) < 0 then
-  return fail('current_time must be a finite number >= 0')
+do
+  local now = tonumber(ARGV[2])
+  if now == nil or now ~= now or now < 0 or now == math.huge then return fail('current_time must be a finite number >= 0') end
 end
 if #KEYS < 3 then return fail('wrong number of keys: expected at least 3') end
 
@@ -129,6 +127,7 @@ do
   local close = open and string.find(log, '}', open + 1, true)
   if close and close > open + 1 then base = string.sub(log, 1, close) end
 end
+local BAD_PREFIX = "entry key must start with the access log's prefix through its hash tag: "
 
 local function member_of(key)
   if base == '' then return key end
@@ -137,90 +136,45 @@ local function member_of(key)
   return string.sub(key, #base + 1)
 end
 
--- fresh_ms of an entry without a TTL: never stale.
-local FOREVER = 2 ^ 52
-
--- The logical clock: the log's highest score. Read once by the operations that stamp entries (and STATS,
--- whose sweep starts from it), before their first write (a log of the wrong type fails the call there),
--- then advanced locally.
-local clock = 0
-if op ~= 'DEL' and op ~= 'RELEASE' and op ~= 'CLEAR' then
+-- Advances the clock by n (n stamps: `written` entries written, the rest hits) and returns its new value.
+-- A missing clock field (HINCRBY answers n) means the hash is new: continue from the log's highest stamp.
+local function tick(n, written)
+  local clock = redis.call('HINCRBY', stats, 'clock', n)
+  if clock ~= n then return clock end
   local top = redis.call('ZREVRANGE', log, 0, 0, 'WITHSCORES')
-  if top[2] then clock = tonumber(top[2]) end
+  local high = math.floor(tonumber(top[2] or 0))
+  if high > 0 then clock = high + n end
+  -- `sets` (clock - epoch - hits) restarts at this call's writes, plus any `sets` the hash was given.
+  local held = redis.call('HMGET', stats, 'hits', 'sets')
+  local epoch = clock - tonumber(held[1] or 0) - tonumber(held[2] or 0) - written
+  redis.call('HSET', stats, 'clock', clock, 'epoch', epoch)
+  if held[2] then redis.call('HDEL', stats, 'sets') end
+  return clock
 end
 
--- Moves a member that was hit to the MRU end; puts it back when the log lost it (the entry is there).
-local function stamp_hit(member)
-  clock = clock + 1
-  if redis.call('ZADD', log, 'XX', 'CH', clock, member) == 0 then redis.call('ZADD', log, clock, member) end
+-- JSON for a string and for a list of strings. Keys rarely need escaping, so one check over a whole list
+-- decides between plain concatenation and cjson (see PERFORMANCE).
+local function needs_escape(text)
+  return string.find(text, '[%c"\\]') ~= nil
 end
 
--- One lookup: value or false, and fresh_ms (1 when with_ttl is false: the TTL is not read and any value
--- found is fresh). Counts a miss, or a hit (moving the entry to the MRU end).
-local function lookup(key, member, grace, with_ttl)
-  local value = redis.call('GET', key)
-  if not value then
-    redis.call('HINCRBY', stats, 'misses', 1)
-    redis.call('ZREM', log, member)
-    return false, 0
-  end
-  local fresh = 1
-  if with_ttl then
-    local pttl = redis.call('PTTL', key)
-    fresh = pttl < 0 and FOREVER or pttl - grace
-    if fresh <= 0 and grace > 0 then
-      redis.call('HINCRBY', stats, 'misses', 1)
-      return value, fresh
-    end
-  end
-  redis.call('HINCRBY', stats, 'hits', 1)
-  stamp_hit(member)
-  return value, fresh
+local function json_list(list)
+  if #list == 0 then return '[]' end
+  if needs_escape(table.concat(list)) then return cjson.encode(list) end
+  return '["' .. table.concat(list, '","') .. '"]'
 end
 
--- GET first (see PERFORMANCE).
-if op == 'GET' then
-  local member = member_of(entry)
-  if member == nil then return fail("entry key must start with the access log's prefix through its hash tag: " .. base) end
-  local grace = optional_ms(ARGV[3])
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  if ARGV[3] == nil then return (lookup(entry, member, 0, false)) end
-  local value, fresh = lookup(entry, member, grace, true)
-  return { value, fresh }
-end
-
-local function check_entries(first, last)
-  for i = first, last do
-    if i ~= 2 and i ~= 3 and member_of(KEYS[i]) == nil then
-      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
-    end
-  end
-  return nil
-end
-
+-- Publishes [origin, kind, [KEYS[first..last] but 2 and 3], [evicted…]] on channel, if one was given.
 local function publish(channel, origin, kind, first, last, evicted)
   if channel == nil or channel == '' then return end
   local keys = {}
   for i = first, last do
     if i ~= 2 and i ~= 3 then keys[#keys + 1] = KEYS[i] end
   end
-  redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
-end
-
--- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack).
--- With a flag (XX), returns the number
--- of members whose score changed (every member present: stamps only grow).
-local function zadd_all(flag, items)
-  local added = 0
-  for i = 1, #items, 1000 do
-    local last = math.min(i + 999, #items)
-    if flag then
-      added = added + redis.call('ZADD', log, flag, 'CH', unpack(items, i, last))
-    else
-      added = added + redis.call('ZADD', log, unpack(items, i, last))
-    end
-  end
-  return added
+  origin = origin or ''
+  if needs_escape(origin) then origin = cjson.encode(origin) else origin = '"' .. origin .. '"' end
+  local message = '[' .. origin .. ',"' .. kind .. '",' .. json_list(keys) .. ',' .. json_list(evicted or {}) .. ']'
+  redis.call('PUBLISH', channel, message)
 end
 
 -- Removes dead members among `count` (<= 64) ranks starting at `start` (wrapping), so expired values leave
@@ -242,193 +196,220 @@ local function sweep(size, start, count)
   end
 end
 
--- Evicts least recently used entries until the log holds at most max_size members. Returns the evicted
--- keys and the log's size afterwards.
-local function evict(max_size)
-  local gone = {}
-  local size = redis.call('ZCARD', log)
-  local excess = size - max_size
-  if excess <= 0 then return gone, size end
-  if excess > 1000 then excess = 1000 end
-  local popped = redis.call('ZPOPMIN', log, excess)
-  for i = 1, #popped, 2 do
-    local key = base .. popped[i]
-    if redis.call('DEL', key) == 1 then gone[#gone + 1] = key end
-  end
-  if #gone > 0 then redis.call('HINCRBY', stats, 'evictions', #gone) end
-  return gone, size - #popped / 2
-end
-
--- The PX argument for a ttl, false for `none` (no TTL), or nil when it is neither `none` nor a finite
--- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text (see PERFORMANCE).
-local function parse_ttl(value, unit, grace)
-  if value == 'none' then return false end
-  local ttl = finite(value)
-  if ttl == nil or ttl <= 0 then return nil end
-  local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
-  -- Beyond 2^52 ms Redis would refuse the expire time mid-script, after the first write.
-  if ms > 2 ^ 52 then return nil end
-  if unit == 'ms' and grace == 0 and string.find(value, '^%d+$') then return value end
-  return ms
-end
-
--- The settings SET and MSET share, in one order from ARGV[at]: max_size, unit, grace_ms, channel, origin.
--- Returns a table, or nil and the error reply.
-local function write_settings(at)
-  local unit = ARGV[at + 1] or 's'
-  if unit ~= 's' and unit ~= 'ms' then return nil, fail('unit must be s or ms') end
-  local max_size = finite(ARGV[at])
-  if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) then
-    return nil, fail('max_size must be an integer >= 1')
-  end
-  local grace = optional_ms(ARGV[at + 2])
-  if grace == nil then return nil, fail('grace_ms must be an integer >= 0') end
-  return { max_size = max_size, unit = unit, grace = grace, channel = ARGV[at + 3], origin = ARGV[at + 4] }
-end
-
--- Parses SET or MSET: the settings, the entry keys' last KEYS index, the ARGV index of the first value and
--- each entry's PX argument (false: no TTL). Returns nil and the error reply on bad input.
-local function parse_write()
-  local settings, err, last, first_value
-  if op == 'SET' then
-    if ARGV[3] == nil then return nil, fail('value missing') end
-    settings, err = write_settings(5)
-    if err then return nil, err end
-    settings.token = ARGV[10]
-    if settings.token == '' then settings.token = nil end
-    if settings.token and #KEYS < 4 then return nil, fail('wrong number of keys: a lease token needs KEYS[4]') end
-    last, first_value = 1, 3
-  else
-    settings, err = write_settings(3)
-    if err then return nil, err end
-    last, first_value = #KEYS, 8
-    if #ARGV - first_value + 1 ~= 2 * (#KEYS - 2) then return nil, fail('wrong number of keys: one per value/ttl pair') end
-  end
-  err = check_entries(1, last)
-  if err then return nil, err end
-  local ttls = {}
-  local n = op == 'SET' and 1 or #KEYS - 2
-  for slot = 1, n do
-    ttls[slot] = parse_ttl(ARGV[first_value + 2 * slot - 1], settings.unit, settings.grace)
-    if ttls[slot] == nil then return nil, fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
-  end
-  settings.last, settings.first_value, settings.ttls, settings.n = last, first_value, ttls, n
-  return settings
-end
-
--- Writes the parsed entries, stamps them, evicts beyond max_size and sweeps; returns the eviction count.
-local function apply_write(w)
-  -- The first write: a stats hash of the wrong type fails the call here, with nothing written.
-  redis.call('HINCRBY', stats, 'sets', w.n)
-  if w.token then redis.call('DEL', KEYS[4]) end
-  -- One tick per entry: the entries get consecutive clock values in KEYS order (a key given twice ends with
-  -- the later one), stamped by one ZADD.
-  local stamps = {}
-  local slot = 0
-  for i = 1, w.last do
-    if i ~= 2 and i ~= 3 then
-      slot = slot + 1
-      local value = ARGV[w.first_value + 2 * (slot - 1)]
-      if w.ttls[slot] then redis.call('SET', KEYS[i], value, 'PX', w.ttls[slot]) else redis.call('SET', KEYS[i], value) end
-      stamps[2 * slot - 1] = clock + slot
-      stamps[2 * slot] = member_of(KEYS[i])
+-- ZADD (or ZREM, for a nil score list) of many members, 500 per call (unpack is bounded by Lua's stack).
+-- With scores, returns the number of new members.
+local function zadd_all(scores, members, flags)
+  local added, items = 0, {}
+  for from = 1, #members, 500 do
+    local last = math.min(from + 499, #members)
+    local n = 0
+    for i = from, last do
+      if scores then items[n + 1] = scores[i]; n = n + 1 end
+      items[n + 1] = members[i]
+      n = n + 1
+    end
+    if not scores then
+      redis.call('ZREM', log, unpack(items, 1, n))
+    elseif flags then
+      added = added + redis.call('ZADD', log, flags, 'CH', unpack(items, 1, n))
+    else
+      added = added + redis.call('ZADD', log, unpack(items, 1, n))
     end
   end
-  clock = clock + w.n
-  zadd_all(nil, stamps)
-  -- Every write checks the bound (one ZCARD when within it): a new member, a smaller max_size or members a
-  -- hit put back after the log was lost can each push the log past it.
-  local evicted, size = evict(w.max_size)
-  -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there (one ZRANGE and
-  -- one EXISTS).
-  if clock % 16 < w.n then sweep(size, clock, 16) end
-  publish(w.channel, w.origin, 's', 1, w.last, evicted)
-  return #evicted
+  return added
 end
 
 if op == 'SET' or op == 'MSET' then
-  local w, err = parse_write()
-  if err then return err end
-  if w.token and redis.call('GET', KEYS[4]) ~= w.token then
+  -- SET: value and ttl in ARGV[3..4], the write settings from ARGV[5]; MSET: the settings from ARGV[3],
+  -- then a value and ttl per entry key (KEYS[1], KEYS[4…]). Everything is checked before the first write.
+  local at, first_value, last, n = 5, 3, 1, 1
+  if op == 'SET' then
+    if ARGV[3] == nil then return fail('value missing') end
+  else
+    at, first_value, last, n = 3, 8, #KEYS, #KEYS - 2
+    if #ARGV - first_value + 1 ~= 2 * n then return fail('wrong number of keys: one per value/ttl pair') end
+  end
+  local unit = ARGV[at + 1] or 's'
+  if unit ~= 's' and unit ~= 'ms' then return fail('unit must be s or ms') end
+  local max_size = tonumber(ARGV[at])
+  if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) or max_size == math.huge then
+    return fail('max_size must be an integer >= 1')
+  end
+  local grace = optional_ms(ARGV[at + 2])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local channel, origin = ARGV[at + 3], ARGV[at + 4]
+  local token = op == 'SET' and ARGV[10] or nil
+  if token == '' then token = nil end
+  if token and #KEYS < 4 then return fail('wrong number of keys: a lease token needs KEYS[4]') end
+
+  -- The PX argument of a ttl other than plain digits: false for `none` (no TTL), nil when it is not a
+  -- finite number > 0 of at most 2^52 ms (Redis would refuse the expire time mid-script).
+  local function parse_ttl(text)
+    if text == 'none' then return false end
+    local ttl = tonumber(text)
+    if ttl == nil or ttl ~= ttl or ttl <= 0 then return nil end
+    local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
+    if ms > 2 ^ 52 then return nil end
+    return ms
+  end
+  -- Each entry's KEYS index, member and PX argument (false: no TTL). A whole-ms ttl with no grace is passed
+  -- as the caller's text (see PERFORMANCE): up to 15 digits it is below 2^52 ms.
+  local slots, members, pxs = {}, {}, {}
+  local ms_text = unit == 'ms' and grace == 0
+  for slot = 1, n do
+    local i = slot == 1 and 1 or slot + 2
+    local member = member_of(KEYS[i])
+    if member == nil then return fail(BAD_PREFIX .. base) end
+    local text = ARGV[first_value + 2 * slot - 1] or ''
+    local px = text
+    if not (ms_text and #text <= 15 and string.find(text, '^[1-9]%d*$')) then
+      px = parse_ttl(text)
+      if px == nil then return fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
+    end
+    slots[slot], members[slot], pxs[slot] = i, member, px
+  end
+
+  if token and redis.call('GET', KEYS[4]) ~= token then
     -- Whoever waits for this value would wait out the lease: tell them it is not coming.
-    publish(w.channel, w.origin, 'r', 1, 1)
+    publish(channel, origin, 'r', 1, 1)
     return -1
   end
-  return apply_write(w)
+  -- The log's size, read before any write (a log of the wrong type fails here); then the clock, the first
+  -- write (a stats hash of the wrong type fails there, with nothing written).
+  local size = redis.call('ZCARD', log)
+  local clock = tick(n, n)
+  if token then redis.call('DEL', KEYS[4]) end
+  for slot = 1, n do
+    local key, value = KEYS[slots[slot]], ARGV[first_value + 2 * slot - 2]
+    if pxs[slot] then redis.call('SET', key, value, 'PX', pxs[slot]) else redis.call('SET', key, value) end
+  end
+  -- The entries get consecutive clock values in KEYS order (a key given twice ends with the later one).
+  if n == 1 then
+    size = size + redis.call('ZADD', log, clock, members[1])
+  else
+    local stamps = {}
+    for slot = 1, n do stamps[slot] = clock - n + slot end
+    size = size + zadd_all(stamps, members)
+  end
+  -- Every write checks the bound: a new member, a smaller max_size or members a hit put back after the log
+  -- was lost can each push the log past it. At most 1000 evictions per call.
+  local evicted = {}
+  local excess = math.min(size - max_size, 1000)
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', log, excess)
+    for i = 1, #popped, 2 do
+      local key = base .. popped[i]
+      if redis.call('DEL', key) == 1 then evicted[#evicted + 1] = key end
+    end
+    if #evicted > 0 then redis.call('HINCRBY', stats, 'evictions', #evicted) end
+    size = size - #popped / 2
+  end
+  -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there.
+  if clock % 16 < n then sweep(size, clock, 16) end
+  publish(channel, origin, 's', 1, last, evicted)
+  return #evicted
+
+elseif op == 'GET' or op == 'MGET' or op == 'LEASE' then
+  -- Lookups: each counts a hit or a miss; hits move to the MRU end, members of missing entries leave.
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local last = op == 'MGET' and #KEYS or 1
+  for i = 1, last do
+    if i ~= 2 and i ~= 3 and member_of(KEYS[i]) == nil then return fail(BAD_PREFIX .. base) end
+  end
+  local with_ttl, lease_ms, refresh = op == 'MGET' or ARGV[3] ~= nil, 0, 0
+  if op == 'LEASE' then
+    if #KEYS < 4 then return fail('wrong number of keys: LEASE needs the lease key as KEYS[4]') end
+    lease_ms, refresh = optional_ms(ARGV[5]), optional_ms(ARGV[6])
+    if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
+    if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
+    if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
+    with_ttl = ARGV[7] == '1' or grace > 0 or refresh > 0
+  end
+  -- Read the log first: a log of the wrong type fails here, before any write.
+  redis.call('ZCARD', log)
+  -- fresh_ms is 1 without with_ttl (the TTL is not read: any value found is fresh), 2^52 with no TTL.
+  local out, hits, gone = {}, {}, {}
+  local misses = 0
+  for i = 1, last do
+    if i ~= 2 and i ~= 3 then
+      local key = KEYS[i]
+      local value, fresh = redis.call('GET', key), 0
+      if not value then
+        misses = misses + 1
+        gone[#gone + 1] = member_of(key)
+      else
+        fresh = 1
+        if with_ttl then
+          local pttl = redis.call('PTTL', key)
+          fresh = pttl < 0 and 2 ^ 52 or pttl - grace
+        end
+        -- A stale value (grace only) is a miss that leaves the order alone.
+        if fresh <= 0 and grace > 0 then misses = misses + 1 else hits[#hits + 1] = member_of(key) end
+      end
+      out[#out + 1] = value
+      out[#out + 1] = fresh
+    end
+  end
+  if misses > 0 then redis.call('HINCRBY', stats, 'misses', misses) end
+  if #hits > 0 then
+    redis.call('HINCRBY', stats, 'hits', #hits)
+    local clock = tick(#hits, 0)
+    local stamps = {}
+    for j = 1, #hits do stamps[j] = clock - #hits + j end
+    zadd_all(stamps, hits)
+  end
+  if #gone > 0 then zadd_all(nil, gone) end
+  if op == 'MGET' then return out end
+  if op == 'GET' then
+    if ARGV[3] == nil then return out[1] end
+    return out
+  end
+  local value, fresh = out[1], out[2]
+  if value and fresh > refresh then return { value, fresh, 0, 0 } end
+  if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then return { value, fresh, 1, lease_ms } end
+  return { value, fresh, 0, redis.call('PTTL', KEYS[4]) }
 
 elseif op == 'TOUCH' then
-  local hits = finite(ARGV[3])
+  local hits = tonumber(ARGV[3])
   if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > #KEYS - 3 then
     return fail('hits must be an integer from 0 to the number of entry keys after KEYS[3]')
   end
-  -- Every key checked first, and the hits' members computed once, inline (see PERFORMANCE).
-  local stamps = {}
-  local find, sub, from = string.find, string.sub, #base + 1
+  -- Every key checked first, and each member computed once.
+  local members = {}
   for i = 4, #KEYS do
-    local key = KEYS[i]
-    if from > 1 and find(key, base, 1, true) ~= 1 then
-      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
-    end
-    if i - 3 <= hits then
-      stamps[2 * i - 7] = clock + i - 3
-      stamps[2 * i - 6] = from > 1 and sub(key, from) or key
-    end
+    members[i - 3] = member_of(KEYS[i])
+    if members[i - 3] == nil then return fail(BAD_PREFIX .. base) end
   end
+  redis.call('ZCARD', log)
   if hits > 0 then
     redis.call('HINCRBY', stats, 'hits', hits)
+    local clock = tick(hits, 0)
+    local stamps, stamped = {}, {}
+    for j = 1, hits do stamps[j], stamped[j] = clock - hits + j, members[j] end
     -- Members the log lost while their entry survived go back in, with the stamp they were given.
-    if zadd_all('XX', stamps) < hits then
-      for i = 1, hits do
-        if redis.call('EXISTS', KEYS[3 + i]) == 1 then redis.call('ZADD', log, stamps[2 * i - 1], stamps[2 * i]) end
+    if zadd_all(stamps, stamped, 'XX') < hits then
+      for j = 1, hits do
+        if redis.call('EXISTS', KEYS[3 + j]) == 1 then redis.call('ZADD', log, stamps[j], stamped[j]) end
       end
     end
   end
   if #KEYS > 3 + hits then
     redis.call('HINCRBY', stats, 'misses', #KEYS - 3 - hits)
-    for i = 4 + hits, #KEYS do
-      if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('ZREM', log, member_of(KEYS[i])) end
+    for j = hits + 1, #members do
+      if redis.call('EXISTS', KEYS[3 + j]) == 0 then redis.call('ZREM', log, members[j]) end
     end
   end
   return hits
 
-elseif op == 'MGET' then
-  local err = check_entries(1, #KEYS)
-  if err then return err end
-  local grace = optional_ms(ARGV[3])
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  local out = {}
-  for i = 1, #KEYS do
-    if i ~= 2 and i ~= 3 then
-      local value, fresh = lookup(KEYS[i], member_of(KEYS[i]), grace, true)
-      out[#out + 1] = value
-      out[#out + 1] = fresh
-    end
-  end
-  return out
-
 elseif op == 'DEL' then
-  local err = check_entries(1, 1)
-  if err then return err end
-  redis.call('ZREM', log, member_of(entry))
+  local member = member_of(entry)
+  if member == nil then return fail(BAD_PREFIX .. base) end
+  redis.call('ZREM', log, member)
   local existed = redis.call('DEL', entry)
   if KEYS[4] then redis.call('DEL', KEYS[4]) end
   publish(ARGV[3], ARGV[4], 'd', 1, 1)
   return existed
-
-elseif op == 'LEASE' then
-  if #KEYS < 4 then return fail('wrong number of keys: LEASE needs the lease key as KEYS[4]') end
-  local err = check_entries(1, 1)
-  if err then return err end
-  local grace, lease_ms, refresh = optional_ms(ARGV[3]), optional_ms(ARGV[5]), optional_ms(ARGV[6])
-  local with_ttl = ARGV[7] == '1' or grace > 0 or refresh > 0
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
-  if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
-  if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
-  local value, fresh = lookup(entry, member_of(entry), grace, with_ttl)
-  if value and fresh > refresh then return { value, fresh, 0, 0 } end
-  if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then return { value, fresh, 1, lease_ms } end
-  return { value, fresh, 0, redis.call('PTTL', KEYS[4]) }
 
 elseif op == 'RELEASE' then
   if #KEYS < 4 then return fail('wrong number of keys: RELEASE needs the lease key as KEYS[4]') end
@@ -439,7 +420,7 @@ elseif op == 'RELEASE' then
   return 1
 
 elseif op == 'CLEAR' then
-  local batch = finite(ARGV[3])
+  local batch = tonumber(ARGV[3])
   if batch == nil or batch < 1 or batch > 1000 or batch ~= math.floor(batch) then
     return fail('batch must be an integer from 1 to 1000')
   end
@@ -450,12 +431,14 @@ elseif op == 'CLEAR' then
   return left
 
 elseif op == 'STATS' then
-  local values = redis.call('HMGET', stats, 'sets', 'misses', 'hits', 'evictions')
-  local sets, hits, misses = tonumber(values[1] or '0'), tonumber(values[3] or '0'), tonumber(values[2] or '0')
+  local values = redis.call('HMGET', stats, 'clock', 'epoch', 'hits', 'misses', 'evictions', 'sets')
+  local clock, hits, misses = tonumber(values[1] or 0), tonumber(values[3] or 0), tonumber(values[4] or 0)
+  -- Without a clock (no write since the hash was made) a `sets` field it was given is the count.
+  local sets = values[1] and clock - tonumber(values[2] or 0) - hits or tonumber(values[6] or 0)
   sweep(redis.call('ZCARD', log), clock, 64)
   local lookups = hits + misses
   return {
-    'hits', hits, 'misses', misses, 'sets', sets, 'evictions', tonumber(values[4] or '0'),
+    'hits', hits, 'misses', misses, 'sets', sets, 'evictions', tonumber(values[5] or 0),
     'size', redis.call('ZCARD', log), 'hit_rate', string.format('%.4f', lookups == 0 and 0 or hits / lookups),
   }
 end

@@ -92,6 +92,17 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     ]);
   });
 
+  it('bus messages carry keys that need JSON escaping exactly, evicted ones included', async () => {
+    // Quotes, backslashes and control characters go through cjson; anything else is concatenated as is.
+    const names = ['q"uote', 'plain', 'back\\slash', 'new\nline', 'tab\tand\u0001', 'ünï😀'];
+    const one = { ...settings, maxSize: names.length - 1, origin: 'o"rigin' };
+    const writes = names.map((name) => ({ text: name, ttlMs: 60_000 }));
+    expect(decodeMset(await run(encodeMset(Date.now(), one, writes, 0, names.length), keys.forEntries(names.map(entry))))).toBe(1);
+    for (const name of names.slice(1)) expect(await redis.get(entry(name))).toBe(name);
+    await waitFor(() => heard.length === 1);
+    expect(heard).toEqual([{ origin: 'o"rigin', cleared: false, keys: names, evicted: ['q"uote'] }]);
+  });
+
   it('MGET decodes each lookup as [text, freshMs], with grace counted out of freshness', async () => {
     const grace = { ...settings, graceMs: 10_000 };
     await run(encodeMset(Date.now(), grace, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));

@@ -62,7 +62,8 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     ]);
   });
 
-  // Issue 12 §4: the clock used to live in the stats hash, so losing it made the next SETs evict themselves.
+  // Issue 12 §4: a lost stats hash used to restart the clock, so the next SETs evicted themselves. The clock
+  // lives in that hash again (one HINCRBY per write), but a missing clock continues from the log's top.
   const statsFaults: [string, () => Promise<unknown>][] = [
     ['deleted', () => redis.del(k('stats:key'))],
     ['replaced by a fresh hash', async () => {
@@ -88,6 +89,24 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     // The counts restarted with the hash: 1 set and 2 lookups since (k2's miss, k3's hit, k1's miss).
     const stats = (await call('x', 'STATS', 1)) as (string | number)[];
     expect(stats.slice(0, 8)).toEqual(['hits', 1, 'misses', 2, 'sets', 2, 'evictions', 2]);
+  });
+
+  it('continues the clock and the counts from a stats hash without a clock (the previous version\'s)', async () => {
+    // The previous version kept `sets` as a counter and the clock only in the log's scores.
+    for (const [score, name] of [[41, 'a'], [42, 'b']] as const) {
+      await redis.set(k(name), name);
+      await redis.zadd(k('access:log'), score, topology === 'cluster' ? `:${name}` : k(name));
+    }
+    await redis.hset(k('stats:key'), 'hits', 5, 'misses', 2, 'sets', 9, 'evictions', 1);
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 5, 'misses', 2, 'sets', 9, 'evictions', 1, 'size', 2, 'hit_rate', '0.7143']);
+    expect(await call('a', 'GET', 1)).toBe('a');
+    expect(await call('c', 'SET', 1, 'c', 3600, 2)).toBe(1);
+    // a was stamped 43 (above b's 42), c 44: b was the least recently used.
+    expect(await redis.exists(k('b'))).toBe(0);
+    expect(await redis.zrange(k('access:log'), '0', '-1', 'WITHSCORES')).toEqual(
+      topology === 'cluster' ? [':a', '43', ':c', '44'] : [k('a'), '43', k('c'), '44'],
+    );
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 6, 'misses', 2, 'sets', 10, 'evictions', 2, 'size', 2, 'hit_rate', '0.7500']);
   });
 
   it('stores an entry without a TTL for ttl none, bounded by max_size like any other', async () => {

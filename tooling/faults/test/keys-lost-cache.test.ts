@@ -116,7 +116,7 @@ describe('cache when Redis loses its keys', () => {
   it.each(faults)('%s mid-run: no stale L1 read, no hung or untyped call, the size bound recovers', async (_, fault) => {
     const prefix = randomPrefix('keys-lost');
     // A third instance writes right after each fault: the newest entry must survive its own write (it did
-    // not when the LRU clock lived in the stats hash: the write after its loss evicted itself).
+    // not when a lost stats hash restarted the LRU clock: the write after its loss evicted itself).
     const probe = new SmartCache<{ v: number }>(client, { name: NAME, prefix, maxSize: MAX_SIZE, timeoutMs: TIMEOUT_MS });
     // A full cache from the start, so every write evicts.
     await probe.setMany(KEYS.map((key) => ({ key, value: { v: 0 } })));
