@@ -104,6 +104,12 @@ export class Coherence<T> {
     return this.invalidated();
   }
 
+  /** Drops the local copies of keys another call removed (a deleteByTag's reply). */
+  dropKeys(keys: readonly string[]): void {
+    this.invalidated();
+    if (this.l1) for (const key of keys) this.l1.delete(key);
+  }
+
   /** Drops every local copy (a local clear). */
   dropAll(): void {
     this.invalidated();

@@ -90,7 +90,7 @@ describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
     await traced(encodeLease(Date.now(), { graceMs: 0, token: 't2', leaseMs: 5_000, refreshBelowMs: 0, withTtl: false }), leaseKeys);
     // A leased write evicts like any other: the least recently used entry (d; b and c were read since).
     const before = await logged();
-    const leased = await traced(encodeLeasedSet(Date.now(), settings, 'E', 60_000, 't2'), leaseKeys);
+    const leased = await traced(encodeLeasedSet(Date.now(), settings, { text: 'E', ttlMs: 60_000 }, 't2'), leaseKeys);
     expect(before[0]).toBe(entry('d'));
     expect(leased).toEqual({ reply: 1, undeclared: [entry('d')] });
     expect((await traced(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('e', true))).undeclared).toEqual([]);
