@@ -1,7 +1,7 @@
 // Stampede protection for getOrSet: one load per key at a time in this process (shared promise) and across
 // processes (a lease in Redis), with waiters woken over the bus, leased writes that a delete can beat, and
 // the loader's soft and hard timeouts.
-import { InvalidArgumentError } from '@cyredis/core';
+import { InvalidArgumentError, withDeadline } from '@cyredis/core';
 import type { Coherence } from './coherence.js';
 import { LoaderTimeoutError } from './errors.js';
 import {
@@ -153,74 +153,67 @@ export class Leases<T> {
    * past the deadline the lease is released and the call rejects with `LoaderTimeoutError`.
    */
   private load(key: string, loader: Loader<T>, request: LoadRequest, token: string, stale: string | null, deadline: number): Promise<CacheResult<T>> {
+    const state = { timedOut: false };
+    const result = this.loadAndWrite(key, loader, request, token, stale, state);
+    const outcome = request.softMs !== undefined && stale !== null ? this.staleAfter(result, request.softMs, stale) : result;
+    if (deadline === Number.POSITIVE_INFINITY) return outcome;
+    return withDeadline(outcome, Math.max(0, deadline - performance.now()), () => {
+      state.timedOut = true;
+      this.release(key, token);
+      return new LoaderTimeoutError(key, request.hardMs!);
+    });
+  }
+
+  /** The loader's value, written under our lease; the stale value (if any) when the loader fails. */
+  private async loadAndWrite(key: string, loader: Loader<T>, request: LoadRequest, token: string, stale: string | null, state: { timedOut: boolean }): Promise<CacheResult<T>> {
     const ctx = new LoadContext(request.ttlMs, this.options.ttl);
-    let timedOut = false;
-    const loaded = this.values.load(loader, ctx).then((value) => ({ value, text: this.values.encode(value) })).then(
-      async ({ value, text }) => {
-        if (timedOut) return value;
-        if (ctx.skipped) this.release(key, token);
-        else await this.writeLeased(key, value, { text, ttlMs: ctx.ttlMs, tags: request.tags }, token).catch((err: unknown) => absorbOutage(err, this.options.onError));
-        return value;
-      },
-      (err: unknown) => {
-        if (!timedOut) this.release(key, token);
-        throw err;
-      },
-    );
-    const result = loaded.then(
-      (value): CacheResult<T> => ({ value, status: 'miss-loaded' }),
-      (err: unknown): CacheResult<T> => {
-        if (stale !== null && !(err instanceof InvalidArgumentError)) return { value: this.values.decode(stale), status: 'stale' };
-        throw err;
-      },
-    );
-    if (request.softMs === undefined && deadline === Number.POSITIVE_INFINITY) return result;
+    let value: T;
+    let text: string;
+    try {
+      value = await this.values.load(loader, ctx);
+      text = this.values.encode(value);
+    } catch (err) {
+      if (!state.timedOut) this.release(key, token);
+      if (stale !== null && !(err instanceof InvalidArgumentError)) return { value: this.values.decode(stale), status: 'stale' };
+      throw err;
+    }
+    // Past the hard timeout the lease was given back: another caller may be loading now.
+    if (state.timedOut) return { value, status: 'miss-loaded' };
+    if (ctx.skipped) this.release(key, token);
+    else {
+      try {
+        await this.writeLeased(key, value, { text, ttlMs: ctx.ttlMs, tags: request.tags }, token);
+      } catch (err) {
+        absorbOutage(err, this.options.onError);
+      }
+    }
+    return { value, status: 'miss-loaded' };
+  }
+
+  /** `result`, or the stale value once `softMs` passed first (the load goes on; a later failure is reported). */
+  private staleAfter(result: Promise<CacheResult<T>>, softMs: number, stale: string): Promise<CacheResult<T>> {
     return new Promise<CacheResult<T>>((resolve, reject) => {
-      const timers: NodeJS.Timeout[] = [];
-      const settle = (done: () => void) => {
-        for (const timer of timers) clearTimeout(timer);
-        done();
-      };
+      const timer = setTimeout(() => {
+        result.catch((err: unknown) => this.options.onError?.(err as Error));
+        resolve({ value: this.values.decode(stale), status: 'stale' });
+      }, softMs);
       result.then(
-        (outcome) => settle(() => resolve(outcome)),
-        (err: unknown) => settle(() => reject(err as Error)),
+        (outcome) => {
+          clearTimeout(timer);
+          resolve(outcome);
+        },
+        (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       );
-      if (request.softMs !== undefined && stale !== null) {
-        const served = { value: this.values.decode(stale), status: 'stale' as const };
-        const onSoftTimeout = () => {
-          // The load goes on and writes when done; its failure can only be reported now.
-          result.catch((err: unknown) => this.options.onError?.(err as Error));
-          settle(() => resolve(served));
-        };
-        timers.push(setTimeout(onSoftTimeout, request.softMs));
-      }
-      if (deadline !== Number.POSITIVE_INFINITY) {
-        const onTimeout = () => {
-          timedOut = true;
-          this.release(key, token);
-          settle(() => reject(new LoaderTimeoutError(key, request.hardMs!)));
-        };
-        timers.push(setTimeout(onTimeout, Math.max(0, deadline - performance.now())));
-      }
     });
   }
 
   /** Rejects with `LoaderTimeoutError` when `promise` has not settled by the deadline (the loader runs on). */
   private beforeDeadline(key: string, request: LoadRequest, deadline: number, promise: Promise<T>): Promise<T> {
     if (deadline === Number.POSITIVE_INFINITY) return promise;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new LoaderTimeoutError(key, request.hardMs!)), Math.max(0, deadline - performance.now()));
-      promise.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err as Error);
-        },
-      );
-    });
+    return withDeadline(promise, Math.max(0, deadline - performance.now()), () => new LoaderTimeoutError(key, request.hardMs!));
   }
 
   /** Frees our lease (if we still hold it), waking the callers waiting for the value; failures go to `onError`. */

@@ -202,7 +202,7 @@ export function readTags(argument: string, tags: unknown): readonly string[] {
   if (!Array.isArray(tags)) throw new InvalidArgumentError(argument, 'must be an array of tags');
   const unique = [...new Set<unknown>(tags)];
   if (unique.length > LIMITS.maxTags) throw new InvalidArgumentError(argument, `must hold at most ${LIMITS.maxTags} tags, got ${unique.length}`);
-  for (let i = 0; i < unique.length; i++) assertTag(`${argument}[${tags.indexOf(unique[i])}]`, unique[i]);
+  for (const tag of unique) assertTag(`${argument}[${tags.indexOf(tag)}]`, tag);
   return unique as string[];
 }
 
