@@ -202,7 +202,10 @@ export class SmartCache<T = unknown> {
    * soft and hard timeouts.
    */
   async getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
-    return (await this.getOrSetWithStatus(key, loader, options)).value;
+    const request = this.loadRequest(key, loader, options);
+    const hit = this.coherence.peek(key);
+    if (hit !== undefined) return hit;
+    return (await this.lookupOrLoad(key, loader, request)).value;
   }
 
   /** As `getOrSet`, with where the value came from: `'l1-hit' | 'hit' | 'stale' | 'miss-loaded'`. */
@@ -210,27 +213,13 @@ export class SmartCache<T = unknown> {
     const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return { value: hit, status: 'l1-hit' };
-    if (this.transport.plainReads && request.swrMs === 0) {
-      // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
-      let text: string | null;
-      try {
-        text = (await this.transport.read(key)) as string | null;
-      } catch (err) {
-        absorbOutage(err, this.onError);
-        return this.leases.loadWithoutRedis(key, loader, request);
-      }
-      if (text !== null) {
-        const value = this.plainRead(key, text);
-        if (value !== undefined) return { value, status: 'hit' };
-      }
-    }
-    return this.leases.getOrLoad(key, loader, request);
+    return this.lookupOrLoad(key, loader, request);
   }
 
   /** Whether `key` holds a fresh value (L1 first); counts no lookup and leaves the LRU order alone. */
   async has(key: string): Promise<boolean> {
     assertKey('key', key);
-    if (this.coherence.peek(key) !== undefined) return true;
+    if (this.coherence.holds(key)) return true;
     return decodeHas(await this.transport.call(encodeHas(Date.now(), this.graceMs), this.keys.forEntry(key, false)));
   }
 
@@ -291,6 +280,25 @@ export class SmartCache<T = unknown> {
     const flushed = this.transport.flushTouches();
     this.coherence.close();
     await flushed;
+  }
+
+  /** `getOrSet` past L1: a plain read when that can answer, else the lease side. */
+  private async lookupOrLoad(key: string, loader: Loader<T>, request: LoadRequest): Promise<CacheResult<T>> {
+    if (this.transport.plainReads && request.swrMs === 0) {
+      // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
+      let text: string | null;
+      try {
+        text = (await this.transport.read(key)) as string | null;
+      } catch (err) {
+        absorbOutage(err, this.onError);
+        return this.leases.loadWithoutRedis(key, loader, request);
+      }
+      if (text !== null) {
+        const value = this.plainRead(key, text);
+        if (value !== undefined) return { value, status: 'hit' };
+      }
+    }
+    return this.leases.getOrLoad(key, loader, request);
   }
 
   /** Removes up to `DELETE_BATCH` entries in one DEL call; the number that existed. */

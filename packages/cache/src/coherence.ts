@@ -84,6 +84,11 @@ export class Coherence<T> {
     return this.l1?.get(key);
   }
 
+  /** Whether L1 holds a live copy (counted nowhere). */
+  holds(key: string): boolean {
+    return this.l1?.has(key) ?? false;
+  }
+
   /** Decodes a lookup's value if fresh and keeps it in L1; a value the codec cannot read is a miss. */
   fromLookup(key: string, text: string | null, freshMs: number, generation: number, start: number): T | undefined {
     if (text === null || freshMs <= 0) return undefined;
