@@ -1,44 +1,15 @@
 import { InvalidArgumentError } from '@cyredis/core';
-import { randomPrefix, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import { Cluster, type Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { waitFor } from '@cyredis/testing';
+import { connect, topologies } from '@cyredis/testing/context';
+import { Cluster } from 'ioredis';
+import { describe, expect, it, vi } from 'vitest';
 import * as cacheExports from '../src/index.js';
-import { SmartCache, type Codec, type SmartCacheOptions } from '../src/index.js';
-
-/** A promise plus its resolver, to hold a loader open while the test acts. */
-function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
-  let open!: (value: T) => void;
-  const promise = new Promise<T>((resolve) => (open = resolve));
-  return { promise, open };
-}
+import { type Codec } from '../src/index.js';
+import { cacheSuite, gate } from './fixtures/caches.js';
 
 describe.each(topologies)('SmartCache on %s', (topology) => {
-  let redis: Redis | Cluster;
-  let other: Redis | Cluster;
-  let prefix: string;
-  const caches: SmartCache<unknown>[] = [];
-  const make = <T = unknown>(options: Partial<SmartCacheOptions<T>> = {}, client: Redis | Cluster = redis): SmartCache<T> => {
-    const cache = new SmartCache<T>(client, { name: 'c', prefix, maxSize: 100, defaultTtlMs: 60_000, ...options });
-    caches.push(cache);
-    return cache;
-  };
-  const keyOf = (suffix: string, name = 'c') => `${prefix}:cache:{${name}}:${suffix}`;
-
-  beforeAll(() => {
-    redis = connect(topology);
-    other = connect(topology);
-  });
-  afterAll(async () => {
-    await Promise.all([redis.quit(), other.quit()]);
-  });
-  beforeEach(() => {
-    prefix = randomPrefix();
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await deleteByPrefix(redis, prefix);
-  });
+  const suite = cacheSuite(topology);
+  const { redis, other, make, keyOf } = suite;
 
   it('sets, gets, deletes and clears, with stats shared by every instance', async () => {
     const cache = make<{ n: number }>();
@@ -324,18 +295,18 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
   });
 
   it('keeps L1 coherent for clients with a keyPrefix', async () => {
-    const options = { keyPrefix: `${prefix}kp:` };
+    const options = { keyPrefix: `${suite.prefix}kp:` };
     const [c1, c2] = [connect(topology, options), connect(topology, options)];
+    const a = make<string>({ l1: { maxEntries: 10 } }, c1);
+    const b = make<string>({ l1: { maxEntries: 10 } }, c2);
     try {
-      const a = make<string>({ l1: { maxEntries: 10 } }, c1);
-      const b = make<string>({ l1: { maxEntries: 10 } }, c2);
       await a.set('k', 'v1');
       await waitFor(async () => (await b.get('k')) === 'v1' && (await b.stats()).l1Size === 1);
       await a.set('k', 'v2');
       await waitFor(async () => (await b.get('k')) === 'v2', { message: 'L1 kept v1' });
-      expect(await redis.exists(`${prefix}kp:${keyOf('e:k')}`)).toBe(1);
+      expect(await redis.exists(`${suite.prefix}kp:${keyOf('e:k')}`)).toBe(1);
     } finally {
-      await Promise.all(caches.splice(0).map((c) => c.close()));
+      await Promise.all([a.close(), b.close()]);
       await Promise.all([c1.quit(), c2.quit()]);
     }
   });

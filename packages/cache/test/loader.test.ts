@@ -1,44 +1,13 @@
-import { randomPrefix, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LoaderTimeoutError, SmartCache, type SmartCacheOptions } from '../src/index.js';
-
-/** A promise plus its resolver, to hold a loader open while the test acts. */
-function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
-  let open!: (value: T) => void;
-  const promise = new Promise<T>((resolve) => (open = resolve));
-  return { promise, open };
-}
+import { waitFor } from '@cyredis/testing';
+import { topologies } from '@cyredis/testing/context';
+import { describe, expect, it, vi } from 'vitest';
+import { LoaderTimeoutError } from '../src/index.js';
+import { cacheSuite, gate } from './fixtures/caches.js';
 
 describe.each(topologies)('SmartCache getOrSet statuses, loader context and timeouts, has, deleteMany on %s', (topology) => {
-  let redis: Redis | Cluster;
-  let other: Redis | Cluster;
-  let prefix: string;
-  const caches: SmartCache<unknown>[] = [];
-  const make = <T = unknown>(options: Partial<SmartCacheOptions<T>> = {}, client: Redis | Cluster = redis): SmartCache<T> => {
-    const cache = new SmartCache<T>(client, { name: 'c', prefix, maxSize: 1_000, defaultTtlMs: 60_000, ...options });
-    caches.push(cache);
-    return cache;
-  };
-  const keyOf = (suffix: string) => `${prefix}:cache:{c}:${suffix}`;
+  const { redis, other, make, keyOf } = cacheSuite(topology, { maxSize: 1_000 });
   /** Waits until `key`'s value is past its TTL (only grace left) for a cache with `graceMs`. */
   const untilStale = (key: string, graceMs: number) => waitFor(async () => (await redis.pttl(keyOf(`e:${key}`))) <= graceMs);
-
-  beforeAll(() => {
-    redis = connect(topology);
-    other = connect(topology);
-  });
-  afterAll(async () => {
-    await Promise.all([redis.quit(), other.quit()]);
-  });
-  beforeEach(() => {
-    prefix = randomPrefix();
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await deleteByPrefix(redis, prefix);
-  });
 
   it('tells where each value came from: miss-loaded, hit, l1-hit, stale', async () => {
     const cache = make<string>({ graceMs: 60_000 });

@@ -1,39 +1,18 @@
 import { InvalidArgumentError } from '@cyredis/core';
-import { randomPrefix, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '@cyredis/testing';
+import { topologies } from '@cyredis/testing/context';
+import { describe, expect, it } from 'vitest';
 import { LIMITS, SmartCache, type SmartCacheOptions } from '../src/index.js';
+import { cacheSuite } from './fixtures/caches.js';
 
 // Input checks: options, keys, values and clients are refused with InvalidArgumentError naming the argument,
 // before any round trip, and nothing is written.
 describe.each(topologies)('SmartCache input checks on %s', (topology) => {
-  let redis: Redis | Cluster;
-  let prefix: string;
-  const caches: SmartCache<unknown>[] = [];
-  const make = <T = unknown>(options: Partial<SmartCacheOptions<T>> = {}): SmartCache<T> => {
-    const cache = new SmartCache<T>(redis, { name: 'c', prefix, maxSize: 100, defaultTtlMs: 60_000, ...options });
-    caches.push(cache);
-    return cache;
-  };
-  const keyOf = (suffix: string, name = 'c') => `${prefix}:cache:{${name}}:${suffix}`;
-
-  beforeAll(() => {
-    redis = connect(topology);
-  });
-  afterAll(async () => {
-    await redis.quit();
-  });
-  beforeEach(() => {
-    prefix = randomPrefix();
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await deleteByPrefix(redis, prefix);
-  });
+  const suite = cacheSuite(topology);
+  const { redis, make, keyOf } = suite;
 
   it('refuses bad input with InvalidArgumentError and writes nothing', async () => {
-    const base = { name: 'c', prefix, maxSize: 10, defaultTtlMs: 1_000 };
+    const base = { name: 'c', prefix: suite.prefix, maxSize: 10, defaultTtlMs: 1_000 };
     const badOptions: [string, Partial<SmartCacheOptions<unknown>>][] = [
       ['options.maxSize', { maxSize: 0 }],
       ['options.maxSize', { maxSize: -3 }],
@@ -89,7 +68,7 @@ describe.each(topologies)('SmartCache input checks on %s', (topology) => {
   });
 
   it('refuses a client that is not ioredis, missing options and unknown option keys (naming the nearest)', async () => {
-    const base = { name: 'c', prefix, maxSize: 10 };
+    const base = { name: 'c', prefix: suite.prefix, maxSize: 10 };
     // What a node-redis v4 client looks like from here: no ioredis evalsha/defineCommand/duplicate.
     const nodeRedisLike = { isOpen: true, sendCommand: () => undefined, evalSha: () => undefined, connect: () => undefined };
     for (const client of [null, undefined, 'redis://localhost:6379', nodeRedisLike, {}]) {

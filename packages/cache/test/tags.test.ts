@@ -1,20 +1,11 @@
-import { randomPrefix, waitFor } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
-import type { Cluster, Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { LIMITS, SmartCache, type SmartCacheOptions } from '../src/index.js';
+import { waitFor } from '@cyredis/testing';
+import { topologies } from '@cyredis/testing/context';
+import { describe, expect, it } from 'vitest';
+import { LIMITS } from '../src/index.js';
+import { cacheSuite } from './fixtures/caches.js';
 
 describe.each(topologies)('SmartCache tags on %s', (topology) => {
-  let redis: Redis | Cluster;
-  let other: Redis | Cluster;
-  let prefix: string;
-  const caches: SmartCache<unknown>[] = [];
-  const make = <T = unknown>(options: Partial<SmartCacheOptions<T>> = {}, client: Redis | Cluster = redis): SmartCache<T> => {
-    const cache = new SmartCache<T>(client, { name: 'c', prefix, maxSize: 100, defaultTtlMs: 60_000, ...options });
-    caches.push(cache);
-    return cache;
-  };
-  const keyOf = (suffix: string) => `${prefix}:cache:{c}:${suffix}`;
+  const { redis, other, make, keyOf } = cacheSuite(topology);
   /** The tag index as `tag → sorted cache keys`, read raw. */
   const index = async (): Promise<Record<string, string[]>> => {
     const out: Record<string, string[]> = {};
@@ -25,21 +16,6 @@ describe.each(topologies)('SmartCache tags on %s', (topology) => {
     for (const keys of Object.values(out)) keys.sort();
     return out;
   };
-
-  beforeAll(() => {
-    redis = connect(topology);
-    other = connect(topology);
-  });
-  afterAll(async () => {
-    await Promise.all([redis.quit(), other.quit()]);
-  });
-  beforeEach(() => {
-    prefix = randomPrefix();
-  });
-  afterEach(async () => {
-    await Promise.all(caches.splice(0).map((c) => c.close()));
-    await deleteByPrefix(redis, prefix);
-  });
 
   it('deleteByTag removes exactly the entries carrying the tag, with all their tags, and counts them', async () => {
     const cache = make<number>();
