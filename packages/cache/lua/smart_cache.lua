@@ -276,17 +276,17 @@ local function sweep(size, start, count)
   untag(dead)
 end
 
--- Checks a tags text: '' (none) or at most 16 tags of 1 to 256 bytes joined by NUL. Returns it, or nil.
+-- Whether a (non-empty) tags text is 1 to 16 tags of 1 to 256 bytes joined by NUL.
 local function check_tags(text)
-  if text == nil or text == '' then return '' end
   local count = 0
   for tag in string.gmatch(text .. '\0', '([^%z]*)%z') do
     count = count + 1
-    if #tag == 0 or #tag > 256 or count > 16 then return nil end
+    if #tag == 0 or #tag > 256 or count > 16 then return false end
   end
-  return text
+  return true
 end
 local BAD_TAGS = 'tags must be up to 16 tags of 1 to 256 bytes, joined by NUL'
+local BAD_TTL = 'ttl must be none or a finite number > 0 and at most 2^52 ms'
 
 if op == 'SET' or op == 'MSET' then
   -- SET: value and ttl in ARGV[3..4], the write settings from ARGV[5], a lease token in ARGV[10] and tags in
@@ -312,20 +312,11 @@ if op == 'SET' or op == 'MSET' then
   if token == '' then token = nil end
   if token and tag_of == nil then return fail('wrong number of keys: a lease token needs the lease key as KEYS[6]') end
 
-  -- The PX argument of a ttl other than plain digits: false for `none` (no TTL), nil when it is not a
-  -- finite number > 0 of at most 2^52 ms (Redis would refuse the expire time mid-script).
-  local function parse_ttl(text)
-    if text == 'none' then return false end
-    local ttl = tonumber(text)
-    if ttl == nil or ttl ~= ttl or ttl <= 0 then return nil end
-    local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
-    if ms > 2 ^ 52 then return nil end
-    return ms
-  end
   -- Each entry's key, member, PX argument (false: no TTL) and tags. A whole-ms ttl with no grace is passed
-  -- as the caller's text (see PERFORMANCE): up to 15 digits it is below 2^52 ms.
-  local keys, members, pxs, tags = entry_keys(extra, 1), {}, {}, {}
-  if op == 'SET' then keys = { entry } end
+  -- as the caller's text (see PERFORMANCE): up to 15 digits it is below 2^52 ms. Any other ttl must be
+  -- `none` or a finite number > 0 of at most 2^52 ms (past it Redis would refuse the expire time mid-script).
+  local keys = op == 'SET' and { entry } or entry_keys(extra, 1)
+  local members, pxs, tags = {}, {}, {}
   local ms_text = unit == 'ms' and grace == 0
   local tagged = false
   for slot = 1, n do
@@ -335,15 +326,21 @@ if op == 'SET' or op == 'MSET' then
     local text = ARGV[at_ttl] or ''
     local px = text
     if not (ms_text and #text <= 15 and string.find(text, '^[1-9]%d*$')) then
-      px = parse_ttl(text)
-      if px == nil then return fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
+      px = text ~= 'none' and tonumber(text)
+      if px == nil or px ~= px or (px and px <= 0) then return fail(BAD_TTL) end
+      if px then
+        px = math.ceil(unit == 'ms' and px or px * 1000) + grace
+        if px > 2 ^ 52 then return fail(BAD_TTL) end
+      end
     end
-    local tag_text
-    if op == 'SET' then tag_text = check_tags(ARGV[11]) else tag_text = check_tags(ARGV[at_ttl + 1]) end
-    if tag_text == nil then return fail(BAD_TAGS) end
-    if tag_text ~= '' then
+    local tag_text = ARGV[op == 'SET' and 11 or at_ttl + 1]
+    if tag_text == nil or tag_text == '' then
+      tag_text = ''
+    elseif check_tags(tag_text) then
       if tag_of == nil then return fail('wrong number of keys: tags need the tag keys as KEYS[4] and KEYS[5]') end
       tagged = true
+    else
+      return fail(BAD_TAGS)
     end
     members[slot], pxs[slot], tags[slot] = member, px, tag_text
   end
