@@ -147,7 +147,7 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
 
   it('re-exports every error class it throws, so instanceof works without @cyredis/core installed', async () => {
     expect(cacheExports.InvalidArgumentError).toBe(InvalidArgumentError);
-    for (const name of ['CyRedisError', 'InvalidArgumentError', 'RedisUnavailableError', 'RedisTimeoutError', 'ScriptError'] as const) {
+    for (const name of ['CyRedisError', 'InvalidArgumentError', 'RedisUnavailableError', 'RedisTimeoutError', 'ScriptError', 'LoaderTimeoutError'] as const) {
       expect(typeof cacheExports[name], name).toBe('function');
     }
     await expect(make().set('', 1)).rejects.toBeInstanceOf(cacheExports.CyRedisError);
