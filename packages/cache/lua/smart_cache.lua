@@ -6,17 +6,23 @@ DATA
                PEXPIRE (or none, for ttl `none`): Redis itself drops values whose TTL passed, so nothing past
                its TTL is ever returned.
   Access log   KEYS[2], a ZSET with one member per entry, scored by a logical clock: each hit or write stamps
-               its entry with the log's highest score + 1. The lowest score is the least recently used entry;
-               a clock instead of wall time keeps the order exact when two calls share a timestamp. The clock
-               lives in the log itself, so losing any other key (the stats hash deleted, rotated or evicted)
-               cannot disturb the order; losing the log restarts the clock together with the order it ranks.
+               its entry with the next clock value. The lowest score is the least recently used entry; a
+               clock instead of wall time keeps the order exact when two calls share a timestamp.
                Member = the entry key, minus the prefix it shares with KEYS[2] through the hash tag when
                KEYS[2] has one (`{c}:log` + `{c}:e:k1` → `:e:k1`): this saves index memory, and the entry key
                is rebuilt as that prefix .. member on eviction. So when KEYS[2] has a hash tag, every entry
                key must start with KEYS[2]'s text up to and including its `}` (ERR otherwise).
-  Stats        KEYS[3], a hash of counters only: hits, misses, sets (entries written), evictions. Updated
-               inside the script, so the counts are exact under concurrency and shared by every process using
-               the same keys; nothing else depends on it (a lost stats hash only restarts the counts).
+  Stats        KEYS[3], a hash: clock, epoch, hits, misses, evictions. `clock` counts one per entry written
+               and one per hit, so `sets` is clock - epoch - hits and a write updates one field. When the
+               clock field is missing (the hash was deleted, expired, evicted or replaced by one without it)
+               the next stamp continues from the log's highest score, so no entry is stamped below one
+               already there: losing the hash restarts the counts, never the order; `epoch` is set then so
+               that `sets` restarts too (or continues from a `sets` field the new hash holds).
+  Tags         KEYS[4], the tag index: a ZSET of `<tag> NUL <member>` (score 0), so the entries of one tag are
+               one lexicographic range; KEYS[5], a hash member → its tags joined by NUL. An entry's write
+               replaces its tags; whatever removes a member from the log (a miss, eviction, the sweep, DEL,
+               DELTAG, CLEAR) removes its tags too, so the index never keeps pairs of entries the log no
+               longer lists. Tags are 1 to 256 bytes without NUL, at most 16 per entry.
   A member whose value expired is removed when a lookup misses on it, when it reaches the LRU end, and by
   a bounded sweep (16 ranks on every write that moves the clock past a multiple of 16, 64 per STATS, from
   the rank the clock points at), so the log never keeps entries whose values are gone for long and holds
@@ -33,11 +39,14 @@ FORMATS
 
 KEYS (seed contract: 3 keys)
   KEYS[1] entry key   KEYS[2] access-log ZSET   KEYS[3] stats hash
-  KEYS[4] (DEL/LEASE/RELEASE and SET with a lease token only) the entry's lease key
-  KEYS[4..] (MGET/MSET/TOUCH only) further entry keys, after the three seed keys
-  UNDECLARED KEYS (the only ones): eviction (SET/MSET), CLEAR and the expired-member sweep (SET/MSET/STATS)
-  touch entry keys rebuilt from access-log members, which no caller can know in advance: the LRU victim is
-  chosen inside the script. Redis and Valkey run this as is when every key of one cache shares a hash tag
+  KEYS[4] tag index ZSET   KEYS[5] tags hash: optional for the seed's GET, SET and STATS (with 3 keys no
+          tags are kept), required by every other operation
+  KEYS[6] (LEASE/RELEASE and SET with a lease token) the entry's lease key; (DEL) the lease of KEYS[1], then
+          each further entry key followed by its lease key
+  KEYS[6..] (MGET/MSET/TOUCH) further entry keys
+  UNDECLARED KEYS (the only ones): eviction (SET/MSET), CLEAR, DELTAG and the expired-member sweep
+  (SET/MSET/STATS) touch entry keys rebuilt from access-log or tag-index members, which no caller can know
+  in advance: the LRU victim and a tag's entries are chosen inside the script. Redis and Valkey run this as is when every key of one cache shares a hash tag
   (`{c}:e:<k>`, `{c}:log`, `{c}:stats`, so they share a slot); Dragonfly needs
   `--default_lua_flags=allow-undeclared-keys`, and services that enforce declared keys refuse these calls.
 
@@ -47,23 +56,29 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           → the value, or nil on a miss.
           With grace_ms (internal): → {value or nil, fresh_ms}; fresh_ms = PTTL - grace_ms. An entry
           with fresh_ms <= 0 is stale: returned for grace serving but counted as a miss, LRU order untouched.
-  SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token]
-          (after the seed's four: the write settings, in the order MSET uses too)
+  SET     <current_time> <value> <ttl_seconds> <max_size> [unit: s|ms] [grace_ms] [channel] [origin] [lease_token] [tags]
+          (after the seed's four: the write settings, in the order MSET uses too; tags joined by NUL)
           Stores value for ttl (+ grace_ms) and evicts least recently used entries so at most max_size stay.
           ttl `none` stores it without a TTL: it stays until the LRU evicts it or it is deleted.
-          → number of entries evicted; -1 when lease_token was given and KEYS[4] no longer holds it
+          → number of entries evicted; -1 when lease_token was given and KEYS[6] no longer holds it
           (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
           a channel, a lease-released message wakes the callers waiting for the value.
-  MSET    <current_time> <max_size> <unit> <grace_ms> <channel> <origin> (<value> <ttl>)… for KEYS[1], KEYS[4]…
-          → number of entries evicted. The settings are SET's, in SET's order; a ttl may be `none`.
-  MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[4], KEYS[5]…
-  TOUCH   <current_time> <hits> → hits, for the entry keys KEYS[4..]. Records lookups a client made with plain
+  MSET    <current_time> <max_size> <unit> <grace_ms> <channel> <origin> (<value> <ttl> <tags>)… for KEYS[1],
+          KEYS[6]… → number of entries evicted. The settings are SET's, in SET's order; a ttl may be `none`;
+          tags '' for none.
+  MGET    <current_time> <grace_ms> → {value or nil, fresh_ms, …} for KEYS[1], KEYS[6], KEYS[7]…
+  TOUCH   <current_time> <hits> → hits, for the entry keys KEYS[6..]. Records lookups a client made with plain
           GET/MGET: the first <hits> entries (in access order) were hits and move to the MRU end; the rest
           were misses and leave the log unless their entry exists again. KEYS[1] is unused.
-  DEL     <current_time> [channel] [origin] → 1 if the entry existed, else 0; also drops the lease (KEYS[4]).
+  DEL     <current_time> [channel] [origin] → how many of the entries existed; also drops their leases and tags.
+  HAS     <current_time> <grace_ms> → 1 if KEYS[1] holds a fresh value (more than grace_ms to live, or no TTL),
+          else 0; counts nothing and leaves the order alone.
+  DELTAG  <current_time> <tag> <batch> [channel] [origin] → {removed, left, key…}: removes up to batch (≤ 1000)
+          entries carrying tag, with all their tags; removed = how many still had a value (their keys
+          follow), left = pairs of the tag still in the index (call again until 0).
   LEASE   <current_time> <grace_ms> <token> <lease_ms> <refresh_below_ms> [with_ttl: 0|1]
           → {value or nil, fresh_ms, acquired 1|0, lease_pttl}. A hit is fresh_ms > 0; when there is no hit,
-          or fresh_ms <= refresh_below_ms, the lease KEYS[4] is taken with SET NX PX lease_ms if free.
+          or fresh_ms <= refresh_below_ms, the lease KEYS[6] is taken with SET NX PX lease_ms if free.
           The TTL is read only with with_ttl 1, grace_ms > 0 or refresh_below_ms > 0 (else fresh_ms is 1);
           lease_pttl is 0 on a hit. An entry without a TTL has fresh_ms 2^52 (never stale).
   RELEASE <current_time> <token> [channel] [origin] → 1 if the lease was held by token and dropped, else 0.
@@ -72,29 +87,35 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           → {'hits', n, 'misses', n, 'sets', n, 'evictions', n, 'size', n, 'hit_rate', '0.7500'}
           (size = access-log members; hit_rate = hits / (hits + misses) as a string, '0.0000' before any
           lookup).
-  With a channel, writes PUBLISH a JSON array [origin, op, [key…], [evicted key…]] (op: s set, d delete,
-  r lease released, c clear; an empty list may come as {}) so other processes can drop in-process copies
-  and wake waiters.
+  With a channel, writes PUBLISH a JSON array [origin, op, [key…], [evicted key…]] (op: s set, d delete or
+  deleted by tag, r lease released, c clear; an empty list may come as {}) so other processes can drop
+  in-process copies and wake waiters.
 
 ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
-  ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix.
-  A key of the wrong type (WRONGTYPE) or a stats field that is not an integer fails the call before its first
-  write too: every operation but RELEASE touches the log, and then the stats hash, before any entry.
+  ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix,
+  ERR tags must be …, ERR tag must be ….
+  A log or stats key of the wrong type (WRONGTYPE) fails the call before its first write too: every
+  operation but RELEASE, HAS and DELTAG reads the log (or removes from it) before it writes anything, and
+  writes the stats hash before any entry; a write that changes tags reads both tag keys first.
 
-PERFORMANCE (the script's micro-optimisations, in one place)
-  The operations are sections of the main chunk, not functions, and GET comes first: the hot path creates
-  no closure it does not use. Batched writes stamp the log with one ZADD for many members, which is most of
-  the saving over a call each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns
-  a Lua number back into text for every call, which costs about a third of the SET itself. Entry keys are
-  checked against the log's prefix with a plain find (no string allocated). TOUCH runs for every 256 plain
-  reads, so its per-key loop is inlined with the string functions in locals: each key's check and member
-  show in the cost of those reads.
+PERFORMANCE (the script's micro-optimisations, in one place; measured with INFO commandstats)
+  Each operation is a section of the main chunk, and helpers only one section uses are defined inside it, so
+  a call creates the shared helpers' closures and its own section's, no others. The clock is one HINCRBY
+  that also counts the write (reading the log's top score cost twice as much, and a separate `sets` counter
+  one call more); the log's size comes from one ZCARD before the writes plus what ZADD added. Batched
+  writes and lookups stamp the log with one ZADD for many members, which is most of the saving over a call
+  each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns a Lua number back into
+  text for every call, which costs about a third of the SET itself. Entry keys are checked against the log's
+  prefix with a plain find (no string allocated). Tags cost an untagged write one HMGET of the tags hash per
+  call (about 0.5 µs; a missing hash is the cheapest case), and the tag index is touched only when an
+  entry's tags change.
 
 COMPLEXITY
   GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
   max_size by more than that is absorbed over the following SETs); MGET/MSET O(K·log N) for K keys;
-  CLEAR O(batch·log N) with batch ≤ 1000; STATS O(log N + 64); TOUCH O(M·log N) for M entry keys.
+  CLEAR and DELTAG O(batch·(T + 1)·log N) with batch ≤ 1000 and T tags per entry (≤ 16); STATS O(log N + 64);
+  TOUCH O(M·log N) for M entry keys; HAS O(1). Every write and removal also reads the tags hash once.
 ]==]
 
 local op = ARGV[1]
@@ -104,23 +125,36 @@ local function fail(message)
   return redis.error_reply('ERR smart_cache: ' .. message)
 end
 
-local function finite(value)
-  local n = tonumber(value)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
-  return n
-end
-
+-- A whole number of ms >= 0 (absent: 0), or nil.
 local function optional_ms(value)
   if value == nil or value == '' then return 0 end
-  local n = finite(value)
-  if n == nil or n < 0 or n ~= math.floor(n) then return nil end
+  local n = tonumber(value)
+  if n == nil or n < 0 or n ~= math.floor(n) or n == math.huge then return nil end
   return n
 end
 
-if finite(ARGV[2]) == nil or tonumber(ARGV[2]) < 0 then
-  return fail('current_time must be a finite number >= 0')
+do
+  local now = tonumber(ARGV[2])
+  if now == nil or now ~= now or now < 0 or now == math.huge then return fail('current_time must be a finite number >= 0') end
 end
-if #KEYS < 3 then return fail('wrong number of keys: expected at least 3') end
+-- The seed's GET, SET and STATS take 3 keys (and then keep no tags); every call may pass the tag index and
+-- the entries' tags as KEYS[4] and KEYS[5], and the other operations must.
+local UNKNOWN = 'unknown operation %s: expected GET, SET, MSET, MGET, TOUCH, DEL, LEASE, RELEASE, HAS, DELTAG, CLEAR or STATS'
+local tag_index, tag_of, extra = nil, nil, 4
+if #KEYS >= 5 then
+  tag_index, tag_of, extra = KEYS[4], KEYS[5], 6
+end
+do
+  -- Keys each operation needs (an unknown one falls through to its error at the end of the script).
+  local seed = op == 'GET' or op == 'SET' or op == 'STATS'
+  local need = seed and 3 or (op == 'DEL' or op == 'LEASE' or op == 'RELEASE') and 6 or 5
+  if #KEYS < need or #KEYS == 4 then
+    if not string.find(' MSET MGET TOUCH DEL LEASE RELEASE HAS DELTAG CLEAR ', ' ' .. tostring(op) .. ' ', 1, true) and not seed then
+      return fail(string.format(UNKNOWN, tostring(op)))
+    end
+    return fail('wrong number of keys: ' .. op .. ' takes ' .. (seed and '3, or at least 5' or 'at least ' .. need))
+  end
+end
 
 -- Prefix of the access log through its hash tag; entry keys must carry it and members drop it.
 local base = ''
@@ -129,6 +163,7 @@ do
   local close = open and string.find(log, '}', open + 1, true)
   if close and close > open + 1 then base = string.sub(log, 1, close) end
 end
+local BAD_PREFIX = "entry key must start with the access log's prefix through its hash tag: "
 
 local function member_of(key)
   if base == '' then return key end
@@ -137,94 +172,94 @@ local function member_of(key)
   return string.sub(key, #base + 1)
 end
 
--- fresh_ms of an entry without a TTL: never stale.
-local FOREVER = 2 ^ 52
-
--- The logical clock: the log's highest score. Read once by the operations that stamp entries (and STATS,
--- whose sweep starts from it), before their first write (a log of the wrong type fails the call there),
--- then advanced locally.
-local clock = 0
-if op ~= 'DEL' and op ~= 'RELEASE' and op ~= 'CLEAR' then
+-- Advances the clock by n (n stamps: `written` entries written, the rest hits) and returns its new value.
+-- A missing clock field (HINCRBY answers n) means the hash is new: continue from the log's highest stamp.
+local function tick(n, written)
+  local clock = redis.call('HINCRBY', stats, 'clock', n)
+  if clock ~= n then return clock end
   local top = redis.call('ZREVRANGE', log, 0, 0, 'WITHSCORES')
-  if top[2] then clock = tonumber(top[2]) end
+  local high = math.floor(tonumber(top[2] or 0))
+  if high > 0 then clock = high + n end
+  -- `sets` (clock - epoch - hits) restarts at this call's writes, plus any `sets` the hash was given.
+  local held = redis.call('HMGET', stats, 'hits', 'sets')
+  local epoch = clock - tonumber(held[1] or 0) - tonumber(held[2] or 0) - written
+  redis.call('HSET', stats, 'clock', clock, 'epoch', epoch)
+  if held[2] then redis.call('HDEL', stats, 'sets') end
+  return clock
 end
 
--- Moves a member that was hit to the MRU end; puts it back when the log lost it (the entry is there).
-local function stamp_hit(member)
-  clock = clock + 1
-  if redis.call('ZADD', log, 'XX', 'CH', clock, member) == 0 then redis.call('ZADD', log, clock, member) end
-end
-
--- One lookup: value or false, and fresh_ms (1 when with_ttl is false: the TTL is not read and any value
--- found is fresh). Counts a miss, or a hit (moving the entry to the MRU end).
-local function lookup(key, member, grace, with_ttl)
-  local value = redis.call('GET', key)
-  if not value then
-    redis.call('HINCRBY', stats, 'misses', 1)
-    redis.call('ZREM', log, member)
-    return false, 0
+-- Runs redis.call(head…, items…) over `items`, up to 1000 per call (unpack is bounded by Lua's stack; an
+-- even count keeps score/member pairs together); returns the sum of the replies, 0 for no items.
+local function chunked(head, items)
+  local total = 0
+  for from = 1, #items, 1000 do
+    local args = { unpack(head) }
+    for i = from, math.min(from + 999, #items) do args[#args + 1] = items[i] end
+    total = total + redis.call(unpack(args))
   end
-  local fresh = 1
-  if with_ttl then
-    local pttl = redis.call('PTTL', key)
-    fresh = pttl < 0 and FOREVER or pttl - grace
-    if fresh <= 0 and grace > 0 then
-      redis.call('HINCRBY', stats, 'misses', 1)
-      return value, fresh
+  return total
+end
+
+-- ZADD of members with scores (0 without) into `key`, 500 pairs per call: returns the number of new
+-- members, or with `flags` {'XX', 'CH'} the number of members whose score changed.
+local function zadd_all(key, scores, members, flags)
+  local total = 0
+  for from = 1, #members, 500 do
+    local args = { 'ZADD', key }
+    if flags then args[3], args[4] = flags[1], flags[2] end
+    local n = #args
+    for i = from, math.min(from + 499, #members) do
+      args[n + 1], args[n + 2] = scores and scores[i] or 0, members[i]
+      n = n + 2
+    end
+    total = total + redis.call(unpack(args))
+  end
+  return total
+end
+
+-- The tags in a tags text (joined by NUL), in order.
+local function tags_in(text)
+  local tags = {}
+  if text then for tag in string.gmatch(text, '[^%z]+') do tags[#tags + 1] = tag end end
+  return tags
+end
+
+-- Drops the tags of `members` (entries that are gone): their tag-index pairs and their field in tag_of.
+local function untag(members)
+  if tag_of == nil or #members == 0 then return end
+  local pairs_, fields = {}, {}
+  for from = 1, #members, 500 do
+    local last = math.min(from + 499, #members)
+    local held = redis.call('HMGET', tag_of, unpack(members, from, last))
+    for i = from, last do
+      local text = held[i - from + 1]
+      if text then
+        fields[#fields + 1] = members[i]
+        for _, tag in ipairs(tags_in(text)) do pairs_[#pairs_ + 1] = tag .. '\0' .. members[i] end
+      end
     end
   end
-  redis.call('HINCRBY', stats, 'hits', 1)
-  stamp_hit(member)
-  return value, fresh
+  if #fields == 0 then return end
+  chunked({ 'ZREM', tag_index }, pairs_)
+  chunked({ 'HDEL', tag_of }, fields)
 end
 
--- GET first (see PERFORMANCE).
-if op == 'GET' then
-  local member = member_of(entry)
-  if member == nil then return fail("entry key must start with the access log's prefix through its hash tag: " .. base) end
-  local grace = optional_ms(ARGV[3])
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  if ARGV[3] == nil then return (lookup(entry, member, 0, false)) end
-  local value, fresh = lookup(entry, member, grace, true)
-  return { value, fresh }
-end
-
-local function check_entries(first, last)
-  for i = first, last do
-    if i ~= 2 and i ~= 3 and member_of(KEYS[i]) == nil then
-      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
-    end
-  end
-  return nil
-end
-
-local function publish(channel, origin, kind, first, last, evicted)
+-- Publishes [origin, kind, [key…], [evicted key…]] on channel, if one was given. (cjson, a C encoder, beats
+-- any check-and-concatenate in Lua: scanning 32 keys for characters to escape took 5 times as long.)
+local function publish(channel, origin, kind, keys, evicted)
   if channel == nil or channel == '' then return end
-  local keys = {}
-  for i = first, last do
-    if i ~= 2 and i ~= 3 then keys[#keys + 1] = KEYS[i] end
-  end
   redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
 end
 
--- ZADD of a flat score/member list into the log, 1000 items per call (unpack is bounded by Lua's stack).
--- With a flag (XX), returns the number
--- of members whose score changed (every member present: stamps only grow).
-local function zadd_all(flag, items)
-  local added = 0
-  for i = 1, #items, 1000 do
-    local last = math.min(i + 999, #items)
-    if flag then
-      added = added + redis.call('ZADD', log, flag, 'CH', unpack(items, i, last))
-    else
-      added = added + redis.call('ZADD', log, unpack(items, i, last))
-    end
-  end
-  return added
+-- The entry keys of a call: KEYS[1], then every `step`-th key from KEYS[start].
+local function entry_keys(start, step)
+  local keys = { entry }
+  for i = start, #KEYS, step do keys[#keys + 1] = KEYS[i] end
+  return keys
 end
 
 -- Removes dead members among `count` (<= 64) ranks starting at `start` (wrapping), so expired values leave
--- the log. One EXISTS over all of them first: usually every one is alive.
+-- the log (and their tags the tag index). One EXISTS over all of them first: usually every one is alive.
 local function sweep(size, start, count)
   if size == 0 then return end
   if count > size then count = size end
@@ -237,227 +272,347 @@ local function sweep(size, start, count)
   local keys = {}
   for i = 1, #members do keys[i] = base .. members[i] end
   if #keys == 0 or redis.call('EXISTS', unpack(keys)) == #keys then return end
+  local dead = {}
   for i = 1, #members do
-    if redis.call('EXISTS', keys[i]) == 0 then redis.call('ZREM', log, members[i]) end
+    if redis.call('EXISTS', keys[i]) == 0 then dead[#dead + 1] = members[i] end
   end
+  chunked({ 'ZREM', log }, dead)
+  untag(dead)
 end
 
--- Evicts least recently used entries until the log holds at most max_size members. Returns the evicted
--- keys and the log's size afterwards.
-local function evict(max_size)
-  local gone = {}
-  local size = redis.call('ZCARD', log)
-  local excess = size - max_size
-  if excess <= 0 then return gone, size end
-  if excess > 1000 then excess = 1000 end
-  local popped = redis.call('ZPOPMIN', log, excess)
-  for i = 1, #popped, 2 do
-    local key = base .. popped[i]
-    if redis.call('DEL', key) == 1 then gone[#gone + 1] = key end
+-- Whether a (non-empty) tags text is 1 to 16 tags of 1 to 256 bytes joined by NUL.
+local function check_tags(text)
+  local count = 0
+  for tag in string.gmatch(text .. '\0', '([^%z]*)%z') do
+    count = count + 1
+    if #tag == 0 or #tag > 256 or count > 16 then return false end
   end
-  if #gone > 0 then redis.call('HINCRBY', stats, 'evictions', #gone) end
-  return gone, size - #popped / 2
+  return true
 end
-
--- The PX argument for a ttl, false for `none` (no TTL), or nil when it is neither `none` nor a finite
--- number > 0 (at most 2^52 ms). Whole milliseconds with no grace keep the caller's text (see PERFORMANCE).
-local function parse_ttl(value, unit, grace)
-  if value == 'none' then return false end
-  local ttl = finite(value)
-  if ttl == nil or ttl <= 0 then return nil end
-  local ms = math.ceil(unit == 'ms' and ttl or ttl * 1000) + grace
-  -- Beyond 2^52 ms Redis would refuse the expire time mid-script, after the first write.
-  if ms > 2 ^ 52 then return nil end
-  if unit == 'ms' and grace == 0 and string.find(value, '^%d+$') then return value end
-  return ms
-end
-
--- The settings SET and MSET share, in one order from ARGV[at]: max_size, unit, grace_ms, channel, origin.
--- Returns a table, or nil and the error reply.
-local function write_settings(at)
-  local unit = ARGV[at + 1] or 's'
-  if unit ~= 's' and unit ~= 'ms' then return nil, fail('unit must be s or ms') end
-  local max_size = finite(ARGV[at])
-  if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) then
-    return nil, fail('max_size must be an integer >= 1')
-  end
-  local grace = optional_ms(ARGV[at + 2])
-  if grace == nil then return nil, fail('grace_ms must be an integer >= 0') end
-  return { max_size = max_size, unit = unit, grace = grace, channel = ARGV[at + 3], origin = ARGV[at + 4] }
-end
-
--- Parses SET or MSET: the settings, the entry keys' last KEYS index, the ARGV index of the first value and
--- each entry's PX argument (false: no TTL). Returns nil and the error reply on bad input.
-local function parse_write()
-  local settings, err, last, first_value
-  if op == 'SET' then
-    if ARGV[3] == nil then return nil, fail('value missing') end
-    settings, err = write_settings(5)
-    if err then return nil, err end
-    settings.token = ARGV[10]
-    if settings.token == '' then settings.token = nil end
-    if settings.token and #KEYS < 4 then return nil, fail('wrong number of keys: a lease token needs KEYS[4]') end
-    last, first_value = 1, 3
-  else
-    settings, err = write_settings(3)
-    if err then return nil, err end
-    last, first_value = #KEYS, 8
-    if #ARGV - first_value + 1 ~= 2 * (#KEYS - 2) then return nil, fail('wrong number of keys: one per value/ttl pair') end
-  end
-  err = check_entries(1, last)
-  if err then return nil, err end
-  local ttls = {}
-  local n = op == 'SET' and 1 or #KEYS - 2
-  for slot = 1, n do
-    ttls[slot] = parse_ttl(ARGV[first_value + 2 * slot - 1], settings.unit, settings.grace)
-    if ttls[slot] == nil then return nil, fail('ttl must be none or a finite number > 0 and at most 2^52 ms') end
-  end
-  settings.last, settings.first_value, settings.ttls, settings.n = last, first_value, ttls, n
-  return settings
-end
-
--- Writes the parsed entries, stamps them, evicts beyond max_size and sweeps; returns the eviction count.
-local function apply_write(w)
-  -- The first write: a stats hash of the wrong type fails the call here, with nothing written.
-  redis.call('HINCRBY', stats, 'sets', w.n)
-  if w.token then redis.call('DEL', KEYS[4]) end
-  -- One tick per entry: the entries get consecutive clock values in KEYS order (a key given twice ends with
-  -- the later one), stamped by one ZADD.
-  local stamps = {}
-  local slot = 0
-  for i = 1, w.last do
-    if i ~= 2 and i ~= 3 then
-      slot = slot + 1
-      local value = ARGV[w.first_value + 2 * (slot - 1)]
-      if w.ttls[slot] then redis.call('SET', KEYS[i], value, 'PX', w.ttls[slot]) else redis.call('SET', KEYS[i], value) end
-      stamps[2 * slot - 1] = clock + slot
-      stamps[2 * slot] = member_of(KEYS[i])
-    end
-  end
-  clock = clock + w.n
-  zadd_all(nil, stamps)
-  -- Every write checks the bound (one ZCARD when within it): a new member, a smaller max_size or members a
-  -- hit put back after the log was lost can each push the log past it.
-  local evicted, size = evict(w.max_size)
-  -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there (one ZRANGE and
-  -- one EXISTS).
-  if clock % 16 < w.n then sweep(size, clock, 16) end
-  publish(w.channel, w.origin, 's', 1, w.last, evicted)
-  return #evicted
-end
+local BAD_TAGS = 'tags must be up to 16 tags of 1 to 256 bytes, joined by NUL'
+local BAD_TTL = 'ttl must be none or a finite number > 0 and at most 2^52 ms'
 
 if op == 'SET' or op == 'MSET' then
-  local w, err = parse_write()
-  if err then return err end
-  if w.token and redis.call('GET', KEYS[4]) ~= w.token then
+  -- SET: value and ttl in ARGV[3..4], the write settings from ARGV[5], a lease token in ARGV[10] and tags in
+  -- ARGV[11]; MSET: the settings from ARGV[3], then value, ttl and tags per entry key (KEYS[1], KEYS[6…]).
+  -- Everything is checked before the first write.
+  local at, first_value, stride, n = 5, 3, 0, 1
+  if op == 'SET' then
+    if ARGV[3] == nil then return fail('value missing') end
+  else
+    at, first_value, stride, n = 3, 8, 3, #KEYS - extra + 2
+    if #ARGV - first_value + 1 ~= 3 * n then return fail('wrong number of keys: one per value/ttl/tags triple') end
+  end
+  local unit = ARGV[at + 1] or 's'
+  if unit ~= 's' and unit ~= 'ms' then return fail('unit must be s or ms') end
+  local max_size = tonumber(ARGV[at])
+  if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) or max_size == math.huge then
+    return fail('max_size must be an integer >= 1')
+  end
+  local grace = optional_ms(ARGV[at + 2])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local channel, origin = ARGV[at + 3], ARGV[at + 4]
+  local token = op == 'SET' and ARGV[10] or nil
+  if token == '' then token = nil end
+  if token and tag_of == nil then return fail('wrong number of keys: a lease token needs the lease key as KEYS[6]') end
+
+  -- Each entry's key, member, PX argument (false: no TTL) and tags. A whole-ms ttl with no grace is passed
+  -- as the caller's text (see PERFORMANCE): up to 15 digits it is below 2^52 ms. Any other ttl must be
+  -- `none` or a finite number > 0 of at most 2^52 ms (past it Redis would refuse the expire time mid-script).
+  local keys = op == 'SET' and { entry } or entry_keys(extra, 1)
+  local members, pxs, tags = {}, {}, {}
+  local ms_text = unit == 'ms' and grace == 0
+  local tagged = false
+  for slot = 1, n do
+    local member = member_of(keys[slot])
+    if member == nil then return fail(BAD_PREFIX .. base) end
+    local at_ttl = op == 'SET' and 4 or first_value + stride * (slot - 1) + 1
+    local text = ARGV[at_ttl] or ''
+    local px = text
+    if not (ms_text and #text <= 15 and string.find(text, '^[1-9]%d*$')) then
+      px = text ~= 'none' and tonumber(text)
+      if px == nil or px ~= px or (px and px <= 0) then return fail(BAD_TTL) end
+      if px then
+        px = math.ceil(unit == 'ms' and px or px * 1000) + grace
+        if px > 2 ^ 52 then return fail(BAD_TTL) end
+      end
+    end
+    local tag_text = ARGV[op == 'SET' and 11 or at_ttl + 1]
+    if tag_text == nil or tag_text == '' then
+      tag_text = ''
+    elseif check_tags(tag_text) then
+      if tag_of == nil then return fail('wrong number of keys: tags need the tag keys as KEYS[4] and KEYS[5]') end
+      tagged = true
+    else
+      return fail(BAD_TAGS)
+    end
+    members[slot], pxs[slot], tags[slot] = member, px, tag_text
+  end
+
+  if token and redis.call('GET', KEYS[extra]) ~= token then
     -- Whoever waits for this value would wait out the lease: tell them it is not coming.
-    publish(w.channel, w.origin, 'r', 1, 1)
+    publish(channel, origin, 'r', { entry })
     return -1
   end
-  return apply_write(w)
+  -- Reads before the first write: the log's size (a log of the wrong type fails here), and the tags the
+  -- entries had (each entry's tags replace them).
+  local size = redis.call('ZCARD', log)
+  local had = tag_of and redis.call('HMGET', tag_of, unpack(members)) or {}
+  local retag = tagged
+  for slot = 1, n do if had[slot] then retag = true end end
+  if retag then redis.call('ZCARD', tag_index) end
+  -- The clock is the first write (a stats hash of the wrong type fails there, with nothing written).
+  local clock = tick(n, n)
+  if token then redis.call('DEL', KEYS[extra]) end
+  for slot = 1, n do
+    local value = ARGV[op == 'SET' and 3 or first_value + stride * (slot - 1)]
+    if pxs[slot] then redis.call('SET', keys[slot], value, 'PX', pxs[slot]) else redis.call('SET', keys[slot], value) end
+  end
+  -- The entries get consecutive clock values in KEYS order (a key given twice ends with the later one).
+  if n == 1 then
+    size = size + redis.call('ZADD', log, clock, members[1])
+  else
+    local stamps = {}
+    for slot = 1, n do stamps[slot] = clock - n + slot end
+    size = size + zadd_all(log, stamps, members)
+  end
+  if retag then
+    -- Per distinct entry: the pairs of the tags it had and no longer has go, the new ones come.
+    local first, last = {}, {}
+    for slot = 1, n do
+      local m = members[slot]
+      if first[m] == nil then first[m] = had[slot] or '' end
+      last[m] = tags[slot]
+    end
+    local gone, added, set, unset = {}, {}, {}, {}
+    for m, before in pairs(first) do
+      local after = last[m]
+      if before ~= after then
+        local keep = {}
+        for _, tag in ipairs(tags_in(after)) do keep[tag] = true end
+        for _, tag in ipairs(tags_in(before)) do
+          if keep[tag] then keep[tag] = false else gone[#gone + 1] = tag .. '\0' .. m end
+        end
+        for tag, new in pairs(keep) do if new then added[#added + 1] = tag .. '\0' .. m end end
+        if after == '' then unset[#unset + 1] = m else set[#set + 1] = m; set[#set + 1] = after end
+      end
+    end
+    chunked({ 'ZREM', tag_index }, gone)
+    zadd_all(tag_index, nil, added)
+    chunked({ 'HSET', tag_of }, set)
+    chunked({ 'HDEL', tag_of }, unset)
+  end
+  -- Every write checks the bound: a new member, a smaller max_size or members a hit put back after the log
+  -- was lost can each push the log past it. At most 1000 evictions per call.
+  local evicted = {}
+  local excess = math.min(size - max_size, 1000)
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', log, excess)
+    local victims = {}
+    for i = 1, #popped, 2 do
+      victims[#victims + 1] = popped[i]
+      local key = base .. popped[i]
+      if redis.call('DEL', key) == 1 then evicted[#evicted + 1] = key end
+    end
+    untag(victims)
+    if #evicted > 0 then redis.call('HINCRBY', stats, 'evictions', #evicted) end
+    size = size - #victims
+  end
+  -- A write that moves the clock past a multiple of 16 also sweeps 16 ranks from there.
+  if clock % 16 < n then sweep(size, clock, 16) end
+  publish(channel, origin, 's', keys, evicted)
+  return #evicted
+
+elseif op == 'GET' or op == 'MGET' or op == 'LEASE' then
+  -- Lookups: each counts a hit or a miss; hits move to the MRU end, members of missing entries leave.
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local keys = op == 'MGET' and entry_keys(extra, 1) or { entry }
+  for i = 1, #keys do
+    if member_of(keys[i]) == nil then return fail(BAD_PREFIX .. base) end
+  end
+  local with_ttl, lease_ms, refresh = op == 'MGET' or ARGV[3] ~= nil, 0, 0
+  if op == 'LEASE' then
+    lease_ms, refresh = optional_ms(ARGV[5]), optional_ms(ARGV[6])
+    if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
+    if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
+    if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
+    with_ttl = ARGV[7] == '1' or grace > 0 or refresh > 0
+  end
+  -- Read the log first: a log of the wrong type fails here, before any write.
+  redis.call('ZCARD', log)
+  -- fresh_ms is 1 without with_ttl (the TTL is not read: any value found is fresh), 2^52 with no TTL.
+  local out, hits, gone = {}, {}, {}
+  local misses = 0
+  for i = 1, #keys do
+    local key = keys[i]
+    local value, fresh = redis.call('GET', key), 0
+    if not value then
+      misses = misses + 1
+      gone[#gone + 1] = member_of(key)
+    else
+      fresh = 1
+      if with_ttl then
+        local pttl = redis.call('PTTL', key)
+        fresh = pttl < 0 and 2 ^ 52 or pttl - grace
+      end
+      -- A stale value (grace only) is a miss that leaves the order alone.
+      if fresh <= 0 and grace > 0 then misses = misses + 1 else hits[#hits + 1] = member_of(key) end
+    end
+    out[2 * i - 1] = value
+    out[2 * i] = fresh
+  end
+  if misses > 0 then redis.call('HINCRBY', stats, 'misses', misses) end
+  if #hits > 0 then
+    redis.call('HINCRBY', stats, 'hits', #hits)
+    local clock = tick(#hits, 0)
+    local stamps = {}
+    for j = 1, #hits do stamps[j] = clock - #hits + j end
+    zadd_all(log, stamps, hits)
+  end
+  chunked({ 'ZREM', log }, gone)
+  untag(gone)
+  if op == 'MGET' then return out end
+  if op == 'GET' then
+    if ARGV[3] == nil then return out[1] end
+    return out
+  end
+  local value, fresh = out[1], out[2]
+  if value and fresh > refresh then return { value, fresh, 0, 0 } end
+  if redis.call('SET', KEYS[extra], ARGV[4], 'NX', 'PX', lease_ms) then return { value, fresh, 1, lease_ms } end
+  return { value, fresh, 0, redis.call('PTTL', KEYS[extra]) }
 
 elseif op == 'TOUCH' then
-  local hits = finite(ARGV[3])
-  if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > #KEYS - 3 then
-    return fail('hits must be an integer from 0 to the number of entry keys after KEYS[3]')
+  local count = #KEYS - extra + 1
+  local hits = tonumber(ARGV[3])
+  if hits == nil or hits < 0 or hits ~= math.floor(hits) or hits > count then
+    return fail('hits must be an integer from 0 to the number of entry keys after KEYS[5]')
   end
-  -- Every key checked first, and the hits' members computed once, inline (see PERFORMANCE).
-  local stamps = {}
-  local find, sub, from = string.find, string.sub, #base + 1
-  for i = 4, #KEYS do
-    local key = KEYS[i]
-    if from > 1 and find(key, base, 1, true) ~= 1 then
-      return fail("entry key must start with the access log's prefix through its hash tag: " .. base)
+  -- Every key checked first, and each member computed once. TOUCH runs for every 256 plain reads, so this
+  -- loop is inlined with the string functions in locals (see PERFORMANCE).
+  local members, find, sub, from = {}, string.find, string.sub, #base + 1
+  for j = 1, count do
+    local key = KEYS[extra + j - 1]
+    if from > 1 then
+      if find(key, base, 1, true) ~= 1 then return fail(BAD_PREFIX .. base) end
+      key = sub(key, from)
     end
-    if i - 3 <= hits then
-      stamps[2 * i - 7] = clock + i - 3
-      stamps[2 * i - 6] = from > 1 and sub(key, from) or key
-    end
+    members[j] = key
   end
+  redis.call('ZCARD', log)
   if hits > 0 then
     redis.call('HINCRBY', stats, 'hits', hits)
+    local clock = tick(hits, 0)
+    local stamps, stamped = {}, {}
+    for j = 1, hits do stamps[j], stamped[j] = clock - hits + j, members[j] end
     -- Members the log lost while their entry survived go back in, with the stamp they were given.
-    if zadd_all('XX', stamps) < hits then
-      for i = 1, hits do
-        if redis.call('EXISTS', KEYS[3 + i]) == 1 then redis.call('ZADD', log, stamps[2 * i - 1], stamps[2 * i]) end
+    if zadd_all(log, stamps, stamped, { 'XX', 'CH' }) < hits then
+      for j = 1, hits do
+        if redis.call('EXISTS', KEYS[extra + j - 1]) == 1 then redis.call('ZADD', log, stamps[j], stamped[j]) end
       end
     end
   end
-  if #KEYS > 3 + hits then
-    redis.call('HINCRBY', stats, 'misses', #KEYS - 3 - hits)
-    for i = 4 + hits, #KEYS do
-      if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('ZREM', log, member_of(KEYS[i])) end
+  if count > hits then
+    redis.call('HINCRBY', stats, 'misses', count - hits)
+    local gone = {}
+    for j = hits + 1, count do
+      if redis.call('EXISTS', KEYS[extra + j - 1]) == 0 then gone[#gone + 1] = members[j] end
     end
+    chunked({ 'ZREM', log }, gone)
+    untag(gone)
   end
   return hits
 
-elseif op == 'MGET' then
-  local err = check_entries(1, #KEYS)
-  if err then return err end
-  local grace = optional_ms(ARGV[3])
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  local out = {}
-  for i = 1, #KEYS do
-    if i ~= 2 and i ~= 3 then
-      local value, fresh = lookup(KEYS[i], member_of(KEYS[i]), grace, true)
-      out[#out + 1] = value
-      out[#out + 1] = fresh
-    end
-  end
-  return out
-
 elseif op == 'DEL' then
-  local err = check_entries(1, 1)
-  if err then return err end
-  redis.call('ZREM', log, member_of(entry))
-  local existed = redis.call('DEL', entry)
-  if KEYS[4] then redis.call('DEL', KEYS[4]) end
-  publish(ARGV[3], ARGV[4], 'd', 1, 1)
+  -- Entries KEYS[1], KEYS[7], KEYS[9]…, each followed by its lease key (KEYS[6], KEYS[8]…).
+  if (#KEYS - extra) % 2 ~= 0 then return fail('wrong number of keys: a lease key after each entry key') end
+  local keys, leases, members = entry_keys(extra + 1, 2), {}, {}
+  for i = 1, #keys do
+    leases[i] = KEYS[extra + 2 * (i - 1)]
+    members[i] = member_of(keys[i])
+    if members[i] == nil then return fail(BAD_PREFIX .. base) end
+  end
+  chunked({ 'ZREM', log }, members)
+  untag(members)
+  local existed = chunked({ 'DEL' }, keys)
+  chunked({ 'DEL' }, leases)
+  publish(ARGV[3], ARGV[4], 'd', keys)
   return existed
 
-elseif op == 'LEASE' then
-  if #KEYS < 4 then return fail('wrong number of keys: LEASE needs the lease key as KEYS[4]') end
-  local err = check_entries(1, 1)
-  if err then return err end
-  local grace, lease_ms, refresh = optional_ms(ARGV[3]), optional_ms(ARGV[5]), optional_ms(ARGV[6])
-  local with_ttl = ARGV[7] == '1' or grace > 0 or refresh > 0
-  if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  if lease_ms == nil or lease_ms < 1 then return fail('lease_ms must be an integer >= 1') end
-  if refresh == nil then return fail('refresh_below_ms must be an integer >= 0') end
-  if ARGV[4] == nil or ARGV[4] == '' then return fail('token missing') end
-  local value, fresh = lookup(entry, member_of(entry), grace, with_ttl)
-  if value and fresh > refresh then return { value, fresh, 0, 0 } end
-  if redis.call('SET', KEYS[4], ARGV[4], 'NX', 'PX', lease_ms) then return { value, fresh, 1, lease_ms } end
-  return { value, fresh, 0, redis.call('PTTL', KEYS[4]) }
-
 elseif op == 'RELEASE' then
-  if #KEYS < 4 then return fail('wrong number of keys: RELEASE needs the lease key as KEYS[4]') end
   if ARGV[3] == nil or ARGV[3] == '' then return fail('token missing') end
-  if redis.call('GET', KEYS[4]) ~= ARGV[3] then return 0 end
-  redis.call('DEL', KEYS[4])
-  publish(ARGV[4], ARGV[5], 'r', 1, 1)
+  if redis.call('GET', KEYS[extra]) ~= ARGV[3] then return 0 end
+  redis.call('DEL', KEYS[extra])
+  publish(ARGV[4], ARGV[5], 'r', { entry })
   return 1
 
-elseif op == 'CLEAR' then
-  local batch = finite(ARGV[3])
+elseif op == 'HAS' then
+  -- Whether a lookup would find a fresh value; counts nothing and leaves the order alone.
+  local grace = optional_ms(ARGV[3])
+  if grace == nil then return fail('grace_ms must be an integer >= 0') end
+  local pttl = redis.call('PTTL', entry)
+  if pttl == -1 or pttl > grace then return 1 end
+  return 0
+
+elseif op == 'DELTAG' then
+  -- Removes up to <batch> entries carrying <tag>, with all their tags; → {removed, left, key…}.
+  local tag, batch = ARGV[3], tonumber(ARGV[4])
+  if tag == nil or #tag == 0 or #tag > 256 or string.find(tag, '\0', 1, true) then
+    return fail('tag must be 1 to 256 bytes without NUL')
+  end
   if batch == nil or batch < 1 or batch > 1000 or batch ~= math.floor(batch) then
     return fail('batch must be an integer from 1 to 1000')
   end
-  local members = redis.call('ZPOPMIN', log, batch)
-  for i = 1, #members, 2 do redis.call('DEL', base .. members[i]) end
+  local from, to = '[' .. tag .. '\0', '(' .. tag .. '\1'
+  local found = redis.call('ZRANGEBYLEX', tag_index, from, to, 'LIMIT', 0, batch)
+  local members, keys, removed = {}, {}, {}
+  for i = 1, #found do
+    members[i] = string.sub(found[i], #tag + 2)
+    keys[i] = base .. members[i]
+  end
+  -- Its own pairs go even where tag_of disagrees, so the loop over batches always ends.
+  chunked({ 'ZREM', tag_index }, found)
+  untag(members)
+  chunked({ 'ZREM', log }, members)
+  for i = 1, #keys do
+    if redis.call('DEL', keys[i]) == 1 then removed[#removed + 1] = keys[i] end
+  end
+  publish(ARGV[5], ARGV[6], 'd', removed)
+  local reply = { #removed, redis.call('ZLEXCOUNT', tag_index, from, to) }
+  for i = 1, #removed do reply[i + 2] = removed[i] end
+  return reply
+
+elseif op == 'CLEAR' then
+  local batch = tonumber(ARGV[3])
+  if batch == nil or batch < 1 or batch > 1000 or batch ~= math.floor(batch) then
+    return fail('batch must be an integer from 1 to 1000')
+  end
+  local popped = redis.call('ZPOPMIN', log, batch)
+  local members = {}
+  for i = 1, #popped, 2 do
+    members[#members + 1] = popped[i]
+    redis.call('DEL', base .. popped[i])
+  end
+  untag(members)
   local left = redis.call('ZCARD', log)
-  if left == 0 then publish(ARGV[4], ARGV[5], 'c', 4, 3) end
+  if left == 0 then
+    -- What tags are left can only describe entries outside the log (after its loss): no clear reaches them.
+    redis.call('DEL', tag_index, tag_of)
+    publish(ARGV[4], ARGV[5], 'c', {})
+  end
   return left
 
 elseif op == 'STATS' then
-  local values = redis.call('HMGET', stats, 'sets', 'misses', 'hits', 'evictions')
-  local sets, hits, misses = tonumber(values[1] or '0'), tonumber(values[3] or '0'), tonumber(values[2] or '0')
+  local values = redis.call('HMGET', stats, 'clock', 'epoch', 'hits', 'misses', 'evictions', 'sets')
+  local clock, hits, misses = tonumber(values[1] or 0), tonumber(values[3] or 0), tonumber(values[4] or 0)
+  -- Without a clock (no write since the hash was made) a `sets` field it was given is the count.
+  local sets = values[1] and clock - tonumber(values[2] or 0) - hits or tonumber(values[6] or 0)
   sweep(redis.call('ZCARD', log), clock, 64)
   local lookups = hits + misses
   return {
-    'hits', hits, 'misses', misses, 'sets', sets, 'evictions', tonumber(values[4] or '0'),
+    'hits', hits, 'misses', misses, 'sets', sets, 'evictions', tonumber(values[5] or 0),
     'size', redis.call('ZCARD', log), 'hit_rate', string.format('%.4f', lookups == 0 and 0 or hits / lookups),
   }
 end
 
-return fail('unknown operation ' .. tostring(op) .. ': expected GET, SET, MSET, MGET, TOUCH, DEL, LEASE, RELEASE, CLEAR or STATS')
+return fail(string.format(UNKNOWN, tostring(op)))

@@ -1,11 +1,38 @@
 // SmartCache: the public API over smart_cache.lua. Each method checks its input, then hands off to the
 // transport (batching), coherence (L1) and leases (stampede protection) modules.
 import { randomBytes } from 'node:crypto';
-import { assertFiniteNumber, assertOptions, assertRedisClient, InvalidArgumentError, KeySpace, type RedisClient } from '@cyredis/core';
+import { assertFiniteNumber, assertOptions, assertRedisClient, clientKeyPrefix, InvalidArgumentError, KeySpace, type RedisClient } from '@cyredis/core';
 import { Coherence } from './coherence.js';
-import { Leases } from './leases.js';
-import { assertKey, LIMITS, readSettings, type CacheEntry, type GetOrSetOptions, type SetOptions, type SmartCacheOptions } from './options.js';
-import { CacheKeys, decodeClear, decodeDelete, decodeStats, encodeClear, encodeDelete, encodeStats, type Lookup, type WriteSettings } from './protocol.js';
+import { Leases, type CacheResult, type LoadRequest } from './leases.js';
+import {
+  assertKey,
+  assertTag,
+  LIMITS,
+  readLoaderTimeouts,
+  readSettings,
+  readTags,
+  type CacheEntry,
+  type GetOrSetOptions,
+  type SetOptions,
+  type SmartCacheOptions,
+} from './options.js';
+import {
+  CacheKeys,
+  decodeClear,
+  decodeDelete,
+  decodeDeleteByTag,
+  decodeHas,
+  decodeStats,
+  DELETE_BATCH,
+  DELETE_TAG_BATCH,
+  encodeClear,
+  encodeDelete,
+  encodeDeleteByTag,
+  encodeHas,
+  encodeStats,
+  type Lookup,
+  type WriteSettings,
+} from './protocol.js';
 import { absorbOutage, Failed, Transport } from './transport.js';
 import { Values, type Loader } from './values.js';
 
@@ -31,9 +58,9 @@ export interface CacheStats {
   l1Size: number;
 }
 
-const SET_SETTINGS = ['ttlMs'] as const;
-const GET_OR_SET_SETTINGS = ['ttlMs', 'staleWhileRevalidateMs'] as const;
-const ENTRY_FIELDS = ['key', 'value', 'ttlMs'] as const;
+const SET_SETTINGS = ['ttlMs', 'tags'] as const;
+const GET_OR_SET_SETTINGS = ['ttlMs', 'tags', 'staleWhileRevalidateMs', 'softTimeoutMs', 'hardTimeoutMs'] as const;
+const ENTRY_FIELDS = ['key', 'value', 'ttlMs', 'tags'] as const;
 
 /**
  * An LRU-bounded Redis cache with shared statistics, cross-process stampede protection and an optional
@@ -55,6 +82,8 @@ export class SmartCache<T = unknown> {
   private readonly transport: Transport;
   private readonly coherence: Coherence<T>;
   private readonly leases: Leases<T>;
+  /** What precedes a cache key in the Redis keys a script sees (the client's keyPrefix, the entry prefix). */
+  private readonly keyStart: number;
 
   constructor(redis: RedisClient, options: SmartCacheOptions<T>) {
     assertRedisClient('redis', redis);
@@ -79,7 +108,9 @@ export class SmartCache<T = unknown> {
       write: this.writeSettings,
       leaseMs: settings.leaseMs,
       onError: settings.onError,
+      ttl: (ttlMs, argument) => this.ttl(ttlMs, argument),
     });
+    this.keyStart = clientKeyPrefix(redis).length + this.keys.entryPrefix.length;
   }
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
@@ -126,15 +157,19 @@ export class SmartCache<T = unknown> {
     return out;
   }
 
-  /** Stores a value for `ttlMs` (default `defaultTtlMs`), evicting least recently used entries beyond `maxSize`. */
+  /**
+   * Stores a value for `ttlMs` (default `defaultTtlMs`), with `tags` (replacing the entry's old ones),
+   * evicting least recently used entries beyond `maxSize`.
+   */
   async set(key: string, value: T, options: SetOptions = {}): Promise<void> {
     assertKey('key', key);
     assertOptions('options', options, SET_SETTINGS);
     const text = this.values.encode(value);
     const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
+    const tags = readTags('options.tags', options.tags);
     const generation = this.coherence.beforeWrite([key]);
     const start = performance.now();
-    await this.transport.write(key, text, ttlMs);
+    await this.transport.write(key, text, ttlMs, tags);
     this.coherence.remember(key, value, start + ttlMs, generation);
   }
 
@@ -147,58 +182,84 @@ export class SmartCache<T = unknown> {
       assertOptions(`entries[${i}]`, entry, ENTRY_FIELDS, false);
       assertKey(`entries[${i}].key`, entry.key);
       const ttlMs = this.ttl(entry.ttlMs, `entries[${i}].ttlMs`);
-      return { text: this.values.encode(entry.value), ttlMs };
+      return { text: this.values.encode(entry.value), ttlMs, tags: readTags(`entries[${i}].tags`, entry.tags) };
     });
     const generation = this.coherence.beforeWrite(entries.map((e) => e.key));
     const start = performance.now();
     // Consecutive writes of a tick share one MSET call, so these go out together (with any others).
-    await Promise.all(writes.map((write, i) => this.transport.write(entries[i]!.key, write.text, write.ttlMs)));
+    await Promise.all(writes.map((write, i) => this.transport.write(entries[i]!.key, write.text, write.ttlMs, write.tags)));
     for (let i = 0; i < entries.length; i++) {
       this.coherence.remember(entries[i]!.key, entries[i]!.value, start + writes[i]!.ttlMs, generation);
     }
   }
 
   /**
-   * The cached value, or the loader's, stored for next time. The loader runs once per key at a time across
-   * every process sharing the cache: callers in this process share one call, other processes wait for the
-   * value (woken over pub/sub) while one holds the key's lease. A `delete` during the load wins (the late
-   * write is dropped). If Redis is unreachable the loader is called directly.
+   * The cached value, or the loader's, stored for next time (for the loader's `ctx.setTtl` if it called it,
+   * not at all if it called `ctx.skipCache`). The loader runs once per key at a time across every process
+   * sharing the cache: callers in this process share one call, other processes wait for the value (woken
+   * over pub/sub) while one holds the key's lease. A `delete` during the load wins (the late write is
+   * dropped). If Redis is unreachable the loader is called directly. See `GetOrSetOptions` for the loader's
+   * soft and hard timeouts.
    */
   async getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
-    assertKey('key', key);
-    if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
-    assertOptions('options', options, GET_OR_SET_SETTINGS);
-    const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
-    let swrMs = this.swrMs;
-    if (options.staleWhileRevalidateMs !== undefined) {
-      assertFiniteNumber('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, { min: 0 });
-      swrMs = Math.ceil(options.staleWhileRevalidateMs);
-    }
+    const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return hit;
-    if (this.transport.plainReads && swrMs === 0) {
-      // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
-      let text: string | null;
-      try {
-        text = (await this.transport.read(key)) as string | null;
-      } catch (err) {
-        absorbOutage(err, this.onError);
-        return this.values.load(loader);
-      }
-      if (text !== null) {
-        const value = this.plainRead(key, text);
-        if (value !== undefined) return value;
-      }
-    }
-    return this.leases.getOrLoad(key, loader, ttlMs, swrMs);
+    return (await this.lookupOrLoad(key, loader, request)).value;
+  }
+
+  /** As `getOrSet`, with where the value came from: `'l1-hit' | 'hit' | 'stale' | 'miss-loaded'`. */
+  async getOrSetWithStatus(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<CacheResult<T>> {
+    const request = this.loadRequest(key, loader, options);
+    const hit = this.coherence.peek(key);
+    if (hit !== undefined) return { value: hit, status: 'l1-hit' };
+    return this.lookupOrLoad(key, loader, request);
+  }
+
+  /** Whether `key` holds a fresh value (L1 first); counts no lookup and leaves the LRU order alone. */
+  async has(key: string): Promise<boolean> {
+    assertKey('key', key);
+    if (this.coherence.holds(key)) return true;
+    return decodeHas(await this.transport.call(encodeHas(Date.now(), this.graceMs), this.keys.forEntry(key, false)));
   }
 
   /** Removes an entry (and any lease on it, so a load in progress cannot write it back); true if it existed. */
   async delete(key: string): Promise<boolean> {
     assertKey('key', key);
-    this.coherence.beforeWrite([key]);
+    return (await this.removeEntries([key])) === 1;
+  }
+
+  /** Removes entries as `delete` does, up to 500 per round trip (atomic per batch); the number that existed. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
+    for (let i = 0; i < keys.length; i++) assertKey(`keys[${i}]`, keys[i]);
+    const batches: Promise<number>[] = [];
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) batches.push(this.removeEntries(keys.slice(i, i + DELETE_BATCH)));
+    let removed = 0;
+    for (const count of await Promise.all(batches)) removed += count;
+    return removed;
+  }
+
+  /**
+   * Removes every entry tagged `tag` (with all its tags), in batches of 500 (each atomic), dropping them from
+   * every process's L1; the number removed. Entries tagged while it runs may stay.
+   */
+  async deleteByTag(tag: string): Promise<number> {
+    assertTag('tag', tag);
     const { channel, origin } = this.writeSettings;
-    return decodeDelete(await this.transport.call(encodeDelete(Date.now(), channel, origin), this.keys.forEntry(key, true)));
+    let removed = 0;
+    let rounds = Number.POSITIVE_INFINITY;
+    for (let round = 0; round < rounds; round++) {
+      // A new generation first: a read that started before this batch must not fill L1 with what it removes.
+      this.coherence.beforeWrite([]);
+      const reply = decodeDeleteByTag(await this.transport.call(encodeDeleteByTag(Date.now(), tag, channel, origin), this.keys.forCache()), this.keyStart);
+      this.coherence.dropKeys(reply.keys);
+      removed += reply.removed;
+      if (reply.left === 0) break;
+      // Bounded by what the tag held after the first batch, so writers tagging as fast cannot keep it going.
+      if (round === 0) rounds = 1 + Math.ceil(reply.left / DELETE_TAG_BATCH);
+    }
+    return removed;
   }
 
   /** Removes every entry (statistics are kept), in batches of 1 000 per round trip. */
@@ -219,6 +280,47 @@ export class SmartCache<T = unknown> {
     const flushed = this.transport.flushTouches();
     this.coherence.close();
     await flushed;
+  }
+
+  /** `getOrSet` past L1: a plain read when that can answer, else the lease side. */
+  private async lookupOrLoad(key: string, loader: Loader<T>, request: LoadRequest): Promise<CacheResult<T>> {
+    if (this.transport.plainReads && request.swrMs === 0) {
+      // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
+      let text: string | null;
+      try {
+        text = (await this.transport.read(key)) as string | null;
+      } catch (err) {
+        absorbOutage(err, this.onError);
+        return this.leases.loadWithoutRedis(key, loader, request);
+      }
+      if (text !== null) {
+        const value = this.plainRead(key, text);
+        if (value !== undefined) return { value, status: 'hit' };
+      }
+    }
+    return this.leases.getOrLoad(key, loader, request);
+  }
+
+  /** Removes up to `DELETE_BATCH` entries in one DEL call; the number that existed. */
+  private async removeEntries(keys: readonly string[]): Promise<number> {
+    this.coherence.beforeWrite(keys);
+    const { channel, origin } = this.writeSettings;
+    return decodeDelete(await this.transport.call(encodeDelete(Date.now(), channel, origin), this.keys.forDeletes(keys)));
+  }
+
+  /** Checks a `getOrSet` call's input; the settings of the load it may start. */
+  private loadRequest(key: string, loader: unknown, options: GetOrSetOptions): LoadRequest {
+    assertKey('key', key);
+    if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
+    assertOptions('options', options, GET_OR_SET_SETTINGS);
+    const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
+    let swrMs = this.swrMs;
+    if (options.staleWhileRevalidateMs !== undefined) {
+      assertFiniteNumber('options.staleWhileRevalidateMs', options.staleWhileRevalidateMs, { min: 0 });
+      swrMs = Math.ceil(options.staleWhileRevalidateMs);
+    }
+    const { softMs, hardMs } = readLoaderTimeouts(options);
+    return { ttlMs, swrMs, tags: readTags('options.tags', options.tags), softMs, hardMs };
   }
 
   /** The TTL of a write in whole ms (Infinity: none), jittered. */

@@ -84,6 +84,11 @@ export class Coherence<T> {
     return this.l1?.get(key);
   }
 
+  /** Whether L1 holds a live copy (counted nowhere). */
+  holds(key: string): boolean {
+    return this.l1?.has(key) ?? false;
+  }
+
   /** Decodes a lookup's value if fresh and keeps it in L1; a value the codec cannot read is a miss. */
   fromLookup(key: string, text: string | null, freshMs: number, generation: number, start: number): T | undefined {
     if (text === null || freshMs <= 0) return undefined;
@@ -102,6 +107,12 @@ export class Coherence<T> {
   beforeWrite(keys: readonly string[]): number {
     if (this.l1) for (const key of keys) this.l1.delete(key);
     return this.invalidated();
+  }
+
+  /** Drops the local copies of keys another call removed (a deleteByTag's reply). */
+  dropKeys(keys: readonly string[]): void {
+    this.invalidated();
+    if (this.l1) for (const key of keys) this.l1.delete(key);
   }
 
   /** Drops every local copy (a local clear). */

@@ -1,5 +1,7 @@
 // The public surface of @cyredis/cache: the cache, its types, the codec and the errors it can throw.
 export { SmartCache, type CacheStats } from './cache.js';
+export { LoaderTimeoutError } from './errors.js';
+export type { CacheResult, CacheStatus } from './leases.js';
 export {
   LIMITS,
   type CacheEntry,
@@ -8,7 +10,7 @@ export {
   type SetOptions,
   type SmartCacheOptions,
 } from './options.js';
-export type { Loader } from './values.js';
+export type { Loader, LoaderContext } from './values.js';
 export {
   CyRedisError,
   InvalidArgumentError,

@@ -29,6 +29,12 @@ export class MemoryTier<T> {
     return slot.value;
   }
 
+  /** Whether a live slot is there, without counting a hit or moving it. */
+  has(key: string): boolean {
+    const slot = this.slots.get(key);
+    return slot !== undefined && slot.expiresAt > performance.now();
+  }
+
   set(key: string, value: T, expiresAt: number): void {
     this.slots.delete(key);
     if (this.slots.size >= this.maxEntries) this.slots.delete(this.slots.keys().next().value!);

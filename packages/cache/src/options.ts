@@ -55,12 +55,24 @@ export interface SmartCacheOptions<T> {
 export interface SetOptions {
   /** TTL in ms; default `defaultTtlMs` (or no TTL when the cache has none). */
   ttlMs?: number;
+  /** Tags for `deleteByTag` (at most `LIMITS.maxTags`, each 1 to `LIMITS.maxTagBytes` bytes); they replace the entry's old ones. */
+  tags?: readonly string[];
 }
 
-/** Options of `getOrSet`. */
+/** Options of `getOrSet` and `getOrSetWithStatus`. */
 export interface GetOrSetOptions extends SetOptions {
   /** Overrides the cache's `staleWhileRevalidateMs` for this call. */
   staleWhileRevalidateMs?: number;
+  /**
+   * A loader still running after this many ms: serve the stale value (within `graceMs`) while the load goes
+   * on and writes its value when done. Without a stale value, keep waiting. Default: none.
+   */
+  softTimeoutMs?: number;
+  /**
+   * Reject with `LoaderTimeoutError` after this many ms (waiting for another process's load included) and
+   * release the lease, so another caller can load; a late value is not stored. Default: none.
+   */
+  hardTimeoutMs?: number;
 }
 
 /** One entry of `setMany`. */
@@ -71,6 +83,8 @@ export interface CacheEntry<T> {
   value: T;
   /** TTL in ms; default `defaultTtlMs`. */
   ttlMs?: number;
+  /** Tags, as for `set`. */
+  tags?: readonly string[];
 }
 
 /** Limits checked before any round trip; sizes and lengths in bytes (UTF-8). */
@@ -85,6 +99,10 @@ export const LIMITS = Object.freeze({
   valueBytesCeiling: 536_870_912,
   /** A TTL plus `graceMs`, in ms (Redis refuses expire times much past it). */
   maxTtlMs: 2 ** 52,
+  /** Tags per entry (each tag is one index member per entry: memory and write time grow with them). */
+  maxTags: 16,
+  /** A tag, in bytes. */
+  maxTagBytes: 256,
 });
 
 const SETTINGS = [
@@ -168,4 +186,29 @@ export function readSettings<T>(options: SmartCacheOptions<T>): Settings<T> {
 /** A key or cache name: a non-empty, well-formed string of at most `LIMITS.maxKeyBytes` UTF-8 bytes. */
 export function assertKey(argument: string, key: unknown): asserts key is string {
   assertByteLength(argument, key, LIMITS.maxKeyBytes);
+}
+
+/** A tag: 1 to `LIMITS.maxTagBytes` bytes of well-formed Unicode without U+0000 (the script's separator). */
+export function assertTag(argument: string, tag: unknown): asserts tag is string {
+  assertByteLength(argument, tag, LIMITS.maxTagBytes);
+  if (tag.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain U+0000 (NUL)');
+}
+
+const NO_TAGS: readonly string[] = [];
+
+/** The tags of a write, checked, without repeats (`[]` for none); at most `LIMITS.maxTags`. */
+export function readTags(argument: string, tags: unknown): readonly string[] {
+  if (tags === undefined) return NO_TAGS;
+  if (!Array.isArray(tags)) throw new InvalidArgumentError(argument, 'must be an array of tags');
+  const unique = [...new Set<unknown>(tags)];
+  if (unique.length > LIMITS.maxTags) throw new InvalidArgumentError(argument, `must hold at most ${LIMITS.maxTags} tags, got ${unique.length}`);
+  for (const tag of unique) assertTag(`${argument}[${tags.indexOf(tag)}]`, tag);
+  return unique as string[];
+}
+
+/** `softTimeoutMs` (≥ 0) and `hardTimeoutMs` (> 0) of a `getOrSet`, at most setTimeout's ceiling; undefined: none. */
+export function readLoaderTimeouts(options: GetOrSetOptions): { softMs: number | undefined; hardMs: number | undefined } {
+  const softMs = options.softTimeoutMs === undefined ? undefined : durationMs('options.softTimeoutMs', options.softTimeoutMs, { min: 0, max: MAX_TIMEOUT_MS });
+  if (options.hardTimeoutMs !== undefined) assertTimeoutMs('options.hardTimeoutMs', options.hardTimeoutMs);
+  return { softMs, hardMs: options.hardTimeoutMs === undefined ? undefined : Math.ceil(options.hardTimeoutMs) };
 }

@@ -9,6 +9,12 @@ export const SCRIPT_FILE = 'smart_cache';
 /** Entries a CLEAR call removes at most (the script's own ceiling is 1 000 too). */
 export const CLEAR_BATCH = 1000;
 
+/** Entries a DELTAG call removes at most (each with all its tags, so a batch stays a few ms of server time). */
+export const DELETE_TAG_BATCH = 500;
+
+/** Entries a DEL call removes at most. */
+export const DELETE_BATCH = 500;
+
 /** The keys of one cache, all under its hash tag, in the order the script takes them. */
 export class CacheKeys {
   /** Entry keys are this plus the cache key. */
@@ -18,6 +24,10 @@ export class CacheKeys {
   readonly log: string;
   /** The statistics hash (KEYS[3]). */
   readonly stats: string;
+  /** The tag index (KEYS[4]): `<tag> NUL <member>` pairs. */
+  readonly tagIndex: string;
+  /** The tags of each tagged entry (KEYS[5]). */
+  readonly tagOf: string;
   /** The pub/sub channel writes publish on. */
   readonly channel: string;
 
@@ -27,23 +37,35 @@ export class CacheKeys {
     this.leasePrefix = `${base}l:`;
     this.log = `${base}log`;
     this.stats = `${base}stats`;
+    this.tagIndex = `${base}tags`;
+    this.tagOf = `${base}tagged`;
     this.channel = `${base}bus`;
   }
 
-  /** KEYS of a call about one entry: entry, log, stats and, for DEL/LEASE/RELEASE/leased SET, its lease. */
+  /** KEYS of a call about one entry: entry, log, stats, the tag keys and, for LEASE/RELEASE/leased SET, its lease. */
   forEntry(key: string, withLease: boolean): string[] {
-    const entry = this.entryPrefix + key;
-    return withLease ? [entry, this.log, this.stats, this.leasePrefix + key] : [entry, this.log, this.stats];
+    const keys = [this.entryPrefix + key, this.log, this.stats, this.tagIndex, this.tagOf];
+    if (withLease) keys.push(this.leasePrefix + key);
+    return keys;
   }
 
-  /** KEYS of MGET/MSET: the first entry key, log, stats, then the other entry keys (`entryKeys` are full keys). */
+  /** KEYS of MGET/MSET: the first entry key, log, stats, the tag keys, then the other entry keys (full keys). */
   forEntries(entryKeys: readonly string[]): string[] {
-    return [entryKeys[0]!, this.log, this.stats, ...entryKeys.slice(1)];
+    const keys = [entryKeys[0]!, this.log, this.stats, this.tagIndex, this.tagOf];
+    for (let i = 1; i < entryKeys.length; i++) keys.push(entryKeys[i]!);
+    return keys;
   }
 
-  /** KEYS of a call about the whole cache (CLEAR, STATS) or of TOUCH (entries after): KEYS[1] is unused. */
+  /** KEYS of DEL: the first entry, log, stats, the tag keys, its lease, then each other entry and its lease. */
+  forDeletes(keys: readonly string[]): string[] {
+    const out = [this.entryPrefix + keys[0]!, this.log, this.stats, this.tagIndex, this.tagOf, this.leasePrefix + keys[0]!];
+    for (let i = 1; i < keys.length; i++) out.push(this.entryPrefix + keys[i]!, this.leasePrefix + keys[i]!);
+    return out;
+  }
+
+  /** KEYS of a call about the whole cache (CLEAR, STATS, DELTAG) or of TOUCH (entries after): KEYS[1] is unused. */
   forCache(entryKeys: readonly string[] = []): string[] {
-    return [this.entryPrefix, this.log, this.stats, ...entryKeys];
+    return [this.entryPrefix, this.log, this.stats, this.tagIndex, this.tagOf, ...entryKeys];
   }
 }
 
@@ -56,10 +78,11 @@ export interface WriteSettings {
   origin: string;
 }
 
-/** One entry of an MSET: its encoded value and TTL in ms (`Infinity`: none). */
+/** One entry of an MSET: its encoded value, TTL in ms (`Infinity`: none) and tags (checked, no NUL; default none). */
 export interface EntryWrite {
   text: string;
   ttlMs: number;
+  tags?: readonly string[];
 }
 
 /** A lookup's reply: the stored text (or null) and how many ms it stays fresh (≤ 0: stale, grace only). */
@@ -82,10 +105,15 @@ export function decodeMget(reply: unknown, count: number): Lookup[] {
   return out;
 }
 
-/** MSET: writes `writes[from..to)` to KEYS[1], KEYS[4…] (in that order) without a lease. */
+/** The script's tags argument: the tags joined by NUL ('' for none). */
+function tagsArg(tags: readonly string[] = []): string {
+  return tags.length === 0 ? '' : tags.join('\0');
+}
+
+/** MSET: writes `writes[from..to)` to KEYS[1], KEYS[6…] (in that order) without a lease. */
 export function encodeMset(now: number, settings: WriteSettings, writes: readonly EntryWrite[], from: number, to: number): ScriptArg[] {
   const args: ScriptArg[] = ['MSET', now, settings.maxSize, 'ms', settings.graceMs, settings.channel, settings.origin];
-  for (let i = from; i < to; i++) args.push(writes[i]!.text, ttlArg(writes[i]!.ttlMs));
+  for (let i = from; i < to; i++) args.push(writes[i]!.text, ttlArg(writes[i]!.ttlMs), tagsArg(writes[i]!.tags));
   return args;
 }
 
@@ -94,9 +122,10 @@ export function decodeMset(reply: unknown): number {
   return toNumber(reply);
 }
 
-/** SET under a lease: writes only while `token` still holds the entry's lease (KEYS[4]). */
-export function encodeLeasedSet(now: number, settings: WriteSettings, text: string, ttlMs: number, token: string): ScriptArg[] {
-  return ['SET', now, text, ttlArg(ttlMs), settings.maxSize, 'ms', settings.graceMs, settings.channel, settings.origin, token];
+/** SET under a lease: writes only while `token` still holds the entry's lease (KEYS[6]). */
+export function encodeLeasedSet(now: number, settings: WriteSettings, write: EntryWrite, token: string): ScriptArg[] {
+  const { maxSize, graceMs, channel, origin } = settings;
+  return ['SET', now, write.text, ttlArg(write.ttlMs), maxSize, 'ms', graceMs, channel, origin, token, tagsArg(write.tags)];
 }
 
 /** Whether the leased write happened (false: a delete, a newer lease or the lease's expiry won). */
@@ -104,7 +133,7 @@ export function decodeLeasedSet(reply: unknown): boolean {
   return toNumber(reply) !== -1;
 }
 
-/** TOUCH: records lookups made with plain reads; the first `hits` entry keys of KEYS[4…] were hits. */
+/** TOUCH: records lookups made with plain reads; the first `hits` entry keys of KEYS[6…] were hits. */
 export function encodeTouch(now: number, hits: number): ScriptArg[] {
   return ['TOUCH', now, hits];
 }
@@ -114,14 +143,43 @@ export function decodeTouch(reply: unknown): number {
   return toNumber(reply);
 }
 
-/** DEL: removes the entry and its lease. */
+/** DEL: removes the entries of `CacheKeys.forDeletes` (at most `DELETE_BATCH`), their leases and their tags. */
 export function encodeDelete(now: number, channel: string, origin: string): ScriptArg[] {
   return ['DEL', now, channel, origin];
 }
 
-/** Whether the entry existed. */
-export function decodeDelete(reply: unknown): boolean {
+/** How many of the entries existed. */
+export function decodeDelete(reply: unknown): number {
+  return toNumber(reply);
+}
+
+/** HAS: whether the entry holds a fresh value (more than `graceMs` to live); counts nothing. */
+export function encodeHas(now: number, graceMs: number): ScriptArg[] {
+  return ['HAS', now, graceMs];
+}
+
+export function decodeHas(reply: unknown): boolean {
   return toNumber(reply) === 1;
+}
+
+/** DELTAG: removes up to `DELETE_TAG_BATCH` entries carrying `tag` (checked, no NUL), with all their tags. */
+export function encodeDeleteByTag(now: number, tag: string, channel: string, origin: string): ScriptArg[] {
+  return ['DELTAG', now, tag, DELETE_TAG_BATCH, channel, origin];
+}
+
+/** What one DELTAG did: entries removed (that still had a value), pairs of the tag left, the removed cache keys. */
+export interface DeleteByTagReply {
+  removed: number;
+  left: number;
+  keys: string[];
+}
+
+/** `keyStart`: the length of what precedes a cache key in the Redis keys the script sees (as for the bus). */
+export function decodeDeleteByTag(reply: unknown, keyStart: number): DeleteByTagReply {
+  const items = toArray(reply);
+  const keys: string[] = [];
+  for (let i = 2; i < items.length; i++) keys.push(String(items[i]).slice(keyStart));
+  return { removed: toNumber(items[0]), left: toNumber(items[1]), keys };
 }
 
 /** What LEASE is asked. */
@@ -164,7 +222,7 @@ export function decodeRelease(reply: unknown): boolean {
   return toNumber(reply) === 1;
 }
 
-/** CLEAR: removes up to `CLEAR_BATCH` entries. */
+/** CLEAR: removes up to `CLEAR_BATCH` entries (and, once none are left, every tag). */
 export function encodeClear(now: number, channel: string, origin: string): ScriptArg[] {
   return ['CLEAR', now, CLEAR_BATCH, channel, origin];
 }
@@ -184,7 +242,7 @@ export interface ScriptStats {
   hitRate: number;
 }
 
-/** STATS: the seed's call. */
+/** STATS: the seed's call (with the tag keys, so the sweep drops the tags of the entries it finds gone). */
 export function encodeStats(now: number): ScriptArg[] {
   return ['STATS', now];
 }
@@ -214,8 +272,8 @@ export interface BusMessage {
 }
 
 /**
- * Reads a message the script published: `[origin, op, [redisKey…], [evictedKey…]]` (op: s set, d delete,
- * r lease released, c clear; an empty list may come as `{}`). `keyStart` is the length of what precedes a
+ * Reads a message the script published: `[origin, op, [redisKey…], [evictedKey…]]` (op: s set, d delete or
+ * deleted by tag, r lease released, c clear; an empty list may come as `{}`). `keyStart` is the length of what precedes a
  * cache key in a Redis key as the server sees it (the client's keyPrefix and the entry prefix). Anything
  * else is ignored (undefined).
  */

@@ -13,7 +13,7 @@ import {
   type RegisteredScript,
   type ScriptArg,
 } from '@cyredis/core';
-import { decodeMget, decodeMset, encodeMget, encodeMset, encodeTouch, SCRIPT_FILE, type CacheKeys, type WriteSettings } from './protocol.js';
+import { decodeMget, decodeMset, encodeMget, encodeMset, encodeTouch, SCRIPT_FILE, type CacheKeys, type EntryWrite, type WriteSettings } from './protocol.js';
 
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
@@ -31,7 +31,7 @@ const SOURCE = readPackageLua(import.meta.url, SCRIPT_FILE);
  */
 type Op =
   | { kind: 'get'; key: string }
-  | { kind: 'set'; key: string; text: string; ttlMs: number }
+  | { kind: 'set'; key: string; text: string; ttlMs: number; tags: readonly string[] }
   | { kind: 'call'; args: readonly ScriptArg[]; keys: readonly string[] };
 
 /** The reply of an operation whose command failed (a batch settles per operation, never as a whole). */
@@ -105,8 +105,8 @@ export class Transport {
   }
 
   /** A write without a lease, batched with the consecutive writes of the tick into one MSET. */
-  write(key: string, text: string, ttlMs: number): Promise<unknown> {
-    return this.submit({ kind: 'set', key, text, ttlMs });
+  write(key: string, text: string, ttlMs: number, tags: readonly string[]): Promise<unknown> {
+    return this.submit({ kind: 'set', key, text, ttlMs, tags });
   }
 
   /** Any other script call, in its place in the tick. */
@@ -188,7 +188,7 @@ export class Transport {
     const keys = this.keys.forEntries(entryKeys);
     const now = Date.now();
     if (op.kind === 'get') return decodeMget(await this.run(encodeMget(now, this.writeSettings.graceMs), keys), n);
-    const args = encodeMset(now, this.writeSettings, ops as { text: string; ttlMs: number }[], from, to);
+    const args = encodeMset(now, this.writeSettings, ops as EntryWrite[], from, to);
     const evicted = decodeMset(await this.run(args, keys));
     return new Array<unknown>(n).fill(evicted);
   }

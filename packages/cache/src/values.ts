@@ -1,8 +1,16 @@
 // How a SmartCache turns values into stored text and back, and the rules on what may be cached.
 import { InvalidArgumentError, type Codec } from '@cyredis/core';
 
+/** What a `getOrSet` loader may decide about the value it returns. */
+export interface LoaderContext {
+  /** Store the value for this many ms instead of the call's TTL (an adaptive TTL, e.g. short for "not found"). */
+  setTtl(ttlMs: number): void;
+  /** Return the value to the callers but do not store it. */
+  skipCache(): void;
+}
+
 /** Computes a missing value for `getOrSet`. */
-export type Loader<T> = () => T | Promise<T>;
+export type Loader<T> = (ctx: LoaderContext) => T | Promise<T>;
 
 /** The codec plus the cache's rules: no `undefined` (it means "miss") and at most `maxValueBytes`. */
 export class Values<T> {
@@ -40,8 +48,8 @@ export class Values<T> {
   }
 
   /** The loader's value; `undefined` is refused (see `encode`), whether or not Redis is reachable. */
-  async load(loader: Loader<T>): Promise<T> {
-    const value = await loader();
+  async load(loader: Loader<T>, ctx: LoaderContext): Promise<T> {
+    const value = await loader(ctx);
     if (value === undefined) {
       throw new InvalidArgumentError('loader', 'returned undefined, which get() could not tell from a miss: return null for "not found"');
     }

@@ -8,6 +8,8 @@ import {
   decodeLease,
   encodeClear,
   encodeDelete,
+  encodeDeleteByTag,
+  encodeHas,
   encodeLease,
   encodeLeasedSet,
   encodeMget,
@@ -31,6 +33,7 @@ const UNDECLARED = {
   MSET: 'least recently used entries it evicts, and entries the expiry sweep checks',
   STATS: 'entries the expiry sweep checks',
   CLEAR: 'entries it deletes',
+  DELTAG: 'entries carrying the tag, which it deletes',
 } as const;
 
 describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
@@ -90,7 +93,7 @@ describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
     await traced(encodeLease(Date.now(), { graceMs: 0, token: 't2', leaseMs: 5_000, refreshBelowMs: 0, withTtl: false }), leaseKeys);
     // A leased write evicts like any other: the least recently used entry (d; b and c were read since).
     const before = await logged();
-    const leased = await traced(encodeLeasedSet(Date.now(), settings, 'E', 60_000, 't2'), leaseKeys);
+    const leased = await traced(encodeLeasedSet(Date.now(), settings, { text: 'E', ttlMs: 60_000 }, 't2'), leaseKeys);
     expect(before[0]).toBe(entry('d'));
     expect(leased).toEqual({ reply: 1, undeclared: [entry('d')] });
     expect((await traced(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('e', true))).undeclared).toEqual([]);
@@ -104,6 +107,16 @@ describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
     expect(sweep.undeclared.length).toBeGreaterThan(0);
     const stats = await traced(encodeStats(Date.now()), keys.forCache());
     expect(stats.undeclared).toEqual((await logged()).sort());
+
+    // Tags: a tagged write, HAS and a DEL of many entries touch only their KEYS; DELTAG deletes the entries
+    // it finds in the tag index.
+    const tagged = await traced(encodeMset(Date.now(), { ...settings, maxSize: 20 }, [{ text: 'T', ttlMs: 60_000, tags: ['t'] }], 0, 1), keys.forEntries([entry('t1')]));
+    expect(tagged.undeclared).toEqual([]);
+    expect((await traced(encodeHas(Date.now(), 0), keys.forEntry('t1', false))).undeclared).toEqual([]);
+    expect((await traced(encodeDelete(Date.now(), keys.channel, 'me'), keys.forDeletes(['s0', 's1']))).undeclared).toEqual([]);
+    await mset(['t2'], 20);
+    await traced(encodeMset(Date.now(), { ...settings, maxSize: 20 }, [{ text: 'T', ttlMs: 60_000, tags: ['t'] }], 0, 1), keys.forEntries([entry('t2')]));
+    expect((await traced(encodeDeleteByTag(Date.now(), 't', keys.channel, 'me'), keys.forCache())).undeclared).toEqual([entry('t1'), entry('t2')]);
 
     const all = (await logged()).sort();
     expect((await traced(encodeClear(Date.now(), keys.channel, 'me'), keys.forCache())).undeclared).toEqual(all);

@@ -80,6 +80,28 @@ class Model {
   }
 }
 
+type TagOp =
+  | { op: 'set'; key: string; tags: string[] }
+  | { op: 'get'; key: string }
+  | { op: 'delete'; keys: string[] }
+  | { op: 'deleteByTag'; tag: string };
+
+const tag = fc.constantFrom('t1', 't2', 't3');
+const tagOp: fc.Arbitrary<TagOp> = fc.oneof(
+  fc.record({ op: fc.constant('set' as const), key, tags: fc.uniqueArray(tag, { maxLength: 3 }) }),
+  fc.record({ op: fc.constant('get' as const), key }),
+  fc.record({ op: fc.constant('delete' as const), keys: fc.uniqueArray(key, { minLength: 1, maxLength: 3 }) }),
+  fc.record({ op: fc.constant('deleteByTag' as const), tag }),
+);
+
+/** The tags of the live entries, as the tag index must list them: `tag → sorted keys`. */
+function expectedIndex(entries: Map<string, string[]>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, tags] of entries) for (const t of tags) (out[t] ??= []).push(k);
+  for (const keys of Object.values(out)) keys.sort();
+  return out;
+}
+
 describe.each(topologies)('SmartCache against an LRU model on %s', (topology) => {
   const prefix = randomPrefix();
 
@@ -129,6 +151,54 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
         await cache.close();
       }),
       { numRuns: topology === 'cluster' ? 25 : 40, examples: [issueSequence('deleted'), issueSequence('replaced'), issueSequence('expired')] },
+    );
+  });
+
+  it('keeps the tag index to exactly the tags of live entries, through writes, evictions, deletes and deleteByTag', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.array(tagOp, { maxLength: 30 }), async (maxSize, ops) => {
+        const name = `t${run++}`;
+        const cache = new SmartCache<number>(redis, { name, prefix, maxSize, defaultTtlMs: 60_000 });
+        const base = `${prefix}:cache:{${name}}:`;
+        // Live entries in LRU order (first = least recently used) with their tags.
+        const entries = new Map<string, string[]>();
+        const touch = (k: string, tags: string[]) => {
+          entries.delete(k);
+          entries.set(k, tags);
+        };
+        for (const o of ops) {
+          if (o.op === 'set') {
+            await cache.set(o.key, 1, { tags: o.tags });
+            touch(o.key, o.tags);
+            if (entries.size > maxSize) entries.delete(entries.keys().next().value!);
+          } else if (o.op === 'get') {
+            const tags = entries.get(o.key);
+            expect(await cache.get(o.key)).toBe(tags === undefined ? undefined : 1);
+            if (tags !== undefined) touch(o.key, tags);
+          } else if (o.op === 'delete') {
+            const existed = o.keys.filter((k) => entries.delete(k)).length;
+            expect(await cache.deleteMany(o.keys)).toBe(existed);
+          } else {
+            const tagged = [...entries].filter(([, tags]) => tags.includes(o.tag)).map(([k]) => k);
+            for (const k of tagged) entries.delete(k);
+            expect(await cache.deleteByTag(o.tag)).toBe(tagged.length);
+          }
+          const index: Record<string, string[]> = {};
+          for (const pair of await redis.zrange(`${base}tags`, '0', '-1')) {
+            const [t, member] = pair.split('\0') as [string, string];
+            (index[t] ??= []).push(member.slice(':e:'.length));
+          }
+          for (const keys of Object.values(index)) keys.sort();
+          expect(index).toEqual(expectedIndex(entries));
+          const tagged = Object.entries(await redis.hgetall(`${base}tagged`)).map(([m, tags]) => [m.slice(':e:'.length), tags.split('\0').sort()]);
+          expect(Object.fromEntries(tagged)).toEqual(Object.fromEntries([...entries].filter(([, tags]) => tags.length > 0).map(([k, tags]) => [k, [...tags].sort()])));
+        }
+        await cache.stats();
+        expect((await redis.zrange(`${base}log`, '0', '-1')).map((m) => m.slice(':e:'.length))).toEqual([...entries.keys()]);
+        await cache.close();
+      }),
+      { numRuns: topology === 'cluster' ? 25 : 40 },
     );
   });
 });

@@ -126,6 +126,10 @@ describe('SmartCache on a dead server', () => {
           settled(`${i} delete`, () => cache.delete('k')),
           settled(`${i} clear`, () => cache.clear()),
           settled(`${i} stats`, () => cache.stats()),
+          settled(`${i} has`, () => cache.has('k')),
+          settled(`${i} deleteMany`, () => cache.deleteMany(['k', 'a'])),
+          settled(`${i} deleteByTag`, () => cache.deleteByTag('t')),
+          settled(`${i} getOrSetWithStatus`, () => cache.getOrSetWithStatus('y', () => 'loaded', { hardTimeoutMs: 60_000 })),
         ]),
       );
       for (const r of results) {
@@ -135,6 +139,7 @@ describe('SmartCache on a dead server', () => {
       const byName = Object.fromEntries(results.map((r) => [r.name, r]));
       expect(byName['0 get']).toMatchObject({ value: undefined });
       expect(byName['1 getOrSet']).toMatchObject({ value: 'loaded' });
+      expect(byName['0 getOrSetWithStatus']).toMatchObject({ value: { value: 'loaded', status: 'miss-loaded' } });
       expect(byName['0 set']).toMatchObject({ error: { name: expect.stringMatching(/^Redis(Timeout|Unavailable)Error$/) } });
       for (const cache of [plain, tiered]) {
         const start = performance.now();

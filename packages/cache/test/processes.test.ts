@@ -96,6 +96,25 @@ describe.each(topologies)('SmartCache across processes on %s', (topology) => {
     }
   });
 
+  it('deleteByTag in one process drops the entries of the tag from the other process\'s L1, both ways', async () => {
+    const cache = new SmartCache<string>(redis, { name: 'tags', prefix, maxSize: 100, defaultTtlMs: 60_000, l1: { maxEntries: 100 } });
+    try {
+      const worker = await start({ name: 'tags', l1: true });
+      await cache.set('a', 'A', { tags: ['t'] });
+      await cache.set('b', 'B', { tags: ['u'] });
+      await waitFor(async () => (await worker.send('get', 'a')).value === 'A' && (await worker.send('get', 'b')).value === 'B' && (await worker.send('l1Size')).size === 2);
+      expect(await cache.deleteByTag('t')).toBe(1);
+      await waitFor(async () => (await worker.send('get', 'a')).value === null, { message: 'worker L1 kept a' });
+      expect((await worker.send('get', 'b')).value).toBe('B');
+      await worker.send('set', 'c', 'C', ['u']);
+      await waitFor(async () => (await cache.get('c')) === 'C' && (await cache.get('b')) === 'B' && (await cache.stats()).l1Size === 2);
+      expect(await worker.send('deleteByTag', 'u')).toEqual({ removed: 2 });
+      await waitFor(async () => (await cache.get('b')) === undefined && (await cache.get('c')) === undefined, { message: 'L1 kept b or c' });
+    } finally {
+      await cache.close();
+    }
+  });
+
   it('refuses lone-surrogate keys up front in every process, and invalidates well-formed look-alikes across them', async () => {
     const cache = new SmartCache<string>(redis, { name: 'uni', prefix, maxSize: 100, defaultTtlMs: 60_000, l1: { maxEntries: 100 } });
     try {

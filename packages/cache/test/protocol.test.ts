@@ -6,9 +6,12 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import {
   CacheKeys,
   CLEAR_BATCH,
+  DELETE_TAG_BATCH,
   decodeBusMessage,
   decodeClear,
   decodeDelete,
+  decodeDeleteByTag,
+  decodeHas,
   decodeLease,
   decodeLeasedSet,
   decodeMget,
@@ -18,6 +21,8 @@ import {
   decodeTouch,
   encodeClear,
   encodeDelete,
+  encodeDeleteByTag,
+  encodeHas,
   encodeLease,
   encodeLeasedSet,
   encodeMget,
@@ -92,6 +97,17 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     ]);
   });
 
+  it('bus messages carry keys that need JSON escaping exactly, evicted ones included', async () => {
+    // Quotes, backslashes and control characters go through cjson; anything else is concatenated as is.
+    const names = ['q"uote', 'plain', 'back\\slash', 'new\nline', 'tab\tand\u0001', 'ünï😀'];
+    const one = { ...settings, maxSize: names.length - 1, origin: 'o"rigin' };
+    const writes = names.map((name) => ({ text: name, ttlMs: 60_000 }));
+    expect(decodeMset(await run(encodeMset(Date.now(), one, writes, 0, names.length), keys.forEntries(names.map(entry))))).toBe(1);
+    for (const name of names.slice(1)) expect(await redis.get(entry(name))).toBe(name);
+    await waitFor(() => heard.length === 1);
+    expect(heard).toEqual([{ origin: 'o"rigin', cleared: false, keys: names, evicted: ['q"uote'] }]);
+  });
+
   it('MGET decodes each lookup as [text, freshMs], with grace counted out of freshness', async () => {
     const grace = { ...settings, graceMs: 10_000 };
     await run(encodeMset(Date.now(), grace, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));
@@ -120,8 +136,8 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     const other = decodeLease(await run(encodeLease(Date.now(), { ...request, token: 't2' }), leaseKeys));
     expect(other).toMatchObject({ text: null, acquired: false });
     expect(other.leasePttlMs).toBeGreaterThan(0);
-    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, 'A', 60_000, 't2'), leaseKeys))).toBe(false);
-    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, 'A', 60_000, 't1'), leaseKeys))).toBe(true);
+    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, { text: 'A', ttlMs: 60_000 }, 't2'), leaseKeys))).toBe(false);
+    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), settings, { text: 'A', ttlMs: 60_000 }, 't1'), leaseKeys))).toBe(true);
     const hit = decodeLease(await run(encodeLease(Date.now(), { ...request, token: 't3' }), leaseKeys));
     expect(hit).toMatchObject({ text: 'A', acquired: false, leasePttlMs: 0 });
     expect(hit.freshMs).toBeGreaterThan(59_000);
@@ -137,8 +153,8 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
   it('DEL reports whether the entry existed and drops its lease; CLEAR empties the cache in batches', async () => {
     await run(encodeMset(Date.now(), settings, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));
     await run(encodeLease(Date.now(), { graceMs: 0, token: 't', leaseMs: 5_000, refreshBelowMs: 0, withTtl: false }), keys.forEntry('b', true));
-    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('a', true)))).toBe(true);
-    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('b', true)))).toBe(false);
+    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('a', true)))).toBe(1);
+    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('b', true)))).toBe(0);
     expect(await redis.exists(keys.leasePrefix + 'b')).toBe(0);
     const many = Array.from({ length: CLEAR_BATCH + 1 }, (_, i) => ({ text: String(i), ttlMs: 60_000 }));
     const big = { ...settings, maxSize: many.length };
@@ -148,6 +164,31 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     expect(await redis.exists(entry('k0'), entry(`k${CLEAR_BATCH}`))).toBe(0);
     await waitFor(() => heard.some((message) => message.cleared));
     expect(heard.at(-1)).toEqual({ origin: 'other', cleared: true, keys: [], evicted: [] });
+  });
+
+  it('MSET and the leased SET store tags; DELTAG removes a tag\'s entries in batches; DEL takes many entries; HAS', async () => {
+    const big = { ...settings, maxSize: 10_000 };
+    const tagged = (key: string) => keys.forEntry(key, false)[0]!;
+    const writes = Array.from({ length: DELETE_TAG_BATCH + 2 }, (_, i) => ({ text: `v${i}`, ttlMs: 60_000, tags: ['t', i % 2 === 0 ? 'even' : 'odd'] }));
+    const names = writes.map((_, i) => `k${i}`);
+    await run(encodeMset(Date.now(), big, writes, 0, writes.length), keys.forEntries(names.map(tagged)));
+    const leaseKeys = keys.forEntry('l', true);
+    await run(encodeLease(Date.now(), { graceMs: 0, token: 'tok', leaseMs: 5_000, refreshBelowMs: 0, withTtl: false }), leaseKeys);
+    expect(decodeLeasedSet(await run(encodeLeasedSet(Date.now(), big, { text: 'L', ttlMs: 60_000, tags: ['t', 'leased'] }, 'tok'), leaseKeys))).toBe(true);
+    expect(await redis.hget(keys.tagOf, ':e:l')).toBe('t\0leased');
+    expect(decodeHas(await run(encodeHas(Date.now(), 0), keys.forEntry('k0', false)))).toBe(true);
+    expect(decodeHas(await run(encodeHas(Date.now(), 0), keys.forEntry('zz', false)))).toBe(false);
+    const keyStart = keys.entryPrefix.length;
+    const first = decodeDeleteByTag(await run(encodeDeleteByTag(Date.now(), 't', keys.channel, 'me'), keys.forCache()), keyStart);
+    expect([first.removed, first.left, first.keys.length]).toEqual([DELETE_TAG_BATCH, writes.length + 1 - DELETE_TAG_BATCH, DELETE_TAG_BATCH]);
+    const second = decodeDeleteByTag(await run(encodeDeleteByTag(Date.now(), 't', keys.channel, 'me'), keys.forCache()), keyStart);
+    expect([second.removed, second.left]).toEqual([3, 0]);
+    expect(new Set([...first.keys, ...second.keys])).toEqual(new Set([...names, 'l']));
+    expect(await redis.exists(keys.tagIndex, keys.tagOf)).toBe(0);
+    // DEL: entries and their leases in pairs; the count is of entries that existed.
+    await run(encodeMset(Date.now(), big, [{ text: 'A', ttlMs: 60_000, tags: ['x'] }, { text: 'B', ttlMs: 60_000 }], 0, 2), keys.forEntries([tagged('a'), tagged('b')]));
+    expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forDeletes(['a', 'zz', 'b'])))).toBe(2);
+    expect(await redis.exists(tagged('a'), tagged('b'), keys.tagIndex, keys.tagOf)).toBe(0);
   });
 
   it('ignores bus messages that are not the script\'s', () => {

@@ -29,9 +29,9 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
 
   const call = (entry: string, ...args: (string | number)[]) =>
     redis.evalsha(sha, 3, k(entry), k('access:log'), k('stats:key'), ...args);
-  // TOUCH (internal format) takes the entries it records as KEYS[4..].
+  // TOUCH (internal format) takes the tag keys as KEYS[4..5] and the entries it records as KEYS[6..].
   const touch = (hits: number, ...entries: string[]) =>
-    redis.evalsha(sha, 3 + entries.length, k('x'), k('access:log'), k('stats:key'), ...entries.map(k), 'TOUCH', 1, hits);
+    redis.evalsha(sha, 5 + entries.length, k('x'), k('access:log'), k('stats:key'), k('tags'), k('tagged'), ...entries.map(k), 'TOUCH', 1, hits);
 
   it('has the SHA that SCRIPT LOAD returns', () => {
     expect(sha).toBe(createHash('sha1').update(SOURCE).digest('hex'));
@@ -62,7 +62,8 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     ]);
   });
 
-  // Issue 12 §4: the clock used to live in the stats hash, so losing it made the next SETs evict themselves.
+  // Issue 12 §4: a lost stats hash used to restart the clock, so the next SETs evicted themselves. The clock
+  // lives in that hash again (one HINCRBY per write), but a missing clock continues from the log's top.
   const statsFaults: [string, () => Promise<unknown>][] = [
     ['deleted', () => redis.del(k('stats:key'))],
     ['replaced by a fresh hash', async () => {
@@ -88,6 +89,24 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     // The counts restarted with the hash: 1 set and 2 lookups since (k2's miss, k3's hit, k1's miss).
     const stats = (await call('x', 'STATS', 1)) as (string | number)[];
     expect(stats.slice(0, 8)).toEqual(['hits', 1, 'misses', 2, 'sets', 2, 'evictions', 2]);
+  });
+
+  it('continues the clock and the counts from a stats hash without a clock (the previous version\'s)', async () => {
+    // The previous version kept `sets` as a counter and the clock only in the log's scores.
+    for (const [score, name] of [[41, 'a'], [42, 'b']] as const) {
+      await redis.set(k(name), name);
+      await redis.zadd(k('access:log'), score, topology === 'cluster' ? `:${name}` : k(name));
+    }
+    await redis.hset(k('stats:key'), 'hits', 5, 'misses', 2, 'sets', 9, 'evictions', 1);
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 5, 'misses', 2, 'sets', 9, 'evictions', 1, 'size', 2, 'hit_rate', '0.7143']);
+    expect(await call('a', 'GET', 1)).toBe('a');
+    expect(await call('c', 'SET', 1, 'c', 3600, 2)).toBe(1);
+    // a was stamped 43 (above b's 42), c 44: b was the least recently used.
+    expect(await redis.exists(k('b'))).toBe(0);
+    expect(await redis.zrange(k('access:log'), '0', '-1', 'WITHSCORES')).toEqual(
+      topology === 'cluster' ? [':a', '43', ':c', '44'] : [k('a'), '43', k('c'), '44'],
+    );
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 6, 'misses', 2, 'sets', 10, 'evictions', 2, 'size', 2, 'hit_rate', '0.7500']);
   });
 
   it('stores an entry without a TTL for ttl none, bounded by max_size like any other', async () => {
@@ -152,7 +171,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
 
   it('answers bad input with an ERR reply that writes nothing', async () => {
     await call('a', 'SET', 1, 'old', 3600, 10);
-    const keys = [k('a'), k('access:log'), k('stats:key')];
+    const keys = [k('a'), k('access:log'), k('stats:key'), k('tags'), k('tagged')];
     const snapshot = async () => Promise.all(keys.map((key) => redis.dump(key)));
     const before = await snapshot();
     const bad: [string, (string | number)[]][] = [
@@ -171,20 +190,42 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['value missing', ['SET', 1]],
       ['unit', ['SET', 1, 'new', 10, 10, 'hours']],
       ['grace_ms', ['GET', 1, -1]],
-      ['batch', ['CLEAR', 1, 0]],
-      ['hits', ['TOUCH', 1, 3, 'only-one']],
-      ['hits', ['TOUCH', 1, -1]],
     ];
+    // The internal operations take the tag keys too (KEYS[4..5]); tags are joined by NUL.
+    const internal: [string, (string | number)[]][] = [
+      ['batch', ['CLEAR', 1, 0]],
+      ['hits', ['TOUCH', 1, 3]],
+      ['hits', ['TOUCH', 1, -1]],
+      ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', 'a\0\0b']],
+      ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', 'x'.repeat(257)]],
+      ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', Array.from({ length: 17 }, (_, i) => `t${i}`).join('\0')]],
+      ['tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000, '\0']],
+      ['value/ttl/tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000]],
+      ['tag must be', ['DELTAG', 1, '', 10]],
+      ['tag must be', ['DELTAG', 1, 'a\0b', 10]],
+      ['batch', ['DELTAG', 1, 'a', 0]],
+      ['grace_ms', ['HAS', 1, -1]],
+    ];
+    // A tag given to the seed's 3-key SET cannot be kept: refused, rather than dropped.
+    const seedTags = ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', 'a'];
+    await expect(call('a', ...seedTags)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: tags need/);
+    const withTagKeys = (entry: string, ...args: (string | number)[]) =>
+      redis.evalsha(sha, 5, k(entry), k('access:log'), k('stats:key'), k('tags'), k('tagged'), ...args);
     for (const [message, args] of bad) {
       await expect(call('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
     }
+    for (const [message, args] of internal) {
+      await expect(withTagKeys('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
+    }
+    await expect(call('a', 'CLEAR', 1, 10)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: CLEAR takes at least 5/);
     await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     if (topology === 'cluster') {
       // Entry keys must carry the access log's tag prefix, since eviction rebuilds them from it.
       const p = k('').slice(0, -1);
       await expect(redis.evalsha(sha, 3, `x${p}:a`, `${p}:access:log`, `${p}:stats:key`, 'GET', 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
-      await expect(redis.evalsha(sha, 4, `${p}:x`, `${p}:access:log`, `${p}:stats:key`, `x${p}:a`, 'TOUCH', 1, 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
+      const tagKeys = [`${p}:tags`, `${p}:tagged`];
+      await expect(redis.evalsha(sha, 6, `${p}:x`, `${p}:access:log`, `${p}:stats:key`, ...tagKeys, `x${p}:a`, 'TOUCH', 1, 1)).rejects.toThrow(/^ERR smart_cache: entry key must start/);
     }
     expect(await snapshot()).toEqual(before);
     expect(await call('a', 'GET', 1)).toBe('old');

@@ -76,8 +76,16 @@ const cache: Workload = {
     return {
       op: async (i) => {
         const key = KEYS[i % KEYS.length]!;
+        // Writes carry one of three tags; now and then one tag's entries are removed.
+        const tags = [`t${i % 3}`];
         const call: Promise<unknown> =
-          i % 4 === 0 ? writer.set(key, { v: i }) : i % 4 === 1 ? reader.getOrSet(key, () => ({ v: -i })) : (i % 2 ? reader : writer).get(key);
+          i % 4 === 0
+            ? writer.set(key, { v: i }, { tags })
+            : i % 4 === 1
+              ? reader.getOrSet(key, () => ({ v: -i }))
+              : i % 16 === 2
+                ? writer.deleteByTag(tags[0]!)
+                : (i % 2 ? reader : writer).get(key);
         await settles(call, `call ${i}`);
       },
       verify: async () => {
@@ -108,6 +116,7 @@ const faults: [string, (prefix: string) => Promise<unknown>][] = [
   ['every entry deleted', async (prefix) => deleteAll(await cacheKeys(prefix, 'e'))],
   ['the access log (LRU index) deleted', (prefix) => admin.del(`${prefix}:cache:{${NAME}}:log`)],
   ['the stats hash deleted', (prefix) => admin.del(`${prefix}:cache:{${NAME}}:stats`)],
+  ['the tag index and the entries\' tags deleted', (prefix) => admin.del(`${prefix}:cache:{${NAME}}:tags`, `${prefix}:cache:{${NAME}}:tagged`)],
   ['every lease deleted', async (prefix) => deleteAll(await cacheKeys(prefix, 'l'))],
   ['FLUSHALL', () => admin.flushall()],
 ];
@@ -116,7 +125,7 @@ describe('cache when Redis loses its keys', () => {
   it.each(faults)('%s mid-run: no stale L1 read, no hung or untyped call, the size bound recovers', async (_, fault) => {
     const prefix = randomPrefix('keys-lost');
     // A third instance writes right after each fault: the newest entry must survive its own write (it did
-    // not when the LRU clock lived in the stats hash: the write after its loss evicted itself).
+    // not when a lost stats hash restarted the LRU clock: the write after its loss evicted itself).
     const probe = new SmartCache<{ v: number }>(client, { name: NAME, prefix, maxSize: MAX_SIZE, timeoutMs: TIMEOUT_MS });
     // A full cache from the start, so every write evicts.
     await probe.setMany(KEYS.map((key) => ({ key, value: { v: 0 } })));

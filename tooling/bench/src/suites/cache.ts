@@ -57,6 +57,8 @@ const suite: BenchSuite = {
 
     const smart = new SmartCache<typeof VALUE>(redis, { name: 'bench', maxSize: 100_000, defaultTtlMs: TTL_MS });
     const smartL1 = new SmartCache<typeof VALUE>(redis, { name: 'bench-l1', maxSize: 100_000, defaultTtlMs: TTL_MS, l1: { maxEntries: 10_000 } });
+    const smartTags = new SmartCache<typeof VALUE>(redis, { name: 'bench-tags', maxSize: 100_000, defaultTtlMs: TTL_MS });
+    const tagged = (i: number) => ({ tags: ['tenant:7', `user:${i & 127}`] });
     const bentoL2 = new BentoCache({
       default: 'l2',
       stores: { l2: bentostore().useL2Layer(redisDriver({ connection: redis, prefix: 'bench:bento2' })) },
@@ -76,6 +78,7 @@ const suite: BenchSuite = {
     closers.push(
       () => smart.close(),
       () => smartL1.close(),
+      () => smartTags.close(),
       () => bentoL2.disconnect(),
       () => bentoL1.disconnect(),
       () => cmNodeRedis.disconnect(),
@@ -86,6 +89,7 @@ const suite: BenchSuite = {
       await redis.set(plainKeys[i]!, text, 'PX', TTL_MS);
       await smart.set(keys[i]!, VALUE);
       await smartL1.set(keys[i]!, VALUE);
+      await smartTags.set(keys[i]!, VALUE, tagged(i));
       await bentoL2.set({ key: keys[i]!, value: VALUE, ttl: TTL_MS });
       await bentoL1.set({ key: keys[i]!, value: VALUE, ttl: TTL_MS });
       await cmNodeRedis.set(keys[i]!, VALUE, TTL_MS);
@@ -123,6 +127,7 @@ const suite: BenchSuite = {
           opsCase('cache-manager + Keyv over ioredis', concurrency, durationMs, (i) => cmIoredis.set(key(i), VALUE, TTL_MS)),
           opsCase('SmartCache (Redis only)', concurrency, durationMs, (i) => smart.set(key(i), VALUE)),
           opsCase('SmartCache (L1 + Redis)', concurrency, durationMs, (i) => smartL1.set(key(i), VALUE)),
+          opsCase('SmartCache, 2 tags (Redis only)', concurrency, durationMs, (i) => smartTags.set(key(i), VALUE, tagged(i & (KEYS - 1)))),
         ],
       });
     }
@@ -154,7 +159,10 @@ const suite: BenchSuite = {
       },
     });
     const memSmart = new SmartCache<typeof VALUE>(redis, { name: 'bench-mem', maxSize: 1_000_000, defaultTtlMs: TTL_MS });
-    closers.push(() => memSmart.close());
+    const memTagged = new SmartCache<typeof VALUE>(redis, { name: 'bench-mem-tags', maxSize: 1_000_000, defaultTtlMs: TTL_MS });
+    closers.push(() => memSmart.close(), () => memTagged.close());
+    // Two tags per entry: one shared by many entries (a tenant), one by few (a user).
+    const tagsOf = (k: string) => ['tenant:7', `user:${Number(k.slice(k.indexOf(':') + 1)) % 1000}`];
     groups.push({
       title: `Redis memory per entry, 1 KB value, ${MEMORY_ENTRIES} entries (used_memory delta)`,
       cases: [
@@ -162,10 +170,11 @@ const suite: BenchSuite = {
         memoryCase('bentocache (L2 only)', (k) => bentoL2.set({ key: `mem:${k}`, value: VALUE, ttl: TTL_MS })),
         memoryCase('cache-manager + @keyv/redis', (k) => cmNodeRedis.set(`mem:${k}`, VALUE, TTL_MS)),
         memoryCase('SmartCache (entry + LRU index)', (k) => memSmart.set(k, VALUE)),
+        memoryCase('SmartCache, 2 tags per entry (entry + LRU index + tag index)', (k) => memTagged.set(k, VALUE, { tags: tagsOf(k) })),
       ],
     });
     groups.push({
-      title: 'SmartCache index overhead per entry (MEMORY USAGE of the access log ÷ entries)',
+      title: 'SmartCache index overhead per entry (MEMORY USAGE of the index keys ÷ entries)',
       cases: [
         {
           name: 'SmartCache access log',
@@ -174,6 +183,19 @@ const suite: BenchSuite = {
           sample: async () => {
             const entries = await redis.zcard('cyredis:cache:{bench-mem}:log');
             const bytes = Number(await redis.call('MEMORY', 'USAGE', 'cyredis:cache:{bench-mem}:log', 'SAMPLES', '0'));
+            return bytes / entries;
+          },
+        },
+        {
+          name: 'SmartCache tag index + entry tags, 2 tags per entry',
+          unit: 'bytes/entry',
+          higherIsBetter: false,
+          sample: async () => {
+            const entries = await redis.zcard('cyredis:cache:{bench-mem-tags}:log');
+            let bytes = 0;
+            for (const key of ['cyredis:cache:{bench-mem-tags}:tags', 'cyredis:cache:{bench-mem-tags}:tagged']) {
+              bytes += Number(await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+            }
             return bytes / entries;
           },
         },
