@@ -67,20 +67,14 @@
 -- a channel, not a key. Nothing is derived in-script, so every server that enforces declared keys runs it.
 -- Speed (this path runs once per lock operation; measured on Redis 7.0): a hash, since writing only the
 -- fields that change costs less than parsing and rebuilding one string; the expiry moves about once a
--- minute (see KEYS[1]), not per call (SET … PXAT cost 0.3 µs more than a write that keeps it); few
--- closures and no state tables, since Redis steps Lua's garbage collector as scripts run, so each
--- allocation is paid on every call; the compact reply spares a table; integers are written with %d,
+-- minute (see KEYS[1]), not per call (setting an expiry cost 0.3 µs more than a write that keeps it);
+-- few closures, no upvalues but one, no state tables: Redis steps Lua's garbage collector as scripts run,
+-- so each allocation is paid on every call; the compact reply spares a table; integers are written with %d,
 -- since redis.call formats a Lua number with %.17g, glibc's slow floating-point path; nothing is
 -- published unless someone waited.
 
-local call = redis.call
-local fmt = string.format
--- How long a key outlives its lease, at least, in ms: a resent release still finds it, status still shows
--- the last token, and Redlock nodes whose clocks differ by less than this still issue increasing tokens.
-local KEEP_MS = 25000
--- How long after its lease ends a key is gone, at the latest, in ms.
-local IDLE_MS = 60000
-local ERR = 'ERR distributed_lock: '
+-- No constants or shortcuts (redis.call, string.format) as top-level locals: a local captured by a function
+-- costs an allocation on every call (Lua 5.1 upvalues), more than the global lookups it would save.
 
 -- Checks one operation before anything is written. Returns nil, the mode's full name, whether the reply
 -- is compact, the ttl and the floor; or an error reply.
@@ -93,23 +87,23 @@ local function check(owner, ttl_arg, mode, extra)
   else compact = false end
   local lease = mode == 'acquire' or mode == 'wait' or mode == 'extend'
   if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'force' and mode ~= 'fence' then
-    return redis.error_reply(ERR .. 'unknown mode (expected acquire, wait, extend, release, status, fence, force, a, w, e or r)')
+    return redis.error_reply('ERR distributed_lock: unknown mode (expected acquire, wait, extend, release, status, fence, force, a, w, e or r)')
   end
   local ttl = tonumber(ttl_arg)
   if owner == nil or ttl == nil or ttl < 0 or ttl ~= math.floor(ttl) then
-    return redis.error_reply(ERR .. 'ttl must be an integer number of ms')
+    return redis.error_reply('ERR distributed_lock: ttl must be an integer number of ms')
   end
   if lease and (ttl < 1 or ttl > 1099511627776) then
-    return redis.error_reply(ERR .. 'ttl must be 1 … 2^40 ms')
+    return redis.error_reply('ERR distributed_lock: ttl must be 1 … 2^40 ms')
   end
   if owner == '' and mode ~= 'status' and mode ~= 'force' then
-    return redis.error_reply(ERR .. 'owner must be a non-empty string')
+    return redis.error_reply('ERR distributed_lock: owner must be a non-empty string')
   end
   local floor = 0
   if mode == 'fence' then
     floor = tonumber(extra)
     if floor == nil or floor < 0 or floor ~= math.floor(floor) or floor > 9007199254740991 then
-      return redis.error_reply(ERR .. 'fence floor must be an integer ≥ 0')
+      return redis.error_reply('ERR distributed_lock: fence floor must be an integer ≥ 0')
     end
   end
   return nil, mode, compact, ttl, floor
@@ -119,9 +113,9 @@ end
 -- reply for a hash that is not a lock. Plain values rather than a table: every allocation here is paid on
 -- every call (Redis steps Lua's garbage collector as scripts run).
 local function read(key)
-  local h = call('HMGET', key, 'o', 'e', 'f', 'w', 'x')
+  local h = redis.call('HMGET', key, 'o', 'e', 'f', 'w', 'x')
   local e, f, x = tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[5] or 0)
-  if not (e and f and x) then return redis.error_reply(ERR .. 'key ' .. key .. ' does not hold a lock') end
+  if not (e and f and x) then return redis.error_reply('ERR distributed_lock: key ' .. key .. ' does not hold a lock') end
   return nil, h[1] or '', e, f, h[4] or '0', x
 end
 
@@ -130,19 +124,20 @@ end
 -- lease just ended early (the key must be gone within IDLE_MS); the expiry moves only when that rule
 -- asks for it.
 local function put(key, x, e, now, ended, ...)
+  local keep, idle = 25000, 60000 -- KEEP_MS and IDLE_MS (see KEYS[1])
   local to
-  if ended == false and e + KEEP_MS > x then
-    to = math.max(e + KEEP_MS, now + IDLE_MS)
-  elseif ended and x > now + IDLE_MS then
-    to = now + IDLE_MS
+  if ended == false and e + keep > x then
+    to = math.max(e + keep, now + idle)
+  elseif ended and x > now + idle then
+    to = now + idle
   end
   if not to then
-    call('HSET', key, ...)
+    redis.call('HSET', key, ...)
     return x
   end
-  local at = fmt('%d', to)
-  call('HSET', key, 'x', at, ...)
-  call('PEXPIREAT', key, at)
+  local at = string.format('%d', to)
+  redis.call('HSET', key, 'x', at, ...)
+  redis.call('PEXPIREAT', key, at)
   return to
 end
 
@@ -165,12 +160,12 @@ local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, no
     end
     e = now + ttl
     if held then
-      x = put(key, x, e, now, false, 'e', fmt('%d', e))
+      x = put(key, x, e, now, false, 'e', string.format('%d', e))
     else
       f = f + 1
       if now_us > f then f = now_us end
       o = owner
-      x = put(key, x, e, now, false, 'o', owner, 'e', fmt('%d', e), 'f', fmt('%d', f))
+      x = put(key, x, e, now, false, 'o', owner, 'e', string.format('%d', e), 'f', string.format('%d', f))
     end
     if compact then return f, o, e, f, w, x end
     return { 1, owner, ttl, f }, o, e, f, w, x
@@ -185,7 +180,7 @@ local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, no
   if mode == 'force' then
     if not held then return { 0, '', 0, f }, o, e, f, w, x end
     x = put(key, x, 0, now, true, 'o', '', 'e', '0')
-    if w == '1' then call('PUBLISH', key, fmt('%d', f)) end
+    if w == '1' then redis.call('PUBLISH', key, string.format('%d', f)) end
     return { 1, o, 0, f }, '', 0, f, w, x
   end
 
@@ -200,7 +195,7 @@ local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, no
     if not done then
       e = 0
       x = put(key, x, e, now, true, 'e', '0')
-      if w == '1' then call('PUBLISH', key, fmt('%d', f)) end
+      if w == '1' then redis.call('PUBLISH', key, string.format('%d', f)) end
     end
     if compact then return f, o, e, f, w, x end
     return { 1, owner, 0, f }, o, e, f, w, x
@@ -208,7 +203,7 @@ local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, no
 
   if mode == 'extend' then
     e = now + ttl
-    x = put(key, x, e, now, false, 'e', fmt('%d', e))
+    x = put(key, x, e, now, false, 'e', string.format('%d', e))
     if compact then return f, o, e, f, w, x end
     return { 1, owner, ttl, f }, o, e, f, w, x
   end
@@ -216,7 +211,7 @@ local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, no
   -- fence: the token becomes at least `floor`; the lease is unchanged.
   if floor > f then
     f = floor
-    x = put(key, x, e, now, nil, 'f', fmt('%d', f))
+    x = put(key, x, e, now, nil, 'f', string.format('%d', f))
   end
   return { 1, owner, e - now, f }, o, e, f, w, x
 end
@@ -233,18 +228,18 @@ if n == 1 then
   if err then return err end
   local bad, o, e, f, w, x = read(KEYS[1])
   if bad then return bad end
-  t = call('TIME')
+  t = redis.call('TIME')
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now = math.floor(now_us / 1000)
   return (run(KEYS[1], o, e, f, w, x, ARGV[1], ttl, full, compact, floor, now, now_us))
 end
 
-if n < 1 or n > 256 then return redis.error_reply(ERR .. 'expected 1 … 256 keys') end
-if #ARGV ~= 3 * n then return redis.error_reply(ERR .. 'a batch needs one (owner, ttl, mode) triple per key') end
+if n < 1 or n > 256 then return redis.error_reply('ERR distributed_lock: expected 1 … 256 keys') end
+if #ARGV ~= 3 * n then return redis.error_reply('ERR distributed_lock: a batch needs one (owner, ttl, mode) triple per key') end
 local modes, compacts, ttls = {}, {}, {}
 for i = 1, n do
   local mode = ARGV[3 * i]
-  if mode == 'fence' then return redis.error_reply(ERR .. 'fence is not allowed in a batch') end
+  if mode == 'fence' then return redis.error_reply('ERR distributed_lock: fence is not allowed in a batch') end
   local err
   err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
   if err then return err end
@@ -259,7 +254,7 @@ for i = 1, n do
     states[KEYS[i]] = { o, e, f, w, x }
   end
 end
-t = call('TIME')
+t = redis.call('TIME')
 now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 now = math.floor(now_us / 1000)
 local replies = {}
