@@ -4,3 +4,12 @@ export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeR
 export { Lock, type LockBackend } from './lock.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
 export type { LockStatus } from './quorum.js';
+export type { PermitHolder } from './protocol.js';
+export {
+  Permit,
+  PermitsUnavailableError,
+  Semaphore,
+  type PermitOptions,
+  type SemaphoreOptions,
+  type SemaphoreStatus,
+} from './semaphore.js';

@@ -19,6 +19,7 @@ import { Lock, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
+import { redlockUnsupported, Semaphore, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
 import { WaitQueues } from './waiting.js';
 
@@ -116,7 +117,7 @@ export class LockManager {
       replicaCheck = { ...options.waitForReplicas };
     }
     const events = {
-      released: (key: string) => this.waiting.released(key),
+      released: (key: string, message: string) => this.waiting.released(key, message),
       resubscribed: () => this.waiting.wakeAll(),
     };
     this.nodes = new LockNodes(
@@ -149,10 +150,7 @@ export class LockManager {
     const signal = options.signal;
     signal?.throwIfAborted();
     const deadline = performance.now() + waitMs;
-    if (!this.evictionChecked) {
-      this.evictionChecked = true;
-      for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);
-    }
+    this.checkEviction();
     const first = await this.attempt(resource, key, owner, ttlMs, 'acquire', signal);
     if (first instanceof Lock) return first;
     if (waitMs === 0) throw first;
@@ -179,6 +177,27 @@ export class LockManager {
   async using<T>(resource: string, routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: AcquireOptions = {}): Promise<T> {
     const lock = await this.acquire(resource, options);
     return runHoldingLock(lock, routine, options.signal);
+  }
+
+  /**
+   * A counting semaphore named `name` with `permits` permits (1 … 1 000 000), shared by every process that
+   * names it. Runs on one Redis (node, Sentinel or cluster): a manager given several clients (Redlock)
+   * refuses with `InvalidArgumentError`. Its key: `<prefix>:lock:{<name>}:semaphore`.
+   */
+  semaphore(name: string, options: SemaphoreOptions): Semaphore {
+    assertOptions('options', options, ['permits'], false);
+    const key = this.keySpace.key(name, 'semaphore', 'name');
+    const node = this.nodes.single;
+    if (!node) throw redlockUnsupported();
+    const context = {
+      node,
+      waiting: this.waiting,
+      ttlMs: this.ttlMs,
+      ttl,
+      drift: (ttlMs: number) => this.drift(ttlMs),
+      beforeAcquire: () => this.checkEviction(),
+    };
+    return new Semaphore(context, name, key, options.permits);
   }
 
   /** The lock's state (with several clients: the owner that holds a quorum, if any). */
@@ -256,6 +275,13 @@ export class LockManager {
     if (this.nodes.reached(results)) return true;
     this.nodes.assertReachable(lock.resource, results);
     return false;
+  }
+
+  /** Warns once per manager, at its first acquire, when the servers may evict keys. */
+  private checkEviction(): void {
+    if (this.evictionChecked) return;
+    this.evictionChecked = true;
+    for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);
   }
 
   private drift(ttlMs: number): number {

@@ -14,10 +14,22 @@ import {
   type RegisteredScript,
 } from '@cyredis/core';
 import type { NodeReply } from './errors.js';
-import { decodeBatch, decodeReply, encodeArgs, encodeBatch, type BatchableRequest, type LockReply, type LockRequest } from './protocol.js';
+import {
+  decodeBatch,
+  decodeReply,
+  encodeArgs,
+  encodeBatch,
+  encodeSemaphoreArgs,
+  type BatchableRequest,
+  type LockReply,
+  type LockRequest,
+  type SemaphoreRequest,
+} from './protocol.js';
 
 const SOURCE = readPackageLua(import.meta.url, 'distributed_lock');
 const SCRIPT_NAME = scriptName('lock', 'distributed_lock');
+const SEMAPHORE_SOURCE = readPackageLua(import.meta.url, 'semaphore');
+const SEMAPHORE_NAME = scriptName('lock', 'semaphore');
 
 /**
  * Operations per call (the script takes up to 256). 32 rather than more: at 64 or more in flight, two or
@@ -57,8 +69,11 @@ export function inList(result: NodeResult): NodeResult[] {
 
 /** What a node's release channels report to its manager. */
 export interface ReleaseEvents {
-  /** A lease of `key` ended by release or force unlock (and someone had waited). */
-  released: (key: string) => void;
+  /**
+   * A lease of `key` ended by release or force unlock (and someone had waited); `message` is what the
+   * script published: a lock's token, or the permits a semaphore has available.
+   */
+  released: (key: string, message: string) => void;
   /** The subscription was lost and made again: releases published in between are gone. */
   resubscribed: () => void;
 }
@@ -74,6 +89,7 @@ export class LockNode {
   private readonly keyPrefix: string;
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;
+  private readonly semaphoreScript: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
   private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
 
@@ -87,10 +103,11 @@ export class LockNode {
   ) {
     this.scripts = new LuaScriptManager(client);
     this.script = this.scripts.registerScript(SCRIPT_NAME, SOURCE);
+    this.semaphoreScript = this.scripts.registerScript(SEMAPHORE_NAME, SEMAPHORE_SOURCE);
     const keyPrefix = clientKeyPrefix(client);
     this.keyPrefix = keyPrefix;
     this.subscriber = new PubSubSubscriber(client, {
-      message: (channel) => events.released(channel.slice(keyPrefix.length)),
+      message: (channel, message) => events.released(channel.slice(keyPrefix.length), message),
       resubscribed: events.resubscribed,
     });
     this.batcher = isCluster(client)
@@ -110,6 +127,14 @@ export class LockNode {
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));
+  }
+
+  /**
+   * Runs one semaphore operation (never batched: each goes in its own call) and resolves with the raw reply
+   * for `protocol.ts` to decode; rejects like `executeScript` (`ScriptError`, `RedisUnavailableError`).
+   */
+  runSemaphore(request: SemaphoreRequest): Promise<unknown> {
+    return this.scripts.executeScript(this.semaphoreScript, { keys: [request.key], args: encodeSemaphoreArgs(request), timeoutMs: this.timeoutMs });
   }
 
   /**

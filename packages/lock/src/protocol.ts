@@ -129,3 +129,114 @@ export function decodeBatch(requests: readonly BatchableRequest[], replies: unkn
   for (let i = 0; i < n; i++) results[i] = decodeReply(requests[i]!, replies[i]);
   return results;
 }
+
+// ---- semaphore.lua ----
+
+/** The most permits a semaphore may have (and so the largest count one acquire may ask for). */
+export const MAX_PERMITS = 1_000_000;
+
+/** One operation on one semaphore key. `wait` is `acquire` that, when refused, asks releases to be published. */
+export type SemaphoreRequest =
+  | {
+      readonly operation: 'acquire' | 'wait';
+      readonly key: string;
+      readonly owner: string;
+      readonly ttlMs: number;
+      readonly count: number;
+      /** The permits to use while the key holds none (it never had, or expired idle). */
+      readonly permits: number;
+    }
+  | { readonly operation: 'extend'; readonly key: string; readonly owner: string; readonly ttlMs: number }
+  | { readonly operation: 'release'; readonly key: string; readonly owner: string }
+  | { readonly operation: 'status'; readonly key: string; readonly permits: number }
+  | { readonly operation: 'resize'; readonly key: string; readonly permits: number };
+
+/** ARGV of one semaphore operation: `<owner> <ttl_ms> <mode>`, then the count and permits where they apply. */
+export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+      return [request.owner, request.ttlMs, request.operation, request.count, request.permits];
+    case 'extend':
+      return [request.owner, request.ttlMs, 'extend'];
+    case 'release':
+      return [request.owner, 0, 'release'];
+    case 'status':
+      return ['', 0, 'status', 0, request.permits];
+    case 'resize':
+      return ['', 0, 'resize', request.permits];
+  }
+}
+
+/** What acquire, wait and extend answered. */
+export type PermitReply =
+  | { readonly state: 'granted'; readonly count: number; readonly ttlMs: number; readonly token: bigint }
+  | {
+      readonly state: 'refused';
+      /** Permits free at the time (negative after a resize below what is held). */
+      readonly available: number;
+      /** ms until the earliest lease ends, when permits may come back without a release (0: none held). */
+      readonly waitMs: number;
+      /** The semaphore's permits (0 for a refused extend). */
+      readonly permits: number;
+    };
+
+function unexpectedSemaphore(operation: string, reply: unknown): CyRedisError {
+  return new CyRedisError(`unexpected reply to semaphore ${operation}: ${JSON.stringify(reply)}`);
+}
+
+function isIntegers(reply: unknown, length: number): reply is number[] {
+  return Array.isArray(reply) && reply.length === length && reply.every((v) => typeof v === 'number');
+}
+
+/** The reply of acquire, wait or extend: `[1, count, ttl_ms, token]` or `[0, available, wait_ms, permits]`. */
+export function decodePermitReply(request: SemaphoreRequest, reply: unknown): PermitReply {
+  if (!Array.isArray(reply) || reply.length !== 4 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') {
+    throw unexpectedSemaphore(request.operation, reply);
+  }
+  if (reply[0] === 1) return { state: 'granted', count: reply[1], ttlMs: reply[2], token: toBigInt(reply[3]) };
+  if (!isIntegers(reply, 4)) throw unexpectedSemaphore(request.operation, reply);
+  return { state: 'refused', available: reply[1], waitMs: reply[2], permits: reply[3]! };
+}
+
+/** The reply of release: true when a live lease of this owner ended. */
+export function decodeReleaseReply(reply: unknown): boolean {
+  if (reply !== 0 && reply !== 1) throw unexpectedSemaphore('release', reply);
+  return reply === 1;
+}
+
+/** One live lease of a semaphore, as status reports it. */
+export interface PermitHolder {
+  readonly owner: string;
+  readonly count: number;
+  /** Lease left in ms. */
+  readonly ttlMs: number;
+}
+
+/** What status reports: `[permits, available, token, owner1, count1, ttl_ms1, …]`. */
+export interface SemaphoreState {
+  readonly permits: number;
+  readonly available: number;
+  /** The last token issued (0n if never acquired, or once the key expired). */
+  readonly token: bigint;
+  readonly holders: readonly PermitHolder[];
+}
+
+export function decodeStatusReply(reply: unknown): SemaphoreState {
+  if (!Array.isArray(reply) || reply.length < 3 || reply.length % 3 !== 0) throw unexpectedSemaphore('status', reply);
+  const [permits, available] = reply as unknown[];
+  if (typeof permits !== 'number' || typeof available !== 'number') throw unexpectedSemaphore('status', reply);
+  const holders: PermitHolder[] = [];
+  for (let i = 3; i < reply.length; i += 3) {
+    const [owner, count, ttlMs] = reply.slice(i, i + 3) as unknown[];
+    if (typeof owner !== 'string' || typeof count !== 'number' || typeof ttlMs !== 'number') throw unexpectedSemaphore('status', reply);
+    holders.push({ owner, count, ttlMs });
+  }
+  return { permits, available, token: toBigInt(reply[2]), holders };
+}
+
+/** The reply of resize: `[permits, available]`. */
+export function decodeResizeReply(reply: unknown): { permits: number; available: number } {
+  if (!isIntegers(reply, 2)) throw unexpectedSemaphore('resize', reply);
+  return { permits: reply[0]!, available: reply[1]! };
+}

@@ -1,11 +1,12 @@
 // Waiting for a held lock: the per-key queues of waiting acquires, and the retry loop each of them runs.
 import { waitAtMost } from '@cyredis/core';
-import type { LockUnavailableError } from './errors.js';
-import { Lock } from './lock.js';
+import { LockUnavailableError } from './errors.js';
 
 /** One waiting `acquire`: `wake` makes it retry now. */
 interface Waiter {
   wake: () => void;
+  /** Semaphore waiters: the permits asked for (a release message says how many are available). */
+  count: number | undefined;
   /** Set when a wake-up was handed to this waiter and not yet used by a retry. */
   woken: boolean;
 }
@@ -25,8 +26,8 @@ export interface ReleaseChannels {
   unsubscribe(key: string): void;
 }
 
-/** What a waiter retries: one acquire round, the lock or the refusal that names the lease left. */
-export type AcquireRound = () => Promise<Lock | LockUnavailableError>;
+/** What a waiter retries: one acquire round, what it acquired or the refusal that names the lease left. */
+export type AcquireRound<T> = () => Promise<T | LockUnavailableError>;
 
 function wakeFirst(waiters: Set<Waiter>): void {
   for (const waiter of waiters) {
@@ -34,6 +35,18 @@ function wakeFirst(waiters: Set<Waiter>): void {
     waiter.woken = true;
     waiter.wake();
     return;
+  }
+}
+
+/** Wakes, in arrival order, the semaphore waiters whose counts fit in `available` permits. */
+function wakeFitting(waiters: Set<Waiter>, available: number): void {
+  let left = available;
+  for (const waiter of waiters) {
+    if (left <= 0) return;
+    if (waiter.woken || (waiter.count ?? 1) > left) continue;
+    left -= waiter.count ?? 1;
+    waiter.woken = true;
+    waiter.wake();
   }
 }
 
@@ -52,9 +65,16 @@ export class WaitQueues {
    * lease, a resubscribe), until it returns a lock or `deadline` (on `performance.now()`) passes; then
    * throws the last refusal. An abort of `signal` rejects with its reason.
    */
-  async waitFor(key: string, ttlMs: number, deadline: number, signal: AbortSignal | undefined, round: AcquireRound): Promise<Lock> {
+  async waitFor<T>(
+    key: string,
+    ttlMs: number,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    round: AcquireRound<T>,
+    count?: number,
+  ): Promise<T> {
     let resolveSleep: (() => void) | undefined;
-    const waiter: Waiter = { woken: false, wake: () => resolveSleep?.() };
+    const waiter: Waiter = { woken: false, count, wake: () => resolveSleep?.() };
     const onAbort = () => resolveSleep?.();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -66,7 +86,7 @@ export class WaitQueues {
         waiter.woken = false;
         // A `wait` round asks the holder's release to publish; this waiter is subscribed by now.
         const result = await round();
-        if (result instanceof Lock) {
+        if (!(result instanceof LockUnavailableError)) {
           // The next waiter retries when this new lease ends, should its holder never release it.
           this.leaseEndsIn(key, ttlMs + 1);
           return result;
@@ -93,10 +113,16 @@ export class WaitQueues {
     }
   }
 
-  /** A release was published on `key`: the first waiter not yet woken retries. */
-  released(key: string): void {
+  /**
+   * A release was published on `key`: the first waiter not yet woken retries; for a semaphore (`message`
+   * = the permits available), every waiter in arrival order whose count fits.
+   */
+  released(key: string, message: string): void {
     const queue = this.queues.get(key);
-    if (queue) wakeFirst(queue.waiters);
+    if (!queue) return;
+    const first = queue.waiters.values().next().value;
+    if (first?.count === undefined) wakeFirst(queue.waiters);
+    else wakeFitting(queue.waiters, Number(message));
   }
 
   /** Messages may have been lost (a subscriber reconnected): every waiter retries once. */

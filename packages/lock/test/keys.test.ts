@@ -3,9 +3,10 @@ import { randomPrefix, traceKeys } from '@cyredis/testing';
 import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { encodeArgs, encodeBatch, type BatchableRequest, type LockRequest } from '../src/protocol.js';
+import { encodeArgs, encodeBatch, encodeSemaphoreArgs, type BatchableRequest, type LockRequest, type SemaphoreRequest } from '../src/protocol.js';
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
 
 /**
  * Keys the script may touch without being given them in KEYS. None: every call names its lock key(s), and
@@ -79,5 +80,43 @@ describe.each(topologies)('distributed_lock.lua touches only the keys it is give
     await trace([key], ['x', 30_000]);
     await trace([key], ['', 0, '', 'force']);
     expect(touched).toEqual(UNDECLARED);
+  });
+});
+
+describe.each(topologies)('semaphore.lua touches only the key it is given, on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let key: string;
+
+  const trace = async (request: SemaphoreRequest): Promise<unknown> => {
+    const { reply, undeclared } = await traceKeys(redis, SEMAPHORE, [request.key], encodeSemaphoreArgs(request).map(String));
+    expect(reply, request.operation).not.toBeInstanceOf(Error);
+    expect(reply, request.operation).not.toHaveProperty('err');
+    expect(undeclared, request.operation).toEqual([]);
+    return reply;
+  };
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{keys}:s`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('every call the client sends, with a waiter so releases publish and an ended lease to drop', async () => {
+    await trace({ operation: 'acquire', key, owner: 'x', ttlMs: 5_000, count: 1, permits: 2 });
+    await trace({ operation: 'acquire', key, owner: 'short', ttlMs: 1, count: 1, permits: 2 });
+    await trace({ operation: 'wait', key, owner: 'y', ttlMs: 5_000, count: 2, permits: 2 });
+    await trace({ operation: 'extend', key, owner: 'x', ttlMs: 6_000 });
+    await trace({ operation: 'status', key, permits: 2 });
+    await trace({ operation: 'resize', key, permits: 3 });
+    await trace({ operation: 'release', key, owner: 'x' });
   });
 });

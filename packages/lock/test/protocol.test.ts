@@ -6,15 +6,22 @@ import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   decodeBatch,
+  decodePermitReply,
+  decodeReleaseReply,
   decodeReply,
+  decodeResizeReply,
+  decodeStatusReply,
   encodeArgs,
   encodeBatch,
+  encodeSemaphoreArgs,
   type BatchableRequest,
   type LockReply,
   type LockRequest,
+  type SemaphoreRequest,
 } from '../src/protocol.js';
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
 
 describe.each(topologies)('the protocol module against distributed_lock.lua on %s', (topology) => {
   let redis: Redis | Cluster;
@@ -145,5 +152,74 @@ describe.each(topologies)('the protocol module against distributed_lock.lua on %
     expect(() => decodeBatch([status, status], [[0, '', 0, 0]])).toThrow(/1 results for 2 operations/);
     // The script's own reply for a status on a free key is the full form.
     expect(await run(status)).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: 0n });
+  });
+});
+
+describe.each(topologies)('the protocol module against semaphore.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let prefix: string;
+  let key: string;
+
+  const call = async (request: SemaphoreRequest): Promise<unknown> =>
+    scripts.executeScript(script, { keys: [request.key], args: encodeSemaphoreArgs(request) });
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('cyredis:lock:semaphore-protocol-test', SEMAPHORE);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{semaphore}:s`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every operation: acquire, wait, extend, status, resize, release', async () => {
+    const take = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
+      operation,
+      key,
+      owner,
+      ttlMs: 5_000,
+      count,
+      permits: 3,
+    });
+    const a = decodePermitReply(take('a', 2), await call(take('a', 2)));
+    expect(a).toEqual({ state: 'granted', count: 2, ttlMs: 5_000, token: expect.any(BigInt) as bigint });
+    const token = a.state === 'granted' ? a.token : 0n;
+    const refused = decodePermitReply(take('b', 2, 'wait'), await call(take('b', 2, 'wait')));
+    expect({ ...refused, waitMs: 0 }).toEqual({ state: 'refused', available: 1, waitMs: 0, permits: 3 });
+    expect(refused.state === 'refused' && refused.waitMs).toBeGreaterThan(0);
+    const extend: SemaphoreRequest = { operation: 'extend', key, owner: 'a', ttlMs: 8_000 };
+    expect(decodePermitReply(extend, await call(extend))).toEqual({ state: 'granted', count: 2, ttlMs: 8_000, token });
+    const notHeld: SemaphoreRequest = { operation: 'extend', key, owner: 'b', ttlMs: 8_000 };
+    expect(decodePermitReply(notHeld, await call(notHeld))).toEqual({ state: 'refused', available: 0, waitMs: 0, permits: 0 });
+    const status = decodeStatusReply(await call({ operation: 'status', key, permits: 3 }));
+    expect({ ...status, holders: status.holders.map((h) => ({ ...h, ttlMs: 0 })) }).toEqual({
+      permits: 3,
+      available: 1,
+      token,
+      holders: [{ owner: 'a', count: 2, ttlMs: 0 }],
+    });
+    expect(decodeResizeReply(await call({ operation: 'resize', key, permits: 4 }))).toEqual({ permits: 4, available: 2 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(true);
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(false);
+    expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
+  });
+
+  it('refuses a reply that does not fit the request', () => {
+    const extend: SemaphoreRequest = { operation: 'extend', key, owner: 'a', ttlMs: 1_000 };
+    expect(() => decodePermitReply(extend, 5)).toThrow(CyRedisError);
+    expect(() => decodePermitReply(extend, [0, 'x', 0, 0])).toThrow(CyRedisError);
+    expect(() => decodeReleaseReply('OK')).toThrow(CyRedisError);
+    expect(() => decodeStatusReply([1, 2])).toThrow(CyRedisError);
+    expect(() => decodeStatusReply([1, 2, 3, 'a', 1])).toThrow(CyRedisError);
+    expect(() => decodeResizeReply([1])).toThrow(CyRedisError);
   });
 });
