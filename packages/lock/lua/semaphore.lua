@@ -1,9 +1,11 @@
--- semaphore.lua: a counting semaphore with leased permits and fencing tokens: acquire, extend, release, status, resize.
+-- semaphore.lua: a counting semaphore with leased permits and fencing tokens: acquire, extend, release, status,
+-- resize; with writer preference, also the read-write lock (readers take 1 permit, a writer all of them).
 --
 -- KEYS[1]  the semaphore, a hash: p = permits, u = permits held (by the holder records below, some of
 --          whose leases may have ended since), n = a lower bound of the earliest lease end among them (server
 --          ms since the epoch; 0 = no holder), f = last fencing token, w = 1 once someone waited (then every
---          release is published), x = the key's expiry; and one record per holder, field ':' .. owner =
+--          release is published), x = the key's expiry, q = until when (server ms) a refused writer holds
+--          new readers back (writer preference, see ARGV[6]); and one record per holder, field ':' .. owner =
 --          '<count> <lease end ms> <token>'. Records whose lease ended are dropped by the next call that
 --          finds n in the past. The key outlives every lease by 25 s or more and is gone 60 s after the
 --          last lease ends at the latest, like distributed_lock.lua's: a semaphore nobody holds costs
@@ -14,11 +16,15 @@
 -- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status' or 'resize'
 -- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6
 -- ARGV[5]  acquire, wait, status: permits, integer 1 … 10^6, used while the key holds none (p)
+-- ARGV[6]  acquire, wait: 'w' for writer preference (the read-write lock): a request for all permits is a
+--          writer, any smaller one a reader; a writer refused by `wait` sets q = now + its ttl, and until
+--          then (or until a writer is granted, which clears q) readers that hold nothing are refused. Absent
+--          or '' otherwise (a semaphore, which ignores q).
 --
 -- Calls (internal: what the TypeScript client sends through src/protocol.ts; may change with any release):
---   acquire  EVALSHA sha 1 <key> <owner> <ttl_ms> acquire <count> <permits>
---   wait     EVALSHA sha 1 <key> <owner> <ttl_ms> wait <count> <permits>  (acquire; a refusal asks for a
---            release message: subscribe to channel KEYS[1] first)
+--   acquire  EVALSHA sha 1 <key> <owner> <ttl_ms> acquire <count> <permits> [w]
+--   wait     EVALSHA sha 1 <key> <owner> <ttl_ms> wait <count> <permits> [w]  (acquire; a refusal asks for
+--            a release message: subscribe to channel KEYS[1] first)
 --   extend   EVALSHA sha 1 <key> <owner> <ttl_ms> extend
 --   release  EVALSHA sha 1 <key> <owner> 0 release
 --   status   EVALSHA sha 1 <key> '' 0 status 0 <permits>
@@ -26,7 +32,8 @@
 --
 -- Replies:
 --   acquire, wait  granted { 1, count, ttl_ms, token }; refused { 0, available, wait_ms, permits }, wait_ms
---                  = ms until the earliest lease ends (when permits may come back without a release)
+--                  = ms until the earliest lease ends or a writer's hold on readers ends, whichever comes
+--                  first (when this request may succeed without a release message)
 --   extend         granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
 --   release        1 when a live lease of this owner ended, 0 otherwise (expired, released, never held)
 --   status         { permits, available, last token, owner1, count1, ttl_ms1, owner2, … } (live leases)
@@ -35,15 +42,15 @@
 -- Semantics:
 --   acquire  granted when count ≤ permits − permits held by live leases: a new token = max(last token + 1,
 --            server TIME in µs) (strictly increasing per key also when the key was lost, as in
---            distributed_lock.lua), a lease of ttl. An owner that holds a live lease gets it renewed, with
---            its count and token (a resent acquire is harmless).
+--            distributed_lock.lua), a lease of ttl. An owner that holds a live lease of the same count gets
+--            it renewed, with its token (a resent acquire is harmless); of another count, an error.
 --   release  ends this owner's lease; publishes the permits now available on channel KEYS[1] when a live
 --            lease ended and w is set (an uncontended semaphore costs no PUBLISH).
 --   resize   sets p; holders keep what they hold (available may be negative until they release); publishes
 --            like release when w is set.
 --
--- Errors: 'ERR semaphore: <what>' on bad input, count above the permits, or a hash that is not a
--- semaphore, before any write; WRONGTYPE if the key is not a hash.
+-- Errors: 'ERR semaphore: <what>' on bad input, count above the permits, an owner asking for another
+-- count than the one it holds, or a hash that is not a semaphore, before any write; WRONGTYPE if the key is not a hash.
 -- Time: TIME of the server, once per call. Complexity: O(1) (one HMGET, one HSET, a PEXPIREAT when the
 -- expiry moves, a PUBLISH when someone waited), plus O(holders) when a lease ended since the last call
 -- (HGETALL, HDEL in chunks of 1000) and for status; holders ≤ permits ≤ 10^6.
@@ -132,7 +139,11 @@ elseif mode == 'resize' then
   if err then return err end
 end
 
-local h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''))
+local writers = (mode == 'acquire' or mode == 'wait') and ARGV[6] == 'w'
+if (mode == 'acquire' or mode == 'wait') and ARGV[6] ~= nil and ARGV[6] ~= '' and not writers then
+  return redis.error_reply("ERR semaphore: ARGV[6] must be 'w' or absent")
+end
+local h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''), 'q')
 local p, u, n, f, x = tonumber(h[1] or permits or 1), tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[4] or 0), tonumber(h[6] or 0)
 local w = h[5] or '0'
 if not (p and u and n and f and x) then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
@@ -157,6 +168,10 @@ if mode == 'status' then
     reply[3 * i + 1], reply[3 * i + 2], reply[3 * i + 3] = r[1], r[2], r[3] - now
   end
   return reply
+end
+
+if count and mc and me > now and mc ~= count then
+  return redis.error_reply('ERR semaphore: owner ' .. owner .. ' holds ' .. mc .. ' permit(s), not ' .. count)
 end
 
 -- A lease ended since the last call: drop its record, so `u` counts live leases only.
@@ -201,12 +216,23 @@ if live_mine then
   put(key, x, e, now, ':' .. owner, mc .. ' ' .. string.format('%d', e) .. ' ' .. string.format('%d', mt))
   return { 1, mc, ttl, mt }
 end
-if count > p - u then
-  if mode == 'wait' and w ~= '1' then redis.call('HSET', key, 'w', '1') end
+-- Writer preference: a reader is held back while a refused writer waits (q), a writer clears q.
+local q = tonumber(h[8] or 0) or 0
+local writer = writers and count == p
+local held_back = writers and not writer and q > now
+if held_back or count > p - u then
+  if mode == 'wait' and writer then
+    q = math.max(q, now + ttl)
+    redis.call('HSET', key, 'w', '1', 'q', string.format('%d', q))
+  elseif mode == 'wait' and w ~= '1' then
+    redis.call('HSET', key, 'w', '1')
+  end
   local wait_ms = 0
   if n ~= 0 then wait_ms = n - now end
+  if held_back and (wait_ms == 0 or q - now < wait_ms) then wait_ms = q - now end
   return { 0, p - u, wait_ms, p }
 end
+if writer and q ~= 0 then redis.call('HSET', key, 'q', '0') end
 local token = f + 1
 if now_us > token then token = now_us end
 local e = now + ttl

@@ -5,6 +5,7 @@ export { Lock, type LockBackend } from './lock.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
 export type { LockStatus } from './quorum.js';
 export type { PermitHolder } from './protocol.js';
+export { ReadWriteLock, ReadWriteSide, type ReadWriteStatus } from './readwrite.js';
 export {
   Permit,
   PermitsUnavailableError,

@@ -19,7 +19,8 @@ import { Lock, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
-import { redlockUnsupported, Semaphore, type SemaphoreOptions } from './semaphore.js';
+import { ReadWriteLock } from './readwrite.js';
+import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
 import { WaitQueues } from './waiting.js';
 
@@ -187,17 +188,17 @@ export class LockManager {
   semaphore(name: string, options: SemaphoreOptions): Semaphore {
     assertOptions('options', options, ['permits'], false);
     const key = this.keySpace.key(name, 'semaphore', 'name');
-    const node = this.nodes.single;
-    if (!node) throw redlockUnsupported();
-    const context = {
-      node,
-      waiting: this.waiting,
-      ttlMs: this.ttlMs,
-      ttl,
-      drift: (ttlMs: number) => this.drift(ttlMs),
-      beforeAcquire: () => this.checkEviction(),
-    };
-    return new Semaphore(context, name, key, options.permits);
+    return new Semaphore(this.semaphoreContext(), name, key, options.permits);
+  }
+
+  /**
+   * A read-write lock named `name`: many readers or one writer, across processes, writer-preferring.
+   * `rw.read.acquire()` and `rw.write.acquire()` resolve with a `Lock` (the writer's fencing token orders
+   * writes). Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:rw`.
+   */
+  readWrite(name: string): ReadWriteLock {
+    const key = this.keySpace.key(name, 'rw', 'name');
+    return new ReadWriteLock(this.semaphoreContext(), name, key);
   }
 
   /** The lock's state (with several clients: the owner that holds a quorum, if any). */
@@ -275,6 +276,20 @@ export class LockManager {
     if (this.nodes.reached(results)) return true;
     this.nodes.assertReachable(lock.resource, results);
     return false;
+  }
+
+  /** What semaphores and read-write locks borrow from the manager; refused on Redlock. */
+  private semaphoreContext(): SemaphoreContext {
+    const node = this.nodes.single;
+    if (!node) throw redlockUnsupported();
+    return {
+      node,
+      waiting: this.waiting,
+      ttlMs: this.ttlMs,
+      ttl,
+      drift: (ttlMs: number) => this.drift(ttlMs),
+      beforeAcquire: () => this.checkEviction(),
+    };
   }
 
   /** Warns once per manager, at its first acquire, when the servers may evict keys. */

@@ -145,6 +145,8 @@ export type SemaphoreRequest =
       readonly count: number;
       /** The permits to use while the key holds none (it never had, or expired idle). */
       readonly permits: number;
+      /** Read-write lock: a request for all permits is a writer, and a waiting writer holds new readers back. */
+      readonly writerPreference?: boolean;
     }
   | { readonly operation: 'extend'; readonly key: string; readonly owner: string; readonly ttlMs: number }
   | { readonly operation: 'release'; readonly key: string; readonly owner: string }
@@ -155,8 +157,11 @@ export type SemaphoreRequest =
 export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
   switch (request.operation) {
     case 'acquire':
-    case 'wait':
-      return [request.owner, request.ttlMs, request.operation, request.count, request.permits];
+    case 'wait': {
+      const args: ScriptArg[] = [request.owner, request.ttlMs, request.operation, request.count, request.permits];
+      if (request.writerPreference) args.push('w');
+      return args;
+    }
     case 'extend':
       return [request.owner, request.ttlMs, 'extend'];
     case 'release':

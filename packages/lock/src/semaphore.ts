@@ -36,7 +36,7 @@ export interface PermitOptions {
   waitMs?: number;
   /** Cancels the wait; `acquire` then rejects with the signal's reason (and holds nothing). */
   signal?: AbortSignal;
-  /** The holder's unique value. Default: a random UUID. Acquiring again with the same owner renews its lease. */
+  /** The holder's unique value. Default: a random UUID. Acquiring again with the same owner and count renews its lease; another count is a `ScriptError`. */
   owner?: string;
 }
 
@@ -123,6 +123,8 @@ export class Semaphore {
     /** The Redis key of the semaphore. */
     readonly key: string,
     permits: number,
+    /** Read-write lock: a request for all permits is a writer, and a waiting writer holds new readers back. */
+    private readonly writerPreference = false,
   ) {
     this.permits = permitsArgument('options.permits', permits);
   }
@@ -201,7 +203,7 @@ export class Semaphore {
     signal: AbortSignal | undefined,
   ): Promise<Permit | PermitsUnavailableError> {
     const start = performance.now();
-    const request: SemaphoreRequest = { operation, key: this.key, owner, ttlMs, count, permits: this.permits };
+    const request: SemaphoreRequest = { operation, key: this.key, owner, ttlMs, count, permits: this.permits, writerPreference: this.writerPreference };
     let reply: PermitReply;
     try {
       reply = decodePermitReply(request, await this.context.node.runSemaphore(request));
@@ -242,5 +244,8 @@ export class Semaphore {
 
 /** A semaphore needs one Redis: `semaphore()` on a Redlock manager is refused with this. */
 export function redlockUnsupported(): InvalidArgumentError {
-  return new InvalidArgumentError('redis', 'semaphores run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them yet');
+  return new InvalidArgumentError(
+    'redis',
+    'semaphores and read-write locks run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them yet',
+  );
 }

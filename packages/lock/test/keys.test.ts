@@ -118,5 +118,8 @@ describe.each(topologies)('semaphore.lua touches only the key it is given, on %s
     await trace({ operation: 'status', key, permits: 2 });
     await trace({ operation: 'resize', key, permits: 3 });
     await trace({ operation: 'release', key, owner: 'x' });
+    // The read-write form: a writer that waits, a reader it holds back.
+    await trace({ operation: 'wait', key, owner: 'w', ttlMs: 5_000, count: 3, permits: 3, writerPreference: true });
+    await trace({ operation: 'acquire', key, owner: 'r', ttlMs: 5_000, count: 1, permits: 3, writerPreference: true });
   });
 });

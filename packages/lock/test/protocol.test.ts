@@ -213,6 +213,26 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
   });
 
+  it('runs the read-write form: a waiting writer holds new readers back until it is granted', async () => {
+    const rw = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
+      operation,
+      key,
+      owner,
+      ttlMs: 5_000,
+      count,
+      permits: 10,
+      writerPreference: true,
+    });
+    const take = async (request: SemaphoreRequest) => decodePermitReply(request, await call(request));
+    expect(await take(rw('r1', 1))).toMatchObject({ state: 'granted', count: 1 });
+    expect(await take(rw('w', 10, 'wait'))).toMatchObject({ state: 'refused', available: 9, permits: 10 });
+    expect(await take(rw('r2', 1))).toMatchObject({ state: 'refused', available: 9 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'r1' }))).toBe(true);
+    expect(await take(rw('w', 10, 'wait'))).toMatchObject({ state: 'granted', count: 10 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'w' }))).toBe(true);
+    expect(await take(rw('r2', 1))).toMatchObject({ state: 'granted', count: 1 });
+  });
+
   it('refuses a reply that does not fit the request', () => {
     const extend: SemaphoreRequest = { operation: 'extend', key, owner: 'a', ttlMs: 1_000 };
     expect(() => decodePermitReply(extend, 5)).toThrow(CyRedisError);

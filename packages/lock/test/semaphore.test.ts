@@ -13,6 +13,7 @@ import {
   LockUnavailableError,
   Permit,
   PermitsUnavailableError,
+  ScriptError,
   type Semaphore,
 } from '../src/index.js';
 
@@ -300,10 +301,16 @@ class Take implements fc.AsyncCommand<Model, Real> {
   ) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
-    const permit = await r.sems[this.via]!.tryAcquire({ owner: this.owner, count: this.count, ttlMs: 600_000 });
     const mine = m.held.get(this.owner);
+    const attempt = r.sems[this.via]!.tryAcquire({ owner: this.owner, count: this.count, ttlMs: 600_000 });
+    if (mine !== undefined && mine !== this.count) {
+      // An owner asking for another count than it holds: an error, nothing changes.
+      await expect(attempt).rejects.toBeInstanceOf(ScriptError);
+      return;
+    }
+    const permit = await attempt;
     if (mine !== undefined) {
-      // A resent acquire renews the lease it has, with its count and token.
+      // A resent acquire renews the lease it has, with its token.
       expect(permit?.count).toBe(mine);
       return;
     }
