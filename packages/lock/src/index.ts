@@ -1,6 +1,7 @@
 // The public surface of @cyredis/lock, with the core errors it can throw (so `instanceof` needs no core import).
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeReply } from './errors.js';
+export { FairLock, type FairLockStatus } from './fair.js';
 export { Lock, type LockBackend } from './lock.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
 export type { LockStatus } from './quorum.js';

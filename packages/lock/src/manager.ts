@@ -19,6 +19,7 @@ import { Lock, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
+import { FairLock } from './fair.js';
 import { ReadWriteLock } from './readwrite.js';
 import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
@@ -199,6 +200,15 @@ export class LockManager {
   readWrite(name: string): ReadWriteLock {
     const key = this.keySpace.key(name, 'rw', 'name');
     return new ReadWriteLock(this.semaphoreContext(), name, key);
+  }
+
+  /**
+   * A fair lock named `name`: waiters are served strictly in arrival order, across processes, each woken
+   * individually. Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:fair`.
+   */
+  fair(name: string): FairLock {
+    const key = this.keySpace.key(name, 'fair', 'name');
+    return new FairLock(this.semaphoreContext(), name, key);
   }
 
   /** The lock's state (with several clients: the owner that holds a quorum, if any). */

@@ -19,8 +19,10 @@ import {
   decodeReply,
   encodeArgs,
   encodeBatch,
+  encodeFairArgs,
   encodeSemaphoreArgs,
   type BatchableRequest,
+  type FairRequest,
   type LockReply,
   type LockRequest,
   type SemaphoreRequest,
@@ -30,6 +32,8 @@ const SOURCE = readPackageLua(import.meta.url, 'distributed_lock');
 const SCRIPT_NAME = scriptName('lock', 'distributed_lock');
 const SEMAPHORE_SOURCE = readPackageLua(import.meta.url, 'semaphore');
 const SEMAPHORE_NAME = scriptName('lock', 'semaphore');
+const FAIR_SOURCE = readPackageLua(import.meta.url, 'fair_lock');
+const FAIR_NAME = scriptName('lock', 'fair_lock');
 
 /**
  * Operations per call (the script takes up to 256). 32 rather than more: at 64 or more in flight, two or
@@ -90,6 +94,7 @@ export class LockNode {
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;
   private readonly semaphoreScript: RegisteredScript;
+  private readonly fairScript: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
   private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
 
@@ -104,6 +109,7 @@ export class LockNode {
     this.scripts = new LuaScriptManager(client);
     this.script = this.scripts.registerScript(SCRIPT_NAME, SOURCE);
     this.semaphoreScript = this.scripts.registerScript(SEMAPHORE_NAME, SEMAPHORE_SOURCE);
+    this.fairScript = this.scripts.registerScript(FAIR_NAME, FAIR_SOURCE);
     const keyPrefix = clientKeyPrefix(client);
     this.keyPrefix = keyPrefix;
     this.subscriber = new PubSubSubscriber(client, {
@@ -135,6 +141,11 @@ export class LockNode {
    */
   runSemaphore(request: SemaphoreRequest): Promise<unknown> {
     return this.scripts.executeScript(this.semaphoreScript, { keys: [request.key], args: encodeSemaphoreArgs(request), timeoutMs: this.timeoutMs });
+  }
+
+  /** Runs one fair-lock operation on its own call; resolves with the raw reply, rejects like `runSemaphore`. */
+  runFair(request: FairRequest): Promise<unknown> {
+    return this.scripts.executeScript(this.fairScript, { keys: [request.key], args: encodeFairArgs(request), timeoutMs: this.timeoutMs });
   }
 
   /**

@@ -245,3 +245,58 @@ export function decodeResizeReply(reply: unknown): { permits: number; available:
   if (!isIntegers(reply, 2)) throw unexpectedSemaphore('resize', reply);
   return { permits: reply[0]!, available: reply[1]! };
 }
+
+// ---- fair_lock.lua ----
+
+/** One operation on one fair-lock key. `wait` takes (or keeps) a place in line when refused. */
+export type FairRequest =
+  | { readonly operation: 'acquire' | 'wait' | 'extend'; readonly key: string; readonly owner: string; readonly ttlMs: number }
+  | { readonly operation: 'release' | 'leave'; readonly key: string; readonly owner: string }
+  | { readonly operation: 'status' | 'force'; readonly key: string };
+
+/** ARGV of one fair-lock operation: `<owner> <ttl_ms> <mode>`. */
+export function encodeFairArgs(request: FairRequest): ScriptArg[] {
+  switch (request.operation) {
+    case 'acquire':
+    case 'wait':
+    case 'extend':
+      return [request.owner, request.ttlMs, request.operation];
+    case 'release':
+    case 'leave':
+      return [request.owner, 0, request.operation];
+    case 'status':
+    case 'force':
+      return ['', 0, request.operation];
+  }
+}
+
+/**
+ * The reply of acquire, wait and extend: `[1, owner, ttl_ms, token]` granted, `[0, holder, wait_ms, token]`
+ * refused (`ttlMs` is then the wait: ms until the lease or the head's place in line ends).
+ */
+export function decodeFairReply(request: FairRequest, reply: unknown): LockReply {
+  return decodeReply({ operation: 'status', key: request.key }, reply);
+}
+
+/**
+ * The reply of release, force and leave: true when a live lease ended (release: also when already
+ * released; leave: when the owner had a place in line).
+ */
+export function decodeFairEnded(request: FairRequest, reply: unknown): boolean {
+  if (reply !== 0 && reply !== 1) throw new CyRedisError(`unexpected reply to fair lock ${request.operation}: ${JSON.stringify(reply)}`);
+  return reply === 1;
+}
+
+/** What a fair lock's status reports. */
+export interface FairState extends LockReply {
+  /** Places taken in line (some may belong to waiters that gave up and whose place has not ended yet). */
+  readonly waiting: number;
+}
+
+/** The reply of status: `[locked, holder, ttl_ms, token, waiting]`. */
+export function decodeFairStatus(reply: unknown): FairState {
+  if (!Array.isArray(reply) || reply.length !== 5 || typeof reply[4] !== 'number') {
+    throw new CyRedisError(`unexpected reply to fair lock status: ${JSON.stringify(reply)}`);
+  }
+  return { ...decodeReply({ operation: 'status', key: '' }, reply.slice(0, 4)), waiting: reply[4] };
+}

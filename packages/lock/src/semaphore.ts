@@ -152,7 +152,7 @@ export class Semaphore {
     if (first instanceof Permit) return first;
     if (waitMs === 0) throw first;
     const round = () => this.attempt(owner, ttlMs, count, 'wait', signal);
-    return this.context.waiting.waitFor<Permit>(this.key, ttlMs, deadline, signal, round, count);
+    return this.context.waiting.waitFor<Permit>(this.key, ttlMs, deadline, signal, round, { count });
   }
 
   /** One attempt, no waiting: the permits, or null when too few are free. */
@@ -246,6 +246,6 @@ export class Semaphore {
 export function redlockUnsupported(): InvalidArgumentError {
   return new InvalidArgumentError(
     'redis',
-    'semaphores and read-write locks run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them yet',
+    'semaphores, read-write and fair locks run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them yet',
   );
 }

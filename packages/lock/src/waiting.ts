@@ -7,6 +7,8 @@ interface Waiter {
   wake: () => void;
   /** Semaphore waiters: the permits asked for (a release message says how many are available). */
   count: number | undefined;
+  /** Fair-lock waiters: the owner a release message names when it is this waiter's turn. */
+  owner: string | undefined;
   /** Set when a wake-up was handed to this waiter and not yet used by a retry. */
   woken: boolean;
 }
@@ -29,9 +31,29 @@ export interface ReleaseChannels {
 /** What a waiter retries: one acquire round, what it acquired or the refusal that names the lease left. */
 export type AcquireRound<T> = () => Promise<T | LockUnavailableError>;
 
+/** How a waiter is woken, beyond the first-in-line default of a lock. */
+export interface WaitStyle {
+  /** Semaphore: the permits asked for; a release wakes the waiters whose counts fit. */
+  count?: number;
+  /** Fair lock: a release wakes only the waiter its message names. */
+  owner?: string;
+  /** Retry at the latest this long after a refusal, in ms (a fair waiter keeps its place alive so). */
+  retryWithinMs?: (refusal: LockUnavailableError) => number;
+}
+
 function wakeFirst(waiters: Set<Waiter>): void {
   for (const waiter of waiters) {
     if (waiter.woken) continue;
+    waiter.woken = true;
+    waiter.wake();
+    return;
+  }
+}
+
+/** Wakes the fair-lock waiter of `owner`, if it waits here. */
+function wakeOwner(waiters: Set<Waiter>, owner: string): void {
+  for (const waiter of waiters) {
+    if (waiter.owner !== owner || waiter.woken) continue;
     waiter.woken = true;
     waiter.wake();
     return;
@@ -71,10 +93,10 @@ export class WaitQueues {
     deadline: number,
     signal: AbortSignal | undefined,
     round: AcquireRound<T>,
-    count?: number,
+    style: WaitStyle = {},
   ): Promise<T> {
     let resolveSleep: (() => void) | undefined;
-    const waiter: Waiter = { woken: false, count, wake: () => resolveSleep?.() };
+    const waiter: Waiter = { woken: false, count: style.count, owner: style.owner, wake: () => resolveSleep?.() };
     const onAbort = () => resolveSleep?.();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -98,8 +120,9 @@ export class WaitQueues {
         if (left <= 0) throw result;
         // Woken or aborted while the round was in flight: go round again at once.
         if (waiter.woken || signal?.aborted) continue;
+        const sleepMs = Math.min(left, style.retryWithinMs?.(result) ?? Infinity);
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
+          const timer = setTimeout(resolve, sleepMs);
           resolveSleep = () => {
             clearTimeout(timer);
             resolve();
@@ -115,14 +138,16 @@ export class WaitQueues {
 
   /**
    * A release was published on `key`: the first waiter not yet woken retries; for a semaphore (`message`
-   * = the permits available), every waiter in arrival order whose count fits.
+   * = the permits available), every waiter in arrival order whose count fits; for a fair lock (`message` =
+   * the next owner in line), that owner's waiter only.
    */
   released(key: string, message: string): void {
     const queue = this.queues.get(key);
     if (!queue) return;
     const first = queue.waiters.values().next().value;
-    if (first?.count === undefined) wakeFirst(queue.waiters);
-    else wakeFitting(queue.waiters, Number(message));
+    if (first?.owner !== undefined) wakeOwner(queue.waiters, message);
+    else if (first?.count !== undefined) wakeFitting(queue.waiters, Number(message));
+    else wakeFirst(queue.waiters);
   }
 
   /** Messages may have been lost (a subscriber reconnected): every waiter retries once. */

@@ -6,6 +6,9 @@ import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   decodeBatch,
+  decodeFairEnded,
+  decodeFairReply,
+  decodeFairStatus,
   decodePermitReply,
   decodeReleaseReply,
   decodeReply,
@@ -13,8 +16,10 @@ import {
   decodeStatusReply,
   encodeArgs,
   encodeBatch,
+  encodeFairArgs,
   encodeSemaphoreArgs,
   type BatchableRequest,
+  type FairRequest,
   type LockReply,
   type LockRequest,
   type SemaphoreRequest,
@@ -22,6 +27,7 @@ import {
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
 const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
+const FAIR = readFileSync(new URL('../lua/fair_lock.lua', import.meta.url), 'utf8');
 
 describe.each(topologies)('the protocol module against distributed_lock.lua on %s', (topology) => {
   let redis: Redis | Cluster;
@@ -241,5 +247,63 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(() => decodeStatusReply([1, 2])).toThrow(CyRedisError);
     expect(() => decodeStatusReply([1, 2, 3, 'a', 1])).toThrow(CyRedisError);
     expect(() => decodeResizeReply([1])).toThrow(CyRedisError);
+  });
+});
+
+describe.each(topologies)('the protocol module against fair_lock.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let prefix: string;
+  let key: string;
+
+  const call = async (request: FairRequest): Promise<unknown> => scripts.executeScript(script, { keys: [request.key], args: encodeFairArgs(request) });
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('cyredis:lock:fair-protocol-test', FAIR);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{fair}:f`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every operation: acquire, wait, leave, extend, status, release, force', async () => {
+    const op = (operation: 'acquire' | 'wait' | 'extend', owner: string, ttlMs = 5_000): FairRequest => ({ operation, key, owner, ttlMs });
+    const lease = async (request: FairRequest) => decodeFairReply(request, await call(request));
+    const a = await lease(op('acquire', 'a'));
+    expect(a).toEqual({ state: 'granted', owner: 'a', ttlMs: 5_000, token: expect.any(BigInt) as bigint });
+    const b = await lease(op('wait', 'b'));
+    expect({ ...b, ttlMs: 0 }).toEqual({ state: 'refused', owner: 'a', ttlMs: 0, token: a.token });
+    expect(await lease(op('wait', 'c'))).toMatchObject({ state: 'refused', owner: 'a' });
+    expect(decodeFairStatus(await call({ operation: 'status', key }))).toMatchObject({ state: 'granted', owner: 'a', token: a.token, waiting: 2 });
+    const leave: FairRequest = { operation: 'leave', key, owner: 'c' };
+    expect(decodeFairEnded(leave, await call(leave))).toBe(true);
+    expect(decodeFairEnded(leave, await call(leave))).toBe(false);
+    expect(await lease(op('extend', 'a', 8_000))).toEqual({ state: 'granted', owner: 'a', ttlMs: 8_000, token: a.token });
+    const release: FairRequest = { operation: 'release', key, owner: 'a' };
+    expect(decodeFairEnded(release, await call(release))).toBe(true);
+    // Free, but b is first in line: a plain acquire by another owner is refused, b's is granted.
+    expect(await lease(op('acquire', 'd'))).toMatchObject({ state: 'refused', owner: '' });
+    const granted = await lease(op('wait', 'b'));
+    expect(granted).toMatchObject({ state: 'granted', owner: 'b' });
+    expect(granted.token).toBeGreaterThan(a.token);
+    const force: FairRequest = { operation: 'force', key };
+    expect(decodeFairEnded(force, await call(force))).toBe(true);
+    expect(decodeFairStatus(await call({ operation: 'status', key }))).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: granted.token, waiting: 0 });
+  });
+
+  it('refuses a reply that does not fit the request', () => {
+    const release: FairRequest = { operation: 'release', key, owner: 'a' };
+    expect(() => decodeFairEnded(release, 'OK')).toThrow(CyRedisError);
+    expect(() => decodeFairReply(release, 7)).toThrow(CyRedisError);
+    expect(() => decodeFairStatus([1, 'a', 5, 7])).toThrow(CyRedisError);
   });
 });
