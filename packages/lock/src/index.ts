@@ -3,6 +3,7 @@ export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailable
 export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeReply } from './errors.js';
 export { FairLock, type FairLockStatus } from './fair.js';
 export { Lock, type LockBackend } from './lock.js';
+export { MultiLock } from './multi.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
 export type { LockStatus } from './quorum.js';
 export type { PermitHolder } from './protocol.js';

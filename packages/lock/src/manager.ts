@@ -20,6 +20,8 @@ import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
 import { FairLock } from './fair.js';
+import type { MultiLock } from './multi.js';
+import { acquireMany } from './multi.js';
 import { ReadWriteLock } from './readwrite.js';
 import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
@@ -157,6 +159,32 @@ export class LockManager {
     if (first instanceof Lock) return first;
     if (waitMs === 0) throw first;
     return this.waiting.waitFor(key, ttlMs, deadline, signal, () => this.attempt(resource, key, owner, ttlMs, 'wait', signal));
+  }
+
+  /**
+   * Takes the locks of several resources, all or none, whatever order callers name them in (no deadlock):
+   * on a single node uncontended in one script call; otherwise, and on a cluster (where names fall in
+   * different slots), one by one in key order, each waiting for its holder, releasing what was taken when
+   * one fails. Every lock has `owner` (default: one random UUID for all) and `ttlMs`. Settles within
+   * `waitMs` plus `timeoutMs` per resource. Rejects like `acquire`; an empty list or a name given twice is
+   * an `InvalidArgumentError`.
+   */
+  async acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
+    assertOptions('options', options, ACQUIRE_OPTIONS);
+    const ttlMs = options.ttlMs === undefined ? this.ttlMs : ttl('options.ttlMs', options.ttlMs);
+    const waitMs = options.waitMs ?? 0;
+    assertFiniteNumber('options.waitMs', waitMs, { min: 0 });
+    const owner = options.owner ?? randomUUID();
+    assertNonEmptyString('options.owner', owner, MAX_OWNER_LENGTH);
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    this.checkEviction();
+    const backend = {
+      keyOf: (resource: string) => this.keyOf(resource),
+      attempt: (resource: string) => this.attempt(resource, this.keyOf(resource), owner, ttlMs, 'acquire', signal),
+      acquire: (resource: string, wait: number) => this.acquire(resource, { ttlMs, waitMs: wait, owner, ...(signal ? { signal } : {}) }),
+    };
+    return acquireMany(backend, resources, waitMs);
   }
 
   /** One attempt, no waiting: the lock, or null when another owner holds it. */
