@@ -1,5 +1,6 @@
 // One Redis client of a LockManager: runs lock operations (batched per tick on a single node), WAITs for replicas, hears releases.
 import {
+  classifyError,
   clientKeyPrefix,
   CyRedisError,
   isCluster,
@@ -21,6 +22,10 @@ import {
   encodeBatch,
   encodeFairArgs,
   encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
+  MAX_SEMAPHORE_BATCH,
+  splitSemaphoreBatch,
+  type BatchableSemaphoreRequest,
   type BatchableRequest,
   type FairRequest,
   type LockReply,
@@ -97,6 +102,8 @@ export class LockNode {
   private readonly fairScript: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
   private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
+  /** The semaphore script's batches; absent on a cluster. */
+  private readonly semaphoreBatcher: TickBatcher<BatchableSemaphoreRequest, unknown> | undefined;
 
   constructor(
     readonly client: RedisClient,
@@ -122,6 +129,12 @@ export class LockNode {
           (requests) => (requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : this.runBatch(requests)),
           BATCH_SIZE,
         );
+    this.semaphoreBatcher = isCluster(client)
+      ? undefined
+      : new TickBatcher<BatchableSemaphoreRequest, unknown>(
+          (requests) => (requests.length === 1 ? this.runSemaphoreAlone(requests[0]!).then((r) => [r]) : this.runSemaphoreBatch(requests)),
+          Math.min(BATCH_SIZE, MAX_SEMAPHORE_BATCH),
+        );
   }
 
   /**
@@ -140,7 +153,21 @@ export class LockNode {
    * for `protocol.ts` to decode; rejects like `executeScript` (`ScriptError`, `RedisUnavailableError`).
    */
   runSemaphore(request: SemaphoreRequest): Promise<unknown> {
+    if (!this.semaphoreBatcher || request.operation === 'status' || request.operation === 'resize') return this.runSemaphoreAlone(request);
+    return this.semaphoreBatcher.add(request).then((reply) => {
+      // An operation the batch refused with an error of its own (the rest of the batch went through).
+      if (reply instanceof Error) throw classifyError(reply, { label: SEMAPHORE_NAME, scriptName: SEMAPHORE_NAME });
+      return reply;
+    });
+  }
+
+  private runSemaphoreAlone(request: SemaphoreRequest): Promise<unknown> {
     return this.scripts.executeScript(this.semaphoreScript, { keys: [request.key], args: encodeSemaphoreArgs(request), timeoutMs: this.timeoutMs });
+  }
+
+  private async runSemaphoreBatch(requests: BatchableSemaphoreRequest[]): Promise<unknown[]> {
+    const { keys, args } = encodeSemaphoreBatch(requests);
+    return splitSemaphoreBatch(requests, await this.scripts.executeScript(this.semaphoreScript, { keys, args, timeoutMs: this.timeoutMs }));
   }
 
   /** Runs one fair-lock operation on its own call; resolves with the raw reply, rejects like `runSemaphore`. */

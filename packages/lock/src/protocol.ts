@@ -173,6 +173,33 @@ export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
   }
 }
 
+/** The operations the semaphore's batch form accepts. */
+export type BatchableSemaphoreRequest = Extract<SemaphoreRequest, { operation: 'acquire' | 'wait' | 'extend' | 'release' }>;
+
+/** The most operations one semaphore batch call may carry. */
+export const MAX_SEMAPHORE_BATCH = 64;
+
+/** KEYS and ARGV of the semaphore's batch form: one key and six ARGV (the single form's, padded with '') per operation. */
+export function encodeSemaphoreBatch(requests: readonly BatchableSemaphoreRequest[]): { keys: string[]; args: ScriptArg[] } {
+  const keys = new Array<string>(requests.length);
+  const args: ScriptArg[] = [];
+  requests.forEach((request, i) => {
+    keys[i] = request.key;
+    const own = encodeSemaphoreArgs(request);
+    args.push(...own);
+    for (let k = own.length; k < 6; k++) args.push('');
+  });
+  return { keys, args };
+}
+
+/** The replies of a batch call, one per request (an `Error` for an operation the script refused with an error). */
+export function splitSemaphoreBatch(requests: readonly BatchableSemaphoreRequest[], replies: unknown): unknown[] {
+  if (!Array.isArray(replies) || replies.length !== requests.length) {
+    throw new CyRedisError(`semaphore batch reply has ${String((replies as unknown[] | undefined)?.length)} results for ${requests.length} operations`);
+  }
+  return replies as unknown[];
+}
+
 /** What acquire, wait and extend answered. */
 export type PermitReply =
   | { readonly state: 'granted'; readonly count: number; readonly ttlMs: number; readonly token: bigint }

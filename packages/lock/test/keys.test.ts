@@ -8,6 +8,7 @@ import {
   encodeBatch,
   encodeFairArgs,
   encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
   type BatchableRequest,
   type FairRequest,
   type LockRequest,
@@ -131,6 +132,14 @@ describe.each(topologies)('semaphore.lua touches only the key it is given, on %s
     // The read-write form: a writer that waits, a reader it holds back.
     await trace({ operation: 'wait', key, owner: 'w', ttlMs: 5_000, count: 3, permits: 3, writerPreference: true });
     await trace({ operation: 'acquire', key, owner: 'r', ttlMs: 5_000, count: 1, permits: 3, writerPreference: true });
+    // The batch form (keys of one slot).
+    const { keys, args } = encodeSemaphoreBatch([
+      { operation: 'acquire', key: `${prefix}{keys}:t`, owner: 'b', ttlMs: 5_000, count: 1, permits: 2 },
+      { operation: 'release', key, owner: 'r' },
+    ]);
+    const { reply, undeclared } = await traceKeys(redis, SEMAPHORE, keys, args.map(String));
+    expect(reply).toHaveLength(2);
+    expect(undeclared).toEqual([]);
   });
 });
 

@@ -18,7 +18,10 @@ import {
   encodeBatch,
   encodeFairArgs,
   encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
+  splitSemaphoreBatch,
   type BatchableRequest,
+  type BatchableSemaphoreRequest,
   type FairRequest,
   type LockReply,
   type LockRequest,
@@ -217,6 +220,32 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(true);
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(false);
     expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
+  });
+
+  it('runs the batch form: operations in order, an error of its own failing one operation only', async () => {
+    const other = `${prefix}{semaphore}:t`;
+    const take = (k: string, owner: string, count: number): BatchableSemaphoreRequest => ({ operation: 'acquire', key: k, owner, ttlMs: 5_000, count, permits: 3 });
+    const requests: BatchableSemaphoreRequest[] = [
+      take(key, 'a', 2),
+      take(key, 'b', 2),
+      take(other, 'a', 1),
+      take(key, 'a', 1),
+      { operation: 'extend', key, owner: 'a', ttlMs: 8_000 },
+      { operation: 'release', key: other, owner: 'a' },
+    ];
+    const { keys, args } = encodeSemaphoreBatch(requests);
+    expect(args).toHaveLength(6 * requests.length);
+    const replies = splitSemaphoreBatch(requests, await scripts.executeScript(script, { keys, args }));
+    const a = decodePermitReply(requests[0]!, replies[0]);
+    expect(a).toMatchObject({ state: 'granted', count: 2 });
+    expect(decodePermitReply(requests[1]!, replies[1])).toMatchObject({ state: 'refused', available: 1, permits: 3 });
+    expect(decodePermitReply(requests[2]!, replies[2])).toMatchObject({ state: 'granted', count: 1 });
+    // 'a' holds 2 on key and asks for 1: that operation alone is an error.
+    expect(replies[3]).toBeInstanceOf(Error);
+    expect(String(replies[3])).toMatch(/holds 2 permit/);
+    expect(decodePermitReply(requests[4]!, replies[4])).toMatchObject({ state: 'granted', count: 2, ttlMs: 8_000 });
+    expect(decodeReleaseReply(replies[5])).toBe(true);
+    expect(() => splitSemaphoreBatch(requests, replies.slice(1))).toThrow(CyRedisError);
   });
 
   it('runs the read-write form: a waiting writer holds new readers back until it is granted', async () => {

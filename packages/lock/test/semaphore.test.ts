@@ -156,6 +156,17 @@ describe.each(topologies)('Semaphore on %s', (topology) => {
     expect(await redis.pttl(sem.key)).toBeGreaterThan(0);
   });
 
+  it('shares one call among the operations of one tick; one owner’s error fails only its own', async () => {
+    const sem = locks.semaphore('tick', { permits: 3 });
+    const mine = await sem.acquire({ owner: 'me', count: 1 });
+    const [again, other] = await Promise.allSettled([sem.acquire({ owner: 'me', count: 2 }), sem.acquire({ owner: 'you', count: 2 })]);
+    expect(again.status).toBe('rejected');
+    expect((again as PromiseRejectedResult).reason).toBeInstanceOf(ScriptError);
+    expect(other.status).toBe('fulfilled');
+    await Promise.all([mine.release(), (other as PromiseFulfilledResult<Permit>).value.release()]);
+    expect((await sem.status()).available).toBe(3);
+  });
+
   it('refuses bad input with InvalidArgumentError naming it, before any round trip', async () => {
     const refused = async (argument: string, run: () => unknown) => {
       const err = await Promise.resolve()
