@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { assertFiniteNumber, assertNonEmptyString, assertOptions, RedisUnavailableError } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
-import { Lock, type LockBackend } from './lock.js';
+import { holdGranted, Lock, orNull, type LockBackend } from './lock.js';
 import type { AcquireOptions } from './manager.js';
 import { decodeFairEnded, decodeFairReply, decodeFairStatus, type FairRequest, type LockReply } from './protocol.js';
 import type { LockStatus } from './quorum.js';
@@ -74,13 +74,8 @@ export class FairLock {
   }
 
   /** One attempt, no waiting and no place in line: the lock, or null when it is held or someone waits. */
-  async tryAcquire(options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
-    try {
-      return await this.acquire({ ...options, waitMs: 0 });
-    } catch (err) {
-      if (err instanceof LockUnavailableError) return null;
-      throw err;
-    }
+  tryAcquire(options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
+    return orNull(this.acquire({ ...options, waitMs: 0 }));
   }
 
   /** Runs `routine` while holding the lock, like `LockManager.using`. */
@@ -114,14 +109,16 @@ export class FairLock {
       throw err;
     }
     if (reply.state === 'refused') return refusal(this.name, reply);
-    if (signal?.aborted) {
-      await this.releaseOwner(owner);
-      signal.throwIfAborted();
-    }
-    const deadline = start + ttlMs - this.context.drift(ttlMs);
-    if (deadline > performance.now()) return new Lock(this.backend, this.name, this.key, owner, reply.token, ttlMs, deadline);
-    await this.releaseOwner(owner);
-    throw new RedisUnavailableError(`fair lock "${this.name}": the reply came after the ${ttlMs} ms lease (minus drift) had run out`);
+    const token = reply.token;
+    return holdGranted({
+      what: `fair lock "${this.name}"`,
+      start,
+      ttlMs,
+      driftMs: this.context.drift(ttlMs),
+      signal,
+      giveBack: () => this.releaseOwner(owner),
+      hold: (deadline) => new Lock(this.backend, this.name, this.key, owner, token, ttlMs, deadline),
+    });
   }
 
   /** Best effort: releases whatever `owner` may hold; never rejects. */

@@ -15,7 +15,7 @@ import {
   type RedisClient,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
-import { Lock, type LockBackend } from './lock.js';
+import { Lock, orNull, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
@@ -188,13 +188,8 @@ export class LockManager {
   }
 
   /** One attempt, no waiting: the lock, or null when another owner holds it. */
-  async tryAcquire(resource: string, options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
-    try {
-      return await this.acquire(resource, { ...options, waitMs: 0 });
-    } catch (err) {
-      if (err instanceof LockUnavailableError) return null;
-      throw err;
-    }
+  tryAcquire(resource: string, options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
+    return orNull(this.acquire(resource, { ...options, waitMs: 0 }));
   }
 
   /**

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { assertFiniteNumber, assertInteger, assertNonEmptyString, assertOptions, InvalidArgumentError, RedisUnavailableError } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
-import { Lock, type LockBackend } from './lock.js';
+import { holdGranted, Lock, orNull, type LockBackend } from './lock.js';
 import type { LockNode } from './node.js';
 import {
   decodePermitReply,
@@ -156,13 +156,8 @@ export class Semaphore {
   }
 
   /** One attempt, no waiting: the permits, or null when too few are free. */
-  async tryAcquire(options: Omit<PermitOptions, 'waitMs'> = {}): Promise<Permit | null> {
-    try {
-      return await this.acquire({ ...options, waitMs: 0 });
-    } catch (err) {
-      if (err instanceof LockUnavailableError) return null;
-      throw err;
-    }
+  tryAcquire(options: Omit<PermitOptions, 'waitMs'> = {}): Promise<Permit | null> {
+    return orNull(this.acquire({ ...options, waitMs: 0 }));
   }
 
   /**
@@ -212,14 +207,16 @@ export class Semaphore {
       throw err;
     }
     if (reply.state === 'refused') return new PermitsUnavailableError(this.name, count, reply.available, reply.permits, reply.waitMs);
-    if (signal?.aborted) {
-      await this.releaseOwner(owner);
-      signal.throwIfAborted();
-    }
-    const deadline = start + ttlMs - this.context.drift(ttlMs);
-    if (deadline > performance.now()) return new Permit(this.backend, this.name, this.key, owner, reply.token, ttlMs, deadline, reply.count);
-    await this.releaseOwner(owner);
-    throw new RedisUnavailableError(`semaphore "${this.name}": the reply came after the ${ttlMs} ms lease (minus drift) had run out`);
+    const { token, count: held } = reply;
+    return holdGranted({
+      what: `semaphore "${this.name}"`,
+      start,
+      ttlMs,
+      driftMs: this.context.drift(ttlMs),
+      signal,
+      giveBack: () => this.releaseOwner(owner),
+      hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, held),
+    });
   }
 
   /** Best effort: releases whatever `owner` may hold; never rejects. */
