@@ -74,7 +74,8 @@ function wakeFitting(waiters: Set<Waiter>, available: number): void {
 
 /**
  * The waiters of one manager, per lock key, in arrival order. A release message wakes the first waiter
- * only, so 5,000 waiters do not race for every hand-off; the end of a lease (a holder that never
+ * only (a semaphore's: the waiters whose counts fit the permits it names; a fair lock's: the one owner it
+ * names), so 5,000 waiters do not race for every hand-off; the end of a lease (a holder that never
  * releases) also wakes only the first, through one timer per key. A lost subscription wakes them all.
  */
 export class WaitQueues {
