@@ -214,8 +214,27 @@ const suite: BenchSuite = {
         idle ? [{ name, unit: 'bytes', higherIsBetter: false, sample: () => idleBytes(redis, round++, idle) }] : [],
       ),
     };
+    // The rest of the family, as `hold` functions for the same hand-off measure.
+    const family: [string, NonNullable<Contender['hold']>][] = [
+      ['@cyredis/lock read-write (writer to writer)', async (resource, wait) => {
+        const lock = await locks.readWrite(resource).write.acquire({ waitMs: wait ? 10_000 : 0 });
+        return () => lock.release();
+      }],
+      ['@cyredis/lock fair', async (resource, wait) => {
+        const lock = await locks.fair(resource).acquire({ waitMs: wait ? 10_000 : 0 });
+        return () => lock.release();
+      }],
+      ['@cyredis/lock acquireMany (2 names)', async (resource, wait) => {
+        const many = await locks.acquireMany([resource, `${resource}:b`], { waitMs: wait ? 10_000 : 0 });
+        return () => many.release();
+      }],
+    ];
+    const familyHandoff = {
+      title: 'hand-off, the other primitives: release → waiting acquirer holds it (median of 15, ms)',
+      cases: family.map(([name, hold]): BenchCase => ({ name, unit: 'ms', higherIsBetter: false, sample: () => handoffMs(hold, round++) })),
+    };
     close = () => locks.close();
-    return Promise.resolve([cycles(1), cycles(64), handoff, semaphoreCycles(1), semaphoreCycles(64), semaphoreHandoff, semaphoreIdle]);
+    return Promise.resolve([cycles(1), cycles(64), handoff, semaphoreCycles(1), semaphoreCycles(64), semaphoreHandoff, familyHandoff, semaphoreIdle]);
   },
   teardown: async () => close?.(),
 };
