@@ -34,6 +34,7 @@ export class FairLock {
     release: (lock) => this.releaseLock(lock),
   };
 
+  /** @hidden Built by `LockManager`. */
   constructor(
     private readonly context: SemaphoreContext,
     /** The name given to `LockManager.fair`. */

@@ -239,7 +239,9 @@ export function decodeReleaseReply(reply: unknown): boolean {
 
 /** One live lease of a semaphore, as status reports it. */
 export interface PermitHolder {
+  /** The holder's unique value. */
   readonly owner: string;
+  /** Permits it holds. */
   readonly count: number;
   /** Lease left in ms. */
   readonly ttlMs: number;

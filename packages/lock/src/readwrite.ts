@@ -59,6 +59,7 @@ export class ReadWriteLock {
   readonly write: ReadWriteSide;
   private readonly semaphore: Semaphore;
 
+  /** @hidden Built by `LockManager`. */
   constructor(
     context: SemaphoreContext,
     /** The name given to `LockManager.readWrite`. */

@@ -52,7 +52,7 @@ export interface SemaphoreStatus {
   fencingToken: bigint;
 }
 
-/** What the manager lends its semaphores. */
+/** What a manager lends its semaphores, read-write and fair locks (built by `LockManager`; users never need one). */
 export interface SemaphoreContext {
   readonly node: LockNode;
   readonly waiting: WaitQueues;
@@ -116,6 +116,7 @@ export class Semaphore {
     release: (permit) => this.releasePermit(permit),
   };
 
+  /** @hidden Built by `LockManager`. */
   constructor(
     private readonly context: SemaphoreContext,
     /** The name given to `LockManager.semaphore`. */
