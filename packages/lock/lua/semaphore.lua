@@ -37,7 +37,8 @@
 --            (a cluster refuses keys of several slots): lets many concurrent operations share one call.
 --
 -- Replies:
---   acquire, wait  granted { 1, count, ttl_ms, token }; refused { 0, available, wait_ms, permits }, wait_ms
+--   acquire, wait  granted: the token alone, an integer (the count and ttl are the caller's own); refused
+--                  { 0, available, wait_ms, permits }, wait_ms
 --                  = ms until the earliest lease ends or a writer's hold on readers ends, whichever comes
 --                  first (when this request may succeed without a release message)
 --   extend         granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
@@ -155,8 +156,8 @@ end
 -- Runs one checked operation (see `check`) on `key` and returns its reply: an error reply when the owner
 -- asks for another count than it holds or the key is not a semaphore (in a batch, that operation's reply
 -- only). One function for every mode: each local function is a closure Lua builds on every call.
-local function run(key, owner, mode, ttl, count, permits, writers, now, now_us)
-  local h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''), 'q')
+local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h)
+  h = h or redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''), 'q')
   local p, u, n, f, x = tonumber(h[1] or permits or 1), tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[4] or 0), tonumber(h[6] or 0)
   local w = h[5] or '0'
   if not (p and u and n and f and x) then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
@@ -224,7 +225,7 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us)
   if live_mine then
     local e = now + ttl
     put(key, x, e, now, ':' .. owner, mc .. ' ' .. string.format('%d', e) .. ' ' .. string.format('%d', mt))
-    return { 1, mc, ttl, mt }
+    return mt
   end
   -- Writer preference: a reader is held back while a refused writer waits (q), a writer clears q.
   local q = tonumber(h[8] or 0) or 0
@@ -250,7 +251,7 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us)
   local ts = string.format('%d', token)
   put(key, x, e, now, 'p', p, 'u', u + count, 'n', string.format('%d', n), 'f', ts,
     ':' .. owner, count .. ' ' .. string.format('%d', e) .. ' ' .. ts)
-  return { 1, count, ttl, token }
+  return token
 end
 
 local n = #KEYS
@@ -276,14 +277,20 @@ for i = 1, n do
   if err then return err end
   ops[i] = { owner, mode, ttl, count, permits, writers }
 end
--- Every key is checked before the first write.
+-- Every key is checked before the first write; what the first operation on a key read is handed to it
+-- (later ones on the same key read again, after what the ones before them wrote).
+local reads, seen = {}, {}
 for i = 1, n do
-  local h = redis.call('HMGET', KEYS[i], 'p', 'u', 'n', 'f', 'x', 'q', ':' .. ops[i][1])
-  for j = 1, 6 do
+  local h = redis.call('HMGET', KEYS[i], 'p', 'u', 'n', 'f', 'w', 'x', ':' .. ops[i][1], 'q')
+  for _, j in ipairs({ 1, 2, 3, 4, 6, 8 }) do
     if h[j] and not tonumber(h[j]) then return redis.error_reply('ERR semaphore: key ' .. KEYS[i] .. ' does not hold a semaphore') end
   end
   if h[7] and not string.match(h[7], '^%d+ %d+ %d+$') then
     return redis.error_reply('ERR semaphore: key ' .. KEYS[i] .. ' does not hold a semaphore')
+  end
+  if not seen[KEYS[i]] then
+    seen[KEYS[i]] = true
+    reads[i] = h
   end
 end
 local t = redis.call('TIME')
@@ -292,6 +299,6 @@ local now = math.floor(now_us / 1000)
 local replies = {}
 for i = 1, n do
   local op = ops[i]
-  replies[i] = run(KEYS[i], op[1], op[2], op[3], op[4], op[5], op[6], now, now_us)
+  replies[i] = run(KEYS[i], op[1], op[2], op[3], op[4], op[5], op[6], now, now_us, reads[i])
 end
 return replies

@@ -221,8 +221,15 @@ function isIntegers(reply: unknown, length: number): reply is number[] {
   return Array.isArray(reply) && reply.length === length && reply.every((v) => typeof v === 'number');
 }
 
-/** The reply of acquire, wait or extend: `[1, count, ttl_ms, token]` or `[0, available, wait_ms, permits]`. */
+/**
+ * The reply of acquire, wait or extend: a granted acquire or wait answers with its token alone (the count
+ * and ttl being the request's own), extend with `[1, count, ttl_ms, token]`; a refusal with
+ * `[0, available, wait_ms, permits]`.
+ */
 export function decodePermitReply(request: SemaphoreRequest, reply: unknown): PermitReply {
+  if (!Array.isArray(reply) && (request.operation === 'acquire' || request.operation === 'wait')) {
+    return { state: 'granted', count: request.count, ttlMs: request.ttlMs, token: toBigInt(reply) };
+  }
   if (!Array.isArray(reply) || reply.length !== 4 || typeof reply[1] !== 'number' || typeof reply[2] !== 'number') {
     throw unexpectedSemaphore(request.operation, reply);
   }

@@ -220,6 +220,10 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(true);
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(false);
     expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
+    // A granted acquire answers with its token alone (the count and ttl are the request's own).
+    const raw = await call(take('z', 1));
+    expect(typeof raw).toBe('number');
+    expect(decodePermitReply(take('z', 1), raw)).toEqual({ state: 'granted', count: 1, ttlMs: 5_000, token: BigInt(raw as number) });
   });
 
   it('runs the batch form: operations in order, an error of its own failing one operation only', async () => {
