@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, redisUrl, suiteClient, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
@@ -131,6 +133,33 @@ describe.each(topologies)('FairLock on %s', (topology) => {
     await refused('options.owner', () => f.acquire({ owner: '' }));
     await refused('options.count', () => f.acquire({ count: 1 } as never));
     expect(await redis.exists(f.key)).toBe(0);
+  });
+});
+
+describe('a fair-lock holder paused past its lease', () => {
+  it('loses the lock to the next in line; its extend and release fail and its token is lower', async () => {
+    const prefix = randomPrefix();
+    const child = spawn('node', [new URL('./fixtures/holder.mjs', import.meta.url).pathname, redisUrl(), prefix, 'f', '3000', 'fair'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const redis = new Redis(redisUrl());
+    const locks = new LockManager(redis, { prefix });
+    try {
+      const first = JSON.parse(String((await lines.next()).value)) as { token: string };
+      child.kill('SIGSTOP');
+      const second = await locks.fair('f').acquire({ ttlMs: 30_000, waitMs: 20_000 });
+      child.kill('SIGCONT');
+      child.stdin.write('go\n');
+      const after = JSON.parse(String((await lines.next()).value)) as { extend: string; release: boolean };
+      expect(after).toEqual({ extend: 'LockLostError', release: false });
+      expect(second.fencingToken).toBeGreaterThan(BigInt(first.token));
+      await second.release();
+    } finally {
+      child.kill('SIGKILL');
+      await locks.close();
+      await redis.quit();
+    }
   });
 });
 
