@@ -1,4 +1,7 @@
-// A held lease: its fencing token, local deadline, extend and release.
+// A held lease: its fencing token, local deadline, extend and release; and how a granted round becomes one.
+import { RedisUnavailableError } from '@cyredis/core';
+import { LockUnavailableError } from './errors.js';
+
 /** What a `Lock` asks its manager to do (the manager implements it; users never need to). */
 export interface LockBackend {
   /** Extends the lease to `ttlMs`; resolves with the new validity in ms or rejects with `LockLostError`. */
@@ -58,5 +61,47 @@ export class Lock {
   release(): Promise<boolean> {
     this.deadline = 0;
     return this.backend.release(this);
+  }
+}
+
+/** What a single-node primitive (semaphore, fair lock) knows of one granted round. */
+export interface GrantedRound<L extends Lock> {
+  /** What the messages call it, e.g. `semaphore "pdf"`. */
+  readonly what: string;
+  /** `performance.now()` before the request was sent. */
+  readonly start: number;
+  readonly ttlMs: number;
+  /** The part of the lease taken off for clock drift, in ms. */
+  readonly driftMs: number;
+  readonly signal: AbortSignal | undefined;
+  /** Best effort, never rejects: gives back what the round took. */
+  readonly giveBack: () => Promise<unknown>;
+  /** The held lease, valid until `deadline` on the monotonic clock. */
+  readonly hold: (deadline: number) => L;
+}
+
+/**
+ * A granted round becomes a held lease only while it is wanted and valid: aborted meanwhile, it is given
+ * back and the signal's reason thrown; granted after its lease (minus drift) ran out, it is given back and
+ * a `RedisUnavailableError` thrown.
+ */
+export async function holdGranted<L extends Lock>(round: GrantedRound<L>): Promise<L> {
+  if (round.signal?.aborted) {
+    await round.giveBack();
+    round.signal.throwIfAborted();
+  }
+  const deadline = round.start + round.ttlMs - round.driftMs;
+  if (deadline > performance.now()) return round.hold(deadline);
+  await round.giveBack();
+  throw new RedisUnavailableError(`${round.what}: the reply came after the ${round.ttlMs} ms lease (minus drift) had run out`);
+}
+
+/** `acquire` as one attempt: the lease, or null when it is held elsewhere (`LockUnavailableError`). */
+export async function orNull<L>(acquiring: Promise<L>): Promise<L | null> {
+  try {
+    return await acquiring;
+  } catch (err) {
+    if (err instanceof LockUnavailableError) return null;
+    throw err;
   }
 }

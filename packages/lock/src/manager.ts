@@ -15,10 +15,15 @@ import {
   type RedisClient,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
-import { Lock, type LockBackend } from './lock.js';
+import { Lock, orNull, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
 import { LockNodes, type LockStatus } from './quorum.js';
+import { FairLock } from './fair.js';
+import type { MultiLock } from './multi.js';
+import { acquireMany } from './multi.js';
+import { ReadWriteLock } from './readwrite.js';
+import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
 import { WaitQueues } from './waiting.js';
 
@@ -116,7 +121,7 @@ export class LockManager {
       replicaCheck = { ...options.waitForReplicas };
     }
     const events = {
-      released: (key: string) => this.waiting.released(key),
+      released: (key: string, message: string) => this.waiting.released(key, message),
       resubscribed: () => this.waiting.wakeAll(),
     };
     this.nodes = new LockNodes(
@@ -149,24 +154,42 @@ export class LockManager {
     const signal = options.signal;
     signal?.throwIfAborted();
     const deadline = performance.now() + waitMs;
-    if (!this.evictionChecked) {
-      this.evictionChecked = true;
-      for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);
-    }
+    this.checkEviction();
     const first = await this.attempt(resource, key, owner, ttlMs, 'acquire', signal);
     if (first instanceof Lock) return first;
     if (waitMs === 0) throw first;
     return this.waiting.waitFor(key, ttlMs, deadline, signal, () => this.attempt(resource, key, owner, ttlMs, 'wait', signal));
   }
 
+  /**
+   * Takes the locks of several resources, all or none, whatever order callers name them in (no deadlock):
+   * on a single node uncontended in one script call; otherwise, and on a cluster (where names fall in
+   * different slots), one by one in key order, each waiting for its holder, releasing what was taken when
+   * one fails. Every lock has `owner` (default: one random UUID for all) and `ttlMs`. Settles within
+   * `waitMs` plus `timeoutMs` per resource. Rejects like `acquire`; an empty list or a name given twice is
+   * an `InvalidArgumentError`.
+   */
+  async acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
+    assertOptions('options', options, ACQUIRE_OPTIONS);
+    const ttlMs = options.ttlMs === undefined ? this.ttlMs : ttl('options.ttlMs', options.ttlMs);
+    const waitMs = options.waitMs ?? 0;
+    assertFiniteNumber('options.waitMs', waitMs, { min: 0 });
+    const owner = options.owner ?? randomUUID();
+    assertNonEmptyString('options.owner', owner, MAX_OWNER_LENGTH);
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    this.checkEviction();
+    const backend = {
+      keyOf: (resource: string) => this.keyOf(resource),
+      attempt: (resource: string) => this.attempt(resource, this.keyOf(resource), owner, ttlMs, 'acquire', signal),
+      acquire: (resource: string, wait: number) => this.acquire(resource, { ttlMs, waitMs: wait, owner, ...(signal ? { signal } : {}) }),
+    };
+    return acquireMany(backend, resources, waitMs);
+  }
+
   /** One attempt, no waiting: the lock, or null when another owner holds it. */
-  async tryAcquire(resource: string, options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
-    try {
-      return await this.acquire(resource, { ...options, waitMs: 0 });
-    } catch (err) {
-      if (err instanceof LockUnavailableError) return null;
-      throw err;
-    }
+  tryAcquire(resource: string, options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lock | null> {
+    return orNull(this.acquire(resource, { ...options, waitMs: 0 }));
   }
 
   /**
@@ -179,6 +202,36 @@ export class LockManager {
   async using<T>(resource: string, routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: AcquireOptions = {}): Promise<T> {
     const lock = await this.acquire(resource, options);
     return runHoldingLock(lock, routine, options.signal);
+  }
+
+  /**
+   * A counting semaphore named `name` with `permits` permits (1 … 1 000 000), shared by every process that
+   * names it. Runs on one Redis (node, Sentinel or cluster): a manager given several clients (Redlock)
+   * refuses with `InvalidArgumentError`. Its key: `<prefix>:lock:{<name>}:semaphore`.
+   */
+  semaphore(name: string, options: SemaphoreOptions): Semaphore {
+    assertOptions('options', options, ['permits'], false);
+    const key = this.keySpace.key(name, 'semaphore', 'name');
+    return new Semaphore(this.semaphoreContext(), name, key, options.permits);
+  }
+
+  /**
+   * A read-write lock named `name`: many readers or one writer, across processes, writer-preferring.
+   * `rw.read.acquire()` and `rw.write.acquire()` resolve with a `Lock` (the writer's fencing token orders
+   * writes). Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:rw`.
+   */
+  readWrite(name: string): ReadWriteLock {
+    const key = this.keySpace.key(name, 'rw', 'name');
+    return new ReadWriteLock(this.semaphoreContext(), name, key);
+  }
+
+  /**
+   * A fair lock named `name`: waiters are served strictly in arrival order, across processes, each woken
+   * individually. Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:fair`.
+   */
+  fair(name: string): FairLock {
+    const key = this.keySpace.key(name, 'fair', 'name');
+    return new FairLock(this.semaphoreContext(), name, key);
   }
 
   /** The lock's state (with several clients: the owner that holds a quorum, if any). */
@@ -256,6 +309,27 @@ export class LockManager {
     if (this.nodes.reached(results)) return true;
     this.nodes.assertReachable(lock.resource, results);
     return false;
+  }
+
+  /** What semaphores and read-write locks borrow from the manager; refused on Redlock. */
+  private semaphoreContext(): SemaphoreContext {
+    const node = this.nodes.single;
+    if (!node) throw redlockUnsupported();
+    return {
+      node,
+      waiting: this.waiting,
+      ttlMs: this.ttlMs,
+      ttl,
+      drift: (ttlMs: number) => this.drift(ttlMs),
+      beforeAcquire: () => this.checkEviction(),
+    };
+  }
+
+  /** Warns once per manager, at its first acquire, when the servers may evict keys. */
+  private checkEviction(): void {
+    if (this.evictionChecked) return;
+    this.evictionChecked = true;
+    for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);
   }
 
   private drift(ttlMs: number): number {

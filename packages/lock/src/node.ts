@@ -1,5 +1,6 @@
 // One Redis client of a LockManager: runs lock operations (batched per tick on a single node), WAITs for replicas, hears releases.
 import {
+  classifyError,
   clientKeyPrefix,
   CyRedisError,
   isCluster,
@@ -14,10 +15,30 @@ import {
   type RegisteredScript,
 } from '@cyredis/core';
 import type { NodeReply } from './errors.js';
-import { decodeBatch, decodeReply, encodeArgs, encodeBatch, type BatchableRequest, type LockReply, type LockRequest } from './protocol.js';
+import {
+  decodeBatch,
+  decodeReply,
+  encodeArgs,
+  encodeBatch,
+  encodeFairArgs,
+  encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
+  MAX_SEMAPHORE_BATCH,
+  splitSemaphoreBatch,
+  type BatchableSemaphoreRequest,
+  type BatchableRequest,
+  type FairRequest,
+  type LockReply,
+  type LockRequest,
+  type SemaphoreRequest,
+} from './protocol.js';
 
 const SOURCE = readPackageLua(import.meta.url, 'distributed_lock');
 const SCRIPT_NAME = scriptName('lock', 'distributed_lock');
+const SEMAPHORE_SOURCE = readPackageLua(import.meta.url, 'semaphore');
+const SEMAPHORE_NAME = scriptName('lock', 'semaphore');
+const FAIR_SOURCE = readPackageLua(import.meta.url, 'fair_lock');
+const FAIR_NAME = scriptName('lock', 'fair_lock');
 
 /**
  * Operations per call (the script takes up to 256). 32 rather than more: at 64 or more in flight, two or
@@ -57,8 +78,11 @@ export function inList(result: NodeResult): NodeResult[] {
 
 /** What a node's release channels report to its manager. */
 export interface ReleaseEvents {
-  /** A lease of `key` ended by release or force unlock (and someone had waited). */
-  released: (key: string) => void;
+  /**
+   * A lease of `key` ended by release or force unlock (and someone had waited); `message` is what the
+   * script published: a lock's token, or the permits a semaphore has available.
+   */
+  released: (key: string, message: string) => void;
   /** The subscription was lost and made again: releases published in between are gone. */
   resubscribed: () => void;
 }
@@ -74,8 +98,12 @@ export class LockNode {
   private readonly keyPrefix: string;
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;
+  private readonly semaphoreScript: RegisteredScript;
+  private readonly fairScript: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
   private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
+  /** The semaphore script's batches; absent on a cluster. */
+  private readonly semaphoreBatcher: TickBatcher<BatchableSemaphoreRequest, unknown> | undefined;
 
   constructor(
     readonly client: RedisClient,
@@ -87,10 +115,12 @@ export class LockNode {
   ) {
     this.scripts = new LuaScriptManager(client);
     this.script = this.scripts.registerScript(SCRIPT_NAME, SOURCE);
+    this.semaphoreScript = this.scripts.registerScript(SEMAPHORE_NAME, SEMAPHORE_SOURCE);
+    this.fairScript = this.scripts.registerScript(FAIR_NAME, FAIR_SOURCE);
     const keyPrefix = clientKeyPrefix(client);
     this.keyPrefix = keyPrefix;
     this.subscriber = new PubSubSubscriber(client, {
-      message: (channel) => events.released(channel.slice(keyPrefix.length)),
+      message: (channel, message) => events.released(channel.slice(keyPrefix.length), message),
       resubscribed: events.resubscribed,
     });
     this.batcher = isCluster(client)
@@ -98,6 +128,12 @@ export class LockNode {
       : new TickBatcher<BatchableRequest, NodeResult>(
           (requests) => (requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : this.runBatch(requests)),
           BATCH_SIZE,
+        );
+    this.semaphoreBatcher = isCluster(client)
+      ? undefined
+      : new TickBatcher<BatchableSemaphoreRequest, unknown>(
+          (requests) => (requests.length === 1 ? this.runSemaphoreAlone(requests[0]!).then((r) => [r]) : this.runSemaphoreBatch(requests)),
+          Math.min(BATCH_SIZE, MAX_SEMAPHORE_BATCH),
         );
   }
 
@@ -110,6 +146,33 @@ export class LockNode {
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));
+  }
+
+  /**
+   * Runs one semaphore operation (never batched: each goes in its own call) and resolves with the raw reply
+   * for `protocol.ts` to decode; rejects like `executeScript` (`ScriptError`, `RedisUnavailableError`).
+   */
+  runSemaphore(request: SemaphoreRequest): Promise<unknown> {
+    if (!this.semaphoreBatcher || request.operation === 'status' || request.operation === 'resize') return this.runSemaphoreAlone(request);
+    return this.semaphoreBatcher.add(request).then((reply) => {
+      // An operation the batch refused with an error of its own (the rest of the batch went through).
+      if (reply instanceof Error) throw classifyError(reply, { label: SEMAPHORE_NAME, scriptName: SEMAPHORE_NAME });
+      return reply;
+    });
+  }
+
+  private runSemaphoreAlone(request: SemaphoreRequest): Promise<unknown> {
+    return this.scripts.executeScript(this.semaphoreScript, { keys: [request.key], args: encodeSemaphoreArgs(request), timeoutMs: this.timeoutMs });
+  }
+
+  private async runSemaphoreBatch(requests: BatchableSemaphoreRequest[]): Promise<unknown[]> {
+    const { keys, args } = encodeSemaphoreBatch(requests);
+    return splitSemaphoreBatch(requests, await this.scripts.executeScript(this.semaphoreScript, { keys, args, timeoutMs: this.timeoutMs }));
+  }
+
+  /** Runs one fair-lock operation on its own call; resolves with the raw reply, rejects like `runSemaphore`. */
+  runFair(request: FairRequest): Promise<unknown> {
+    return this.scripts.executeScript(this.fairScript, { keys: [request.key], args: encodeFairArgs(request), timeoutMs: this.timeoutMs });
   }
 
   /**

@@ -45,6 +45,11 @@ export class LockNodes implements ReleaseChannels {
     return this.nodes.length > 1;
   }
 
+  /** The only node, when there is one (no Redlock). */
+  get single(): LockNode | undefined {
+    return this.nodes.length === 1 ? this.nodes[0] : undefined;
+  }
+
   /** The clients given to the manager, in order. */
   get clients(): RedisClient[] {
     return this.nodes.map((node) => node.client);

@@ -75,9 +75,9 @@ class LeaseKeeper {
  * throws; otherwise with `LockLostError` when the lease was lost while it ran (even if it returned), else
  * resolves with its result. The lock is released at the end.
  */
-export async function runHoldingLock<T>(
-  lock: Lock,
-  routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T,
+export async function runHoldingLock<T, L extends Lock>(
+  lock: L,
+  routine: (signal: AbortSignal, lock: L) => Promise<T> | T,
   callerSignal: AbortSignal | undefined,
 ): Promise<T> {
   const keeper = new LeaseKeeper(lock);

@@ -1,11 +1,14 @@
 // Waiting for a held lock: the per-key queues of waiting acquires, and the retry loop each of them runs.
 import { waitAtMost } from '@cyredis/core';
-import type { LockUnavailableError } from './errors.js';
-import { Lock } from './lock.js';
+import { LockUnavailableError } from './errors.js';
 
 /** One waiting `acquire`: `wake` makes it retry now. */
 interface Waiter {
   wake: () => void;
+  /** Semaphore waiters: the permits asked for (a release message says how many are available). */
+  count: number | undefined;
+  /** Fair-lock waiters: the owner a release message names when it is this waiter's turn. */
+  owner: string | undefined;
   /** Set when a wake-up was handed to this waiter and not yet used by a retry. */
   woken: boolean;
 }
@@ -25,8 +28,18 @@ export interface ReleaseChannels {
   unsubscribe(key: string): void;
 }
 
-/** What a waiter retries: one acquire round, the lock or the refusal that names the lease left. */
-export type AcquireRound = () => Promise<Lock | LockUnavailableError>;
+/** What a waiter retries: one acquire round, what it acquired or the refusal that names the lease left. */
+export type AcquireRound<T> = () => Promise<T | LockUnavailableError>;
+
+/** How a waiter is woken, beyond the first-in-line default of a lock. */
+export interface WaitStyle {
+  /** Semaphore: the permits asked for; a release wakes the waiters whose counts fit. */
+  count?: number;
+  /** Fair lock: a release wakes only the waiter its message names. */
+  owner?: string;
+  /** Retry at the latest this long after a refusal, in ms (a fair waiter keeps its place alive so). */
+  retryWithinMs?: (refusal: LockUnavailableError) => number;
+}
 
 function wakeFirst(waiters: Set<Waiter>): void {
   for (const waiter of waiters) {
@@ -37,9 +50,32 @@ function wakeFirst(waiters: Set<Waiter>): void {
   }
 }
 
+/** Wakes the fair-lock waiter of `owner`, if it waits here. */
+function wakeOwner(waiters: Set<Waiter>, owner: string): void {
+  for (const waiter of waiters) {
+    if (waiter.owner !== owner || waiter.woken) continue;
+    waiter.woken = true;
+    waiter.wake();
+    return;
+  }
+}
+
+/** Wakes, in arrival order, the semaphore waiters whose counts fit in `available` permits. */
+function wakeFitting(waiters: Set<Waiter>, available: number): void {
+  let left = available;
+  for (const waiter of waiters) {
+    if (left <= 0) return;
+    if (waiter.woken || (waiter.count ?? 1) > left) continue;
+    left -= waiter.count ?? 1;
+    waiter.woken = true;
+    waiter.wake();
+  }
+}
+
 /**
  * The waiters of one manager, per lock key, in arrival order. A release message wakes the first waiter
- * only, so 5,000 waiters do not race for every hand-off; the end of a lease (a holder that never
+ * only (a semaphore's: the waiters whose counts fit the permits it names; a fair lock's: the one owner it
+ * names), so 5,000 waiters do not race for every hand-off; the end of a lease (a holder that never
  * releases) also wakes only the first, through one timer per key. A lost subscription wakes them all.
  */
 export class WaitQueues {
@@ -52,9 +88,16 @@ export class WaitQueues {
    * lease, a resubscribe), until it returns a lock or `deadline` (on `performance.now()`) passes; then
    * throws the last refusal. An abort of `signal` rejects with its reason.
    */
-  async waitFor(key: string, ttlMs: number, deadline: number, signal: AbortSignal | undefined, round: AcquireRound): Promise<Lock> {
+  async waitFor<T>(
+    key: string,
+    ttlMs: number,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    round: AcquireRound<T>,
+    style: WaitStyle = {},
+  ): Promise<T> {
     let resolveSleep: (() => void) | undefined;
-    const waiter: Waiter = { woken: false, wake: () => resolveSleep?.() };
+    const waiter: Waiter = { woken: false, count: style.count, owner: style.owner, wake: () => resolveSleep?.() };
     const onAbort = () => resolveSleep?.();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -66,7 +109,7 @@ export class WaitQueues {
         waiter.woken = false;
         // A `wait` round asks the holder's release to publish; this waiter is subscribed by now.
         const result = await round();
-        if (result instanceof Lock) {
+        if (!(result instanceof LockUnavailableError)) {
           // The next waiter retries when this new lease ends, should its holder never release it.
           this.leaseEndsIn(key, ttlMs + 1);
           return result;
@@ -78,8 +121,9 @@ export class WaitQueues {
         if (left <= 0) throw result;
         // Woken or aborted while the round was in flight: go round again at once.
         if (waiter.woken || signal?.aborted) continue;
+        const sleepMs = Math.min(left, style.retryWithinMs?.(result) ?? Infinity);
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
+          const timer = setTimeout(resolve, sleepMs);
           resolveSleep = () => {
             clearTimeout(timer);
             resolve();
@@ -93,10 +137,18 @@ export class WaitQueues {
     }
   }
 
-  /** A release was published on `key`: the first waiter not yet woken retries. */
-  released(key: string): void {
+  /**
+   * A release was published on `key`: the first waiter not yet woken retries; for a semaphore (`message`
+   * = the permits available), every waiter in arrival order whose count fits; for a fair lock (`message` =
+   * the next owner in line), that owner's waiter only.
+   */
+  released(key: string, message: string): void {
     const queue = this.queues.get(key);
-    if (queue) wakeFirst(queue.waiters);
+    if (!queue) return;
+    const first = queue.waiters.values().next().value;
+    if (first?.owner !== undefined) wakeOwner(queue.waiters, message);
+    else if (first?.count !== undefined) wakeFitting(queue.waiters, Number(message));
+    else wakeFirst(queue.waiters);
   }
 
   /** Messages may have been lost (a subscriber reconnected): every waiter retries once. */

@@ -3,9 +3,21 @@ import { randomPrefix, traceKeys } from '@cyredis/testing';
 import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { encodeArgs, encodeBatch, type BatchableRequest, type LockRequest } from '../src/protocol.js';
+import {
+  encodeArgs,
+  encodeBatch,
+  encodeFairArgs,
+  encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
+  type BatchableRequest,
+  type FairRequest,
+  type LockRequest,
+  type SemaphoreRequest,
+} from '../src/protocol.js';
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
+const FAIR = readFileSync(new URL('../lua/fair_lock.lua', import.meta.url), 'utf8');
 
 /**
  * Keys the script may touch without being given them in KEYS. None: every call names its lock key(s), and
@@ -79,5 +91,95 @@ describe.each(topologies)('distributed_lock.lua touches only the keys it is give
     await trace([key], ['x', 30_000]);
     await trace([key], ['', 0, '', 'force']);
     expect(touched).toEqual(UNDECLARED);
+  });
+});
+
+describe.each(topologies)('semaphore.lua touches only the key it is given, on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let key: string;
+
+  const trace = async (request: SemaphoreRequest): Promise<unknown> => {
+    const { reply, undeclared } = await traceKeys(redis, SEMAPHORE, [request.key], encodeSemaphoreArgs(request).map(String));
+    expect(reply, request.operation).not.toBeInstanceOf(Error);
+    expect(reply, request.operation).not.toHaveProperty('err');
+    expect(undeclared, request.operation).toEqual([]);
+    return reply;
+  };
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{keys}:s`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('every call the client sends, with a waiter so releases publish and an ended lease to drop', async () => {
+    await trace({ operation: 'acquire', key, owner: 'x', ttlMs: 5_000, count: 1, permits: 2 });
+    await trace({ operation: 'acquire', key, owner: 'short', ttlMs: 1, count: 1, permits: 2 });
+    await trace({ operation: 'wait', key, owner: 'y', ttlMs: 5_000, count: 2, permits: 2 });
+    await trace({ operation: 'extend', key, owner: 'x', ttlMs: 6_000 });
+    await trace({ operation: 'status', key, permits: 2 });
+    await trace({ operation: 'resize', key, permits: 3 });
+    await trace({ operation: 'release', key, owner: 'x' });
+    // The read-write form: a writer that waits, a reader it holds back.
+    await trace({ operation: 'wait', key, owner: 'w', ttlMs: 5_000, count: 3, permits: 3, writerPreference: true });
+    await trace({ operation: 'acquire', key, owner: 'r', ttlMs: 5_000, count: 1, permits: 3, writerPreference: true });
+    // The batch form (keys of one slot).
+    const { keys, args } = encodeSemaphoreBatch([
+      { operation: 'acquire', key: `${prefix}{keys}:t`, owner: 'b', ttlMs: 5_000, count: 1, permits: 2 },
+      { operation: 'release', key, owner: 'r' },
+    ]);
+    const { reply, undeclared } = await traceKeys(redis, SEMAPHORE, keys, args.map(String));
+    expect(reply).toHaveLength(2);
+    expect(undeclared).toEqual([]);
+  });
+});
+
+describe.each(topologies)('fair_lock.lua touches only the key it is given, on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let prefix: string;
+  let key: string;
+
+  const trace = async (request: FairRequest): Promise<unknown> => {
+    const { reply, undeclared } = await traceKeys(redis, FAIR, [request.key], encodeFairArgs(request).map(String));
+    expect(reply, request.operation).not.toBeInstanceOf(Error);
+    expect(reply, request.operation).not.toHaveProperty('err');
+    expect(undeclared, request.operation).toEqual([]);
+    return reply;
+  };
+
+  beforeAll(() => {
+    redis = connect(topology);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{keys}:f`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('every call the client sends, with a line of waiters and a place that ended', async () => {
+    await trace({ operation: 'acquire', key, owner: 'x', ttlMs: 5_000 });
+    await trace({ operation: 'wait', key, owner: 'short', ttlMs: 1 });
+    await trace({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
+    await trace({ operation: 'wait', key, owner: 'z', ttlMs: 5_000 });
+    await trace({ operation: 'leave', key, owner: 'z' });
+    await trace({ operation: 'extend', key, owner: 'x', ttlMs: 6_000 });
+    await trace({ operation: 'status', key });
+    await trace({ operation: 'release', key, owner: 'x' });
+    await trace({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
+    await trace({ operation: 'force', key });
   });
 });

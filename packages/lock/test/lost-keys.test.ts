@@ -29,15 +29,15 @@ describe.each(topologies)('when the server forgets a lock, on %s', (topology) =>
     await second.release();
   });
 
-  it('an idle resource costs nothing 25 s after its lease ends: 1,000 names leave only expiring keys', async () => {
+  it('an idle resource costs nothing a minute after its lease ends: 1,000 names leave only expiring keys', async () => {
     const names = Array.from({ length: 1_000 }, (_, i) => `user:${i}`);
     const held = await Promise.all(names.map((name) => locks.acquire(name, { ttlMs: 5_000 })));
     await Promise.all(held.slice(0, 500).map((lock) => lock.release()));
-    // Released or not, each key is gone 25 s after its 5 s lease would have ended.
+    // Released or not, each key is gone within a minute of the end of its 5 s lease.
     for (const name of names) {
       const pttl = await redis.pttl(locks.keyOf(name));
       expect(pttl, name).toBeGreaterThan(0);
-      expect(pttl, name).toBeLessThanOrEqual(30_000);
+      expect(pttl, name).toBeLessThanOrEqual(60_000);
     }
   });
 });

@@ -6,15 +6,31 @@ import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   decodeBatch,
+  decodeFairEnded,
+  decodeFairReply,
+  decodeFairStatus,
+  decodePermitReply,
+  decodeReleaseReply,
   decodeReply,
+  decodeResizeReply,
+  decodeStatusReply,
   encodeArgs,
   encodeBatch,
+  encodeFairArgs,
+  encodeSemaphoreArgs,
+  encodeSemaphoreBatch,
+  splitSemaphoreBatch,
   type BatchableRequest,
+  type BatchableSemaphoreRequest,
+  type FairRequest,
   type LockReply,
   type LockRequest,
+  type SemaphoreRequest,
 } from '../src/protocol.js';
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
+const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
+const FAIR = readFileSync(new URL('../lua/fair_lock.lua', import.meta.url), 'utf8');
 
 describe.each(topologies)('the protocol module against distributed_lock.lua on %s', (topology) => {
   let redis: Redis | Cluster;
@@ -61,7 +77,7 @@ describe.each(topologies)('the protocol module against distributed_lock.lua on %
     const waited = await run({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
     expect([waited.state, waited.owner, waited.token]).toEqual(['refused', 'x', token]);
     // A refused wait asked for a release message: the value's third field.
-    expect((await redis.get(key))?.split(' ')[2]).toBe('1');
+    expect(await redis.hget(key, 'w')).toBe('1');
 
     expect(await run({ operation: 'extend', key, owner: 'x', ttlMs: 9_000 })).toEqual({ state: 'granted', owner: 'x', ttlMs: 9_000, token });
     const notExtended = await run({ operation: 'extend', key, owner: 'y', ttlMs: 9_000 });
@@ -145,5 +161,182 @@ describe.each(topologies)('the protocol module against distributed_lock.lua on %
     expect(() => decodeBatch([status, status], [[0, '', 0, 0]])).toThrow(/1 results for 2 operations/);
     // The script's own reply for a status on a free key is the full form.
     expect(await run(status)).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: 0n });
+  });
+});
+
+describe.each(topologies)('the protocol module against semaphore.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let prefix: string;
+  let key: string;
+
+  const call = async (request: SemaphoreRequest): Promise<unknown> =>
+    scripts.executeScript(script, { keys: [request.key], args: encodeSemaphoreArgs(request) });
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('cyredis:lock:semaphore-protocol-test', SEMAPHORE);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{semaphore}:s`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every operation: acquire, wait, extend, status, resize, release', async () => {
+    const take = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
+      operation,
+      key,
+      owner,
+      ttlMs: 5_000,
+      count,
+      permits: 3,
+    });
+    const a = decodePermitReply(take('a', 2), await call(take('a', 2)));
+    expect(a).toEqual({ state: 'granted', count: 2, ttlMs: 5_000, token: expect.any(BigInt) as bigint });
+    const token = a.state === 'granted' ? a.token : 0n;
+    const refused = decodePermitReply(take('b', 2, 'wait'), await call(take('b', 2, 'wait')));
+    expect({ ...refused, waitMs: 0 }).toEqual({ state: 'refused', available: 1, waitMs: 0, permits: 3 });
+    expect(refused.state === 'refused' && refused.waitMs).toBeGreaterThan(0);
+    const extend: SemaphoreRequest = { operation: 'extend', key, owner: 'a', ttlMs: 8_000 };
+    expect(decodePermitReply(extend, await call(extend))).toEqual({ state: 'granted', count: 2, ttlMs: 8_000, token });
+    const notHeld: SemaphoreRequest = { operation: 'extend', key, owner: 'b', ttlMs: 8_000 };
+    expect(decodePermitReply(notHeld, await call(notHeld))).toEqual({ state: 'refused', available: 0, waitMs: 0, permits: 0 });
+    const status = decodeStatusReply(await call({ operation: 'status', key, permits: 3 }));
+    expect({ ...status, holders: status.holders.map((h) => ({ ...h, ttlMs: 0 })) }).toEqual({
+      permits: 3,
+      available: 1,
+      token,
+      holders: [{ owner: 'a', count: 2, ttlMs: 0 }],
+    });
+    expect(decodeResizeReply(await call({ operation: 'resize', key, permits: 4 }))).toEqual({ permits: 4, available: 2 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(true);
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(false);
+    expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
+    // A granted acquire answers with its token alone (the count and ttl are the request's own).
+    const raw = await call(take('z', 1));
+    expect(typeof raw).toBe('number');
+    expect(decodePermitReply(take('z', 1), raw)).toEqual({ state: 'granted', count: 1, ttlMs: 5_000, token: BigInt(raw as number) });
+  });
+
+  it('runs the batch form: operations in order, an error of its own failing one operation only', async () => {
+    const other = `${prefix}{semaphore}:t`;
+    const take = (k: string, owner: string, count: number): BatchableSemaphoreRequest => ({ operation: 'acquire', key: k, owner, ttlMs: 5_000, count, permits: 3 });
+    const requests: BatchableSemaphoreRequest[] = [
+      take(key, 'a', 2),
+      take(key, 'b', 2),
+      take(other, 'a', 1),
+      take(key, 'a', 1),
+      { operation: 'extend', key, owner: 'a', ttlMs: 8_000 },
+      { operation: 'release', key: other, owner: 'a' },
+    ];
+    const { keys, args } = encodeSemaphoreBatch(requests);
+    expect(args).toHaveLength(6 * requests.length);
+    const replies = splitSemaphoreBatch(requests, await scripts.executeScript(script, { keys, args }));
+    const a = decodePermitReply(requests[0]!, replies[0]);
+    expect(a).toMatchObject({ state: 'granted', count: 2 });
+    expect(decodePermitReply(requests[1]!, replies[1])).toMatchObject({ state: 'refused', available: 1, permits: 3 });
+    expect(decodePermitReply(requests[2]!, replies[2])).toMatchObject({ state: 'granted', count: 1 });
+    // 'a' holds 2 on key and asks for 1: that operation alone is an error.
+    expect(replies[3]).toBeInstanceOf(Error);
+    expect(String(replies[3])).toMatch(/holds 2 permit/);
+    expect(decodePermitReply(requests[4]!, replies[4])).toMatchObject({ state: 'granted', count: 2, ttlMs: 8_000 });
+    expect(decodeReleaseReply(replies[5])).toBe(true);
+    expect(() => splitSemaphoreBatch(requests, replies.slice(1))).toThrow(CyRedisError);
+  });
+
+  it('runs the read-write form: a waiting writer holds new readers back until it is granted', async () => {
+    const rw = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
+      operation,
+      key,
+      owner,
+      ttlMs: 5_000,
+      count,
+      permits: 10,
+      writerPreference: true,
+    });
+    const take = async (request: SemaphoreRequest) => decodePermitReply(request, await call(request));
+    expect(await take(rw('r1', 1))).toMatchObject({ state: 'granted', count: 1 });
+    expect(await take(rw('w', 10, 'wait'))).toMatchObject({ state: 'refused', available: 9, permits: 10 });
+    expect(await take(rw('r2', 1))).toMatchObject({ state: 'refused', available: 9 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'r1' }))).toBe(true);
+    expect(await take(rw('w', 10, 'wait'))).toMatchObject({ state: 'granted', count: 10 });
+    expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'w' }))).toBe(true);
+    expect(await take(rw('r2', 1))).toMatchObject({ state: 'granted', count: 1 });
+  });
+
+  it('refuses a reply that does not fit the request', () => {
+    const extend: SemaphoreRequest = { operation: 'extend', key, owner: 'a', ttlMs: 1_000 };
+    expect(() => decodePermitReply(extend, 5)).toThrow(CyRedisError);
+    expect(() => decodePermitReply(extend, [0, 'x', 0, 0])).toThrow(CyRedisError);
+    expect(() => decodeReleaseReply('OK')).toThrow(CyRedisError);
+    expect(() => decodeStatusReply([1, 2])).toThrow(CyRedisError);
+    expect(() => decodeStatusReply([1, 2, 3, 'a', 1])).toThrow(CyRedisError);
+    expect(() => decodeResizeReply([1])).toThrow(CyRedisError);
+  });
+});
+
+describe.each(topologies)('the protocol module against fair_lock.lua on %s', (topology) => {
+  let redis: Redis | Cluster;
+  let scripts: LuaScriptManager;
+  let script: RegisteredScript;
+  let prefix: string;
+  let key: string;
+
+  const call = async (request: FairRequest): Promise<unknown> => scripts.executeScript(script, { keys: [request.key], args: encodeFairArgs(request) });
+
+  beforeAll(() => {
+    redis = connect(topology);
+    scripts = new LuaScriptManager(redis);
+    script = scripts.registerScript('cyredis:lock:fair-protocol-test', FAIR);
+  });
+  afterAll(async () => {
+    await redis.quit();
+  });
+  beforeEach(() => {
+    prefix = randomPrefix();
+    key = `${prefix}{fair}:f`;
+  });
+  afterEach(async () => {
+    await deleteByPrefix(redis, prefix);
+  });
+
+  it('runs every operation: acquire, wait, leave, extend, status, release, force', async () => {
+    const op = (operation: 'acquire' | 'wait' | 'extend', owner: string, ttlMs = 5_000): FairRequest => ({ operation, key, owner, ttlMs });
+    const lease = async (request: FairRequest) => decodeFairReply(request, await call(request));
+    const a = await lease(op('acquire', 'a'));
+    expect(a).toEqual({ state: 'granted', owner: 'a', ttlMs: 5_000, token: expect.any(BigInt) as bigint });
+    const b = await lease(op('wait', 'b'));
+    expect({ ...b, ttlMs: 0 }).toEqual({ state: 'refused', owner: 'a', ttlMs: 0, token: a.token });
+    expect(await lease(op('wait', 'c'))).toMatchObject({ state: 'refused', owner: 'a' });
+    expect(decodeFairStatus(await call({ operation: 'status', key }))).toMatchObject({ state: 'granted', owner: 'a', token: a.token, waiting: 2 });
+    const leave: FairRequest = { operation: 'leave', key, owner: 'c' };
+    expect(decodeFairEnded(leave, await call(leave))).toBe(true);
+    expect(decodeFairEnded(leave, await call(leave))).toBe(false);
+    expect(await lease(op('extend', 'a', 8_000))).toEqual({ state: 'granted', owner: 'a', ttlMs: 8_000, token: a.token });
+    const release: FairRequest = { operation: 'release', key, owner: 'a' };
+    expect(decodeFairEnded(release, await call(release))).toBe(true);
+    // Free, but b is first in line: a plain acquire by another owner is refused, b's is granted.
+    expect(await lease(op('acquire', 'd'))).toMatchObject({ state: 'refused', owner: '' });
+    const granted = await lease(op('wait', 'b'));
+    expect(granted).toMatchObject({ state: 'granted', owner: 'b' });
+    expect(granted.token).toBeGreaterThan(a.token);
+    const force: FairRequest = { operation: 'force', key };
+    expect(decodeFairEnded(force, await call(force))).toBe(true);
+    expect(decodeFairStatus(await call({ operation: 'status', key }))).toEqual({ state: 'refused', owner: '', ttlMs: 0, token: granted.token, waiting: 0 });
+  });
+
+  it('refuses a reply that does not fit the request', () => {
+    const release: FairRequest = { operation: 'release', key, owner: 'a' };
+    expect(() => decodeFairEnded(release, 'OK')).toThrow(CyRedisError);
+    expect(() => decodeFairReply(release, 7)).toThrow(CyRedisError);
+    expect(() => decodeFairStatus([1, 'a', 5, 7])).toThrow(CyRedisError);
   });
 });

@@ -1,7 +1,7 @@
-import { LockManager } from '@cyredis/lock';
+import { LockManager, type Semaphore } from '@cyredis/lock';
 import { sleep } from '@cyredis/testing';
 import type { Redis } from 'ioredis';
-import { Mutex } from 'redis-semaphore';
+import { Mutex, MultiSemaphore, Semaphore as PeerSemaphore } from 'redis-semaphore';
 import { median, throughput, type BenchCase, type BenchSuite } from '../harness.js';
 
 // Both redlock versions ship types that NodeNext resolution cannot reach (v5: not in its exports map; v4:
@@ -19,6 +19,10 @@ const { default: Redlock4 } = (await load('redlock4')) as { default: new (client
 const TTL_MS = 10_000;
 const KEYS = 1024;
 const HANDOFFS = 15;
+/** Permits of every semaphore here; the counted contenders take 2 at a time. */
+const PERMITS = 5;
+/** Semaphores acquired and released once each for the bytes-per-idle-resource case. */
+const IDLE_RESOURCES = 2_000;
 
 interface Contender {
   name: string;
@@ -53,6 +57,74 @@ async function handoffMs(hold: NonNullable<Contender['hold']>, round: number): P
 }
 
 let close: (() => Promise<void>) | undefined;
+
+async function usedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)![1]);
+}
+
+/**
+ * Redis bytes left per resource once each of IDLE_RESOURCES fresh semaphores was acquired and released
+ * (before any key could expire): what an idle resource costs until its key expires.
+ */
+async function idleBytes(redis: Redis, round: number, cycle: (name: string) => Promise<unknown>): Promise<number> {
+  const before = await usedMemory(redis);
+  for (let i = 0; i < IDLE_RESOURCES; i += 100) {
+    await Promise.all(Array.from({ length: 100 }, (_, j) => cycle(`bench:idle:${round}:${i + j}`)));
+  }
+  return Math.max(0, (await usedMemory(redis)) - before) / IDLE_RESOURCES;
+}
+
+/** Semaphore contenders: one cycle on semaphore `i`, a holder of all permits, and a fresh-name cycle. */
+interface SemaphoreContender {
+  name: string;
+  cycle: (i: number) => Promise<unknown>;
+  hold?: (resource: string, wait: boolean) => Promise<() => Promise<unknown>>;
+  idle?: (resource: string) => Promise<unknown>;
+}
+
+function semaphoreContenders(redis: Redis, locks: LockManager, keys: string[]): SemaphoreContender[] {
+  const peerOptions = { lockTimeout: TTL_MS, refreshInterval: 0, acquireAttemptsLimit: 1 };
+  const ours = new Map<string, Semaphore>();
+  const sem = (name: string): Semaphore => {
+    let s = ours.get(name);
+    if (!s) ours.set(name, (s = locks.semaphore(name, { permits: PERMITS })));
+    return s;
+  };
+  const peerCycle = async (s: { acquire(): Promise<unknown>; release(): Promise<unknown> }) => {
+    await s.acquire();
+    await s.release();
+  };
+  return [
+    {
+      name: 'redis-semaphore Semaphore',
+      cycle: (i) => peerCycle(new PeerSemaphore(redis, keys[i & (KEYS - 1)]!, PERMITS, peerOptions)),
+      hold: async (resource, wait) => {
+        const s = new PeerSemaphore(redis, resource, 1, { ...peerOptions, acquireTimeout: 10_000, acquireAttemptsLimit: wait ? Number.POSITIVE_INFINITY : 1 });
+        await s.acquire();
+        return () => s.release();
+      },
+      idle: (resource) => peerCycle(new PeerSemaphore(redis, resource, PERMITS, peerOptions)),
+    },
+    {
+      name: 'redis-semaphore MultiSemaphore (2 permits)',
+      cycle: (i) => peerCycle(new MultiSemaphore(redis, keys[i & (KEYS - 1)]!, PERMITS, 2, peerOptions)),
+    },
+    {
+      name: '@cyredis/lock semaphore',
+      cycle: async (i) => (await sem(keys[i & (KEYS - 1)]!).acquire()).release(),
+      hold: async (resource, wait) => {
+        const permit = await locks.semaphore(resource, { permits: 1 }).acquire({ waitMs: wait ? 10_000 : 0 });
+        return () => permit.release();
+      },
+      idle: async (resource) => (await locks.semaphore(resource, { permits: PERMITS }).acquire()).release(),
+    },
+    {
+      name: '@cyredis/lock semaphore (2 permits)',
+      cycle: async (i) => (await sem(keys[i & (KEYS - 1)]!).acquire({ count: 2 })).release(),
+    },
+  ];
+}
 
 /** Acquire+release cycles/s at 1 and 64 in flight, and the hand-off latency, against node-redlock and redis-semaphore. */
 const suite: BenchSuite = {
@@ -123,8 +195,46 @@ const suite: BenchSuite = {
         hold ? [{ name, unit: 'ms', higherIsBetter: false, sample: () => handoffMs(hold, round++) }] : [],
       ),
     };
+    const semaphores = semaphoreContenders(redis, locks, keys.map((k) => `${k}:sem`));
+    const semaphoreCycles = (concurrency: number) => ({
+      title: `semaphore acquire + release, ${concurrency} in flight (cycles/s)`,
+      cases: semaphores.map(
+        (c): BenchCase => ({ name: c.name, unit: 'cycles/s', higherIsBetter: true, sample: () => throughput(c.cycle, concurrency, durationMs) }),
+      ),
+    });
+    const semaphoreHandoff = {
+      title: 'semaphore hand-off: release → waiting acquirer holds the permit (median of 15, ms)',
+      cases: semaphores.flatMap(({ name, hold }): BenchCase[] =>
+        hold ? [{ name, unit: 'ms', higherIsBetter: false, sample: () => handoffMs(hold, round++) }] : [],
+      ),
+    };
+    const semaphoreIdle = {
+      title: `Redis bytes per idle semaphore, right after ${IDLE_RESOURCES} fresh ones were acquired and released`,
+      cases: semaphores.flatMap(({ name, idle }): BenchCase[] =>
+        idle ? [{ name, unit: 'bytes', higherIsBetter: false, sample: () => idleBytes(redis, round++, idle) }] : [],
+      ),
+    };
+    // The rest of the family, as `hold` functions for the same hand-off measure.
+    const family: [string, NonNullable<Contender['hold']>][] = [
+      ['@cyredis/lock read-write (writer to writer)', async (resource, wait) => {
+        const lock = await locks.readWrite(resource).write.acquire({ waitMs: wait ? 10_000 : 0 });
+        return () => lock.release();
+      }],
+      ['@cyredis/lock fair', async (resource, wait) => {
+        const lock = await locks.fair(resource).acquire({ waitMs: wait ? 10_000 : 0 });
+        return () => lock.release();
+      }],
+      ['@cyredis/lock acquireMany (2 names)', async (resource, wait) => {
+        const many = await locks.acquireMany([resource, `${resource}:b`], { waitMs: wait ? 10_000 : 0 });
+        return () => many.release();
+      }],
+    ];
+    const familyHandoff = {
+      title: 'hand-off, the other primitives: release → waiting acquirer holds it (median of 15, ms)',
+      cases: family.map(([name, hold]): BenchCase => ({ name, unit: 'ms', higherIsBetter: false, sample: () => handoffMs(hold, round++) })),
+    };
     close = () => locks.close();
-    return Promise.resolve([cycles(1), cycles(64), handoff]);
+    return Promise.resolve([cycles(1), cycles(64), handoff, semaphoreCycles(1), semaphoreCycles(64), semaphoreHandoff, familyHandoff, semaphoreIdle]);
   },
   teardown: async () => close?.(),
 };

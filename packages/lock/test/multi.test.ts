@@ -1,0 +1,121 @@
+import { randomPrefix, RedisServer } from '@cyredis/testing';
+import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidArgumentError, LockLostError, LockManager, LockUnavailableError, MultiLock } from '../src/index.js';
+
+describe.each(topologies)('acquireMany on %s', (topology) => {
+  let prefix: string;
+  let managers: LockManager[];
+
+  const redis = suiteClient(topology);
+  beforeEach(() => {
+    prefix = randomPrefix();
+    managers = [];
+  });
+  afterEach(async () => {
+    await Promise.all(managers.map((m) => m.close()));
+    await deleteByPrefix(redis, prefix);
+  });
+  const manager = () => {
+    const m = new LockManager(redis, { prefix, ttlMs: 30_000 });
+    managers.push(m);
+    return m;
+  };
+
+  it('takes all the locks, in the order named, with increasing tokens; extends and releases them together', async () => {
+    const locks = manager();
+    const many = await locks.acquireMany(['acct:2', 'acct:1', 'acct:3'], { ttlMs: 5_000 });
+    expect(many).toBeInstanceOf(MultiLock);
+    expect(many.locks.map((l) => l.resource)).toEqual(['acct:2', 'acct:1', 'acct:3']);
+    for (const name of ['acct:1', 'acct:2', 'acct:3']) expect((await locks.status(name)).locked).toBe(true);
+    await many.extend(20_000);
+    expect(many.remainingMs).toBeGreaterThan(5_000);
+    expect(await many.release()).toBe(true);
+    for (const name of ['acct:1', 'acct:2', 'acct:3']) expect((await locks.status(name)).locked).toBe(false);
+    await expect(many.extend()).rejects.toBeInstanceOf(LockLostError);
+    expect(await many.release()).toBe(true);
+  });
+
+  it('is all or nothing: one name held elsewhere, and none is taken', async () => {
+    const [a, b] = [manager(), manager()];
+    const held = await a.acquire('acct:2', { ttlMs: 60_000 });
+    const err = await b.acquireMany(['acct:1', 'acct:2', 'acct:3']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockUnavailableError);
+    expect((err as LockUnavailableError).holder).toBe(held.owner);
+    for (const name of ['acct:1', 'acct:3']) expect((await a.status(name)).locked).toBe(false);
+    // With time to wait, it gets them all once the holder releases.
+    const waiting = b.acquireMany(['acct:3', 'acct:2', 'acct:1'], { waitMs: 60_000 });
+    await held.release();
+    const many = await waiting;
+    expect(many.locks.find((l) => l.resource === 'acct:2')!.fencingToken).toBeGreaterThan(held.fencingToken);
+    await many.release();
+  });
+
+  it('never deadlocks, whatever order callers name the resources in', async () => {
+    const [a, b, c] = [manager(), manager(), manager()];
+    const names = ['x', 'y', 'z'];
+    const rounds = async (m: LockManager, order: string[]) => {
+      for (let i = 0; i < 10; i++) {
+        // Leases far longer than the wait: progress never comes from a lease running out.
+        const many = await m.acquireMany(order, { waitMs: 60_000, ttlMs: 120_000 });
+        expect(await many.release()).toBe(true);
+      }
+    };
+    await Promise.all([rounds(a, names), rounds(b, [...names].reverse()), rounds(c, ['y', 'x', 'z'])]);
+  });
+
+  it('refuses bad input with InvalidArgumentError naming it', async () => {
+    const locks = manager();
+    const refused = async (argument: string, run: () => unknown) => {
+      const err = await Promise.resolve()
+        .then(run)
+        .catch((e: unknown) => e);
+      expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+      expect((err as InvalidArgumentError).argument, argument).toBe(argument);
+    };
+    await refused('resources', () => locks.acquireMany([]));
+    await refused('resources', () => locks.acquireMany('acct:1' as never));
+    await refused('resources[2]', () => locks.acquireMany(['a', 'b', 'a']));
+    await refused('resource', () => locks.acquireMany(['a', '']));
+    await refused('options.ttlMs', () => locks.acquireMany(['a'], { ttlMs: 1 }));
+    await refused('options.count', () => locks.acquireMany(['a'], { count: 2 } as never));
+    expect((await locks.status('a')).locked).toBe(false);
+  });
+});
+
+describe('acquireMany round trips (private single node)', () => {
+  it('takes one script call to acquire and one to release', async () => {
+    const server = await RedisServer.start();
+    const redis = server.client();
+    const locks = new LockManager(redis);
+    try {
+      await (await locks.acquire('warm-up')).release();
+      await redis.config('RESETSTAT');
+      const many = await locks.acquireMany(['a', 'b', 'c', 'd']);
+      await many.release();
+      const stats = await redis.info('commandstats');
+      expect(/cmdstat_evalsha:calls=(\d+)/.exec(stats)?.[1]).toBe('2');
+    } finally {
+      await locks.close();
+      redis.disconnect();
+      await server.stop();
+    }
+  });
+});
+
+describe('acquireMany on Redlock', () => {
+  it('takes every lock on a quorum', async () => {
+    const servers = await Promise.all([RedisServer.start(), RedisServer.start(), RedisServer.start()]);
+    const clients = servers.map((s) => s.client());
+    const locks = new LockManager(clients);
+    try {
+      const many = await locks.acquireMany(['p', 'q']);
+      for (const name of ['p', 'q']) expect((await locks.status(name)).locked).toBe(true);
+      expect(await many.release()).toBe(true);
+    } finally {
+      await locks.close();
+      for (const client of clients) client.disconnect();
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+  });
+});
