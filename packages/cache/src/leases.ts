@@ -24,6 +24,7 @@ export type CacheStatus = 'hit' | 'stale' | 'miss-loaded' | 'l1-hit';
 
 /** A `getOrSetWithStatus` answer. */
 export interface CacheResult<T> {
+  /** The value, from wherever `status` says. */
   value: T;
   /**
    * `l1-hit`: this process's L1; `hit`: Redis (also a value another process loaded while this call waited);

@@ -18,12 +18,38 @@ import { LIMITS, type JobProgress } from './queue.js';
 
 /** What every event carries: `id`, its stream entry's id (pass it as `lastEventId` to resume after it). */
 export interface EventBase {
+  /** The stream entry's id, such as `1733500000000-0`. */
   id: string;
 }
 
 /** A job's event. */
 export interface JobEvent extends EventBase {
+  /** The job it is about. */
   jobId: string;
+}
+
+/** When a job is ready to run. */
+export interface Ready {
+  /** Ms since the epoch (server clock). */
+  readyAt: number;
+}
+
+/** A job's progress report. */
+export interface Progress {
+  /** A number 0–100 or a small object, as the handler reported it. */
+  progress: JobProgress;
+}
+
+/** A completed job's result. */
+export interface Returned<R> {
+  /** What the handler returned, decoded by the queue's codec (`undefined` when it returned nothing). */
+  returnValue: R | undefined;
+}
+
+/** Why a job failed. */
+export interface Failed {
+  /** The error message of its last attempt. */
+  failedReason: string;
 }
 
 /** The events a `QueueEvents` emits, with their payloads. */
@@ -31,19 +57,19 @@ export interface QueueEventMap<R = unknown> {
   /** A job was pushed (without a delay). */
   added: [JobEvent];
   /** A job was pushed with a delay; it is ready at `readyAt` (ms since the epoch). */
-  delayed: [JobEvent & { readyAt: number }];
+  delayed: [JobEvent & Ready];
   /** A delayed job or a retry came due, or a job was promoted, released or retried from the dead letters. */
   waiting: [JobEvent];
   /** A worker leased the job. */
   active: [JobEvent];
   /** The job's handler reported progress. */
-  progress: [JobEvent & { progress: JobProgress }];
+  progress: [JobEvent & Progress];
   /** The job completed, with its handler's return value. */
-  completed: [JobEvent & { returnValue: R | undefined }];
+  completed: [JobEvent & Returned<R>];
   /** The job failed and waits for its retry at `readyAt`. */
-  retrying: [JobEvent & { failedReason: string; readyAt: number }];
+  retrying: [JobEvent & Failed & Ready];
   /** The job went to the dead letters. */
-  dead: [JobEvent & { failedReason: string }];
+  dead: [JobEvent & Failed];
   /** The job was removed (`remove`, `drain`, `clean`). */
   removed: [JobEvent];
   /** The job's lease ran out: it waits again (or, after its last attempt, a `dead` event follows). */

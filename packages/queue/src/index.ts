@@ -8,7 +8,7 @@ export {
   type Codec,
 } from '@cyredis/core';
 export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
-export { QueueEvents, type EventBase, type JobEvent, type QueueEventMap, type QueueEventsOptions } from './events.js';
+export { QueueEvents, type EventBase, type Failed, type JobEvent, type Progress, type Ready, type Returned, type QueueEventMap, type QueueEventsOptions } from './events.js';
 export {
   JOB_QUEUE_LUA,
   JobQueue,

@@ -87,7 +87,21 @@ export interface InsuranceOptions {
 }
 
 /** What `setOverride` takes: one rule for a one-rule limiter, or `rules`, one per rule of the limiter. */
-export type OverrideOptions = { limit: number; windowMs?: number; burst?: number; rules?: never } | { rules: readonly RateLimitRule[] };
+export type OverrideOptions =
+  | {
+      /** The id's limit (≥ 1) for the limiter's one rule. */
+      limit: number;
+      /** Its window in ms; the limiter's when left out. */
+      windowMs?: number;
+      /** Its burst, as in the limiter's options. */
+      burst?: number;
+      /** Not with `limit`: give one or the other. */
+      rules?: never;
+    }
+  | {
+      /** One rule per rule of the limiter, in the same order. */
+      rules: readonly RateLimitRule[];
+    };
 
 /** One rule given inline: `{ limit, windowMs, burst? }`. */
 export interface InlineRuleOptions extends RateLimiterCommonOptions, RateLimitRule {
