@@ -39,3 +39,14 @@ export {
   type NumberBounds,
   type ScriptArg,
 } from './validate.js';
+export {
+  listRegistry,
+  NameRecorder,
+  registryKey,
+  REGISTRY_MAX_ENTRIES,
+  REGISTRY_REFRESH_MS,
+  REGISTRY_TTL_MS,
+  type RecorderBounds,
+  type RegistryEntry,
+  type RegistryPage,
+} from './registry.js';
