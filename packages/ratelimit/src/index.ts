@@ -1,7 +1,8 @@
 // The package's entry point: the limiter, its types, the HTTP fields, and the core errors it can throw.
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
-export { RateLimiter } from './limiter.js';
+export { RateLimiter, type ListOptions } from './limiter.js';
+export type { RegistryEntry, RegistryPage } from '@cyredis/core';
 export type { IdList } from './policies.js';
 export type {
   InlineRuleOptions,
@@ -13,6 +14,9 @@ export type {
   RateLimiterCommonOptions,
   RateLimiterOptions,
   RateLimitResult,
+  RateLimitUsage,
+  RecordedRefusal,
+  RuleUsage,
   RateLimitRule,
   ResolvedRule,
   RuleListOptions,
