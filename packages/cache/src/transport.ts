@@ -114,6 +114,13 @@ export class Transport {
     return this.submit({ kind: 'call', args, keys });
   }
 
+  /** Plain commands on the cache's keys as one MULTI under `timeoutMs` (reads only: `inspect`); `[error, reply]` each. */
+  async multi(commands: [string, ...string[]][]): Promise<[Error | null, unknown][]> {
+    const replies = await this.withDeadline(this.redis.multi(commands).exec());
+    if (replies === null) throw new RedisUnavailableError('the MULTI was discarded');
+    return replies;
+  }
+
   /** Records a plain read's lookup of `key` for the next TOUCH. */
   recordRead(key: string, hit: boolean): void {
     (hit ? this.touchHits : this.touchMisses).push(this.keys.entryPrefix + key);
