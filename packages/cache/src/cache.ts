@@ -154,11 +154,11 @@ export class SmartCache<T = unknown> {
 
   /**
    * One entry's TTL, size and tags as Redis holds them, or undefined when there is none: reads only (counts
-   * no lookup, leaves the LRU order and L1 alone), one MULTI.
+   * no lookup, leaves the LRU order and L1 alone), one pipelined round trip.
    */
   async inspect(key: string): Promise<EntryInfo | undefined> {
     assertKey('key', key);
-    return decodeInspect(await this.transport.multi(this.keys.inspectCommands(key)), this.graceMs);
+    return decodeInspect(await this.transport.pipeline(this.keys.inspectCommands(key)), this.graceMs);
   }
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */

@@ -43,7 +43,7 @@ export class CacheKeys {
   }
 
   /**
-   * The plain reads of `inspect`, sent as one MULTI (every key shares the cache's hash tag): the entry's
+   * The plain reads of `inspect`, sent as one pipeline (every key shares the cache's hash tag): the entry's
    * PTTL and STRLEN, and its tags from the tags hash, whose field is the entry key from the character after
    * the hash tag's `}` on (the member the script derives, see DATA in the script).
    */

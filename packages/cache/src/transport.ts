@@ -114,10 +114,10 @@ export class Transport {
     return this.submit({ kind: 'call', args, keys });
   }
 
-  /** Plain commands on the cache's keys as one MULTI under `timeoutMs` (reads only: `inspect`); `[error, reply]` each. */
-  async multi(commands: [string, ...string[]][]): Promise<[Error | null, unknown][]> {
-    const replies = await this.withDeadline(this.redis.multi(commands).exec());
-    if (replies === null) throw new RedisUnavailableError('the MULTI was discarded');
+  /** Plain reads of the cache's keys as one pipeline under `timeoutMs` (`inspect`); `[error, reply]` each. */
+  async pipeline(commands: [string, ...string[]][]): Promise<[Error | null, unknown][]> {
+    const replies = await this.withDeadline(this.redis.pipeline(commands).exec());
+    if (replies === null) throw new RedisUnavailableError('the pipeline was discarded');
     return replies;
   }
 

@@ -196,7 +196,7 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     const graced = { ...settings, maxSize: 10, graceMs: 2000 };
     const writes = [{ text: 'hello', ttlMs: 60_000, tags: ['a', 'b'] }, { text: 'xy', ttlMs: 60_000 }];
     await run(encodeMset(Date.now(), graced, writes, 0, 2), keys.forEntries([entry('k1'), entry('k2')]));
-    const read = async (key: string, graceMs: number) => decodeInspect((await redis.multi(keys.inspectCommands(key)).exec())!, graceMs);
+    const read = async (key: string, graceMs: number) => decodeInspect((await redis.pipeline(keys.inspectCommands(key)).exec())!, graceMs);
     const k1 = await read('k1', 2000);
     expect(k1).toMatchObject({ bytes: 5, tags: ['a', 'b'], stale: false });
     expect(k1!.ttlMs).toBeGreaterThan(50_000);

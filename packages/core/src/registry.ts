@@ -46,8 +46,9 @@ export function registryKey(prefix: string, kind: string): string {
 
 /**
  * Records names in a bounded sorted set, off the caller's path: `record` costs a clock read and a map lookup,
- * and at most once per `refreshMs` per name sends one MULTI (ZADD, trim by age and by count, PEXPIRE) that
- * nobody awaits. A failure is ignored: the next use after the interval tries again.
+ * and at most once per `refreshMs` per name sends one pipeline (ZADD, trim by age and by count, PEXPIRE) that
+ * nobody awaits. Plain write commands, no MULTI, so an ACL user without `@transaction` can record. A failure
+ * is ignored: the next use after the interval tries again, so a failing server costs one try per interval.
  */
 export class NameRecorder {
   private readonly refreshMs: number;
@@ -77,13 +78,13 @@ export class NameRecorder {
     if (this.due.size >= this.maxEntries) this.due.clear();
     this.due.set(name, now + this.refreshMs);
     this.client
-      .multi()
+      .pipeline()
       .zadd(this.key, now, name)
       .zremrangebyscore(this.key, '-inf', now - this.ttlMs)
       .zremrangebyrank(this.key, 0, -this.maxEntries - 1)
       .pexpire(this.key, this.ttlMs)
       .exec()
-      .catch(() => this.due.delete(name));
+      .catch(() => undefined);
   }
 }
 

@@ -36,7 +36,7 @@ describe.each(topologies)('NameRecorder and listRegistry on %s', (topology) => {
       recorder.record(name);
       await waitFor(async () => (await redis.zscore(key, name)) !== null, { timeoutMs: 10_000 });
     }
-    expect((await redis.zrange(key, 0, -1)).sort()).toEqual(['b', 'c']);
+    expect((await redis.zrange(key, '0', '-1')).sort()).toEqual(['b', 'c']);
     // An entry last seen longer ago than the ttl is not listed.
     await redis.zadd(key, Date.now() - 10_000, 'old');
     expect((await listRegistry(redis, key, {}, 5000)).map((e) => e.name)).not.toContain('old');
