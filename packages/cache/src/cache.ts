@@ -9,12 +9,12 @@ import {
   DEFAULT_PREFIX,
   InvalidArgumentError,
   KeySpace,
-  listRegistry,
+  listRegistered,
   NameRecorder,
   registryKey,
   type RedisClient,
   type RegistryEntry,
-  type RegistryPage,
+  type RegistryListOptions,
 } from '@cyredis/core';
 import { Coherence } from './coherence.js';
 import { Leases, type CacheResult, type LoadRequest } from './leases.js';
@@ -74,15 +74,8 @@ export interface CacheStats {
   l1Size: number;
 }
 
-/** Options of `SmartCache.list`: the prefix whose caches to list, and a page. */
-export interface CacheListOptions extends RegistryPage {
-  /** Default `'cyredis'`. */
-  prefix?: string;
-}
-
 /** The registry kind of caches (`<prefix>:registry:cache`). */
 const REGISTRY_KIND = 'cache';
-const LIST_KEYS = ['prefix', 'limit', 'offset'] as const;
 const SET_SETTINGS = ['ttlMs', 'tags'] as const;
 const GET_OR_SET_SETTINGS = ['ttlMs', 'tags', 'staleWhileRevalidateMs', 'softTimeoutMs', 'hardTimeoutMs'] as const;
 const ENTRY_FIELDS = ['key', 'value', 'ttlMs', 'tags'] as const;
@@ -143,13 +136,11 @@ export class SmartCache<T = unknown> {
 
   /**
    * The caches used under a prefix within the last day, most recently used first, from the registry (one
-   * key, no keyspace scan; on a cluster it lives in one slot). Every cache records its name on use.
+   * key, no keyspace scan; on a cluster it lives in one slot). Every cache records its name on use. Options:
+   * `prefix`, `limit` (1 to 1000, default 100), `offset`, `timeoutMs` (default 1000).
    */
-  static async list(redis: RedisClient, options: CacheListOptions = {}): Promise<RegistryEntry[]> {
-    assertRedisClient('redis', redis);
-    assertOptions('options', options, LIST_KEYS);
-    const { prefix = DEFAULT_PREFIX, ...page } = options;
-    return listRegistry(redis, registryKey(prefix, REGISTRY_KIND), page);
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
   }
 
   /**

@@ -1,5 +1,5 @@
 // The public surface of @cyredis/cache: the cache, its types, the codec and the errors it can throw.
-export { SmartCache, type CacheListOptions, type CacheStats } from './cache.js';
+export { SmartCache, type CacheStats } from './cache.js';
 export type { EntryInfo } from './protocol.js';
 export { LoaderTimeoutError } from './errors.js';
 export type { CacheResult, CacheStatus } from './leases.js';
@@ -21,5 +21,5 @@ export {
   defaultCodec,
   type Codec,
   type RegistryEntry,
-  type RegistryPage,
+  type RegistryListOptions,
 } from '@cyredis/core';

@@ -40,6 +40,8 @@ export {
   type ScriptArg,
 } from './validate.js';
 export {
+  assertRegistryPage,
+  listRegistered,
   listRegistry,
   NameRecorder,
   registryKey,
@@ -48,5 +50,6 @@ export {
   REGISTRY_TTL_MS,
   type RecorderBounds,
   type RegistryEntry,
+  type RegistryListOptions,
   type RegistryPage,
 } from './registry.js';

@@ -1,7 +1,10 @@
 // A bounded, self-expiring record of which named objects of one kind exist under a prefix, so tools can list them without scanning the keyspace.
+import { withDeadline } from './deadline.js';
 import type { RedisClient } from './client.js';
 import { InvalidArgumentError } from './errors.js';
-import { assertInteger, assertNonEmptyString, assertOptions } from './validate.js';
+import { DEFAULT_PREFIX } from './keys.js';
+import { classifyError } from './outage.js';
+import { assertInteger, assertNonEmptyString, assertOptions, assertRedisClient, assertTimeoutMs } from './validate.js';
 
 /** How often one object refreshes its entry while in use, in ms (at most one write per interval). */
 export const REGISTRY_REFRESH_MS = 60_000;
@@ -25,6 +28,14 @@ export interface RegistryPage {
   limit?: number;
   /** Entries to skip first. Default 0. */
   offset?: number;
+}
+
+/** Options of a package's static `list` (`RateLimiter.list`, `SmartCache.list`): whose registry, which page. */
+export interface RegistryListOptions extends RegistryPage {
+  /** Default `'cyredis'`. */
+  prefix?: string;
+  /** Give up after this many ms with `RedisUnavailableError`. Default 1000. */
+  timeoutMs?: number;
 }
 
 /** Bounds of one recorder (the defaults above unless a package needs its own, e.g. a refusal log). */
@@ -88,12 +99,40 @@ export class NameRecorder {
   }
 }
 
-/** A page of the names recorded under `key`, most recently seen first, leaving out those older than `ttlMs`. */
-export async function listRegistry(client: RedisClient, key: string, page: RegistryPage = {}, ttlMs = REGISTRY_TTL_MS): Promise<RegistryEntry[]> {
-  assertOptions('options', page, ['limit', 'offset']);
+/** Checks a page (`{ limit?, offset? }`, nothing else) and fills in its defaults. */
+export function assertRegistryPage(page: RegistryPage, allowed: readonly string[] = PAGE_KEYS): Required<RegistryPage> {
+  assertOptions('options', page, allowed);
   const { limit = 100, offset = 0 } = page;
   assertInteger('options.limit', limit, { min: 1, max: MAX_PAGE });
   assertInteger('options.offset', offset, { min: 0 });
+  return { limit, offset };
+}
+
+const PAGE_KEYS = ['limit', 'offset'] as const;
+const LIST_KEYS = ['prefix', 'timeoutMs', ...PAGE_KEYS] as const;
+const DEFAULT_LIST_TIMEOUT_MS = 1000;
+
+/**
+ * A page of the objects of `kind` used under a prefix within `REGISTRY_TTL_MS`, most recently used first:
+ * one read of the registry key, under a deadline. What a package's static `list` answers.
+ */
+export async function listRegistered(redis: RedisClient, kind: string, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+  assertRedisClient('redis', redis);
+  const page = assertRegistryPage(options, LIST_KEYS);
+  const { prefix = DEFAULT_PREFIX, timeoutMs = DEFAULT_LIST_TIMEOUT_MS } = options;
+  assertTimeoutMs('options.timeoutMs', timeoutMs);
+  const key = registryKey(prefix, kind);
+  const label = `listing of ${kind}`;
+  try {
+    return await withDeadline(listRegistry(redis, key, page), timeoutMs, () => new Error(`no reply within ${timeoutMs} ms`));
+  } catch (err) {
+    throw classifyError(err, { label });
+  }
+}
+
+/** A page of the names recorded under `key`, most recently seen first, leaving out those older than `ttlMs`. */
+export async function listRegistry(client: RedisClient, key: string, page: RegistryPage = {}, ttlMs = REGISTRY_TTL_MS): Promise<RegistryEntry[]> {
+  const { limit, offset } = assertRegistryPage(page);
   const reply = await client.zrevrangebyscore(key, '+inf', `(${Date.now() - ttlMs}`, 'WITHSCORES', 'LIMIT', offset, limit);
   const out: RegistryEntry[] = [];
   for (let i = 0; i + 1 < reply.length; i += 2) out.push({ name: reply[i]!, lastSeenMs: Number(reply[i + 1]) });

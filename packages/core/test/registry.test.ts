@@ -1,7 +1,8 @@
-import { randomPrefix, waitFor } from '@cyredis/testing';
+import { freePort, randomPrefix, waitFor } from '@cyredis/testing';
 import { suiteClient, topologies } from '@cyredis/testing/context';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, listRegistry, NameRecorder, registryKey } from '../src/index.js';
+import { InvalidArgumentError, listRegistered, listRegistry, NameRecorder, RedisUnavailableError, registryKey } from '../src/index.js';
 
 describe.each(topologies)('NameRecorder and listRegistry on %s', (topology) => {
   const redis = suiteClient(topology);
@@ -44,6 +45,23 @@ describe.each(topologies)('NameRecorder and listRegistry on %s', (topology) => {
     await redis.del(key);
   });
 
+  it('listRegistered reads the registry of a kind under a prefix, and rejects with a typed error when Redis does not answer', async () => {
+    const prefix = randomPrefix();
+    const recorder = new NameRecorder(redis, registryKey(prefix, 'thing'));
+    recorder.record('x');
+    await waitFor(async () => (await listRegistered(redis, 'thing', { prefix })).length === 1, { timeoutMs: 10_000 });
+    expect((await listRegistered(redis, 'thing', { prefix, limit: 1 }))[0]!.name).toBe('x');
+    expect(await listRegistered(redis, 'other', { prefix })).toEqual([]);
+    await redis.del(recorder.key);
+    // Nothing listens on this port: the call waits in ioredis's offline queue until the deadline.
+    const dead = new Redis({ port: await freePort(), lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 50 });
+    dead.on('error', () => undefined);
+    const started = performance.now();
+    await expect(listRegistered(dead, 'thing', { timeoutMs: 200 })).rejects.toThrow(RedisUnavailableError);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    dead.disconnect();
+  });
+
   it('refuses bad input', async () => {
     expect(() => registryKey('a{b', 'thing')).toThrow(InvalidArgumentError);
     expect(() => registryKey('', 'thing')).toThrow(InvalidArgumentError);
@@ -52,5 +70,8 @@ describe.each(topologies)('NameRecorder and listRegistry on %s', (topology) => {
     await expect(listRegistry(redis, 'k', { limit: 1001 })).rejects.toThrow(InvalidArgumentError);
     await expect(listRegistry(redis, 'k', { offset: -1 })).rejects.toThrow(InvalidArgumentError);
     await expect(listRegistry(redis, 'k', { size: 1 } as never)).rejects.toThrow(/not an option/);
+    await expect(listRegistered(redis, 'thing', { timeoutMs: 0 })).rejects.toThrow(InvalidArgumentError);
+    await expect(listRegistered(redis, 'thing', { prefx: 'p' } as never)).rejects.toThrow(/did you mean "prefix"/);
+    await expect(listRegistered({} as never, 'thing')).rejects.toThrow(InvalidArgumentError);
   });
 });

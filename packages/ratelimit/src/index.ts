@@ -1,8 +1,8 @@
 // The package's entry point: the limiter, its types, the HTTP fields, and the core errors it can throw.
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
-export { RateLimiter, type ListOptions } from './limiter.js';
-export type { RegistryEntry, RegistryPage } from '@cyredis/core';
+export { RateLimiter } from './limiter.js';
+export type { RegistryEntry, RegistryListOptions, RegistryPage } from '@cyredis/core';
 export type { IdList } from './policies.js';
 export type {
   InlineRuleOptions,

@@ -5,11 +5,13 @@ import {
   assertNonEmptyString,
   assertOptions,
   assertRedisClient,
+  assertRegistryPage,
   DEFAULT_PREFIX,
   InvalidArgumentError,
   isCluster,
   isOutage,
   KeySpace,
+  listRegistered,
   listRegistry,
   LuaScriptManager,
   MAX_TIMEOUT_MS,
@@ -24,6 +26,7 @@ import {
   type RedisClient,
   type RegisteredScript,
   type RegistryEntry,
+  type RegistryListOptions,
   type RegistryPage,
 } from '@cyredis/core';
 import { Insurance } from './insurance.js';
@@ -61,13 +64,6 @@ const REGISTRY_KIND = 'ratelimit';
 const REFUSAL_REFRESH_MS = 1000;
 /** A refusal older than this leaves the log. */
 const REFUSAL_TTL_MS = 60 * 60 * 1000;
-const LIST_KEYS = ['prefix', 'limit', 'offset'] as const;
-
-/** Options of `RateLimiter.list`: the prefix whose named limiters to list, and a page. */
-export interface ListOptions extends RegistryPage {
-  /** Default `'cyredis'`. */
-  prefix?: string;
-}
 
 /** A plain `limit` check waiting for its tick's batch. */
 interface QueuedCheck {
@@ -227,20 +223,19 @@ export class RateLimiter {
    */
   async recentRefusals(page: RegistryPage = {}): Promise<RecordedRefusal[]> {
     if (this.refusalLog === undefined) throw new InvalidArgumentError('options.recordRefusals', 'recentRefusals needs a limiter created with recordRefusals');
-    const log = this.refusalLog;
-    const entries = await this.command('refusal listing', (client) => listRegistry(client, log.key, page, REFUSAL_TTL_MS));
+    const key = this.refusalLog.key;
+    const checked = assertRegistryPage(page);
+    const entries = await this.command('refusal listing', (client) => listRegistry(client, key, checked, REFUSAL_TTL_MS));
     return entries.map((e) => ({ id: e.name, refusedAtMs: e.lastSeenMs }));
   }
 
   /**
    * The named limiters used under a prefix within the last day, most recently used first, from the
-   * registry (one key, no keyspace scan; on a cluster it lives in one slot).
+   * registry (one key, no keyspace scan; on a cluster it lives in one slot). Options: `prefix`, `limit`
+   * (1 to 1000, default 100), `offset`, `timeoutMs` (default 1000).
    */
-  static async list(redis: RedisClient, options: ListOptions = {}): Promise<RegistryEntry[]> {
-    assertRedisClient('redis', redis);
-    assertOptions('options', options, LIST_KEYS);
-    const { prefix = DEFAULT_PREFIX, ...page } = options;
-    return listRegistry(redis, registryKey(prefix, REGISTRY_KIND), page);
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
   }
 
   /** Forgets everything `id` consumed (every rule and any block); its policy (lists, override) stays. */

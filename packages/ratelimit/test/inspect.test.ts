@@ -97,6 +97,10 @@ describe.each(topologies)('RateLimiter inspection on %s', (topology) => {
     expect(() => make({ limit: 1, windowMs: 1000, recordRefusals: 'yes' as never })).toThrow(InvalidArgumentError);
     const limiter = make({ limit: 1, windowMs: 1000 });
     await expect(limiter.recentRefusals()).rejects.toThrow(/recordRefusals/);
+    const recording = make({ limit: 1, windowMs: 1000, recordRefusals: true });
+    await expect(recording.recentRefusals({ limit: 0 })).rejects.toThrow(InvalidArgumentError);
+    await expect(recording.recentRefusals({ offset: -1 })).rejects.toThrow(InvalidArgumentError);
+    await expect(RateLimiter.list(redis, { timeoutMs: -1 })).rejects.toThrow(InvalidArgumentError);
     await expect(limiter.usage('')).rejects.toThrow(InvalidArgumentError);
     await expect(RateLimiter.list(redis, { prefix: 'a{b' })).rejects.toThrow(InvalidArgumentError);
     await expect(RateLimiter.list(redis, { limit: 5000 })).rejects.toThrow(InvalidArgumentError);
