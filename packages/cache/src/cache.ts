@@ -1,7 +1,21 @@
 // SmartCache: the public API over smart_cache.lua. Each method checks its input, then hands off to the
 // transport (batching), coherence (L1) and leases (stampede protection) modules.
 import { randomBytes } from 'node:crypto';
-import { assertFiniteNumber, assertOptions, assertRedisClient, clientKeyPrefix, InvalidArgumentError, KeySpace, type RedisClient } from '@cyredis/core';
+import {
+  assertFiniteNumber,
+  assertOptions,
+  assertRedisClient,
+  clientKeyPrefix,
+  DEFAULT_PREFIX,
+  InvalidArgumentError,
+  KeySpace,
+  listRegistered,
+  NameRecorder,
+  registryKey,
+  type RedisClient,
+  type RegistryEntry,
+  type RegistryListOptions,
+} from '@cyredis/core';
 import { Coherence } from './coherence.js';
 import { Leases, type CacheResult, type LoadRequest } from './leases.js';
 import {
@@ -19,6 +33,7 @@ import {
 import {
   CacheKeys,
   decodeClear,
+  decodeInspect,
   decodeDelete,
   decodeDeleteByTag,
   decodeHas,
@@ -30,6 +45,7 @@ import {
   encodeDeleteByTag,
   encodeHas,
   encodeStats,
+  type EntryInfo,
   type Lookup,
   type WriteSettings,
 } from './protocol.js';
@@ -58,6 +74,8 @@ export interface CacheStats {
   l1Size: number;
 }
 
+/** The registry kind of caches (`<prefix>:registry:cache`). */
+const REGISTRY_KIND = 'cache';
 const SET_SETTINGS = ['ttlMs', 'tags'] as const;
 const GET_OR_SET_SETTINGS = ['ttlMs', 'tags', 'staleWhileRevalidateMs', 'softTimeoutMs', 'hardTimeoutMs'] as const;
 const ENTRY_FIELDS = ['key', 'value', 'ttlMs', 'tags'] as const;
@@ -84,6 +102,8 @@ export class SmartCache<T = unknown> {
   private readonly leases: Leases<T>;
   /** What precedes a cache key in the Redis keys a script sees (the client's keyPrefix, the entry prefix). */
   private readonly keyStart: number;
+  /** Records the cache's name in the prefix's registry on use (at most once a minute). */
+  private readonly registry: NameRecorder;
 
   constructor(redis: RedisClient, options: SmartCacheOptions<T>) {
     assertRedisClient('redis', redis);
@@ -111,11 +131,31 @@ export class SmartCache<T = unknown> {
       ttl: (ttlMs, argument) => this.ttl(ttlMs, argument),
     });
     this.keyStart = clientKeyPrefix(redis).length + this.keys.entryPrefix.length;
+    this.registry = new NameRecorder(redis, registryKey(settings.prefix ?? DEFAULT_PREFIX, REGISTRY_KIND));
+  }
+
+  /**
+   * The caches used under a prefix within the last day, most recently used first, from the registry (one
+   * key, no keyspace scan; on a cluster it lives in one slot). Every cache records its name on use. Options:
+   * `prefix`, `limit` (1 to 1000, default 100), `offset`, `timeoutMs` (default 1000).
+   */
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
+  }
+
+  /**
+   * One entry's TTL, size and tags as Redis holds them, or undefined when there is none: reads only (counts
+   * no lookup, leaves the LRU order and L1 alone), one pipelined round trip.
+   */
+  async inspect(key: string): Promise<EntryInfo | undefined> {
+    assertKey('key', key);
+    return decodeInspect(await this.transport.pipeline(this.keys.inspectCommands(key)), this.graceMs);
   }
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
   async get(key: string): Promise<T | undefined> {
     assertKey('key', key);
+    this.registry.record(this.name);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return hit;
     const generation = this.coherence.generation;
@@ -133,6 +173,7 @@ export class SmartCache<T = unknown> {
   /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
   async getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
     if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
+    this.registry.record(this.name);
     const out = new Array<T | undefined>(keys.length);
     const at: number[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -164,6 +205,7 @@ export class SmartCache<T = unknown> {
   async set(key: string, value: T, options: SetOptions = {}): Promise<void> {
     assertKey('key', key);
     assertOptions('options', options, SET_SETTINGS);
+    this.registry.record(this.name);
     const text = this.values.encode(value);
     const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
     const tags = readTags('options.tags', options.tags);
@@ -177,6 +219,7 @@ export class SmartCache<T = unknown> {
   async setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
     if (!isList(entries)) throw new InvalidArgumentError('entries', 'must be an array of { key, value, ttlMs? }');
     if (entries.length === 0) return;
+    this.registry.record(this.name);
     // Every entry is checked and encoded before any is sent: bad input writes nothing.
     const writes = entries.map((entry, i) => {
       assertOptions(`entries[${i}]`, entry, ENTRY_FIELDS, false);
@@ -310,6 +353,7 @@ export class SmartCache<T = unknown> {
 
   /** Checks a `getOrSet` call's input; the settings of the load it may start. */
   private loadRequest(key: string, loader: unknown, options: GetOrSetOptions): LoadRequest {
+    this.registry.record(this.name);
     assertKey('key', key);
     if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
     assertOptions('options', options, GET_OR_SET_SETTINGS);

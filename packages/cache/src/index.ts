@@ -1,5 +1,6 @@
 // The public surface of @cyredis/cache: the cache, its types, the codec and the errors it can throw.
 export { SmartCache, type CacheStats } from './cache.js';
+export type { EntryInfo } from './protocol.js';
 export { LoaderTimeoutError } from './errors.js';
 export type { CacheResult, CacheStatus } from './leases.js';
 export {
@@ -19,4 +20,6 @@ export {
   ScriptError,
   defaultCodec,
   type Codec,
+  type RegistryEntry,
+  type RegistryListOptions,
 } from '@cyredis/core';

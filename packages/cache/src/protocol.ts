@@ -42,6 +42,21 @@ export class CacheKeys {
     this.channel = `${base}bus`;
   }
 
+  /**
+   * The plain reads of `inspect`, sent as one pipeline (every key shares the cache's hash tag): the entry's
+   * PTTL and STRLEN, and its tags from the tags hash, whose field is the entry key from the character after
+   * the hash tag's `}` on (the member the script derives, see DATA in the script).
+   */
+  inspectCommands(key: string): [string, ...string[]][] {
+    const entry = this.entryPrefix + key;
+    const member = entry.slice(entry.indexOf('}') + 1);
+    return [
+      ['pttl', entry],
+      ['strlen', entry],
+      ['hget', this.tagOf, member],
+    ];
+  }
+
   /** KEYS of a call about one entry: entry, log, stats, the tag keys and, for LEASE/RELEASE/leased SET, its lease. */
   forEntry(key: string, withLease: boolean): string[] {
     const keys = [this.entryPrefix + key, this.log, this.stats, this.tagIndex, this.tagOf];
@@ -288,4 +303,26 @@ export function decodeBusMessage(message: string, keyStart: number): BusMessage 
   const [origin, op, keys, evicted] = parsed as [unknown, unknown, unknown, unknown];
   const cacheKeys = (list: unknown) => (Array.isArray(list) ? list.map((redisKey) => String(redisKey).slice(keyStart)) : []);
   return { origin, cleared: op === 'c', keys: op === 'c' ? [] : cacheKeys(keys), evicted: op === 'c' ? [] : cacheKeys(evicted) };
+}
+
+/** One entry as `inspect` reads it. */
+export interface EntryInfo {
+  /** Ms the value stays fresh; `Infinity` without a TTL; 0 once stale (kept only for grace). */
+  ttlMs: number;
+  /** Whether it is past its TTL and kept only for `graceMs`. */
+  stale: boolean;
+  /** Bytes Redis holds for the encoded value. */
+  bytes: number;
+  /** The entry's tags (empty when it has none). */
+  tags: string[];
+}
+
+/** The replies of `inspectCommands` (`[error, reply]` pairs); undefined when the entry does not exist. */
+export function decodeInspect(replies: readonly [Error | null, unknown][], graceMs: number): EntryInfo | undefined {
+  for (const [err] of replies) if (err) throw err;
+  const pttl = toNumber(replies[0]![1]);
+  if (pttl === -2) return undefined;
+  const fresh = pttl === -1 ? Infinity : pttl - graceMs;
+  const tagged = replies[2]![1];
+  return { ttlMs: Math.max(fresh, 0), stale: fresh <= 0, bytes: toNumber(replies[1]![1]), tags: typeof tagged === 'string' && tagged !== '' ? tagged.split('\0') : [] };
 }

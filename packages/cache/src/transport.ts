@@ -114,6 +114,13 @@ export class Transport {
     return this.submit({ kind: 'call', args, keys });
   }
 
+  /** Plain reads of the cache's keys as one pipeline under `timeoutMs` (`inspect`); `[error, reply]` each. */
+  async pipeline(commands: [string, ...string[]][]): Promise<[Error | null, unknown][]> {
+    const replies = await this.withDeadline(this.redis.pipeline(commands).exec());
+    if (replies === null) throw new RedisUnavailableError('the pipeline was discarded');
+    return replies;
+  }
+
   /** Records a plain read's lookup of `key` for the next TOUCH. */
   recordRead(key: string, hit: boolean): void {
     (hit ? this.touchHits : this.touchMisses).push(this.keys.entryPrefix + key);

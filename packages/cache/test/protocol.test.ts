@@ -12,6 +12,7 @@ import {
   decodeDelete,
   decodeDeleteByTag,
   decodeHas,
+  decodeInspect,
   decodeLease,
   decodeLeasedSet,
   decodeMget,
@@ -189,6 +190,24 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     await run(encodeMset(Date.now(), big, [{ text: 'A', ttlMs: 60_000, tags: ['x'] }, { text: 'B', ttlMs: 60_000 }], 0, 2), keys.forEntries([tagged('a'), tagged('b')]));
     expect(decodeDelete(await run(encodeDelete(Date.now(), keys.channel, 'me'), keys.forDeletes(['a', 'zz', 'b'])))).toBe(2);
     expect(await redis.exists(tagged('a'), tagged('b'), keys.tagIndex, keys.tagOf)).toBe(0);
+  });
+
+  it('inspect reads the TTL, size and tags of what MSET wrote (the tags field is the script\'s member)', async () => {
+    const graced = { ...settings, maxSize: 10, graceMs: 2000 };
+    const writes = [{ text: 'hello', ttlMs: 60_000, tags: ['a', 'b'] }, { text: 'xy', ttlMs: 60_000 }];
+    await run(encodeMset(Date.now(), graced, writes, 0, 2), keys.forEntries([entry('k1'), entry('k2')]));
+    const read = async (key: string, graceMs: number) => decodeInspect((await redis.pipeline(keys.inspectCommands(key)).exec())!, graceMs);
+    const k1 = await read('k1', 2000);
+    expect(k1).toMatchObject({ bytes: 5, tags: ['a', 'b'], stale: false });
+    expect(k1!.ttlMs).toBeGreaterThan(50_000);
+    expect(k1!.ttlMs).toBeLessThanOrEqual(60_000);
+    expect(await read('k2', 2000)).toMatchObject({ bytes: 2, tags: [], stale: false });
+    expect(await read('none', 0)).toBeUndefined();
+    // Within the grace only: stale, 0 ms fresh. Without a TTL: Infinity.
+    await redis.pexpire(entry('k2'), 1500);
+    expect(await read('k2', 2000)).toMatchObject({ ttlMs: 0, stale: true });
+    await redis.persist(entry('k2'));
+    expect(await read('k2', 2000)).toMatchObject({ ttlMs: Infinity, stale: false });
   });
 
   it('ignores bus messages that are not the script\'s', () => {

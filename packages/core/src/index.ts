@@ -39,3 +39,17 @@ export {
   type NumberBounds,
   type ScriptArg,
 } from './validate.js';
+export {
+  assertRegistryPage,
+  listRegistered,
+  listRegistry,
+  NameRecorder,
+  registryKey,
+  REGISTRY_MAX_ENTRIES,
+  REGISTRY_REFRESH_MS,
+  REGISTRY_TTL_MS,
+  type RecorderBounds,
+  type RegistryEntry,
+  type RegistryListOptions,
+  type RegistryPage,
+} from './registry.js';

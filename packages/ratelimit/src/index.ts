@@ -2,6 +2,7 @@
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
 export { RateLimiter } from './limiter.js';
+export type { RegistryEntry, RegistryListOptions, RegistryPage } from '@cyredis/core';
 export type { IdList } from './policies.js';
 export type {
   InlineRuleOptions,
@@ -13,6 +14,9 @@ export type {
   RateLimiterCommonOptions,
   RateLimiterOptions,
   RateLimitResult,
+  RateLimitUsage,
+  RecordedRefusal,
+  RuleUsage,
   RateLimitRule,
   ResolvedRule,
   RuleListOptions,

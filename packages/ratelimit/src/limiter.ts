@@ -5,20 +5,29 @@ import {
   assertNonEmptyString,
   assertOptions,
   assertRedisClient,
+  assertRegistryPage,
+  DEFAULT_PREFIX,
   InvalidArgumentError,
   isCluster,
   isOutage,
   KeySpace,
+  listRegistered,
+  listRegistry,
   LuaScriptManager,
   MAX_TIMEOUT_MS,
+  NameRecorder,
   readPackageLua,
   RedisUnavailableError,
+  registryKey,
   scriptName,
   TickBatcher,
   withDeadline,
   type CyRedisError,
   type RedisClient,
   type RegisteredScript,
+  type RegistryEntry,
+  type RegistryListOptions,
+  type RegistryPage,
 } from '@cyredis/core';
 import { Insurance } from './insurance.js';
 import {
@@ -31,6 +40,8 @@ import {
   type RateLimitAlgorithm,
   type RateLimiterOptions,
   type RateLimitResult,
+  type RateLimitUsage,
+  type RecordedRefusal,
   type ResolvedRule,
 } from './options.js';
 import { IdList, type PolicyStore } from './policies.js';
@@ -47,12 +58,23 @@ const PEEK_KEYS = ['cost', 'nowMs'] as const;
 const MAX_COST = 2 ** 40;
 /** Checks per batch call: bounds the script's run time, and leaves several batches in flight so Node and Redis overlap. */
 const MAX_BATCH = 16;
+/** The registry kind of named limiters (`<prefix>:registry:ratelimit`). */
+const REGISTRY_KIND = 'ratelimit';
+/** An id is written to the refusal log at most this often, so a refused flood costs few writes. */
+const REFUSAL_REFRESH_MS = 1000;
+/** A refusal older than this leaves the log. */
+const REFUSAL_TTL_MS = 60 * 60 * 1000;
 
 /** A plain `limit` check waiting for its tick's batch. */
 interface QueuedCheck {
   id: string;
   keys: string[];
   cost: number;
+}
+
+/** The sorted set of refused ids under `prefix` (no hash tag: one slot on a cluster). */
+function refusalKey(prefix: string): string {
+  return `${prefix}:ratelimit:refused`;
 }
 
 /** Resolves after `ms` (a wait for capacity: the limiter sleeps to the retry-after, it never polls). */
@@ -71,6 +93,12 @@ export class RateLimiter {
   readonly timeoutMs: number;
   /** What a Redis failure answers. */
   readonly onRedisError: OnRedisError;
+  /** The name given in the options (listed by `RateLimiter.list`), if any. */
+  readonly name: string | undefined;
+  /** Records `name` in the prefix's registry; absent without a name. */
+  private readonly registry: NameRecorder | undefined;
+  /** Records refused ids in Redis; absent unless `recordRefusals`. */
+  private readonly refusalLog: NameRecorder | undefined;
   private readonly scripts: LuaScriptManager;
   private readonly script: RegisteredScript;
   private readonly ruleList: ResolvedRule[];
@@ -97,6 +125,13 @@ export class RateLimiter {
     this.blockMs = resolved.blockMs;
     this.timeoutMs = resolved.timeoutMs;
     this.onRedisError = resolved.onRedisError;
+    this.name = resolved.name;
+    const prefix = resolved.prefix ?? DEFAULT_PREFIX;
+    if (this.name !== undefined) this.registry = new NameRecorder(redis, registryKey(prefix, REGISTRY_KIND));
+    if (resolved.maxRecordedRefusals !== undefined) {
+      const bounds = { refreshMs: REFUSAL_REFRESH_MS, ttlMs: REFUSAL_TTL_MS, maxEntries: resolved.maxRecordedRefusals };
+      this.refusalLog = new NameRecorder(redis, refusalKey(prefix), bounds);
+    }
     this.refusals = resolved.maxRefusals === undefined ? undefined : new RefusalCache(resolved.maxRefusals, this.blockMs > 0);
     // A batch may mix ids, whose keys live in different slots on a cluster.
     if (resolved.batch && !isCluster(redis)) this.batcher = new TickBatcher(this.sendChecks, MAX_BATCH);
@@ -121,6 +156,7 @@ export class RateLimiter {
    */
   async limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
     assertOptions('options', options, LIMIT_KEYS);
+    if (this.registry !== undefined) this.registry.record(this.name!);
     const cost = this.checkCost(options.cost);
     const { requestId, nowMs, waitMs = 0 } = options;
     if (requestId !== undefined) assertNonEmptyString('options.requestId', requestId, 256);
@@ -156,8 +192,9 @@ export class RateLimiter {
     } finally {
       this.inFlight--;
     }
-    if (this.refusals !== undefined && !result.allowed && result.error === undefined && nowMs === undefined && Number.isFinite(result.retryAfterMs)) {
-      this.refusals.remember(id, cost, result);
+    if (!result.allowed && result.error === undefined) {
+      this.refusalLog?.record(id);
+      if (this.refusals !== undefined && nowMs === undefined && Number.isFinite(result.retryAfterMs)) this.refusals.remember(id, cost, result);
     }
     return result;
   }
@@ -165,7 +202,40 @@ export class RateLimiter {
   /** Answers what `limit(id, options)` would, consuming nothing and writing nothing. */
   async peek(id: string, options: Omit<LimitOptions, 'requestId'> = {}): Promise<RateLimitResult> {
     assertOptions('options', options, PEEK_KEYS);
+    if (this.registry !== undefined) this.registry.record(this.name!);
     return this.call(id, { cost: this.checkCost(options.cost), mode: 'peek', nowMs: options.nowMs });
+  }
+
+  /**
+   * Reads what `id` has consumed under each rule, and what a `limit` of cost 1 would answer now, consuming
+   * nothing and writing nothing (one read per rule plus a `peek`, sent together).
+   */
+  async usage(id: string): Promise<RateLimitUsage> {
+    assertNonEmptyString('id', id);
+    const calls = this.protocol.usageCalls(id);
+    const [next, ...replies] = await Promise.all([this.peek(id), ...calls.map((c) => this.run(c.keys, c.args))]);
+    return { rules: replies.map((reply, i) => this.protocol.decodeUsage(reply, i)), next };
+  }
+
+  /**
+   * The ids refused most recently by any process using this prefix with `recordRefusals`, newest first
+   * (`limit` 1 to 1000, default 100; `offset`). Needs `recordRefusals`.
+   */
+  async recentRefusals(page: RegistryPage = {}): Promise<RecordedRefusal[]> {
+    if (this.refusalLog === undefined) throw new InvalidArgumentError('options.recordRefusals', 'recentRefusals needs a limiter created with recordRefusals');
+    const key = this.refusalLog.key;
+    const checked = assertRegistryPage(page);
+    const entries = await this.command('refusal listing', (client) => listRegistry(client, key, checked, REFUSAL_TTL_MS));
+    return entries.map((e) => ({ id: e.name, refusedAtMs: e.lastSeenMs }));
+  }
+
+  /**
+   * The named limiters used under a prefix within the last day, most recently used first, from the
+   * registry (one key, no keyspace scan; on a cluster it lives in one slot). Options: `prefix`, `limit`
+   * (1 to 1000, default 100), `offset`, `timeoutMs` (default 1000).
+   */
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
   }
 
   /** Forgets everything `id` consumed (every rule and any block); its policy (lists, override) stays. */

@@ -2,6 +2,7 @@
 import {
   assertFiniteNumber,
   assertInteger,
+  assertNonEmptyString,
   assertOneOf,
   assertOptions,
   assertPositiveMs,
@@ -32,8 +33,28 @@ export interface RateLimitRule {
 export interface RateLimiterCommonOptions {
   /** Default `'sliding-window'` (exact). `'gcra'` and `'fixed-window'` keep O(1) memory per key. */
   algorithm?: RateLimitAlgorithm;
-  /** Key prefix; keys are `<prefix>:ratelimit:{<id>}:…`. Default `'cyredis'`. */
+  /**
+   * Key prefix; keys are `<prefix>:ratelimit:{<id>}:…`. Default `'cyredis'`. Limiters with the same prefix
+   * share their counts, so give each limiter its own.
+   */
   prefix?: string;
+  /**
+   * A name for tools: a named limiter records it in the prefix's registry on first use and then at most once
+   * a minute while in use (`RateLimiter.list`); a name unused for a day disappears from it. 1 to 256 bytes.
+   * Default: none (not listed).
+   */
+  name?: string;
+  /**
+   * Record the ids this limiter refuses in Redis, so `recentRefusals()` in any process shows every process's
+   * refusals: at most `maxEntries` ids (default 1000), each written at most once a second, dropped after an
+   * hour. Default off.
+   */
+  recordRefusals?:
+    | boolean
+    | {
+        /** Ids kept at most, the most recently refused. Default 1000. */
+        maxEntries?: number;
+      };
   /** Once refused, the id stays refused this many ms (checked and set in the same script call). */
   blockMs?: number;
   /**
@@ -166,6 +187,37 @@ export interface RateLimitResult {
   listed?: 'allow' | 'deny';
 }
 
+/** One rule's state for an id, as `usage` reads it (nothing consumed). */
+export interface RuleUsage {
+  /** Index of the rule in `rules`. */
+  rule: number;
+  /** The rule's capacity (`burst`, or `limit`). */
+  limit: number;
+  /** Units counted against the rule now (`limit − remaining`). */
+  used: number;
+  /** Units the id may still consume under this rule. */
+  remaining: number;
+  /** Ms until the rule is back to full capacity if nothing more is consumed. */
+  resetMs: number;
+  /** The rule's period in ms. */
+  windowMs: number;
+}
+
+/** What `usage` answers: every rule's state, and what a `limit` of cost 1 would answer now. */
+export interface RateLimitUsage {
+  /** One entry per rule of the limiter (its own rules: an override's counts show in `next`). */
+  rules: RuleUsage[];
+  /** `peek(id)`: what a `limit(id)` of cost 1 would answer now, with the block, lists and override applied. */
+  next: RateLimitResult;
+}
+
+/** One id in `recentRefusals`. */
+export interface RecordedRefusal {
+  id: string;
+  /** When it was last refused (ms since the epoch, the refusing process's clock). */
+  refusedAtMs: number;
+}
+
 /** A rule as the limiter applies it. */
 export interface ResolvedRule {
   /** Admitted units per window over the long run. */
@@ -183,6 +235,9 @@ export interface ResolvedOptions {
   algorithm: RateLimitAlgorithm;
   rules: ResolvedRule[];
   prefix: string | undefined;
+  name: string | undefined;
+  /** Refused ids kept in Redis at most; absent when `recordRefusals` is off. */
+  maxRecordedRefusals: number | undefined;
   blockMs: number;
   timeoutMs: number;
   onRedisError: OnRedisError;
@@ -200,10 +255,11 @@ const ALGORITHMS: readonly RateLimitAlgorithm[] = ['sliding-window', 'gcra', 'fi
 export const MAX_MS = 2 ** 52 / 1000;
 const DEFAULT_TIMEOUT_MS = 1000;
 const DEFAULT_MAX_REFUSALS = 10_000;
+const DEFAULT_MAX_RECORDED_REFUSALS = 1000;
 /** Rules per limiter: each is a key and a few µs of script time on every check. */
 const MAX_RULES = 16;
 const RULE_KEYS = ['limit', 'windowMs', 'burst'] as const;
-const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch', 'policies', 'insurance'] as const;
+const OPTION_KEYS = [...RULE_KEYS, 'rules', 'algorithm', 'prefix', 'name', 'recordRefusals', 'blockMs', 'timeoutMs', 'onRedisError', 'cacheRefusals', 'batch', 'policies', 'insurance'] as const;
 const DEFAULT_MAX_INSURED_IDS = 10_000;
 
 function resolveRule(name: string, rule: Partial<RateLimitRule>, algorithm: RateLimitAlgorithm): ResolvedRule {
@@ -237,12 +293,13 @@ function resolveRules(options: RateLimiterOptions, algorithm: RateLimitAlgorithm
   return rules.map((r, i) => resolveRule(`options.rules[${i}]`, r, algorithm));
 }
 
-function resolveMaxRefusals(cache: RateLimiterCommonOptions['cacheRefusals']): number | undefined {
-  const given: unknown = cache ?? false;
-  if (typeof given === 'object') assertOptions('options.cacheRefusals', given, ['maxEntries'], false);
-  else if (typeof given !== 'boolean') throw new InvalidArgumentError('options.cacheRefusals', 'must be a boolean or { maxEntries }');
-  const maxEntries = typeof cache === 'object' ? (cache.maxEntries ?? DEFAULT_MAX_REFUSALS) : DEFAULT_MAX_REFUSALS;
-  assertInteger('options.cacheRefusals.maxEntries', maxEntries, { min: 1 });
+/** `maxEntries` of a `boolean | { maxEntries }` option (`cacheRefusals`, `recordRefusals`); undefined when off. */
+function resolveMaxEntries(name: string, option: boolean | { maxEntries?: number } | undefined, fallback: number): number | undefined {
+  const given: unknown = option ?? false;
+  if (typeof given === 'object') assertOptions(name, given, ['maxEntries'], false);
+  else if (typeof given !== 'boolean') throw new InvalidArgumentError(name, 'must be a boolean or { maxEntries }');
+  const maxEntries = typeof option === 'object' ? (option.maxEntries ?? fallback) : fallback;
+  assertInteger(`${name}.maxEntries`, maxEntries, { min: 1 });
   return given === false ? undefined : maxEntries;
 }
 
@@ -258,11 +315,13 @@ export function resolveOptions(options: RateLimiterOptions): ResolvedOptions {
   assertFiniteNumber('options.timeoutMs', timeoutMs, { min: 1, max: MAX_TIMEOUT_MS });
   const onRedisError = options.onRedisError ?? 'throw';
   assertOneOf('options.onRedisError', onRedisError, ['throw', 'allow', 'deny'] as const);
-  const maxRefusals = resolveMaxRefusals(options.cacheRefusals);
+  const maxRefusals = resolveMaxEntries('options.cacheRefusals', options.cacheRefusals, DEFAULT_MAX_REFUSALS);
+  const maxRecordedRefusals = resolveMaxEntries('options.recordRefusals', options.recordRefusals, DEFAULT_MAX_RECORDED_REFUSALS);
+  if (options.name !== undefined) assertNonEmptyString('options.name', options.name, 256);
   const policies = options.policies ?? false;
   if (typeof policies !== 'boolean') throw new InvalidArgumentError('options.policies', 'must be a boolean');
   const insurance = resolveInsurance(options, rules[0]!);
-  return { algorithm, rules, prefix: options.prefix, blockMs, timeoutMs, onRedisError, maxRefusals, batch: options.batch !== false, policies, insurance };
+  return { algorithm, rules, prefix: options.prefix, name: options.name, maxRecordedRefusals, blockMs, timeoutMs, onRedisError, maxRefusals, batch: options.batch !== false, policies, insurance };
 }
 
 function resolveInsurance(options: RateLimiterOptions, first: ResolvedRule): ResolvedOptions['insurance'] {

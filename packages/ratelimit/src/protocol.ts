@@ -1,6 +1,6 @@
 // rate_limiter.lua's calls as typed encoders and decoders: the only code that knows their KEYS order, ARGV positions and reply packings.
 import { CyRedisError, toArray, toNumber, type KeySpace } from '@cyredis/core';
-import type { RateLimitAlgorithm, RateLimitResult, ResolvedRule } from './options.js';
+import type { RateLimitAlgorithm, RateLimitResult, ResolvedRule, RuleUsage } from './options.js';
 
 /** One `limit` or `peek` check, as the rich call takes it. */
 export interface CheckCall {
@@ -87,6 +87,27 @@ export class LimiterProtocol {
     const keys = this.keys(id);
     if (requestId !== undefined) keys.push(this.space.key(id, `req:${requestId}`));
     return keys;
+  }
+
+  /**
+   * One call per rule reading that rule alone for `usage`: its key and a rich `peek` of cost 0 with that
+   * rule first and no block or policy, so the reply's remaining and reset are the rule's own.
+   */
+  usageCalls(id: string): { keys: string[]; args: (string | number)[] }[] {
+    const keys = this.keys(id);
+    return this.rules.map((r, i) => ({
+      keys: [keys[i]!],
+      args: [r.limit, r.windowMs / 1000, '', r.capacity, this.algorithm, 0, 'peek', 0, '', ''],
+    }));
+  }
+
+  /** The reply of rule `index`'s `usageCalls` call. */
+  decodeUsage(reply: unknown, index: number): RuleUsage {
+    const fields = toArray(reply);
+    const rule = this.rules[index];
+    if (rule === undefined) throw new CyRedisError(`unexpected usage of rule ${index} of ${this.rules.length}`);
+    const remaining = toNumber(fields[1]);
+    return { rule: index, limit: rule.capacity, used: rule.capacity - remaining, remaining, resetMs: Math.ceil(toNumber(fields[2]) / 1000), windowMs: rule.periodMs };
   }
 
   /** ARGV of one check (the rich call). */

@@ -94,6 +94,29 @@ describe.each(topologies)('rate_limiter.lua through src/protocol.ts on %s', (top
     ]);
   });
 
+  it.each(algorithms)('%s usage: one cost-0 peek per rule reads each rule alone, writing nothing', async (algorithm) => {
+    // Long windows, so a fixed window's boundary (server time) cannot fall inside the test.
+    const protocol = protocolFor({ rules: [{ limit: 10, windowMs: 3_600_000 }, { limit: 3, windowMs: 600_000 }], algorithm, blockMs: 5000 });
+    await check(protocol, 'u', { cost: 2, mode: 'limit' });
+    const calls = protocol.usageCalls('u');
+    expect(calls.map((c) => c.keys)).toEqual([protocol.keys('u').slice(0, 1), protocol.keys('u').slice(1, 2)]);
+    const before = await Promise.all(protocol.keys('u').map((k) => redis.getBuffer(k)));
+    const usage = await Promise.all(calls.map(async (c, i) => protocol.decodeUsage(await run(c.keys, c.args), i)));
+    expect(usage.map(({ rule, limit, used, remaining }) => ({ rule, limit, used, remaining }))).toEqual([
+      { rule: 0, limit: 10, used: 2, remaining: 8 },
+      { rule: 1, limit: 3, used: 2, remaining: 1 },
+    ]);
+    expect(usage[0]!.resetMs).toBeGreaterThan(0);
+    expect(usage[0]!.resetMs).toBeLessThanOrEqual(3_600_000);
+    expect(usage[1]!.windowMs).toBe(resolveOptions({ limit: 3, windowMs: 600_000, algorithm }).rules[0]!.periodMs);
+    expect(await Promise.all(protocol.keys('u').map((k) => redis.getBuffer(k)))).toEqual(before);
+    // An id with nothing stored: every rule full.
+    const fresh = protocol.usageCalls('none');
+    expect(protocol.decodeUsage(await run(fresh[1]!.keys, fresh[1]!.args), 1)).toMatchObject({ used: 0, remaining: 3 });
+    const reply = await run(fresh[0]!.keys, fresh[0]!.args);
+    expect(() => protocol.decodeUsage(reply, 2)).toThrow(/unexpected usage/);
+  });
+
   it('a request id: the second call gets the first reply again, decoded the same', async () => {
     const protocol = protocolFor({ limit: 3, windowMs: 60_000 });
     const first = await check(protocol, 'q', { cost: 2, mode: 'limit', nowMs: T0_MS, requestId: 'req-1' });
