@@ -17,6 +17,7 @@ const MAX_PAGE = 1000;
 
 /** One listed object. */
 export interface RegistryEntry {
+  /** The object's name, as its package recorded it. */
   name: string;
   /** When some process last used it (ms since the epoch, that process's clock). */
   lastSeenMs: number;
@@ -40,8 +41,11 @@ export interface RegistryListOptions extends RegistryPage {
 
 /** Bounds of one recorder (the defaults above unless a package needs its own, e.g. a refusal log). */
 export interface RecorderBounds {
+  /** Least time between two writes of one name, in ms. */
   refreshMs?: number;
+  /** A name not used for this long (ms) drops out; also the key's own expiry. */
   ttlMs?: number;
+  /** Most names kept; the least recently used go first. */
   maxEntries?: number;
 }
 
@@ -70,6 +74,7 @@ export class NameRecorder {
 
   constructor(
     private readonly client: RedisClient,
+    /** The sorted set the names go to. */
     readonly key: string,
     bounds: RecorderBounds = {},
   ) {

@@ -213,6 +213,7 @@ export interface RateLimitUsage {
 
 /** One id in `recentRefusals`. */
 export interface RecordedRefusal {
+  /** The refused id. */
   id: string;
   /** When it was last refused (ms since the epoch, the refusing process's clock). */
   refusedAtMs: number;
