@@ -141,7 +141,7 @@ describe('deadlines', () => {
             expect(outcome.timedOut).toBe(false);
           } else {
             expect(outcome.timedOut).toBe(true);
-            expect(outcome.elapsed).toBeGreaterThanOrEqual(outcome.timeoutMs!);
+            expect(outcome.elapsed).toBeGreaterThanOrEqual(outcome.timeoutMs);
           }
         });
         // A call that never settles always times out.
