@@ -3,7 +3,10 @@ import { throughput, type BenchSuite } from '../harness.js';
 
 const INCR = `return redis.call('INCR', KEYS[1])`;
 
-/** `executeScript` against a raw ioredis `evalsha` of the same one-INCR script (target: within 10%). */
+/**
+ * `executeScript` against a raw ioredis `evalsha` of the same one-INCR script (target: within 10%), with and
+ * without a per-call deadline (`timeoutMs`, which every package passes).
+ */
 const suite: BenchSuite = {
   name: 'core',
   groups: async ({ client, durationMs }) => {
@@ -26,6 +29,12 @@ const suite: BenchSuite = {
           unit: 'ops/s',
           higherIsBetter: true,
           sample: () => throughput((i) => scripts.executeScript(s, { keys: [keys[i & 1023]!] }), concurrency, durationMs),
+        },
+        {
+          name: 'LuaScriptManager.executeScript, timeoutMs 1000',
+          unit: 'ops/s',
+          higherIsBetter: true,
+          sample: () => throughput((i) => scripts.executeScript(s, { keys: [keys[i & 1023]!], timeoutMs: 1_000 }), concurrency, durationMs),
         },
       ],
     }));
