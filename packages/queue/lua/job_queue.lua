@@ -12,7 +12,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
   policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal).
+KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal);
+PUSHN takes the twelve and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -191,9 +192,10 @@ local function server_time()
   return math.floor(now_us / 1000)
 end
 
-if #KEYS ~= 4 and #KEYS ~= 12 and #KEYS ~= 13 then
+if #KEYS ~= 4 and #KEYS < 12 then
   bad('takes 4 keys (queue, processing, failed, dead), 12 or 13 (see KEYS), got ' .. #KEYS)
 end
+if #KEYS > 13 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 12 or 13 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
 if #KEYS >= 12
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
     or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info) then
@@ -419,12 +421,16 @@ local function push_all(n, ids, recs, priorities, delays)
   if #fields == 0 then return out end
   redis.call('HSET', jobs, unpack(fields))
   for priority, group in pairs(groups) do enqueue_ids(priority, group, false) end
-  -- A delayed job also wakes a blocked worker, which recomputes how long to wait.
   if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+  return out, true
+end
+
+-- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
+-- recomputes how long to wait) and the events.
+local function pushed()
   save_count()
   wake_worker()
   flush_events()
-  return out
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
@@ -441,33 +447,82 @@ if op == 'PUSH' then
   local id = id_arg('job_id', ARGV[3])
   local data = check_data(ARGV[4])
   local head, priority, delay_ms = check_options(ARGV[5], ARGV[6], ARGV[7])
-  return push_all(1, { id }, { head .. data }, { priority }, { delay_ms })[1] and 1 or 0
+  local out, wrote = push_all(1, { id }, { head .. data }, { priority }, { delay_ms })
+  if wrote then pushed() end
+  return out[1] and 1 or 0
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH.
+KEYS: as PUSH, then (KEYS[13] on) the dedup key of each job pushed with a dedup, in argument order:
+  queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
 ARGV: PUSHN <current_time> <n> then groups of jobs that share their options, each
-  <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
-  (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1, the k
-  summing to n in 1..1000; values as PUSH's)
-Reply: { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
-  duplicate).
+  <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
+  [<job_id>] <job_data>
+  (job_id only when named is 1 or 3; named 0 or 2 gets generated decimal ids, skipping ids in use; the
+  dedup arguments only when named is 2 or 3; k >= 1, the k summing to n in 1..1000; values as PUSH's)
+  dedup_mode: "throttle": while the key lives (ttl_ms, 1 ms to a year) pushes with it are dropped;
+  "debounce": the job waits ttl_ms (delay_seconds must be 0), and a push with the key while that job still
+  waits replaces its data and options and restarts its wait (event delayed), so it runs once pushes stop
+  for ttl_ms; dedup_key: 1 to 1024 bytes.
+Reply: { id|0|{id}, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
+  duplicate), { id } when its dedup key held job id (throttled, or that job's data replaced).
 ]]
+local function dedup_arg(at)
+  local mode = ARGV[at]
+  if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
+  local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
+  return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
+end
+
+-- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
+-- wrote anything.
+local function push_dedup(d, id, rec, priority, delay_ms)
+  local key, ttl = d[4], d[2]
+  local holder = redis.call('GET', key)
+  if d[1] == 'throttle' then
+    if holder then return { holder }, false end
+  else
+    if holder and redis.call('ZSCORE', delayed, holder) then
+      redis.call('HSET', jobs, holder, rec)
+      redis.call('ZADD', delayed, now + ttl, holder)
+      redis.call('PEXPIRE', key, ttl)
+      emit('delayed', holder)
+      emit_field('t', string.format('%d', now + ttl))
+      return { holder }, true
+    end
+    delay_ms = ttl
+  end
+  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms })[1]
+  if got then redis.call('SET', key, got, 'PX', ttl) end
+  return got or 0, got ~= false
+end
+
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  local ids, recs, priorities, delays = {}, {}, {}, {}
-  local i, at = 0, 4
+  local ids, recs, priorities, delays, dedups = {}, {}, {}, {}, {}
+  local i, at, keyed = 0, 4, 0
   -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
   while i < n do
     local k = number('k', ARGV[at], 1, n - i, true)
-    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
+    local delay_arg = ARGV[at + 3]
+    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], delay_arg)
     local named = ARGV[at + 4]
-    if named ~= '0' and named ~= '1' then bad('named must be 0 or 1, got ' .. tostring(named)) end
+    if named ~= '0' and named ~= '1' and named ~= '2' and named ~= '3' then bad('named must be 0, 1, 2 or 3, got ' .. tostring(named)) end
+    local with_id, with_dedup = named == '1' or named == '3', named == '2' or named == '3'
     at = at + 5
     for _ = 1, k do
       i = i + 1
       ids[i] = false
-      if named == '1' then
+      if with_dedup then
+        local d = dedup_arg(at)
+        if d[1] == 'debounce' and delay_arg ~= '0' then bad('a debounced job waits its ttl_ms: delay_seconds must be 0') end
+        keyed = keyed + 1
+        d[4] = waiting .. ':dedup:' .. d[3]
+        if KEYS[12 + keyed] ~= d[4] then bad('KEYS[' .. (12 + keyed) .. '] must be the dedup key ' .. d[4]) end
+        dedups[i] = d
+        at = at + 3
+      end
+      if with_id then
         ids[i] = id_arg('job_id', ARGV[at])
         at = at + 1
       end
@@ -478,7 +533,33 @@ if op == 'PUSHN' then
     end
   end
   if #ARGV ~= at - 1 then bad('PUSHN with these groups takes ' .. (at - 1) .. ' arguments, got ' .. #ARGV) end
-  local out = push_all(n, ids, recs, priorities, delays)
+  if #KEYS > 4 and #KEYS ~= 12 + keyed then bad('PUSHN with ' .. keyed .. ' dedup keys takes ' .. (12 + keyed) .. ' keys, got ' .. #KEYS) end
+  if keyed > 0 and #KEYS == 4 then bad('a dedup needs the declared keys and its dedup key') end
+  local out, wrote = {}, false
+  if keyed == 0 then
+    out, wrote = push_all(n, ids, recs, priorities, delays)
+  else
+    -- In argument order: runs of plain jobs in one push each, a job with a dedup alone.
+    local from = 1
+    local function run_to(last)
+      if last < from then return end
+      local got, w = push_all(last - from + 1, { unpack(ids, from, last) }, { unpack(recs, from, last) },
+        { unpack(priorities, from, last) }, { unpack(delays, from, last) })
+      for j = from, last do out[j] = got[j - from + 1] end
+      wrote = wrote or w
+    end
+    for j = 1, n do
+      if dedups[j] then
+        run_to(j - 1)
+        local w
+        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j])
+        from = j + 1
+        wrote = wrote or w
+      end
+    end
+    run_to(n)
+  end
+  if wrote then pushed() end
   for j = 1, n do out[j] = out[j] or 0 end
   return out
 end

@@ -17,6 +17,7 @@ export {
   type AckResult,
   type BackoffOptions,
   type BulkJob,
+  type DedupOptions,
   type DeadJob,
   type FailOutcome,
   type FetchResult,

@@ -68,6 +68,15 @@ export interface PushSpec {
   /** The retry policy as the script stores it: "maxRetries" or "maxRetries,baseMs,maxMs". */
   policy: string;
   delaySeconds: number;
+  /** Deduplication under a key (see `DedupOptions`). */
+  dedup?: { key: string; ttlMs: number; mode: 'throttle' | 'debounce' } | undefined;
+}
+
+/** The keys of a PUSHN: the declared ones, then the dedup key of each job that has one, in order. */
+export function pushKeys(keys: readonly string[], jobs: readonly PushSpec[]): readonly string[] {
+  let out: string[] | undefined;
+  for (const job of jobs) if (job.dedup !== undefined) (out ??= [...keys]).push(`${keys[0]!}:dedup:${job.dedup.key}`);
+  return out ?? keys;
 }
 
 /**
@@ -84,8 +93,10 @@ export function decodePush(reply: unknown): boolean {
 }
 
 /**
- * PUSHN: runs of jobs with the same options, all named or all with generated ids, share one group header
- * (`k priority policy delay_seconds named`), so a bulk of plain jobs costs about one argument per job.
+ * PUSHN: runs of jobs with the same options, all named or all with generated ids, all with or all without
+ * a dedup, share one group header (`k priority policy delay_seconds named`: named is 1 with ids, plus 2
+ * with dedups), so a bulk of plain jobs costs about one argument per job; a dedup adds its mode, ttl_ms
+ * and key before the job's id. Its keys: `pushKeys`.
  */
 export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   const args: ScriptArg[] = ['PUSHN', SERVER_TIME, jobs.length];
@@ -94,18 +105,21 @@ export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   let prev: PushSpec | undefined;
   for (const job of jobs) {
     const named = job.id !== undefined;
+    const dedup = job.dedup;
     const sameGroup =
       job.priority === prev?.priority &&
       job.policy === prev.policy &&
       job.delaySeconds === prev.delaySeconds &&
-      named === (prev.id !== undefined);
+      named === (prev.id !== undefined) &&
+      (dedup === undefined) === (prev.dedup === undefined);
     if (!sameGroup) {
       if (prev !== undefined) args[groupSizeAt] = groupSize;
       groupSizeAt = args.length;
       groupSize = 0;
-      args.push(0, job.priority, job.policy, job.delaySeconds, named ? 1 : 0);
+      args.push(0, job.priority, job.policy, job.delaySeconds, (named ? 1 : 0) + (dedup === undefined ? 0 : 2));
     }
     groupSize++;
+    if (dedup !== undefined) args.push(dedup.mode, dedup.ttlMs, dedup.key);
     if (named) args.push(job.id!);
     args.push(job.text);
     prev = job;
@@ -114,13 +128,18 @@ export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   return args;
 }
 
-/** PUSHN's reply, per job: its id when queued, 0 when the id existed. */
+/**
+ * PUSHN's reply, per job: its id when queued, 0 when the id existed, `[id]` when its dedup key held the job
+ * `id` (throttled, or that job's data replaced by a debounce).
+ */
 export function decodePushMany(jobs: readonly PushSpec[], reply: unknown): PushResult[] {
   const items = toArray(reply);
   const out = new Array<PushResult>(jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const item = items[i];
-    out[i] = typeof item === 'string' ? { id: item, added: true } : { id: jobs[i]!.id ?? '', added: false };
+    if (typeof item === 'string') out[i] = { id: item, added: true };
+    else if (Array.isArray(item)) out[i] = { id: String(item[0]), added: false };
+    else out[i] = { id: jobs[i]!.id ?? '', added: false };
   }
   return out;
 }

@@ -65,6 +65,7 @@ import {
   encodeRetryJob,
   encodeStats,
   policyClock,
+  pushKeys,
   requestKeys,
   SEED_SUFFIXES,
   withPolicy,
@@ -204,7 +205,9 @@ const KEEP_OPTIONS = ['count', 'ageMs'] as const;
 const DEFAULT_KEEP_COMPLETED: Keep = { count: 1000, ageMs: 3_600_000 };
 const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
 const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
-const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff'] as const;
+const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff', 'dedup'] as const;
+const DEDUP_OPTIONS = ['key', 'ttlMs', 'mode'] as const;
+const DEDUP_MODES = ['throttle', 'debounce'] as const;
 const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
 const POP_OPTIONS = ['leaseMs', 'request'] as const;
 const ACK_OPTIONS = ['leaseMs', 'request', 'fetch', 'returnValues'] as const;
@@ -227,6 +230,24 @@ export interface PushOptions {
   maxRetries?: number;
   /** Overrides the queue's `backoff` for this job. */
   backoff?: BackoffOptions;
+  /** Drops or merges pushes that share a key (see `DedupOptions`). */
+  dedup?: DedupOptions;
+}
+
+/**
+ * Deduplication by key, beyond "same id while it lives". `throttle`: the first push with the key queues
+ * its job, and pushes with it in the next `ttlMs` are dropped (`added: false`, `id` of the job that holds
+ * the key). `debounce`: the job waits `ttlMs` (it is `delayed`); a push with the key while it still waits
+ * replaces its data and options and restarts the wait, so it runs once, with the latest data, after
+ * `ttlMs` without pushes (`delayMs` cannot be combined with it).
+ */
+export interface DedupOptions {
+  /** 1 to 1024 bytes, per queue. */
+  key: string;
+  /** How long the key holds, in ms (1 ms to a year). */
+  ttlMs: number;
+  /** `throttle` (drop repeats) or `debounce` (keep the latest, run once quiet). */
+  mode: 'throttle' | 'debounce';
 }
 
 /** One job of `pushBulk`. */
@@ -448,6 +469,17 @@ function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): strin
   return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
 }
 
+/** A checked `dedup` option. */
+function checkDedup(name: string, value: DedupOptions | undefined): DedupOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { key, ttlMs, mode }');
+  assertOptions(name, value, DEDUP_OPTIONS);
+  checkId(`${name}.key`, value.key);
+  assertInteger(`${name}.ttlMs`, value.ttlMs, { min: 1, max: LIMITS.maxDelayMs });
+  assertOneOf(`${name}.mode`, value.mode, DEDUP_MODES);
+  return { key: value.key, ttlMs: value.ttlMs, mode: value.mode };
+}
+
 /** An optional boolean option, false when left out. */
 function checkFlag(name: string, value: unknown): boolean {
   if (value === undefined) return false;
@@ -584,7 +616,10 @@ export class JobQueue<T = unknown, R = unknown> {
     this.scripts = new LuaScriptManager(redis);
     // Calls pass 9 keys, or 10 with a request; the seed's raw callers pass 4.
     this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
-    this.pushes = new TickBatcher((jobs) => this.run(encodePushMany(jobs)).then((reply) => decodePushMany(jobs, reply)), LIMITS.maxBatch);
+    this.pushes = new TickBatcher(
+      (jobs) => this.run(encodePushMany(jobs), pushKeys(this.scriptKeys, jobs)).then((reply) => decodePushMany(jobs, reply)),
+      LIMITS.maxBatch,
+    );
   }
 
   /** Queues one job and resolves with its id (also when the id already existed; see `add`). */
@@ -613,7 +648,7 @@ export class JobQueue<T = unknown, R = unknown> {
     const out: PushResult[] = [];
     for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
       const chunk = specs.slice(start, start + LIMITS.maxBatch);
-      out.push(...decodePushMany(chunk, await this.run(encodePushMany(chunk))));
+      out.push(...decodePushMany(chunk, await this.run(encodePushMany(chunk), pushKeys(this.scriptKeys, chunk))));
     }
     return out;
   }
@@ -910,6 +945,8 @@ export class JobQueue<T = unknown, R = unknown> {
     }
     const delayMs = options.delayMs ?? 0;
     assertFiniteNumber(`${name}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
+    const dedup = checkDedup(`${name}.dedup`, options.dedup);
+    if (dedup?.mode === 'debounce' && delayMs !== 0) throw new InvalidArgumentError(`${name}.delayMs`, 'cannot be combined with a debounce (the job waits its ttlMs)');
     const dataName = name === 'options' ? 'data' : `${name}.data`;
     let text: unknown;
     try {
@@ -923,7 +960,7 @@ export class JobQueue<T = unknown, R = unknown> {
     if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {
       throw new InvalidArgumentError(dataName, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
     }
-    return { id, text, priority, policy, delaySeconds: delayMs / 1000 };
+    return { id, text, priority, policy, delaySeconds: delayMs / 1000, dedup };
   }
 
   private checkJob(name: string, job: JobLease): void {

@@ -42,6 +42,11 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     expect((await traced(protocol.encodePushMany([job(undefined), job('b'), job('d', 0)]))).undeclared).toEqual([list(0)]);
     expect((await traced(protocol.encodePushMany([{ ...job('later'), delaySeconds: 60 }]))).undeclared).toEqual([]);
     expect((await traced(protocol.encodeStats())).undeclared).toEqual([]);
+    // Dedup keys are declared after the twelve, one per job with a dedup.
+    const deduped = [{ ...job('t1'), dedup: { key: 't', ttlMs: 60_000, mode: 'throttle' as const } }, { ...job(undefined), dedup: { key: 'd', ttlMs: 60_000, mode: 'debounce' as const } }];
+    const dd = await traced(protocol.encodePushMany(deduped), protocol.pushKeys(keys, deduped));
+    expect(dd.undeclared).toEqual([list(0)]);
+    expect(await redis.exists(`${seedKeys[0]!}:dedup:t`, `${seedKeys[0]!}:dedup:d`)).toBe(2);
 
     const request: RequestId = { lane: 'lane', seq: 1 };
     const pop = await traced(protocol.encodeFetch(1, 30_000, request), protocol.requestKeys(keys, request));

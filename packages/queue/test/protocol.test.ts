@@ -63,6 +63,20 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 1, failed: 0, dead: 0, completed: 1 });
   });
 
+  it('PUSHN with dedups: throttle and debounce under their declared keys', async () => {
+    const throttle = { key: 't', ttlMs: 60_000, mode: 'throttle' as const };
+    const debounce = { key: 'd', ttlMs: 60_000, mode: 'debounce' as const };
+    const jobs = [spec('a', 1, { dedup: throttle }), spec('b', 2, { dedup: throttle }), spec(undefined, 3, { dedup: debounce }), spec(undefined, 4, { dedup: debounce })];
+    const pushed = protocol.decodePushMany(jobs, await run(protocol.encodePushMany(jobs), protocol.pushKeys(keys, jobs)));
+    expect(pushed).toEqual([
+      { id: 'a', added: true },
+      { id: 'a', added: false },
+      { id: expect.any(String), added: true },
+      { id: pushed[2]!.id, added: false },
+    ]);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toMatchObject({ waiting: 1, delayed: 1 });
+  });
+
   it('ACK with a request: completes, leases more, and a repeat answers as the first run', async () => {
     const jobs = [spec('a', 'a'), spec('b', 'b'), spec('c', 'c')];
     await run(protocol.encodePushMany(jobs));
