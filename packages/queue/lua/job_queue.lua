@@ -31,7 +31,7 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
                       id), audit (cursor of the audit under way), audited (ms when the last audit ended),
-                      paused ("1" while paused)
+                      paused ("1" while paused), tat and until (see LIMITS)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
   KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
@@ -60,6 +60,16 @@ jobs `completed` keeps and for how long, 0 deleting them at once; keep_dead and 
 it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
 finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
 count by age), so retention is O(1) amortised with no sweeper.
+
+LIMITS (internal): current_time's policy may end with ",<rate_limit>,<rate_window_ms>,<concurrency>" (0:
+none), the queue-wide limits POP and ACK enforce when they lease: at most `concurrency` jobs leased at once
+(ZCARD processing, the call's own completions not counted), and at most rate_limit leases in any
+rate_window_ms, spread evenly: a GCRA without burst (meta `tat`, the theoretical arrival time in ms; each
+lease moves it window / limit on), so a call leases at most one job while a rate limit is set. A
+RELEASE with pause_ms stops all leasing until meta `until`. A call held back leases nothing and answers
+wait_ms: the ms to the next rate slot or the pause's end, or -1 (block until woken: a finished job frees a
+slot and wakes one worker, since COMPLETE, FAIL and RELEASE wake one and ACK leases into the slots it
+frees); it wakes no other worker. Every instance of a queue should pass the same limits.
 
 EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN) holding
 its events in order (a call with thousands writes a few entries, each event whole in one), after its
@@ -152,6 +162,7 @@ local MAX_LOG_LINE = 1024
 local LOG_MAX = 100
 local MAX_EVENTS_LEN = 1000000
 local STEP = 1000
+local MAX_RATE = 1000000
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -205,11 +216,20 @@ local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
+-- Queue-wide limits (see LIMITS): 0 is none.
+local rate_limit, rate_window, max_active = 0, 0, 0
 local clock = ARGV[2]
 local star = type(clock) == 'string' and find(clock, '*', 1, true)
 if star and #clock > star then
-  local e, m, c, ca, d, da = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
-  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>", got ' .. clock) end
+  local e, m, c, ca, d, da, rest = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$')
+  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>[,<rate_limit>,<rate_window_ms>,<concurrency>]", got ' .. clock) end
+  if rest ~= '' then
+    local rl, rw, ma = string.match(rest, '^,(%d+),(%d+),(%d+)$')
+    if not rl then bad('current_time limits must be ",<rate_limit>,<rate_window_ms>,<concurrency>", got ' .. rest) end
+    rate_limit = number('rate_limit', rl, 0, MAX_RATE, true)
+    rate_window = number('rate_window_ms', rw, rate_limit > 0 and 1 or 0, MAX_DELAY_S * 1000, true)
+    max_active = number('concurrency', ma, 0, MAX_RATE, true)
+  end
   events_on = e == '1'
   events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
   keep_done = number('keep', c, -1, 1e9, true)
@@ -749,6 +769,8 @@ if op == 'COMPLETE' then
   local attempts, held = leased(id, token)
   if not attempts then return 0 end
   finish({ id }, { id, attempts .. ':=' .. held .. ':' }, value and { value })
+  -- Under a concurrency limit a worker may be held back (see LIMITS): the freed slot wakes one.
+  if max_active > 0 then wake_worker_if_waiting() end
   flush_events()
   return 1
 end
@@ -778,15 +800,23 @@ end
 --[[ RELEASE (internal) ----------------------------------------------------------------------------------
 KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events, 12 info and the list of
   the job's priority.
-ARGV: RELEASE <current_time> <job_id> <lease_token>
+ARGV: RELEASE <current_time> <job_id> <lease_token> [pause_ms]
+  pause_ms (1 ms to a day): the job's handler was told to back off (a rate limit upstream): no call
+  leases from the queue for pause_ms (meta `until`; a later end wins), and no worker is woken.
 Reply: 1 when the leased job went back to the head of its priority without its attempt counted (or, its
-  record lost, to the dead letters), else 0.
+  record lost, to the dead letters), else 0 (and no pause).
 ]]
 if op == 'RELEASE' then
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
+  local pause_ms = ARGV[5] and number('pause_ms', ARGV[5], 1, MAX_LEASE_MS, true)
+  if #ARGV > 5 then bad('RELEASE takes at most 5 arguments, got ' .. #ARGV) end
   local attempts, held, err = leased(id, token)
   if not attempts then return 0 end
+  if pause_ms then
+    local until_ms = tonumber(redis.call('HGET', meta, 'until')) or 0
+    if now + pause_ms > until_ms then redis.call('HSET', meta, 'until', string.format('%d', now + pause_ms)) end
+  end
   local priority = parse_record(redis.call('HGET', jobs, id))
   redis.call('ZREM', processing, id)
   if not priority then
@@ -797,7 +827,7 @@ if op == 'RELEASE' then
     requeue(id, priority)
     emit('waiting', id)
     save_count()
-    wake_worker()
+    if not pause_ms then wake_worker() end
   end
   flush_events()
   return 1
@@ -1112,38 +1142,73 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
   return j, token, tries, buried
 end
 
+-- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
+-- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
+-- worker held back waits: nil (not held), -1 (until woken) or ms.
+local function allowance(count, m, completing)
+  if m[1] then return 0, -1 end
+  local until_ms = tonumber(m[3])
+  if until_ms and until_ms > now then return 0, until_ms - now end
+  if max_active > 0 then
+    local free = max_active - redis.call('ZCARD', processing) + completing
+    if free <= 0 then return 0, -1 end
+    if free < count then count = free end
+  end
+  if rate_limit > 0 then
+    local tat = tonumber(m[4]) or 0
+    if tat > now then return 0, math.ceil(tat - now) end
+    -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
+    count = 1
+  end
+  return count, nil
+end
+
 -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
--- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`.
--- Also returns whether the queue is paused (see PAUSE): then it leases nothing.
-local function lease_jobs(count, lease_ms, full, out, completing)
-  local n, token, more, tries, paused = 0, 0, false, {}, false
+-- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
+-- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
+-- waits (see `allowance`; nil when it is not held back).
+local function lease_jobs(count, lease_ms, full, out, completing, ending)
+  local n, token, more, tries, hold = 0, 0, false, {}, nil
   local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
+  local room = 0
   if count > 0 then
-    local m = redis.call('HMGET', meta, 'paused', 'lease')
-    paused = m[1] ~= false
+    local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
     local ids = {}
-    if not paused then ids, more = pop_waiting_ids(count) end
+    room, hold = allowance(count, m, ending)
+    if room > 0 then ids, more = pop_waiting_ids(room) end
     if #ids > 0 then
       local lost
       n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
       buried = buried + lost
+      if rate_limit > 0 then
+        local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
+        redis.call('HSET', meta, 'tat', string.format('%.3f', tat))
+        hold = math.ceil(tat - now)
+      elseif max_active > 0 and n == room then
+        hold = -1
+      end
     end
   end
   if buried > 0 then trim_dead() end
   if not more and redis.call('ZCARD', waiting) == 0 then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
+    -- Nothing left to hold back from (a pause or a held slot still holds).
+    if n > 0 then hold = nil end
   end
   save_count()
-  -- Jobs left behind wake the next blocked worker.
-  if more then wake_worker() else wake_worker_if_waiting() end
-  return n, token, table.concat(tries, ','), paused
+  -- Jobs left behind wake the next blocked worker, unless a pause or a limit holds workers back: then a
+  -- finished job (a free slot) or the worker's own timeout (the next rate slot, the pause's end) wakes one.
+  if not hold then
+    if more then wake_worker() else wake_worker_if_waiting() end
+  end
+  return n, token, table.concat(tries, ','), hold
 end
 
--- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0); a paused
--- queue, -1 (block until woken: RESUME wakes the workers).
-local function wait_after(n, count, paused)
-  if paused then return -1 end
+-- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
+-- block until woken); a full batch means "ask again" (0).
+local function wait_after(n, count, hold)
+  if hold then return hold end
   if count > 0 and n == count then return 0 end
   return wait_ms()
 end
@@ -1233,16 +1298,16 @@ if op == 'POP' then
   local out = {}
   if full then out = { 0, 0, '' } end
   local saved = recall_request(memo, seq)
-  local n, token, tries, paused
+  local n, token, tries, hold
   if saved then
     local _
     _, token, n, tries = replay_request(saved, out)
   else
-    n, token, tries, paused = lease_jobs(count, lease_ms, full, out, {})
+    n, token, tries, hold = lease_jobs(count, lease_ms, full, out, {}, 0)
     if memo then remember_request(memo, seq, '', 0, token, out, 4, lease_ms) end
   end
   if full then
-    out[1] = wait_after(n, count, paused)
+    out[1] = wait_after(n, count, hold)
     out[2] = token
     out[3] = tries
   end
@@ -1346,7 +1411,7 @@ if op == 'ACK' then
   if saved then
     local results, token, got, tries = replay_request(saved, out)
     out[1] = results
-    out[2] = wait_after(got, fetch, false)
+    out[2] = wait_after(got, fetch, nil)
     out[3] = token
     out[4] = tries
     return out
@@ -1356,9 +1421,9 @@ if op == 'ACK' then
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
-  local got, token, tries, paused = lease_jobs(fetch, lease_ms, true, out, seen)
+  local got, token, tries, hold = lease_jobs(fetch, lease_ms, true, out, seen, #done)
   if #done > 0 then finish(done, finals, kept) end
-  out[2] = wait_after(got, fetch, paused)
+  out[2] = wait_after(got, fetch, hold)
   out[3] = token
   out[4] = tries
   if memo then remember_request(memo, seq, results, #done, token, out, 5, lease_ms) end

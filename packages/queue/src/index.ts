@@ -7,7 +7,7 @@ export {
   ScriptError,
   type Codec,
 } from '@cyredis/core';
-export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 export { QueueEvents, type EventBase, type JobEvent, type QueueEventMap, type QueueEventsOptions } from './events.js';
 export {
   JOB_QUEUE_LUA,
@@ -32,6 +32,7 @@ export {
   type PushOptions,
   type PushResult,
   type QueueStats,
+  type RateLimitOptions,
   type RequestId,
 } from './queue.js';
 export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

@@ -36,16 +36,23 @@ export interface CallPolicy {
   eventsMaxLen: number;
   completed: Keep;
   dead: Keep;
+  /** Queue-wide: at most `limit` leases in any `windowMs` (spread evenly); undefined for none. */
+  rateLimit?: { limit: number; windowMs: number } | undefined;
+  /** Queue-wide: at most this many jobs leased at once; undefined for no limit. */
+  globalConcurrency?: number | undefined;
 }
 
 /**
  * The `current_time` argument that carries a call policy: the server's clock (or `atSeconds`, for tests
- * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`).
- * The API builds it once per queue.
+ * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`,
+ * then `,<rate_limit>,<rate_window_ms>,<concurrency>` when a queue-wide limit is set; see the script's
+ * LIMITS). The API builds it once per queue.
  */
 export function policyClock(policy: CallPolicy, atSeconds?: number): string {
-  const { completed, dead } = policy;
-  return `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+  const { completed, dead, rateLimit, globalConcurrency } = policy;
+  const base = `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+  if (rateLimit === undefined && globalConcurrency === undefined) return base;
+  return `${base},${rateLimit?.limit ?? 0},${rateLimit?.windowMs ?? 0},${globalConcurrency ?? 0}`;
 }
 
 /** Gives a call built with `SERVER_TIME` the queue's policy clock (the second argument of every op). */
@@ -315,9 +322,14 @@ export function decodeExtend(reply: unknown): boolean[] {
   return toArray(reply).map((r) => r === 1);
 }
 
-/** RELEASE: gives a leased job back without counting its attempt (reply: `decodeHeld`). */
-export function encodeRelease(job: LeaseRef): ScriptArg[] {
-  return ['RELEASE', SERVER_TIME, job.id, job.leaseToken];
+/**
+ * RELEASE: gives a leased job back without counting its attempt; with `pauseMs`, no job of the queue is
+ * leased for that long (reply: `decodeHeld`).
+ */
+export function encodeRelease(job: LeaseRef, pauseMs?: number): ScriptArg[] {
+  const args: ScriptArg[] = ['RELEASE', SERVER_TIME, job.id, job.leaseToken];
+  if (pauseMs !== undefined) args.push(pauseMs);
+  return args;
 }
 
 /** STATS. */

@@ -196,11 +196,28 @@ export interface JobQueueOptions<T = unknown> {
   events?: boolean;
   /** About how many events the stream keeps (trimmed by whole entries, one per call). Default 10 000. */
   eventsMaxLen?: number;
+  /**
+   * Queue-wide, in every process: at most `limit` jobs leased in any `windowMs`, spread evenly (one every
+   * windowMs / limit). Enforced by the script that leases; give every instance of the queue the same.
+   */
+  rateLimit?: RateLimitOptions;
+  /** Queue-wide, in every process: at most this many jobs leased at once (1–1 000 000). Default: no limit. */
+  globalConcurrency?: number;
+}
+
+/** A queue-wide rate limit: `limit` (1–1 000 000) per `windowMs` (1 ms to a year). */
+export interface RateLimitOptions {
+  limit: number;
+  windowMs: number;
 }
 
 const QUEUE_OPTIONS = [
   'prefix', 'maxRetries', 'backoff', 'leaseMs', 'timeoutMs', 'codec', 'removeOnComplete', 'removeOnDead', 'events', 'eventsMaxLen',
+  'rateLimit', 'globalConcurrency',
 ] as const;
+const RATE_LIMIT_OPTIONS = ['limit', 'windowMs'] as const;
+/** Highest `rateLimit.limit` and `globalConcurrency`. */
+const MAX_LIMIT = 1_000_000;
 const KEEP_OPTIONS = ['count', 'ageMs'] as const;
 const DEFAULT_KEEP_COMPLETED: Keep = { count: 1000, ageMs: 3_600_000 };
 const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
@@ -480,6 +497,21 @@ function checkDedup(name: string, value: DedupOptions | undefined): DedupOptions
   return { key: value.key, ttlMs: value.ttlMs, mode: value.mode };
 }
 
+function checkLimit(name: string, value: unknown): number {
+  assertInteger(name, value, { min: 1, max: MAX_LIMIT });
+  return value;
+}
+
+/** A checked `rateLimit` option. */
+function checkRateLimit(name: string, value: RateLimitOptions | undefined): RateLimitOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { limit, windowMs }');
+  assertOptions(name, value, RATE_LIMIT_OPTIONS);
+  const limit = checkLimit(`${name}.limit`, value.limit);
+  assertInteger(`${name}.windowMs`, value.windowMs, { min: 1, max: LIMITS.maxDelayMs });
+  return { limit, windowMs: value.windowMs };
+}
+
 /** An optional boolean option, false when left out. */
 function checkFlag(name: string, value: unknown): boolean {
   if (value === undefined) return false;
@@ -597,6 +629,8 @@ export class JobQueue<T = unknown, R = unknown> {
       eventsMaxLen,
       completed: checkKeep('options.removeOnComplete', options.removeOnComplete, DEFAULT_KEEP_COMPLETED),
       dead: checkKeep('options.removeOnDead', options.removeOnDead, DEFAULT_KEEP_DEAD),
+      rateLimit: checkRateLimit('options.rateLimit', options.rateLimit),
+      globalConcurrency: options.globalConcurrency === undefined ? undefined : checkLimit('options.globalConcurrency', options.globalConcurrency),
     });
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
     this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
@@ -723,10 +757,17 @@ export class JobQueue<T = unknown, R = unknown> {
     return decodeExtend(await this.run(encodeExtend(jobs, leaseMs)));
   }
 
-  /** Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost. */
-  async release(job: JobLease): Promise<boolean> {
+  /**
+   * Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost.
+   * With `pauseMs` (1 ms to a day; what a `RateLimitedError` does) no process leases any job of the queue
+   * for that long.
+   */
+  async release(job: JobLease, options: { pauseMs?: number } = {}): Promise<boolean> {
     this.checkJob('job', job);
-    return decodeHeld(await this.run(encodeRelease(job)));
+    assertOptions('options', options, ['pauseMs']);
+    const { pauseMs } = options;
+    if (pauseMs !== undefined) assertInteger('options.pauseMs', pauseMs, { min: 1, max: LIMITS.maxLeaseMs });
+    return decodeHeld(await this.run(encodeRelease(job, pauseMs)));
   }
 
   /** Counts per state, in O(1). */

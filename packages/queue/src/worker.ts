@@ -12,7 +12,7 @@ import {
   TickBatcher,
   type RedisClient,
 } from '@cyredis/core';
-import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+import { JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
 
 /**
@@ -301,6 +301,11 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
     } else if (ok) {
       r.settled = true;
       void this.finished.add(r);
+    } else if (error instanceof RateLimitedError) {
+      // Upstream said "slow down": the job goes back uncounted and the whole queue stops leasing a while.
+      this.settle(r);
+      await this.queue.release(r.job, { pauseMs: error.delayMs }).catch((err: unknown) => this.fault(err));
+      this.freeSlot();
     } else {
       this.settle(r);
       await this.failJob(r, error);
