@@ -26,8 +26,8 @@ describe.each(topologies)('dedup on %s', (topology) => {
     // Repeats in the same tick share one script call, in order.
     const again = await Promise.all([queue.add({ n: 2 }, { dedup }), queue.add({ n: 3 }, { dedup }), queue.add({ n: 4 })]);
     expect(again.map((r) => r.added)).toEqual([false, false, true]);
-    expect(again[0]!.id).toBe(first.id);
-    expect(again[1]!.id).toBe(first.id);
+    expect(again[0].id).toBe(first.id);
+    expect(again[1].id).toBe(first.id);
     // Dropped even once the first job ran: the key holds for ttlMs.
     const [job] = await queue.pop(1);
     expect(job!.data).toEqual({ n: 1 });
