@@ -12,8 +12,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
   policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal);
-PUSHN takes the twelve and then one dedup key per job pushed with a dedup (see PUSHN).
+KEYS: 4 (the seed's, public), 15 (all declared) or 16 (all declared and a request's memo; both internal);
+PUSHN takes the fifteen and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -39,8 +39,16 @@ Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[12] queue..':info'      HASH INFO: "p:"..id -> progress (JSON text), "r:"..id -> return value (the
                       codec's text), "l:"..id -> lines logged, "l:"..id..":"..k -> log line k mod 100 (the
                       last 100 kept); deleted with the job's record
-  KEYS[13] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..13] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[13] queue..':groups'    HASH GROUPS: "j:"..id -> the group of a job pushed with one (while its record
+                      lives), "s:"..group -> its leased jobs (while it has jobs waiting or leased),
+                      "o:"..group -> "<concurrency>,<rate_limit>,<rate_window_ms>" (GROUPOPTS; kept),
+                      "p:"..group -> "1" while paused, "t:"..group -> its rate limit's tat (ms)
+  KEYS[14] queue..':gready'    ZSET of the groups that may lease now: score = a round-robin sequence
+                      (meta gseq), so the first is the one served longest ago
+  KEYS[15] queue..':glimited'  ZSET of groups with waiting jobs held by their rate limit: score = the ms
+                      of their next slot
+  KEYS[16] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..16] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -48,6 +56,17 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       and a repair reads all 2001, so they cannot be declared; servers that refuse
                       undeclared keys must allow them (Dragonfly:
                       --default_lua_flags=allow-undeclared-keys, or SCRIPT FLAGS <sha> allow-undeclared-keys).
+  queue..':g:'..group LIST of the job ids waiting in a group, FIFO (a lease that ended goes back to the
+                      head); which group a POP serves is decided inside the script, as for the priorities.
+
+GROUPS: a job pushed with a group waits in its group's list, whatever its priority, and counts in meta
+`gwaiting` (STATS adds it to waiting). A POP or ACK leases ungrouped jobs first (by priority), then from
+the groups: the head of the first group in `gready`, which then moves to the back (round robin) or, at
+its concurrency (default 1) or rate limit, paused or empty, out of `gready`: O(log groups) per job, and
+a group that cannot lease is never looked at. A lease of a grouped job that ends (COMPLETE, ACK, FAIL,
+RELEASE, an expired lease, REMOVE) gives its group the slot back. A group with nothing waiting or leased
+keeps no key and no field but its options and pause flag (and its tat until it passes). The audit of
+RECOVERY leaves grouped jobs alone; GETJOBS waiting lists ungrouped jobs only.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
@@ -86,7 +105,7 @@ unknown, so a POP or ACK may run twice. A request names the call: request_lane (
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  queue..':req:'..request_lane  STRING (KEYS[10], or derived from KEYS[1]): "<request_seq>:" then three
+  queue..':req:'..request_lane  STRING (KEYS[16], or derived from KEYS[1]): "<request_seq>:" then three
                                 MessagePack values: the completion results string, the lease token and the
                                 leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
@@ -126,7 +145,7 @@ Errors: bad input (unknown op, wrong key count or names, missing or non-numeric 
 empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
 A lost key is never an error (see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N) plus retention trims of
+Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n + 768) log N) plus retention trims of
 O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
 leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
@@ -163,6 +182,9 @@ local LOG_MAX = 100
 local MAX_EVENTS_LEN = 1000000
 local STEP = 1000
 local MAX_RATE = 1000000
+local MAX_GROUP = 256
+-- Keys declared by the API (see KEYS); a request's memo or PUSHN's dedup keys come after them.
+local DECLARED = 15
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -173,6 +195,9 @@ local wake = waiting .. ':wake'
 local completed = waiting .. ':completed'
 local events = waiting .. ':events'
 local info = waiting .. ':info'
+local groups = waiting .. ':groups'
+local gready = waiting .. ':gready'
+local glimited = waiting .. ':glimited'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -203,14 +228,15 @@ local function server_time()
   return math.floor(now_us / 1000)
 end
 
-if #KEYS ~= 4 and #KEYS < 12 then
-  bad('takes 4 keys (queue, processing, failed, dead), 12 or 13 (see KEYS), got ' .. #KEYS)
+if #KEYS ~= 4 and #KEYS < DECLARED then
+  bad('takes 4 keys (queue, processing, failed, dead), 15 or 16 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS > 13 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 12 or 13 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
-if #KEYS >= 12
+if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 15 or 16 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
+if #KEYS >= DECLARED
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
-    or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info) then
-  bad('KEYS[5..12] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events and :info')
+    or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info or KEYS[13] ~= groups
+    or KEYS[14] ~= gready or KEYS[15] ~= glimited) then
+  bad('KEYS[5..15] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready and :glimited')
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
@@ -280,9 +306,10 @@ ARGV: STATS <current_time>
 Reply: { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
 ]]
 if op == 'STATS' then
+  local counts = redis.call('HMGET', meta, 'waiting', 'gwaiting')
   return {
-    -- A lost `meta` can leave the count below 0 until the next POP rebuilds it.
-    'waiting', math.max(0, tonumber(redis.call('HGET', meta, 'waiting') or '0')),
+    -- A lost `meta` can leave the count below 0 until the next POP rebuilds it. Jobs in groups count too.
+    'waiting', math.max(0, tonumber(counts[1] or '0')) + math.max(0, tonumber(counts[2] or '0')),
     'delayed', redis.call('ZCARD', delayed),
     'processing', redis.call('ZCARD', processing),
     'failed', redis.call('ZCARD', failed),
@@ -319,12 +346,95 @@ local function repair()
   waiting_delta = 0
 end
 
+-- Jobs waiting in groups added (or, negative, popped) by this call (see GROUPS).
+local gwaiting_delta = 0
+
 local function save_count()
   if waiting_delta ~= 0 then
     -- Below 0 only when `meta` was lost while jobs waited.
     if redis.call('HINCRBY', meta, 'waiting', waiting_delta) < 0 then repair() end
   end
-  waiting_delta = 0
+  if gwaiting_delta ~= 0 then
+    if redis.call('HINCRBY', meta, 'gwaiting', gwaiting_delta) < 0 then redis.call('HSET', meta, 'gwaiting', 0) end
+  end
+  waiting_delta, gwaiting_delta = 0, 0
+end
+
+-- GROUPS: whether the queue has any group state (read once per call: an ungrouped queue pays one HLEN).
+local any_groups_seen
+local function any_groups()
+  if any_groups_seen == nil then any_groups_seen = redis.call('HLEN', groups) > 0 end
+  return any_groups_seen
+end
+
+-- The group of job `id`, or nil.
+local function group_of(id)
+  if not any_groups() then return nil end
+  return redis.call('HGET', groups, 'j:' .. id) or nil
+end
+
+-- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
+-- (ms) and leased jobs.
+local function group_state(g)
+  local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
+  local conc, limit, window = 1, 0, 0
+  if o[1] then
+    local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
+    conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
+  end
+  return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
+end
+
+-- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
+-- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
+-- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
+local function place_group(g, back)
+  local conc, limit, _, paused, tat, active = group_state(g)
+  local len = redis.call('LLEN', waiting .. ':g:' .. g)
+  if len == 0 or paused or active >= conc then
+    redis.call('ZREM', gready, g)
+    redis.call('ZREM', glimited, g)
+    if len == 0 and active <= 0 then
+      redis.call('HDEL', groups, 's:' .. g)
+      if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+    end
+    return
+  end
+  if limit > 0 and tat > now then
+    redis.call('ZREM', gready, g)
+    redis.call('ZADD', glimited, tat, g)
+    return
+  end
+  redis.call('ZREM', glimited, g)
+  if back or not redis.call('ZSCORE', gready, g) then
+    redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
+  end
+end
+
+-- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
+local function enqueue_group(g, id, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id)
+  redis.call('HSETNX', groups, 's:' .. g, 0)
+  gwaiting_delta = gwaiting_delta + 1
+  place_group(g, false)
+end
+
+-- Leased jobs that left `processing` (completed, failed, released, reclaimed, dead, removed): their groups
+-- get the slots back. Returns whether any was in a group.
+local function release_groups(ids)
+  if #ids == 0 or not any_groups() then return false end
+  local fields = {}
+  for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
+  local counts, any = {}, false
+  for _, g in ipairs(redis.call('HMGET', groups, unpack(fields))) do
+    if g then counts[g] = (counts[g] or 0) + 1 end
+  end
+  for g, k in pairs(counts) do
+    redis.call('HINCRBY', groups, 's:' .. g, -k)
+    place_group(g, false)
+    any = true
+  end
+  return any
 end
 
 -- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list. (A list
@@ -336,11 +446,16 @@ local function enqueue_ids(priority, ids, front)
 end
 
 local function enqueue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, false) end
   enqueue_ids(priority, { id }, false)
 end
 
--- A job whose lease expired or was released waited its turn already: it goes first within its priority.
+-- A job whose lease expired or was released waited its turn already: it goes first within its priority
+-- (or its group).
 local function requeue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, true) end
   enqueue_ids(priority, { id }, true)
 end
 
@@ -395,7 +510,7 @@ end
 -- records for the whole call. Returns per job its id, or false when the id exists (a repeated id in one
 -- call is a duplicate), and then nothing is written for that job. Generated ids are decimal, reserved as
 -- one block per call.
-local function push_all(n, ids, recs, priorities, delays)
+local function push_all(n, ids, recs, priorities, delays, grps)
   local auto, count = {}, 0
   for i = 1, n do
     if not ids[i] then
@@ -413,7 +528,7 @@ local function push_all(n, ids, recs, priorities, delays)
     end
   end
   local found = redis.call('HMGET', jobs, unpack(ids))
-  local out, taken, fields, groups, later = {}, {}, {}, {}, {}
+  local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
   for i = 1, n do
     local id = ids[i]
     if found[i] or taken[id] then id = auto[i] and free_id(taken) end
@@ -422,25 +537,38 @@ local function push_all(n, ids, recs, priorities, delays)
       taken[id] = true
       fields[#fields + 1] = id
       fields[#fields + 1] = recs[i]
+      local g = grps and grps[i]
+      if g then
+        members[#members + 1] = 'j:' .. id
+        members[#members + 1] = g
+      end
       if delays[i] > 0 then
         later[#later + 1] = now + delays[i]
         later[#later + 1] = id
         emit('delayed', id)
         emit_field('t', string.format('%d', now + delays[i]))
+      elseif g then
+        grouped[#grouped + 1] = { g, id }
+        emit('added', id)
       else
-        local group = groups[priorities[i]]
-        if not group then
-          group = {}
-          groups[priorities[i]] = group
+        local list = by_priority[priorities[i]]
+        if not list then
+          list = {}
+          by_priority[priorities[i]] = list
         end
-        group[#group + 1] = id
+        list[#list + 1] = id
         emit('added', id)
       end
     end
   end
   if #fields == 0 then return out end
   redis.call('HSET', jobs, unpack(fields))
-  for priority, group in pairs(groups) do enqueue_ids(priority, group, false) end
+  if #members > 0 then
+    redis.call('HSET', groups, unpack(members))
+    any_groups_seen = true
+  end
+  for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
+  for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
   if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
   return out, true
 end
@@ -473,13 +601,14 @@ if op == 'PUSH' then
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH, then (KEYS[13] on) the dedup key of each job pushed with a dedup, in argument order:
+KEYS: as PUSH, then (KEYS[16] on) the dedup key of each job pushed with a dedup, in argument order:
   queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
-ARGV: PUSHN <current_time> <n> then groups of jobs that share their options, each
+ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
   <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
-  [<job_id>] <job_data>
-  (job_id only when named is 1 or 3; named 0 or 2 gets generated decimal ids, skipping ids in use; the
-  dedup arguments only when named is 2 or 3; k >= 1, the k summing to n in 1..1000; values as PUSH's)
+  [<group>] [<job_id>] <job_data>
+  (named is a sum of flags: 1 job_id given (else a generated decimal id, skipping ids in use), 2 dedup
+  arguments given, 4 group given; k >= 1, the k summing to n in 1..1000; values as PUSH's)
+  group: 1 to 256 bytes; the job waits in its group's list, FIFO, whatever its priority (see GROUPS).
   dedup_mode: "throttle": while the key lives (ttl_ms, 1 ms to a year) pushes with it are dropped;
   "debounce": the job waits ttl_ms (delay_seconds must be 0), and a push with the key while that job still
   waits replaces its data and options and restarts its wait (event delayed), so it runs once pushes stop
@@ -496,7 +625,7 @@ end
 
 -- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
 -- wrote anything.
-local function push_dedup(d, id, rec, priority, delay_ms)
+local function push_dedup(d, id, rec, priority, delay_ms, g)
   local key, ttl = d[4], d[2]
   local holder = redis.call('GET', key)
   if d[1] == 'throttle' then
@@ -512,35 +641,41 @@ local function push_dedup(d, id, rec, priority, delay_ms)
     end
     delay_ms = ttl
   end
-  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms })[1]
+  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
   if got then redis.call('SET', key, got, 'PX', ttl) end
   return got or 0, got ~= false
 end
 
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  local ids, recs, priorities, delays, dedups = {}, {}, {}, {}, {}
+  local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, {}
   local i, at, keyed = 0, 4, 0
   -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
   while i < n do
     local k = number('k', ARGV[at], 1, n - i, true)
     local delay_arg = ARGV[at + 3]
     local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], delay_arg)
-    local named = ARGV[at + 4]
-    if named ~= '0' and named ~= '1' and named ~= '2' and named ~= '3' then bad('named must be 0, 1, 2 or 3, got ' .. tostring(named)) end
-    local with_id, with_dedup = named == '1' or named == '3', named == '2' or named == '3'
+    local flags = number('named', ARGV[at + 4], 0, 7, true)
+    local with_id, with_dedup, with_group = flags % 2 == 1, flags % 4 >= 2, flags >= 4
     at = at + 5
     for _ = 1, k do
       i = i + 1
       ids[i] = false
+      grps[i] = false
       if with_dedup then
         local d = dedup_arg(at)
         if d[1] == 'debounce' and delay_arg ~= '0' then bad('a debounced job waits its ttl_ms: delay_seconds must be 0') end
         keyed = keyed + 1
         d[4] = waiting .. ':dedup:' .. d[3]
-        if KEYS[12 + keyed] ~= d[4] then bad('KEYS[' .. (12 + keyed) .. '] must be the dedup key ' .. d[4]) end
+        if KEYS[DECLARED + keyed] ~= d[4] then bad('KEYS[' .. (DECLARED + keyed) .. '] must be the dedup key ' .. d[4]) end
         dedups[i] = d
         at = at + 3
+      end
+      if with_group then
+        local g = ARGV[at]
+        if type(g) ~= 'string' or #g == 0 or #g > MAX_GROUP then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+        grps[i] = g
+        at = at + 1
       end
       if with_id then
         ids[i] = id_arg('job_id', ARGV[at])
@@ -553,18 +688,18 @@ if op == 'PUSHN' then
     end
   end
   if #ARGV ~= at - 1 then bad('PUSHN with these groups takes ' .. (at - 1) .. ' arguments, got ' .. #ARGV) end
-  if #KEYS > 4 and #KEYS ~= 12 + keyed then bad('PUSHN with ' .. keyed .. ' dedup keys takes ' .. (12 + keyed) .. ' keys, got ' .. #KEYS) end
+  if #KEYS > 4 and #KEYS ~= DECLARED + keyed then bad('PUSHN with ' .. keyed .. ' dedup keys takes ' .. (DECLARED + keyed) .. ' keys, got ' .. #KEYS) end
   if keyed > 0 and #KEYS == 4 then bad('a dedup needs the declared keys and its dedup key') end
   local out, wrote = {}, false
   if keyed == 0 then
-    out, wrote = push_all(n, ids, recs, priorities, delays)
+    out, wrote = push_all(n, ids, recs, priorities, delays, grps)
   else
     -- In argument order: runs of plain jobs in one push each, a job with a dedup alone.
     local from = 1
     local function run_to(last)
       if last < from then return end
       local got, w = push_all(last - from + 1, { unpack(ids, from, last) }, { unpack(recs, from, last) },
-        { unpack(priorities, from, last) }, { unpack(delays, from, last) })
+        { unpack(priorities, from, last) }, { unpack(delays, from, last) }, { unpack(grps, from, last) })
       for j = from, last do out[j] = got[j - from + 1] end
       wrote = wrote or w
     end
@@ -572,7 +707,7 @@ if op == 'PUSHN' then
       if dedups[j] then
         run_to(j - 1)
         local w
-        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j])
+        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j], grps[j])
         from = j + 1
         wrote = wrote or w
       end
@@ -624,7 +759,7 @@ local function write_state(id, attempts, token, err)
 end
 
 local function wake_worker_if_waiting()
-  if redis.call('ZCARD', waiting) > 0 then wake_worker() end
+  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then wake_worker() end
 end
 
 -- HDEL of many fields, in steps (unpack has a stack limit).
@@ -658,6 +793,11 @@ local function forget_all(ids)
   redis.call('HDEL', jobs, unpack(ids))
   redis.call('HDEL', state, unpack(ids))
   drop_info(ids)
+  if any_groups() then
+    local fields = {}
+    for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
+    hdel_all(groups, fields)
+  end
 end
 
 local function forget(id)
@@ -768,9 +908,11 @@ if op == 'COMPLETE' then
   if value ~= nil and #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes, got ' .. #value) end
   local attempts, held = leased(id, token)
   if not attempts then return 0 end
+  local freed = release_groups({ id })
   finish({ id }, { id, attempts .. ':=' .. held .. ':' }, value and { value })
-  -- Under a concurrency limit a worker may be held back (see LIMITS): the freed slot wakes one.
-  if max_active > 0 then wake_worker_if_waiting() end
+  -- Under a concurrency limit a worker may be held back (see LIMITS), and a group may have had its slot
+  -- taken: the freed slot wakes one.
+  if max_active > 0 or freed then wake_worker_if_waiting() end
   flush_events()
   return 1
 end
@@ -820,11 +962,13 @@ if op == 'RELEASE' then
   local priority = parse_record(redis.call('HGET', jobs, id))
   redis.call('ZREM', processing, id)
   if not priority then
+    release_groups({ id })
     lost_record(id)
     trim_dead()
   else
     write_state(id, attempts - 1, ended(held), err)
     requeue(id, priority)
+    release_groups({ id })
     emit('waiting', id)
     save_count()
     if not pause_ms then wake_worker() end
@@ -914,6 +1058,7 @@ if op == 'FAIL' then
   local priority, max_retries, _, base, cap = parse_record(redis.call('HGET', jobs, id))
   local err = string.sub(message, 1, MAX_ERROR)
   redis.call('ZREM', processing, id)
+  release_groups({ id })
   if not priority or final == '1' or attempts > max_retries then
     dead_letter(id, attempts, held, priority and err or 'record lost')
     trim_dead()
@@ -958,6 +1103,35 @@ local function pop_waiting_ids(count)
   end
   waiting_delta = waiting_delta - n
   return ids, more
+end
+
+-- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
+-- let them lease again become ready, then each turn takes the head of the first ready group and moves
+-- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
+-- paused or empty: O(log groups) per job. Returns whether ready groups remain.
+local function pop_group_ids(count, ids)
+  for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+    redis.call('ZREM', glimited, g)
+    place_group(g, true)
+  end
+  local n = 0
+  while n < count do
+    local g = redis.call('ZRANGE', gready, 0, 0)[1]
+    if not g then break end
+    local id = redis.call('LPOP', waiting .. ':g:' .. g)
+    if id then
+      n = n + 1
+      ids[#ids + 1] = id
+      gwaiting_delta = gwaiting_delta - 1
+      redis.call('HINCRBY', groups, 's:' .. g, 1)
+      local _, limit, window, _, tat = group_state(g)
+      if limit > 0 then
+        redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+      end
+    end
+    place_group(g, true)
+  end
+  return redis.call('ZCARD', gready) > 0
 end
 
 local function promote_due(source)
@@ -1005,13 +1179,14 @@ local function reclaim(completing)
       requeue(id, priority)
     end
   end
+  release_groups(ids)
   return buried
 end
 
 local function wait_ms()
-  if redis.call('ZCARD', waiting) > 0 then return 0 end
+  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then return 0 end
   local best = -1
-  for _, key in ipairs({ delayed, failed, processing }) do
+  for _, key in ipairs({ delayed, failed, processing, glimited }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] then
       local d = math.max(0, tonumber(first[2]) - now)
@@ -1039,7 +1214,8 @@ local function audit_step(cursor, lease_ms)
   for i = 1, #found, 2 do
     local id = found[i]
     -- HSCAN may return an element twice: place it once.
-    if not seen[id] and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+    -- Jobs in groups are left alone: their lists are not read here (see GROUPS).
+    if not seen[id] and not group_of(id) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
       and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
       and not redis.call('ZSCORE', completed, id) then
       seen[id] = true
@@ -1132,6 +1308,7 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
         out[#out + 1] = { id, string.sub(rec, at + 1) }
       end
     else
+      release_groups({ id })
       lost_record(id)
       buried = buried + 1
     end
@@ -1175,7 +1352,10 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
     local ids = {}
     room, hold = allowance(count, m, ending)
-    if room > 0 then ids, more = pop_waiting_ids(room) end
+    if room > 0 then
+      ids, more = pop_waiting_ids(room)
+      if #ids < room and any_groups() then more = pop_group_ids(room - #ids, ids) or more end
+    end
     if #ids > 0 then
       local lost
       n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
@@ -1190,7 +1370,8 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0 then
+  if not more and redis.call('ZCARD', waiting) == 0
+    and not (any_groups() and (tonumber(redis.call('HGET', meta, 'gwaiting')) or 0) + gwaiting_delta > 0) then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
     -- Nothing left to hold back from (a pause or a held slot still holds).
@@ -1217,14 +1398,14 @@ end
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == 13 then bad('KEYS[13] is a request memo key: the call needs a request') end
+    if #KEYS == DECLARED + 1 then bad('KEYS[16] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == 13 and KEYS[13] ~= key then bad('KEYS[13] must be the request memo key ' .. key) end
+  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[16] must be the request memo key ' .. key) end
   return key, seq
 end
 
@@ -1269,6 +1450,7 @@ local function replay_request(saved, out)
       tries[n] = string.format('%d', attempts)
     elseif attempts then
       redis.call('ZREM', processing, id)
+      release_groups({ id })
       lost_record(id)
     end
   end
@@ -1276,7 +1458,7 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = its memo key.
+KEYS: all fifteen declared, the priority and group lists and, with a request, KEYS[16] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
   With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
@@ -1392,7 +1574,7 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = the request's memo key.
+KEYS: all fifteen declared, the priority and group lists and, with a request, KEYS[16] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
   <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
   ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
@@ -1421,6 +1603,8 @@ if op == 'ACK' then
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
+  -- Groups get their slots back before the fetch, so it can lease from them.
+  release_groups(done)
   local got, token, tries, hold = lease_jobs(fetch, lease_ms, true, out, seen, #done)
   if #done > 0 then finish(done, finals, kept) end
   out[2] = wait_after(got, fetch, hold)
@@ -1465,7 +1649,7 @@ local function last_event_id()
 end
 
 --[[ GETJOB (internal) -----------------------------------------------------------------------------------
-KEYS: all twelve declared.
+KEYS: all fifteen declared.
 ARGV: GETJOB <current_time> <job_id>
 Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
   progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
@@ -1488,7 +1672,7 @@ local function append_page(out, list, name)
 end
 
 --[[ GETJOBS (internal) ----------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all fifteen declared and the priority and group lists.
 ARGV: GETJOBS <current_time> <state> <offset> <limit>
 Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
   order of the state: waiting in the order they will run (highest priority first, FIFO within one);
@@ -1602,7 +1786,7 @@ if op == 'PROGRESS' then
 end
 
 --[[ REMOVE (internal) -----------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all fifteen declared and the list of the job's priority or group.
 ARGV: REMOVE <current_time> <job_id> <force>
 Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
   that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
@@ -1615,8 +1799,16 @@ if op == 'REMOVE' then
   local rec = redis.call('HGET', jobs, id)
   local name, _, set = where(id)
   if name == 'active' and force ~= '1' then return 0 end
+  local g = group_of(id)
   if set then
     redis.call('ZREM', set, id)
+    if set == processing then release_groups({ id }) end
+  elseif g then
+    if redis.call('LREM', waiting .. ':g:' .. g, 1, id) > 0 then
+      gwaiting_delta = -1
+      place_group(g, false)
+      save_count()
+    end
   elseif rec then
     local priority = parse_record(rec)
     local list = waiting .. ':w:' .. priority
@@ -1635,7 +1827,7 @@ if op == 'REMOVE' then
 end
 
 --[[ PROMOTE (internal) ----------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all fifteen declared and the list of the job's priority or group.
 ARGV: PROMOTE <current_time> <job_id>
 Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
   record lost: dead), else 0.
@@ -1658,7 +1850,7 @@ if op == 'PROMOTE' then
 end
 
 --[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all fifteen declared and the list of the job's priority or group.
 ARGV: RETRYJOB <current_time> <job_id>
 Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
   or its record is lost).
@@ -1702,6 +1894,19 @@ if op == 'PAUSE' then
   return 1
 end
 
+-- Calls fn(group) for each group with jobs waiting or leased (HSCAN of `groups`, all of it: O(grouped jobs
+-- + groups)) while fn returns true.
+local function each_group(fn)
+  local cursor = '0'
+  repeat
+    local reply = redis.call('HSCAN', groups, cursor, 'MATCH', 's:*', 'COUNT', STEP)
+    cursor = reply[1]
+    for i = 1, #reply[2], 2 do
+      if not fn(sub(reply[2][i], 3)) then return end
+    end
+  until cursor == '0'
+end
+
 -- Deletes what is kept of `ids` (taken out of their places already), each with a removed event.
 local function removed(ids)
   forget_all(ids)
@@ -1710,7 +1915,7 @@ local function removed(ids)
 end
 
 --[[ DRAIN (internal) ------------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all fifteen declared and the priority and group lists.
 ARGV: DRAIN <current_time> <delayed> <limit>
 Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
   jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
@@ -1722,6 +1927,16 @@ if op == 'DRAIN' then
   local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
   local ids = pop_waiting_ids(limit)
   local n = removed(ids)
+  if n < limit and any_groups() then
+    each_group(function(g)
+      local list = waiting .. ':g:' .. g
+      local got = redis.call('LPOP', list, limit - n) or {}
+      gwaiting_delta = gwaiting_delta - #got
+      n = n + removed(got)
+      place_group(g, false)
+      return n < limit
+    end)
+  end
   if with_delayed == '1' then
     for _, set in ipairs({ delayed, failed }) do
       if n < limit then
@@ -1739,7 +1954,7 @@ if op == 'DRAIN' then
 end
 
 --[[ CLEAN (internal) ------------------------------------------------------------------------------------
-KEYS: all twelve declared.
+KEYS: all fifteen declared.
 ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
 Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
   oldest first, at most limit (1..1000); each with an event removed.
@@ -1758,7 +1973,7 @@ if op == 'CLEAN' then
 end
 
 --[[ OBLITERATE (internal) -------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all fifteen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
   background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
@@ -1768,7 +1983,13 @@ if op == 'OBLITERATE' then
   local force = ARGV[3]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
   if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
-  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info)
+  if any_groups() then
+    each_group(function(g)
+      redis.call('UNLINK', waiting .. ':g:' .. g)
+      return true
+    end)
+  end
+  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited)
   local lists = {}
   for p = -MAX_PRIORITY, MAX_PRIORITY do
     lists[#lists + 1] = waiting .. ':w:' .. p
@@ -1780,6 +2001,53 @@ if op == 'OBLITERATE' then
   return 1
 end
 
+local function group_arg(value)
+  if type(value) ~= 'string' or #value == 0 or #value > MAX_GROUP then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+  return value
+end
+
+--[[ GROUPOPTS (internal) --------------------------------------------------------------------------------
+KEYS: all fifteen declared and the group's list.
+ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_ms>
+  concurrency: 1..1000000 jobs of the group leased at once; rate_limit 0 (none) or 1..1000000 leases per
+  rate_window_ms (1 ms to a year), spread evenly as the queue-wide one (see LIMITS).
+Reply: 1. Stored in `groups` ("o:"..group) until changed: set options are kept while the group is idle.
+]]
+if op == 'GROUPOPTS' then
+  local g = group_arg(ARGV[3])
+  local conc = number('concurrency', ARGV[4], 1, MAX_RATE, true)
+  local limit = number('rate_limit', ARGV[5], 0, MAX_RATE, true)
+  local window = number('rate_window_ms', ARGV[6], limit > 0 and 1 or 0, MAX_DELAY_S * 1000, true)
+  if #ARGV ~= 6 then bad('GROUPOPTS takes 6 arguments, got ' .. #ARGV) end
+  redis.call('HSET', groups, 'o:' .. g, string.format('%d,%d,%d', conc, limit, window))
+  place_group(g, false)
+  wake_worker_if_waiting()
+  return 1
+end
+
+--[[ GROUPPAUSE (internal) -------------------------------------------------------------------------------
+KEYS: all fifteen declared and the group's list.
+ARGV: GROUPPAUSE <current_time> <group> <paused>
+Reply: 1 when the call changed the group's state, else 0. A paused group's jobs wait (pushes still
+  queue) and none is leased until it is resumed; its leased jobs finish. No event (the queue's paused and
+  resumed events are the whole queue's).
+]]
+if op == 'GROUPPAUSE' then
+  local g = group_arg(ARGV[3])
+  local want = ARGV[4]
+  if want ~= '0' and want ~= '1' then bad('paused must be 0 or 1, got ' .. tostring(want)) end
+  local changed
+  if want == '1' then
+    changed = redis.call('HSETNX', groups, 'p:' .. g, '1')
+  else
+    changed = redis.call('HDEL', groups, 'p:' .. g)
+  end
+  if changed == 0 then return 0 end
+  place_group(g, false)
+  wake_worker_if_waiting()
+  return 1
+end
+
 bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, '
   .. 'RETRYDEAD, DEAD, PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, '
-  .. 'CLEAN or OBLITERATE')
+  .. 'CLEAN, OBLITERATE, GROUPOPTS or GROUPPAUSE')

@@ -21,6 +21,7 @@ export {
   type DeadJob,
   type FailOutcome,
   type FetchResult,
+  type GroupOptions,
   type Job,
   type JobInfo,
   type JobLease,

@@ -10,16 +10,19 @@ export const SERVER_TIME = '*';
 export const SEED_KEY_COUNT = 4;
 
 /**
- * Every key a call touches except the per-priority lists (chosen inside the script): the seed's four, then
- * `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`, `queue:completed`,
- * `queue:events`, `queue:info`, named as the script derives them. `wakeKey` is the list idle workers block
- * on, `eventsKey` the stream of events.
+ * Every key a call touches except the per-priority and per-group lists (chosen inside the script): the
+ * seed's four, then `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`,
+ * `queue:completed`, `queue:events`, `queue:info`, `queue:groups`, `queue:gready`, `queue:glimited`, named
+ * as the script derives them. `wakeKey` is the list idle workers block on, `eventsKey` the stream of events.
  */
 export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string; eventsKey: string } {
   const queue = seedKeys[0]!;
   const wakeKey = `${queue}:wake`;
   const eventsKey = `${queue}:events`;
-  const derived = [`${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`];
+  const derived = [
+    `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`,
+    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`,
+  ];
   return { keys: [...seedKeys, ...derived], wakeKey, eventsKey };
 }
 
@@ -77,6 +80,8 @@ export interface PushSpec {
   delaySeconds: number;
   /** Deduplication under a key (see `DedupOptions`). */
   dedup?: { key: string; ttlMs: number; mode: 'throttle' | 'debounce' } | undefined;
+  /** The job's group (FIFO within it), if any. */
+  group?: string | undefined;
 }
 
 /** The keys of a PUSHN: the declared ones, then the dedup key of each job that has one, in order. */
@@ -101,9 +106,10 @@ export function decodePush(reply: unknown): boolean {
 
 /**
  * PUSHN: runs of jobs with the same options, all named or all with generated ids, all with or all without
- * a dedup, share one group header (`k priority policy delay_seconds named`: named is 1 with ids, plus 2
- * with dedups), so a bulk of plain jobs costs about one argument per job; a dedup adds its mode, ttl_ms
- * and key before the job's id. Its keys: `pushKeys`.
+ * a dedup, all with or all without a group, share one header (`k priority policy delay_seconds named`:
+ * named is 1 with ids, plus 2 with dedups, plus 4 with groups), so a bulk of plain jobs costs about one
+ * argument per job; a dedup adds its mode, ttl_ms and key, then a group its name, before the job's id. Its
+ * keys: `pushKeys`.
  */
 export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   const args: ScriptArg[] = ['PUSHN', SERVER_TIME, jobs.length];
@@ -118,15 +124,17 @@ export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
       job.policy === prev.policy &&
       job.delaySeconds === prev.delaySeconds &&
       named === (prev.id !== undefined) &&
-      (dedup === undefined) === (prev.dedup === undefined);
+      (dedup === undefined) === (prev.dedup === undefined) &&
+      (job.group === undefined) === (prev.group === undefined);
     if (!sameGroup) {
       if (prev !== undefined) args[groupSizeAt] = groupSize;
       groupSizeAt = args.length;
       groupSize = 0;
-      args.push(0, job.priority, job.policy, job.delaySeconds, (named ? 1 : 0) + (dedup === undefined ? 0 : 2));
+      args.push(0, job.priority, job.policy, job.delaySeconds, (named ? 1 : 0) + (dedup === undefined ? 0 : 2) + (job.group === undefined ? 0 : 4));
     }
     groupSize++;
     if (dedup !== undefined) args.push(dedup.mode, dedup.ttlMs, dedup.key);
+    if (job.group !== undefined) args.push(job.group);
     if (named) args.push(job.id!);
     args.push(job.text);
     prev = job;
@@ -391,6 +399,23 @@ export function encodePaused(): ScriptArg[] {
 /** PAUSE: pauses (`true`) or resumes the queue. Reply (`decodeHeld`): whether it changed. */
 export function encodePause(paused: boolean): ScriptArg[] {
   return ['PAUSE', SERVER_TIME, paused ? 1 : 0];
+}
+
+/** A group's options as GROUPOPTS takes them (rate limit 0: none). */
+export interface GroupSpec {
+  concurrency: number;
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+/** GROUPOPTS: sets a group's concurrency and rate limit. Reply: 1. */
+export function encodeGroupOptions(group: string, spec: GroupSpec): ScriptArg[] {
+  return ['GROUPOPTS', SERVER_TIME, group, spec.concurrency, spec.rateLimit, spec.rateWindowMs];
+}
+
+/** GROUPPAUSE: pauses (`true`) or resumes one group. Reply (`decodeHeld`): whether it changed. */
+export function encodeGroupPause(group: string, paused: boolean): ScriptArg[] {
+  return ['GROUPPAUSE', SERVER_TIME, group, paused ? 1 : 0];
 }
 
 /** GETJOB: one job, and the last event id. */

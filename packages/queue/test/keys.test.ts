@@ -101,8 +101,22 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     for (const key of obliterated) expect(PRIORITY_LIST.test(key)).toBe(true);
   });
 
+  it('declares every key but the per-group lists for grouped jobs and the group operations', async () => {
+    const groupList = (g: string) => `${seedKeys[0]!}:g:${g}`;
+    const grouped = [{ ...job(undefined), group: 'a' }, { ...job('b1'), group: 'b' }];
+    expect((await traced(protocol.encodePushMany(grouped))).undeclared.sort()).toEqual([groupList('a'), groupList('b')]);
+    expect((await traced(protocol.encodeGroupOptions('a', { concurrency: 2, rateLimit: 5, rateWindowMs: 1000 }))).undeclared).toEqual([groupList('a')]);
+    expect((await traced(protocol.encodeGroupPause('b', true))).undeclared).toEqual([groupList('b')]);
+    const pop = await traced(protocol.encodeFetch(5, 30_000, undefined));
+    expect(pop.undeclared).toEqual([groupList('a')]);
+    const leased = protocol.decodeFetch(pop.reply, defaultCodec).jobs;
+    const ack = await traced(protocol.encodeAck(leased, 5, 30_000, undefined));
+    for (const key of ack.undeclared) expect(key === groupList('a') || key === groupList('b') || PRIORITY_LIST.test(key)).toBe(true);
+    expect((await traced(protocol.encodeDrain(true, 100))).undeclared.every((k) => k.startsWith(`${seedKeys[0]!}:`))).toBe(true);
+  });
+
   it('with only the seed four keys, touches exactly the keys the header says it derives', async () => {
-    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info'].map((s) => `${seedKeys[0]!}:${s}`);
+    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info', 'groups', 'gready', 'glimited'].map((s) => `${seedKeys[0]!}:${s}`);
     const [, , , meta, wake] = derived;
     const pushed = await traced(protocol.encodePush({ ...job('a', 2), id: 'a' }), seedKeys);
     expect(pushed.undeclared.sort()).toEqual([derived[1]!, meta!, list(2), wake!].sort());

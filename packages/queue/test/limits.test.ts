@@ -53,7 +53,7 @@ describe.each(topologies)('queue-wide limits on %s', (topology) => {
   });
 
   /** Starts a worker process; its lines are collected. */
-  function startProcess(options: JobQueueOptions, concurrency: number, handlerMs: number): string[] {
+  function startProcess(options: JobQueueOptions<number>, concurrency: number, handlerMs: number): string[] {
     const child = spawn(process.execPath, [LIMIT_WORKER, target(), prefix, 'limited', JSON.stringify(options), String(concurrency), String(handlerMs)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -64,7 +64,7 @@ describe.each(topologies)('queue-wide limits on %s', (topology) => {
     return lines;
   }
 
-  async function runProcesses(options: JobQueueOptions, jobs: number, handlerMs: number): Promise<string[]> {
+  async function runProcesses(options: JobQueueOptions<number>, jobs: number, handlerMs: number): Promise<string[]> {
     const queue = new JobQueue<number>(redis, 'limited', { prefix, ...options });
     const outputs = Array.from({ length: 4 }, () => startProcess(options, 10, handlerMs));
     await waitFor(() => (outputs.every((lines) => lines.includes('ready')) ? true : undefined), { timeoutMs: 30_000 });
