@@ -137,7 +137,7 @@ const settle = (action: 'complete' | 'release' | 'fail', id: string): Cmd => ({
   check: () => true,
   async run(m, r) {
     const job = m.jobs.get(id);
-    const ref = { id, leaseToken: job?.token || '1' };
+    const ref = { id, leaseToken: job === undefined || job.token === '' ? '1' : job.token };
     const held = job?.leased === true;
     if (action === 'complete') {
       expect(protocol.decodeHeld(await r.run(protocol.encodeComplete(ref)))).toBe(held);
