@@ -12,8 +12,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
   policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 15 (all declared) or 16 (all declared and a request's memo; both internal);
-PUSHN takes the fifteen and then one dedup key per job pushed with a dedup (see PUSHN).
+KEYS: 4 (the seed's, public), 16 (all declared) or 17 (all declared and a request's memo; both internal);
+PUSHN takes the sixteen and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -47,8 +47,9 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       (meta gseq), so the first is the one served longest ago
   KEYS[15] queue..':glimited'  ZSET of groups with waiting jobs held by their rate limit: score = the ms
                       of their next slot
-  KEYS[16] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..16] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[16] queue..':schedulers' HASH SCHEDULERS: scheduler id -> its record (see SCHEDULE)
+  KEYS[17] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..17] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -105,7 +106,7 @@ unknown, so a POP or ACK may run twice. A request names the call: request_lane (
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  queue..':req:'..request_lane  STRING (KEYS[16], or derived from KEYS[1]): "<request_seq>:" then three
+  queue..':req:'..request_lane  STRING (KEYS[17], or derived from KEYS[1]): "<request_seq>:" then three
                                 MessagePack values: the completion results string, the lease token and the
                                 leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
@@ -184,7 +185,7 @@ local STEP = 1000
 local MAX_RATE = 1000000
 local MAX_GROUP = 256
 -- Keys declared by the API (see KEYS); a request's memo or PUSHN's dedup keys come after them.
-local DECLARED = 15
+local DECLARED = 16
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -198,6 +199,7 @@ local info = waiting .. ':info'
 local groups = waiting .. ':groups'
 local gready = waiting .. ':gready'
 local glimited = waiting .. ':glimited'
+local schedulers = waiting .. ':schedulers'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -229,14 +231,14 @@ local function server_time()
 end
 
 if #KEYS ~= 4 and #KEYS < DECLARED then
-  bad('takes 4 keys (queue, processing, failed, dead), 15 or 16 (see KEYS), got ' .. #KEYS)
+  bad('takes 4 keys (queue, processing, failed, dead), 16 or 17 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 15 or 16 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
+if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 16 or 17 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
 if #KEYS >= DECLARED
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
     or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info or KEYS[13] ~= groups
-    or KEYS[14] ~= gready or KEYS[15] ~= glimited) then
-  bad('KEYS[5..15] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready and :glimited')
+    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers) then
+  bad('KEYS[5..16] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited and :schedulers')
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
@@ -601,7 +603,7 @@ if op == 'PUSH' then
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH, then (KEYS[16] on) the dedup key of each job pushed with a dedup, in argument order:
+KEYS: as PUSH, then (KEYS[17] on) the dedup key of each job pushed with a dedup, in argument order:
   queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
 ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
   <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
@@ -1398,14 +1400,14 @@ end
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == DECLARED + 1 then bad('KEYS[16] is a request memo key: the call needs a request') end
+    if #KEYS == DECLARED + 1 then bad('KEYS[17] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[16] must be the request memo key ' .. key) end
+  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[17] must be the request memo key ' .. key) end
   return key, seq
 end
 
@@ -1458,7 +1460,7 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all fifteen declared, the priority and group lists and, with a request, KEYS[16] = its memo key.
+KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
   With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
@@ -1574,7 +1576,7 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all fifteen declared, the priority and group lists and, with a request, KEYS[16] = the request's memo key.
+KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
   <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
   ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
@@ -1649,7 +1651,7 @@ local function last_event_id()
 end
 
 --[[ GETJOB (internal) -----------------------------------------------------------------------------------
-KEYS: all fifteen declared.
+KEYS: all sixteen declared.
 ARGV: GETJOB <current_time> <job_id>
 Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
   progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
@@ -1672,7 +1674,7 @@ local function append_page(out, list, name)
 end
 
 --[[ GETJOBS (internal) ----------------------------------------------------------------------------------
-KEYS: all fifteen declared and the priority and group lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: GETJOBS <current_time> <state> <offset> <limit>
 Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
   order of the state: waiting in the order they will run (highest priority first, FIFO within one);
@@ -1786,7 +1788,7 @@ if op == 'PROGRESS' then
 end
 
 --[[ REMOVE (internal) -----------------------------------------------------------------------------------
-KEYS: all fifteen declared and the list of the job's priority or group.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: REMOVE <current_time> <job_id> <force>
 Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
   that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
@@ -1827,7 +1829,7 @@ if op == 'REMOVE' then
 end
 
 --[[ PROMOTE (internal) ----------------------------------------------------------------------------------
-KEYS: all fifteen declared and the list of the job's priority or group.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: PROMOTE <current_time> <job_id>
 Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
   record lost: dead), else 0.
@@ -1850,7 +1852,7 @@ if op == 'PROMOTE' then
 end
 
 --[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
-KEYS: all fifteen declared and the list of the job's priority or group.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: RETRYJOB <current_time> <job_id>
 Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
   or its record is lost).
@@ -1915,7 +1917,7 @@ local function removed(ids)
 end
 
 --[[ DRAIN (internal) ------------------------------------------------------------------------------------
-KEYS: all fifteen declared and the priority and group lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: DRAIN <current_time> <delayed> <limit>
 Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
   jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
@@ -1954,7 +1956,7 @@ if op == 'DRAIN' then
 end
 
 --[[ CLEAN (internal) ------------------------------------------------------------------------------------
-KEYS: all fifteen declared.
+KEYS: all sixteen declared.
 ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
 Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
   oldest first, at most limit (1..1000); each with an event removed.
@@ -1973,7 +1975,7 @@ if op == 'CLEAN' then
 end
 
 --[[ OBLITERATE (internal) -------------------------------------------------------------------------------
-KEYS: all fifteen declared and the priority and group lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
   background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
@@ -1989,7 +1991,8 @@ if op == 'OBLITERATE' then
       return true
     end)
   end
-  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited)
+  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited,
+    schedulers)
   local lists = {}
   for p = -MAX_PRIORITY, MAX_PRIORITY do
     lists[#lists + 1] = waiting .. ':w:' .. p
@@ -2007,7 +2010,7 @@ local function group_arg(value)
 end
 
 --[[ GROUPOPTS (internal) --------------------------------------------------------------------------------
-KEYS: all fifteen declared and the group's list.
+KEYS: all sixteen declared and the group's list.
 ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_ms>
   concurrency: 1..1000000 jobs of the group leased at once; rate_limit 0 (none) or 1..1000000 leases per
   rate_window_ms (1 ms to a year), spread evenly as the queue-wide one (see LIMITS).
@@ -2026,7 +2029,7 @@ if op == 'GROUPOPTS' then
 end
 
 --[[ GROUPPAUSE (internal) -------------------------------------------------------------------------------
-KEYS: all fifteen declared and the group's list.
+KEYS: all sixteen declared and the group's list.
 ARGV: GROUPPAUSE <current_time> <group> <paused>
 Reply: 1 when the call changed the group's state, else 0. A paused group's jobs wait (pushes still
   queue) and none is leased until it is resumed; its leased jobs finish. No event (the queue's paused and
@@ -2048,6 +2051,153 @@ if op == 'GROUPPAUSE' then
   return 1
 end
 
+-- SCHEDULERS: a scheduler is a field of `schedulers`: id -> MessagePack of next_run_ms, group ('' for
+-- none), spec (the caller's text for the repeat; the calendar lives in TypeScript), head (the job's
+-- record head "<priority>:<policy>") and data. Its pending job, due at next_run_ms,
+-- has the id "repeat:<scheduler id>:<next_run_ms>", so a tick's job is made once however many callers
+-- ask. Scheduler ids are 1 to 256 bytes.
+local MAX_SCHEDULER_ID = 256
+
+local function sched_id(value)
+  if type(value) ~= 'string' or #value == 0 or #value > MAX_SCHEDULER_ID then
+    bad('scheduler id must be a string of 1 to ' .. MAX_SCHEDULER_ID .. ' bytes')
+  end
+  return value
+end
+
+-- A scheduler's record as its parts: next run (ms), group ('' for none), spec, head, data; nil when there
+-- is none or it does not decode (a field overwritten by hand counts as absent).
+local function decode_scheduler(rec)
+  if not rec then return nil end
+  local ok, next_run, group, spec, head, data = pcall(cmsgpack.unpack, rec)
+  if not ok or type(next_run) ~= 'number' or type(data) ~= 'string' then return nil end
+  return next_run, group, spec, head, data
+end
+
+local function read_scheduler(id)
+  return decode_scheduler(redis.call('HGET', schedulers, id))
+end
+
+local function write_scheduler(id, next_run, group, spec, head, data)
+  redis.call('HSET', schedulers, id, cmsgpack.pack(next_run, group, spec, head, data))
+end
+
+-- Makes the job of a scheduler's tick at `run_ms` (delayed until then; waiting when due); nothing when a
+-- job with its id exists.
+local function schedule_job(id, run_ms, group, head, data)
+  local job = 'repeat:' .. id .. ':' .. string.format('%d', run_ms)
+  local priority = tonumber(sub(head, 1, find(head, ':', 1, true) - 1))
+  local rec = head .. '@' .. string.format('%d', now) .. ':' .. data
+  push_all(1, { job }, { rec }, { priority }, { math.max(0, run_ms - now) }, { group ~= '' and group })
+end
+
+-- Removes a scheduler's pending job while it is still delayed (event removed).
+local function unschedule_job(id, run_ms)
+  local job = 'repeat:' .. id .. ':' .. string.format('%d', run_ms)
+  if redis.call('ZREM', delayed, job) == 1 then
+    forget(job)
+    emit('removed', job)
+  end
+end
+
+--[[ SCHEDULE (internal) ---------------------------------------------------------------------------------
+KEYS: all sixteen declared and the list of the job's group.
+ARGV: SCHEDULE <current_time> <id> <next_run_ms> <spec> <priority> <max_retries> <job_data> [group]
+  spec: the repeat as the caller describes it (1 to 4096 bytes, no check beyond that); next_run_ms: its
+  next occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
+Reply: { changed, next_run_ms }: an unchanged scheduler (same spec and job) is left as it is: { 0, its
+  next run }; a new or changed one is stored, its pending job (if still delayed) removed and the job of
+  next_run_ms made: { 1, next_run_ms }. So any number of callers may upsert the same one at once.
+]]
+if op == 'SCHEDULE' then
+  local id = sched_id(ARGV[3])
+  local next_run = number('next_run_ms', ARGV[4], 0, 1e13, true)
+  local spec = ARGV[5]
+  if type(spec) ~= 'string' or #spec == 0 or #spec > 4096 then bad('spec must be 1 to 4096 bytes') end
+  local priority = number('priority', ARGV[6], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+  local head = priority .. ':' .. check_policy(ARGV[7])
+  local data = check_data(ARGV[8])
+  local group = ARGV[9] or ''
+  if ARGV[9] ~= nil and (#group == 0 or #group > MAX_GROUP) then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+  if #ARGV > 9 then bad('SCHEDULE takes at most 9 arguments, got ' .. #ARGV) end
+  local was, was_group, was_spec, was_head, was_data = read_scheduler(id)
+  if was and was_group == group and was_spec == spec and was_head == head and was_data == data then return { 0, was } end
+  if was then unschedule_job(id, was) end
+  write_scheduler(id, next_run, group, spec, head, data)
+  schedule_job(id, next_run, group, head, data)
+  pushed()
+  return { 1, next_run }
+end
+
+--[[ SCHEDNEXT (internal) --------------------------------------------------------------------------------
+KEYS: all sixteen declared and the list of the job's group.
+ARGV: SCHEDNEXT <current_time> <id> <run_ms> <next_run_ms>
+  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or after now when later
+  (missed ticks make no job: one catch-up job, the late one, then the next future tick).
+Reply: 1 when the scheduler was at run_ms and moved on to next_run_ms (its job made), else 0 (removed,
+  changed, or moved on already: a repeat is harmless).
+]]
+if op == 'SCHEDNEXT' then
+  local id = sched_id(ARGV[3])
+  local run = number('run_ms', ARGV[4], 0, 1e13, true)
+  local next_run = number('next_run_ms', ARGV[5], run + 1, 1e13, true)
+  if #ARGV ~= 5 then bad('SCHEDNEXT takes 5 arguments, got ' .. #ARGV) end
+  local was, group, spec, head, data = read_scheduler(id)
+  if was ~= run then return 0 end
+  write_scheduler(id, next_run, group, spec, head, data)
+  schedule_job(id, next_run, group, head, data)
+  pushed()
+  return 1
+end
+
+--[[ SCHEDGET (internal) ---------------------------------------------------------------------------------
+KEYS: 16 schedulers.
+ARGV: SCHEDGET <current_time> <id>
+Reply: { next_run_ms, group, spec, "<priority>:<policy>", data }, or {} when there is no such scheduler.
+]]
+if op == 'SCHEDGET' then
+  local next_run, group, spec, head, data = read_scheduler(sched_id(ARGV[3]))
+  if not next_run then return {} end
+  return { next_run, group, spec, head, data }
+end
+
+--[[ SCHEDULERS (internal) -------------------------------------------------------------------------------
+KEYS: 16 schedulers.
+ARGV: SCHEDULERS <current_time> <cursor>
+Reply: { next_cursor, id, next_run_ms, group, spec, "<priority>:<policy>", data, ... }: a page (HSCAN,
+  about 1000) of the schedulers, six items each (group '' for none); next_cursor "0" when done.
+]]
+if op == 'SCHEDULERS' then
+  local cursor = ARGV[3]
+  if type(cursor) ~= 'string' or not string.match(cursor, '^%d+$') then bad('cursor must be a decimal integer, got ' .. tostring(cursor)) end
+  local reply = redis.call('HSCAN', schedulers, cursor, 'COUNT', STEP)
+  local out = { reply[1] }
+  for i = 1, #reply[2], 2 do
+    local next_run, group, spec, head, data = decode_scheduler(reply[2][i + 1])
+    if next_run then
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = reply[2][i], next_run, group, spec, head, data
+    end
+  end
+  return out
+end
+
+--[[ UNSCHEDULE (internal) -------------------------------------------------------------------------------
+KEYS: all sixteen declared.
+ARGV: UNSCHEDULE <current_time> <id>
+Reply: 1 when the scheduler existed: removed with its pending job while that is still delayed (event
+  removed); a job already due or running finishes, and makes no next one. Else 0.
+]]
+if op == 'UNSCHEDULE' then
+  local id = sched_id(ARGV[3])
+  local was = read_scheduler(id)
+  if not was then return 0 end
+  redis.call('HDEL', schedulers, id)
+  unschedule_job(id, was)
+  flush_events()
+  return 1
+end
+
 bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, '
   .. 'RETRYDEAD, DEAD, PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, '
-  .. 'CLEAN, OBLITERATE, GROUPOPTS or GROUPPAUSE')
+  .. 'CLEAN, OBLITERATE, GROUPOPTS, GROUPPAUSE, SCHEDULE, SCHEDNEXT, SCHEDGET, SCHEDULERS or UNSCHEDULE')

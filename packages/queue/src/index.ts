@@ -34,6 +34,9 @@ export {
   type PushResult,
   type QueueStats,
   type RateLimitOptions,
+  type SchedulerInfo,
+  type SchedulerTemplate,
   type RequestId,
 } from './queue.js';
+export { type RepeatOptions } from './schedule.js';
 export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

@@ -12,7 +12,8 @@ export const SEED_KEY_COUNT = 4;
 /**
  * Every key a call touches except the per-priority and per-group lists (chosen inside the script): the
  * seed's four, then `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`,
- * `queue:completed`, `queue:events`, `queue:info`, `queue:groups`, `queue:gready`, `queue:glimited`, named
+ * `queue:completed`, `queue:events`, `queue:info`, `queue:groups`, `queue:gready`, `queue:glimited`,
+ * `queue:schedulers`, named
  * as the script derives them. `wakeKey` is the list idle workers block on, `eventsKey` the stream of events.
  */
 export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string; eventsKey: string } {
@@ -21,7 +22,7 @@ export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wak
   const eventsKey = `${queue}:events`;
   const derived = [
     `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`,
-    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`,
+    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`, `${queue}:schedulers`,
   ];
   return { keys: [...seedKeys, ...derived], wakeKey, eventsKey };
 }
@@ -416,6 +417,80 @@ export function encodeGroupOptions(group: string, spec: GroupSpec): ScriptArg[] 
 /** GROUPPAUSE: pauses (`true`) or resumes one group. Reply (`decodeHeld`): whether it changed. */
 export function encodeGroupPause(group: string, paused: boolean): ScriptArg[] {
   return ['GROUPPAUSE', SERVER_TIME, group, paused ? 1 : 0];
+}
+
+/** A scheduler as the script keeps it: its next run, group ('' for none), rule text and job template. */
+export interface StoredScheduler {
+  id: string;
+  nextRunAt: number;
+  group: string;
+  spec: string;
+  priority: number;
+  /** The retry policy as stored: "maxRetries" or "maxRetries,baseMs,maxMs". */
+  policy: string;
+  /** The job's data as the codec encoded it. */
+  text: string;
+}
+
+/** SCHEDULE: creates or changes a scheduler (unchanged when the rule and job are the same). */
+export function encodeSchedule(id: string, nextRunAt: number, spec: string, job: PushSpec): ScriptArg[] {
+  const args: ScriptArg[] = ['SCHEDULE', SERVER_TIME, id, nextRunAt, spec, job.priority, job.policy, job.text];
+  if (job.group !== undefined) args.push(job.group);
+  return args;
+}
+
+/** SCHEDULE's reply: whether the call changed the scheduler, and its next run (ms). */
+export function decodeSchedule(reply: unknown): { changed: boolean; nextRunAt: number } {
+  const [changed, nextRunAt] = toArray(reply);
+  return { changed: changed === 1, nextRunAt: toNumber(nextRunAt) };
+}
+
+/** SCHEDNEXT: moves a scheduler from the tick `runMs` on to `nextRunAt` (reply `decodeHeld`: moved). */
+export function encodeScheduleNext(id: string, runMs: number, nextRunAt: number): ScriptArg[] {
+  return ['SCHEDNEXT', SERVER_TIME, id, runMs, nextRunAt];
+}
+
+/** SCHEDGET: one scheduler. */
+export function encodeScheduler(id: string): ScriptArg[] {
+  return ['SCHEDGET', SERVER_TIME, id];
+}
+
+function storedScheduler(id: string, r: unknown[], at: number): StoredScheduler {
+  const head = String(r[at + 3]);
+  const cut = head.indexOf(':');
+  return {
+    id,
+    nextRunAt: toNumber(r[at]),
+    group: String(r[at + 1]),
+    spec: String(r[at + 2]),
+    priority: Number(head.slice(0, cut)),
+    policy: head.slice(cut + 1),
+    text: String(r[at + 4]),
+  };
+}
+
+/** SCHEDGET's reply: the scheduler, or undefined. */
+export function decodeScheduler(id: string, reply: unknown): StoredScheduler | undefined {
+  const r = toArray(reply);
+  return r.length === 0 ? undefined : storedScheduler(id, r, 0);
+}
+
+/** SCHEDULERS: a page of schedulers from `cursor` ("0" to start). */
+export function encodeSchedulers(cursor: string): ScriptArg[] {
+  return ['SCHEDULERS', SERVER_TIME, cursor];
+}
+
+/** SCHEDULERS's reply: the next cursor ("0" when done) and the page. */
+export function decodeSchedulers(reply: unknown): { cursor: string; schedulers: StoredScheduler[] } {
+  const r = toArray(reply);
+  const schedulers: StoredScheduler[] = [];
+  for (let i = 1; i + 5 < r.length; i += 6) schedulers.push(storedScheduler(String(r[i]), r, i + 1));
+  return { cursor: String(r[0]), schedulers };
+}
+
+/** UNSCHEDULE: removes a scheduler and its pending job (reply `decodeHeld`: it existed). */
+export function encodeUnschedule(id: string): ScriptArg[] {
+  return ['UNSCHEDULE', SERVER_TIME, id];
 }
 
 /** GETJOB: one job, and the last event id. */

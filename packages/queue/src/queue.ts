@@ -24,6 +24,7 @@ import {
   type ScriptArg,
 } from '@cyredis/core';
 import { JobFailedError, JobNotFoundError } from './errors.js';
+import { checkRepeat, nextRunAt, parseSpec, repeatJob, repeatSpec, type RepeatOptions } from './schedule.js';
 import { FinishWatcher } from './finish.js';
 import {
   decodeAck,
@@ -37,8 +38,12 @@ import {
   decodeGetJobs,
   decodeHeld,
   decodeLogs,
+  decodeOr,
   decodePushMany,
   decodeRetryDead,
+  decodeSchedule,
+  decodeScheduler,
+  decodeSchedulers,
   decodeStats,
   declaredKeys,
   encodeAck,
@@ -65,6 +70,11 @@ import {
   encodeRemove,
   encodeRetryDead,
   encodeRetryJob,
+  encodeSchedule,
+  encodeScheduleNext,
+  encodeScheduler,
+  encodeSchedulers,
+  encodeUnschedule,
   encodeStats,
   policyClock,
   pushKeys,
@@ -75,6 +85,7 @@ import {
   type Keep,
   type LeasedJobs,
   type PushSpec,
+  type StoredScheduler,
 } from './protocol.js';
 
 /** The shipped script's source (`lua/job_queue.lua`). */
@@ -228,6 +239,9 @@ const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
 const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
 const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff', 'dedup', 'group'] as const;
 const GROUP_OPTIONS = ['concurrency', 'rateLimit'] as const;
+const TEMPLATE_OPTIONS = ['priority', 'maxRetries', 'backoff', 'group'] as const;
+/** A scheduler id, in UTF-8 bytes. */
+const MAX_SCHEDULER_ID_BYTES = 256;
 const DEDUP_OPTIONS = ['key', 'ttlMs', 'mode'] as const;
 const DEDUP_MODES = ['throttle', 'debounce'] as const;
 const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
@@ -259,6 +273,32 @@ export interface PushOptions {
    * `concurrency` leased at once (default 1), groups served round-robin (see `setGroupOptions`).
    */
   group?: string;
+}
+
+/** The job a scheduler makes at each tick: its data and push options. */
+export interface SchedulerTemplate<T> {
+  /** The data of every job it makes. */
+  data: T;
+  /** Integer in [-1000, 1000]. Default 0. */
+  priority?: number;
+  /** Default: the queue's. */
+  maxRetries?: number;
+  /** Default: the queue's. */
+  backoff?: BackoffOptions;
+  /** The group of its jobs, if any. */
+  group?: string;
+}
+
+/** A scheduler as `getSchedulers` lists it. */
+export interface SchedulerInfo<T> {
+  id: string;
+  cron?: string;
+  tz?: string;
+  everyMs?: number;
+  /** When its next job is due (ms since the epoch). */
+  nextRunAt: number;
+  /** Its job template (`data` undefined when it does not decode). */
+  template: { data: T | undefined; priority: number; maxRetries: number; backoff?: Required<BackoffOptions>; group?: string };
 }
 
 /** Options of a group (`setGroupOptions`). */
@@ -719,6 +759,7 @@ export class JobQueue<T = unknown, R = unknown> {
     checkRequest('options.request', request);
     const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec, this.makeJob);
     await this.deadLetterUndecodable(leased);
+    await this.advanceSchedulers(leased.jobs);
     return { waitMs: leased.waitMs, jobs: leased.jobs };
   }
 
@@ -753,6 +794,7 @@ export class JobQueue<T = unknown, R = unknown> {
     const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
     const acked = decodeAck(reply, this.codec, this.makeJob);
     await this.deadLetterUndecodable(acked);
+    await this.advanceSchedulers(acked.jobs);
     return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
   }
 
@@ -906,6 +948,67 @@ export class JobQueue<T = unknown, R = unknown> {
   async resumeGroup(group: string): Promise<void> {
     assertByteLength('group', group, LIMITS.maxGroupBytes);
     await this.run(encodeGroupPause(group, false));
+  }
+
+  /**
+   * Creates or changes the scheduler `id` (1–256 bytes): a job from `template` at each occurrence of
+   * `repeat` (`{ cron, tz? }` or `{ everyMs }`). Idempotent: any number of processes may upsert the same
+   * one at once, and each tick makes exactly one job. Resolves with its next run (ms since the epoch).
+   */
+  async upsertScheduler(id: string, repeat: RepeatOptions, template: SchedulerTemplate<T>): Promise<{ id: string; nextRunAt: number }> {
+    assertByteLength('id', id, MAX_SCHEDULER_ID_BYTES);
+    const rule = checkRepeat('repeat', repeat);
+    if (template === null || typeof template !== 'object' || !('data' in template)) throw new InvalidArgumentError('template', 'must be { data, ...options }');
+    const { data, ...options } = template;
+    const job = this.pushSpec('template', data, options, TEMPLATE_OPTIONS);
+    const next = nextRunAt(rule, Date.now())!;
+    const reply = decodeSchedule(await this.run(encodeSchedule(id, next, repeatSpec(rule), job)));
+    return { id, nextRunAt: reply.nextRunAt };
+  }
+
+  /** Every scheduler of the queue (read in pages of about 1000). */
+  async getSchedulers(): Promise<SchedulerInfo<T>[]> {
+    const out: SchedulerInfo<T>[] = [];
+    let cursor = '0';
+    do {
+      const page = decodeSchedulers(await this.run(encodeSchedulers(cursor)));
+      cursor = page.cursor;
+      for (const stored of page.schedulers) out.push(this.schedulerInfo(stored));
+    } while (cursor !== '0');
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Removes a scheduler and its pending job: true, or false when there was none. A job already due still runs. */
+  async removeScheduler(id: string): Promise<boolean> {
+    assertByteLength('id', id, MAX_SCHEDULER_ID_BYTES);
+    return decodeHeld(await this.run(encodeUnschedule(id)));
+  }
+
+  private schedulerInfo(stored: StoredScheduler): SchedulerInfo<T> {
+    const rule = parseSpec(stored.spec) ?? {};
+    const [maxRetries, baseMs, maxMs] = stored.policy.split(',').map(Number);
+    const template: SchedulerInfo<T>['template'] = { data: decodeOr(this.codec, stored.text), priority: stored.priority, maxRetries: maxRetries! };
+    if (baseMs !== undefined) template.backoff = { baseMs, maxMs: maxMs! };
+    if (stored.group !== '') template.group = stored.group;
+    return { id: stored.id, ...rule, nextRunAt: stored.nextRunAt, template };
+  }
+
+  /**
+   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or after now
+   * when that is later: ticks missed while nothing ran make no job (the late one is the one catch-up). Done
+   * at every lease of the job, so a worker that dies first leaves it to the next lease; a repeat is
+   * harmless (the script moves a scheduler on only from the tick it is at).
+   */
+  private async advanceSchedulers(jobs: readonly Job<T>[]): Promise<void> {
+    for (const job of jobs) {
+      const tick = repeatJob(job.id);
+      if (tick === undefined) continue;
+      const stored = decodeScheduler(tick.id, await this.run(encodeScheduler(tick.id)));
+      const rule = stored === undefined ? undefined : parseSpec(stored.spec);
+      if (stored?.nextRunAt !== tick.runMs || rule === undefined) continue;
+      const next = nextRunAt(rule, Math.max(tick.runMs, Date.now()));
+      if (next !== undefined) await this.run(encodeScheduleNext(tick.id, tick.runMs, next));
+    }
   }
 
   /** Whether the queue is paused. */

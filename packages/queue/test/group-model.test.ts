@@ -235,7 +235,7 @@ describe.each(topologies)('groups, pauses and limits against a model on %s', (to
             expect(stats.processing).toBe([...m.jobs.values()].filter((j) => j.leased).length);
             expect(stats.processing).toBeLessThanOrEqual(GLOBAL);
             // Every group that can lease is in the round robin, in the model's order; no other is.
-            const ready = await (r.redis as Redis).zrange(keys[13]!, 0, -1);
+            const ready = await (r.redis as Redis).zrange(keys[13]!, '0', '-1');
             const expected = [...m.groups.entries()].filter(([, g]) => g.turn !== undefined).sort((a, b) => a[1].turn! - b[1].turn!).map(([n]) => n);
             expect(ready).toEqual(expected);
           },

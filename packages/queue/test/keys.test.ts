@@ -115,8 +115,20 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     expect((await traced(protocol.encodeDrain(true, 100))).undeclared.every((k) => k.startsWith(`${seedKeys[0]!}:`))).toBe(true);
   });
 
+  it('declares every key for the scheduler operations (a grouped template: its group list)', async () => {
+    const far = Date.now() + 3_600_000;
+    const template = { ...job(undefined), group: 'sg' };
+    expect((await traced(protocol.encodeSchedule('s', far, '{"everyMs":1000}', template))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeScheduler('s'))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeSchedulers('0'))).undeclared).toEqual([]);
+    // A tick due now: its job waits in its group at once.
+    expect((await traced(protocol.encodeScheduleNext('s', far, far + 1))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeSchedule('now', 0, '{"everyMs":1000}', template))).undeclared).toEqual([`${seedKeys[0]!}:g:sg`]);
+    expect((await traced(protocol.encodeUnschedule('s'))).undeclared).toEqual([]);
+  });
+
   it('with only the seed four keys, touches exactly the keys the header says it derives', async () => {
-    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info', 'groups', 'gready', 'glimited'].map((s) => `${seedKeys[0]!}:${s}`);
+    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info', 'groups', 'gready', 'glimited', 'schedulers'].map((s) => `${seedKeys[0]!}:${s}`);
     const [, , , meta, wake] = derived;
     const pushed = await traced(protocol.encodePush({ ...job('a', 2), id: 'a' }), seedKeys);
     expect(pushed.undeclared.sort()).toEqual([derived[1]!, meta!, list(2), wake!].sort());
