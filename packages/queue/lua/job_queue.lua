@@ -8,7 +8,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
   with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD and the inspection and control operations
   (PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, CLEAN,
-  OBLITERATE), the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
+  OBLITERATE), the group and scheduler operations (GROUPOPTS, GROUPPAUSE, SCHEDULE, SCHEDNEXT, SCHEDGET,
+  SCHEDULERS, UNSCHEDULE), RELEASE's pause_ms, the LIMITS of the policy, the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
   lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
   policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
 
@@ -151,7 +152,9 @@ O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines ea
 leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
-control operations: see their sections (each bounded: pages and steps of at most 1000).
+control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
+O(log groups) per grouped job leased or finished (see GROUPS); DRAIN and OBLITERATE scan the group index
+(O(groups + grouped jobs)); the scheduler operations are O(1) but SCHEDULERS (a page of about 1000).
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
