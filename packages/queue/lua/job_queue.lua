@@ -1369,7 +1369,8 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
         local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
         redis.call('HSET', meta, 'tat', string.format('%.3f', tat))
         hold = math.ceil(tat - now)
-      elseif max_active > 0 and n == room then
+      elseif max_active > 0 and redis.call('ZCARD', processing) - ending >= max_active then
+        -- Every slot is taken: wake no one (a finished job will).
         hold = -1
       end
     end

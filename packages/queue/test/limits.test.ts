@@ -188,9 +188,12 @@ describe.each(topologies)('queue-wide limits on %s', (topology) => {
     await run(protocol.encodePushMany([1, 2, 3, 4].map(text)), protocol.policyClock(policy));
 
     const twoAtOnce = protocol.policyClock({ ...policy, globalConcurrency: 2 });
-    const first = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), twoAtOnce), defaultCodec);
-    expect(first.jobs.map((j) => j.data)).toEqual([1, 2]);
-    expect(first.waitMs).toBe(-1);
+    // A full batch with a slot left: ask again (0); the batch that takes the last slot: wait until woken (-1).
+    const one = protocol.decodeFetch(await run(protocol.encodeFetch(1, 30_000, undefined), twoAtOnce), defaultCodec);
+    expect(one).toMatchObject({ jobs: [expect.objectContaining({ data: 1 })], waitMs: 0 });
+    const two = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), twoAtOnce), defaultCodec);
+    expect(two).toMatchObject({ jobs: [expect.objectContaining({ data: 2 })], waitMs: -1 });
+    const first = { jobs: [...one.jobs, ...two.jobs] };
     const held = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), twoAtOnce), defaultCodec);
     expect(held).toMatchObject({ jobs: [], waitMs: -1 });
     // An ACK's own completions free their slots for its fetch.
@@ -200,9 +203,9 @@ describe.each(topologies)('queue-wide limits on %s', (topology) => {
 
     await run(protocol.encodePushMany([5, 6].map(text)), protocol.policyClock(policy));
     const slow = protocol.policyClock({ ...policy, rateLimit: { limit: 1, windowMs: 60_000 } });
-    const one = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), slow), defaultCodec);
-    expect(one.jobs.map((j) => j.data)).toEqual([5]);
-    expect(one.waitMs).toBeGreaterThan(59_000);
+    const single = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), slow), defaultCodec);
+    expect(single.jobs.map((j) => j.data)).toEqual([5]);
+    expect(single.waitMs).toBeGreaterThan(59_000);
     const none = protocol.decodeFetch(await run(protocol.encodeFetch(5, 30_000, undefined), slow), defaultCodec);
     expect(none.jobs).toEqual([]);
     expect(none.waitMs).toBeGreaterThan(59_000);
