@@ -511,11 +511,9 @@ local function free_id(taken)
   return nil
 end
 
--- Queues n checked jobs (ids[i] = false asks for a generated id) with one read and one write of the job
--- records for the whole call. Returns per job its id, or false when the id exists (a repeated id in one
--- call is a duplicate), and then nothing is written for that job. Generated ids are decimal, reserved as
--- one block per call.
-local function push_all(n, ids, recs, priorities, delays, grps)
+-- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
+-- ids were generated.
+local function reserve_ids(n, ids)
   local auto, count = {}, 0
   for i = 1, n do
     if not ids[i] then
@@ -532,6 +530,15 @@ local function push_all(n, ids, recs, priorities, delays, grps)
       end
     end
   end
+  return auto
+end
+
+-- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
+-- with one read and one write of the job records for the whole call. Returns per job its id, or false when
+-- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
+-- whether it wrote anything.
+local function push_all(n, ids, recs, priorities, delays, grps)
+  local auto = reserve_ids(n, ids)
   local found = redis.call('HMGET', jobs, unpack(ids))
   local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
   for i = 1, n do
@@ -653,7 +660,7 @@ end
 
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, {}
+  local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, nil
   local i, at, keyed = 0, 4, 0
   -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
   while i < n do
@@ -663,10 +670,11 @@ if op == 'PUSHN' then
     local flags = number('named', ARGV[at + 4], 0, 7, true)
     local with_id, with_dedup, with_group = flags % 2 == 1, flags % 4 >= 2, flags >= 4
     at = at + 5
+    -- Groups only when some job has one (nil entries are no group).
+    if with_group and not grps then grps = {} end
     for _ = 1, k do
       i = i + 1
       ids[i] = false
-      grps[i] = false
       if with_dedup then
         local d = dedup_arg(at)
         if d[1] == 'debounce' and delay_arg ~= '0' then bad('a debounced job waits its ttl_ms: delay_seconds must be 0') end
@@ -704,7 +712,7 @@ if op == 'PUSHN' then
     local function run_to(last)
       if last < from then return end
       local got, w = push_all(last - from + 1, { unpack(ids, from, last) }, { unpack(recs, from, last) },
-        { unpack(priorities, from, last) }, { unpack(delays, from, last) }, { unpack(grps, from, last) })
+        { unpack(priorities, from, last) }, { unpack(delays, from, last) }, grps and { unpack(grps, from, last) })
       for j = from, last do out[j] = got[j - from + 1] end
       wrote = wrote or w
     end
@@ -712,7 +720,7 @@ if op == 'PUSHN' then
       if dedups[j] then
         run_to(j - 1)
         local w
-        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j], grps[j])
+        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j], grps and grps[j])
         from = j + 1
         wrote = wrote or w
       end
