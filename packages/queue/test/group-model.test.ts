@@ -8,10 +8,11 @@ import { JOB_QUEUE_LUA } from '../src/index.js';
 import * as protocol from '../src/protocol.js';
 
 /**
- * Model-based test of groups, pauses and the queue-wide concurrency limit (issue 16) against a reference
- * model of the documented rules: ungrouped jobs first by (priority, FIFO), then the groups round-robin,
- * FIFO inside a group, at most its concurrency leased, a paused group or queue leasing nothing, a released
- * job first again, and never more than the queue-wide limit leased at once.
+ * Model-based test of groups, pauses and limits (issue 16) against a reference model of the documented
+ * rules: ungrouped jobs first by (priority, FIFO), then the groups round-robin, FIFO inside a group, at most
+ * its concurrency leased, its rate limit's slots (one lease per window / limit, on a clock the test drives),
+ * a paused group or queue leasing nothing, a released job first again, and never more than the queue-wide
+ * limit leased at once.
  */
 
 interface MJob {
@@ -29,6 +30,12 @@ interface MGroup {
   paused: boolean;
   /** Its place in the round robin; undefined when it cannot lease now. */
   turn: number | undefined;
+  /** Its rate limit (0: none) per `window` ms, and the time of its next slot (tat). */
+  limit: number;
+  window: number;
+  tat: number;
+  /** When it waits for its next slot (in `glimited`): that time; else undefined. */
+  limitedUntil: number | undefined;
 }
 
 const GLOBAL = 4;
@@ -42,16 +49,34 @@ class Model {
   groups = new Map<string, MGroup>();
   turns = 0;
   paused = false;
+  /** The clock the calls pass (ms). */
+  now = 1_000_000_000_000;
 
   group(name: string): MGroup {
     let g = this.groups.get(name);
-    if (!g) this.groups.set(name, (g = { list: [], active: 0, concurrency: 1, paused: false, turn: undefined }));
+    if (!g) this.groups.set(name, (g = { list: [], active: 0, concurrency: 1, paused: false, turn: undefined, limit: 0, window: 0, tat: 0, limitedUntil: undefined }));
     return g;
   }
 
   place(g: MGroup, back: boolean): void {
-    if (g.list.length === 0 || g.paused || g.active >= g.concurrency) g.turn = undefined;
-    else if (back || g.turn === undefined) g.turn = ++this.turns;
+    if (g.list.length === 0 || g.paused || g.active >= g.concurrency) {
+      g.turn = undefined;
+      g.limitedUntil = undefined;
+    } else if (g.limit > 0 && g.tat > this.now) {
+      g.turn = undefined;
+      g.limitedUntil = g.tat;
+    } else {
+      g.limitedUntil = undefined;
+      if (back || g.turn === undefined) g.turn = ++this.turns;
+    }
+  }
+
+  /** Names in the order of the sorted set the script keeps: by score, then name. */
+  order(score: (g: MGroup) => number | undefined): string[] {
+    return [...this.groups.entries()]
+      .filter(([, g]) => score(g) !== undefined)
+      .sort((a, b) => score(a[1])! - score(b[1])! || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .map(([name]) => name);
   }
 
   enqueue(job: MJob, front: boolean): void {
@@ -85,12 +110,19 @@ class Model {
       const list = this.lists.get(priority)!;
       while (out.length < room && list.length > 0) out.push(list.shift()!);
     }
+    // Groups whose next slot came are ready again (only when the ungrouped jobs did not fill the call).
+    if (out.length < room) {
+      for (const name of this.order((g) => (g.limitedUntil !== undefined && g.limitedUntil <= this.now ? g.limitedUntil : undefined))) {
+        this.place(this.groups.get(name)!, true);
+      }
+    }
     while (out.length < room) {
-      const ready = [...this.groups.values()].filter((g) => g.turn !== undefined).sort((a, b) => a.turn! - b.turn!);
-      const g = ready[0];
-      if (!g) break;
+      const name = this.order((g) => g.turn)[0];
+      if (name === undefined) break;
+      const g = this.groups.get(name)!;
       out.push(g.list.shift()!);
       g.active++;
+      if (g.limit > 0) g.tat = Math.max(g.tat, this.now) + g.window / g.limit;
       this.place(g, true);
     }
     for (const id of out) this.jobs.get(id)!.leased = true;
@@ -174,15 +206,26 @@ const groupPause = (name: string, paused: boolean): Cmd => ({
   toString: () => `${paused ? 'pause' : 'resume'}Group(${name})`,
 });
 
-const groupOptions = (name: string, concurrency: number): Cmd => ({
+const groupOptions = (name: string, concurrency: number, limit: number): Cmd => ({
   check: () => true,
   async run(m, r) {
-    await r.run(protocol.encodeGroupOptions(name, { concurrency, rateLimit: 0, rateWindowMs: 0 }));
+    await r.run(protocol.encodeGroupOptions(name, { concurrency, rateLimit: limit, rateWindowMs: limit > 0 ? 1000 : 0 }));
     const g = m.group(name);
     g.concurrency = concurrency;
+    g.limit = limit;
+    g.window = limit > 0 ? 1000 : 0;
     m.place(g, false);
   },
-  toString: () => `setGroupOptions(${name}, ${concurrency})`,
+  toString: () => `setGroupOptions(${name}, ${concurrency}${limit > 0 ? `, ${limit}/s` : ''})`,
+});
+
+const tick = (ms: number): Cmd => ({
+  check: () => true,
+  run(m) {
+    m.now += ms;
+    return Promise.resolve();
+  },
+  toString: () => `tick(${ms})`,
 });
 
 const queuePause = (paused: boolean): Cmd => ({
@@ -199,8 +242,9 @@ const commands = [
   fc.integer({ min: 1, max: 3 }).map(pop),
   fc.tuple(fc.constantFrom<'complete' | 'release' | 'fail'>('complete', 'complete', 'release', 'fail'), fc.constantFrom(...IDS)).map(([a, id]) => settle(a, id)),
   fc.tuple(fc.constantFrom(...GROUPS), fc.boolean()).map(([g, p]) => groupPause(g, p)),
-  fc.tuple(fc.constantFrom(...GROUPS), fc.integer({ min: 1, max: 3 })).map(([g, c]) => groupOptions(g, c)),
+  fc.tuple(fc.constantFrom(...GROUPS), fc.integer({ min: 1, max: 3 }), fc.constantFrom(0, 0, 1, 2)).map(([g, c, l]) => groupOptions(g, c, l)),
   fc.boolean().map(queuePause),
+  fc.constantFrom(100, 300, 500, 1000).map(tick),
 ];
 
 describe.each(topologies)('groups, pauses and limits against a model on %s', (topology) => {
@@ -223,9 +267,13 @@ describe.each(topologies)('groups, pauses and limits against a model on %s', (to
         const prefix = randomPrefix();
         prefixes.push(prefix);
         const keys = protocol.declaredKeys(['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{gm}:${k}`)).keys;
-        const clock = protocol.policyClock({ events: true, eventsMaxLen: 100, completed: { count: 0, ageMs: -1 }, dead: { count: 0, ageMs: -1 }, globalConcurrency: GLOBAL });
-        const real: Real = { redis, run: (args) => scripts.executeScript(script, { keys, args: protocol.withPolicy(args, clock) }) };
+        const policy = { events: true, eventsMaxLen: 100, completed: { count: 0, ageMs: -1 }, dead: { count: 0, ageMs: -1 }, globalConcurrency: GLOBAL };
         const model = new Model();
+        // Every call runs at the model's time.
+        const real: Real = {
+          redis,
+          run: (args) => scripts.executeScript(script, { keys, args: protocol.withPolicy(args, protocol.policyClock(policy, model.now / 1000)) }),
+        };
         const wrapped = [...cmds].map((cmd) => ({
           check: () => true,
           run: async (m: Model, r: Real) => {
@@ -234,10 +282,11 @@ describe.each(topologies)('groups, pauses and limits against a model on %s', (to
             expect(stats.waiting).toBe(m.waiting());
             expect(stats.processing).toBe([...m.jobs.values()].filter((j) => j.leased).length);
             expect(stats.processing).toBeLessThanOrEqual(GLOBAL);
-            // Every group that can lease is in the round robin, in the model's order; no other is.
-            const ready = await (r.redis as Redis).zrange(keys[13]!, '0', '-1');
-            const expected = [...m.groups.entries()].filter(([, g]) => g.turn !== undefined).sort((a, b) => a[1].turn! - b[1].turn!).map(([n]) => n);
-            expect(ready).toEqual(expected);
+            // Every group that can lease is in the round robin, in the model's order, and every group held by
+            // its rate limit waits for its slot; no other group is in either.
+            expect(await (r.redis as Redis).zrange(keys[13]!, '0', '-1')).toEqual(m.order((g) => g.turn));
+            const limited = m.order((g) => g.limitedUntil).flatMap((name) => [name, String(m.groups.get(name)!.limitedUntil)]);
+            expect(await (r.redis as Redis).zrange(keys[14]!, '0', '-1', 'WITHSCORES')).toEqual(limited);
           },
           toString: () => cmd.toString(),
         }));
