@@ -9,9 +9,10 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD and the inspection and control operations
   (PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, CLEAN,
   OBLITERATE), the group and scheduler operations (GROUPOPTS, GROUPPAUSE, SCHEDULE, SCHEDNEXT, SCHEDGET,
-  SCHEDULERS, UNSCHEDULE), RELEASE's pause_ms, the LIMITS of the policy, the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
-  lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
-  policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
+  SCHEDULERS, UNSCHEDULE), RELEASE's pause_ms, the LIMITS of the policy, the optional trailing ARGV of the
+  public operations (POP's full and request, COMPLETE's lease_token, return_value, FAIL's lease_token and
+  final, PUSH's "<max_retries>,<base_ms>,<max_ms>" policy), the POLICY form of current_time, the EVENTS
+  entries and the stored formats below.
 
 KEYS: 4 (the seed's, public), 16 (all declared) or 17 (all declared and a request's memo; both internal);
 PUSHN takes the sixteen and then one dedup key per job pushed with a dedup (see PUSHN).
@@ -147,14 +148,15 @@ Errors: bad input (unknown op, wrong key count or names, missing or non-numeric 
 empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
 A lost key is never an error (see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n + 768) log N) plus retention trims of
-O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
+Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n +
+768) log N) plus retention trims of O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
 leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
 control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
 O(log groups) per grouped job leased or finished (see GROUPS); DRAIN and OBLITERATE scan the group index
-(O(groups + grouped jobs)); the scheduler operations are O(1) but SCHEDULERS (a page of about 1000).
+(O(groups + grouped jobs)); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
+SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
