@@ -1,4 +1,4 @@
-// Errors the worker passes to handlers through their abort signal.
+// The errors of the queue: those the worker passes to handlers through their abort signal, and those callers and handlers throw.
 import { CyRedisError, durationMs } from '@cyredis/core';
 
 /** Base class of the errors this package passes to handlers' abort signals. */
