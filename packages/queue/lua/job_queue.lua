@@ -2114,11 +2114,37 @@ local function unschedule_job(id, run_ms)
   end
 end
 
+-- A repeat rule as the API writes it: JSON { "everyMs": 1..1 year } or { "cron": 5 to 7 fields or a
+-- nickname such as @daily, "tz"?: a zone name }. Only its shape is checked here (the calendar, and so the pattern's values and the zone's
+-- existence, are the API's to check).
+local function check_spec(spec)
+  if type(spec) ~= 'string' or #spec == 0 or #spec > 4096 then bad('spec must be 1 to 4096 bytes') end
+  local ok, rule = pcall(cjson.decode, spec)
+  if not ok or type(rule) ~= 'table' then bad('spec must be a JSON object, got ' .. spec) end
+  if rule.everyMs ~= nil then
+    number('spec everyMs', rule.everyMs, 1, MAX_DELAY_S * 1000, true)
+    if rule.cron ~= nil or rule.tz ~= nil then bad('spec takes everyMs, or cron and tz') end
+    return spec
+  end
+  local cron = rule.cron
+  local field = '[%w%*/,%-%?#]+'
+  if type(cron) ~= 'string' or not (string.match(cron, '^@%a+$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 4) .. '%s*$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 5) .. '%s*$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 6) .. '%s*$')) then
+    bad('spec cron must be a nickname (@daily) or have 5 to 7 fields, got ' .. tostring(cron))
+  end
+  if rule.tz ~= nil and (type(rule.tz) ~= 'string' or not string.match(rule.tz, '^[%w_%+%-/]+$')) then
+    bad('spec tz must be a time zone name, got ' .. tostring(rule.tz))
+  end
+  return spec
+end
+
 --[[ SCHEDULE (internal) ---------------------------------------------------------------------------------
 KEYS: all sixteen declared and the list of the job's group.
 ARGV: SCHEDULE <current_time> <id> <next_run_ms> <spec> <priority> <max_retries> <job_data> [group]
-  spec: the repeat as the caller describes it (1 to 4096 bytes, no check beyond that); next_run_ms: its
-  next occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
+  spec: the repeat rule, JSON (1 to 4096 bytes; see check_spec: its shape only); next_run_ms: its next
+  occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
 Reply: { changed, next_run_ms }: an unchanged scheduler (same spec and job) is left as it is: { 0, its
   next run }; a new or changed one is stored, its pending job (if still delayed) removed and the job of
   next_run_ms made: { 1, next_run_ms }. So any number of callers may upsert the same one at once.
@@ -2126,8 +2152,7 @@ Reply: { changed, next_run_ms }: an unchanged scheduler (same spec and job) is l
 if op == 'SCHEDULE' then
   local id = sched_id(ARGV[3])
   local next_run = number('next_run_ms', ARGV[4], 0, 1e13, true)
-  local spec = ARGV[5]
-  if type(spec) ~= 'string' or #spec == 0 or #spec > 4096 then bad('spec must be 1 to 4096 bytes') end
+  local spec = check_spec(ARGV[5])
   local priority = number('priority', ARGV[6], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
   local head = priority .. ':' .. check_policy(ARGV[7])
   local data = check_data(ARGV[8])

@@ -96,6 +96,11 @@ describe.each(topologies)('schedulers on %s', (topology) => {
     const delayed = await queue.getJobs('delayed');
     expect(delayed.map((j) => j.id).sort()).toEqual([`repeat:heartbeat:${(await queue.getSchedulers())[0]!.nextRunAt}`, `repeat:nightly-report:${first.nextRunAt}`]);
     // A changed rule replaces the pending job.
+    // Patterns croner takes: seconds, nicknames, names and ranges.
+    for (const cron of ['*/5 * * * * *', '@daily', '0 9 * * MON-FRI', '0 0 L * *', '0 0 * * 5#2']) {
+      expect((await queue.upsertScheduler(`other-${cron}`, { cron }, { data: { kind: 'x' } })).nextRunAt, cron).toBeGreaterThan(Date.now() - 1000);
+      expect(await queue.removeScheduler(`other-${cron}`)).toBe(true);
+    }
     const changed = await queue.upsertScheduler('nightly-report', { cron: '0 4 * * *', tz: 'Europe/Paris' }, { data: { kind: 'daily' }, priority: 5 });
     expect(changed.nextRunAt).not.toBe(first.nextRunAt);
     expect((await queue.getJobs('delayed')).map((j) => j.id)).toContain(`repeat:nightly-report:${changed.nextRunAt}`);
@@ -185,15 +190,24 @@ describe.each(topologies)('schedulers on %s', (topology) => {
     const run = (args: ScriptArg[]) => scripts.executeScript(script, { keys, args });
     await queue.upsertScheduler('s', { everyMs: 60_000 }, { data: { kind: 'x' } });
     const before = await snapshot(redis, prefix);
+    const every = '{"everyMs":1000}';
     const calls: ScriptArg[][] = [
-      ['SCHEDULE', '*', '', 1000, '{}', 0, '3', 'x'],
-      ['SCHEDULE', '*', 's2', -1, '{}', 0, '3', 'x'],
+      ['SCHEDULE', '*', '', 1000, every, 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', -1, every, 0, '3', 'x'],
       ['SCHEDULE', '*', 's2', 1000, '', 0, '3', 'x'],
-      ['SCHEDULE', '*', 's2', 1000, '{}', 5000, '3', 'x'],
-      ['SCHEDULE', '*', 's2', 1000, '{}', 0, 'many', 'x'],
-      ['SCHEDULE', '*', 's2', 1000, '{}', 0, '3'],
-      ['SCHEDULE', '*', 's2', 1000, '{}', 0, '3', 'x', ''],
-      ['SCHEDULE', '*', 's2', 1000, '{}', 0, '3', 'x', 'g', 'extra'],
+      ['SCHEDULE', '*', 's2', 1000, '{}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, 'not json', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"everyMs":0}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"everyMs":-5}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"everyMs":10,"tz":"UTC"}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"cron":"not a cron"}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"cron":"* * * * * * * *"}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, '{"cron":"0 3 * * *","tz":"Mars Base!"}', 0, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, every, 5000, '3', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, every, 0, 'many', 'x'],
+      ['SCHEDULE', '*', 's2', 1000, every, 0, '3'],
+      ['SCHEDULE', '*', 's2', 1000, every, 0, '3', 'x', ''],
+      ['SCHEDULE', '*', 's2', 1000, every, 0, '3', 'x', 'g', 'extra'],
       ['SCHEDNEXT', '*', 's', 1000, 1000],
       ['SCHEDNEXT', '*', 's', 'soon', 2000],
       ['SCHEDNEXT', '*', '', 1000, 2000],
