@@ -138,6 +138,22 @@ describe.each(topologies)('queue-wide limits on %s', (topology) => {
     expect(await first.stats()).toMatchObject({ waiting: 0, processing: 0, completed: 2 });
   });
 
+  it('a worker of a paused queue with waiting jobs blocks instead of polling, and runs them once resumed', async () => {
+    const queue = new JobQueue<number>(redis, 'limited', { prefix });
+    await queue.pause();
+    await queue.pushBulk([{ data: 1 }, { data: 2 }]);
+    const done: number[] = [];
+    const fetches = vi.spyOn(queue, 'fetch');
+    workers.push(new Worker(queue, (job) => { done.push(job.data); }, { concurrency: 2, blockMs: 5000 }) as Worker<unknown, unknown>);
+    const from = Date.now();
+    await waitFor(() => (Date.now() - from >= 1000 ? true : undefined), { timeoutMs: 5000 });
+    // The push's wake-up, then a blocking wait: no fetch loop while paused.
+    expect(fetches.mock.calls.length).toBeLessThanOrEqual(2);
+    expect(done).toEqual([]);
+    await queue.resume();
+    await waitFor(() => (done.length === 2 ? true : undefined), { timeoutMs: 20_000 });
+  });
+
   it('refuses bad limits by name; the raw script answers ERR and writes nothing', async () => {
     const bad: [JobQueueOptions, string][] = [
       [{ globalConcurrency: 0 }, 'options.globalConcurrency'],
