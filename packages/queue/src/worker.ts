@@ -197,7 +197,8 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       this.freeLanes.push(request.lane);
       const reply = outcome.reply;
       this.start(reply.jobs);
-      if (reply.jobs.length === 0 && !this.closing) await this.idle(reply.waitMs);
+      // Nothing more ready now (none came, or a limit or an empty queue says wait): block, do not ask again.
+      if ((reply.jobs.length === 0 || reply.waitMs !== 0) && !this.closing) await this.idle(reply.waitMs);
     }
   }
 
