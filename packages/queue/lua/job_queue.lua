@@ -8,11 +8,14 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   internal to @cyredis/queue (its src/protocol.ts is the one place that builds and reads it) and may change
   with the package: PUSHN, ACK, EXTEND, RELEASE, RETRYDEAD, DEAD and the inspection and control operations
   (PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, CLEAN,
-  OBLITERATE), the optional trailing ARGV of the public operations (POP's full and request, COMPLETE's
-  lease_token, return_value, FAIL's lease_token and final, PUSH's "<max_retries>,<base_ms>,<max_ms>"
-  policy), the POLICY form of current_time, the EVENTS entries and the stored formats below.
+  OBLITERATE), the group and scheduler operations (GROUPOPTS, GROUPPAUSE, SCHEDULE, SCHEDNEXT, SCHEDGET,
+  SCHEDULERS, UNSCHEDULE), RELEASE's pause_ms, the LIMITS of the policy, the optional trailing ARGV of the
+  public operations (POP's full and request, COMPLETE's lease_token, return_value, FAIL's lease_token and
+  final, PUSH's "<max_retries>,<base_ms>,<max_ms>" policy), the POLICY form of current_time, the EVENTS
+  entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 12 (all declared) or 13 (all declared and a request's memo; both internal).
+KEYS: 4 (the seed's, public), 16 (all declared) or 17 (all declared and a request's memo; both internal);
+PUSHN takes the sixteen and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -30,7 +33,7 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
                       id), audit (cursor of the audit under way), audited (ms when the last audit ended),
-                      paused ("1" while paused)
+                      paused ("1" while paused), tat and until (see LIMITS)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
   KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
@@ -38,8 +41,17 @@ Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[12] queue..':info'      HASH INFO: "p:"..id -> progress (JSON text), "r:"..id -> return value (the
                       codec's text), "l:"..id -> lines logged, "l:"..id..":"..k -> log line k mod 100 (the
                       last 100 kept); deleted with the job's record
-  KEYS[13] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..13] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[13] queue..':groups'    HASH GROUPS: "j:"..id -> the group of a job pushed with one (while its record
+                      lives), "s:"..group -> its leased jobs (while it has jobs waiting or leased),
+                      "o:"..group -> "<concurrency>,<rate_limit>,<rate_window_ms>" (GROUPOPTS; kept),
+                      "p:"..group -> "1" while paused, "t:"..group -> its rate limit's tat (ms)
+  KEYS[14] queue..':gready'    ZSET of the groups that may lease now: score = a round-robin sequence
+                      (meta gseq), so the first is the one served longest ago
+  KEYS[15] queue..':glimited'  ZSET of groups with waiting jobs held by their rate limit: score = the ms
+                      of their next slot
+  KEYS[16] queue..':schedulers' HASH SCHEDULERS: scheduler id -> its record (see SCHEDULE)
+  KEYS[17] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..17] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -47,6 +59,17 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       and a repair reads all 2001, so they cannot be declared; servers that refuse
                       undeclared keys must allow them (Dragonfly:
                       --default_lua_flags=allow-undeclared-keys, or SCRIPT FLAGS <sha> allow-undeclared-keys).
+  queue..':g:'..group LIST of the job ids waiting in a group, FIFO (a lease that ended goes back to the
+                      head); which group a POP serves is decided inside the script, as for the priorities.
+
+GROUPS: a job pushed with a group waits in its group's list, whatever its priority, and counts in meta
+`gwaiting` (STATS adds it to waiting). A POP or ACK leases ungrouped jobs first (by priority), then from
+the groups: the head of the first group in `gready`, which then moves to the back (round robin) or, at
+its concurrency (default 1) or rate limit, paused or empty, out of `gready`: O(log groups) per job, and
+a group that cannot lease is never looked at. A lease of a grouped job that ends (COMPLETE, ACK, FAIL,
+RELEASE, an expired lease, REMOVE) gives its group the slot back. A group with nothing waiting or leased
+keeps no key and no field but its options and pause flag (and its tat until it passes). The audit of
+RECOVERY leaves grouped jobs alone; GETJOBS waiting lists ungrouped jobs only.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
@@ -59,6 +82,16 @@ jobs `completed` keeps and for how long, 0 deleting them at once; keep_dead and 
 it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
 finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
 count by age), so retention is O(1) amortised with no sweeper.
+
+LIMITS (internal): current_time's policy may end with ",<rate_limit>,<rate_window_ms>,<concurrency>" (0:
+none), the queue-wide limits POP and ACK enforce when they lease: at most `concurrency` jobs leased at once
+(ZCARD processing, the call's own completions not counted), and at most rate_limit leases in any
+rate_window_ms, spread evenly: a GCRA without burst (meta `tat`, the theoretical arrival time in ms; each
+lease moves it window / limit on), so a call leases at most one job while a rate limit is set. A
+RELEASE with pause_ms stops all leasing until meta `until`. A call held back leases nothing and answers
+wait_ms: the ms to the next rate slot or the pause's end, or -1 (block until woken: a finished job frees a
+slot and wakes one worker, since COMPLETE, FAIL and RELEASE wake one and ACK leases into the slots it
+frees); it wakes no other worker. Every instance of a queue should pass the same limits.
 
 EVENTS (internal): a call that changes jobs with events on writes one stream entry (XADD MAXLEN) holding
 its events in order (a call with thousands writes a few entries, each event whole in one), after its
@@ -75,7 +108,7 @@ unknown, so a POP or ACK may run twice. A request names the call: request_lane (
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  queue..':req:'..request_lane  STRING (KEYS[10], or derived from KEYS[1]): "<request_seq>:" then three
+  queue..':req:'..request_lane  STRING (KEYS[17], or derived from KEYS[1]): "<request_seq>:" then three
                                 MessagePack values: the completion results string, the lease token and the
                                 leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
@@ -115,12 +148,15 @@ Errors: bad input (unknown op, wrong key count or names, missing or non-numeric 
 empty or long id, data over 1 MiB, a bad retry policy) -> an "ERR job_queue: ..." reply, written nothing.
 A lost key is never an error (see RECOVERY).
 
-Complexity: PUSH O(log N); PUSHN O(n log N); POP/ACK O((count + n + 768) log N) plus retention trims of
-O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
+Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n +
+768) log N) plus retention trims of O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
 leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 LLEN and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
-control operations: see their sections (each bounded: pages and steps of at most 1000).
+control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
+O(log groups) per grouped job leased or finished (see GROUPS); DRAIN and OBLITERATE scan the group index
+(O(groups + grouped jobs)); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
+SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
@@ -151,6 +187,10 @@ local MAX_LOG_LINE = 1024
 local LOG_MAX = 100
 local MAX_EVENTS_LEN = 1000000
 local STEP = 1000
+local MAX_RATE = 1000000
+local MAX_GROUP = 256
+-- Keys declared by the API (see KEYS); a request's memo or PUSHN's dedup keys come after them.
+local DECLARED = 16
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -161,6 +201,10 @@ local wake = waiting .. ':wake'
 local completed = waiting .. ':completed'
 local events = waiting .. ':events'
 local info = waiting .. ':info'
+local groups = waiting .. ':groups'
+local gready = waiting .. ':gready'
+local glimited = waiting .. ':glimited'
+local schedulers = waiting .. ':schedulers'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -191,23 +235,34 @@ local function server_time()
   return math.floor(now_us / 1000)
 end
 
-if #KEYS ~= 4 and #KEYS ~= 12 and #KEYS ~= 13 then
-  bad('takes 4 keys (queue, processing, failed, dead), 12 or 13 (see KEYS), got ' .. #KEYS)
+if #KEYS ~= 4 and #KEYS < DECLARED then
+  bad('takes 4 keys (queue, processing, failed, dead), 16 or 17 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS >= 12
+if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 16 or 17 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
+if #KEYS >= DECLARED
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
-    or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info) then
-  bad('KEYS[5..12] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events and :info')
+    or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info or KEYS[13] ~= groups
+    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers) then
+  bad('KEYS[5..16] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited and :schedulers')
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
+-- Queue-wide limits (see LIMITS): 0 is none.
+local rate_limit, rate_window, max_active = 0, 0, 0
 local clock = ARGV[2]
 local star = type(clock) == 'string' and find(clock, '*', 1, true)
 if star and #clock > star then
-  local e, m, c, ca, d, da = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)$')
-  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>", got ' .. clock) end
+  local e, m, c, ca, d, da, rest = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$')
+  if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>[,<rate_limit>,<rate_window_ms>,<concurrency>]", got ' .. clock) end
+  if rest ~= '' then
+    local rl, rw, ma = string.match(rest, '^,(%d+),(%d+),(%d+)$')
+    if not rl then bad('current_time limits must be ",<rate_limit>,<rate_window_ms>,<concurrency>", got ' .. rest) end
+    rate_limit = number('rate_limit', rl, 0, MAX_RATE, true)
+    rate_window = number('rate_window_ms', rw, rate_limit > 0 and 1 or 0, MAX_DELAY_S * 1000, true)
+    max_active = number('concurrency', ma, 0, MAX_RATE, true)
+  end
   events_on = e == '1'
   events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
   keep_done = number('keep', c, -1, 1e9, true)
@@ -258,9 +313,10 @@ ARGV: STATS <current_time>
 Reply: { "waiting", n, "delayed", n, "processing", n, "failed", n, "dead", n, "completed", n }
 ]]
 if op == 'STATS' then
+  local counts = redis.call('HMGET', meta, 'waiting', 'gwaiting')
   return {
-    -- A lost `meta` can leave the count below 0 until the next POP rebuilds it.
-    'waiting', math.max(0, tonumber(redis.call('HGET', meta, 'waiting') or '0')),
+    -- A lost `meta` can leave the count below 0 until the next POP rebuilds it. Jobs in groups count too.
+    'waiting', math.max(0, tonumber(counts[1] or '0')) + math.max(0, tonumber(counts[2] or '0')),
     'delayed', redis.call('ZCARD', delayed),
     'processing', redis.call('ZCARD', processing),
     'failed', redis.call('ZCARD', failed),
@@ -297,12 +353,95 @@ local function repair()
   waiting_delta = 0
 end
 
+-- Jobs waiting in groups added (or, negative, popped) by this call (see GROUPS).
+local gwaiting_delta = 0
+
 local function save_count()
   if waiting_delta ~= 0 then
     -- Below 0 only when `meta` was lost while jobs waited.
     if redis.call('HINCRBY', meta, 'waiting', waiting_delta) < 0 then repair() end
   end
-  waiting_delta = 0
+  if gwaiting_delta ~= 0 then
+    if redis.call('HINCRBY', meta, 'gwaiting', gwaiting_delta) < 0 then redis.call('HSET', meta, 'gwaiting', 0) end
+  end
+  waiting_delta, gwaiting_delta = 0, 0
+end
+
+-- GROUPS: whether the queue has any group state (read once per call: an ungrouped queue pays one HLEN).
+local any_groups_seen
+local function any_groups()
+  if any_groups_seen == nil then any_groups_seen = redis.call('HLEN', groups) > 0 end
+  return any_groups_seen
+end
+
+-- The group of job `id`, or nil.
+local function group_of(id)
+  if not any_groups() then return nil end
+  return redis.call('HGET', groups, 'j:' .. id) or nil
+end
+
+-- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
+-- (ms) and leased jobs.
+local function group_state(g)
+  local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
+  local conc, limit, window = 1, 0, 0
+  if o[1] then
+    local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
+    conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
+  end
+  return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
+end
+
+-- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
+-- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
+-- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
+local function place_group(g, back)
+  local conc, limit, _, paused, tat, active = group_state(g)
+  local len = redis.call('LLEN', waiting .. ':g:' .. g)
+  if len == 0 or paused or active >= conc then
+    redis.call('ZREM', gready, g)
+    redis.call('ZREM', glimited, g)
+    if len == 0 and active <= 0 then
+      redis.call('HDEL', groups, 's:' .. g)
+      if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+    end
+    return
+  end
+  if limit > 0 and tat > now then
+    redis.call('ZREM', gready, g)
+    redis.call('ZADD', glimited, tat, g)
+    return
+  end
+  redis.call('ZREM', glimited, g)
+  if back or not redis.call('ZSCORE', gready, g) then
+    redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
+  end
+end
+
+-- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
+local function enqueue_group(g, id, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id)
+  redis.call('HSETNX', groups, 's:' .. g, 0)
+  gwaiting_delta = gwaiting_delta + 1
+  place_group(g, false)
+end
+
+-- Leased jobs that left `processing` (completed, failed, released, reclaimed, dead, removed): their groups
+-- get the slots back. Returns whether any was in a group.
+local function release_groups(ids)
+  if #ids == 0 or not any_groups() then return false end
+  local fields = {}
+  for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
+  local counts, any = {}, false
+  for _, g in ipairs(redis.call('HMGET', groups, unpack(fields))) do
+    if g then counts[g] = (counts[g] or 0) + 1 end
+  end
+  for g, k in pairs(counts) do
+    redis.call('HINCRBY', groups, 's:' .. g, -k)
+    place_group(g, false)
+    any = true
+  end
+  return any
 end
 
 -- Adds ids of one priority to the tail (FIFO) or, with `front`, the head of that priority's list. (A list
@@ -314,11 +453,16 @@ local function enqueue_ids(priority, ids, front)
 end
 
 local function enqueue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, false) end
   enqueue_ids(priority, { id }, false)
 end
 
--- A job whose lease expired or was released waited its turn already: it goes first within its priority.
+-- A job whose lease expired or was released waited its turn already: it goes first within its priority
+-- (or its group).
 local function requeue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, true) end
   enqueue_ids(priority, { id }, true)
 end
 
@@ -369,11 +513,9 @@ local function free_id(taken)
   return nil
 end
 
--- Queues n checked jobs (ids[i] = false asks for a generated id) with one read and one write of the job
--- records for the whole call. Returns per job its id, or false when the id exists (a repeated id in one
--- call is a duplicate), and then nothing is written for that job. Generated ids are decimal, reserved as
--- one block per call.
-local function push_all(n, ids, recs, priorities, delays)
+-- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
+-- ids were generated.
+local function reserve_ids(n, ids)
   local auto, count = {}, 0
   for i = 1, n do
     if not ids[i] then
@@ -390,8 +532,17 @@ local function push_all(n, ids, recs, priorities, delays)
       end
     end
   end
+  return auto
+end
+
+-- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
+-- with one read and one write of the job records for the whole call. Returns per job its id, or false when
+-- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
+-- whether it wrote anything.
+local function push_all(n, ids, recs, priorities, delays, grps)
+  local auto = reserve_ids(n, ids)
   local found = redis.call('HMGET', jobs, unpack(ids))
-  local out, taken, fields, groups, later = {}, {}, {}, {}, {}
+  local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
   for i = 1, n do
     local id = ids[i]
     if found[i] or taken[id] then id = auto[i] and free_id(taken) end
@@ -400,31 +551,48 @@ local function push_all(n, ids, recs, priorities, delays)
       taken[id] = true
       fields[#fields + 1] = id
       fields[#fields + 1] = recs[i]
+      local g = grps and grps[i]
+      if g then
+        members[#members + 1] = 'j:' .. id
+        members[#members + 1] = g
+      end
       if delays[i] > 0 then
         later[#later + 1] = now + delays[i]
         later[#later + 1] = id
         emit('delayed', id)
         emit_field('t', string.format('%d', now + delays[i]))
+      elseif g then
+        grouped[#grouped + 1] = { g, id }
+        emit('added', id)
       else
-        local group = groups[priorities[i]]
-        if not group then
-          group = {}
-          groups[priorities[i]] = group
+        local list = by_priority[priorities[i]]
+        if not list then
+          list = {}
+          by_priority[priorities[i]] = list
         end
-        group[#group + 1] = id
+        list[#list + 1] = id
         emit('added', id)
       end
     end
   end
   if #fields == 0 then return out end
   redis.call('HSET', jobs, unpack(fields))
-  for priority, group in pairs(groups) do enqueue_ids(priority, group, false) end
-  -- A delayed job also wakes a blocked worker, which recomputes how long to wait.
+  if #members > 0 then
+    redis.call('HSET', groups, unpack(members))
+    any_groups_seen = true
+  end
+  for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
+  for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
   if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+  return out, true
+end
+
+-- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
+-- recomputes how long to wait) and the events.
+local function pushed()
   save_count()
   wake_worker()
   flush_events()
-  return out
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
@@ -441,33 +609,90 @@ if op == 'PUSH' then
   local id = id_arg('job_id', ARGV[3])
   local data = check_data(ARGV[4])
   local head, priority, delay_ms = check_options(ARGV[5], ARGV[6], ARGV[7])
-  return push_all(1, { id }, { head .. data }, { priority }, { delay_ms })[1] and 1 or 0
+  local out, wrote = push_all(1, { id }, { head .. data }, { priority }, { delay_ms })
+  if wrote then pushed() end
+  return out[1] and 1 or 0
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH.
-ARGV: PUSHN <current_time> <n> then groups of jobs that share their options, each
-  <k> <priority> <max_retries> <delay_seconds> <named> then k times [<job_id>] <job_data>
-  (job_id only when named = 1; named = 0 gets generated decimal ids, skipping ids in use; k >= 1, the k
-  summing to n in 1..1000; values as PUSH's)
-Reply: { id|0, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
-  duplicate).
+KEYS: as PUSH, then (KEYS[17] on) the dedup key of each job pushed with a dedup, in argument order:
+  queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
+ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
+  <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
+  [<group>] [<job_id>] <job_data>
+  (named is a sum of flags: 1 job_id given (else a generated decimal id, skipping ids in use), 2 dedup
+  arguments given, 4 group given; k >= 1, the k summing to n in 1..1000; values as PUSH's)
+  group: 1 to 256 bytes; the job waits in its group's list, FIFO, whatever its priority (see GROUPS).
+  dedup_mode: "throttle": while the key lives (ttl_ms, 1 ms to a year) pushes with it are dropped;
+  "debounce": the job waits ttl_ms (delay_seconds must be 0), and a push with the key while that job still
+  waits replaces its data and options and restarts its wait (event delayed), so it runs once pushes stop
+  for ttl_ms; dedup_key: 1 to 1024 bytes.
+Reply: { id|0|{id}, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
+  duplicate), { id } when its dedup key held job id (throttled, or that job's data replaced).
 ]]
+local function dedup_arg(at)
+  local mode = ARGV[at]
+  if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
+  local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
+  return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
+end
+
+-- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
+-- wrote anything.
+local function push_dedup(d, id, rec, priority, delay_ms, g)
+  local key, ttl = d[4], d[2]
+  local holder = redis.call('GET', key)
+  if d[1] == 'throttle' then
+    if holder then return { holder }, false end
+  else
+    if holder and redis.call('ZSCORE', delayed, holder) then
+      redis.call('HSET', jobs, holder, rec)
+      redis.call('ZADD', delayed, now + ttl, holder)
+      redis.call('PEXPIRE', key, ttl)
+      emit('delayed', holder)
+      emit_field('t', string.format('%d', now + ttl))
+      return { holder }, true
+    end
+    delay_ms = ttl
+  end
+  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
+  if got then redis.call('SET', key, got, 'PX', ttl) end
+  return got or 0, got ~= false
+end
+
 if op == 'PUSHN' then
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
-  local ids, recs, priorities, delays = {}, {}, {}, {}
-  local i, at = 0, 4
+  local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, nil
+  local i, at, keyed = 0, 4, 0
   -- Groups of jobs that share their options: the options once, then the ids (when named) and the data.
   while i < n do
     local k = number('k', ARGV[at], 1, n - i, true)
-    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], ARGV[at + 3])
-    local named = ARGV[at + 4]
-    if named ~= '0' and named ~= '1' then bad('named must be 0 or 1, got ' .. tostring(named)) end
+    local delay_arg = ARGV[at + 3]
+    local head, priority, delay_ms = check_options(ARGV[at + 1], ARGV[at + 2], delay_arg)
+    local flags = number('named', ARGV[at + 4], 0, 7, true)
+    local with_id, with_dedup, with_group = flags % 2 == 1, flags % 4 >= 2, flags >= 4
     at = at + 5
+    -- Groups only when some job has one (nil entries are no group).
+    if with_group and not grps then grps = {} end
     for _ = 1, k do
       i = i + 1
       ids[i] = false
-      if named == '1' then
+      if with_dedup then
+        local d = dedup_arg(at)
+        if d[1] == 'debounce' and delay_arg ~= '0' then bad('a debounced job waits its ttl_ms: delay_seconds must be 0') end
+        keyed = keyed + 1
+        d[4] = waiting .. ':dedup:' .. d[3]
+        if KEYS[DECLARED + keyed] ~= d[4] then bad('KEYS[' .. (DECLARED + keyed) .. '] must be the dedup key ' .. d[4]) end
+        dedups[i] = d
+        at = at + 3
+      end
+      if with_group then
+        local g = ARGV[at]
+        if type(g) ~= 'string' or #g == 0 or #g > MAX_GROUP then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+        grps[i] = g
+        at = at + 1
+      end
+      if with_id then
         ids[i] = id_arg('job_id', ARGV[at])
         at = at + 1
       end
@@ -478,7 +703,33 @@ if op == 'PUSHN' then
     end
   end
   if #ARGV ~= at - 1 then bad('PUSHN with these groups takes ' .. (at - 1) .. ' arguments, got ' .. #ARGV) end
-  local out = push_all(n, ids, recs, priorities, delays)
+  if #KEYS > 4 and #KEYS ~= DECLARED + keyed then bad('PUSHN with ' .. keyed .. ' dedup keys takes ' .. (DECLARED + keyed) .. ' keys, got ' .. #KEYS) end
+  if keyed > 0 and #KEYS == 4 then bad('a dedup needs the declared keys and its dedup key') end
+  local out, wrote = {}, false
+  if keyed == 0 then
+    out, wrote = push_all(n, ids, recs, priorities, delays, grps)
+  else
+    -- In argument order: runs of plain jobs in one push each, a job with a dedup alone.
+    local from = 1
+    local function run_to(last)
+      if last < from then return end
+      local got, w = push_all(last - from + 1, { unpack(ids, from, last) }, { unpack(recs, from, last) },
+        { unpack(priorities, from, last) }, { unpack(delays, from, last) }, grps and { unpack(grps, from, last) })
+      for j = from, last do out[j] = got[j - from + 1] end
+      wrote = wrote or w
+    end
+    for j = 1, n do
+      if dedups[j] then
+        run_to(j - 1)
+        local w
+        out[j], w = push_dedup(dedups[j], ids[j], recs[j], priorities[j], delays[j], grps and grps[j])
+        from = j + 1
+        wrote = wrote or w
+      end
+    end
+    run_to(n)
+  end
+  if wrote then pushed() end
   for j = 1, n do out[j] = out[j] or 0 end
   return out
 end
@@ -523,7 +774,7 @@ local function write_state(id, attempts, token, err)
 end
 
 local function wake_worker_if_waiting()
-  if redis.call('ZCARD', waiting) > 0 then wake_worker() end
+  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then wake_worker() end
 end
 
 -- HDEL of many fields, in steps (unpack has a stack limit).
@@ -557,6 +808,11 @@ local function forget_all(ids)
   redis.call('HDEL', jobs, unpack(ids))
   redis.call('HDEL', state, unpack(ids))
   drop_info(ids)
+  if any_groups() then
+    local fields = {}
+    for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
+    hdel_all(groups, fields)
+  end
 end
 
 local function forget(id)
@@ -667,7 +923,11 @@ if op == 'COMPLETE' then
   if value ~= nil and #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes, got ' .. #value) end
   local attempts, held = leased(id, token)
   if not attempts then return 0 end
+  local freed = release_groups({ id })
   finish({ id }, { id, attempts .. ':=' .. held .. ':' }, value and { value })
+  -- Under a concurrency limit a worker may be held back (see LIMITS), and a group may have had its slot
+  -- taken: the freed slot wakes one.
+  if max_active > 0 or freed then wake_worker_if_waiting() end
   flush_events()
   return 1
 end
@@ -697,26 +957,36 @@ end
 --[[ RELEASE (internal) ----------------------------------------------------------------------------------
 KEYS: 1 queue, 2 processing, 4 dead, 6 jobs, 7 state, 8 meta, 9 wake, 11 events, 12 info and the list of
   the job's priority.
-ARGV: RELEASE <current_time> <job_id> <lease_token>
+ARGV: RELEASE <current_time> <job_id> <lease_token> [pause_ms]
+  pause_ms (1 ms to a day): the job's handler was told to back off (a rate limit upstream): no call
+  leases from the queue for pause_ms (meta `until`; a later end wins), and no worker is woken.
 Reply: 1 when the leased job went back to the head of its priority without its attempt counted (or, its
-  record lost, to the dead letters), else 0.
+  record lost, to the dead letters), else 0 (and no pause).
 ]]
 if op == 'RELEASE' then
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
+  local pause_ms = ARGV[5] and number('pause_ms', ARGV[5], 1, MAX_LEASE_MS, true)
+  if #ARGV > 5 then bad('RELEASE takes at most 5 arguments, got ' .. #ARGV) end
   local attempts, held, err = leased(id, token)
   if not attempts then return 0 end
+  if pause_ms then
+    local until_ms = tonumber(redis.call('HGET', meta, 'until')) or 0
+    if now + pause_ms > until_ms then redis.call('HSET', meta, 'until', string.format('%d', now + pause_ms)) end
+  end
   local priority = parse_record(redis.call('HGET', jobs, id))
   redis.call('ZREM', processing, id)
   if not priority then
+    release_groups({ id })
     lost_record(id)
     trim_dead()
   else
     write_state(id, attempts - 1, ended(held), err)
     requeue(id, priority)
+    release_groups({ id })
     emit('waiting', id)
     save_count()
-    wake_worker()
+    if not pause_ms then wake_worker() end
   end
   flush_events()
   return 1
@@ -803,6 +1073,7 @@ if op == 'FAIL' then
   local priority, max_retries, _, base, cap = parse_record(redis.call('HGET', jobs, id))
   local err = string.sub(message, 1, MAX_ERROR)
   redis.call('ZREM', processing, id)
+  release_groups({ id })
   if not priority or final == '1' or attempts > max_retries then
     dead_letter(id, attempts, held, priority and err or 'record lost')
     trim_dead()
@@ -847,6 +1118,35 @@ local function pop_waiting_ids(count)
   end
   waiting_delta = waiting_delta - n
   return ids, more
+end
+
+-- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
+-- let them lease again become ready, then each turn takes the head of the first ready group and moves
+-- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
+-- paused or empty: O(log groups) per job. Returns whether ready groups remain.
+local function pop_group_ids(count, ids)
+  for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+    redis.call('ZREM', glimited, g)
+    place_group(g, true)
+  end
+  local n = 0
+  while n < count do
+    local g = redis.call('ZRANGE', gready, 0, 0)[1]
+    if not g then break end
+    local id = redis.call('LPOP', waiting .. ':g:' .. g)
+    if id then
+      n = n + 1
+      ids[#ids + 1] = id
+      gwaiting_delta = gwaiting_delta - 1
+      redis.call('HINCRBY', groups, 's:' .. g, 1)
+      local _, limit, window, _, tat = group_state(g)
+      if limit > 0 then
+        redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+      end
+    end
+    place_group(g, true)
+  end
+  return redis.call('ZCARD', gready) > 0
 end
 
 local function promote_due(source)
@@ -894,13 +1194,14 @@ local function reclaim(completing)
       requeue(id, priority)
     end
   end
+  release_groups(ids)
   return buried
 end
 
 local function wait_ms()
-  if redis.call('ZCARD', waiting) > 0 then return 0 end
+  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then return 0 end
   local best = -1
-  for _, key in ipairs({ delayed, failed, processing }) do
+  for _, key in ipairs({ delayed, failed, processing, glimited }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] then
       local d = math.max(0, tonumber(first[2]) - now)
@@ -928,7 +1229,8 @@ local function audit_step(cursor, lease_ms)
   for i = 1, #found, 2 do
     local id = found[i]
     -- HSCAN may return an element twice: place it once.
-    if not seen[id] and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+    -- Jobs in groups are left alone: their lists are not read here (see GROUPS).
+    if not seen[id] and not group_of(id) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
       and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
       and not redis.call('ZSCORE', completed, id) then
       seen[id] = true
@@ -1021,6 +1323,7 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
         out[#out + 1] = { id, string.sub(rec, at + 1) }
       end
     else
+      release_groups({ id })
       lost_record(id)
       buried = buried + 1
     end
@@ -1031,38 +1334,78 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
   return j, token, tries, buried
 end
 
+-- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
+-- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
+-- worker held back waits: nil (not held), -1 (until woken) or ms.
+local function allowance(count, m, completing)
+  if m[1] then return 0, -1 end
+  local until_ms = tonumber(m[3])
+  if until_ms and until_ms > now then return 0, until_ms - now end
+  if max_active > 0 then
+    local free = max_active - redis.call('ZCARD', processing) + completing
+    if free <= 0 then return 0, -1 end
+    if free < count then count = free end
+  end
+  if rate_limit > 0 then
+    local tat = tonumber(m[4]) or 0
+    if tat > now then return 0, math.ceil(tat - now) end
+    -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
+    count = 1
+  end
+  return count, nil
+end
+
 -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
--- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`.
--- Also returns whether the queue is paused (see PAUSE): then it leases nothing.
-local function lease_jobs(count, lease_ms, full, out, completing)
-  local n, token, more, tries, paused = 0, 0, false, {}, false
+-- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
+-- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
+-- waits (see `allowance`; nil when it is not held back).
+local function lease_jobs(count, lease_ms, full, out, completing, ending)
+  local n, token, more, tries, hold = 0, 0, false, {}, nil
   local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
+  local room = 0
   if count > 0 then
-    local m = redis.call('HMGET', meta, 'paused', 'lease')
-    paused = m[1] ~= false
+    local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
     local ids = {}
-    if not paused then ids, more = pop_waiting_ids(count) end
+    room, hold = allowance(count, m, ending)
+    if room > 0 then
+      ids, more = pop_waiting_ids(room)
+      if #ids < room and any_groups() then more = pop_group_ids(room - #ids, ids) or more end
+    end
     if #ids > 0 then
       local lost
       n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
       buried = buried + lost
+      if rate_limit > 0 then
+        local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
+        redis.call('HSET', meta, 'tat', string.format('%.3f', tat))
+        hold = math.ceil(tat - now)
+      elseif max_active > 0 and redis.call('ZCARD', processing) - ending >= max_active then
+        -- Every slot is taken: wake no one (a finished job will).
+        hold = -1
+      end
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0 then
+  if not more and redis.call('ZCARD', waiting) == 0
+    and not (any_groups() and (tonumber(redis.call('HGET', meta, 'gwaiting')) or 0) + gwaiting_delta > 0) then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
+    -- Nothing left to hold back from (a pause or a held slot still holds).
+    if n > 0 then hold = nil end
   end
   save_count()
-  -- Jobs left behind wake the next blocked worker.
-  if more then wake_worker() else wake_worker_if_waiting() end
-  return n, token, table.concat(tries, ','), paused
+  -- Jobs left behind wake the next blocked worker, unless a pause or a limit holds workers back: then a
+  -- finished job (a free slot) or the worker's own timeout (the next rate slot, the pause's end) wakes one.
+  if not hold then
+    if more then wake_worker() else wake_worker_if_waiting() end
+  end
+  return n, token, table.concat(tries, ','), hold
 end
 
--- What a worker that got `n` of `count` jobs should wait: a full batch means "ask again" (0); a paused
--- queue, -1 (block until woken: RESUME wakes the workers).
-local function wait_after(n, count, paused)
-  if paused then return -1 end
+-- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
+-- block until woken); a full batch means "ask again" (0).
+local function wait_after(n, count, hold)
+  if hold then return hold end
   if count > 0 and n == count then return 0 end
   return wait_ms()
 end
@@ -1071,14 +1414,14 @@ end
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == 13 then bad('KEYS[13] is a request memo key: the call needs a request') end
+    if #KEYS == DECLARED + 1 then bad('KEYS[17] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == 13 and KEYS[13] ~= key then bad('KEYS[13] must be the request memo key ' .. key) end
+  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[17] must be the request memo key ' .. key) end
   return key, seq
 end
 
@@ -1123,6 +1466,7 @@ local function replay_request(saved, out)
       tries[n] = string.format('%d', attempts)
     elseif attempts then
       redis.call('ZREM', processing, id)
+      release_groups({ id })
       lost_record(id)
     end
   end
@@ -1130,7 +1474,7 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = its memo key.
+KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
   With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
@@ -1152,16 +1496,16 @@ if op == 'POP' then
   local out = {}
   if full then out = { 0, 0, '' } end
   local saved = recall_request(memo, seq)
-  local n, token, tries, paused
+  local n, token, tries, hold
   if saved then
     local _
     _, token, n, tries = replay_request(saved, out)
   else
-    n, token, tries, paused = lease_jobs(count, lease_ms, full, out, {})
+    n, token, tries, hold = lease_jobs(count, lease_ms, full, out, {}, 0)
     if memo then remember_request(memo, seq, '', 0, token, out, 4, lease_ms) end
   end
   if full then
-    out[1] = wait_after(n, count, paused)
+    out[1] = wait_after(n, count, hold)
     out[2] = token
     out[3] = tries
   end
@@ -1246,7 +1590,7 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all twelve declared, the priority lists and, with a request, KEYS[13] = the request's memo key.
+KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
   <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
   ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
@@ -1265,7 +1609,7 @@ if op == 'ACK' then
   if saved then
     local results, token, got, tries = replay_request(saved, out)
     out[1] = results
-    out[2] = wait_after(got, fetch, false)
+    out[2] = wait_after(got, fetch, nil)
     out[3] = token
     out[4] = tries
     return out
@@ -1275,9 +1619,11 @@ if op == 'ACK' then
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
   -- set from its compact encoding at quadratic cost (a third of such a call's time).
-  local got, token, tries, paused = lease_jobs(fetch, lease_ms, true, out, seen)
+  -- Groups get their slots back before the fetch, so it can lease from them.
+  release_groups(done)
+  local got, token, tries, hold = lease_jobs(fetch, lease_ms, true, out, seen, #done)
   if #done > 0 then finish(done, finals, kept) end
-  out[2] = wait_after(got, fetch, paused)
+  out[2] = wait_after(got, fetch, hold)
   out[3] = token
   out[4] = tries
   if memo then remember_request(memo, seq, results, #done, token, out, 5, lease_ms) end
@@ -1319,7 +1665,7 @@ local function last_event_id()
 end
 
 --[[ GETJOB (internal) -----------------------------------------------------------------------------------
-KEYS: all twelve declared.
+KEYS: all sixteen declared.
 ARGV: GETJOB <current_time> <job_id>
 Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
   progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
@@ -1342,7 +1688,7 @@ local function append_page(out, list, name)
 end
 
 --[[ GETJOBS (internal) ----------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: GETJOBS <current_time> <state> <offset> <limit>
 Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
   order of the state: waiting in the order they will run (highest priority first, FIFO within one);
@@ -1456,7 +1802,7 @@ if op == 'PROGRESS' then
 end
 
 --[[ REMOVE (internal) -----------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: REMOVE <current_time> <job_id> <force>
 Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
   that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
@@ -1469,8 +1815,16 @@ if op == 'REMOVE' then
   local rec = redis.call('HGET', jobs, id)
   local name, _, set = where(id)
   if name == 'active' and force ~= '1' then return 0 end
+  local g = group_of(id)
   if set then
     redis.call('ZREM', set, id)
+    if set == processing then release_groups({ id }) end
+  elseif g then
+    if redis.call('LREM', waiting .. ':g:' .. g, 1, id) > 0 then
+      gwaiting_delta = -1
+      place_group(g, false)
+      save_count()
+    end
   elseif rec then
     local priority = parse_record(rec)
     local list = waiting .. ':w:' .. priority
@@ -1489,7 +1843,7 @@ if op == 'REMOVE' then
 end
 
 --[[ PROMOTE (internal) ----------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: PROMOTE <current_time> <job_id>
 Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
   record lost: dead), else 0.
@@ -1512,7 +1866,7 @@ if op == 'PROMOTE' then
 end
 
 --[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
-KEYS: all twelve declared and the list of the job's priority.
+KEYS: all sixteen declared and the list of the job's priority or group.
 ARGV: RETRYJOB <current_time> <job_id>
 Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
   or its record is lost).
@@ -1556,6 +1910,19 @@ if op == 'PAUSE' then
   return 1
 end
 
+-- Calls fn(group) for each group with jobs waiting or leased (HSCAN of `groups`, all of it: O(grouped jobs
+-- + groups)) while fn returns true.
+local function each_group(fn)
+  local cursor = '0'
+  repeat
+    local reply = redis.call('HSCAN', groups, cursor, 'MATCH', 's:*', 'COUNT', STEP)
+    cursor = reply[1]
+    for i = 1, #reply[2], 2 do
+      if not fn(sub(reply[2][i], 3)) then return end
+    end
+  until cursor == '0'
+end
+
 -- Deletes what is kept of `ids` (taken out of their places already), each with a removed event.
 local function removed(ids)
   forget_all(ids)
@@ -1564,7 +1931,7 @@ local function removed(ids)
 end
 
 --[[ DRAIN (internal) ------------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: DRAIN <current_time> <delayed> <limit>
 Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
   jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
@@ -1576,6 +1943,16 @@ if op == 'DRAIN' then
   local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
   local ids = pop_waiting_ids(limit)
   local n = removed(ids)
+  if n < limit and any_groups() then
+    each_group(function(g)
+      local list = waiting .. ':g:' .. g
+      local got = redis.call('LPOP', list, limit - n) or {}
+      gwaiting_delta = gwaiting_delta - #got
+      n = n + removed(got)
+      place_group(g, false)
+      return n < limit
+    end)
+  end
   if with_delayed == '1' then
     for _, set in ipairs({ delayed, failed }) do
       if n < limit then
@@ -1593,7 +1970,7 @@ if op == 'DRAIN' then
 end
 
 --[[ CLEAN (internal) ------------------------------------------------------------------------------------
-KEYS: all twelve declared.
+KEYS: all sixteen declared.
 ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
 Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
   oldest first, at most limit (1..1000); each with an event removed.
@@ -1612,7 +1989,7 @@ if op == 'CLEAN' then
 end
 
 --[[ OBLITERATE (internal) -------------------------------------------------------------------------------
-KEYS: all twelve declared and the priority lists.
+KEYS: all sixteen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
   background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
@@ -1622,7 +1999,14 @@ if op == 'OBLITERATE' then
   local force = ARGV[3]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
   if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
-  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info)
+  if any_groups() then
+    each_group(function(g)
+      redis.call('UNLINK', waiting .. ':g:' .. g)
+      return true
+    end)
+  end
+  redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited,
+    schedulers)
   local lists = {}
   for p = -MAX_PRIORITY, MAX_PRIORITY do
     lists[#lists + 1] = waiting .. ':w:' .. p
@@ -1634,6 +2018,225 @@ if op == 'OBLITERATE' then
   return 1
 end
 
+local function group_arg(value)
+  if type(value) ~= 'string' or #value == 0 or #value > MAX_GROUP then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+  return value
+end
+
+--[[ GROUPOPTS (internal) --------------------------------------------------------------------------------
+KEYS: all sixteen declared and the group's list.
+ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_ms>
+  concurrency: 1..1000000 jobs of the group leased at once; rate_limit 0 (none) or 1..1000000 leases per
+  rate_window_ms (1 ms to a year), spread evenly as the queue-wide one (see LIMITS).
+Reply: 1. Stored in `groups` ("o:"..group) until changed: set options are kept while the group is idle.
+]]
+if op == 'GROUPOPTS' then
+  local g = group_arg(ARGV[3])
+  local conc = number('concurrency', ARGV[4], 1, MAX_RATE, true)
+  local limit = number('rate_limit', ARGV[5], 0, MAX_RATE, true)
+  local window = number('rate_window_ms', ARGV[6], limit > 0 and 1 or 0, MAX_DELAY_S * 1000, true)
+  if #ARGV ~= 6 then bad('GROUPOPTS takes 6 arguments, got ' .. #ARGV) end
+  redis.call('HSET', groups, 'o:' .. g, string.format('%d,%d,%d', conc, limit, window))
+  place_group(g, false)
+  wake_worker_if_waiting()
+  return 1
+end
+
+--[[ GROUPPAUSE (internal) -------------------------------------------------------------------------------
+KEYS: all sixteen declared and the group's list.
+ARGV: GROUPPAUSE <current_time> <group> <paused>
+Reply: 1 when the call changed the group's state, else 0. A paused group's jobs wait (pushes still
+  queue) and none is leased until it is resumed; its leased jobs finish. No event (the queue's paused and
+  resumed events are the whole queue's).
+]]
+if op == 'GROUPPAUSE' then
+  local g = group_arg(ARGV[3])
+  local want = ARGV[4]
+  if want ~= '0' and want ~= '1' then bad('paused must be 0 or 1, got ' .. tostring(want)) end
+  local changed
+  if want == '1' then
+    changed = redis.call('HSETNX', groups, 'p:' .. g, '1')
+  else
+    changed = redis.call('HDEL', groups, 'p:' .. g)
+  end
+  if changed == 0 then return 0 end
+  place_group(g, false)
+  wake_worker_if_waiting()
+  return 1
+end
+
+-- SCHEDULERS: a scheduler is a field of `schedulers`: id -> MessagePack of next_run_ms, group ('' for
+-- none), spec (the caller's text for the repeat; the calendar lives in TypeScript), head (the job's
+-- record head "<priority>:<policy>") and data. Its pending job, due at next_run_ms,
+-- has the id "repeat:<scheduler id>:<next_run_ms>", so a tick's job is made once however many callers
+-- ask. Scheduler ids are 1 to 256 bytes.
+local MAX_SCHEDULER_ID = 256
+
+local function sched_id(value)
+  if type(value) ~= 'string' or #value == 0 or #value > MAX_SCHEDULER_ID then
+    bad('scheduler id must be a string of 1 to ' .. MAX_SCHEDULER_ID .. ' bytes')
+  end
+  return value
+end
+
+-- A scheduler's record as its parts: next run (ms), group ('' for none), spec, head, data; nil when there
+-- is none or it does not decode (a field overwritten by hand counts as absent).
+local function decode_scheduler(rec)
+  if not rec then return nil end
+  local ok, next_run, group, spec, head, data = pcall(cmsgpack.unpack, rec)
+  if not ok or type(next_run) ~= 'number' or type(data) ~= 'string' then return nil end
+  return next_run, group, spec, head, data
+end
+
+local function read_scheduler(id)
+  return decode_scheduler(redis.call('HGET', schedulers, id))
+end
+
+local function write_scheduler(id, next_run, group, spec, head, data)
+  redis.call('HSET', schedulers, id, cmsgpack.pack(next_run, group, spec, head, data))
+end
+
+-- Makes the job of a scheduler's tick at `run_ms` (delayed until then; waiting when due); nothing when a
+-- job with its id exists.
+local function schedule_job(id, run_ms, group, head, data)
+  local job = 'repeat:' .. id .. ':' .. string.format('%d', run_ms)
+  local priority = tonumber(sub(head, 1, find(head, ':', 1, true) - 1))
+  local rec = head .. '@' .. string.format('%d', now) .. ':' .. data
+  push_all(1, { job }, { rec }, { priority }, { math.max(0, run_ms - now) }, { group ~= '' and group })
+end
+
+-- Removes a scheduler's pending job while it is still delayed (event removed).
+local function unschedule_job(id, run_ms)
+  local job = 'repeat:' .. id .. ':' .. string.format('%d', run_ms)
+  if redis.call('ZREM', delayed, job) == 1 then
+    forget(job)
+    emit('removed', job)
+  end
+end
+
+-- A repeat rule as the API writes it: JSON { "everyMs": 1..1 year } or { "cron": 5 to 7 fields or a
+-- nickname such as @daily, "tz"?: a zone name }. Only its shape is checked here (the calendar, and so the pattern's values and the zone's
+-- existence, are the API's to check).
+local function check_spec(spec)
+  if type(spec) ~= 'string' or #spec == 0 or #spec > 4096 then bad('spec must be 1 to 4096 bytes') end
+  local ok, rule = pcall(cjson.decode, spec)
+  if not ok or type(rule) ~= 'table' then bad('spec must be a JSON object, got ' .. spec) end
+  if rule.everyMs ~= nil then
+    number('spec everyMs', rule.everyMs, 1, MAX_DELAY_S * 1000, true)
+    if rule.cron ~= nil or rule.tz ~= nil then bad('spec takes everyMs, or cron and tz') end
+    return spec
+  end
+  local cron = rule.cron
+  local field = '[%w%*/,%-%?#]+'
+  if type(cron) ~= 'string' or not (string.match(cron, '^@%a+$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 4) .. '%s*$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 5) .. '%s*$')
+      or string.match(cron, '^%s*' .. field .. string.rep('%s+' .. field, 6) .. '%s*$')) then
+    bad('spec cron must be a nickname (@daily) or have 5 to 7 fields, got ' .. tostring(cron))
+  end
+  if rule.tz ~= nil and (type(rule.tz) ~= 'string' or not string.match(rule.tz, '^[%w_%+%-/]+$')) then
+    bad('spec tz must be a time zone name, got ' .. tostring(rule.tz))
+  end
+  return spec
+end
+
+--[[ SCHEDULE (internal) ---------------------------------------------------------------------------------
+KEYS: all sixteen declared and the list of the job's group.
+ARGV: SCHEDULE <current_time> <id> <next_run_ms> <spec> <priority> <max_retries> <job_data> [group]
+  spec: the repeat rule, JSON (1 to 4096 bytes; see check_spec: its shape only); next_run_ms: its next
+  occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
+Reply: { changed, next_run_ms }: an unchanged scheduler (same spec and job) is left as it is: { 0, its
+  next run }; a new or changed one is stored, its pending job (if still delayed) removed and the job of
+  next_run_ms made: { 1, next_run_ms }. So any number of callers may upsert the same one at once.
+]]
+if op == 'SCHEDULE' then
+  local id = sched_id(ARGV[3])
+  local next_run = number('next_run_ms', ARGV[4], 0, 1e13, true)
+  local spec = check_spec(ARGV[5])
+  local priority = number('priority', ARGV[6], -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+  local head = priority .. ':' .. check_policy(ARGV[7])
+  local data = check_data(ARGV[8])
+  local group = ARGV[9] or ''
+  if ARGV[9] ~= nil and (#group == 0 or #group > MAX_GROUP) then bad('group must be a string of 1 to ' .. MAX_GROUP .. ' bytes') end
+  if #ARGV > 9 then bad('SCHEDULE takes at most 9 arguments, got ' .. #ARGV) end
+  local was, was_group, was_spec, was_head, was_data = read_scheduler(id)
+  if was and was_group == group and was_spec == spec and was_head == head and was_data == data then return { 0, was } end
+  if was then unschedule_job(id, was) end
+  write_scheduler(id, next_run, group, spec, head, data)
+  schedule_job(id, next_run, group, head, data)
+  pushed()
+  return { 1, next_run }
+end
+
+--[[ SCHEDNEXT (internal) --------------------------------------------------------------------------------
+KEYS: all sixteen declared and the list of the job's group.
+ARGV: SCHEDNEXT <current_time> <id> <run_ms> <next_run_ms>
+  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or after now when later
+  (missed ticks make no job: one catch-up job, the late one, then the next future tick).
+Reply: 1 when the scheduler was at run_ms and moved on to next_run_ms (its job made), else 0 (removed,
+  changed, or moved on already: a repeat is harmless).
+]]
+if op == 'SCHEDNEXT' then
+  local id = sched_id(ARGV[3])
+  local run = number('run_ms', ARGV[4], 0, 1e13, true)
+  local next_run = number('next_run_ms', ARGV[5], run + 1, 1e13, true)
+  if #ARGV ~= 5 then bad('SCHEDNEXT takes 5 arguments, got ' .. #ARGV) end
+  local was, group, spec, head, data = read_scheduler(id)
+  if was ~= run then return 0 end
+  write_scheduler(id, next_run, group, spec, head, data)
+  schedule_job(id, next_run, group, head, data)
+  pushed()
+  return 1
+end
+
+--[[ SCHEDGET (internal) ---------------------------------------------------------------------------------
+KEYS: 16 schedulers.
+ARGV: SCHEDGET <current_time> <id>
+Reply: { next_run_ms, group, spec, "<priority>:<policy>", data }, or {} when there is no such scheduler.
+]]
+if op == 'SCHEDGET' then
+  local next_run, group, spec, head, data = read_scheduler(sched_id(ARGV[3]))
+  if not next_run then return {} end
+  return { next_run, group, spec, head, data }
+end
+
+--[[ SCHEDULERS (internal) -------------------------------------------------------------------------------
+KEYS: 16 schedulers.
+ARGV: SCHEDULERS <current_time> <cursor>
+Reply: { next_cursor, id, next_run_ms, group, spec, "<priority>:<policy>", data, ... }: a page (HSCAN,
+  about 1000) of the schedulers, six items each (group '' for none); next_cursor "0" when done.
+]]
+if op == 'SCHEDULERS' then
+  local cursor = ARGV[3]
+  if type(cursor) ~= 'string' or not string.match(cursor, '^%d+$') then bad('cursor must be a decimal integer, got ' .. tostring(cursor)) end
+  local reply = redis.call('HSCAN', schedulers, cursor, 'COUNT', STEP)
+  local out = { reply[1] }
+  for i = 1, #reply[2], 2 do
+    local next_run, group, spec, head, data = decode_scheduler(reply[2][i + 1])
+    if next_run then
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5], out[k + 6] = reply[2][i], next_run, group, spec, head, data
+    end
+  end
+  return out
+end
+
+--[[ UNSCHEDULE (internal) -------------------------------------------------------------------------------
+KEYS: all sixteen declared.
+ARGV: UNSCHEDULE <current_time> <id>
+Reply: 1 when the scheduler existed: removed with its pending job while that is still delayed (event
+  removed); a job already due or running finishes, and makes no next one. Else 0.
+]]
+if op == 'UNSCHEDULE' then
+  local id = sched_id(ARGV[3])
+  local was = read_scheduler(id)
+  if not was then return 0 end
+  redis.call('HDEL', schedulers, id)
+  unschedule_job(id, was)
+  flush_events()
+  return 1
+end
+
 bad('unknown op ' .. tostring(op) .. '; expected PUSH, POP, COMPLETE, FAIL, STATS, PUSHN, ACK, EXTEND, RELEASE, '
   .. 'RETRYDEAD, DEAD, PAUSED, GETJOB, GETJOBS, LOGS, LOG, PROGRESS, REMOVE, PROMOTE, RETRYJOB, PAUSE, DRAIN, '
-  .. 'CLEAN or OBLITERATE')
+  .. 'CLEAN, OBLITERATE, GROUPOPTS, GROUPPAUSE, SCHEDULE, SCHEDNEXT, SCHEDGET, SCHEDULERS or UNSCHEDULE')

@@ -1,5 +1,5 @@
-// Errors the worker passes to handlers through their abort signal.
-import { CyRedisError } from '@cyredis/core';
+// The errors of the queue: those the worker passes to handlers through their abort signal, and those callers and handlers throw.
+import { CyRedisError, durationMs } from '@cyredis/core';
 
 /** Base class of the errors this package passes to handlers' abort signals. */
 export class JobAbortedError extends CyRedisError {}
@@ -50,5 +50,21 @@ export class JobNotFoundError extends CyRedisError {
     readonly jobId: string,
   ) {
     super(`job "${jobId}" not found`);
+  }
+}
+
+/**
+ * Thrown by a handler that heard "slow down" from upstream (say a 429 with Retry-After): the `Worker`
+ * gives the job back without counting an attempt and no process leases any job of the queue for
+ * `delayMs` (rounded up to whole ms, at most a day).
+ */
+export class RateLimitedError extends CyRedisError {
+  /** How long the whole queue stops leasing, in whole ms. */
+  readonly delayMs: number;
+
+  constructor(delayMs: number) {
+    const ms = durationMs('delayMs', delayMs, { max: 86_400_000 });
+    super(`rate limited: queue paused for ${ms} ms`);
+    this.delayMs = ms;
   }
 }

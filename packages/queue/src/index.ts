@@ -7,7 +7,7 @@ export {
   ScriptError,
   type Codec,
 } from '@cyredis/core';
-export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 export { QueueEvents, type EventBase, type Failed, type JobEvent, type Progress, type Ready, type Returned, type QueueEventMap, type QueueEventsOptions } from './events.js';
 export {
   JOB_QUEUE_LUA,
@@ -17,9 +17,11 @@ export {
   type AckResult,
   type BackoffOptions,
   type BulkJob,
+  type DedupOptions,
   type DeadJob,
   type FailOutcome,
   type FetchResult,
+  type GroupOptions,
   type Job,
   type JobInfo,
   type JobLease,
@@ -31,6 +33,10 @@ export {
   type PushOptions,
   type PushResult,
   type QueueStats,
+  type RateLimitOptions,
+  type SchedulerInfo,
+  type SchedulerTemplate,
   type RequestId,
 } from './queue.js';
+export { type RepeatOptions } from './schedule.js';
 export { Worker, type CloseOptions, type JobHandler, type WorkerEvents, type WorkerOptions } from './worker.js';

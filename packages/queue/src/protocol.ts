@@ -10,16 +10,20 @@ export const SERVER_TIME = '*';
 export const SEED_KEY_COUNT = 4;
 
 /**
- * Every key a call touches except the per-priority lists (chosen inside the script): the seed's four, then
- * `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`, `queue:completed`,
- * `queue:events`, `queue:info`, named as the script derives them. `wakeKey` is the list idle workers block
- * on, `eventsKey` the stream of events.
+ * Every key a call touches except the per-priority and per-group lists (chosen inside the script): the
+ * seed's four, then `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`,
+ * `queue:completed`, `queue:events`, `queue:info`, `queue:groups`, `queue:gready`, `queue:glimited`,
+ * `queue:schedulers`, named
+ * as the script derives them. `wakeKey` is the list idle workers block on, `eventsKey` the stream of events.
  */
 export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string; eventsKey: string } {
   const queue = seedKeys[0]!;
   const wakeKey = `${queue}:wake`;
   const eventsKey = `${queue}:events`;
-  const derived = [`${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`];
+  const derived = [
+    `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`,
+    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`, `${queue}:schedulers`,
+  ];
   return { keys: [...seedKeys, ...derived], wakeKey, eventsKey };
 }
 
@@ -36,16 +40,23 @@ export interface CallPolicy {
   eventsMaxLen: number;
   completed: Keep;
   dead: Keep;
+  /** Queue-wide: at most `limit` leases in any `windowMs` (spread evenly); undefined for none. */
+  rateLimit?: { limit: number; windowMs: number } | undefined;
+  /** Queue-wide: at most this many jobs leased at once; undefined for no limit. */
+  globalConcurrency?: number | undefined;
 }
 
 /**
  * The `current_time` argument that carries a call policy: the server's clock (or `atSeconds`, for tests
- * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`).
- * The API builds it once per queue.
+ * that drive time), then the policy (`*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>`,
+ * then `,<rate_limit>,<rate_window_ms>,<concurrency>` when a queue-wide limit is set; see the script's
+ * LIMITS). The API builds it once per queue.
  */
 export function policyClock(policy: CallPolicy, atSeconds?: number): string {
-  const { completed, dead } = policy;
-  return `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+  const { completed, dead, rateLimit, globalConcurrency } = policy;
+  const base = `${atSeconds ?? ''}*${policy.events ? 1 : 0},${policy.eventsMaxLen},${completed.count},${completed.ageMs},${dead.count},${dead.ageMs}`;
+  if (rateLimit === undefined && globalConcurrency === undefined) return base;
+  return `${base},${rateLimit?.limit ?? 0},${rateLimit?.windowMs ?? 0},${globalConcurrency ?? 0}`;
 }
 
 /** Gives a call built with `SERVER_TIME` the queue's policy clock (the second argument of every op). */
@@ -68,6 +79,17 @@ export interface PushSpec {
   /** The retry policy as the script stores it: "maxRetries" or "maxRetries,baseMs,maxMs". */
   policy: string;
   delaySeconds: number;
+  /** Deduplication under a key (see `DedupOptions`). */
+  dedup?: { key: string; ttlMs: number; mode: 'throttle' | 'debounce' } | undefined;
+  /** The job's group (FIFO within it), if any. */
+  group?: string | undefined;
+}
+
+/** The keys of a PUSHN: the declared ones, then the dedup key of each job that has one, in order. */
+export function pushKeys(keys: readonly string[], jobs: readonly PushSpec[]): readonly string[] {
+  let out: string[] | undefined;
+  for (const job of jobs) if (job.dedup !== undefined) (out ??= [...keys]).push(`${keys[0]!}:dedup:${job.dedup.key}`);
+  return out ?? keys;
 }
 
 /**
@@ -84,8 +106,11 @@ export function decodePush(reply: unknown): boolean {
 }
 
 /**
- * PUSHN: runs of jobs with the same options, all named or all with generated ids, share one group header
- * (`k priority policy delay_seconds named`), so a bulk of plain jobs costs about one argument per job.
+ * PUSHN: runs of jobs with the same options, all named or all with generated ids, all with or all without
+ * a dedup, all with or all without a group, share one header (`k priority policy delay_seconds named`:
+ * named is 1 with ids, plus 2 with dedups, plus 4 with groups), so a bulk of plain jobs costs about one
+ * argument per job; a dedup adds its mode, ttl_ms and key, then a group its name, before the job's id. Its
+ * keys: `pushKeys`.
  */
 export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   const args: ScriptArg[] = ['PUSHN', SERVER_TIME, jobs.length];
@@ -94,18 +119,23 @@ export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   let prev: PushSpec | undefined;
   for (const job of jobs) {
     const named = job.id !== undefined;
+    const dedup = job.dedup;
     const sameGroup =
       job.priority === prev?.priority &&
       job.policy === prev.policy &&
       job.delaySeconds === prev.delaySeconds &&
-      named === (prev.id !== undefined);
+      named === (prev.id !== undefined) &&
+      (dedup === undefined) === (prev.dedup === undefined) &&
+      (job.group === undefined) === (prev.group === undefined);
     if (!sameGroup) {
       if (prev !== undefined) args[groupSizeAt] = groupSize;
       groupSizeAt = args.length;
       groupSize = 0;
-      args.push(0, job.priority, job.policy, job.delaySeconds, named ? 1 : 0);
+      args.push(0, job.priority, job.policy, job.delaySeconds, (named ? 1 : 0) + (dedup === undefined ? 0 : 2) + (job.group === undefined ? 0 : 4));
     }
     groupSize++;
+    if (dedup !== undefined) args.push(dedup.mode, dedup.ttlMs, dedup.key);
+    if (job.group !== undefined) args.push(job.group);
     if (named) args.push(job.id!);
     args.push(job.text);
     prev = job;
@@ -114,13 +144,18 @@ export function encodePushMany(jobs: readonly PushSpec[]): ScriptArg[] {
   return args;
 }
 
-/** PUSHN's reply, per job: its id when queued, 0 when the id existed. */
+/**
+ * PUSHN's reply, per job: its id when queued, 0 when the id existed, `[id]` when its dedup key held the job
+ * `id` (throttled, or that job's data replaced by a debounce).
+ */
 export function decodePushMany(jobs: readonly PushSpec[], reply: unknown): PushResult[] {
   const items = toArray(reply);
   const out = new Array<PushResult>(jobs.length);
   for (let i = 0; i < jobs.length; i++) {
     const item = items[i];
-    out[i] = typeof item === 'string' ? { id: item, added: true } : { id: jobs[i]!.id ?? '', added: false };
+    if (typeof item === 'string') out[i] = { id: item, added: true };
+    else if (Array.isArray(item)) out[i] = { id: String(item[0]), added: false };
+    else out[i] = { id: jobs[i]!.id ?? '', added: false };
   }
   return out;
 }
@@ -296,9 +331,14 @@ export function decodeExtend(reply: unknown): boolean[] {
   return toArray(reply).map((r) => r === 1);
 }
 
-/** RELEASE: gives a leased job back without counting its attempt (reply: `decodeHeld`). */
-export function encodeRelease(job: LeaseRef): ScriptArg[] {
-  return ['RELEASE', SERVER_TIME, job.id, job.leaseToken];
+/**
+ * RELEASE: gives a leased job back without counting its attempt; with `pauseMs`, no job of the queue is
+ * leased for that long (reply: `decodeHeld`).
+ */
+export function encodeRelease(job: LeaseRef, pauseMs?: number): ScriptArg[] {
+  const args: ScriptArg[] = ['RELEASE', SERVER_TIME, job.id, job.leaseToken];
+  if (pauseMs !== undefined) args.push(pauseMs);
+  return args;
 }
 
 /** STATS. */
@@ -360,6 +400,97 @@ export function encodePaused(): ScriptArg[] {
 /** PAUSE: pauses (`true`) or resumes the queue. Reply (`decodeHeld`): whether it changed. */
 export function encodePause(paused: boolean): ScriptArg[] {
   return ['PAUSE', SERVER_TIME, paused ? 1 : 0];
+}
+
+/** A group's options as GROUPOPTS takes them (rate limit 0: none). */
+export interface GroupSpec {
+  concurrency: number;
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+/** GROUPOPTS: sets a group's concurrency and rate limit. Reply: 1. */
+export function encodeGroupOptions(group: string, spec: GroupSpec): ScriptArg[] {
+  return ['GROUPOPTS', SERVER_TIME, group, spec.concurrency, spec.rateLimit, spec.rateWindowMs];
+}
+
+/** GROUPPAUSE: pauses (`true`) or resumes one group. Reply (`decodeHeld`): whether it changed. */
+export function encodeGroupPause(group: string, paused: boolean): ScriptArg[] {
+  return ['GROUPPAUSE', SERVER_TIME, group, paused ? 1 : 0];
+}
+
+/** A scheduler as the script keeps it: its next run, group ('' for none), rule text and job template. */
+export interface StoredScheduler {
+  id: string;
+  nextRunAt: number;
+  group: string;
+  spec: string;
+  priority: number;
+  /** The retry policy as stored: "maxRetries" or "maxRetries,baseMs,maxMs". */
+  policy: string;
+  /** The job's data as the codec encoded it. */
+  text: string;
+}
+
+/** SCHEDULE: creates or changes a scheduler (unchanged when the rule and job are the same). */
+export function encodeSchedule(id: string, nextRunAt: number, spec: string, job: PushSpec): ScriptArg[] {
+  const args: ScriptArg[] = ['SCHEDULE', SERVER_TIME, id, nextRunAt, spec, job.priority, job.policy, job.text];
+  if (job.group !== undefined) args.push(job.group);
+  return args;
+}
+
+/** SCHEDULE's reply: whether the call changed the scheduler, and its next run (ms). */
+export function decodeSchedule(reply: unknown): { changed: boolean; nextRunAt: number } {
+  const [changed, nextRunAt] = toArray(reply);
+  return { changed: changed === 1, nextRunAt: toNumber(nextRunAt) };
+}
+
+/** SCHEDNEXT: moves a scheduler from the tick `runMs` on to `nextRunAt` (reply `decodeHeld`: moved). */
+export function encodeScheduleNext(id: string, runMs: number, nextRunAt: number): ScriptArg[] {
+  return ['SCHEDNEXT', SERVER_TIME, id, runMs, nextRunAt];
+}
+
+/** SCHEDGET: one scheduler. */
+export function encodeScheduler(id: string): ScriptArg[] {
+  return ['SCHEDGET', SERVER_TIME, id];
+}
+
+function storedScheduler(id: string, r: unknown[], at: number): StoredScheduler {
+  const head = String(r[at + 3]);
+  const cut = head.indexOf(':');
+  return {
+    id,
+    nextRunAt: toNumber(r[at]),
+    group: String(r[at + 1]),
+    spec: String(r[at + 2]),
+    priority: Number(head.slice(0, cut)),
+    policy: head.slice(cut + 1),
+    text: String(r[at + 4]),
+  };
+}
+
+/** SCHEDGET's reply: the scheduler, or undefined. */
+export function decodeScheduler(id: string, reply: unknown): StoredScheduler | undefined {
+  const r = toArray(reply);
+  return r.length === 0 ? undefined : storedScheduler(id, r, 0);
+}
+
+/** SCHEDULERS: a page of schedulers from `cursor` ("0" to start). */
+export function encodeSchedulers(cursor: string): ScriptArg[] {
+  return ['SCHEDULERS', SERVER_TIME, cursor];
+}
+
+/** SCHEDULERS's reply: the next cursor ("0" when done) and the page. */
+export function decodeSchedulers(reply: unknown): { cursor: string; schedulers: StoredScheduler[] } {
+  const r = toArray(reply);
+  const schedulers: StoredScheduler[] = [];
+  for (let i = 1; i + 5 < r.length; i += 6) schedulers.push(storedScheduler(String(r[i]), r, i + 1));
+  return { cursor: String(r[0]), schedulers };
+}
+
+/** UNSCHEDULE: removes a scheduler and its pending job (reply `decodeHeld`: it existed). */
+export function encodeUnschedule(id: string): ScriptArg[] {
+  return ['UNSCHEDULE', SERVER_TIME, id];
 }
 
 /** GETJOB: one job, and the last event id. */

@@ -24,6 +24,7 @@ import {
   type ScriptArg,
 } from '@cyredis/core';
 import { JobFailedError, JobNotFoundError } from './errors.js';
+import { checkRepeat, nextRunAt, parseSpec, repeatJob, repeatSpec, type RepeatOptions } from './schedule.js';
 import { FinishWatcher } from './finish.js';
 import {
   decodeAck,
@@ -37,8 +38,12 @@ import {
   decodeGetJobs,
   decodeHeld,
   decodeLogs,
+  decodeOr,
   decodePushMany,
   decodeRetryDead,
+  decodeSchedule,
+  decodeScheduler,
+  decodeSchedulers,
   decodeStats,
   declaredKeys,
   encodeAck,
@@ -51,6 +56,8 @@ import {
   encodeFetch,
   encodeGetJob,
   encodeGetJobs,
+  encodeGroupOptions,
+  encodeGroupPause,
   encodeLog,
   encodeLogs,
   encodeObliterate,
@@ -63,8 +70,14 @@ import {
   encodeRemove,
   encodeRetryDead,
   encodeRetryJob,
+  encodeSchedule,
+  encodeScheduleNext,
+  encodeScheduler,
+  encodeSchedulers,
+  encodeUnschedule,
   encodeStats,
   policyClock,
+  pushKeys,
   requestKeys,
   SEED_SUFFIXES,
   withPolicy,
@@ -72,6 +85,7 @@ import {
   type Keep,
   type LeasedJobs,
   type PushSpec,
+  type StoredScheduler,
 } from './protocol.js';
 
 /** The shipped script's source (`lua/job_queue.lua`). */
@@ -107,6 +121,8 @@ export const LIMITS = Object.freeze({
   maxProgressBytes: 1024,
   /** Events stream cap (`eventsMaxLen`), in entries. */
   maxEventsLen: 1_000_000,
+  /** A group name, in UTF-8 bytes. */
+  maxGroupBytes: 256,
 });
 
 /** Where a job is. A job waiting for its retry is `delayed` (with its `failedReason`). */
@@ -195,16 +211,39 @@ export interface JobQueueOptions<T = unknown> {
   events?: boolean;
   /** About how many events the stream keeps (trimmed by whole entries, one per call). Default 10 000. */
   eventsMaxLen?: number;
+  /**
+   * Queue-wide, in every process: at most `limit` jobs leased in any `windowMs`, spread evenly (one every
+   * windowMs / limit). Enforced by the script that leases; give every instance of the queue the same.
+   */
+  rateLimit?: RateLimitOptions;
+  /** Queue-wide, in every process: at most this many jobs leased at once (1–1 000 000). Default: no limit. */
+  globalConcurrency?: number;
+}
+
+/** A queue-wide rate limit: `limit` (1–1 000 000) per `windowMs` (1 ms to a year). */
+export interface RateLimitOptions {
+  limit: number;
+  windowMs: number;
 }
 
 const QUEUE_OPTIONS = [
   'prefix', 'maxRetries', 'backoff', 'leaseMs', 'timeoutMs', 'codec', 'removeOnComplete', 'removeOnDead', 'events', 'eventsMaxLen',
+  'rateLimit', 'globalConcurrency',
 ] as const;
+const RATE_LIMIT_OPTIONS = ['limit', 'windowMs'] as const;
+/** Highest `rateLimit.limit` and `globalConcurrency`. */
+const MAX_LIMIT = 1_000_000;
 const KEEP_OPTIONS = ['count', 'ageMs'] as const;
 const DEFAULT_KEEP_COMPLETED: Keep = { count: 1000, ageMs: 3_600_000 };
 const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
 const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
-const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff'] as const;
+const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff', 'dedup', 'group'] as const;
+const GROUP_OPTIONS = ['concurrency', 'rateLimit'] as const;
+const TEMPLATE_OPTIONS = ['priority', 'maxRetries', 'backoff', 'group'] as const;
+/** A scheduler id, in UTF-8 bytes. */
+const MAX_SCHEDULER_ID_BYTES = 256;
+const DEDUP_OPTIONS = ['key', 'ttlMs', 'mode'] as const;
+const DEDUP_MODES = ['throttle', 'debounce'] as const;
 const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
 const POP_OPTIONS = ['leaseMs', 'request'] as const;
 const ACK_OPTIONS = ['leaseMs', 'request', 'fetch', 'returnValues'] as const;
@@ -227,6 +266,63 @@ export interface PushOptions {
   maxRetries?: number;
   /** Overrides the queue's `backoff` for this job. */
   backoff?: BackoffOptions;
+  /** Drops or merges pushes that share a key (see `DedupOptions`). */
+  dedup?: DedupOptions;
+  /**
+   * The job's group (1–256 bytes): FIFO within the group whatever the priority, at most the group's
+   * `concurrency` leased at once (default 1), groups served round-robin (see `setGroupOptions`).
+   */
+  group?: string;
+}
+
+/** The job a scheduler makes at each tick: its data and push options. */
+export interface SchedulerTemplate<T> {
+  /** The data of every job it makes. */
+  data: T;
+  /** Integer in [-1000, 1000]. Default 0. */
+  priority?: number;
+  /** Default: the queue's. */
+  maxRetries?: number;
+  /** Default: the queue's. */
+  backoff?: BackoffOptions;
+  /** The group of its jobs, if any. */
+  group?: string;
+}
+
+/** A scheduler as `getSchedulers` lists it. */
+export interface SchedulerInfo<T> {
+  id: string;
+  cron?: string;
+  tz?: string;
+  everyMs?: number;
+  /** When its next job is due (ms since the epoch). */
+  nextRunAt: number;
+  /** Its job template (`data` undefined when it does not decode). */
+  template: { data: T | undefined; priority: number; maxRetries: number; backoff?: Required<BackoffOptions>; group?: string };
+}
+
+/** Options of a group (`setGroupOptions`). */
+export interface GroupOptions {
+  /** Jobs of the group leased at once, 1–1 000 000. Default 1. */
+  concurrency?: number;
+  /** At most `limit` leases of the group in any `windowMs`, spread evenly. Default: none. */
+  rateLimit?: RateLimitOptions;
+}
+
+/**
+ * Deduplication by key, beyond "same id while it lives". `throttle`: the first push with the key queues
+ * its job, and pushes with it in the next `ttlMs` are dropped (`added: false`, `id` of the job that holds
+ * the key). `debounce`: the job waits `ttlMs` (it is `delayed`); a push with the key while it still waits
+ * replaces its data and options and restarts the wait, so it runs once, with the latest data, after
+ * `ttlMs` without pushes (`delayMs` cannot be combined with it).
+ */
+export interface DedupOptions {
+  /** 1 to 1024 bytes, per queue. */
+  key: string;
+  /** How long the key holds, in ms (1 ms to a year). */
+  ttlMs: number;
+  /** `throttle` (drop repeats) or `debounce` (keep the latest, run once quiet). */
+  mode: 'throttle' | 'debounce';
 }
 
 /** One job of `pushBulk`. */
@@ -448,6 +544,32 @@ function policyArg(maxRetries: number, backoff: Required<BackoffOptions>): strin
   return `${maxRetries},${backoff.baseMs},${backoff.maxMs}`;
 }
 
+/** A checked `dedup` option. */
+function checkDedup(name: string, value: DedupOptions | undefined): DedupOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { key, ttlMs, mode }');
+  assertOptions(name, value, DEDUP_OPTIONS);
+  checkId(`${name}.key`, value.key);
+  assertInteger(`${name}.ttlMs`, value.ttlMs, { min: 1, max: LIMITS.maxDelayMs });
+  assertOneOf(`${name}.mode`, value.mode, DEDUP_MODES);
+  return { key: value.key, ttlMs: value.ttlMs, mode: value.mode };
+}
+
+function checkLimit(name: string, value: unknown): number {
+  assertInteger(name, value, { min: 1, max: MAX_LIMIT });
+  return value;
+}
+
+/** A checked `rateLimit` option. */
+function checkRateLimit(name: string, value: RateLimitOptions | undefined): RateLimitOptions | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { limit, windowMs }');
+  assertOptions(name, value, RATE_LIMIT_OPTIONS);
+  const limit = checkLimit(`${name}.limit`, value.limit);
+  assertInteger(`${name}.windowMs`, value.windowMs, { min: 1, max: LIMITS.maxDelayMs });
+  return { limit, windowMs: value.windowMs };
+}
+
 /** An optional boolean option, false when left out. */
 function checkFlag(name: string, value: unknown): boolean {
   if (value === undefined) return false;
@@ -565,6 +687,8 @@ export class JobQueue<T = unknown, R = unknown> {
       eventsMaxLen,
       completed: checkKeep('options.removeOnComplete', options.removeOnComplete, DEFAULT_KEEP_COMPLETED),
       dead: checkKeep('options.removeOnDead', options.removeOnDead, DEFAULT_KEEP_DEAD),
+      rateLimit: checkRateLimit('options.rateLimit', options.rateLimit),
+      globalConcurrency: options.globalConcurrency === undefined ? undefined : checkLimit('options.globalConcurrency', options.globalConcurrency),
     });
     this.maxRetries = checkRetries('options.maxRetries', options.maxRetries, 3);
     this.backoff = checkBackoff('options.backoff', options.backoff, DEFAULT_BACKOFF);
@@ -582,9 +706,12 @@ export class JobQueue<T = unknown, R = unknown> {
     this.makeJob = (id, data, priority, attempts, maxRetries, token) =>
       new LeasedJob(this as unknown as JobQueue<T, never>, id, data, priority, attempts, maxRetries, token);
     this.scripts = new LuaScriptManager(redis);
-    // Calls pass 9 keys, or 10 with a request; the seed's raw callers pass 4.
+    // Calls pass 15 keys, 16 with a request, more with dedup keys; the seed's raw callers pass 4.
     this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
-    this.pushes = new TickBatcher((jobs) => this.run(encodePushMany(jobs)).then((reply) => decodePushMany(jobs, reply)), LIMITS.maxBatch);
+    this.pushes = new TickBatcher(
+      (jobs) => this.run(encodePushMany(jobs), pushKeys(this.scriptKeys, jobs)).then((reply) => decodePushMany(jobs, reply)),
+      LIMITS.maxBatch,
+    );
   }
 
   /** Queues one job and resolves with its id (also when the id already existed; see `add`). */
@@ -613,7 +740,7 @@ export class JobQueue<T = unknown, R = unknown> {
     const out: PushResult[] = [];
     for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
       const chunk = specs.slice(start, start + LIMITS.maxBatch);
-      out.push(...decodePushMany(chunk, await this.run(encodePushMany(chunk))));
+      out.push(...decodePushMany(chunk, await this.run(encodePushMany(chunk), pushKeys(this.scriptKeys, chunk))));
     }
     return out;
   }
@@ -632,6 +759,7 @@ export class JobQueue<T = unknown, R = unknown> {
     checkRequest('options.request', request);
     const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec, this.makeJob);
     await this.deadLetterUndecodable(leased);
+    await this.advanceSchedulers(leased.jobs);
     return { waitMs: leased.waitMs, jobs: leased.jobs };
   }
 
@@ -666,6 +794,7 @@ export class JobQueue<T = unknown, R = unknown> {
     const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
     const acked = decodeAck(reply, this.codec, this.makeJob);
     await this.deadLetterUndecodable(acked);
+    await this.advanceSchedulers(acked.jobs);
     return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
   }
 
@@ -688,10 +817,17 @@ export class JobQueue<T = unknown, R = unknown> {
     return decodeExtend(await this.run(encodeExtend(jobs, leaseMs)));
   }
 
-  /** Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost. */
-  async release(job: JobLease): Promise<boolean> {
+  /**
+   * Gives a leased job back to the queue without counting its attempt: true, or false if the lease was lost.
+   * With `pauseMs` (1 ms to a day; what a `RateLimitedError` does) no process leases any job of the queue
+   * for that long.
+   */
+  async release(job: JobLease, options: { pauseMs?: number } = {}): Promise<boolean> {
     this.checkJob('job', job);
-    return decodeHeld(await this.run(encodeRelease(job)));
+    assertOptions('options', options, ['pauseMs']);
+    const { pauseMs } = options;
+    if (pauseMs !== undefined) assertInteger('options.pauseMs', pauseMs, { min: 1, max: LIMITS.maxLeaseMs });
+    return decodeHeld(await this.run(encodeRelease(job, pauseMs)));
   }
 
   /** Counts per state, in O(1). */
@@ -787,6 +923,92 @@ export class JobQueue<T = unknown, R = unknown> {
   /** Resumes a paused queue and wakes a blocked worker. */
   async resume(): Promise<void> {
     await this.run(encodePause(false));
+  }
+
+  /**
+   * Sets a group's options for every process: `concurrency` (default 1) and an optional `rateLimit`; left
+   * out, each goes back to its default. Kept while the group is idle (one small field per group).
+   */
+  async setGroupOptions(group: string, options: GroupOptions): Promise<void> {
+    assertByteLength('group', group, LIMITS.maxGroupBytes);
+    assertOptions('options', options, GROUP_OPTIONS);
+    const concurrency = options.concurrency ?? 1;
+    checkLimit('options.concurrency', concurrency);
+    const rateLimit = checkRateLimit('options.rateLimit', options.rateLimit);
+    await this.run(encodeGroupOptions(group, { concurrency, rateLimit: rateLimit?.limit ?? 0, rateWindowMs: rateLimit?.windowMs ?? 0 }));
+  }
+
+  /** Pauses one group in every process: its jobs wait (pushes still queue), none is leased until `resumeGroup`. */
+  async pauseGroup(group: string): Promise<void> {
+    assertByteLength('group', group, LIMITS.maxGroupBytes);
+    await this.run(encodeGroupPause(group, true));
+  }
+
+  /** Resumes a paused group and wakes a blocked worker. */
+  async resumeGroup(group: string): Promise<void> {
+    assertByteLength('group', group, LIMITS.maxGroupBytes);
+    await this.run(encodeGroupPause(group, false));
+  }
+
+  /**
+   * Creates or changes the scheduler `id` (1–256 bytes): a job from `template` at each occurrence of
+   * `repeat` (`{ cron, tz? }` or `{ everyMs }`). Idempotent: any number of processes may upsert the same
+   * one at once, and each tick makes exactly one job. Resolves with its next run (ms since the epoch).
+   */
+  async upsertScheduler(id: string, repeat: RepeatOptions, template: SchedulerTemplate<T>): Promise<{ id: string; nextRunAt: number }> {
+    assertByteLength('id', id, MAX_SCHEDULER_ID_BYTES);
+    const rule = checkRepeat('repeat', repeat);
+    if (template === null || typeof template !== 'object' || !('data' in template)) throw new InvalidArgumentError('template', 'must be { data, ...options }');
+    const { data, ...options } = template;
+    const job = this.pushSpec('template', data, options, TEMPLATE_OPTIONS);
+    const next = nextRunAt(rule, Date.now())!;
+    const reply = decodeSchedule(await this.run(encodeSchedule(id, next, repeatSpec(rule), job)));
+    return { id, nextRunAt: reply.nextRunAt };
+  }
+
+  /** Every scheduler of the queue (read in pages of about 1000). */
+  async getSchedulers(): Promise<SchedulerInfo<T>[]> {
+    const out: SchedulerInfo<T>[] = [];
+    let cursor = '0';
+    do {
+      const page = decodeSchedulers(await this.run(encodeSchedulers(cursor)));
+      cursor = page.cursor;
+      for (const stored of page.schedulers) out.push(this.schedulerInfo(stored));
+    } while (cursor !== '0');
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Removes a scheduler and its pending job: true, or false when there was none. A job already due still runs. */
+  async removeScheduler(id: string): Promise<boolean> {
+    assertByteLength('id', id, MAX_SCHEDULER_ID_BYTES);
+    return decodeHeld(await this.run(encodeUnschedule(id)));
+  }
+
+  private schedulerInfo(stored: StoredScheduler): SchedulerInfo<T> {
+    const rule = parseSpec(stored.spec) ?? {};
+    const [maxRetries, baseMs, maxMs] = stored.policy.split(',').map(Number);
+    const template: SchedulerInfo<T>['template'] = { data: decodeOr(this.codec, stored.text), priority: stored.priority, maxRetries: maxRetries! };
+    if (baseMs !== undefined) template.backoff = { baseMs, maxMs: maxMs! };
+    if (stored.group !== '') template.group = stored.group;
+    return { id: stored.id, ...rule, nextRunAt: stored.nextRunAt, template };
+  }
+
+  /**
+   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or after now
+   * when that is later: ticks missed while nothing ran make no job (the late one is the one catch-up). Done
+   * at every lease of the job, so a worker that dies first leaves it to the next lease; a repeat is
+   * harmless (the script moves a scheduler on only from the tick it is at).
+   */
+  private async advanceSchedulers(jobs: readonly Job<T>[]): Promise<void> {
+    for (const job of jobs) {
+      const tick = repeatJob(job.id);
+      if (tick === undefined) continue;
+      const stored = decodeScheduler(tick.id, await this.run(encodeScheduler(tick.id)));
+      const rule = stored === undefined ? undefined : parseSpec(stored.spec);
+      if (stored?.nextRunAt !== tick.runMs || rule === undefined) continue;
+      const next = nextRunAt(rule, Math.max(tick.runMs, Date.now()));
+      if (next !== undefined) await this.run(encodeScheduleNext(tick.id, tick.runMs, next));
+    }
   }
 
   /** Whether the queue is paused. */
@@ -910,6 +1132,10 @@ export class JobQueue<T = unknown, R = unknown> {
     }
     const delayMs = options.delayMs ?? 0;
     assertFiniteNumber(`${name}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
+    const dedup = checkDedup(`${name}.dedup`, options.dedup);
+    const group = options.group;
+    if (group !== undefined) assertByteLength(`${name}.group`, group, LIMITS.maxGroupBytes);
+    if (dedup?.mode === 'debounce' && delayMs !== 0) throw new InvalidArgumentError(`${name}.delayMs`, 'cannot be combined with a debounce (the job waits its ttlMs)');
     const dataName = name === 'options' ? 'data' : `${name}.data`;
     let text: unknown;
     try {
@@ -923,7 +1149,7 @@ export class JobQueue<T = unknown, R = unknown> {
     if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {
       throw new InvalidArgumentError(dataName, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
     }
-    return { id, text, priority, policy, delaySeconds: delayMs / 1000 };
+    return { id, text, priority, policy, delaySeconds: delayMs / 1000, dedup, group };
   }
 
   private checkJob(name: string, job: JobLease): void {

@@ -12,7 +12,7 @@ import {
   TickBatcher,
   type RedisClient,
 } from '@cyredis/core';
-import { JobTimeoutError, LeaseLostError, WorkerClosedError } from './errors.js';
+import { JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
 
 /**
@@ -197,7 +197,8 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       this.freeLanes.push(request.lane);
       const reply = outcome.reply;
       this.start(reply.jobs);
-      if (reply.jobs.length === 0 && !this.closing) await this.idle(reply.waitMs);
+      // Nothing more ready now (none came, or a limit or an empty queue says wait): block, do not ask again.
+      if ((reply.jobs.length === 0 || reply.waitMs !== 0) && !this.closing) await this.idle(reply.waitMs);
     }
   }
 
@@ -301,6 +302,11 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
     } else if (ok) {
       r.settled = true;
       void this.finished.add(r);
+    } else if (error instanceof RateLimitedError) {
+      // Upstream said "slow down": the job goes back uncounted and the whole queue stops leasing a while.
+      this.settle(r);
+      await this.queue.release(r.job, { pauseMs: error.delayMs }).catch((err: unknown) => this.fault(err));
+      this.freeSlot();
     } else {
       this.settle(r);
       await this.failJob(r, error);

@@ -42,6 +42,11 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     expect((await traced(protocol.encodePushMany([job(undefined), job('b'), job('d', 0)]))).undeclared).toEqual([list(0)]);
     expect((await traced(protocol.encodePushMany([{ ...job('later'), delaySeconds: 60 }]))).undeclared).toEqual([]);
     expect((await traced(protocol.encodeStats())).undeclared).toEqual([]);
+    // Dedup keys are declared after the twelve, one per job with a dedup.
+    const deduped = [{ ...job('t1'), dedup: { key: 't', ttlMs: 60_000, mode: 'throttle' as const } }, { ...job(undefined), dedup: { key: 'd', ttlMs: 60_000, mode: 'debounce' as const } }];
+    const dd = await traced(protocol.encodePushMany(deduped), protocol.pushKeys(keys, deduped));
+    expect(dd.undeclared).toEqual([list(0)]);
+    expect(await redis.exists(`${seedKeys[0]!}:dedup:t`, `${seedKeys[0]!}:dedup:d`)).toBe(2);
 
     const request: RequestId = { lane: 'lane', seq: 1 };
     const pop = await traced(protocol.encodeFetch(1, 30_000, request), protocol.requestKeys(keys, request));
@@ -96,8 +101,34 @@ describe.each(topologies)('keys job_queue.lua touches on %s', (topology) => {
     for (const key of obliterated) expect(PRIORITY_LIST.test(key)).toBe(true);
   });
 
+  it('declares every key but the per-group lists for grouped jobs and the group operations', async () => {
+    const groupList = (g: string) => `${seedKeys[0]!}:g:${g}`;
+    const grouped = [{ ...job(undefined), group: 'a' }, { ...job('b1'), group: 'b' }];
+    expect((await traced(protocol.encodePushMany(grouped))).undeclared.sort()).toEqual([groupList('a'), groupList('b')]);
+    expect((await traced(protocol.encodeGroupOptions('a', { concurrency: 2, rateLimit: 5, rateWindowMs: 1000 }))).undeclared).toEqual([groupList('a')]);
+    expect((await traced(protocol.encodeGroupPause('b', true))).undeclared).toEqual([groupList('b')]);
+    const pop = await traced(protocol.encodeFetch(5, 30_000, undefined));
+    expect(pop.undeclared).toEqual([groupList('a')]);
+    const leased = protocol.decodeFetch(pop.reply, defaultCodec).jobs;
+    const ack = await traced(protocol.encodeAck(leased, 5, 30_000, undefined));
+    for (const key of ack.undeclared) expect(key === groupList('a') || key === groupList('b') || PRIORITY_LIST.test(key)).toBe(true);
+    expect((await traced(protocol.encodeDrain(true, 100))).undeclared.every((k) => k.startsWith(`${seedKeys[0]!}:`))).toBe(true);
+  });
+
+  it('declares every key for the scheduler operations (a grouped template: its group list)', async () => {
+    const far = Date.now() + 3_600_000;
+    const template = { ...job(undefined), group: 'sg' };
+    expect((await traced(protocol.encodeSchedule('s', far, '{"everyMs":1000}', template))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeScheduler('s'))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeSchedulers('0'))).undeclared).toEqual([]);
+    // A tick due now: its job waits in its group at once.
+    expect((await traced(protocol.encodeScheduleNext('s', far, far + 1))).undeclared).toEqual([]);
+    expect((await traced(protocol.encodeSchedule('now', 0, '{"everyMs":1000}', template))).undeclared).toEqual([`${seedKeys[0]!}:g:sg`]);
+    expect((await traced(protocol.encodeUnschedule('s'))).undeclared).toEqual([]);
+  });
+
   it('with only the seed four keys, touches exactly the keys the header says it derives', async () => {
-    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info'].map((s) => `${seedKeys[0]!}:${s}`);
+    const derived = ['delayed', 'jobs', 'state', 'meta', 'wake', 'completed', 'events', 'info', 'groups', 'gready', 'glimited', 'schedulers'].map((s) => `${seedKeys[0]!}:${s}`);
     const [, , , meta, wake] = derived;
     const pushed = await traced(protocol.encodePush({ ...job('a', 2), id: 'a' }), seedKeys);
     expect(pushed.undeclared.sort()).toEqual([derived[1]!, meta!, list(2), wake!].sort());

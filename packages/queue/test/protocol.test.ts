@@ -63,6 +63,20 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 1, failed: 0, dead: 0, completed: 1 });
   });
 
+  it('PUSHN with dedups: throttle and debounce under their declared keys', async () => {
+    const throttle = { key: 't', ttlMs: 60_000, mode: 'throttle' as const };
+    const debounce = { key: 'd', ttlMs: 60_000, mode: 'debounce' as const };
+    const jobs = [spec('a', 1, { dedup: throttle }), spec('b', 2, { dedup: throttle }), spec(undefined, 3, { dedup: debounce }), spec(undefined, 4, { dedup: debounce })];
+    const pushed = protocol.decodePushMany(jobs, await run(protocol.encodePushMany(jobs), protocol.pushKeys(keys, jobs)));
+    expect(pushed).toEqual([
+      { id: 'a', added: true },
+      { id: 'a', added: false },
+      { id: expect.any(String), added: true },
+      { id: pushed[2]!.id, added: false },
+    ]);
+    expect(protocol.decodeStats(await run(protocol.encodeStats()))).toMatchObject({ waiting: 1, delayed: 1 });
+  });
+
   it('ACK with a request: completes, leases more, and a repeat answers as the first run', async () => {
     const jobs = [spec('a', 'a'), spec('b', 'b'), spec('c', 'c')];
     await run(protocol.encodePushMany(jobs));
@@ -180,10 +194,10 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     const push = protocol.encodePush({ ...spec('a', 'x'), id: 'a' });
     const wrong = [...keys];
     wrong[6] = `${prefix}{p}:other`;
-    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.12\] must be/);
+    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.16\] must be/);
     await expect(run(push, keys.slice(0, 8))).rejects.toThrow(ScriptError);
     const request: RequestId = { lane: 'l', seq: 1 };
-    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[13\] must be/);
+    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[17\] must be/);
     await expect(run(protocol.encodeFetch(1, 1000, undefined), protocol.requestKeys(keys, request))).rejects.toThrow(/needs a request/);
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
   });

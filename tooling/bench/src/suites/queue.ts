@@ -54,9 +54,15 @@ async function usedMemory(redis: Redis): Promise<number> {
   return Number(/used_memory:(\d+)/.exec(info)![1]);
 }
 
-/** `redis` produces; `workerRedis` serves our worker, as the peers' workers have connections of their own. */
-/** Our queue under `options` (events and retention), as a contender named `name`. */
-function cyredis(redis: Redis, workerRedis: Redis, name: string, options: JobQueueOptions<{ i: number }> = {}): Contender {
+/** Groups of the grouped run: job i goes to group i mod GROUPS. */
+const GROUPS = 100;
+
+/**
+ * Our queue under `options` (events and retention), as a contender named `name`. `redis` produces;
+ * `workerRedis` serves our worker, as the peers' workers have connections of their own. `grouped`: each job
+ * in one of GROUPS groups (default concurrency 1 each).
+ */
+function cyredis(redis: Redis, workerRedis: Redis, name: string, options: JobQueueOptions<{ i: number }> = {}, grouped = false): Contender {
   return {
     name,
     open: (queueName) => {
@@ -64,7 +70,8 @@ function cyredis(redis: Redis, workerRedis: Redis, name: string, options: JobQue
       let worker: Worker<{ i: number }> | undefined;
       return Promise.resolve({
         pushOne: (i) => queue.push(data(i)),
-        pushMany: (from, count) => queue.pushBulk(Array.from({ length: count }, (_, k) => ({ data: data(from + k) }))),
+        pushMany: (from, count) =>
+          queue.pushBulk(Array.from({ length: count }, (_, k) => (grouped ? { data: data(from + k), group: `g${(from + k) % GROUPS}` } : { data: data(from + k) }))),
         process: async (concurrency, total, result) => {
           const { tick, all } = done(total);
           worker = new Worker(new JobQueue<{ i: number }>(workerRedis, queueName, { prefix: 'benchq', ...options }), () => result, { concurrency });
@@ -186,6 +193,11 @@ const suite: BenchSuite = {
 
     const groups: BenchGroup[] = [
       endToEnd(32),
+      endToEnd(
+        32,
+        [all[0]!, cyredis(redis, workerRedis, `@cyredis/queue, ${GROUPS} groups (concurrency 1 each)`, {}, true), all[2]!],
+        `: ours in ${GROUPS} groups against BullMQ and ours ungrouped`,
+      ),
       endToEnd(
         32,
         [
