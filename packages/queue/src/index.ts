@@ -35,6 +35,8 @@ export {
   type QueueStats,
   type RateLimitOptions,
   type SchedulerInfo,
+  type SchedulerTemplateInfo,
+  type SchedulerUpserted,
   type SchedulerTemplate,
   type RequestId,
 } from './queue.js';

@@ -222,7 +222,9 @@ export interface JobQueueOptions<T = unknown> {
 
 /** A queue-wide rate limit: `limit` (1–1 000 000) per `windowMs` (1 ms to a year). */
 export interface RateLimitOptions {
+  /** Jobs started per window, 1–1 000 000. */
   limit: number;
+  /** The window in ms, 1 ms to a year. */
   windowMs: number;
 }
 
@@ -291,14 +293,40 @@ export interface SchedulerTemplate<T> {
 
 /** A scheduler as `getSchedulers` lists it. */
 export interface SchedulerInfo<T> {
+  /** The scheduler's id, as given to `upsertScheduler`. */
   id: string;
+  /** Its cron expression, for a cron scheduler. */
   cron?: string;
+  /** The time zone its cron expression is read in (IANA name), when one was given. */
   tz?: string;
+  /** Its interval in ms, for an interval scheduler. */
   everyMs?: number;
   /** When its next job is due (ms since the epoch). */
   nextRunAt: number;
   /** Its job template (`data` undefined when it does not decode). */
-  template: { data: T | undefined; priority: number; maxRetries: number; backoff?: Required<BackoffOptions>; group?: string };
+  template: SchedulerTemplateInfo<T>;
+}
+
+/** A scheduler's job template as `getSchedulers` lists it. */
+export interface SchedulerTemplateInfo<T> {
+  /** The data of each job it makes (`undefined` when it does not decode). */
+  data: T | undefined;
+  /** The jobs' priority. */
+  priority: number;
+  /** The jobs' retries after the first attempt. */
+  maxRetries: number;
+  /** The jobs' backoff, when set. */
+  backoff?: Required<BackoffOptions>;
+  /** The group the jobs go to, when set. */
+  group?: string;
+}
+
+/** What `upsertScheduler` answers. */
+export interface SchedulerUpserted {
+  /** The scheduler's id. */
+  id: string;
+  /** When its next job is due (ms since the epoch). */
+  nextRunAt: number;
 }
 
 /** Options of a group (`setGroupOptions`). */
@@ -955,7 +983,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * `repeat` (`{ cron, tz? }` or `{ everyMs }`). Idempotent: any number of processes may upsert the same
    * one at once, and each tick makes exactly one job. Resolves with its next run (ms since the epoch).
    */
-  async upsertScheduler(id: string, repeat: RepeatOptions, template: SchedulerTemplate<T>): Promise<{ id: string; nextRunAt: number }> {
+  async upsertScheduler(id: string, repeat: RepeatOptions, template: SchedulerTemplate<T>): Promise<SchedulerUpserted> {
     assertByteLength('id', id, MAX_SCHEDULER_ID_BYTES);
     const rule = checkRepeat('repeat', repeat);
     if (template === null || typeof template !== 'object' || !('data' in template)) throw new InvalidArgumentError('template', 'must be { data, ...options }');
