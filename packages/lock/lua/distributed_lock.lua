@@ -1,13 +1,14 @@
 -- distributed_lock.lua: a lease lock with fencing tokens, extension, release by owner, force unlock, status.
 --
 -- KEYS[1]  the lock, a hash: o = the holder ('' or absent when free), e = lease end (server ms since the
---          epoch; 0 = released by owner), f = last fencing token, w = 1 once someone waited (then every end
---          of a lease is published), x = the key's expiry (server ms since the epoch). One key = one slot,
---          whatever KEYS[1] looks like. The key always outlives a lease by KEEP_MS (25 s) or more, and is
---          gone IDLE_MS (60 s) after the lease ends at the latest (also after an early release or force
---          unlock): a resource nobody holds costs nothing after that (the fencing rule below does not need
---          the key to survive). The expiry is moved only when a lease end passes x - KEEP_MS or an early end
---          leaves x more than IDLE_MS away, so a busy lock rewrites it about once a minute, not per call.
+--          epoch; 0 = released by owner), f = last fencing token, x = the key's expiry (server ms since the
+--          epoch), negated once someone waited (then every end of a lease is published; one field for
+--          both spares every call a field to read). One key = one slot, whatever KEYS[1] looks like.
+--          The key always outlives a lease by KEEP_MS (25 s) or more, and is gone IDLE_MS (60 s) after the
+--          lease ends at the latest (also after an early release or force unlock): a resource nobody holds
+--          costs nothing after that (the fencing rule below does not need the key to survive). The expiry
+--          is moved only when a lease end passes |x| - KEEP_MS or an early end leaves |x| more than IDLE_MS
+--          away, so a busy lock rewrites it about once a minute, not per call.
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and force)
 -- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
 -- ARGV[3]  mode: absent, '' or 'acquire' = acquire; 'wait'; 'extend'; 'release'; 'status'; 'fence'; or the
@@ -44,12 +45,13 @@
 --            d µs slower, can repeat the tokens of the last d µs once the key is gone. Held by the same
 --            owner → success with the same token and the lease reset to ttl (a resent acquire is harmless).
 --            Held by another → refusal.
---   wait     acquire; a refusal also sets w, so from then on the end of every lease is published. Subscribe
---            to channel KEYS[1] before calling it, and no release after the call goes unnoticed.
+--   wait     acquire; a refusal also marks the key as waited on (x < 0), so from then on the end of every
+--            lease is published. Subscribe to channel KEYS[1] before calling it, and no release after the
+--            call goes unnoticed.
 --   extend   only a live lease of the same owner; never re-creates an expired or released lock.
 --   release  only by the owner; 1 also when the owner already released it (idempotent while the key is
 --            kept), 0 when the lease expired or someone else holds it. Publishes the token on channel KEYS[1]
---            when a live lease ends and w is set (an uncontended lock costs no PUBLISH).
+--            when a live lease ends and someone waited (an uncontended lock costs no PUBLISH).
 --   force    ends any live lease (1) or does nothing (0); publishes like release.
 --   fence    holder only: token becomes max(token, floor); the lease is unchanged.
 --
@@ -68,8 +70,10 @@
 -- Speed (this path runs once per lock operation; measured on Redis 7.0): a hash, since writing only the
 -- fields that change costs less than parsing and rebuilding one string; the expiry moves about once a
 -- minute (see KEYS[1]), not per call (setting an expiry cost 0.3 µs more than a write that keeps it);
--- few closures, no upvalues but one, no state tables: Redis steps Lua's garbage collector as scripts run,
--- so each allocation is paid on every call; the compact reply spares a table; integers are written with %d,
+-- few closures, no upvalues but one, no state tables (HMGET's reply table is the state): Redis steps Lua's
+-- garbage collector as scripts run, so each allocation is paid on every call; no vararg functions (each
+-- call copies its arguments); each HMGET field costs a Redis reply element, a Lua string and table
+-- growth, hence four fields; the compact reply spares a table; integers are written with %d,
 -- since redis.call formats a Lua number with %.17g, glibc's slow floating-point path; nothing is
 -- published unless someone waited.
 
@@ -109,22 +113,30 @@ local function check(owner, ttl_arg, mode, extra)
   return nil, mode, compact, ttl, floor
 end
 
--- Reads one lock: nil, then holder, lease end, token, w ('0' or '1') and the key's expiry; or an error
--- reply for a hash that is not a lock. Plain values rather than a table: every allocation here is paid on
--- every call (Redis steps Lua's garbage collector as scripts run).
+-- Reads one lock into the table HMGET returns, made the state { o, e, f, x } in place: o the holder ('' when
+-- free), e the lease end, f the last token, x the key's expiry, negative once someone waited. The
+-- reply table is reused as the state, so reading a lock allocates nothing more. Returns the state, or nil
+-- and an error reply for a hash that is not a lock.
 local function read(key)
-  local h = redis.call('HMGET', key, 'o', 'e', 'f', 'w', 'x')
-  local e, f, x = tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[5] or 0)
-  if not (e and f and x) then return redis.error_reply('ERR distributed_lock: key ' .. key .. ' does not hold a lock') end
-  return nil, h[1] or '', e, f, h[4] or '0', x
+  local s = redis.call('HMGET', key, 'o', 'e', 'f', 'x')
+  local e, f, x = tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0)
+  if not (e and f and x) then
+    return nil, redis.error_reply('ERR distributed_lock: key ' .. key .. ' does not hold a lock')
+  end
+  s[1], s[2], s[3], s[4] = s[1] or '', e, f, x
+  return s
 end
 
--- Writes the given field/value pairs and returns the key's expiry after the write. `ended` is nil when the
--- lease end did not change, false when it became `e` (the key must outlive it by KEEP_MS), true when the
--- lease just ended early (the key must be gone within IDLE_MS); the expiry moves only when that rule
--- asks for it.
-local function put(key, x, e, now, ended, ...)
+-- Writes up to three field/value pairs (b, c: nil for fewer) of the lock `key` with state s. The lease end
+-- becomes e: `ended` is nil when it did not change, false when it became a lease end (the key must outlive
+-- it by KEEP_MS), true when the lease just ended early (the key must be gone within IDLE_MS); the expiry
+-- moves (field x and PEXPIREAT) only when that rule asks for it. Fixed parameters, not varargs: a vararg
+-- call costs Lua 5.1 a copy of the arguments.
+local function put(key, s, e, now, ended, a, av, b, bv, c, cv)
   local keep, idle = 25000, 60000 -- KEEP_MS and IDLE_MS (see KEYS[1])
+  local x = s[4]
+  local waited = x < 0
+  if waited then x = -x end
   local to
   if ended == false and e + keep > x then
     to = math.max(e + keep, now + idle)
@@ -132,88 +144,106 @@ local function put(key, x, e, now, ended, ...)
     to = now + idle
   end
   if not to then
-    redis.call('HSET', key, ...)
-    return x
+    if c then redis.call('HSET', key, a, av, b, bv, c, cv)
+    elseif b then redis.call('HSET', key, a, av, b, bv)
+    else redis.call('HSET', key, a, av) end
+    return
   end
   local at = string.format('%d', to)
-  redis.call('HSET', key, 'x', at, ...)
+  local xs = at
+  if waited then s[4], xs = -to, '-' .. at else s[4] = to end
+  if c then redis.call('HSET', key, 'x', xs, a, av, b, bv, c, cv)
+  elseif b then redis.call('HSET', key, 'x', xs, a, av, b, bv)
+  elseif a then redis.call('HSET', key, 'x', xs, a, av)
+  else redis.call('HSET', key, 'x', xs) end
   redis.call('PEXPIREAT', key, at)
-  return to
 end
 
--- Runs one checked operation (see `check`) on the lock state o, e, f, w, x (from `read`). Returns its
--- reply (the four values as a table, or the token alone when the reply is compact and the operation
--- succeeded), then the state after it. One section per operation, in one function rather than one
--- function each: the script body runs on every call, and each local function is a closure Redis's Lua
--- builds anew every time.
-local function run(key, o, e, f, w, x, owner, ttl, mode, compact, floor, now, now_us)
+-- Runs one checked operation (see `check`) on the lock state s (from `read`; updated in place, so later
+-- operations of a batch on the same key see it). Returns the reply: the four values as a table, or the
+-- token alone when the reply is compact and the operation succeeded. One section per operation, in one
+-- function rather than one function each: the script body runs on every call, and each local function is
+-- a closure Redis's Lua builds anew every time.
+local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
+  local o, e, f = s[1], s[2], s[3]
   local held = o ~= '' and e > now
 
-  -- acquire, wait: a refusal of wait also sets w, so the end of the lease will be published.
+  -- acquire, wait: a refusal of wait also marks the key as waited on (x < 0), so the end of the lease will
+  -- be published.
   if mode == 'acquire' or mode == 'wait' then
     if held and o ~= owner then
-      if mode == 'wait' and w == '0' then
-        w = '1'
-        x = put(key, x, e, now, nil, 'w', '1')
+      if mode == 'wait' and s[4] >= 0 then
+        if s[4] > 0 then
+          s[4] = -s[4]
+          redis.call('HSET', key, 'x', string.format('%d', s[4]))
+        else
+          -- a lease with no x (a hash written by an earlier layout): mark it and give it an expiry
+          s[4] = -1
+          put(key, s, e, now, false)
+        end
       end
-      return { 0, o, e - now, f }, o, e, f, w, x
+      return { 0, o, e - now, f }
     end
     e = now + ttl
+    s[2] = e
     if held then
-      x = put(key, x, e, now, false, 'e', string.format('%d', e))
+      put(key, s, e, now, false, 'e', string.format('%d', e))
     else
       f = f + 1
       if now_us > f then f = now_us end
-      o = owner
-      x = put(key, x, e, now, false, 'o', owner, 'e', string.format('%d', e), 'f', string.format('%d', f))
+      s[1], s[3] = owner, f
+      put(key, s, e, now, false, 'o', owner, 'e', string.format('%d', e), 'f', string.format('%d', f))
     end
-    if compact then return f, o, e, f, w, x end
-    return { 1, owner, ttl, f }, o, e, f, w, x
+    if compact then return f end
+    return { 1, owner, ttl, f }
   end
 
   if mode == 'status' then
-    if held then return { 1, o, e - now, f }, o, e, f, w, x end
-    return { 0, '', 0, f }, o, e, f, w, x
+    if held then return { 1, o, e - now, f } end
+    return { 0, '', 0, f }
   end
 
   -- force and release end a live lease early (the key is kept, see `put`) and publish if someone waited.
   if mode == 'force' then
-    if not held then return { 0, '', 0, f }, o, e, f, w, x end
-    x = put(key, x, 0, now, true, 'o', '', 'e', '0')
-    if w == '1' then redis.call('PUBLISH', key, string.format('%d', f)) end
-    return { 1, o, 0, f }, '', 0, f, w, x
+    if not held then return { 0, '', 0, f } end
+    s[1], s[2] = '', 0
+    put(key, s, 0, now, true, 'o', '', 'e', '0')
+    if s[4] < 0 then redis.call('PUBLISH', key, string.format('%d', f)) end
+    return { 1, o, 0, f }
   end
 
   -- release, extend and fence act for the holder only; a release this owner already made is granted again.
   local done = mode == 'release' and o == owner and e == 0
   if not done then
-    if not held then return { 0, '', 0, f }, o, e, f, w, x end
-    if o ~= owner then return { 0, o, e - now, f }, o, e, f, w, x end
+    if not held then return { 0, '', 0, f } end
+    if o ~= owner then return { 0, o, e - now, f } end
   end
 
   if mode == 'release' then
     if not done then
-      e = 0
-      x = put(key, x, e, now, true, 'e', '0')
-      if w == '1' then redis.call('PUBLISH', key, string.format('%d', f)) end
+      s[2] = 0
+      put(key, s, 0, now, true, 'e', '0')
+      if s[4] < 0 then redis.call('PUBLISH', key, string.format('%d', f)) end
     end
-    if compact then return f, o, e, f, w, x end
-    return { 1, owner, 0, f }, o, e, f, w, x
+    if compact then return f end
+    return { 1, owner, 0, f }
   end
 
   if mode == 'extend' then
     e = now + ttl
-    x = put(key, x, e, now, false, 'e', string.format('%d', e))
-    if compact then return f, o, e, f, w, x end
-    return { 1, owner, ttl, f }, o, e, f, w, x
+    s[2] = e
+    put(key, s, e, now, false, 'e', string.format('%d', e))
+    if compact then return f end
+    return { 1, owner, ttl, f }
   end
 
   -- fence: the token becomes at least `floor`; the lease is unchanged.
   if floor > f then
     f = floor
-    x = put(key, x, e, now, nil, 'f', string.format('%d', f))
+    s[3] = f
+    put(key, s, e, now, nil, 'f', string.format('%d', f))
   end
-  return { 1, owner, e - now, f }, o, e, f, w, x
+  return { 1, owner, e - now, f }
 end
 
 -- Server time, read once per call after the checks: now in ms, now_us in µs (for new tokens).
@@ -226,12 +256,12 @@ if n == 1 then
   end
   local err, full, compact, ttl, floor = check(ARGV[1], ARGV[2], mode, ARGV[4])
   if err then return err end
-  local bad, o, e, f, w, x = read(KEYS[1])
+  local s, bad = read(KEYS[1])
   if bad then return bad end
   t = redis.call('TIME')
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now = math.floor(now_us / 1000)
-  return (run(KEYS[1], o, e, f, w, x, ARGV[1], ttl, full, compact, floor, now, now_us))
+  return run(KEYS[1], s, ARGV[1], ttl, full, compact, floor, now, now_us)
 end
 
 if n < 1 or n > 256 then return redis.error_reply('ERR distributed_lock: expected 1 … 256 keys') end
@@ -244,14 +274,15 @@ for i = 1, n do
   err, modes[i], compacts[i], ttls[i] = check(ARGV[3 * i - 2], ARGV[3 * i - 1], mode, nil)
   if err then return err end
 end
--- Every key is read before the first write; a key named twice shares one state ({ o, e, f, w, x }), so
--- each op sees what the ops before it wrote.
+-- Every key is read before the first write; a key named twice shares one state, so each op sees what the
+-- ops before it wrote.
 local states = {}
 for i = 1, n do
-  if not states[KEYS[i]] then
-    local bad, o, e, f, w, x = read(KEYS[i])
+  local key = KEYS[i]
+  if not states[key] then
+    local s, bad = read(key)
     if bad then return bad end
-    states[KEYS[i]] = { o, e, f, w, x }
+    states[key] = s
   end
 end
 t = redis.call('TIME')
@@ -259,8 +290,6 @@ now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 now = math.floor(now_us / 1000)
 local replies = {}
 for i = 1, n do
-  local s = states[KEYS[i]]
-  replies[i], s[1], s[2], s[3], s[4], s[5] =
-    run(KEYS[i], s[1], s[2], s[3], s[4], s[5], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now, now_us)
+  replies[i] = run(KEYS[i], states[KEYS[i]], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now, now_us)
 end
 return replies
