@@ -152,7 +152,10 @@ export interface JobInfo<T, R = unknown> {
   progress: JobProgress;
   /** What its handler returned (completed jobs, when kept); undefined when nothing. */
   returnValue: R | undefined;
-  /** The last error: its handler's, `lease expired`, `record lost`; undefined when none. */
+  /**
+   * The last error: its handler's, `lease expired`, `record lost`; undefined when none. Kept while the job waits
+   * for and runs its next attempt; cleared when it completes.
+   */
   failedReason: string | undefined;
   /** When it was pushed (undefined for jobs pushed before this was kept). */
   createdAt: number | undefined;

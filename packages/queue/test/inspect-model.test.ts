@@ -156,6 +156,7 @@ const settle = (action: 'complete' | 'fail', id: string, stale: boolean) =>
       if (!held) return;
       held.state = 'completed';
       held.score = m.now;
+      held.failedReason = undefined; // a completion clears the last attempt's error
       m.emit('completed', id);
       m.trim('completed');
       return;
