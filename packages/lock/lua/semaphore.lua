@@ -13,8 +13,9 @@
 --          and the next acquire's ARGV[5] applies again).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and resize)
 -- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
--- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status' or 'resize'
--- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6
+-- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status', 'resize' or 'fence'
+-- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6; fence: the
+--          token floor, integer 0 … 2^53 − 1
 -- ARGV[5]  acquire, wait, status: permits, integer 1 … 10^6, used while the key holds none (p)
 -- ARGV[6]  acquire, wait: 'w' for writer preference (the read-write lock): a request for all permits is a
 --          writer, any smaller one a reader; a writer refused by `wait` sets q = now + its ttl, and until
@@ -29,6 +30,7 @@
 --   release  EVALSHA sha 1 <key> <owner> 0 release
 --   status   EVALSHA sha 1 <key> '' 0 status 0 <permits>
 --   resize   EVALSHA sha 1 <key> '' 0 resize <permits>
+--   fence    EVALSHA sha 1 <key> <owner> 0 fence <floor>  (Redlock: raise a live lease's token to ≥ floor)
 --   batch    EVALSHA sha n <key1> … <keyn> then six ARGV per key (the single form's, '' where it has fewer):
 --            n = 2 … 64 acquire, wait, extend or release operations, run in order (a key named twice sees
 --            what the operations before it wrote); the reply is an array of n replies. Input errors fail the
@@ -41,7 +43,7 @@
 --                  { 0, available, wait_ms, permits }, wait_ms
 --                  = ms until the earliest lease ends or a writer's hold on readers ends, whichever comes
 --                  first (when this request may succeed without a release message)
---   extend         granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
+--   extend, fence  granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
 --   release        1 when a live lease of this owner ended, 0 otherwise (expired, released, never held)
 --   status         { permits, available, last token, owner1, count1, ttl_ms1, owner2, … } (live leases)
 --   resize         { permits, available }
@@ -55,6 +57,9 @@
 --            lease ended and w is set (an uncontended semaphore costs no PUBLISH).
 --   resize   sets p; holders keep what they hold (available may be negative until they release); publishes
 --            like release when w is set.
+--   fence    the owner's live lease: its token and f become at least floor (Redlock aligns the token of a
+--            permit granted by several nodes on every one of them, so any later quorum issues a greater
+--            one); the lease is unchanged.
 --
 -- Errors: 'ERR semaphore: <what>' on bad input, count above the permits, an owner asking for another
 -- count than the one it holds, or a hash that is not a semaphore, before any write; WRONGTYPE if the key is not a hash.
@@ -124,15 +129,15 @@ end
 -- (nil where they do not apply), or an error reply.
 local function check(owner, ttl_arg, mode, a4, a5, a6)
   local lease = mode == 'acquire' or mode == 'wait' or mode == 'extend'
-  if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'resize' then
-    return redis.error_reply('ERR semaphore: unknown mode (expected acquire, wait, extend, release, status or resize)')
+  if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'resize' and mode ~= 'fence' then
+    return redis.error_reply('ERR semaphore: unknown mode (expected acquire, wait, extend, release, status, resize or fence)')
   end
-  local ttl, count, permits, err
+  local ttl, count, permits, floor, err
   if lease then
     ttl, err = int('ttl', ttl_arg, 1, 1099511627776)
     if err then return err end
   end
-  if (lease or mode == 'release') and (owner == nil or owner == '') then
+  if (lease or mode == 'release' or mode == 'fence') and (owner == nil or owner == '') then
     return redis.error_reply('ERR semaphore: owner must be a non-empty string')
   end
   local takes = mode == 'acquire' or mode == 'wait'
@@ -150,13 +155,17 @@ local function check(owner, ttl_arg, mode, a4, a5, a6)
   if takes and a6 ~= nil and a6 ~= '' and a6 ~= 'w' then
     return redis.error_reply("ERR semaphore: ARGV[6] must be 'w' or absent")
   end
-  return nil, ttl, count, permits, takes and a6 == 'w'
+  if mode == 'fence' then
+    floor, err = int('floor', a4, 0, 9007199254740991)
+    if err then return err end
+  end
+  return nil, ttl, count, permits, takes and a6 == 'w', floor
 end
 
 -- Runs one checked operation (see `check`) on `key` and returns its reply: an error reply when the owner
 -- asks for another count than it holds or the key is not a semaphore (in a batch, that operation's reply
 -- only). One function for every mode: each local function is a closure Lua builds on every call.
-local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h)
+local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h, floor)
   h = h or redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''), 'q')
   local p, u, n, f, x = tonumber(h[1] or permits or 1), tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[4] or 0), tonumber(h[6] or 0)
   local w = h[5] or '0'
@@ -201,6 +210,16 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, 
     local e = now + ttl
     put(key, x, e, now, ':' .. owner, mc .. ' ' .. string.format('%d', e) .. ' ' .. string.format('%d', mt))
     return { 1, mc, ttl, mt }
+  end
+
+  if mode == 'fence' then
+    if not live_mine then return { 0, 0, 0, 0 } end
+    if floor > mt or floor > f then
+      if floor > mt then mt = floor end
+      if floor > f then f = floor end
+      put(key, x, me, now, ':' .. owner, mc .. ' ' .. string.format('%d', me) .. ' ' .. string.format('%d', mt), 'f', string.format('%d', f))
+    end
+    return { 1, mc, me - now, mt }
   end
 
   if mode == 'release' then
@@ -256,11 +275,11 @@ end
 
 local n = #KEYS
 if n == 1 then
-  local err, ttl, count, permits, writers = check(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+  local err, ttl, count, permits, writers, floor = check(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
   if err then return err end
   local t = redis.call('TIME')
   local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  return run(KEYS[1], ARGV[1], ARGV[3], ttl, count, permits, writers, math.floor(now_us / 1000), now_us)
+  return run(KEYS[1], ARGV[1], ARGV[3], ttl, count, permits, writers, math.floor(now_us / 1000), now_us, nil, floor)
 end
 
 -- Batch form: n = 2 … 64 operations, six ARGV each.
