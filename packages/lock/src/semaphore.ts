@@ -264,7 +264,11 @@ export class Semaphore {
       throw err;
     }
     if (reply.state === 'refused') return new PermitsUnavailableError(this.name, count, reply.available, reply.permits, reply.waitMs);
-    const { token, count: held } = reply;
+    return this.toPermit(owner, ttlMs, reply.count, reply.token, start, signal);
+  }
+
+  /** A granted round as a held `Permit` (see `holdGranted`): given back when aborted meanwhile or granted too late. */
+  private toPermit(owner: string, ttlMs: number, count: number, token: bigint, start: number, signal: AbortSignal | undefined): Promise<Permit> {
     return holdGranted({
       what: `semaphore "${this.name}"`,
       start,
@@ -272,7 +276,7 @@ export class Semaphore {
       driftMs: this.context.drift(ttlMs),
       signal,
       giveBack: () => this.releaseOwner(owner),
-      hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, held),
+      hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, count),
     });
   }
 
@@ -287,7 +291,7 @@ export class Semaphore {
     signal: AbortSignal | undefined,
   ): Promise<Permit | PermitsUnavailableError> {
     const { owner, ttlMs, count } = request;
-    const quorum = permitQuorum(this.context.nodes.length, this.permits);
+    const quorum = this.quorum;
     const outcomes: Outcome<PermitReply>[] = await onEveryNode(this.context.nodes, request, (reply) => decodePermitReply(request, reply));
     let token = 0n;
     const granted: number[] = [];
@@ -300,15 +304,7 @@ export class Semaphore {
       const unraised = await this.raiseTokens(owner, token, granted, outcomes);
       if (granted.length - unraised.length >= quorum) {
         await this.releaseOn(owner, unraised, start);
-        return holdGranted({
-          what: `semaphore "${this.name}"`,
-          start,
-          ttlMs,
-          driftMs: this.context.drift(ttlMs),
-          signal,
-          giveBack: () => this.releaseOwner(owner),
-          hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, count),
-        });
+        return this.toPermit(owner, ttlMs, count, token, start, signal);
       }
     }
     const touched: number[] = [];
