@@ -93,8 +93,10 @@ local function check(owner, ttl_arg, mode, extra)
   if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'force' and mode ~= 'fence' then
     return redis.error_reply('ERR distributed_lock: unknown mode (expected acquire, wait, extend, release, status, fence, force, a, w, e or r)')
   end
-  local ttl = tonumber(ttl_arg)
-  if owner == nil or ttl == nil or ttl < 0 or ttl ~= math.floor(ttl) then
+  -- A release's ttl is '0': no tonumber (a strtod) for it; % 1 rather than math.floor (a C call).
+  local ttl
+  if ttl_arg == '0' then ttl = 0 else ttl = tonumber(ttl_arg) end
+  if owner == nil or ttl == nil or ttl < 0 or ttl % 1 ~= 0 then
     return redis.error_reply('ERR distributed_lock: ttl must be an integer number of ms')
   end
   if lease and (ttl < 1 or ttl > 1099511627776) then
@@ -119,7 +121,10 @@ end
 -- and an error reply for a hash that is not a lock.
 local function read(key)
   local s = redis.call('HMGET', key, 'o', 'e', 'f', 'x')
-  local e, f, x = tonumber(s[2] or 0), tonumber(s[3] or 0), tonumber(s[4] or 0)
+  local e, f, x = s[2], s[3], s[4]
+  if e then e = tonumber(e) else e = 0 end
+  if f then f = tonumber(f) else f = 0 end
+  if x then x = tonumber(x) else x = 0 end
   if not (e and f and x) then
     return nil, redis.error_reply('ERR distributed_lock: key ' .. key .. ' does not hold a lock')
   end
@@ -246,7 +251,8 @@ local function run(key, s, owner, ttl, mode, compact, floor, now, now_us)
   return { 1, owner, e - now, f }
 end
 
--- Server time, read once per call after the checks: now in ms, now_us in µs (for new tokens).
+-- Server time, read once per call after the checks: now in ms, now_us in µs (for new tokens). TIME answers
+-- digits, which Lua's arithmetic coerces without tonumber's C call; the ms come by arithmetic, not math.floor.
 local t, now, now_us
 local n = #KEYS
 if n == 1 then
@@ -259,8 +265,8 @@ if n == 1 then
   local s, bad = read(KEYS[1])
   if bad then return bad end
   t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  now = math.floor(now_us / 1000)
+  now_us = t[1] * 1000000 + t[2]
+  now = (now_us - now_us % 1000) / 1000
   return run(KEYS[1], s, ARGV[1], ttl, full, compact, floor, now, now_us)
 end
 
@@ -286,8 +292,8 @@ for i = 1, n do
   end
 end
 t = redis.call('TIME')
-now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-now = math.floor(now_us / 1000)
+now_us = t[1] * 1000000 + t[2]
+now = (now_us - now_us % 1000) / 1000
 local replies = {}
 for i = 1, n do
   replies[i] = run(KEYS[i], states[KEYS[i]], ARGV[3 * i - 2], ttls[i], modes[i], compacts[i], 0, now, now_us)

@@ -13,8 +13,9 @@
 --          and the next acquire's ARGV[5] applies again).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and resize)
 -- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
--- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status' or 'resize'
--- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6
+-- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status', 'resize' or 'fence'
+-- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6; fence: the
+--          token floor, integer 0 … 2^53 − 1
 -- ARGV[5]  acquire, wait, status: permits, integer 1 … 10^6, used while the key holds none (p)
 -- ARGV[6]  acquire, wait: 'w' for writer preference (the read-write lock): a request for all permits is a
 --          writer, any smaller one a reader; a writer refused by `wait` sets q = now + its ttl, and until
@@ -29,6 +30,7 @@
 --   release  EVALSHA sha 1 <key> <owner> 0 release
 --   status   EVALSHA sha 1 <key> '' 0 status 0 <permits>
 --   resize   EVALSHA sha 1 <key> '' 0 resize <permits>
+--   fence    EVALSHA sha 1 <key> <owner> 0 fence <floor>  (Redlock: raise a live lease's token to ≥ floor)
 --   batch    EVALSHA sha n <key1> … <keyn> then six ARGV per key (the single form's, '' where it has fewer):
 --            n = 2 … 64 acquire, wait, extend or release operations, run in order (a key named twice sees
 --            what the operations before it wrote); the reply is an array of n replies. Input errors fail the
@@ -41,7 +43,7 @@
 --                  { 0, available, wait_ms, permits }, wait_ms
 --                  = ms until the earliest lease ends or a writer's hold on readers ends, whichever comes
 --                  first (when this request may succeed without a release message)
---   extend         granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
+--   extend, fence  granted { 1, count, ttl_ms, token }; refused (no live lease of this owner) { 0, 0, 0, 0 }
 --   release        1 when a live lease of this owner ended, 0 otherwise (expired, released, never held)
 --   status         { permits, available, last token, owner1, count1, ttl_ms1, owner2, … } (live leases)
 --   resize         { permits, available }
@@ -55,6 +57,9 @@
 --            lease ended and w is set (an uncontended semaphore costs no PUBLISH).
 --   resize   sets p; holders keep what they hold (available may be negative until they release); publishes
 --            like release when w is set.
+--   fence    the owner's live lease: its token and f become at least floor (Redlock aligns the token of a
+--            permit granted by several nodes on every one of them, so any later quorum issues a greater
+--            one); the lease is unchanged.
 --
 -- Errors: 'ERR semaphore: <what>' on bad input, count above the permits, an owner asking for another
 -- count than the one it holds, or a hash that is not a semaphore, before any write; WRONGTYPE if the key is not a hash.
@@ -124,15 +129,15 @@ end
 -- (nil where they do not apply), or an error reply.
 local function check(owner, ttl_arg, mode, a4, a5, a6)
   local lease = mode == 'acquire' or mode == 'wait' or mode == 'extend'
-  if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'resize' then
-    return redis.error_reply('ERR semaphore: unknown mode (expected acquire, wait, extend, release, status or resize)')
+  if not lease and mode ~= 'release' and mode ~= 'status' and mode ~= 'resize' and mode ~= 'fence' then
+    return redis.error_reply('ERR semaphore: unknown mode (expected acquire, wait, extend, release, status, resize or fence)')
   end
-  local ttl, count, permits, err
+  local ttl, count, permits, floor, err
   if lease then
     ttl, err = int('ttl', ttl_arg, 1, 1099511627776)
     if err then return err end
   end
-  if (lease or mode == 'release') and (owner == nil or owner == '') then
+  if (lease or mode == 'release' or mode == 'fence') and (owner == nil or owner == '') then
     return redis.error_reply('ERR semaphore: owner must be a non-empty string')
   end
   local takes = mode == 'acquire' or mode == 'wait'
@@ -150,23 +155,59 @@ local function check(owner, ttl_arg, mode, a4, a5, a6)
   if takes and a6 ~= nil and a6 ~= '' and a6 ~= 'w' then
     return redis.error_reply("ERR semaphore: ARGV[6] must be 'w' or absent")
   end
-  return nil, ttl, count, permits, takes and a6 == 'w'
+  if mode == 'fence' then
+    floor, err = int('floor', a4, 0, 9007199254740991)
+    if err then return err end
+  end
+  return nil, ttl, count, permits, takes and a6 == 'w', floor
 end
 
--- Runs one checked operation (see `check`) on `key` and returns its reply: an error reply when the owner
--- asks for another count than it holds or the key is not a semaphore (in a batch, that operation's reply
--- only). One function for every mode: each local function is a closure Lua builds on every call.
-local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h)
-  h = h or redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. (owner or ''), 'q')
-  local p, u, n, f, x = tonumber(h[1] or permits or 1), tonumber(h[2] or 0), tonumber(h[3] or 0), tonumber(h[4] or 0), tonumber(h[6] or 0)
-  local w = h[5] or '0'
-  if not (p and u and n and f and x) then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
-  local mc, me, mt
-  if h[7] and owner ~= '' then
-    mc, me, mt = string.match(h[7], '^(%d+) (%d+) (%d+)$')
-    if not mc then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
-    mc, me, mt = tonumber(mc), tonumber(me), tonumber(mt)
+-- Reads the semaphore into the table HMGET returns, made the state in place (so reading allocates nothing
+-- more): h[1] p, h[2] u, h[3] n, h[6] x and, when `tokens`, h[4] f as numbers; h[5] w and h[8] q as read;
+-- h[9], h[10] the owner's count and lease end and h[11] its token (digits) when it has a record; h[12]
+-- true when the key holds p. Only what
+-- the operation uses is converted (each tonumber is a strtod), and a record's parts, digits by the pattern,
+-- by Lua's own coercion. Returns the state, or nil and an error reply for a hash that is not a semaphore.
+local function read(key, owner, permits, tokens, h)
+  h = h or redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'w', 'x', ':' .. owner, 'q')
+  local p, u, n, x, f = h[1], h[2], h[3], h[6], h[4]
+  if p then p = tonumber(p) else p = permits or 1 end
+  if u then u = tonumber(u) else u = 0 end
+  if n then n = tonumber(n) else n = 0 end
+  if x then x = tonumber(x) else x = 0 end
+  if tokens then
+    if f then f = tonumber(f) else f = 0 end
+  else
+    f = 0
   end
+  local ok = p and u and n and x and f
+  if ok and h[8] and not tonumber(h[8]) then ok = false end
+  local r = h[7]
+  if ok and r and owner ~= '' then
+    local c, e, t = string.match(r, '^(%d+) (%d+) (%d+)$')
+    if c then h[9], h[10], h[11] = c + 0, e + 0, t else ok = false end
+  end
+  if not ok then return nil, redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
+  h[12] = h[1] and true
+  h[1], h[2], h[3], h[6] = p, u, n, x
+  if tokens then h[4] = f end
+  return h
+end
+
+-- Runs one checked operation (see `check`) on `key` with its state h (from `read`; read here when nil) and
+-- returns its reply: an error reply when the owner asks for another count than it holds or the key is not
+-- a semaphore (in a batch, that operation's reply only). One function for every mode: each local function
+-- is a closure Lua builds on every call. Integers go to Redis as strings made by one string.format each:
+-- redis.call would format a Lua number with %.17g, and concatenation with %.14g, both slower.
+local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h, floor)
+  if not h then
+    local bad
+    h, bad = read(key, owner or '', permits, mode ~= 'release' and mode ~= 'extend', nil)
+    if bad then return bad end
+  end
+  local p, u, n, f, x = h[1], h[2], h[3], h[4], h[6]
+  local w = h[5] or '0'
+  local mc, me, mt = h[9], h[10], h[11]
   if count and count > p then
     return redis.error_reply('ERR semaphore: count ' .. count .. ' exceeds the ' .. p .. ' permits')
   end
@@ -191,7 +232,7 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, 
     if bad then return bad end
     drop(key, dead)
     u, n = used, first
-    redis.call('HSET', key, 'u', u, 'n', string.format('%d', n))
+    redis.call('HSET', key, 'u', string.format('%d', u), 'n', string.format('%d', n))
     if me and me <= now then mc = nil end
   end
   local live_mine = mc and me > now
@@ -199,36 +240,52 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, 
   if mode == 'extend' then
     if not live_mine then return { 0, 0, 0, 0 } end
     local e = now + ttl
-    put(key, x, e, now, ':' .. owner, mc .. ' ' .. string.format('%d', e) .. ' ' .. string.format('%d', mt))
-    return { 1, mc, ttl, mt }
+    put(key, x, e, now, ':' .. owner, string.format('%d %d %s', mc, e, mt))
+    return { 1, mc, ttl, mt + 0 }
+  end
+
+  if mode == 'fence' then
+    if not live_mine then return { 0, 0, 0, 0 } end
+    mt = mt + 0
+    if floor > mt or floor > f then
+      if floor > mt then mt = floor end
+      if floor > f then f = floor end
+      put(key, x, me, now, ':' .. owner, string.format('%d %d %d', mc, me, mt), 'f', string.format('%d', f))
+    end
+    return { 1, mc, me - now, mt }
   end
 
   if mode == 'release' then
     if not mc then return 0 end
     redis.call('HDEL', key, ':' .. owner)
-    u = math.max(0, u - mc)
-    if u == 0 then n = 0 end
-    put(key, x, u > 0 and n or nil, now, 'u', u, 'n', string.format('%d', n))
+    u = u - mc
+    if u <= 0 then
+      put(key, x, nil, now, 'u', '0', 'n', '0')
+      u = 0
+    else
+      put(key, x, n, now, 'u', string.format('%d', u))
+    end
     if not live_mine then return 0 end
-    if w == '1' then redis.call('PUBLISH', key, p - u) end
+    if w == '1' then redis.call('PUBLISH', key, string.format('%d', p - u)) end
     return 1
   end
 
   if mode == 'resize' then
     local grew = permits > p
-    put(key, x, u > 0 and n or nil, now, 'p', permits)
-    if grew and w == '1' then redis.call('PUBLISH', key, permits - u) end
+    put(key, x, u > 0 and n or nil, now, 'p', string.format('%d', permits))
+    if grew and w == '1' then redis.call('PUBLISH', key, string.format('%d', permits - u)) end
     return { permits, permits - u }
   end
 
   -- acquire, wait
   if live_mine then
     local e = now + ttl
-    put(key, x, e, now, ':' .. owner, mc .. ' ' .. string.format('%d', e) .. ' ' .. string.format('%d', mt))
-    return mt
+    put(key, x, e, now, ':' .. owner, string.format('%d %d %s', mc, e, mt))
+    return mt + 0
   end
   -- Writer preference: a reader is held back while a refused writer waits (q), a writer clears q.
-  local q = tonumber(h[8] or 0) or 0
+  local q = 0
+  if writers and h[8] then q = tonumber(h[8]) end
   local writer = writers and count == p
   local held_back = writers and not writer and q > now
   if held_back or count > p - u then
@@ -247,20 +304,30 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, 
   local token = f + 1
   if now_us > token then token = now_us end
   local e = now + ttl
-  if n == 0 or e < n then n = e end
-  local ts = string.format('%d', token)
-  put(key, x, e, now, 'p', p, 'u', u + count, 'n', string.format('%d', n), 'f', ts,
-    ':' .. owner, count .. ' ' .. string.format('%d', e) .. ' ' .. ts)
+  local record = string.format('%d %d %d', count, e, token)
+  local us = string.format('%d', u + count)
+  -- p is written when the key had none; n when this lease ends first.
+  if n == 0 or e < n then
+    n = e
+    if h[12] then
+      put(key, x, e, now, 'u', us, 'n', string.format('%d', n), 'f', string.format('%d', token), ':' .. owner, record)
+    else
+      put(key, x, e, now, 'p', string.format('%d', p), 'u', us, 'n', string.format('%d', n), 'f', string.format('%d', token), ':' .. owner, record)
+    end
+  else
+    put(key, x, e, now, 'u', us, 'f', string.format('%d', token), ':' .. owner, record)
+  end
   return token
 end
 
 local n = #KEYS
 if n == 1 then
-  local err, ttl, count, permits, writers = check(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+  local err, ttl, count, permits, writers, floor = check(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
   if err then return err end
   local t = redis.call('TIME')
-  local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  return run(KEYS[1], ARGV[1], ARGV[3], ttl, count, permits, writers, math.floor(now_us / 1000), now_us)
+  -- TIME answers digits: Lua's coercion reads them without tonumber's call.
+  local now_us = t[1] * 1000000 + t[2]
+  return run(KEYS[1], ARGV[1], ARGV[3], ttl, count, permits, writers, math.floor(now_us / 1000), now_us, nil, floor)
 end
 
 -- Batch form: n = 2 … 64 operations, six ARGV each.
@@ -281,20 +348,16 @@ end
 -- (later ones on the same key read again, after what the ones before them wrote).
 local reads, seen = {}, {}
 for i = 1, n do
-  local h = redis.call('HMGET', KEYS[i], 'p', 'u', 'n', 'f', 'w', 'x', ':' .. ops[i][1], 'q')
-  for _, j in ipairs({ 1, 2, 3, 4, 6, 8 }) do
-    if h[j] and not tonumber(h[j]) then return redis.error_reply('ERR semaphore: key ' .. KEYS[i] .. ' does not hold a semaphore') end
-  end
-  if h[7] and not string.match(h[7], '^%d+ %d+ %d+$') then
-    return redis.error_reply('ERR semaphore: key ' .. KEYS[i] .. ' does not hold a semaphore')
-  end
+  local op = ops[i]
+  local h, bad = read(KEYS[i], op[1], op[5], op[2] ~= 'release' and op[2] ~= 'extend', nil)
+  if bad then return bad end
   if not seen[KEYS[i]] then
     seen[KEYS[i]] = true
     reads[i] = h
   end
 end
 local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_us = t[1] * 1000000 + t[2]
 local now = math.floor(now_us / 1000)
 local replies = {}
 for i = 1, n do

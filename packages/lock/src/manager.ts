@@ -206,13 +206,14 @@ export class LockManager {
 
   /**
    * A counting semaphore named `name` with `permits` permits (1 … 1 000 000), shared by every process that
-   * names it. Runs on one Redis (node, Sentinel or cluster): a manager given several clients (Redlock)
-   * refuses with `InvalidArgumentError`. Its key: `<prefix>:lock:{<name>}:semaphore`.
+   * names it. Runs on one Redis (node, Sentinel or cluster) or, given several clients, on Redlock: a permit
+   * then needs ⌊N·permits/(permits+1)⌋+1 nodes (⌊N/2⌋+1 for one permit), so that no more than `permits`
+   * are ever held. Its key: `<prefix>:lock:{<name>}:semaphore`.
    */
   semaphore(name: string, options: SemaphoreOptions): Semaphore {
     assertOptions('options', options, ['permits'], false);
     const key = this.keySpace.key(name, 'semaphore', 'name');
-    return new Semaphore(this.semaphoreContext(), name, key, options.permits);
+    return new Semaphore(this.semaphoreContext(true), name, key, options.permits);
   }
 
   /**
@@ -311,12 +312,14 @@ export class LockManager {
     return false;
   }
 
-  /** What semaphores and read-write locks borrow from the manager; refused on Redlock. */
-  private semaphoreContext(): SemaphoreContext {
-    const node = this.nodes.single;
-    if (!node) throw redlockUnsupported();
+  /** What semaphores, read-write and fair locks borrow from the manager; on Redlock, semaphores only. */
+  private semaphoreContext(redlock = false): SemaphoreContext {
+    const nodes = this.nodes.all;
+    if (nodes.length > 1 && !redlock) throw redlockUnsupported();
     return {
-      node,
+      node: nodes[0]!,
+      nodes,
+      timeoutMs: this.timeoutMs,
       waiting: this.waiting,
       ttlMs: this.ttlMs,
       ttl,

@@ -23,6 +23,7 @@ import {
   encodeFairArgs,
   encodeSemaphoreArgs,
   encodeSemaphoreBatch,
+  isBatchableSemaphore,
   MAX_SEMAPHORE_BATCH,
   splitSemaphoreBatch,
   type BatchableSemaphoreRequest,
@@ -149,11 +150,12 @@ export class LockNode {
   }
 
   /**
-   * Runs one semaphore operation (never batched: each goes in its own call) and resolves with the raw reply
-   * for `protocol.ts` to decode; rejects like `executeScript` (`ScriptError`, `RedisUnavailableError`).
+   * Runs one semaphore operation (with the others of this tick on a single node; status, resize and fence
+   * alone) and resolves with the raw reply for `protocol.ts` to decode; rejects like `executeScript`
+   * (`ScriptError`, `RedisUnavailableError`).
    */
   runSemaphore(request: SemaphoreRequest): Promise<unknown> {
-    if (!this.semaphoreBatcher || request.operation === 'status' || request.operation === 'resize') return this.runSemaphoreAlone(request);
+    if (!this.semaphoreBatcher || !isBatchableSemaphore(request)) return this.runSemaphoreAlone(request);
     return this.semaphoreBatcher.add(request).then((reply) => {
       // An operation the batch refused with an error of its own (the rest of the batch went through).
       if (reply instanceof Error) throw classifyError(reply, { label: SEMAPHORE_NAME, scriptName: SEMAPHORE_NAME });

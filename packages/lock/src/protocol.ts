@@ -151,7 +151,9 @@ export type SemaphoreRequest =
   | { readonly operation: 'extend'; readonly key: string; readonly owner: string; readonly ttlMs: number }
   | { readonly operation: 'release'; readonly key: string; readonly owner: string }
   | { readonly operation: 'status'; readonly key: string; readonly permits: number }
-  | { readonly operation: 'resize'; readonly key: string; readonly permits: number };
+  | { readonly operation: 'resize'; readonly key: string; readonly permits: number }
+  /** Redlock: raises the token of `owner`'s live lease to at least `floor`. */
+  | { readonly operation: 'fence'; readonly key: string; readonly owner: string; readonly floor: bigint };
 
 /** ARGV of one semaphore operation: `<owner> <ttl_ms> <mode>`, then the count and permits where they apply. */
 export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
@@ -170,6 +172,8 @@ export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
       return ['', 0, 'status', 0, request.permits];
     case 'resize':
       return ['', 0, 'resize', request.permits];
+    case 'fence':
+      return [request.owner, 0, 'fence', request.floor];
   }
 }
 
@@ -200,7 +204,12 @@ export function splitSemaphoreBatch(requests: readonly BatchableSemaphoreRequest
   return replies as unknown[];
 }
 
-/** What acquire, wait and extend answered. */
+/** Whether the semaphore's batch form takes `request` (status, resize and fence go alone). */
+export function isBatchableSemaphore(request: SemaphoreRequest): request is BatchableSemaphoreRequest {
+  return request.operation !== 'status' && request.operation !== 'resize' && request.operation !== 'fence';
+}
+
+/** What acquire, wait, extend and fence answered. */
 export type PermitReply =
   | { readonly state: 'granted'; readonly count: number; readonly ttlMs: number; readonly token: bigint }
   | {
@@ -222,8 +231,8 @@ function isIntegers(reply: unknown, length: number): reply is number[] {
 }
 
 /**
- * The reply of acquire, wait or extend: a granted acquire or wait answers with its token alone (the count
- * and ttl being the request's own), extend with `[1, count, ttl_ms, token]`; a refusal with
+ * The reply of acquire, wait, extend or fence: a granted acquire or wait answers with its token alone (the
+ * count and ttl being the request's own), extend and fence with `[1, count, ttl_ms, token]`; a refusal with
  * `[0, available, wait_ms, permits]`.
  */
 export function decodePermitReply(request: SemaphoreRequest, reply: unknown): PermitReply {

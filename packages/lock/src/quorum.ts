@@ -45,9 +45,9 @@ export class LockNodes implements ReleaseChannels {
     return this.nodes.length > 1;
   }
 
-  /** The only node, when there is one (no Redlock). */
-  get single(): LockNode | undefined {
-    return this.nodes.length === 1 ? this.nodes[0] : undefined;
+  /** Every node, in order. */
+  get all(): readonly LockNode[] {
+    return this.nodes;
   }
 
   /** The clients given to the manager, in order. */

@@ -1,9 +1,19 @@
-// Semaphore: a counting semaphore with leased permits and fencing tokens, on one Redis (node or cluster).
+// Semaphore: a counting semaphore with leased permits and fencing tokens, on one Redis (node or cluster) or Redlock.
 import { randomUUID } from 'node:crypto';
-import { assertFiniteNumber, assertInteger, assertNonEmptyString, assertOptions, InvalidArgumentError, RedisUnavailableError } from '@cyredis/core';
-import { LockLostError, LockUnavailableError } from './errors.js';
+import {
+  assertFiniteNumber,
+  assertInteger,
+  assertNonEmptyString,
+  assertOptions,
+  CyRedisError,
+  InvalidArgumentError,
+  RedisUnavailableError,
+  waitAtMost,
+} from '@cyredis/core';
+import { LockLostError, LockUnavailableError, type NodeReply } from './errors.js';
 import { holdGranted, Lock, orNull, type LockBackend } from './lock.js';
 import type { LockNode } from './node.js';
+import { answeredNodes, assertAnswered, describeOutcomes, onEveryNode, permitQuorum, type Outcome } from './permit-quorum.js';
 import {
   decodePermitReply,
   decodeReleaseReply,
@@ -13,6 +23,7 @@ import {
   type PermitHolder,
   type PermitReply,
   type SemaphoreRequest,
+  type SemaphoreState,
 } from './protocol.js';
 import { runHoldingLock } from './using.js';
 import type { WaitQueues } from './waiting.js';
@@ -54,7 +65,12 @@ export interface SemaphoreStatus {
 
 /** What a manager lends its semaphores, read-write and fair locks (built by `LockManager`; users never need one). */
 export interface SemaphoreContext {
+  /** The only node, or with Redlock the first. */
   readonly node: LockNode;
+  /** Every node: one, or Redlock's independent ones (semaphores only; read-write and fair locks refuse several). */
+  readonly nodes: readonly LockNode[];
+  /** Reply deadline of every call, in ms; also bounds the clean-up after a failed Redlock round. */
+  readonly timeoutMs: number;
   readonly waiting: WaitQueues;
   readonly ttlMs: number;
   /** Checks and rounds a lease length (`InvalidArgumentError` naming `name`). */
@@ -93,8 +109,10 @@ export class PermitsUnavailableError extends LockUnavailableError {
     /** The semaphore's permits at the last attempt. */
     readonly permits: number,
     waitMs: number,
+    /** Per-node detail (Redlock); default: one refusing node. */
+    nodes: readonly NodeReply[] = [{ node: 0, state: 'refused', ttlMs: waitMs }],
   ) {
-    super(resource, [{ node: 0, state: 'refused', ttlMs: waitMs }]);
+    super(resource, nodes);
     this.message = `semaphore "${resource}": ${requested} permit(s) asked, ${available} of ${permits} free`;
   }
 }
@@ -170,21 +188,58 @@ export class Semaphore {
     return runHoldingLock(permit, routine, options.signal);
   }
 
-  /** The permits, how many are free, and every live lease. */
+  /**
+   * The permits, how many are free, and every live lease. With Redlock: the leases held on a quorum of
+   * nodes (each with the lease a quorum still has), the permits of the first node that answered, and the
+   * highest token.
+   */
   async status(): Promise<SemaphoreStatus> {
-    const state = decodeStatusReply(await this.context.node.runSemaphore({ operation: 'status', key: this.key, permits: this.permits }));
-    return { permits: state.permits, available: state.available, holders: [...state.holders], fencingToken: state.token };
+    const request: SemaphoreRequest = { operation: 'status', key: this.key, permits: this.permits };
+    if (this.context.nodes.length === 1) {
+      const state = decodeStatusReply(await this.context.node.runSemaphore(request));
+      return { permits: state.permits, available: state.available, holders: [...state.holders], fencingToken: state.token };
+    }
+    const outcomes = await onEveryNode(this.context.nodes, request, decodeStatusReply);
+    const quorum = this.quorum;
+    assertAnswered(this.name, outcomes, quorum, () => answeredNodes(outcomes));
+    const states = outcomes.filter((o): o is SemaphoreState => !(o instanceof Error));
+    let fencingToken = 0n;
+    const leases = new Map<string, { count: number; ttls: number[] }>();
+    for (const state of states) {
+      if (state.token > fencingToken) fencingToken = state.token;
+      for (const { owner, count, ttlMs } of state.holders) {
+        const lease = leases.get(owner) ?? { count, ttls: [] };
+        lease.ttls.push(ttlMs);
+        leases.set(owner, lease);
+      }
+    }
+    const permits = states[0]!.permits;
+    const holders: PermitHolder[] = [];
+    for (const [owner, { count, ttls }] of leases) {
+      if (ttls.length < quorum) continue;
+      ttls.sort((a, b) => b - a);
+      holders.push({ owner, count, ttlMs: ttls[quorum - 1]! });
+    }
+    return { permits, available: permits - holders.reduce((sum, h) => sum + h.count, 0), holders, fencingToken };
   }
 
   /**
    * Sets the number of permits (1 … 1 000 000) for every process; holders keep what they hold, so fewer
    * may be free than the new number says until they release. Lasts while the semaphore's key exists: once
    * nobody has held a permit for a minute, the `permits` each process was created with apply again.
+   * With Redlock it is set on every node, and a quorum for the new number must answer (a node that did not
+   * keeps its old number until its key expires).
    */
   async setPermits(permits: number): Promise<void> {
     permitsArgument('permits', permits);
     this.permits = permits;
-    decodeResizeReply(await this.context.node.runSemaphore({ operation: 'resize', key: this.key, permits }));
+    const request: SemaphoreRequest = { operation: 'resize', key: this.key, permits };
+    if (this.context.nodes.length === 1) {
+      decodeResizeReply(await this.context.node.runSemaphore(request));
+      return;
+    }
+    const outcomes = await onEveryNode(this.context.nodes, request, decodeResizeReply);
+    assertAnswered(this.name, outcomes, this.quorum, () => answeredNodes(outcomes));
   }
 
   /**
@@ -199,7 +254,8 @@ export class Semaphore {
     signal: AbortSignal | undefined,
   ): Promise<Permit | PermitsUnavailableError> {
     const start = performance.now();
-    const request: SemaphoreRequest = { operation, key: this.key, owner, ttlMs, count, permits: this.permits, writerPreference: this.writerPreference };
+    const request = { operation, key: this.key, owner, ttlMs, count, permits: this.permits, writerPreference: this.writerPreference };
+    if (this.context.nodes.length > 1) return this.attemptOnQuorum(request, start, signal);
     let reply: PermitReply;
     try {
       reply = decodePermitReply(request, await this.context.node.runSemaphore(request));
@@ -208,7 +264,11 @@ export class Semaphore {
       throw err;
     }
     if (reply.state === 'refused') return new PermitsUnavailableError(this.name, count, reply.available, reply.permits, reply.waitMs);
-    const { token, count: held } = reply;
+    return this.toPermit(owner, ttlMs, reply.count, reply.token, start, signal);
+  }
+
+  /** A granted round as a held `Permit` (see `holdGranted`): given back when aborted meanwhile or granted too late. */
+  private toPermit(owner: string, ttlMs: number, count: number, token: bigint, start: number, signal: AbortSignal | undefined): Promise<Permit> {
     return holdGranted({
       what: `semaphore "${this.name}"`,
       start,
@@ -216,34 +276,128 @@ export class Semaphore {
       driftMs: this.context.drift(ttlMs),
       signal,
       giveBack: () => this.releaseOwner(owner),
-      hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, held),
+      hold: (deadline) => new Permit(this.backend, this.name, this.key, owner, token, ttlMs, deadline, count),
     });
   }
 
-  /** Best effort: releases whatever `owner` may hold; never rejects. */
+  /**
+   * Redlock: one acquire round on every node, granted when `permitQuorum` of them grant. The token is the
+   * highest granted one, raised on every granting node (as the lock's `alignTokens` does), so any later
+   * quorum, which shares a node with this one, issues a greater one. Whatever a failed round took is released.
+   */
+  private async attemptOnQuorum(
+    request: Extract<SemaphoreRequest, { operation: 'acquire' | 'wait' }>,
+    start: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Permit | PermitsUnavailableError> {
+    const { owner, ttlMs, count } = request;
+    const quorum = this.quorum;
+    const outcomes: Outcome<PermitReply>[] = await onEveryNode(this.context.nodes, request, (reply) => decodePermitReply(request, reply));
+    let token = 0n;
+    const granted: number[] = [];
+    outcomes.forEach((o, i) => {
+      if (o instanceof Error || o.state !== 'granted') return;
+      granted.push(i);
+      if (o.token > token) token = o.token;
+    });
+    if (granted.length >= quorum) {
+      const unraised = await this.raiseTokens(owner, token, granted, outcomes);
+      if (granted.length - unraised.length >= quorum) {
+        await this.releaseOn(owner, unraised, start);
+        return this.toPermit(owner, ttlMs, count, token, start, signal);
+      }
+    }
+    const touched: number[] = [];
+    outcomes.forEach((o, i) => {
+      if (o instanceof Error || o.state === 'granted') touched.push(i);
+    });
+    await this.releaseOn(owner, touched, start);
+    signal?.throwIfAborted();
+    const nodes = describeOutcomes(outcomes);
+    assertAnswered(this.name, outcomes, quorum, () => nodes);
+    let available = Infinity;
+    let permits = this.permits;
+    for (const o of outcomes) {
+      if (o instanceof Error || o.state !== 'refused') continue;
+      if (o.available < available) ({ available, permits } = o);
+    }
+    return new PermitsUnavailableError(this.name, count, available, permits, 0, nodes);
+  }
+
+  /**
+   * Raises the token of `owner`'s lease to `token` on the granting nodes that issued less; returns the nodes
+   * that could not be raised (their outcome becomes a failure).
+   */
+  private async raiseTokens(owner: string, token: bigint, granted: readonly number[], outcomes: Outcome<PermitReply>[]): Promise<number[]> {
+    const lagging = granted.filter((i) => {
+      const o = outcomes[i]!;
+      return !(o instanceof Error) && o.state === 'granted' && o.token < token;
+    });
+    const fence: SemaphoreRequest = { operation: 'fence', key: this.key, owner, floor: token };
+    const raised = await Promise.all(
+      lagging.map((i) =>
+        this.context.nodes[i]!.runSemaphore(fence).then(
+          (reply) => decodePermitReply(fence, reply).state === 'granted',
+          () => false,
+        ),
+      ),
+    );
+    const unraised = lagging.filter((_, j) => !raised[j]);
+    for (const i of unraised) outcomes[i] = new CyRedisError('could not raise the fencing token');
+    return unraised;
+  }
+
+  /** Best effort: releases `owner`'s lease on the nodes at `indices`, waiting only while the round's `timeoutMs` lasts. */
+  private async releaseOn(owner: string, indices: readonly number[], start: number): Promise<void> {
+    if (indices.length === 0) return;
+    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
+    const releases = indices.map((i) => this.context.nodes[i]!.runSemaphore(release).catch(() => undefined));
+    await waitAtMost(Promise.all(releases), Math.max(0, start + this.context.timeoutMs - performance.now()));
+  }
+
+  /** The permits this process knows, as the quorum of the next operation (the Redlock rule, see `permitQuorum`). */
+  private get quorum(): number {
+    return permitQuorum(this.context.nodes.length, this.permits);
+  }
+
+  /** Best effort: releases whatever `owner` may hold (on every node); never rejects. */
   private releaseOwner(owner: string): Promise<unknown> {
-    return this.context.node.runSemaphore({ operation: 'release', key: this.key, owner }).catch(() => undefined);
+    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
+    return Promise.all(this.context.nodes.map((node) => node.runSemaphore(release).catch(() => undefined)));
   }
 
   private async extendPermit(permit: Lock, ttlMs: number): Promise<number> {
     ttlMs = this.context.ttl('ttlMs', ttlMs);
     const start = performance.now();
     const request: SemaphoreRequest = { operation: 'extend', key: this.key, owner: permit.owner, ttlMs };
-    const reply = decodePermitReply(request, await this.context.node.runSemaphore(request));
+    const outcomes = await onEveryNode(this.context.nodes, request, (reply) => decodePermitReply(request, reply));
     const deadline = start + ttlMs - this.context.drift(ttlMs);
-    if (reply.state === 'granted' && deadline > performance.now()) return deadline;
-    throw new LockLostError(this.name, [{ node: 0, state: 'refused' }], 'the lease of its permits ended (expired, or released)');
+    let granted = 0;
+    for (const o of outcomes) {
+      if (o instanceof Error) continue;
+      if (o.state === 'granted') granted++;
+    }
+    if (granted >= this.quorum && deadline > performance.now()) return deadline;
+    const nodes = describeOutcomes(outcomes);
+    if (this.context.nodes.length === 1 && outcomes[0] instanceof Error) throw outcomes[0];
+    assertAnswered(this.name, outcomes, this.quorum, () => nodes);
+    throw new LockLostError(this.name, nodes, 'the lease of its permits ended (expired, or released)');
   }
 
   private async releasePermit(permit: Lock): Promise<boolean> {
-    return decodeReleaseReply(await this.context.node.runSemaphore({ operation: 'release', key: this.key, owner: permit.owner }));
+    const request: SemaphoreRequest = { operation: 'release', key: this.key, owner: permit.owner };
+    if (this.context.nodes.length === 1) return decodeReleaseReply(await this.context.node.runSemaphore(request));
+    const outcomes = await onEveryNode(this.context.nodes, request, decodeReleaseReply);
+    if (outcomes.filter((o) => o === true).length >= this.quorum) return true;
+    assertAnswered(this.name, outcomes, this.quorum, () => describeOutcomes(outcomes));
+    return false;
   }
 }
 
-/** A semaphore needs one Redis: `semaphore()` on a Redlock manager is refused with this. */
+/** Read-write and fair locks need one Redis: `readWrite()` and `fair()` on a Redlock manager are refused with this. */
 export function redlockUnsupported(): InvalidArgumentError {
   return new InvalidArgumentError(
     'redis',
-    'semaphores, read-write and fair locks run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them yet',
+    'read-write and fair locks run on one Redis (node, Sentinel or cluster); Redlock over several clients is not supported for them (see the README)',
   );
 }

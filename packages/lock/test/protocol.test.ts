@@ -190,7 +190,7 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     await deleteByPrefix(redis, prefix);
   });
 
-  it('runs every operation: acquire, wait, extend, status, resize, release', async () => {
+  it('runs every operation: acquire, wait, extend, fence, status, resize, release', async () => {
     const take = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
       operation,
       key,
@@ -209,17 +209,26 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(decodePermitReply(extend, await call(extend))).toEqual({ state: 'granted', count: 2, ttlMs: 8_000, token });
     const notHeld: SemaphoreRequest = { operation: 'extend', key, owner: 'b', ttlMs: 8_000 };
     expect(decodePermitReply(notHeld, await call(notHeld))).toEqual({ state: 'refused', available: 0, waitMs: 0, permits: 0 });
+    // fence raises a live lease's token (never lowers it) and keeps its lease; refused for a non-holder.
+    const fence = (owner: string, floor: bigint): SemaphoreRequest => ({ operation: 'fence', key, owner, floor });
+    const lower = decodePermitReply(fence('a', 1n), await call(fence('a', 1n)));
+    expect({ ...lower, ttlMs: 0 }).toEqual({ state: 'granted', count: 2, ttlMs: 0, token });
+    expect(lower.state === 'granted' && lower.ttlMs).toBeGreaterThan(7_000);
+    const raised = decodePermitReply(fence('a', token + 5n), await call(fence('a', token + 5n)));
+    expect(raised.state === 'granted' && raised.token).toBe(token + 5n);
+    expect(decodePermitReply(fence('b', token + 9n), await call(fence('b', token + 9n)))).toEqual({ state: 'refused', available: 0, waitMs: 0, permits: 0 });
+    const fenced = token + 5n;
     const status = decodeStatusReply(await call({ operation: 'status', key, permits: 3 }));
     expect({ ...status, holders: status.holders.map((h) => ({ ...h, ttlMs: 0 })) }).toEqual({
       permits: 3,
       available: 1,
-      token,
+      token: fenced,
       holders: [{ owner: 'a', count: 2, ttlMs: 0 }],
     });
     expect(decodeResizeReply(await call({ operation: 'resize', key, permits: 4 }))).toEqual({ permits: 4, available: 2 });
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(true);
     expect(decodeReleaseReply(await call({ operation: 'release', key, owner: 'a' }))).toBe(false);
-    expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token, holders: [] });
+    expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 }))).toEqual({ permits: 4, available: 4, token: fenced, holders: [] });
     // A granted acquire answers with its token alone (the count and ttl are the request's own).
     const raw = await call(take('z', 1));
     expect(typeof raw).toBe('number');

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { randomPrefix, RedisServer, waitFor } from '@cyredis/testing';
+import { randomPrefix, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, redisUrl, suiteClient, topologies } from '@cyredis/testing/context';
 import { Redis } from 'ioredis';
 import fc from 'fast-check';
@@ -209,6 +209,9 @@ describe('semaphore.lua, raw', () => {
         ['a', 1_000, 'take', 1, 3],
         ['', 0, 'resize', 0],
         ['a', 0, 'extend'],
+        ['a', 0, 'fence', -1],
+        ['a', 0, 'fence', 'x'],
+        ['', 0, 'fence', 5],
       ];
       for (const args of bad) await expect(redis.eval(SOURCE, 1, key, ...args), JSON.stringify(args)).rejects.toThrow(/^ERR semaphore: /);
       expect(await redis.exists(key)).toBe(0);
@@ -270,21 +273,6 @@ describe('a semaphore holder paused past its lease, or killed', () => {
       child.kill('SIGKILL');
       await locks.close();
       await redis.quit();
-    }
-  });
-});
-
-describe('Semaphore on Redlock', () => {
-  it('is refused: semaphores need one Redis', async () => {
-    const [a, b, c] = await Promise.all([RedisServer.start(), RedisServer.start(), RedisServer.start()]);
-    const clients = [a, b, c].map((s) => s.client());
-    const locks = new LockManager(clients);
-    try {
-      expect(() => locks.semaphore('s', { permits: 1 })).toThrow(InvalidArgumentError);
-    } finally {
-      await locks.close();
-      for (const client of clients) client.disconnect();
-      await Promise.all([a, b, c].map((s) => s.stop()));
     }
   });
 });
