@@ -1,6 +1,7 @@
 // SmartCache: the public API over smart_cache.lua. Each method checks its input, then hands off to the
 // transport (batching), coherence (L1) and leases (stampede protection) modules.
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import {
   assertFiniteNumber,
   assertOptions,
@@ -16,7 +17,6 @@ import {
   type RegistryEntry,
   type RegistryListOptions,
 } from '@cyredis/core';
-import { EventEmitter } from 'node:events';
 import { Coherence } from './coherence.js';
 import { Leases, type CacheResult, type LoadRequest } from './leases.js';
 import {

@@ -45,9 +45,13 @@ const OPTION_NAMES: readonly string[] = ['tracerProvider', 'meterProvider', 'spa
 
 /** Every traced operation, by package: the channel is `cyredis:<package>:<operation>`. */
 export const OPERATIONS = {
+  /** `@cyredis/ratelimit`'s. */
   ratelimit: ['limit', 'peek', 'reset'],
+  /** `@cyredis/lock`'s. */
   lock: ['acquire', 'acquireMany', 'semaphore.acquire', 'fair.acquire', 'extend', 'release'],
+  /** `@cyredis/cache`'s. */
   cache: ['get', 'getMany', 'getOrSet', 'load', 'set', 'setMany', 'has', 'delete', 'deleteMany', 'deleteByTag', 'clear'],
+  /** `@cyredis/queue`'s (`process`: a worker's run of one job). */
   queue: ['push', 'pushBulk', 'fetch', 'complete', 'ack', 'fail', 'extend', 'release', 'process'],
 } as const;
 

@@ -71,7 +71,7 @@ export class PrometheusMetrics {
     const limiter = ctx.name ?? '';
     const outcome = ctx.outcome ?? 'error';
     let outcomes = this.decisions.get(limiter);
-    if (outcomes === undefined) this.decisions.set(limiter, (outcomes = new Map()));
+    if (outcomes === undefined) this.decisions.set(limiter, (outcomes = new Map<string, number>()));
     outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
   }
 }

@@ -817,7 +817,8 @@ export class JobQueue<T = unknown, R = unknown> {
   /** Like `pushBulk`, and says per job whether it was new. */
   addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
     const context = () => ({ name: this.name, count: Array.isArray(jobs) ? jobs.length : undefined });
-    return PUSH_BULK.run(context, (ctx) => this.addBulkNow(Array.isArray(jobs) && ctx?.traceContext ? jobs.map((job) => carrying(job, ctx)) : jobs));
+    const carried = (ctx: OperationContext | undefined) => (ctx?.traceContext && Array.isArray(jobs) ? (jobs as readonly BulkJob<T>[]).map((job) => carrying(job, ctx)) : jobs);
+    return PUSH_BULK.run(context, (ctx) => this.addBulkNow(carried(ctx)));
   }
 
   private async addBulkNow(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
