@@ -1,6 +1,7 @@
 // SmartCache: the public API over smart_cache.lua. Each method checks its input, then hands off to the
 // transport (batching), coherence (L1) and leases (stampede protection) modules.
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import {
   assertFiniteNumber,
   assertOptions,
@@ -50,6 +51,23 @@ import {
   type WriteSettings,
 } from './protocol.js';
 import { absorbOutage, Failed, Transport } from './transport.js';
+import {
+  CLEAR,
+  DELETE,
+  DELETE_BY_TAG,
+  DELETE_MANY,
+  GET,
+  GET_MANY,
+  GET_OR_SET,
+  HAS,
+  SET,
+  SET_MANY,
+  settleDeleted,
+  settleFound,
+  settleStatus,
+  type InvalidationReason,
+  type SmartCacheEvents,
+} from './tracing.js';
 import { Values, type Loader } from './values.js';
 
 /** What `stats` reports. */
@@ -84,7 +102,7 @@ const ENTRY_FIELDS = ['key', 'value', 'ttlMs', 'tags'] as const;
  * An LRU-bounded Redis cache with shared statistics, cross-process stampede protection and an optional
  * in-process L1 tier. Call `close()` when done: it closes the pub/sub connection the cache may open.
  */
-export class SmartCache<T = unknown> {
+export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
   /** The cache's name (its hash tag). */
   readonly name: string;
   /** Entries kept in Redis at most. */
@@ -106,6 +124,7 @@ export class SmartCache<T = unknown> {
   private readonly registry: NameRecorder;
 
   constructor(redis: RedisClient, options: SmartCacheOptions<T>) {
+    super();
     assertRedisClient('redis', redis);
     const settings = readSettings(options);
     this.name = settings.name;
@@ -119,11 +138,11 @@ export class SmartCache<T = unknown> {
     // Origin of this instance's bus messages and prefix of its lease tokens.
     const origin = randomBytes(8).toString('hex');
     this.writeSettings = { maxSize: settings.maxSize, graceMs: settings.graceMs, channel: this.keys.channel, origin };
-    this.values = new Values(settings.codec, settings.maxValueBytes, settings.onError);
+    this.values = new Values(settings.codec, settings.maxValueBytes, settings.onError, settings.name);
     // Reads without L1 or grace need no TTL, so they are plain MGETs (see Transport).
     const plainReads = settings.l1MaxEntries === undefined && settings.graceMs === 0;
     this.transport = new Transport(redis, this.keys, this.writeSettings, { timeoutMs: settings.timeoutMs, plainReads, onError: settings.onError });
-    this.coherence = new Coherence(redis, this.keys, origin, this.values, settings);
+    this.coherence = new Coherence(redis, this.keys, origin, this.values, { ...settings, invalidated: (keys) => this.invalidated(keys, 'remote') });
     this.leases = new Leases(this.transport, this.keys, this.coherence, this.values, {
       write: this.writeSettings,
       leaseMs: settings.leaseMs,
@@ -131,7 +150,7 @@ export class SmartCache<T = unknown> {
       ttl: (ttlMs, argument) => this.ttl(ttlMs, argument),
     });
     this.keyStart = clientKeyPrefix(redis).length + this.keys.entryPrefix.length;
-    this.registry = new NameRecorder(redis, registryKey(settings.prefix ?? DEFAULT_PREFIX, REGISTRY_KIND));
+    this.registry = new NameRecorder(redis, registryKey(settings.prefix ?? DEFAULT_PREFIX, REGISTRY_KIND), {}, (err) => this.onError?.(err as Error));
   }
 
   /**
@@ -153,7 +172,11 @@ export class SmartCache<T = unknown> {
   }
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
-  async get(key: string): Promise<T | undefined> {
+  get(key: string): Promise<T | undefined> {
+    return GET.run(() => ({ name: this.name, key, tier: this.coherence.holds(key) ? 'l1' : 'l2' }), () => this.getNow(key), settleFound);
+  }
+
+  private async getNow(key: string): Promise<T | undefined> {
     assertKey('key', key);
     this.registry.record(this.name);
     const hit = this.coherence.peek(key);
@@ -171,7 +194,11 @@ export class SmartCache<T = unknown> {
   }
 
   /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
-  async getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
+  getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
+    return GET_MANY.run(() => ({ name: this.name, count: keys?.length }), () => this.getManyNow(keys));
+  }
+
+  private async getManyNow(keys: readonly string[]): Promise<(T | undefined)[]> {
     if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
     this.registry.record(this.name);
     const out = new Array<T | undefined>(keys.length);
@@ -202,7 +229,11 @@ export class SmartCache<T = unknown> {
    * Stores a value for `ttlMs` (default `defaultTtlMs`), with `tags` (replacing the entry's old ones),
    * evicting least recently used entries beyond `maxSize`.
    */
-  async set(key: string, value: T, options: SetOptions = {}): Promise<void> {
+  set(key: string, value: T, options: SetOptions = {}): Promise<void> {
+    return SET.run(() => ({ name: this.name, key }), () => this.setNow(key, value, options));
+  }
+
+  private async setNow(key: string, value: T, options: SetOptions): Promise<void> {
     assertKey('key', key);
     assertOptions('options', options, SET_SETTINGS);
     this.registry.record(this.name);
@@ -216,7 +247,11 @@ export class SmartCache<T = unknown> {
   }
 
   /** Stores many entries in one round trip. */
-  async setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
+  setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
+    return SET_MANY.run(() => ({ name: this.name, count: entries?.length }), () => this.setManyNow(entries));
+  }
+
+  private async setManyNow(entries: readonly CacheEntry<T>[]): Promise<void> {
     if (!isList(entries)) throw new InvalidArgumentError('entries', 'must be an array of { key, value, ttlMs? }');
     if (entries.length === 0) return;
     this.registry.record(this.name);
@@ -244,7 +279,12 @@ export class SmartCache<T = unknown> {
    * dropped). If Redis is unreachable the loader is called directly. See `GetOrSetOptions` for the loader's
    * soft and hard timeouts.
    */
-  async getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
+  getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
+    if (!GET_OR_SET.active) return this.getOrSetNow(key, loader, options);
+    return this.getOrSetWithStatus(key, loader, options).then((result) => result.value);
+  }
+
+  private async getOrSetNow(key: string, loader: Loader<T>, options: GetOrSetOptions): Promise<T> {
     const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return hit;
@@ -252,7 +292,11 @@ export class SmartCache<T = unknown> {
   }
 
   /** As `getOrSet`, with where the value came from: `'l1-hit' | 'hit' | 'stale' | 'miss-loaded'`. */
-  async getOrSetWithStatus(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<CacheResult<T>> {
+  getOrSetWithStatus(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<CacheResult<T>> {
+    return GET_OR_SET.run(() => ({ name: this.name, key }), () => this.getOrSetWithStatusNow(key, loader, options), settleStatus);
+  }
+
+  private async getOrSetWithStatusNow(key: string, loader: Loader<T>, options: GetOrSetOptions): Promise<CacheResult<T>> {
     const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return { value: hit, status: 'l1-hit' };
@@ -260,20 +304,34 @@ export class SmartCache<T = unknown> {
   }
 
   /** Whether `key` holds a fresh value (L1 first); counts no lookup and leaves the LRU order alone. */
-  async has(key: string): Promise<boolean> {
+  has(key: string): Promise<boolean> {
+    return HAS.run(() => ({ name: this.name, key }), () => this.hasNow(key), settleFound);
+  }
+
+  private async hasNow(key: string): Promise<boolean> {
     assertKey('key', key);
     if (this.coherence.holds(key)) return true;
     return decodeHas(await this.transport.call(encodeHas(Date.now(), this.graceMs), this.keys.forEntry(key, false)));
   }
 
   /** Removes an entry (and any lease on it, so a load in progress cannot write it back); true if it existed. */
-  async delete(key: string): Promise<boolean> {
+  delete(key: string): Promise<boolean> {
+    const done = DELETE.run(() => ({ name: this.name, key }), () => this.deleteNow(key), settleDeleted);
+    return this.invalidating(done, [key], 'delete');
+  }
+
+  private async deleteNow(key: string): Promise<boolean> {
     assertKey('key', key);
     return (await this.removeEntries([key])) === 1;
   }
 
   /** Removes entries as `delete` does, up to 500 per round trip (atomic per batch); the number that existed. */
-  async deleteMany(keys: readonly string[]): Promise<number> {
+  deleteMany(keys: readonly string[]): Promise<number> {
+    const done = DELETE_MANY.run(() => ({ name: this.name, count: keys?.length }), () => this.deleteManyNow(keys));
+    return this.invalidating(done, keys, 'delete');
+  }
+
+  private async deleteManyNow(keys: readonly string[]): Promise<number> {
     if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
     for (let i = 0; i < keys.length; i++) assertKey(`keys[${i}]`, keys[i]);
     const batches: Promise<number>[] = [];
@@ -287,7 +345,11 @@ export class SmartCache<T = unknown> {
    * Removes every entry tagged `tag` (with all its tags), in batches of 500 (each atomic), dropping them from
    * every process's L1; the number removed. Entries tagged while it runs may stay.
    */
-  async deleteByTag(tag: string): Promise<number> {
+  deleteByTag(tag: string): Promise<number> {
+    return DELETE_BY_TAG.run(() => ({ name: this.name, key: tag }), () => this.deleteByTagNow(tag));
+  }
+
+  private async deleteByTagNow(tag: string): Promise<number> {
     assertTag('tag', tag);
     const { channel, origin } = this.writeSettings;
     let removed = 0;
@@ -297,6 +359,7 @@ export class SmartCache<T = unknown> {
       this.coherence.beforeWrite([]);
       const reply = decodeDeleteByTag(await this.transport.call(encodeDeleteByTag(Date.now(), tag, channel, origin), this.keys.forCache()), this.keyStart);
       this.coherence.dropKeys(reply.keys);
+      if (reply.keys.length > 0) this.invalidated(reply.keys, 'tag');
       removed += reply.removed;
       if (reply.left === 0) break;
       // Bounded by what the tag held after the first batch, so writers tagging as fast cannot keep it going.
@@ -306,7 +369,12 @@ export class SmartCache<T = unknown> {
   }
 
   /** Removes every entry (statistics are kept), in batches of 1 000 per round trip. */
-  async clear(): Promise<void> {
+  clear(): Promise<void> {
+    const done = CLEAR.run(() => ({ name: this.name }), () => this.clearNow());
+    return this.invalidating(done, undefined, 'clear');
+  }
+
+  private async clearNow(): Promise<void> {
     this.coherence.dropAll();
     const { channel, origin } = this.writeSettings;
     while (decodeClear(await this.transport.call(encodeClear(Date.now(), channel, origin), this.keys.forCache())) > 0);
@@ -323,6 +391,25 @@ export class SmartCache<T = unknown> {
     const flushed = this.transport.flushTouches();
     this.coherence.close();
     await flushed;
+  }
+
+  /** Emits `invalidated` once `done` resolves, when someone listens (else `done` as it is). */
+  private invalidating<R>(done: Promise<R>, keys: readonly string[] | undefined, reason: InvalidationReason): Promise<R> {
+    if (this.listenerCount('invalidated') === 0) return done;
+    return done.then((result) => {
+      this.invalidated(keys, reason);
+      return result;
+    });
+  }
+
+  /** Tells `invalidated` listeners; a listener that throws is told to `onError`, never to the caller. */
+  private invalidated(keys: readonly string[] | undefined, reason: InvalidationReason): void {
+    if (this.listenerCount('invalidated') === 0) return;
+    try {
+      this.emit('invalidated', keys, reason);
+    } catch (err) {
+      this.onError?.(err as Error);
+    }
   }
 
   /** `getOrSet` past L1: a plain read when that can answer, else the lease side. */

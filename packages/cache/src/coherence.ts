@@ -14,6 +14,8 @@ export interface CoherenceOptions {
   l1TtlMs: number;
   timeoutMs: number;
   onError: ((error: Error) => void) | undefined;
+  /** Told of keys another process's message dropped from L1 (undefined: all of them). */
+  invalidated?: (keys: readonly string[] | undefined) => void;
 }
 
 /**
@@ -171,6 +173,7 @@ export class Coherence<T> {
     if (message === undefined) return;
     const foreign = message.origin !== this.origin;
     if (foreign) this.invalidated();
+    if (foreign && this.l1) this.options.invalidated?.(message.cleared ? undefined : message.keys);
     if (message.cleared) {
       if (foreign) this.l1?.clear();
       this.wake(undefined);

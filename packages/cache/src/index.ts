@@ -12,6 +12,7 @@ export {
   type SmartCacheOptions,
 } from './options.js';
 export type { Loader, LoaderContext } from './values.js';
+export type { InvalidationReason, SmartCacheEvents } from './tracing.js';
 export {
   CyRedisError,
   InvalidArgumentError,

@@ -1,5 +1,6 @@
 // How a SmartCache turns values into stored text and back, and the rules on what may be cached.
 import { InvalidArgumentError, type Codec } from '@cyredis/core';
+import { LOAD } from './tracing.js';
 
 /** What a `getOrSet` loader may decide about the value it returns. */
 export interface LoaderContext {
@@ -18,6 +19,8 @@ export class Values<T> {
     private readonly codec: Codec<T>,
     private readonly maxValueBytes: number,
     private readonly onError: ((error: Error) => void) | undefined,
+    /** The cache's name, for the loader's tracing channel. */
+    private readonly name: string,
   ) {}
 
   /**
@@ -49,7 +52,7 @@ export class Values<T> {
 
   /** The loader's value; `undefined` is refused (see `encode`), whether or not Redis is reachable. */
   async load(loader: Loader<T>, ctx: LoaderContext): Promise<T> {
-    const value = await loader(ctx);
+    const value = await LOAD.run(() => ({ name: this.name }), () => Promise.resolve(loader(ctx)));
     if (value === undefined) {
       throw new InvalidArgumentError('loader', 'returned undefined, which get() could not tell from a miss: return null for "not found"');
     }

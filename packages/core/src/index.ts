@@ -53,3 +53,4 @@ export {
   type RegistryListOptions,
   type RegistryPage,
 } from './registry.js';
+export { EventChannel, Operation, type BackgroundError, type OperationContext } from './tracing.js';

@@ -63,7 +63,7 @@ export function registryKey(prefix: string, kind: string): string {
  * Records names in a bounded sorted set, off the caller's path: `record` costs a clock read and a map lookup,
  * and at most once per `refreshMs` per name sends one pipeline (ZADD, trim by age and by count, PEXPIRE) that
  * nobody awaits. Plain write commands, no MULTI, so an ACL user without `@transaction` can record. A failure
- * is ignored: the next use after the interval tries again, so a failing server costs one try per interval.
+ * goes to `onError` only: the next use after the interval tries again, so a failing server costs one try per interval.
  */
 export class NameRecorder {
   private readonly refreshMs: number;
@@ -77,6 +77,8 @@ export class NameRecorder {
     /** The sorted set the names go to. */
     readonly key: string,
     bounds: RecorderBounds = {},
+    /** Told of a failed write (the next use after the interval tries again); without it the failure is dropped. */
+    private readonly onError?: (error: unknown) => void,
   ) {
     this.refreshMs = bounds.refreshMs ?? REGISTRY_REFRESH_MS;
     this.ttlMs = bounds.ttlMs ?? REGISTRY_TTL_MS;
@@ -100,7 +102,7 @@ export class NameRecorder {
       .zremrangebyrank(this.key, 0, -this.maxEntries - 1)
       .pexpire(this.key, this.ttlMs)
       .exec()
-      .catch(() => undefined);
+      .catch((err: unknown) => this.onError?.(err));
   }
 }
 

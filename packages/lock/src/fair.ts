@@ -7,6 +7,7 @@ import type { AcquireOptions } from './manager.js';
 import { decodeFairEnded, decodeFairReply, decodeFairStatus, type FairRequest, type LockReply } from './protocol.js';
 import type { LockStatus } from './quorum.js';
 import type { SemaphoreContext } from './semaphore.js';
+import { FAIR_ACQUIRE, acquired, notAcquired } from './tracing.js';
 import { runHoldingLock } from './using.js';
 
 const ACQUIRE_OPTIONS = ['ttlMs', 'waitMs', 'signal', 'owner'] as const;
@@ -32,6 +33,7 @@ export class FairLock {
   private readonly backend: LockBackend = {
     extend: (lock, ttlMs) => this.extendLock(lock, ttlMs),
     release: (lock) => this.releaseLock(lock),
+    lost: (lock, error) => this.context.lost(lock, error),
   };
 
   /** @hidden Built by `LockManager`. */
@@ -48,7 +50,11 @@ export class FairLock {
    * with `LockUnavailableError` when its turn has not come after `waitMs`, a `RedisUnavailableError` when
    * Redis does not answer in time, or the signal's reason when aborted.
    */
-  async acquire(options: AcquireOptions = {}): Promise<Lock> {
+  acquire(options: AcquireOptions = {}): Promise<Lock> {
+    return FAIR_ACQUIRE.run(() => ({ key: this.name }), () => this.acquireNow(options), acquired, notAcquired);
+  }
+
+  private async acquireNow(options: AcquireOptions): Promise<Lock> {
     assertOptions('options', options, ACQUIRE_OPTIONS);
     const ttlMs = options.ttlMs === undefined ? this.context.ttlMs : this.context.ttl('options.ttlMs', options.ttlMs);
     const waitMs = options.waitMs ?? 0;

@@ -4,6 +4,7 @@ export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeR
 export { FairLock, type FairLockStatus } from './fair.js';
 export { Lock, type LockBackend } from './lock.js';
 export { MultiLock } from './multi.js';
+export type { LockManagerEvents, LostLease } from './tracing.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';
 export type { LockStatus } from './quorum.js';
 export type { PermitHolder } from './protocol.js';

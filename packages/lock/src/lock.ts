@@ -1,6 +1,7 @@
 // A held lease: its fencing token, local deadline, extend and release; and how a granted round becomes one.
-import { RedisUnavailableError } from '@cyredis/core';
-import { LockUnavailableError } from './errors.js';
+import { RedisUnavailableError, type OperationContext } from '@cyredis/core';
+import { LockLostError, LockUnavailableError } from './errors.js';
+import { EXTEND, extendFailed, LOST, RELEASE } from './tracing.js';
 
 /** What a `Lock` asks its manager to do (the manager implements it; users never need to). */
 export interface LockBackend {
@@ -8,6 +9,8 @@ export interface LockBackend {
   extend(lock: Lock, ttlMs: number): Promise<number>;
   /** Releases the lease; false when it was already gone. */
   release(lock: Lock): Promise<boolean>;
+  /** Told when an extension found the lease gone (the manager emits `lost`). */
+  lost?(lock: Lock, error: LockLostError): void;
 }
 
 /** A held lease on one resource. Get one from `LockManager.acquire`, `tryAcquire` or `using`. */
@@ -49,9 +52,23 @@ export class Lock {
    * Extends the lease to `ttlMs` from now (default: the ttl it was taken with). Rejects with `LockLostError`
    * when the lease is gone (expired, released, force-unlocked, taken); an expired lock is never re-created.
    */
-  async extend(ttlMs: number = this.ttlMs): Promise<void> {
-    this.deadline = await this.backend.extend(this, ttlMs);
+  extend(ttlMs: number = this.ttlMs): Promise<void> {
+    return EXTEND.run(() => ({ key: this.resource, target: this }), () => this.extendNow(ttlMs), extended, extendFailed);
+  }
+
+  private async extendNow(ttlMs: number): Promise<void> {
+    try {
+      this.deadline = await this.backend.extend(this, ttlMs);
+    } catch (err) {
+      if (err instanceof LockLostError) this.lost(err);
+      throw err;
+    }
     this.ttlMs = ttlMs;
+  }
+
+  private lost(error: LockLostError): void {
+    LOST.publish(() => ({ lock: this, error }));
+    this.backend.lost?.(this, error);
   }
 
   /**
@@ -60,8 +77,16 @@ export class Lock {
    */
   release(): Promise<boolean> {
     this.deadline = 0;
-    return this.backend.release(this);
+    return RELEASE.run(() => ({ key: this.resource, target: this }), () => this.backend.release(this), released);
   }
+}
+
+function extended(ctx: OperationContext): void {
+  ctx.outcome = 'extended';
+}
+
+function released(ctx: OperationContext, done: boolean): void {
+  ctx.outcome = done ? 'released' : 'expired';
 }
 
 /** What a single-node primitive (semaphore, fair lock) knows of one granted round. */

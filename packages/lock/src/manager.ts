@@ -1,5 +1,6 @@
 // LockManager: acquire, wait, using, status and force unlock on one Redis or, with several clients, Redlock.
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import {
   assertFiniteNumber,
   assertInteger,
@@ -26,6 +27,7 @@ import { ReadWriteLock } from './readwrite.js';
 import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
 import { runHoldingLock } from './using.js';
 import { WaitQueues } from './waiting.js';
+import { ACQUIRE, ACQUIRE_MANY, acquired, notAcquired, type LockManagerEvents } from './tracing.js';
 
 /**
  * The shortest lease accepted, in ms: a lease must outlast the drift taken off it (1–50 % of the ttl plus
@@ -86,7 +88,7 @@ export interface AcquireOptions {
  * ⌊N/2⌋+1 of them. Every acquire returns a fencing token greater than all before it; waiters are woken by
  * the release (pub/sub), not by polling. Call `close()` when done: it closes the subscriber connections.
  */
-export class LockManager {
+export class LockManager extends EventEmitter<LockManagerEvents> {
   /** Nodes that must agree: ⌊N/2⌋+1. */
   readonly quorum: number;
   private readonly nodes: LockNodes;
@@ -99,9 +101,11 @@ export class LockManager {
   private readonly backend: LockBackend = {
     extend: (lock, ttlMs) => this.extendLock(lock, ttlMs),
     release: (lock) => this.releaseLock(lock),
+    lost: (lock, error) => this.emit('lost', lock, error),
   };
 
   constructor(redis: RedisClient | readonly RedisClient[], options: LockManagerOptions = {}) {
+    super();
     const clients = Array.isArray(redis) ? (redis as readonly RedisClient[]) : [redis as RedisClient];
     if (clients.length === 0) throw new InvalidArgumentError('redis', 'needs at least one client');
     clients.forEach((client, i) => assertRedisClient(Array.isArray(redis) ? `redis[${i}]` : 'redis', client));
@@ -143,7 +147,11 @@ export class LockManager {
    * `RedisUnavailableError` when Redis does not answer in time (Redlock: `QuorumUnreachableError`), or the
    * signal's reason when aborted.
    */
-  async acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
+  acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
+    return ACQUIRE.run(() => ({ key: resource }), () => this.acquireNow(resource, options), acquired, notAcquired);
+  }
+
+  private async acquireNow(resource: string, options: AcquireOptions): Promise<Lock> {
     assertOptions('options', options, ACQUIRE_OPTIONS);
     const key = this.keyOf(resource);
     const ttlMs = options.ttlMs === undefined ? this.ttlMs : ttl('options.ttlMs', options.ttlMs);
@@ -169,7 +177,12 @@ export class LockManager {
    * `waitMs` plus `timeoutMs` per resource. Rejects like `acquire`; an empty list or a name given twice is
    * an `InvalidArgumentError`.
    */
-  async acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
+  acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
+    const context = () => ({ key: Array.isArray(resources) ? resources.join(',') : undefined, count: resources?.length });
+    return ACQUIRE_MANY.run(context, () => this.acquireManyNow(resources, options), acquired, notAcquired);
+  }
+
+  private async acquireManyNow(resources: readonly string[], options: AcquireOptions): Promise<MultiLock> {
     assertOptions('options', options, ACQUIRE_OPTIONS);
     const ttlMs = options.ttlMs === undefined ? this.ttlMs : ttl('options.ttlMs', options.ttlMs);
     const waitMs = options.waitMs ?? 0;
@@ -325,6 +338,7 @@ export class LockManager {
       ttl,
       drift: (ttlMs: number) => this.drift(ttlMs),
       beforeAcquire: () => this.checkEviction(),
+      lost: (lock, error) => this.emit('lost', lock, error),
     };
   }
 

@@ -25,6 +25,7 @@ import {
   type SemaphoreRequest,
   type SemaphoreState,
 } from './protocol.js';
+import { SEMAPHORE_ACQUIRE, acquired, notAcquired } from './tracing.js';
 import { runHoldingLock } from './using.js';
 import type { WaitQueues } from './waiting.js';
 
@@ -79,6 +80,8 @@ export interface SemaphoreContext {
   readonly drift: (ttlMs: number) => number;
   /** Called before each acquire: the manager's once-per-process eviction warning. */
   readonly beforeAcquire: () => void;
+  /** Told when an extension found a lease gone (the manager emits `lost`). */
+  readonly lost: (lock: Lock, error: LockLostError) => void;
 }
 
 /** Permits held under one lease: a `Lock` (fencing token, extend, release, deadline) with its `count`. */
@@ -132,6 +135,7 @@ export class Semaphore {
   private readonly backend: LockBackend = {
     extend: (permit, ttlMs) => this.extendPermit(permit, ttlMs),
     release: (permit) => this.releasePermit(permit),
+    lost: (permit, error) => this.context.lost(permit, error),
   };
 
   /** @hidden Built by `LockManager`. */
@@ -154,7 +158,12 @@ export class Semaphore {
    * too few are free after `waitMs`, a `RedisUnavailableError` when Redis does not answer in time, or the
    * signal's reason when aborted.
    */
-  async acquire(options: PermitOptions = {}): Promise<Permit> {
+  acquire(options: PermitOptions = {}): Promise<Permit> {
+    const context = () => ({ key: this.name, count: options?.count ?? 1 });
+    return SEMAPHORE_ACQUIRE.run(context, () => this.acquireNow(options), acquired, notAcquired);
+  }
+
+  private async acquireNow(options: PermitOptions): Promise<Permit> {
     assertOptions('options', options, ACQUIRE_OPTIONS);
     const count = options.count ?? 1;
     assertInteger('options.count', count, { min: 1, max: this.permits });

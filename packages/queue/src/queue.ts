@@ -22,6 +22,7 @@ import {
   type RedisClient,
   type RegisteredScript,
   type ScriptArg,
+  type OperationContext,
 } from '@cyredis/core';
 import { JobFailedError, JobNotFoundError } from './errors.js';
 import { checkRepeat, nextRunAt, parseSpec, repeatJob, repeatSpec, type RepeatOptions } from './schedule.js';
@@ -87,6 +88,26 @@ import {
   type PushSpec,
   type StoredScheduler,
 } from './protocol.js';
+import {
+  ACK,
+  Carried,
+  checkTraceContext,
+  COMPLETE,
+  dataCodec,
+  EXTEND,
+  FAIL,
+  FETCH,
+  leaseCodec,
+  PUSH,
+  PUSH_BULK,
+  RELEASE,
+  settleAck,
+  settleFail,
+  settleFetch,
+  settleHeld,
+  settlePush,
+  withTraceContext,
+} from './tracing.js';
 
 /** The shipped script's source (`lua/job_queue.lua`). */
 export const JOB_QUEUE_LUA = readPackageLua(import.meta.url, 'job_queue');
@@ -242,7 +263,7 @@ const KEEP_OPTIONS = ['count', 'ageMs'] as const;
 const DEFAULT_KEEP_COMPLETED: Keep = { count: 1000, ageMs: 3_600_000 };
 const DEFAULT_KEEP_DEAD: Keep = { count: 10_000, ageMs: 7 * 86_400_000 };
 const BACKOFF_OPTIONS = ['baseMs', 'maxMs'] as const;
-const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff', 'dedup', 'group'] as const;
+const PUSH_OPTIONS = ['id', 'priority', 'delayMs', 'maxRetries', 'backoff', 'dedup', 'group', 'traceContext'] as const;
 const GROUP_OPTIONS = ['concurrency', 'rateLimit'] as const;
 const TEMPLATE_OPTIONS = ['priority', 'maxRetries', 'backoff', 'group'] as const;
 /** A scheduler id, in UTF-8 bytes. */
@@ -278,6 +299,12 @@ export interface PushOptions {
    * `concurrency` leased at once (default 1), groups served round-robin (see `setGroupOptions`).
    */
   group?: string;
+  /**
+   * Propagation fields (such as W3C `traceparent` and `tracestate`; at most 16, 2 KiB) stored with the job and
+   * handed to its runs as `job.traceContext`, so a worker's span can link to the push. `@cyredis/otel` fills it
+   * in for you while it is active.
+   */
+  traceContext?: Record<string, string>;
 }
 
 /** The job a scheduler makes at each tick: its data and push options. */
@@ -391,6 +418,8 @@ export interface Job<T> {
   readonly maxRetries: number;
   /** Fences this lease: `complete`/`fail`/`extend`/`release` must present it. */
   readonly leaseToken: string;
+  /** The propagation fields it was pushed with (`PushOptions.traceContext`); absent when none. */
+  readonly traceContext?: Record<string, string>;
 }
 
 /** What `complete`, `fail`, `extend`, `release`, `ack` and `updateProgress` need of a job: its lease. */
@@ -400,6 +429,8 @@ export type JobLease = Pick<Job<unknown>, 'id' | 'leaseToken'>;
 class LeasedJob<T> implements Job<T> {
   // Private (not an own property) so the job compares and prints as its fields.
   readonly #queue: JobQueue<T, never>;
+  // Declared, not defined: only a job pushed with a trace context has the property.
+  declare readonly traceContext?: Record<string, string>;
 
   constructor(
     queue: JobQueue<T, never>,
@@ -420,6 +451,13 @@ class LeasedJob<T> implements Job<T> {
   log(line: string): Promise<number> {
     return this.#queue.log(this.id, line);
   }
+}
+
+
+/** `options` with the trace context a tracing subscriber set on the call, unless they carry their own. */
+function carrying<O extends PushOptions>(options: O, ctx: OperationContext | undefined): O {
+  if (ctx?.traceContext === undefined || options === null || typeof options !== 'object' || options.traceContext !== undefined) return options;
+  return { ...options, traceContext: ctx.traceContext };
 }
 
 /** Options of `pop`, `fetch` and `ack`. */
@@ -687,7 +725,10 @@ export class JobQueue<T = unknown, R = unknown> {
   private readonly backoff: Required<BackoffOptions>;
   /** The retry policy argument of jobs pushed with the queue's defaults. */
   private readonly policy: string;
+  /** The codec for every read, past any trace context stored in front of the data. */
   private readonly codec: Codec<T>;
+  /** The codec for leased jobs: keeps the trace context for the job factory. */
+  private readonly leases: Codec<T>;
   private warned = false;
   /** Default lease for `pop`, in ms. */
   readonly leaseMs: number;
@@ -731,11 +772,16 @@ export class JobQueue<T = unknown, R = unknown> {
     if (codec === null || typeof codec !== 'object' || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
       throw new InvalidArgumentError('options.codec', 'must have encode(value) and decode(text) functions');
     }
-    this.codec = codec;
+    this.codec = dataCodec(codec);
+    this.leases = leaseCodec(codec);
     // Return values go through the same codec (the default one takes any value).
     this.results = codec as unknown as Codec<R>;
-    this.makeJob = (id, data, priority, attempts, maxRetries, token) =>
-      new LeasedJob(this as unknown as JobQueue<T, never>, id, data, priority, attempts, maxRetries, token);
+    this.makeJob = (id, data, priority, attempts, maxRetries, token) => {
+      if (!(data instanceof Carried)) return new LeasedJob(this as unknown as JobQueue<T, never>, id, data, priority, attempts, maxRetries, token);
+      const job = new LeasedJob(this as unknown as JobQueue<T, never>, id, data.data as T, priority, attempts, maxRetries, token);
+      Object.defineProperty(job, 'traceContext', { value: data.traceContext, enumerable: true });
+      return job;
+    };
     this.scripts = new LuaScriptManager(redis);
     // Calls pass 15 keys, 16 with a request, more with dedup keys; the seed's raw callers pass 4.
     this.script = this.scripts.registerScript(scriptName('queue', 'job_queue'), JOB_QUEUE_LUA);
@@ -754,7 +800,12 @@ export class JobQueue<T = unknown, R = unknown> {
    * Like `push`, and says whether the job was new. Pushes made in the same tick share one script call
    * (in call order), the way a pipeline would, with one result each.
    */
-  async add(data: T, options: PushOptions = {}): Promise<PushResult> {
+  add(data: T, options: PushOptions = {}): Promise<PushResult> {
+    const context = () => ({ name: this.name, key: options?.id, traceContext: options?.traceContext });
+    return PUSH.run(context, (ctx) => this.addNow(data, carrying(options, ctx)), settlePush);
+  }
+
+  private async addNow(data: T, options: PushOptions): Promise<PushResult> {
     return this.pushes.add(this.pushSpec('options', data, options, PUSH_OPTIONS));
   }
 
@@ -764,7 +815,13 @@ export class JobQueue<T = unknown, R = unknown> {
   }
 
   /** Like `pushBulk`, and says per job whether it was new. */
-  async addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
+  addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
+    const context = () => ({ name: this.name, count: Array.isArray(jobs) ? jobs.length : undefined });
+    const carried = (ctx: OperationContext | undefined) => (ctx?.traceContext && Array.isArray(jobs) ? (jobs as readonly BulkJob<T>[]).map((job) => carrying(job, ctx)) : jobs);
+    return PUSH_BULK.run(context, (ctx) => this.addBulkNow(carried(ctx)));
+  }
+
+  private async addBulkNow(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
     checkArray('jobs', jobs);
     // All checked before the first call.
     const specs = jobs.map((job, i) => this.pushSpec(`jobs[${i}]`, job.data, job, BULK_JOB_KEYS));
@@ -782,13 +839,17 @@ export class JobQueue<T = unknown, R = unknown> {
   }
 
   /** `pop` that also tells how long until more work may be ready (for custom workers). */
-  async fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
+  fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
+    return FETCH.run(() => ({ name: this.name }), () => this.fetchNow(count, options), settleFetch);
+  }
+
+  private async fetchNow(count: number, options: PopOptions): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
     assertOptions('options', options, POP_OPTIONS);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const { request } = options;
     checkRequest('options.request', request);
-    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.codec, this.makeJob);
+    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.leases, this.makeJob);
     await this.deadLetterUndecodable(leased);
     await this.advanceSchedulers(leased.jobs);
     return { waitMs: leased.waitMs, jobs: leased.jobs };
@@ -798,7 +859,11 @@ export class JobQueue<T = unknown, R = unknown> {
    * Completes the job, keeping `returnValue` with it (see `removeOnComplete`): true, or false when its lease
    * was lost (reclaimed, or already completed).
    */
-  async complete(job: JobLease, returnValue?: R): Promise<boolean> {
+  complete(job: JobLease, returnValue?: R): Promise<boolean> {
+    return COMPLETE.run(() => ({ name: this.name, key: job?.id }), () => this.completeNow(job, returnValue), settleHeld);
+  }
+
+  private async completeNow(job: JobLease, returnValue?: R): Promise<boolean> {
     this.checkJob('job', job);
     return decodeHeld(await this.run(encodeComplete(job, this.encodeResult('returnValue', returnValue))));
   }
@@ -807,7 +872,11 @@ export class JobQueue<T = unknown, R = unknown> {
    * Completes up to 1000 jobs and leases up to `fetch` more in one round trip (what `Worker` does after
    * each burst of finished jobs).
    */
-  async ack(jobs: readonly JobLease[], options: AckOptions<R> = {}): Promise<AckResult<T>> {
+  ack(jobs: readonly JobLease[], options: AckOptions<R> = {}): Promise<AckResult<T>> {
+    return ACK.run(() => ({ name: this.name, count: jobs?.length }), () => this.ackNow(jobs, options), settleAck);
+  }
+
+  private async ackNow(jobs: readonly JobLease[], options: AckOptions<R>): Promise<AckResult<T>> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 0);
     assertOptions('options', options, ACK_OPTIONS);
@@ -823,7 +892,7 @@ export class JobQueue<T = unknown, R = unknown> {
       values = returnValues.map((v, i) => this.encodeResult(`options.returnValues[${i}]`, v));
     }
     const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
-    const acked = decodeAck(reply, this.codec, this.makeJob);
+    const acked = decodeAck(reply, this.leases, this.makeJob);
     await this.deadLetterUndecodable(acked);
     await this.advanceSchedulers(acked.jobs);
     return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
@@ -833,14 +902,22 @@ export class JobQueue<T = unknown, R = unknown> {
    * Records a failure: `retry` (after the backoff stored with the job), `dead` (no attempts left, or the
    * job's record was lost) or `lost` (lease lost).
    */
-  async fail(job: JobLease, error: unknown): Promise<FailOutcome> {
+  fail(job: JobLease, error: unknown): Promise<FailOutcome> {
+    return FAIL.run(() => ({ name: this.name, key: job?.id }), () => this.failNow(job, error), settleFail);
+  }
+
+  private async failNow(job: JobLease, error: unknown): Promise<FailOutcome> {
     this.checkJob('job', job);
     const message = cutUtf8(error instanceof Error ? error.message || error.name : String(error), LIMITS.maxErrorBytes);
     return decodeFail(await this.run(encodeFail(job, message))).outcome;
   }
 
   /** Renews the leases of jobs still held (1–1000 a call): per job, true when renewed. */
-  async extend(jobs: readonly JobLease[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
+  extend(jobs: readonly JobLease[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
+    return EXTEND.run(() => ({ name: this.name, count: jobs?.length }), () => this.extendNow(jobs, leaseMs));
+  }
+
+  private async extendNow(jobs: readonly JobLease[], leaseMs: number): Promise<boolean[]> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 1);
     checkLease('leaseMs', leaseMs);
@@ -853,7 +930,11 @@ export class JobQueue<T = unknown, R = unknown> {
    * With `pauseMs` (1 ms to a day; what a `RateLimitedError` does) no process leases any job of the queue
    * for that long.
    */
-  async release(job: JobLease, options: { pauseMs?: number } = {}): Promise<boolean> {
+  release(job: JobLease, options: { pauseMs?: number } = {}): Promise<boolean> {
+    return RELEASE.run(() => ({ name: this.name, key: job?.id, outcome: 'released' }), () => this.releaseNow(job, options), settleHeld);
+  }
+
+  private async releaseNow(job: JobLease, options: { pauseMs?: number }): Promise<boolean> {
     this.checkJob('job', job);
     assertOptions('options', options, ['pauseMs']);
     const { pauseMs } = options;
@@ -1177,10 +1258,12 @@ export class JobQueue<T = unknown, R = unknown> {
       throw new InvalidArgumentError(dataName, `cannot be encoded: ${detail}`);
     }
     if (typeof text !== 'string') throw new InvalidArgumentError(dataName, `the codec must encode it to a string, got ${typeof text}`);
-    if (text.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(text) > LIMITS.maxDataBytes) {
+    // The trace context is stored in front of the data and counts in its size.
+    const stored = options.traceContext === undefined ? text : withTraceContext(text, checkTraceContext(`${name}.traceContext`, options.traceContext));
+    if (stored.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(stored) > LIMITS.maxDataBytes) {
       throw new InvalidArgumentError(dataName, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
     }
-    return { id, text, priority, policy, delaySeconds: delayMs / 1000, dedup, group };
+    return { id, text: stored, priority, policy, delaySeconds: delayMs / 1000, dedup, group };
   }
 
   private checkJob(name: string, job: JobLease): void {

@@ -10,10 +10,12 @@ import {
   optionalMs,
   RedisUnavailableError,
   TickBatcher,
+  type OperationContext,
   type RedisClient,
 } from '@cyredis/core';
 import { JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 import { JobQueue, LIMITS, type FailOutcome, type Job, type RequestId } from './queue.js';
+import { PROCESS } from './tracing.js';
 
 /**
  * Runs one job; `signal` aborts on timeout, a lost lease or `close()`. Throwing fails the job; what it
@@ -287,7 +289,7 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
     let error: unknown;
     let ok = true;
     try {
-      const value = await this.handler(r.job, r.controller.signal);
+      const value = await (PROCESS.active ? PROCESS.run(() => processContext(this.queue.name, r.job), () => this.runHandler(r)) : this.handler(r.job, r.controller.signal));
       // A value the codec refuses (or over 1 MiB) fails the job here, not the batch it would be sent in.
       if (value !== undefined) this.queue.encodeResult('returnValue', value);
       r.value = value;
@@ -312,6 +314,11 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       await this.failJob(r, error);
       this.freeSlot();
     }
+  }
+
+  /** The handler's run as a promise, for the tracing channel (a handler may answer synchronously or throw). */
+  private async runHandler(r: Running<T, R>): Promise<R | undefined> {
+    return this.handler(r.job, r.controller.signal);
   }
 
   /** Queues a tick's finished jobs for completion and sends what the calls in flight allow. */
@@ -455,6 +462,11 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       // An 'error' listener that throws has nowhere left to report to.
     }
   }
+}
+
+/** The `process` channel's context of one job's run. */
+function processContext(name: string, job: Job<unknown>): OperationContext {
+  return { name, key: job.id, attempts: job.attempts, traceContext: job.traceContext, target: job };
 }
 
 /** What makes two failures "the same way": the error's class and message. */

@@ -2,6 +2,7 @@
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
 export { rateLimitHeaders, type RateLimitHeaderOptions } from './headers.js';
 export { RateLimiter } from './limiter.js';
+export type { RateLimiterEvents } from './tracing.js';
 export type { RegistryEntry, RegistryListOptions, RegistryPage } from '@cyredis/core';
 export type { IdList } from './policies.js';
 export type {

@@ -1,4 +1,5 @@
 // The rate limiter's API (limit, peek, reset) and its transport: batching, deadlines and what an outage answers.
+import { EventEmitter } from 'node:events';
 import {
   assertFiniteNumber,
   assertInteger,
@@ -47,6 +48,7 @@ import {
 import { IdList, type PolicyStore } from './policies.js';
 import { encodeOverride, LimiterProtocol, POLICY_FIELDS, type CheckCall } from './protocol.js';
 import { RefusalCache } from './refusals.js';
+import { LIMIT, PEEK, RESET, settleCheck, type RateLimiterEvents } from './tracing.js';
 
 const SCRIPT_NAME = scriptName('ratelimit', 'rate_limiter');
 const SOURCE = readPackageLua(import.meta.url, 'rate_limiter');
@@ -84,7 +86,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * Rate limits ids against one or more rules on Redis or Redis Cluster, one script call per check. A refused
  * call is a result (`allowed: false`), never an exception.
  */
-export class RateLimiter {
+export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   /** The algorithm every rule uses. */
   readonly algorithm: RateLimitAlgorithm;
   /** How long an id stays refused once limited, in ms (0: no block). */
@@ -118,6 +120,7 @@ export class RateLimiter {
   readonly denyList: IdList;
 
   constructor(redis: RedisClient, options: RateLimiterOptions) {
+    super();
     assertRedisClient('redis', redis);
     const resolved = resolveOptions(options);
     this.algorithm = resolved.algorithm;
@@ -127,10 +130,10 @@ export class RateLimiter {
     this.onRedisError = resolved.onRedisError;
     this.name = resolved.name;
     const prefix = resolved.prefix ?? DEFAULT_PREFIX;
-    if (this.name !== undefined) this.registry = new NameRecorder(redis, registryKey(prefix, REGISTRY_KIND));
+    if (this.name !== undefined) this.registry = new NameRecorder(redis, registryKey(prefix, REGISTRY_KIND), {}, this.backgroundError);
     if (resolved.maxRecordedRefusals !== undefined) {
       const bounds = { refreshMs: REFUSAL_REFRESH_MS, ttlMs: REFUSAL_TTL_MS, maxEntries: resolved.maxRecordedRefusals };
-      this.refusalLog = new NameRecorder(redis, refusalKey(prefix), bounds);
+      this.refusalLog = new NameRecorder(redis, refusalKey(prefix), bounds, this.backgroundError);
     }
     this.refusals = resolved.maxRefusals === undefined ? undefined : new RefusalCache(resolved.maxRefusals, this.blockMs > 0);
     // A batch may mix ids, whose keys live in different slots on a cluster.
@@ -154,7 +157,11 @@ export class RateLimiter {
    * Checks `id` against every rule and, when all admit it, consumes `cost` from each. With `waitMs`, a
    * refusal sleeps until its `retryAfterMs` and checks again while that fits in `waitMs`.
    */
-  async limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
+  limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
+    return LIMIT.run(() => ({ name: this.name, key: id }), () => this.limitNow(id, options), settleCheck);
+  }
+
+  private async limitNow(id: string, options: LimitOptions): Promise<RateLimitResult> {
     assertOptions('options', options, LIMIT_KEYS);
     if (this.registry !== undefined) this.registry.record(this.name!);
     const cost = this.checkCost(options.cost);
@@ -195,12 +202,17 @@ export class RateLimiter {
     if (!result.allowed && result.error === undefined) {
       this.refusalLog?.record(id);
       if (this.refusals !== undefined && nowMs === undefined && Number.isFinite(result.retryAfterMs)) this.refusals.remember(id, cost, result);
+      if (this.listenerCount('refused') > 0) this.emit('refused', id, result);
     }
     return result;
   }
 
   /** Answers what `limit(id, options)` would, consuming nothing and writing nothing. */
-  async peek(id: string, options: Omit<LimitOptions, 'requestId'> = {}): Promise<RateLimitResult> {
+  peek(id: string, options: Omit<LimitOptions, 'requestId'> = {}): Promise<RateLimitResult> {
+    return PEEK.run(() => ({ name: this.name, key: id }), () => this.peekNow(id, options), settleCheck);
+  }
+
+  private async peekNow(id: string, options: Omit<LimitOptions, 'requestId'>): Promise<RateLimitResult> {
     assertOptions('options', options, PEEK_KEYS);
     if (this.registry !== undefined) this.registry.record(this.name!);
     return this.call(id, { cost: this.checkCost(options.cost), mode: 'peek', nowMs: options.nowMs });
@@ -239,7 +251,11 @@ export class RateLimiter {
   }
 
   /** Forgets everything `id` consumed (every rule and any block); its policy (lists, override) stays. */
-  async reset(id: string): Promise<void> {
+  reset(id: string): Promise<void> {
+    return RESET.run(() => ({ name: this.name, key: id }), () => this.resetNow(id));
+  }
+
+  private async resetNow(id: string): Promise<void> {
     const keys = this.protocol.stateKeys(id);
     this.refusals?.forget(id);
     await this.command(`reset of "${id}"`, (client) => client.del(...keys));
@@ -276,6 +292,11 @@ export class RateLimiter {
       throw new RedisUnavailableError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
+
+  /** Tells `error` listeners of a failed background write; with none, the failure is dropped as before. */
+  private readonly backgroundError = (error: unknown): void => {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  };
 
   private readonly policyStore: PolicyStore = {
     assertPolicies: () => {

@@ -1,11 +1,12 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { runSuite, withServer, type BenchSuite, type CaseResult } from './harness.js';
+import { startOtel } from './otel.js';
 
 /**
  * `pnpm bench [suite …]`: runs every suite in `suites/` (or the named ones) against one private Redis,
  * RUNS rounds (default 5) of DURATION_MS (default 1000) per sample, prints markdown tables and writes
- * `results/latest.json`.
+ * `results/latest.json`. With `OTEL=1`, @cyredis/otel is active (spans and metrics to an in-process SDK).
  */
 const runs = Number(process.env.RUNS ?? 5);
 const durationMs = Number(process.env.DURATION_MS ?? 1000);
@@ -20,9 +21,11 @@ for (const file of files) {
 }
 if (suites.length === 0) throw new Error(`no suite named ${wanted.join(', ')}; have ${files.join(', ')}`);
 
+const stopOtel = process.env.OTEL === '1' ? startOtel() : undefined;
 const results: CaseResult[] = await withServer(async (redisUrl) => {
   const all: CaseResult[] = [];
-  console.log(`# cyredis bench — ${runs} interleaved rounds, ${durationMs} ms samples, Redis at ${redisUrl}`);
+  const otel = stopOtel ? ', @cyredis/otel active' : '';
+  console.log(`# cyredis bench — ${runs} interleaved rounds, ${durationMs} ms samples, Redis at ${redisUrl}${otel}`);
   for (const suite of suites) {
     const clients: Redis[] = [];
     const client = () => {
@@ -39,6 +42,7 @@ const results: CaseResult[] = await withServer(async (redisUrl) => {
   }
   return all;
 });
+await stopOtel?.();
 
 const out = new URL('../results/', import.meta.url);
 mkdirSync(out, { recursive: true });
