@@ -84,20 +84,27 @@ COMPLEXITY: O(rules) amortised per check; a refused cost-c check reads at most m
   of r units removes at most r entries; a batch costs the sum of its checks (at most 1024). Entries that
   expired since the last write are read by the next check (and by every peek until then).
 
-LAYOUT: argument parsing (all of it before the first write), then one section per algorithm defining the
+LAYOUT: the sliding-window log's functions (defined for a sliding-window call only), the FAST PATH, then the
+  general path: argument parsing (all of it before the first write), one section per algorithm defining the
   same two functions, inspect (reads only) and commit (the writes), then one check (replay, inspect every
   rule, block, commit all or none, reply) and the entry point.
-SPEED: written for 100k calls/s, where every closure, table, tonumber and string.format shows. Redis runs the
-  whole chunk on every call, so each `function` statement makes a closure each time (about 0.05 µs, measured):
-  parsing is top-level code rather than functions, only the algorithm in use gets its functions defined,
-  globals are cached in locals, one record per rule is made once per call and reused by every check of a
-  batch, and the common path (one rule, cost 1, no block, no request id) makes as few tables as it can.
-  Measured (INFO commandstats, usec_per_call of evalsha, one call per check, Redis 7.0): an empty script costs
-  about 1.6 µs, rate-limiter-flexible's consume script 4 µs, this script's GCRA and fixed-window limit 7.7 µs
-  (9.7 µs before the fast path), of which TIME is 1.4 µs; the sliding window 13.5 µs. Hence the FAST PATH
-  below for GCRA and fixed window, the short form (half the arguments to send and parse), batch costs of 1
-  taken without parsing, and, in the sliding window, reads of at least 256 bytes so a small log costs one
-  read and one write. In a batch, a write (SET … PX from Lua, about 2.7 µs) is the largest cost of a check.
+SPEED: written for 100k calls/s, where every closure, table, tonumber and number-to-text conversion shows.
+  Redis runs the whole chunk on every call, so each `function` statement makes a closure each time: parsing
+  is top-level code rather than functions, only the algorithm in use gets its functions defined, globals
+  are cached in locals, one record per rule is made once per call and reused by every check of a batch.
+  The FAST PATH (a cost-1 'limit' on one rule with no block, policy or request id, alone or in a batch: the
+  limiter's commonest calls) is top-level code that makes no closure of its own and one table per check
+  (its reply). Numbers passed to redis.call are turned into text by Redis on every call, so expiries and
+  read bounds are sent as text, made once per call (or per distinct value in a batch).
+  Measured with callgrind (instructions counted in redis-server 7.0, which a loaded machine does not move):
+  an EVALSHA of an empty script with one key and five arguments costs about 21k instructions, a closure
+  0.75k, a table 1.3k, TIME 6.6k, GET 4k, GETRANGE with number bounds 9k, SET … PX 15–21k (1.9k more when
+  the PX is a Lua number). Per check, batches of 16 on 10k keys: sliding window 46k (60k before the fast
+  path took batches), GCRA and fixed window 37k (53k and 50k). Through the limiter on one hot key at 64 in
+  flight: GCRA 27k, fixed window 33k, sliding window 53k (the build before: 43k, 50k, 77k; the 4fe707b
+  build: 38k, 51k, 106k); rate-limiter-flexible's consume 41–49k. One call alone: sliding window 104k (the
+  build before: 140–150k), GCRA and fixed window 73–75k (unchanged: about 21k is the EVALSHA itself and
+  25k TIME, GET and SET … PX), rate-limiter-flexible's consume about 50k.
 ]]
 
 local MAX_INT = 1099511627776 -- 2^40: keeps every product of counts and µs exact in doubles

@@ -307,7 +307,7 @@ export class RateLimiter {
     return this.protocol.decodeCheck(reply);
   }
 
-  private run(keys: string[], args: (string | number)[]): Promise<unknown> {
+  private run(keys: string[], args: readonly (string | number)[]): Promise<unknown> {
     return this.scripts.executeScript(this.script, { keys, args, timeoutMs: this.timeoutMs });
   }
 

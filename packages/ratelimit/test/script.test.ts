@@ -122,7 +122,7 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
   it.each(['sliding-window', 'gcra', 'fixed-window'])('%s: a batch of cost-1 checks (fast path) answers as the general path one by one', async (algorithm) => {
     // One hash tag, so the batch's keys share a slot on a cluster; the singles run on their own copies, with
     // the cost written '01' so the fast path (which takes only '1') leaves them to the general path.
-    const [a, b, soloA, soloB] = ['a', 'b', 'solo-a', 'solo-b'].map((k) => `{${key}}:${k}`);
+    const [a, b, soloA, soloB] = ['a', 'b', 'solo-a', 'solo-b'].map((k) => `{${key}}:${k}`) as [string, string, string, string];
     const order = [a, b, a, a, b, a, a];
     const batch = (await call([3, 60, NOW + 1, '', algorithm, order.length, 'batch', 0, '', '', ...order.map(() => 1)], order)) as number[][];
     const singles = [];
