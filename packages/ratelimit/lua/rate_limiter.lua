@@ -84,10 +84,10 @@ COMPLEXITY: O(rules) amortised per check; a refused cost-c check reads at most m
   of r units removes at most r entries; a batch costs the sum of its checks (at most 1024). Entries that
   expired since the last write are read by the next check (and by every peek until then).
 
-LAYOUT: the sliding-window log's functions (defined for a sliding-window call only), the FAST PATH, then the
-  general path: argument parsing (all of it before the first write), one section per algorithm defining the
-  same two functions, inspect (reads only) and commit (the writes), then one check (replay, inspect every
-  rule, block, commit all or none, reply) and the entry point.
+LAYOUT: the sliding-window log's functions and the fixed window's read (each defined for its algorithm's
+  calls only), the FAST PATH, then the general path: argument parsing (all of it before the first write),
+  one section per algorithm defining the same two functions, inspect (reads only) and commit (the writes),
+  then one check (replay, inspect every rule, block, commit all or none, reply) and the entry point.
 SPEED: written for 100k calls/s, where every closure, table, tonumber and number-to-text conversion shows.
   Redis runs the whole chunk on every call, so each `function` statement makes a closure each time: parsing
   is top-level code rather than functions, only the algorithm in use gets its functions defined, globals
@@ -244,6 +244,22 @@ if ARGV[5] == nil or ARGV[5] == '' or ARGV[5] == 'sliding-window' then
   end
 end
 
+-- Fixed window: the period index and count stored in `key` for a period of `period` µs, as of `now` (a count
+-- of an earlier period reads as none). Defined for a fixed-window call only (see SPEED).
+local fixed_state
+if ARGV[5] == 'fixed-window' then
+  function fixed_state(key, period)
+    local index, count = floor(now / period), 0
+    local v = call('GET', key)
+    if v then
+      local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
+      stored_index = tonumber(stored_index)
+      if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
+    end
+    return index, count
+  end
+end
+
 -- Fast path (see SPEED) -------------------------------------------------------------------------------------
 -- The commonest rich calls, decided with the fewest operations and no closure of their own: a 'limit' of
 -- cost 1 on one rule with no block, no policy and no request id (short or full form), and a batch of such
@@ -312,13 +328,7 @@ if fast_limit then
         reply = { 1, floor((now + tolerance - tat) / interval), tat - now, 0, 0 }
       end
     elseif fast_alg == 'fixed-window' then
-      local index, count = floor(now / period), 0
-      local v = call('GET', key)
-      if v then
-        local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
-        stored_index = tonumber(stored_index)
-        if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
-      end
+      local index, count = fixed_state(key, period)
       local reset = max((index + 1) * period - now, 0)
       if count + 1 > fast_capacity then
         reply = { 0, max(fast_capacity - count, 0), reset, reset, 0 }
@@ -555,13 +565,7 @@ else
   -- Fixed window ----------------------------------------------------------------------------------------------
   function inspect(r, key, c)
     local period, capacity = r.period, r.capacity
-    local index, count = floor(now / period), 0
-    local v = call('GET', key)
-    if v then
-      local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
-      stored_index = tonumber(stored_index)
-      if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
-    end
+    local index, count = fixed_state(key, period)
     local after = max(count + c, 0)
     r.window_index, r.count, r.reset = index, after, (index + 1) * period
     if c <= 0 or after <= capacity then
