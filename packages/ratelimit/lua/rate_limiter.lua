@@ -84,20 +84,27 @@ COMPLEXITY: O(rules) amortised per check; a refused cost-c check reads at most m
   of r units removes at most r entries; a batch costs the sum of its checks (at most 1024). Entries that
   expired since the last write are read by the next check (and by every peek until then).
 
-LAYOUT: argument parsing (all of it before the first write), then one section per algorithm defining the
-  same two functions, inspect (reads only) and commit (the writes), then one check (replay, inspect every
-  rule, block, commit all or none, reply) and the entry point.
-SPEED: written for 100k calls/s, where every closure, table, tonumber and string.format shows. Redis runs the
-  whole chunk on every call, so each `function` statement makes a closure each time (about 0.05 µs, measured):
-  parsing is top-level code rather than functions, only the algorithm in use gets its functions defined,
-  globals are cached in locals, one record per rule is made once per call and reused by every check of a
-  batch, and the common path (one rule, cost 1, no block, no request id) makes as few tables as it can.
-  Measured (INFO commandstats, usec_per_call of evalsha, one call per check, Redis 7.0): an empty script costs
-  about 1.6 µs, rate-limiter-flexible's consume script 4 µs, this script's GCRA and fixed-window limit 7.7 µs
-  (9.7 µs before the fast path), of which TIME is 1.4 µs; the sliding window 13.5 µs. Hence the FAST PATH
-  below for GCRA and fixed window, the short form (half the arguments to send and parse), batch costs of 1
-  taken without parsing, and, in the sliding window, reads of at least 256 bytes so a small log costs one
-  read and one write. In a batch, a write (SET … PX from Lua, about 2.7 µs) is the largest cost of a check.
+LAYOUT: the sliding-window log's functions and the fixed window's read (each defined for its algorithm's
+  calls only), the FAST PATH, then the general path: argument parsing (all of it before the first write),
+  one section per algorithm defining the same two functions, inspect (reads only) and commit (the writes),
+  then one check (replay, inspect every rule, block, commit all or none, reply) and the entry point.
+SPEED: written for 100k calls/s, where every closure, table, tonumber and number-to-text conversion shows.
+  Redis runs the whole chunk on every call, so each `function` statement makes a closure each time: parsing
+  is top-level code rather than functions, only the algorithm in use gets its functions defined, globals
+  are cached in locals, one record per rule is made once per call and reused by every check of a batch.
+  The FAST PATH (a cost-1 'limit' on one rule with no block, policy or request id, alone or in a batch: the
+  limiter's commonest calls) is top-level code that makes no closure of its own and one table per check
+  (its reply). Numbers passed to redis.call are turned into text by Redis on every call, so expiries and
+  read bounds are sent as text, made once per call (or per distinct value in a batch).
+  Measured with callgrind (instructions counted in redis-server 7.0, which a loaded machine does not move):
+  an EVALSHA of an empty script with one key and five arguments costs about 21k instructions, a closure
+  0.75k, a table 1.3k, TIME 6.6k, GET 4k, GETRANGE with number bounds 9k, SET … PX 15–21k (1.9k more when
+  the PX is a Lua number). Per check, batches of 16 on 10k keys: sliding window 46k (60k before the fast
+  path took batches), GCRA and fixed window 37k (53k and 50k). Through the limiter on one hot key at 64 in
+  flight: GCRA 27k, fixed window 33k, sliding window 53k (the build before: 43k, 50k, 77k; the 4fe707b
+  build: 38k, 51k, 106k); rate-limiter-flexible's consume 41–49k. One call alone: sliding window 104k (the
+  build before: 140–150k), GCRA and fixed window 73–75k (unchanged: about 21k is the EVALSHA itself and
+  25k TIME, GET and SET … PX), rate-limiter-flexible's consume about 50k.
 ]]
 
 local MAX_INT = 1099511627776 -- 2^40: keeps every product of counts and µs exact in doubles
@@ -105,59 +112,254 @@ local MAX_US = 4503599627370496 -- 2^52
 local call, tonumber, floor, ceil, max, min, format = redis.call, tonumber, math.floor, math.ceil, math.max, math.min, string.format
 local E = 'ERR rate_limiter: '
 
+-- The time of every check, in µs: set by the fast path when it read the clock, else by the general path.
+local now
+
+-- Sliding-window log (see STORAGE) -------------------------------------------------------------------------
+-- The reads and writes of a log, shared by the fast path and the general path; defined only for a sliding-
+-- window call (the seed call or a rich one), so other calls make none of these closures (see SPEED).
+local pack, unpack, sub = struct.pack, struct.unpack, string.sub
+local HF, H = '>c2I4I4I4dd', 30
+-- Every read takes at least SLICE bytes, so a small log comes whole with its header, and the entries at head
+-- serve the trim, the retry-after and the rewrite.
+local SLICE, SLICE_END = 256, '255'
+-- Logs converted from the old sorted-set layout in this call, by key, until a commit writes them; the last
+-- slice read from each key (offset, bytes), which a write to the key drops.
+local converted, seen_from, seen
+-- The last expiry set (ms) and its digits: the checks of a batch mostly set the same one (see SPEED).
+local last_ttl, last_ttl_s
+local read, locate, paid_at, append
+if ARGV[5] == nil or ARGV[5] == '' or ARGV[5] == 'sliding-window' then
+  seen_from, seen = {}, {}
+
+  -- Bytes [from, to) of the log (to > from).
+  function read(key, from, to)
+    local log = converted and converted[key]
+    if log then return sub(log, from + 1, to) end
+    local at, slice = seen_from[key], seen[key]
+    if slice == nil or from < at or to > at + #slice then
+      at, slice = from, call('GETRANGE', key, from, max(to, from + SLICE) - 1)
+      seen_from[key], seen[key] = at, slice
+    end
+    return sub(slice, from - at + 1, to - at)
+  end
+
+  -- The live log of a rule of `period` µs at `now`: the check's time (now raised to the newest entry's, so
+  -- time never runs backwards for a key), head (offset of the oldest live entry), tail (end of the newest),
+  -- size, units used from head to tail, and the newest entry's time (nil when none is live). Nothing when
+  -- `plain` and the key is not a string: the fast path leaves an old-layout key to the general path, which
+  -- converts it.
+  function locate(key, period, plain)
+    local h = converted and converted[key]
+    if not h then
+      h = redis.pcall('GETRANGE', key, '0', SLICE_END)
+      if type(h) ~= 'table' then
+        seen_from[key], seen[key] = 0, h
+      elseif plain then
+        return nil
+      elseif call('TYPE', key).ok == 'zset' then
+        -- The old layout: one sorted-set member per admitted call, score = time in µs, member = the first
+        -- unit's sequence number, length-prefixed, plus ':units' when more than one. Read once, as a log.
+        local all, parts, used, newest = call('ZRANGE', key, '0', '-1', 'WITHSCORES'), {}, 0, 0
+        for j = 1, #all, 2 do
+          local colon = string.find(all[j], ':', 3, true)
+          local units = colon and tonumber(string.sub(all[j], colon + 1)) or 1
+          newest = tonumber(all[j + 1])
+          parts[#parts + 1] = units == 1 and pack('>d', newest) or pack('>dd', -units, newest)
+          used = used + units
+        end
+        local body = table.concat(parts)
+        converted = converted or {}
+        converted[key] = pack(HF, 'W1', H, H + #body, H + #body, used, newest) .. body
+        h = converted[key]
+      else
+        h = nil
+      end
+    end
+    if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end
+    local t = now
+    if h == '' then return t, H, H, 0, 0, nil end
+    local _, head, tail, size, used, newest = unpack(HF, h)
+    if tail > head and newest > t then t = newest end
+    local cutoff = t - period
+    if tail == head or newest <= cutoff then return t, H, H, size, 0, nil end
+    -- Moves head past the entries at or before cutoff (the newest is after it), reading ever larger slices,
+    -- so a long run of expired entries costs few calls.
+    local n = 128
+    while true do
+      local to = min(head + n, tail)
+      local s = read(key, head, to)
+      local pos, len = 1, to - head
+      while pos + 7 <= len do
+        local v = unpack('>d', s, pos)
+        local cost, at = 1, pos
+        if v < 0 then
+          if pos + 15 > len then break end
+          cost, at = -v, pos + 8
+          v = unpack('>d', s, at)
+        end
+        if v > cutoff then return t, head + pos - 1, tail, size, used, newest end
+        used, pos = used - cost, at + 8
+      end
+      head, n = head + pos - 1, n * 2
+    end
+  end
+
+  -- When `deficit` units over capacity are paid: once the oldest entries holding that many have left the
+  -- period (reads at most min(deficit, 128) entries; past them, the newest entry's expiry is the answer).
+  function paid_at(key, head, tail, period, deficit, fallback)
+    local want = min(deficit, 128)
+    local s = read(key, head, min(head + 16 * want, tail))
+    local pos, paid = 1, 0
+    for _ = 1, want do
+      if pos > #s then break end
+      local v = unpack('>d', s, pos)
+      local cost = 1
+      if v < 0 then cost, v, pos = -v, unpack('>d', s, pos + 8), pos + 16 else pos = pos + 8 end
+      paid = paid + cost
+      if paid >= deficit then return v + period end
+    end
+    return fallback
+  end
+
+  -- Appends an entry of c units at time `at` to the live log (head, tail, size, used) of a rule of `period`
+  -- µs: in place while the string has room, else rewritten as the live entries and the new one plus a
+  -- quarter as much room (so rewrites cost O(1) amortised per entry and dead entries go).
+  function append(key, at, head, tail, size, used, period, c)
+    local entry = c == 1 and pack('>d', at) or pack('>dd', -c, at)
+    local new_tail = tail + #entry
+    local ttl = ceil((at + period - now) / 1000)
+    if ttl ~= last_ttl then last_ttl, last_ttl_s = ttl, format('%d', ttl) end
+    ttl = last_ttl_s
+    if new_tail <= size and new_tail > SLICE then
+      call('SETRANGE', key, tail, entry)
+      call('SETRANGE', key, '0', pack(HF, 'W1', head, new_tail, size, used + c, at))
+      call('PEXPIRE', key, ttl)
+    else
+      local body = (tail > head and read(key, head, tail) or '') .. entry
+      local room = H + #body > SLICE and floor(#body / 32) * 8 or 0
+      call('SET', key, pack(HF, 'W1', H, H + #body, H + #body + room, used + c, at) .. body .. string.rep('\0', room), 'PX', ttl)
+    end
+    seen[key] = nil
+  end
+end
+
+-- Fixed window: the period index and count stored in `key` for a period of `period` µs, as of `now` (a count
+-- of an earlier period reads as none). Defined for a fixed-window call only (see SPEED).
+local fixed_state
+if ARGV[5] == 'fixed-window' then
+  function fixed_state(key, period)
+    local index, count = floor(now / period), 0
+    local v = call('GET', key)
+    if v then
+      local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
+      stored_index = tonumber(stored_index)
+      if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
+    end
+    return index, count
+  end
+end
+
+-- Fast path (see SPEED) -------------------------------------------------------------------------------------
+-- The commonest rich calls, decided with the fewest operations and no closure of their own: a 'limit' of
+-- cost 1 on one rule with no block, no policy and no request id (short or full form), and a batch of such
+-- checks. It takes only arguments the general path accepts and answers exactly as the general path does
+-- (the model tests drive both); otherwise it leaves the call to the general path below, which then
+-- handles it and any error. A sliding-window key that is not a log (an old-layout sorted set, or anything
+-- else) is also left to the general path, before any write of its check: in a batch the replies so far
+-- stay in `fast_out` and the general path goes on from check `fast_from`, at the same time.
+local fast_out, fast_from
+local fast_alg, fast_n = ARGV[5], #KEYS
+if fast_alg ~= 'sliding-window' and fast_alg ~= 'gcra' and fast_alg ~= 'fixed-window' then
+  fast_n = 0
+elseif fast_n == 1 and (#ARGV == 5 or (#ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '')) then
+  fast_out = false
+elseif ARGV[7] == 'batch' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '' and #ARGV == 10 + fast_n and ARGV[6] == tostring(fast_n) and fast_n <= 1024 then
+  -- Every cost 1, so no cost needs parsing.
+  for j = 11, 10 + fast_n do
+    if ARGV[j] ~= '1' then fast_n = 0 end
+  end
+  fast_out = {}
+else
+  fast_n = 0
+end
+-- The rule: limit, window (µs) and capacity, as rule_record (below) reads them; nil when the general path
+-- must say what is wrong.
+local fast_limit, fast_capacity, fast_window
+if fast_n > 0 then
+  fast_limit, fast_window = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if fast_limit == nil or fast_limit ~= floor(fast_limit) or fast_limit < 1 or fast_limit > MAX_INT or fast_window == nil or not (fast_window > 0 and fast_window < MAX_US) then fast_limit = nil end
+  fast_capacity = fast_limit
+  if fast_limit and ARGV[4] ~= '' and ARGV[4] ~= ARGV[1] then
+    fast_capacity = tonumber(ARGV[4])
+    if fast_capacity == nil or fast_capacity ~= floor(fast_capacity) or fast_capacity < fast_limit or fast_capacity > MAX_INT then fast_limit = nil end
+  end
+  if fast_limit then
+    fast_window = floor(fast_window * 1000000 + 0.5)
+    if fast_window < 1 or fast_window * fast_capacity > MAX_US then fast_limit = nil end
+  end
+  for j = 1, fast_n do
+    local n = #KEYS[j]
+    if n == 0 or n > 65536 then fast_limit = nil end
+  end
+  if fast_limit and ARGV[3] == '' then
+    local t = call('TIME')
+    now = t[1] * 1000000 + t[2]
+  elseif fast_limit then
+    local s = tonumber(ARGV[3])
+    if s == nil or not (s >= 0 and s * 1000000 <= MAX_US) then fast_limit = nil else now = floor(s * 1000000 + 0.5) end
+  end
+end
+if fast_limit then
+  -- GCRA: interval and tolerance; the others: the period. Then the expiry every write sets (ms, as digits).
+  local interval = ceil(fast_window / fast_limit)
+  local tolerance = fast_capacity * interval
+  local period = ceil(fast_window * fast_capacity / fast_limit)
+  local ttl = format('%d', max(ceil((fast_alg == 'gcra' and tolerance or period) / 1000), 1))
+  for j = 1, fast_n do
+    local key, reply = KEYS[j], nil
+    if fast_alg == 'gcra' then
+      local stored = max(tonumber(call('GET', key) or '0') or 0, now)
+      local tat = stored + interval
+      if tat - now > tolerance then
+        reply = { 0, floor((now + tolerance - stored) / interval), stored - now, tat - tolerance - now, 0 }
+      else
+        call('SET', key, format('%d', tat), 'PX', ttl)
+        reply = { 1, floor((now + tolerance - tat) / interval), tat - now, 0, 0 }
+      end
+    elseif fast_alg == 'fixed-window' then
+      local index, count = fixed_state(key, period)
+      local reset = max((index + 1) * period - now, 0)
+      if count + 1 > fast_capacity then
+        reply = { 0, max(fast_capacity - count, 0), reset, reset, 0 }
+      else
+        call('SET', key, format('%d:%d', index, count + 1), 'PX', ttl)
+        reply = { 1, fast_capacity - count - 1, reset, 0, 0 }
+      end
+    else
+      local t, head, tail, size, used, newest = locate(key, period, true)
+      if t ~= nil and used < fast_capacity then
+        append(key, t, head, tail, size, used, period, 1)
+        reply = { 1, fast_capacity - used - 1, t + period - now, 0, 0 }
+      elseif t ~= nil then
+        local reset = newest + period
+        reply = { 0, max(fast_capacity - used, 0), max(reset - now, 0), max(paid_at(key, head, tail, period, used + 1 - fast_capacity, reset) - now, 0), 0 }
+      end
+    end
+    if reply == nil then
+      fast_from = j
+      break
+    end
+    if not fast_out then return reply end
+    fast_out[j] = reply
+  end
+  if not fast_from then return fast_out end
+end
+
 local function integer(v, lo, hi)
   local n = tonumber(v)
   if n == nil or n ~= floor(n) or n < lo or n > hi then return nil end
   return n
-end
-
--- Fast path (see SPEED) -------------------------------------------------------------------------------------
--- The commonest rich call (short or full form), a 'limit' of cost 1 on one GCRA or fixed-window rule with no
--- block, no policy and no request id, decided with the fewest operations (a third less script time). It takes only arguments the general path
--- accepts, answers exactly as the general path does (the model test drives both), and otherwise returns
--- nothing so the general path below handles the call and any error.
-local function fast_limit(key, gcra)
-  local limit, w = integer(ARGV[1], 1, MAX_INT), tonumber(ARGV[2])
-  if limit == nil or w == nil or not (w > 0 and w < MAX_US) or #key == 0 or #key > 65536 then return nil end
-  local capacity = limit
-  if ARGV[4] ~= '' and ARGV[4] ~= ARGV[1] then capacity = integer(ARGV[4], limit, MAX_INT) end
-  local window = floor(w * 1000000 + 0.5)
-  if capacity == nil or window < 1 or window * capacity > MAX_US then return nil end
-  local now
-  if ARGV[3] == '' then
-    local t = call('TIME')
-    now = t[1] * 1000000 + t[2]
-  else
-    local s = tonumber(ARGV[3])
-    if s == nil or not (s >= 0 and s * 1000000 <= MAX_US) then return nil end
-    now = floor(s * 1000000 + 0.5)
-  end
-  if gcra then
-    local interval = ceil(window / limit)
-    local tolerance = capacity * interval
-    local stored = max(tonumber(call('GET', key) or '0') or 0, now)
-    local tat = stored + interval
-    if tat - now > tolerance then return { 0, floor((now + tolerance - stored) / interval), stored - now, tat - tolerance - now, 0 } end
-    call('SET', key, format('%d', tat), 'PX', max(ceil(tolerance / 1000), 1))
-    return { 1, floor((now + tolerance - tat) / interval), tat - now, 0, 0 }
-  end
-  local period = ceil(window * capacity / limit)
-  local index, count = floor(now / period), 0
-  local v = call('GET', key)
-  if v then
-    local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
-    stored_index = tonumber(stored_index)
-    if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
-  end
-  local reset = max((index + 1) * period - now, 0)
-  if count + 1 > capacity then return { 0, max(capacity - count, 0), reset, reset, 0 } end
-  call('SET', key, format('%d:%d', index, count + 1), 'PX', max(ceil(period / 1000), 1))
-  return { 1, capacity - count - 1, reset, 0, 0 }
-end
-
-if #KEYS == 1 and (ARGV[5] == 'gcra' or ARGV[5] == 'fixed-window') and (#ARGV == 5 or (#ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '')) then
-  local reply = fast_limit(KEYS[1], ARGV[5] == 'gcra')
-  if reply then return reply end
 end
 
 -- Arguments (all validated before the first write; top-level code, see SPEED) ----------------------------------
@@ -206,12 +408,11 @@ for i = 1, nkeys do
   if n == 0 or n > 65536 then return redis.error_reply(E .. 'keys must be 1 to 65536 bytes') end
 end
 
--- The time of every check, in µs.
-local now
-if ARGV[3] == nil or ARGV[3] == '' then
+-- The time of every check, in µs, unless the fast path read it (a batch it began goes on at that time).
+if now == nil and (ARGV[3] == nil or ARGV[3] == '') then
   local t = call('TIME')
   now = t[1] * 1000000 + t[2]
-else
+elseif now == nil then
   local s = tonumber(ARGV[3])
   if s == nil or not (s >= 0 and s * 1000000 <= MAX_US) then return redis.error_reply(E .. 'current_time must be seconds ≥ 0') end
   now = floor(s * 1000000 + 0.5)
@@ -278,115 +479,10 @@ end
 local inspect, commit
 
 if algorithm == 'sliding-window' then
-  -- Sliding window: a packed log in one string (see STORAGE) ----------------------------------------------
-  local pack, unpack, sub = struct.pack, struct.unpack, string.sub
-  local HF, H = '>c2I4I4I4dd', 30
-  -- Logs converted from the old sorted-set layout in this call, by key, until a commit writes them.
-  local converted
-  -- The last slice read from each key (offset, bytes): every read takes at least SLICE bytes, so a small
-  -- log comes whole with its header, and the entries at head serve the trim, the retry-after and the
-  -- rewrite. A write to the key drops it.
-  local SLICE = 256
-  local seen_from, seen = {}, {}
-
-  -- Bytes [from, to) of the log (to > from).
-  local function read(key, from, to)
-    local log = converted and converted[key]
-    if log then return sub(log, from + 1, to) end
-    local at, slice = seen_from[key], seen[key]
-    if slice == nil or from < at or to > at + #slice then
-      at, slice = from, call('GETRANGE', key, from, max(to, from + SLICE) - 1)
-      seen_from[key], seen[key] = at, slice
-    end
-    return sub(slice, from - at + 1, to - at)
-  end
-
-  -- The old layout: one sorted-set member per admitted call, score = time in µs, member = the first unit's
-  -- sequence number, length-prefixed, plus ':units' when more than one. Read once, as a log.
-  local function convert(key)
-    local kind = call('TYPE', key)
-    if kind.ok ~= 'zset' then return nil end
-    local all, parts, used, newest = call('ZRANGE', key, '0', '-1', 'WITHSCORES'), {}, 0, 0
-    for j = 1, #all, 2 do
-      local colon = string.find(all[j], ':', 3, true)
-      local units = colon and tonumber(string.sub(all[j], colon + 1)) or 1
-      newest = tonumber(all[j + 1])
-      parts[#parts + 1] = units == 1 and pack('>d', newest) or pack('>dd', -units, newest)
-      used = used + units
-    end
-    local body = table.concat(parts)
-    converted = converted or {}
-    converted[key] = pack(HF, 'W1', H, H + #body, H + #body, used, newest) .. body
-    return sub(converted[key], 1, H)
-  end
-
-  -- The log's header: head (offset of the oldest entry), tail (end of the newest), size, units used from
-  -- head to tail, newest entry's time. Nothing when there is no key.
-  local function header(key)
-    local h = converted and converted[key]
-    if not h then h = redis.pcall('GETRANGE', key, '0', SLICE - 1) end
-    if type(h) == 'table' then
-      h = convert(key)
-    elseif not (converted and converted[key]) then
-      seen_from[key], seen[key] = 0, h
-    end
-    if h == nil or (h ~= '' and sub(h, 1, 2) ~= 'W1') then error(redis.error_reply(E .. 'the key holds something other than a rate limit')) end
-    if h == '' then return nil end
-    local _, head, tail, size, used, newest = unpack(HF, h)
-    return head, tail, size, used, newest
-  end
-
-  -- Moves head past the entries at or before cutoff (the newest is after it): returns the new head and the
-  -- units left. Reads ever larger slices, so a long run of expired entries costs few calls.
-  local function advance(key, head, tail, used, cutoff)
-    local n = 128
-    while true do
-      local to = min(head + n, tail)
-      local s = read(key, head, to)
-      local pos, len = 1, to - head
-      while pos + 7 <= len do
-        local v = unpack('>d', s, pos)
-        local cost, at = 1, pos
-        if v < 0 then
-          if pos + 15 > len then break end
-          cost, at = -v, pos + 8
-          v = unpack('>d', s, at)
-        end
-        if v > cutoff then return head + pos - 1, used end
-        used, pos = used - cost, at + 8
-      end
-      head, n = head + pos - 1, n * 2
-    end
-  end
-
-  -- When `deficit` units over capacity are paid: once the oldest entries holding that many have left the
-  -- period (reads at most min(deficit, 128) entries; past them, the newest entry's expiry is the answer).
-  local function paid_at(key, r, deficit, fallback)
-    local want = min(deficit, 128)
-    local s = read(key, r.head, min(r.head + 16 * want, r.tail))
-    local pos, paid = 1, 0
-    for _ = 1, want do
-      if pos > #s then break end
-      local v = unpack('>d', s, pos)
-      local cost = 1
-      if v < 0 then cost, v, pos = -v, unpack('>d', s, pos + 8), pos + 16 else pos = pos + 8 end
-      paid = paid + cost
-      if paid >= deficit then return v + r.period end
-    end
-    return fallback
-  end
-
+  -- Sliding window: a packed log in one string (see STORAGE and the log's functions above) ------------------
   function inspect(r, key, c)
     local period, capacity = r.period, r.capacity
-    local head, tail, size, used, newest = header(key)
-    local t = now
-    if head and tail > head and newest > t then t = newest end
-    local cutoff = t - period
-    if not head or tail == head or newest <= cutoff then
-      head, tail, size, used, newest = H, H, size or 0, 0, nil
-    else
-      head, used = advance(key, head, tail, used, cutoff)
-    end
+    local t, head, tail, size, used, newest = locate(key, period)
     r.at, r.head, r.tail, r.size, r.used = t, head, tail, size, used
     if c <= 0 or used + c <= capacity then
       local consumed = c > 0 and not peek
@@ -398,28 +494,9 @@ if algorithm == 'sliding-window' then
       r.ok, r.remaining, r.reset = false, max(capacity - used, 0), newest and newest + period or now
     else
       r.ok, r.remaining, r.reset = false, max(capacity - used, 0), newest + period
-      r.retry = paid_at(key, r, used + c - capacity, newest + period)
+      r.retry = paid_at(key, head, tail, period, used + c - capacity, newest + period)
     end
   end
-
-  -- Appends one entry: in place while the string has room, else rewritten as the live entries and the new
-  -- one plus a quarter as much room (so rewrites cost O(1) amortised per entry and dead entries go).
-  local function append(r, key, c)
-    local entry = c == 1 and pack('>d', r.at) or pack('>dd', -c, r.at)
-    local tail = r.tail + #entry
-    local ttl = ceil((r.at + r.period - now) / 1000)
-    if tail <= r.size and tail > SLICE then
-      call('SETRANGE', key, r.tail, entry)
-      call('SETRANGE', key, '0', pack(HF, 'W1', r.head, tail, r.size, r.used + c, r.at))
-      call('PEXPIRE', key, ttl)
-      return
-    end
-    local body = (r.tail > r.head and read(key, r.head, r.tail) or '') .. entry
-    local room = H + #body > SLICE and floor(#body / 32) * 8 or 0
-    local log = pack(HF, 'W1', H, H + #body, H + #body + room, r.used + c, r.at) .. body .. string.rep('\0', room)
-    call('SET', key, log, 'PX', ttl)
-  end
-
   -- A refund gives back the newest units first.
   local function refund(r, key, units)
     if r.size == 0 then
@@ -448,6 +525,7 @@ if algorithm == 'sliding-window' then
     call('SETRANGE', key, '0', pack(HF, 'W1', head, tail, r.size, used, newest or 0))
     r.reset = newest and newest + r.period or now
     r.remaining = max(r.capacity - used, 0)
+    seen[key] = nil
   end
 
   function commit(r, key, c)
@@ -456,8 +534,7 @@ if algorithm == 'sliding-window' then
       call('SET', key, converted[key], 'KEEPTTL')
       converted[key] = nil
     end
-    if c > 0 then append(r, key, c) else refund(r, key, -c) end
-    seen[key] = nil
+    if c > 0 then append(key, r.at, r.head, r.tail, r.size, r.used, r.period, c) else refund(r, key, -c) end
   end
 elseif algorithm == 'gcra' then
   -- GCRA ------------------------------------------------------------------------------------------------------
@@ -488,13 +565,7 @@ else
   -- Fixed window ----------------------------------------------------------------------------------------------
   function inspect(r, key, c)
     local period, capacity = r.period, r.capacity
-    local index, count = floor(now / period), 0
-    local v = call('GET', key)
-    if v then
-      local stored_index, stored_count = string.match(v, '^(%d+):(%d+)$')
-      stored_index = tonumber(stored_index)
-      if stored_index and stored_index >= index then index, count = stored_index, tonumber(stored_count) end
-    end
+    local index, count = fixed_state(key, period)
     local after = max(count + c, 0)
     r.window_index, r.count, r.reset = index, after, (index + 1) * period
     if c <= 0 or after <= capacity then
@@ -618,8 +689,8 @@ end
 -- Entry point ---------------------------------------------------------------------------------------------------
 
 if batch_size then
-  local out = {}
-  for j = 1, batch_size do out[j] = check((j - 1) * group_size, batch_costs[j]) end
+  local out = fast_out or {}
+  for j = fast_from or 1, batch_size do out[j] = check((j - 1) * group_size, batch_costs[j]) end
   return out
 end
 return check(0, cost)

@@ -328,7 +328,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     return this.protocol.decodeCheck(reply);
   }
 
-  private run(keys: string[], args: (string | number)[]): Promise<unknown> {
+  private run(keys: string[], args: readonly (string | number)[]): Promise<unknown> {
     return this.scripts.executeScript(this.script, { keys, args, timeoutMs: this.timeoutMs });
   }
 

@@ -45,6 +45,11 @@ export class LimiterProtocol {
 
   /** Whether a plain `limit` of cost 1 can take the short form (one rule, no block, no policy). */
   private readonly short: boolean;
+  /**
+   * The short form at server time, the commonest call: built once, as the text the script reads, so a check
+   * neither builds an array nor converts numbers (`checkArgs` callers and the script manager only read it).
+   */
+  private readonly shortAtServerTime: readonly string[];
   /** ARGV[10]: whether KEYS carry the policy key. */
   private readonly policyFlag: '1' | '';
   /** The rule keys and the block key's suffixes: what `reset` deletes. */
@@ -65,6 +70,7 @@ export class LimiterProtocol {
     this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
     this.policyFlag = policies ? '1' : '';
     this.short = !policies && blockMs === 0 && rest.length === 0;
+    this.shortAtServerTime = [String(first!.limit), String(first!.windowMs / 1000), '', String(first!.capacity), algorithm];
   }
 
   /** The keys of one id as a check takes them: one per rule, then the block key, then the policy key. */
@@ -111,11 +117,13 @@ export class LimiterProtocol {
   }
 
   /** ARGV of one check (the rich call). */
-  checkArgs(call: CheckCall): (string | number)[] {
+  checkArgs(call: CheckCall): readonly (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
     // The short form: ARGV[1..5], the rest at their defaults.
-    if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) return [limit, windowSeconds, time, capacity, this.algorithm];
+    if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) {
+      return time === '' ? this.shortAtServerTime : [limit, windowSeconds, time, capacity, this.algorithm];
+    }
     const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? '', this.policyFlag];
     return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
   }

@@ -27,7 +27,7 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
   });
 
   /** Runs every call in `calls` traced and returns every undeclared key seen, and the replies. */
-  async function traceAll(calls: [string[], (string | number)[]][]): Promise<{ undeclared: string[]; replies: unknown[] }> {
+  async function traceAll(calls: [string[], readonly (string | number)[]][]): Promise<{ undeclared: string[]; replies: unknown[] }> {
     const undeclared: string[] = [];
     const replies: unknown[] = [];
     for (const [keys, args] of calls) {
@@ -52,7 +52,7 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
   it.each(['gcra', 'fixed-window'] as const)('%s: one rule, cost 1 (the fast path), admitted and refused', async (algorithm) => {
     const resolved = resolveOptions({ limit: 1, windowMs: 60_000, algorithm });
     const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:fast`), resolved.rules, resolved.algorithm, resolved.blockMs);
-    const call: [string[], (string | number)[]] = [protocol.checkKeys(algorithm), protocol.checkArgs({ cost: 1, mode: 'limit' })];
+    const call: [string[], readonly (string | number)[]] = [protocol.checkKeys(algorithm), protocol.checkArgs({ cost: 1, mode: 'limit' })];
     const { undeclared, replies } = await traceAll([call, call]);
     expect(replies.map((r) => (r as number[])[0])).toEqual([1, 0]);
     expect(undeclared).toEqual(UNDECLARED_KEYS);
@@ -61,7 +61,7 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
   it.each(algorithms)('%s with policies: override, allow list, deny list, batch', async (algorithm) => {
     const resolved = resolveOptions({ rules: [{ limit: 2, windowMs: 60_000 }, { limit: 3, windowMs: 60_000 }], algorithm, blockMs: 1000, policies: true });
     const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:p:${algorithm}`), resolved.rules, resolved.algorithm, resolved.blockMs, true);
-    const check = (id: string, call: CheckCall): [string[], (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
+    const check = (id: string, call: CheckCall): [string[], readonly (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
     await redis.hset(protocol.policyKey('o'), POLICY_FIELDS.rules, encodeOverride(resolved.rules));
     await redis.hset(protocol.policyKey('a'), POLICY_FIELDS.allow, '1');
     await redis.hset(protocol.policyKey('d'), POLICY_FIELDS.deny, '1');
@@ -80,7 +80,7 @@ describe.each(topologies)('rate_limiter.lua touches only the keys it is given, o
     const options: RateLimiterOptions = { rules: [{ limit: 2, windowMs: 60_000 }, { limit: 3, windowMs: 60_000 }], algorithm, blockMs: 1000 };
     const resolved = resolveOptions(options);
     const protocol = new LimiterProtocol(new KeySpace('ratelimit', `${prefix}:${algorithm}`), resolved.rules, resolved.algorithm, resolved.blockMs);
-    const check = (id: string, call: CheckCall): [string[], (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
+    const check = (id: string, call: CheckCall): [string[], readonly (string | number)[]] => [protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)];
     const { undeclared, replies } = await traceAll([
       check('a', { cost: 2, mode: 'limit', nowMs: T0_MS }),
       // Refused: reads past the oldest entries for the retry-after, and sets the block.

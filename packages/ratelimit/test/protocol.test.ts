@@ -34,7 +34,7 @@ describe.each(topologies)('rate_limiter.lua through src/protocol.ts on %s', (top
     const resolved = resolveOptions(options);
     return new LimiterProtocol(new KeySpace('ratelimit', prefix), resolved.rules, resolved.algorithm, resolved.blockMs, resolved.policies);
   };
-  const run = (keys: string[], args: (string | number)[]) => scripts.executeScript(script, { keys, args });
+  const run = (keys: string[], args: readonly (string | number)[]) => scripts.executeScript(script, { keys, args });
   const check = async (protocol: LimiterProtocol, id: string, call: CheckCall) => protocol.decodeCheck(await run(protocol.checkKeys(id, call.requestId), protocol.checkArgs(call)));
 
   it('the seed call: capacity left for each admitted call, then 0', async () => {

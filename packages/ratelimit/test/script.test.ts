@@ -119,6 +119,35 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     ]);
   });
 
+  it.each(['sliding-window', 'gcra', 'fixed-window'])('%s: a batch of cost-1 checks (fast path) answers as the general path one by one', async (algorithm) => {
+    // One hash tag, so the batch's keys share a slot on a cluster; the singles run on their own copies, with
+    // the cost written '01' so the fast path (which takes only '1') leaves them to the general path.
+    const [a, b, soloA, soloB] = ['a', 'b', 'solo-a', 'solo-b'].map((k) => `{${key}}:${k}`) as [string, string, string, string];
+    const order = [a, b, a, a, b, a, a];
+    const batch = (await call([3, 60, NOW + 1, '', algorithm, order.length, 'batch', 0, '', '', ...order.map(() => 1)], order)) as number[][];
+    const singles = [];
+    for (const k of order) singles.push(await call([3, 60, NOW + 1, '', algorithm, '01', 'limit', 0, '', ''], [k === a ? soloA : soloB]));
+    expect(batch).toEqual(singles);
+    expect(batch.map((r) => r[0])).toEqual([1, 1, 1, 1, 1, 0, 0]);
+  });
+
+  it('a batch that meets an old-layout key after a write goes on from that check, at the same time', async () => {
+    const [fresh, old] = [`{${key}}:fresh`, `{${key}}:old`];
+    await redis.zadd(old, NOW * 1e6, 'a0:2');
+    await redis.pexpire(old, 60_000);
+    const replies = (await call([4, 60, NOW + 1, '', 'sliding-window', 3, 'batch', 0, '', '', 1, 1, 1], [fresh, old, fresh])) as number[][];
+    expect(replies.map((r) => [r[0], r[1]])).toEqual([
+      [1, 3],
+      [1, 1],
+      [1, 2],
+    ]);
+    expect(decodeWindowLog((await redis.getBuffer(old))!).entries).toEqual([
+      { timeUs: NOW * 1e6, cost: 2 },
+      { timeUs: (NOW + 1) * 1e6, cost: 1 },
+    ]);
+    expect(decodeWindowLog((await redis.getBuffer(fresh))!).entries).toEqual([0, 1].map(() => ({ timeUs: (NOW + 1) * 1e6, cost: 1 })));
+  });
+
   it('a key of another type or another format: an ERR reply that changes nothing', async () => {
     await redis.rpush(key, 'x');
     await expect(call([5, 60, NOW])).rejects.toThrow(/ERR rate_limiter: the key holds something other than a rate limit/);
