@@ -16,11 +16,19 @@ function h(tag, attrs, ...children) {
     if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
     else el.setAttribute(name, value === true ? '' : String(value));
   }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  el.append(...nodes(children));
   return el;
+}
+
+/** Children as nodes: nested arrays flattened, nothing for null, undefined and false, text for the rest. */
+function nodes(children) {
+  return children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c))));
+}
+
+/** Shows a view in place of the current one. */
+function view(...children) {
+  main.replaceChildren(...nodes(children));
 }
 
 async function api(path, options = {}) {
@@ -76,7 +84,7 @@ async function queuesView() {
     rows.set(q.name, tr);
     return tr;
   }));
-  main.replaceChildren(
+  view(
     h('h1', {}, 'Queues'),
     queues.length === 0 ? h('p', { class: 'muted' }, 'No queues to show.') : h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Queue'), STATES.map((s) => h('th', { class: 'num' }, s)), h('th', {}, 'Completed per minute (15 min)'))),
@@ -105,7 +113,7 @@ async function queueView(name, params) {
     state === 'completed' || state === 'dead'
       ? actionButton(`Clean ${state} older than 1 h`, `queues/${enc(name)}/clean?state=${state}&olderThanMs=3600000`, { danger: true, confirm: `Remove ${state} jobs older than an hour?` })
       : null);
-  main.replaceChildren(
+  view(
     h('h1', {}, 'Queue ', name, ' ', list.paused ? h('span', { class: 'badge paused' }, 'paused') : null),
     h('div', { class: 'tabs' }, STATES.map((s) =>
       h('a', { href: `#/queue/${enc(name)}?state=${s}`, class: s === state ? 'current' : undefined, 'data-testid': `tab-${s}` }, `${s} (${countOf(list.counts, s)})`))),
@@ -133,7 +141,7 @@ async function jobView(name, id) {
   try {
     detail = await api(`queues/${enc(name)}/jobs/${enc(id)}`);
   } catch (err) {
-    main.replaceChildren(h('h1', {}, 'Job ', id), h('p', { class: 'error' }, err.message), h('a', { href: `#/queue/${enc(name)}` }, `back to ${name}`));
+    view(h('h1', {}, 'Job ', id), h('p', { class: 'error' }, err.message), h('a', { href: `#/queue/${enc(name)}` }, `back to ${name}`));
     onUpdate = (type, data) => {
       if (type === 'job' && data.queue === name && data.jobId === id) refreshSoon();
     };
@@ -142,7 +150,7 @@ async function jobView(name, id) {
   const { job, logs } = detail;
   const base = `queues/${enc(name)}/jobs/${enc(id)}`;
   const percent = typeof job.progress === 'number' ? job.progress : undefined;
-  main.replaceChildren(
+  view(
     h('p', {}, h('a', { href: `#/queue/${enc(name)}?state=${job.state}` }, `← ${name}`)),
     h('h1', {}, 'Job ', id, ' ', h('span', { class: `badge ${job.state}`, 'data-testid': 'job-state' }, job.state)),
     h('div', { class: 'bar' },
@@ -167,12 +175,12 @@ async function jobView(name, id) {
 }
 
 async function locksView() {
-  main.replaceChildren(h('h1', {}, 'Held locks'), h('p', { class: 'muted' }, 'Lock listing needs the lock registry.'));
+  view(h('h1', {}, 'Held locks'), h('p', { class: 'muted' }, 'Lock listing needs the lock registry.'));
 }
 
 async function cachesView() {
   const caches = await api('caches');
-  main.replaceChildren(
+  view(
     h('h1', {}, 'Caches'),
     caches.length === 0 ? h('p', { class: 'muted' }, 'No cache used in the last day.') : h('table', {},
       h('thead', {}, h('tr', {}, ['Cache', 'Hit rate', 'Hits', 'Misses', 'Sets', 'Evictions', 'Entries'].map((c, i) => h('th', { class: i ? 'num' : undefined }, c)))),
@@ -208,7 +216,7 @@ async function limitsView(params) {
       ? h('p', { class: 'muted' }, 'This limiter does not record refusals (recordRefusals).')
       : refusals.length === 0 ? h('p', { class: 'muted' }, 'None.') : h('ul', {}, refusals.map((r) => h('li', {}, r.id, ' ', h('span', { class: 'muted' }, time(r.refusedAtMs))))));
   }
-  main.replaceChildren(...parts);
+  view(parts);
 }
 
 let refreshTimer;
@@ -233,7 +241,7 @@ async function render() {
     else if (parts[0] === 'limits') await limitsView(params);
     else await queuesView();
   } catch (err) {
-    main.replaceChildren(h('p', { class: 'error', role: 'alert' }, err.message));
+    view(h('p', { class: 'error', role: 'alert' }, err.message));
   }
   document.body.dataset.rendered = location.hash;
 }
