@@ -64,7 +64,10 @@ const LOG_LINES = 100;
 const ACTION_HEADER = 'x-cyredis-dashboard';
 
 /** A route's answer: a JSON value, or an error status with a message. */
-type Reply = { status: number; body: unknown };
+interface Reply {
+  status: number;
+  body: unknown;
+}
 type Route = (match: string[], query: URLSearchParams) => Promise<Reply>;
 
 /**

@@ -44,8 +44,8 @@ export function sendError(res: ServerResponse, status: number, message: string):
 export function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) => {
     if (typeof v === 'bigint') return v.toString();
-    if (v instanceof Map) return Object.fromEntries(v);
-    if (v instanceof Set) return [...v];
+    if (v instanceof Map) return Object.fromEntries(v as Map<unknown, unknown> & Iterable<[PropertyKey, unknown]>) as unknown;
+    if (v instanceof Set) return [...(v as Set<unknown>)];
     return v;
   });
 }

@@ -14,6 +14,8 @@ function h(tag, attrs, ...children) {
   for (const [name, value] of Object.entries(attrs ?? {})) {
     if (value === undefined || value === false) continue;
     if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+    // Through the CSSOM: the page's CSP refuses style attributes.
+    else if (name === 'style') Object.assign(el.style, value);
     else el.setAttribute(name, value === true ? '' : String(value));
   }
   el.append(...nodes(children));
@@ -58,7 +60,7 @@ const countOf = (counts, state) =>
 function spark(values) {
   const max = Math.max(1, ...values);
   return h('span', { class: 'spark', title: `${values.join(', ')} per minute` },
-    values.map((v) => h('span', { style: `height:${Math.round((v / max) * 24)}px` })));
+    values.map((v) => h('span', { style: { height: `${Math.max(1, Math.round((v / max) * 24))}px` } })));
 }
 
 function actionButton(label, path, options = {}) {
@@ -160,7 +162,7 @@ async function jobView(name, id) {
     h('dl', {},
       h('dt', {}, 'Attempts'), h('dd', {}, `${job.attempts} of ${job.maxRetries + 1}`),
       h('dt', {}, 'Priority'), h('dd', {}, job.priority),
-      h('dt', {}, 'Progress'), h('dd', {}, percent === undefined ? show(job.progress) : [h('span', { class: 'progress' }, h('span', { style: `width:${percent}%` })), ` ${percent}%`]),
+      h('dt', {}, 'Progress'), h('dd', {}, percent === undefined ? show(job.progress) : [h('span', { class: 'progress' }, h('span', { style: { width: `${percent}%` } })), ` ${percent}%`]),
       h('dt', {}, 'Created'), h('dd', {}, time(job.createdAt)),
       h('dt', {}, 'Processed'), h('dd', {}, time(job.processedAt)),
       h('dt', {}, 'Finished'), h('dd', {}, time(job.finishedAt)),
