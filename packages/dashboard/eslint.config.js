@@ -7,8 +7,10 @@ const browserGlobals = Object.fromEntries(
 );
 
 export default [
-  { ignores: ['src/static/**', 'scripts/**'] },
-  ...config(import.meta.dirname),
-  { ...js.configs.recommended, files: ['src/static/**/*.js'], ignores: [] },
-  { files: ['src/static/**/*.js'], languageOptions: { sourceType: 'module', globals: browserGlobals } },
+  // The shared, type-aware config for the TypeScript; the static folder gets the browser block below instead.
+  ...config(import.meta.dirname).map((block) =>
+    Object.keys(block).every((key) => key === 'ignores') ? block : { ...block, ignores: [...(block.ignores ?? []), 'static/**'] },
+  ),
+  { ...js.configs.recommended, files: ['static/**/*.js'] },
+  { files: ['static/**/*.js'], languageOptions: { sourceType: 'module', globals: browserGlobals } },
 ];

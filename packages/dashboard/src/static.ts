@@ -1,4 +1,4 @@
-// The page and its script and style, copied into dist/static at build time and read once from there.
+// The page and its plain script and style, shipped in the package's static folder and read once from there.
 import type { ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { send, sendError } from './http.js';
@@ -16,7 +16,7 @@ export function serveStatic(res: ServerResponse, path: string, title: string): v
   if (entry === undefined) return sendError(res, 404, 'not found');
   let body = loaded.get(entry.file);
   if (body === undefined) {
-    body = readFileSync(new URL(`./static/${entry.file}`, import.meta.url), 'utf8');
+    body = readFileSync(new URL(`../static/${entry.file}`, import.meta.url), 'utf8');
     loaded.set(entry.file, body);
   }
   if (entry.file === 'index.html') body = body.replaceAll('{{title}}', escapeHtml(title));
