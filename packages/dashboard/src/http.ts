@@ -5,7 +5,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
  * A request as node:http, Express, Fastify (`request.raw`) and Hono on Node (`c.env.incoming`) pass it.
  * Express adds `originalUrl` and `baseUrl` when it mounts a handler under a path.
  */
-export type DashboardRequest = IncomingMessage & { originalUrl?: string; baseUrl?: string };
+export type DashboardRequest = IncomingMessage & {
+  /** Express: the URL before its router stripped the mount path. */
+  originalUrl?: string;
+  /** Express: the path the handler was mounted under (`app.use(path, …)`). */
+  baseUrl?: string;
+};
 
 /** Sent with every reply: no framing, no sniffing, and scripts and styles from the dashboard itself only. */
 const SECURITY_HEADERS: Record<string, string> = {
