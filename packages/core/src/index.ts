@@ -11,7 +11,7 @@ export { TickBatcher, type BatchSend } from './batch.js';
 export { defaultCodec, type Codec } from './codec.js';
 export { waitAtMost, withDeadline } from './deadline.js';
 export { warnIfEvicting } from './eviction.js';
-export { DEFAULT_PREFIX, escapeId, KeySpace } from './keys.js';
+export { DEFAULT_PREFIX, escapeId, KeySpace, unescapeId } from './keys.js';
 export { readPackageLua, scriptName } from './lua.js';
 export { classifyError, isOutage, type ErrorContext } from './outage.js';
 export { PubSubSubscriber, type SubscriberEvents } from './subscriber.js';

@@ -16,6 +16,13 @@ export function escapeId(id: string): string {
 const NEEDS_ESCAPE = /[%{}]/;
 const ESCAPED = /[%{}]/g;
 
+/** The id `escapeId` was given, from what it returned (for tools that read ids back out of key names). */
+export function unescapeId(escaped: string): string {
+  return escaped.includes('%') ? escaped.replace(UNESCAPED, (c) => (c === '%25' ? '%' : c === '%7B' ? '{' : '}')) : escaped;
+}
+
+const UNESCAPED = /%25|%7B|%7D/g;
+
 /**
  * Builds the keys of one kind of object: `<prefix>:<kind>:{<escaped id>}:<suffix>`. Every key of one object
  * shares the hash tag, so one script can touch them all on Redis Cluster, and the kind keeps a lock named

@@ -15,6 +15,7 @@ import {
   toBigInt,
   toNumber,
   toOptionalString,
+  unescapeId,
 } from '../src/index.js';
 
 describe('KeySpace', () => {
@@ -39,6 +40,17 @@ describe('KeySpace', () => {
       }),
     );
     expect(ks.key('a}b{c%', 'x')).toBe('cyredis:c:{a%7Db%7Bc%25}:x');
+  });
+
+  it('unescapeId gives back the id escapeId was given', () => {
+    const unit = fc.constantFrom('%', '{', '}', '7', 'B', 'D', '2', '5', 'a');
+    fc.assert(
+      fc.property(fc.string({ unit }), (id) => {
+        expect(unescapeId(escapeId(id))).toBe(id);
+      }),
+    );
+    expect(unescapeId('a%7Db%7Bc%25')).toBe('a}b{c%');
+    expect(unescapeId('%257B')).toBe('%7B');
   });
 
   it('refuses empty and over-long ids and prefixes with braces', () => {

@@ -1,7 +1,9 @@
 // The public surface of @cyredis/lock, with the core errors it can throw (so `instanceof` needs no core import).
 export { CyRedisError, InvalidArgumentError, RedisTimeoutError, RedisUnavailableError, ScriptError } from '@cyredis/core';
+export type { RegistryEntry, RegistryListOptions } from '@cyredis/core';
 export { LockLostError, LockUnavailableError, QuorumUnreachableError, type NodeReply } from './errors.js';
 export { FairLock, type FairLockStatus } from './fair.js';
+export type { HeldLock, HeldLocksPage, ListHeldOptions, LockHolder, LockKind } from './held.js';
 export { Lock, type LockBackend } from './lock.js';
 export { MultiLock } from './multi.js';
 export { LockManager, MIN_TTL_MS, type AcquireOptions, type LockManagerOptions } from './manager.js';

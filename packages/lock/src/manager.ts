@@ -10,11 +10,17 @@ import {
   durationMs,
   InvalidArgumentError,
   KeySpace,
+  listRegistered,
+  NameRecorder,
   RedisUnavailableError,
+  registryKey,
   warnIfEvicting,
   type RedisClient,
+  type RegistryEntry,
+  type RegistryListOptions,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
+import { KIND_SUFFIX, listHeldLocks, type HeldLocksPage, type ListHeldOptions } from './held.js';
 import { Lock, orNull, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
 import { MAX_TTL_MS } from './protocol.js';
@@ -36,6 +42,8 @@ const MAX_OWNER_LENGTH = 1024;
 const DEFAULT_TIMEOUT_MS = 1_000;
 const EVICTION_RISK =
   'an evicted lock key ends its lease early, so a second owner can acquire the lock while the first still holds it (fencing tokens still increase)';
+/** The registry kind of lock prefixes (`<prefix>:registry:lock`). */
+const REGISTRY_KIND = 'lock';
 const MANAGER_OPTIONS = ['ttlMs', 'prefix', 'driftFactor', 'timeoutMs', 'waitForReplicas'] as const;
 const ACQUIRE_OPTIONS = ['ttlMs', 'waitMs', 'signal', 'owner'] as const;
 
@@ -96,6 +104,8 @@ export class LockManager {
   private readonly timeoutMs: number;
   private readonly waiting: WaitQueues;
   private evictionChecked = false;
+  /** Record the manager's prefix in its registry on each node when a lock is taken (at most once a minute). */
+  private readonly registries: NameRecorder[];
   private readonly backend: LockBackend = {
     extend: (lock, ttlMs) => this.extendLock(lock, ttlMs),
     release: (lock) => this.releaseLock(lock),
@@ -107,6 +117,7 @@ export class LockManager {
     clients.forEach((client, i) => assertRedisClient(Array.isArray(redis) ? `redis[${i}]` : 'redis', client));
     assertOptions('options', options, MANAGER_OPTIONS);
     this.keySpace = new KeySpace('lock', options.prefix);
+    this.registries = clients.map((client) => new NameRecorder(client, registryKey(this.keySpace.prefix, REGISTRY_KIND)));
     this.ttlMs = ttl('options.ttlMs', options.ttlMs ?? 30_000);
     this.driftFactor = options.driftFactor ?? 0.01;
     assertFiniteNumber('options.driftFactor', this.driftFactor, { min: 0, max: 0.5 });
@@ -132,9 +143,20 @@ export class LockManager {
     this.quorum = this.nodes.quorum;
   }
 
+  /**
+   * The lock prefixes in use under `prefix`, from the registry: every manager records its own prefix in
+   * `<prefix>:registry:lock` when it takes a lock (at most once a minute), and an entry not refreshed for a
+   * day drops out. So the answer is `[{ name: prefix, lastSeenMs }]` when locks were taken under `prefix`
+   * within the last day, else `[]`: one key read, no keyspace scan. Options: `prefix` (default `cyredis`),
+   * `limit`, `offset`, `timeoutMs` (default 1000).
+   */
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
+  }
+
   /** The Redis key of a resource's lock: `<prefix>:lock:{<resource>}:lock`. */
   keyOf(resource: string): string {
-    return this.keySpace.key(resource, 'lock', 'resource');
+    return this.keySpace.key(resource, KIND_SUFFIX.mutex, 'resource');
   }
 
   /**
@@ -154,7 +176,7 @@ export class LockManager {
     const signal = options.signal;
     signal?.throwIfAborted();
     const deadline = performance.now() + waitMs;
-    this.checkEviction();
+    this.beforeAcquire();
     const first = await this.attempt(resource, key, owner, ttlMs, 'acquire', signal);
     if (first instanceof Lock) return first;
     if (waitMs === 0) throw first;
@@ -178,7 +200,7 @@ export class LockManager {
     assertNonEmptyString('options.owner', owner, MAX_OWNER_LENGTH);
     const signal = options.signal;
     signal?.throwIfAborted();
-    this.checkEviction();
+    this.beforeAcquire();
     const backend = {
       keyOf: (resource: string) => this.keyOf(resource),
       attempt: (resource: string) => this.attempt(resource, this.keyOf(resource), owner, ttlMs, 'acquire', signal),
@@ -211,7 +233,7 @@ export class LockManager {
    */
   semaphore(name: string, options: SemaphoreOptions): Semaphore {
     assertOptions('options', options, ['permits'], false);
-    const key = this.keySpace.key(name, 'semaphore', 'name');
+    const key = this.keySpace.key(name, KIND_SUFFIX.semaphore, 'name');
     return new Semaphore(this.semaphoreContext(), name, key, options.permits);
   }
 
@@ -221,7 +243,7 @@ export class LockManager {
    * writes). Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:rw`.
    */
   readWrite(name: string): ReadWriteLock {
-    const key = this.keySpace.key(name, 'rw', 'name');
+    const key = this.keySpace.key(name, KIND_SUFFIX.readWrite, 'name');
     return new ReadWriteLock(this.semaphoreContext(), name, key);
   }
 
@@ -230,7 +252,7 @@ export class LockManager {
    * individually. Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:fair`.
    */
   fair(name: string): FairLock {
-    const key = this.keySpace.key(name, 'fair', 'name');
+    const key = this.keySpace.key(name, KIND_SUFFIX.fair, 'name');
     return new FairLock(this.semaphoreContext(), name, key);
   }
 
@@ -239,6 +261,18 @@ export class LockManager {
     const results = await this.nodes.runAll({ operation: 'status', key: this.keyOf(resource) });
     this.nodes.assertReachable(resource, results);
     return this.nodes.statusOf(results);
+  }
+
+  /**
+   * A page of the locks held now under this manager's prefix, of every kind (mutex, semaphore, read-write,
+   * fair), with holders, lease left and fencing token. Bounded: at most `limit` locks (1 to 1000, default
+   * 100) and 50 SCAN steps per page; pass the returned `cursor` back for the next page (a page may hold
+   * fewer than `limit` locks while a cursor is returned). On a cluster it visits every master (SCAN with
+   * MATCH on the prefix, never KEYS); with Redlock each lock held by a quorum is listed once. Reads only;
+   * `match` filters resource names with a Redis glob pattern.
+   */
+  listHeld(options: ListHeldOptions = {}): Promise<HeldLocksPage> {
+    return listHeldLocks(this.nodes, this.keySpace.prefix, this.timeoutMs, options);
   }
 
   /** Ends whoever's lease; true when a live lease was removed. The fencing counter is kept. */
@@ -321,12 +355,16 @@ export class LockManager {
       ttlMs: this.ttlMs,
       ttl,
       drift: (ttlMs: number) => this.drift(ttlMs),
-      beforeAcquire: () => this.checkEviction(),
+      beforeAcquire: () => this.beforeAcquire(),
     };
   }
 
-  /** Warns once per manager, at its first acquire, when the servers may evict keys. */
-  private checkEviction(): void {
+  /**
+   * Before every acquire: records the prefix in the registry (a clock read and a map lookup; a write at
+   * most once a minute), and at the first one warns when the servers may evict keys.
+   */
+  private beforeAcquire(): void {
+    for (const registry of this.registries) registry.record(this.keySpace.prefix);
     if (this.evictionChecked) return;
     this.evictionChecked = true;
     for (const client of this.nodes.clients) warnIfEvicting(client, '@cyredis/lock', EVICTION_RISK);

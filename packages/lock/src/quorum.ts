@@ -50,6 +50,11 @@ export class LockNodes implements ReleaseChannels {
     return this.nodes.length === 1 ? this.nodes[0] : undefined;
   }
 
+  /** Node `index` (0-based, in client order). */
+  at(index: number): LockNode {
+    return this.nodes[index]!;
+  }
+
   /** The clients given to the manager, in order. */
   get clients(): RedisClient[] {
     return this.nodes.map((node) => node.client);

@@ -6,6 +6,8 @@ export {
   RedisUnavailableError,
   ScriptError,
   type Codec,
+  type RegistryEntry,
+  type RegistryListOptions,
 } from '@cyredis/core';
 export { JobAbortedError, JobFailedError, JobNotFoundError, JobTimeoutError, LeaseLostError, RateLimitedError, WorkerClosedError } from './errors.js';
 export { QueueEvents, type EventBase, type Failed, type JobEvent, type Progress, type Ready, type Returned, type QueueEventMap, type QueueEventsOptions } from './events.js';

@@ -8,19 +8,25 @@ import {
   assertByteLength,
   assertTimeoutMs,
   assertRedisClient,
+  DEFAULT_PREFIX,
   defaultCodec,
   durationMs,
   InvalidArgumentError,
   KeySpace,
+  listRegistered,
   LuaScriptManager,
+  NameRecorder,
   readPackageLua,
   RedisTimeoutError,
+  registryKey,
   scriptName,
   TickBatcher,
   warnIfEvicting,
   type Codec,
   type RedisClient,
   type RegisteredScript,
+  type RegistryEntry,
+  type RegistryListOptions,
   type ScriptArg,
 } from '@cyredis/core';
 import { JobFailedError, JobNotFoundError } from './errors.js';
@@ -90,6 +96,8 @@ import {
 
 /** The shipped script's source (`lua/job_queue.lua`). */
 export const JOB_QUEUE_LUA = readPackageLua(import.meta.url, 'job_queue');
+/** The registry kind of queues (`<prefix>:registry:queue`). */
+const REGISTRY_KIND = 'queue';
 
 /** Limits the script enforces; the TypeScript API checks them before any round trip. */
 export const LIMITS = Object.freeze({
@@ -689,6 +697,8 @@ export class JobQueue<T = unknown, R = unknown> {
   private readonly policy: string;
   private readonly codec: Codec<T>;
   private warned = false;
+  /** Records the queue's name in the prefix's registry on use (at most once a minute). */
+  private readonly registry: NameRecorder;
   /** Default lease for `pop`, in ms. */
   readonly leaseMs: number;
   /** Deadline of every call to Redis, in ms. */
@@ -705,6 +715,7 @@ export class JobQueue<T = unknown, R = unknown> {
     assertByteLength('name', name, LIMITS.maxNameBytes);
     assertOptions('options', options, QUEUE_OPTIONS);
     this.keys = Object.freeze(new KeySpace('queue', options.prefix).keys(name, SEED_SUFFIXES, 'name'));
+    this.registry = new NameRecorder(redis, registryKey(options.prefix ?? DEFAULT_PREFIX, REGISTRY_KIND));
     const declared = declaredKeys(this.keys);
     this.scriptKeys = Object.freeze(declared.keys);
     this.wakeKey = declared.wakeKey;
@@ -743,6 +754,16 @@ export class JobQueue<T = unknown, R = unknown> {
       (jobs) => this.run(encodePushMany(jobs), pushKeys(this.scriptKeys, jobs)).then((reply) => decodePushMany(jobs, reply)),
       LIMITS.maxBatch,
     );
+  }
+
+  /**
+   * The queues used under a prefix within the last day, most recently used first, from the registry (one
+   * key, no keyspace scan; on a cluster it lives in one slot). Every queue records its name when it calls
+   * Redis (at most one write a minute). Options: `prefix`, `limit` (1 to 1000, default 100), `offset`,
+   * `timeoutMs` (default 1000).
+   */
+  static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
+    return listRegistered(redis, REGISTRY_KIND, options);
   }
 
   /** Queues one job and resolves with its id (also when the id already existed; see `add`). */
@@ -1124,6 +1145,7 @@ export class JobQueue<T = unknown, R = unknown> {
   }
 
   private run(args: ScriptArg[], keys: readonly string[] = this.scriptKeys): Promise<unknown> {
+    this.registry.record(this.name);
     if (!this.warned) {
       this.warned = true;
       warnIfEvicting(this.redis, '@cyredis/queue', EVICTION_RISK);

@@ -6,11 +6,16 @@ export function masters(redis: RedisClient): Redis[] {
   return redis instanceof Cluster ? redis.nodes('master') : [redis];
 }
 
-/** Every key under `prefix` with its DUMP, to show that a refused call wrote nothing. */
+/**
+ * Every key under `prefix` with its DUMP, to show that a refused call wrote nothing. The registry of queue
+ * names (`<prefix>:registry:queue`) is left out: it is no key of a queue, and a queue writes it in the
+ * background on its first call.
+ */
 export async function snapshot(redis: RedisClient, prefix: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
+  const registry = `${prefix}:registry:`;
   for (const node of masters(redis)) {
-    const keys = await node.keys(`${prefix}*`);
+    const keys = (await node.keys(`${prefix}*`)).filter((key) => !key.startsWith(registry));
     for (const key of keys.sort()) out[key] = (await node.dumpBuffer(key))?.toString('hex') ?? '';
   }
   return out;
