@@ -3,6 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import { SmartCache } from '@cyredis/cache';
 import { assertOptions, assertRedisClient, CyRedisError, InvalidArgumentError, type RedisClient } from '@cyredis/core';
+import { LockManager } from '@cyredis/lock';
 import { JobQueue, type JobState } from '@cyredis/queue';
 import type { RateLimiter } from '@cyredis/ratelimit';
 import { sendError, sendJson, type DashboardRequest } from './http.js';
@@ -18,7 +19,7 @@ export interface DashboardOptions {
   redis: RedisClient;
   /** Key prefix the queues, caches and limiters use. Default `cyredis`. */
   prefix?: string;
-  /** Names of the queues shown. */
+  /** Names of the queues shown. Default: the queues used under the prefix in the last day (`JobQueue.list`). */
   queues?: readonly string[];
   /** Names of the caches shown. Default: the caches used under the prefix in the last day (`SmartCache.list`). */
   caches?: readonly string[];
@@ -58,6 +59,10 @@ const OPTIONS = ['redis', 'prefix', 'queues', 'caches', 'limiters', 'readOnly', 
 const STATES: readonly JobState[] = ['waiting', 'delayed', 'active', 'completed', 'dead'];
 /** Jobs on one page of a job list, at most. */
 const MAX_PAGE = 100;
+/** Queues a dashboard lists from the registry, at most. */
+const MAX_QUEUES = 1000;
+/** Held locks on one page. */
+const LOCKS_PAGE = 100;
 /** Log lines shown on a job page (the queue keeps its last 100). */
 const LOG_LINES = 100;
 /** A header only the page's own script sends: a form or image on another site cannot trigger an action. */
@@ -90,8 +95,16 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
   const live = new LiveQueues(queueOf, prefix);
   const limiters = new Map(settings.limiters.map((l) => [l.name!, l]));
 
-  const shownQueue = (name: string): JobQueue => {
-    if (!settings.queues.includes(name)) throw new NotFound(`no queue "${name}" is shown`);
+  const locks = new LockManager(redis, { prefix });
+  /** The queues shown: the configured ones, or those the registry listed last (read again on a miss). */
+  let listed: readonly string[] = settings.queues ?? [];
+  const queueNames = async (): Promise<readonly string[]> => {
+    if (settings.queues === undefined) listed = (await JobQueue.list(redis, { prefix, limit: MAX_QUEUES })).map((e) => e.name).sort();
+    return listed;
+  };
+  // A name is checked before any JobQueue is made for it: a queue's calls record its name in the registry.
+  const shownQueue = async (name: string): Promise<JobQueue> => {
+    if (!listed.includes(name) && !(await queueNames()).includes(name)) throw new NotFound(`no queue "${name}" is shown`);
     live.follow(name);
     return queueOf(name);
   };
@@ -103,8 +116,8 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
       async () =>
         ok(
           await Promise.all(
-            settings.queues.map(async (name) => {
-              const queue = shownQueue(name);
+            (await queueNames()).map(async (name) => {
+              const queue = await shownQueue(name);
               const [counts, paused] = await Promise.all([queue.stats(), queue.isPaused()]);
               return { name, counts, paused, throughput: live.throughput(name) };
             }),
@@ -114,7 +127,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     [
       /^\/api\/queues\/([^/]+)\/jobs$/,
       async ([name], query) => {
-        const queue = shownQueue(name!);
+        const queue = await shownQueue(name!);
         const state = query.get('state') ?? 'waiting';
         if (!STATES.includes(state as JobState)) throw new InvalidArgumentError('state', `must be one of ${STATES.join(', ')}`);
         const offset = intParam(query, 'offset', 0, Number.MAX_SAFE_INTEGER);
@@ -126,10 +139,18 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     [
       /^\/api\/queues\/([^/]+)\/jobs\/([^/]+)$/,
       async ([name, id]) => {
-        const queue = shownQueue(name!);
+        const queue = await shownQueue(name!);
         const [job, logs] = await Promise.all([queue.getJob(id!), queue.getLogs(id!, { limit: LOG_LINES })]);
         if (job === undefined) throw new NotFound(`no job "${id}" in queue "${name}"`);
         return ok({ job, logs });
+      },
+    ],
+    [
+      /^\/api\/locks$/,
+      async (_, query) => {
+        const match = query.get('match') ?? undefined;
+        const cursor = query.get('cursor') ?? undefined;
+        return ok(await locks.listHeld({ limit: LOCKS_PAGE, ...(match ? { match } : {}), ...(cursor ? { cursor } : {}) }));
       },
     ],
     [
@@ -168,20 +189,20 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     ],
   ];
   const post: [RegExp, Route][] = [
-    [/^\/api\/queues\/([^/]+)\/pause$/, async ([name]) => done(await shownQueue(name!).pause())],
-    [/^\/api\/queues\/([^/]+)\/resume$/, async ([name]) => done(await shownQueue(name!).resume())],
+    [/^\/api\/queues\/([^/]+)\/pause$/, async ([name]) => done(await (await shownQueue(name!)).pause())],
+    [/^\/api\/queues\/([^/]+)\/resume$/, async ([name]) => done(await (await shownQueue(name!)).resume())],
     [
       /^\/api\/queues\/([^/]+)\/clean$/,
       async ([name], query) => {
         const state = query.get('state');
         if (state !== 'completed' && state !== 'dead') throw new InvalidArgumentError('state', 'must be completed or dead');
         const olderThanMs = intParam(query, 'olderThanMs', 0, Number.MAX_SAFE_INTEGER);
-        return done(await shownQueue(name!).clean(state, { olderThanMs, limit: 1000 }));
+        return done(await (await shownQueue(name!)).clean(state, { olderThanMs, limit: 1000 }));
       },
     ],
-    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/retry$/, async ([name, id]) => done(await shownQueue(name!).retryJob(id!))],
-    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/promote$/, async ([name, id]) => done(await shownQueue(name!).promote(id!))],
-    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/remove$/, async ([name, id]) => done(await shownQueue(name!).remove(id!))],
+    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/retry$/, async ([name, id]) => done(await (await shownQueue(name!)).retryJob(id!))],
+    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/promote$/, async ([name, id]) => done(await (await shownQueue(name!)).promote(id!))],
+    [/^\/api\/queues\/([^/]+)\/jobs\/([^/]+)\/remove$/, async ([name, id]) => done(await (await shownQueue(name!)).remove(id!))],
   ];
 
   const handler = async (req: DashboardRequest, res: ServerResponse, next?: (err?: unknown) => void): Promise<void> => {
@@ -206,7 +227,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
       }
       if (req.method === 'GET' && path === '/api/events') {
         live.subscribe(res);
-        for (const name of settings.queues) live.follow(name);
+        for (const name of await queueNames()) live.follow(name);
         return;
       }
       if (!path.startsWith('/api/')) {
@@ -234,7 +255,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
       else sendError(res, err instanceof CyRedisError ? 503 : 500, err instanceof Error ? err.message : String(err));
     }
   };
-  return Object.assign(handler, { close: () => live.close() });
+  return Object.assign(handler, { close: () => Promise.all([live.close(), locks.close()]).then(() => undefined) });
 }
 
 /** A name or id the request names that the dashboard does not show. */
@@ -260,7 +281,7 @@ function intParam(query: URLSearchParams, name: string, fallback: number, max: n
 interface Settings {
   redis: RedisClient;
   prefix: string | undefined;
-  queues: readonly string[];
+  queues: readonly string[] | undefined;
   caches: readonly string[] | undefined;
   limiters: readonly RateLimiter[];
   readOnly: boolean;
@@ -292,7 +313,7 @@ function readOptions(options: DashboardOptions): Settings {
   return {
     redis: options.redis,
     prefix: options.prefix,
-    queues: names('options.queues', options.queues) ?? [],
+    queues: names('options.queues', options.queues),
     caches: names('options.caches', options.caches),
     limiters,
     readOnly,

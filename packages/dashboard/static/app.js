@@ -176,8 +176,30 @@ async function jobView(name, id) {
   };
 }
 
-async function locksView() {
-  view(h('h1', {}, 'Held locks'), h('p', { class: 'muted' }, 'Lock listing needs the lock registry.'));
+async function locksView(params) {
+  const match = params.get('match') ?? '';
+  const cursor = params.get('cursor') ?? '';
+  const page = await api(`locks?match=${enc(match)}&cursor=${enc(cursor)}`);
+  const form = h('form', { class: 'bar', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/locks?match=${enc(e.target.elements.match.value.trim())}`;
+  } },
+  h('input', { name: 'match', value: match, placeholder: 'names matching, e.g. orders:*', 'aria-label': 'match' }),
+  h('button', { type: 'submit' }, 'Filter'),
+  h('button', { type: 'button', onclick: () => void render() }, 'Refresh'));
+  view(
+    h('h1', {}, 'Held locks'),
+    form,
+    page.locks.length === 0 ? h('p', { class: 'muted' }, 'No lock is held.') : h('table', { 'data-testid': 'locks' },
+      h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Owner', 'Holders', 'TTL ms', 'Fencing token'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, page.locks.map((l) => h('tr', { 'data-lock': l.resource },
+        h('td', {}, l.resource),
+        h('td', {}, l.kind),
+        h('td', {}, l.owner ?? l.holders.map((x) => `${x.owner}${x.mode ? ` (${x.mode})` : ''}`).join(', ')),
+        h('td', { class: 'num' }, l.holders.reduce((n, x) => n + x.count, 0)),
+        h('td', { class: 'num' }, l.ttlMs),
+        h('td', { class: 'num' }, l.fencingToken))))),
+    page.cursor ? h('p', {}, h('a', { href: `#/locks?match=${enc(match)}&cursor=${enc(page.cursor)}` }, 'next page →')) : null);
 }
 
 async function cachesView() {
@@ -238,7 +260,7 @@ async function render() {
   try {
     if (parts[0] === 'queue' && parts[2] === 'job' && parts.length === 4) await jobView(parts[1], parts[3]);
     else if (parts[0] === 'queue' && parts.length === 2) await queueView(parts[1], params);
-    else if (parts[0] === 'locks') await locksView();
+    else if (parts[0] === 'locks') await locksView(params);
     else if (parts[0] === 'caches') await cachesView();
     else if (parts[0] === 'limits') await limitsView(params);
     else await queuesView();

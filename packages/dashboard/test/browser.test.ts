@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { SmartCache } from '@cyredis/cache';
 import { randomPrefix, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { LockManager } from '@cyredis/lock';
 import { JobQueue, Worker } from '@cyredis/queue';
 import { RateLimiter } from '@cyredis/ratelimit';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -11,6 +12,11 @@ import { serveDashboard, type DashboardServer, type ServeOptions } from '../src/
 /** Debian's chromium (installed by .ci/run); CHROMIUM_PATH points elsewhere. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+/** What the tests read in the page (the test project has no DOM types). */
+interface BrowserGlobals {
+  document: { body: { dataset: Record<string, string | undefined> } };
+  __pwned?: number;
+}
 /** Screenshots of the main pages, kept as test artifacts (gitignored). */
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url);
 
@@ -60,7 +66,7 @@ describe.each(topologies)('the dashboard in Chromium on %s', (topology) => {
   /** Opens a route of the page and waits until it rendered. */
   const visit = async (url: string, hash: string): Promise<void> => {
     await page.goto(`${url}${hash}`);
-    await page.waitForFunction(`document.body.dataset.rendered === ${JSON.stringify(hash)}`);
+    await page.waitForFunction((h) => (globalThis as unknown as BrowserGlobals).document.body.dataset.rendered === h, hash);
   };
   const text = (testId: string) => page.getByTestId(testId).textContent();
 
@@ -164,8 +170,22 @@ describe.each(topologies)('the dashboard in Chromium on %s', (topology) => {
     expect(JSON.parse((await text('job-data'))!)).toEqual({ html: evil });
     expect(await page.locator('h1').textContent()).toContain('<b>bold</b>');
     expect(await page.locator('main img, main script, main b').count()).toBe(0);
-    expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
+    expect(await page.evaluate(() => typeof (globalThis as unknown as BrowserGlobals).__pwned)).toBe('undefined');
     await shot('untrusted-data');
+  });
+
+  it('shows the held locks', async () => {
+    const locks = new LockManager(redis, { prefix });
+    closers.push(() => locks.close());
+    const lock = await locks.acquire('invoice:42', { ttlMs: 60_000 });
+    const url = await start();
+    await visit(url, '#/locks');
+    const row = page.locator('[data-lock="invoice:42"] td');
+    expect(await row.allTextContents()).toEqual(['invoice:42', 'mutex', lock.owner, '1', expect.any(String), String(lock.fencingToken)]);
+    await shot('locks');
+    await lock.release();
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.getByText('No lock is held.').waitFor();
   });
 
   it('shows cache statistics and looks up a rate limit', async () => {

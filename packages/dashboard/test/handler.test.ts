@@ -1,6 +1,7 @@
 import { SmartCache } from '@cyredis/cache';
 import { randomPrefix, waitFor } from '@cyredis/testing';
 import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import { LockManager } from '@cyredis/lock';
 import { JobQueue, Worker } from '@cyredis/queue';
 import { RateLimiter } from '@cyredis/ratelimit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -148,6 +149,36 @@ describe.each(topologies)('the dashboard API on %s', (topology) => {
     expect(await getJson(url, 'api/limiters/plain/refusals')).toBeNull();
     expect((await fetch(new URL('api/limiters/api/usage', url))).status).toBe(400);
     expect((await fetch(new URL('api/limiters/none/usage?id=a', url))).status).toBe(404);
+  });
+
+  it('lists the queues used under the prefix when none are named', async () => {
+    await new JobQueue(redis, 'billing', { prefix }).push({ n: 1 });
+    await new JobQueue(redis, 'emails', { prefix }).push({ n: 2 });
+    await waitFor(async () => (await JobQueue.list(redis, { prefix })).length === 2, { message: 'both queues recorded' });
+    const url = await start({ queues: undefined });
+    const listed = await getJson<{ name: string; counts: { waiting: number } }[]>(url, 'api/queues');
+    expect(listed.map((q) => [q.name, q.counts.waiting])).toEqual([['billing', 1], ['emails', 1]]);
+    // A name nobody used is not shown, and asking for it does not record it.
+    expect((await fetch(new URL('api/queues/nobody/jobs', url))).status).toBe(404);
+    expect((await JobQueue.list(redis, { prefix })).map((e) => e.name).sort()).toEqual(['billing', 'emails']);
+  });
+
+  it('lists held locks with owner, TTL and fencing token', async () => {
+    const locks = new LockManager(redis, { prefix });
+    closers.push(() => locks.close());
+    const held = await locks.acquire('orders:1', { ttlMs: 30_000 });
+    await locks.acquire('users:7', { ttlMs: 30_000 });
+    const url = await start();
+    const page = await getJson<{ locks: { resource: string; kind: string; owner: string; ttlMs: number; fencingToken: string }[] }>(url, 'api/locks');
+    expect(page.locks.map((l) => l.resource).sort()).toEqual(['orders:1', 'users:7']);
+    const orders = page.locks.find((l) => l.resource === 'orders:1')!;
+    expect(orders).toMatchObject({ kind: 'mutex', owner: held.owner, fencingToken: String(held.fencingToken) });
+    expect(orders.ttlMs).toBeGreaterThan(0);
+    expect(orders.ttlMs).toBeLessThanOrEqual(30_000);
+    const matched = await getJson<{ locks: { resource: string }[] }>(url, 'api/locks?match=orders:*');
+    expect(matched.locks.map((l) => l.resource)).toEqual(['orders:1']);
+    await held.release();
+    expect((await getJson<{ locks: { resource: string }[] }>(url, 'api/locks')).locks.map((l) => l.resource)).toEqual(['users:7']);
   });
 
   it('refuses unknown and malformed options', () => {
