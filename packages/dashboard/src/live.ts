@@ -9,6 +9,8 @@ export const THROUGHPUT_MINUTES = 15;
 const MINUTE_MS = 60_000;
 /** Least time between two reads of one queue's counts while its events keep coming. */
 const COUNTS_EVERY_MS = 250;
+/** Queues followed at most: each reader holds its own connection to Redis. */
+export const MAX_FOLLOWED = 100;
 /** A comment line this often keeps proxies from closing an idle event stream. */
 const KEEPALIVE_MS = 15_000;
 
@@ -63,10 +65,11 @@ export class LiveQueues {
 
   /**
    * Starts following `name` (once): its reader starts `THROUGHPUT_MINUTES` back in the stream, so the
-   * throughput is filled from the events Redis still holds.
+   * throughput is filled from the events Redis still holds. Past `MAX_FOLLOWED` queues, later ones show
+   * counts read on request only.
    */
   follow(name: string): void {
-    if (this.closed || this.followed.has(name)) return;
+    if (this.closed || this.followed.has(name) || this.followed.size >= MAX_FOLLOWED) return;
     const start = `${Date.now() - THROUGHPUT_MINUTES * MINUTE_MS}-0`;
     const events = new QueueEvents(this.queueOf(name).redis, name, { prefix: this.prefix, lastEventId: start, blockMs: 5000 });
     const entry: Followed = { events, minutes: new MinuteCounts(), countsTimer: undefined };
