@@ -21,7 +21,7 @@ describe.each(topologies)('cyredis dashboard on %s', (topology) => {
   async function start(...flags: string[]): Promise<{ url: string; readOnly: boolean; stop: () => Promise<number | null> }> {
     const child = follow([...target(topology), '--prefix', prefix, '--json', 'dashboard', '--port', '0', ...flags]);
     stops.push(() => child.stop());
-    const printed = await waitFor(() => child.stdout().trim().endsWith('}') && child.stdout(), { timeoutMs: 20_000, message: `it listens (stderr: ${child.stderr()})` });
+    const printed = await waitFor(() => (child.stdout().trim().endsWith('}') ? child.stdout() : undefined), { timeoutMs: 20_000, message: `it listens (stderr: ${child.stderr()})` });
     return { ...(JSON.parse(printed) as { url: string; readOnly: boolean }), stop: child.stop };
   }
 
