@@ -11,9 +11,11 @@ export interface ConnectionSettings {
   url: string;
   /** Treat the URL's host as a seed of a Redis Cluster. */
   cluster: boolean;
-  /** PEM files: CA bundle, client certificate and key (mutual TLS). Any of them turns TLS on. */
+  /** PEM file of the CA bundle that verifies the server. Turns TLS on. */
   tlsCa?: string;
+  /** PEM file of the client certificate (mutual TLS). Turns TLS on. */
   tlsCert?: string;
+  /** PEM file of the client key (mutual TLS). Turns TLS on. */
   tlsKey?: string;
   /** Accept a server certificate that does not verify (testing only). */
   tlsInsecure: boolean;

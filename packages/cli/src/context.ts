@@ -13,12 +13,18 @@ export interface GlobalOptions extends ConnectionSettings {
   json: boolean;
 }
 
+/** Something text is written to (a stream, or a test's buffer). */
+export interface Sink {
+  /** Writes `text` as it is. */
+  write(text: string): unknown;
+}
+
 /** Where a run reads and writes, and how it learns of Ctrl-C: the process's own, or a test's. */
 export interface Io {
   /** Receives the command's output. */
-  stdout: { write(text: string): unknown };
+  stdout: Sink;
   /** Receives error messages and prompts. */
-  stderr: { write(text: string): unknown };
+  stderr: Sink;
   /** Answers prompts. */
   stdin: NodeJS.ReadableStream;
   /** Whether a person is at a terminal to answer a prompt. */

@@ -61,6 +61,6 @@ export function json<T = unknown>(result: Run): T {
 }
 
 /** Waits until `read` answers true (a registry write happens in the background). */
-export function until(read: () => Promise<boolean>): Promise<void> {
-  return waitFor(read, { timeoutMs: 20_000 });
+export async function until(read: () => Promise<boolean>): Promise<void> {
+  await waitFor(read, { timeoutMs: 20_000 });
 }

@@ -30,9 +30,8 @@ describe.each(packages)('$name as a user installs it', (pkg: WorkspacePackage) =
   let unpacked: string;
 
   beforeAll(async () => {
-    // The package and the cyredis packages it depends on (the dashboard uses the others), all from their tarballs.
-    const deps = Object.keys(pkg.manifest.dependencies ?? {});
-    const own = pkg.dir === 'core' ? [] : [...packages.filter((p) => p.dir !== 'core' && deps.includes(p.name)), pkg];
+    // The package, and the workspace packages it depends on (the CLI and the dashboard use the others), as tarballs too.
+    const own = pkg.dir === 'core' ? [] : [...packages.filter((p) => p.dir !== 'core' && pkg.manifest.dependencies?.[p.name] !== undefined), pkg];
     project = await userProject(pkg.dir, [...installSpecs([core, ...own], tarballs), `ioredis@${IOREDIS_PINNED}`]);
     copyFileSync(path.join(USERS, `${pkg.dir}.ts`), path.join(project, 'user.ts'));
     unpacked = tempDir(`unpacked-${pkg.dir}`);

@@ -20,6 +20,7 @@ import { queues } from './queues.js';
 import { resetLimit } from './reset-limit.js';
 import { retryDead } from './retry-dead.js';
 
+/** Every command, in the order `cyredis --help` lists them. */
 export const COMMANDS: readonly CommandSpec[] = [
   queues,
   queue,
