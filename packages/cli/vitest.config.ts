@@ -1,3 +1,4 @@
 import { redisTestConfig } from '@cyredis/testing/config';
 
-export default redisTestConfig();
+// Each test starts the built executable a dozen times or more: allow for a loaded 2-core machine.
+export default redisTestConfig({ test: { testTimeout: 240_000 } });

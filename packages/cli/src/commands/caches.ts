@@ -2,7 +2,7 @@
 import { SmartCache } from '@cyredis/cache';
 import type { CommandSpec } from '../command.js';
 import { parseCount, table, time } from '../output.js';
-import { openCache } from './shared.js';
+import { cacheNamed } from './shared.js';
 
 export const caches: CommandSpec = {
   name: 'caches',
@@ -14,7 +14,7 @@ export const caches: CommandSpec = {
     const entries = await SmartCache.list(await ctx.redis(), { prefix, timeoutMs, limit: parseCount('--limit', options.limit as string, 1, 1000) });
     const rows = await Promise.all(
       entries.map(async ({ name, lastSeenMs }) => {
-        const { hits, misses, sets, evictions, size, maxSize, hitRate } = await (await openCache(ctx, name)).stats();
+        const { hits, misses, sets, evictions, size, maxSize, hitRate } = await (await cacheNamed(ctx, name)).stats();
         return { name, lastSeenMs, hits, misses, sets, evictions, size, maxSize, hitRate };
       }),
     );

@@ -1,28 +1,32 @@
 // `cyredis retry|promote|remove <queue> <id>`: one job back from the dead letters, made ready now, or removed.
+import type { JobQueue } from '@cyredis/queue';
 import type { CommandSpec } from '../command.js';
 import { jobAction, openQueue } from './shared.js';
 
-export const retry: CommandSpec = {
-  name: 'retry',
-  args: ['<queue>', '<id>'],
-  summary: 'move one dead job back to waiting, its attempts reset',
-  async run(ctx, [name, id]) {
-    const q = await openQueue(ctx, name!);
-    await jobAction(q, id!, () => q.retryJob(id!), 'only a dead job can be retried');
-    ctx.print({ queue: name!, id: id!, retried: true }, () => `job "${id}" is waiting again`);
-  },
-};
+/** A command that moves one job: `act` answers false when the job is unknown or not in the state it needs. */
+function moveJob(name: string, summary: string, act: (queue: JobQueue, id: string) => Promise<boolean>, needs: string, done: string, field: string): CommandSpec {
+  return {
+    name,
+    args: ['<queue>', '<id>'],
+    summary,
+    async run(ctx, [queue, id]) {
+      const q = await openQueue(ctx, queue!);
+      await jobAction(q, id!, () => act(q, id!), needs);
+      ctx.print({ queue: queue!, id: id!, [field]: true }, () => `job "${id}" ${done}`);
+    },
+  };
+}
 
-export const promote: CommandSpec = {
-  name: 'promote',
-  args: ['<queue>', '<id>'],
-  summary: 'make a delayed job (or one waiting for its retry) ready now',
-  async run(ctx, [name, id]) {
-    const q = await openQueue(ctx, name!);
-    await jobAction(q, id!, () => q.promote(id!), 'only a delayed job can be promoted');
-    ctx.print({ queue: name!, id: id!, promoted: true }, () => `job "${id}" is ready now`);
-  },
-};
+export const retry = moveJob('retry', 'move one dead job back to waiting, its attempts reset', (q, id) => q.retryJob(id), 'only a dead job can be retried', 'is waiting again', 'retried');
+
+export const promote = moveJob(
+  'promote',
+  'make a delayed job (or one waiting for its retry) ready now',
+  (q, id) => q.promote(id),
+  'only a delayed job can be promoted',
+  'is ready now',
+  'promoted',
+);
 
 export const remove: CommandSpec = {
   name: 'remove',

@@ -87,15 +87,17 @@ export async function openLimiter(ctx: Context, name: string, options: Readonly<
   });
 }
 
-/**
- * The cache `name`, when some process used it under the prefix within the last day; an unknown name is a
- * `CliError` (exit 3). Its `maxSize` is unused by what the CLI calls (stats, inspect, clear).
- */
+/** The cache `name` under the prefix, closed with the command. Its `maxSize` is unused by what the CLI calls (stats, inspect, clear). */
+export async function cacheNamed(ctx: Context, name: string): Promise<SmartCache> {
+  const cache = new SmartCache(await ctx.redis(), { name, maxSize: 1, prefix: ctx.options.prefix, timeoutMs: ctx.options.timeoutMs });
+  ctx.onClose(() => cache.close());
+  return cache;
+}
+
+/** The cache `name`, when some process used it under the prefix within the last day; else a `CliError` (exit 3). */
 export async function openCache(ctx: Context, name: string): Promise<SmartCache> {
   if (!(await ctx.isRegistered((r, o) => SmartCache.list(r, o), name))) {
     throw new CliError(`no cache "${name}" under prefix "${ctx.options.prefix}" (\`cyredis caches\` lists them)`, EXIT.notFound);
   }
-  const cache = new SmartCache(await ctx.redis(), { name, maxSize: 1, prefix: ctx.options.prefix, timeoutMs: ctx.options.timeoutMs });
-  ctx.onClose(() => cache.close());
-  return cache;
+  return cacheNamed(ctx, name);
 }
