@@ -17,4 +17,5 @@ export const USER_TOOLS = ['typescript@5.9.3', '@types/node@20.19.43'];
 /** Optional peers a package's subpath entry points need at run time and for their types. */
 export const PEERS: Record<string, string[]> = {
   ratelimit: ['express@5.3.0', '@types/express@5.0.6', 'fastify@5.12.8', 'hono@4.13.19', 'express-rate-limit@8.7.4'],
+  dashboard: ['@bull-board/api@9.10.1', '@bull-board/ui@9.10.1'],
 };

@@ -30,7 +30,7 @@ describe.each(packages)('$name as a user installs it', (pkg: WorkspacePackage) =
   let unpacked: string;
 
   beforeAll(async () => {
-    // The package, and the workspace packages it depends on (the CLI: all of them), as tarballs too.
+    // The package, and the workspace packages it depends on (the CLI and the dashboard use the others), as tarballs too.
     const own = pkg.dir === 'core' ? [] : [...packages.filter((p) => p.dir !== 'core' && pkg.manifest.dependencies?.[p.name] !== undefined), pkg];
     project = await userProject(pkg.dir, [...installSpecs([core, ...own], tarballs), `ioredis@${IOREDIS_PINNED}`]);
     copyFileSync(path.join(USERS, `${pkg.dir}.ts`), path.join(project, 'user.ts'));
@@ -39,9 +39,10 @@ describe.each(packages)('$name as a user installs it', (pkg: WorkspacePackage) =
     unpacked = path.join(unpacked, 'package');
   }, 240_000);
 
-  it('ships only dist (with maps), src, lua, README, LICENSE and package.json, and reports its packed size', async () => {
+  it('ships only dist (with maps), src, lua, static, README, LICENSE and package.json, and reports its packed size', async () => {
     const listing = (await run('tar', ['-tzf', tarballs.get(pkg.dir)!], ROOT)).trim().split('\n');
-    const allowed = /^package\/(package\.json|README\.md|LICENSE|CHANGELOG\.md|dist\/[\w/-]+\.(js|js\.map|d\.ts|d\.ts\.map)|src\/[\w/-]+\.ts|lua\/\w+\.lua)$/;
+    // static/: the dashboard's page, plain script and style, served as they are.
+    const allowed = /^package\/(package\.json|README\.md|LICENSE|CHANGELOG\.md|dist\/[\w/-]+\.(js|js\.map|d\.ts|d\.ts\.map)|src\/[\w/-]+\.ts|lua\/\w+\.lua|static\/[\w-]+\.(html|js|css))$/;
     expect(listing.filter((f) => !allowed.test(f) || /test|spec|tsbuildinfo/.test(f))).toEqual([]);
     for (const f of ['dist/index.js', 'dist/index.js.map', 'dist/index.d.ts', 'dist/index.d.ts.map', 'src/index.ts', 'README.md', 'LICENSE']) {
       expect(listing).toContain(`package/${f}`);

@@ -4,6 +4,7 @@ import { cache } from './cache.js';
 import { caches } from './caches.js';
 import { clean } from './clean.js';
 import { clearCache } from './clear-cache.js';
+import { dashboard } from './dashboard.js';
 import { events } from './events.js';
 import { forceUnlock } from './force-unlock.js';
 import { promote, remove, retry } from './job-actions.js';
@@ -42,4 +43,5 @@ export const COMMANDS: readonly CommandSpec[] = [
   caches,
   cache,
   clearCache,
+  dashboard,
 ];

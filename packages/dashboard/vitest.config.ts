@@ -1,0 +1,3 @@
+import { redisTestConfig } from '@cyredis/testing/config';
+
+export default redisTestConfig();
