@@ -23,16 +23,22 @@ export default async function demo({ redis, prefix, log }: DemoContext): Promise
     });
     log(`using() returned ${total}; status afterwards: ${JSON.stringify(await locks.status('report'), (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
 
-    const lost = await locks.using(
-      'job',
-      async (signal) => {
-        await locks.forceUnlock('job');
-        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-        return signal.reason instanceof Error ? signal.reason.name : 'not aborted';
-      },
-      { ttlMs: 300 },
-    );
-    log(`after a force unlock, using() aborted its signal with ${lost}`);
+    // using() rejects with LockLostError when the lease was lost while the routine ran, even if it returned.
+    const lost = await locks
+      .using(
+        'job',
+        async (signal) => {
+          await locks.forceUnlock('job');
+          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          return signal.reason instanceof Error ? signal.reason.name : 'not aborted';
+        },
+        { ttlMs: 300 },
+      )
+      .then(
+        (aborted) => `returned after its signal aborted with ${aborted}`,
+        (err: unknown) => `rejected with ${err instanceof Error ? err.name : String(err)}`,
+      );
+    log(`after a force unlock, using() ${lost}`);
   } finally {
     await locks.close();
   }
