@@ -14,8 +14,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   final, PUSH's "<max_retries>,<base_ms>,<max_ms>" policy), the POLICY form of current_time, the EVENTS
   entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 16 (all declared) or 17 (all declared and a request's memo; both internal);
-PUSHN takes the sixteen and then one dedup key per job pushed with a dedup (see PUSHN).
+KEYS: 4 (the seed's, public), 17 (all declared) or 18 (all declared and a request's memo; both internal);
+PUSHN takes the seventeen and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -50,8 +50,10 @@ Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[15] queue..':glimited'  ZSET of groups with waiting jobs held by their rate limit: score = the ms
                       of their next slot
   KEYS[16] queue..':schedulers' HASH SCHEDULERS: scheduler id -> its record (see SCHEDULE)
-  KEYS[17] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..17] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[17] queue..':gwait'     ZSET of the groups with jobs waiting in their lists, every score 0 (so by
+                      name, bytewise): GETJOBS, DRAIN, OBLITERATE and RECOVERY walk it in bounded steps
+  KEYS[18] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..18] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -108,7 +110,7 @@ unknown, so a POP or ACK may run twice. A request names the call: request_lane (
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  queue..':req:'..request_lane  STRING (KEYS[17], or derived from KEYS[1]): "<request_seq>:" then three
+  queue..':req:'..request_lane  STRING (KEYS[18], or derived from KEYS[1]): "<request_seq>:" then three
                                 MessagePack values: the completion results string, the lease token and the
                                 leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
@@ -190,7 +192,7 @@ local STEP = 1000
 local MAX_RATE = 1000000
 local MAX_GROUP = 256
 -- Keys declared by the API (see KEYS); a request's memo or PUSHN's dedup keys come after them.
-local DECLARED = 16
+local DECLARED = 17
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -205,6 +207,7 @@ local groups = waiting .. ':groups'
 local gready = waiting .. ':gready'
 local glimited = waiting .. ':glimited'
 local schedulers = waiting .. ':schedulers'
+local gwait = waiting .. ':gwait'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -236,14 +239,14 @@ local function server_time()
 end
 
 if #KEYS ~= 4 and #KEYS < DECLARED then
-  bad('takes 4 keys (queue, processing, failed, dead), 16 or 17 (see KEYS), got ' .. #KEYS)
+  bad('takes 4 keys (queue, processing, failed, dead), 17 or 18 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 16 or 17 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
+if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 17 or 18 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
 if #KEYS >= DECLARED
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
     or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info or KEYS[13] ~= groups
-    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers) then
-  bad('KEYS[5..16] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited and :schedulers')
+    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers or KEYS[17] ~= gwait) then
+  bad('KEYS[5..17] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited, :schedulers and :gwait')
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
@@ -401,6 +404,7 @@ local function place_group(g, back)
   if len == 0 or paused or active >= conc then
     redis.call('ZREM', gready, g)
     redis.call('ZREM', glimited, g)
+    if len == 0 then redis.call('ZREM', gwait, g) end
     if len == 0 and active <= 0 then
       redis.call('HDEL', groups, 's:' .. g)
       if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
@@ -420,7 +424,7 @@ end
 
 -- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
 local function enqueue_group(g, id, front)
-  redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id)
+  if redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id) == 1 then redis.call('ZADD', gwait, 0, g) end
   redis.call('HSETNX', groups, 's:' .. g, 0)
   gwaiting_delta = gwaiting_delta + 1
   place_group(g, false)
@@ -437,7 +441,8 @@ local function release_groups(ids)
     if g then counts[g] = (counts[g] or 0) + 1 end
   end
   for g, k in pairs(counts) do
-    redis.call('HINCRBY', groups, 's:' .. g, -k)
+    -- Below 0 only when the counter was lost while its jobs were leased (see RECOVERY).
+    if redis.call('HINCRBY', groups, 's:' .. g, -k) < 0 then redis.call('HSET', groups, 's:' .. g, 0) end
     place_group(g, false)
     any = true
   end
@@ -615,7 +620,7 @@ if op == 'PUSH' then
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH, then (KEYS[17] on) the dedup key of each job pushed with a dedup, in argument order:
+KEYS: as PUSH, then (KEYS[18] on) the dedup key of each job pushed with a dedup, in argument order:
   queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
 ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
   <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
@@ -1120,6 +1125,31 @@ local function pop_waiting_ids(count)
   return ids, more
 end
 
+-- Places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the last step ended,
+-- meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
+-- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), a step
+-- per call. Returns whether a group is ready now.
+local function sweep_groups()
+  local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
+  local from, swept = m[1], tonumber(m[2])
+  if from then
+    from = '(' .. from
+  elseif swept and now >= swept and now < swept + AUDIT_EVERY_MS then
+    return false
+  else
+    from = '-'
+  end
+  local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
+  for _, g in ipairs(names) do place_group(g, false) end
+  if #names < AUDIT_STEP then
+    redis.call('HDEL', meta, 'gsweep')
+    redis.call('HSET', meta, 'gswept', now)
+  else
+    redis.call('HSET', meta, 'gsweep', names[#names])
+  end
+  return redis.call('ZCARD', gready) > 0
+end
+
 -- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
 -- let them lease again become ready, then each turn takes the head of the first ready group and moves
 -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
@@ -1138,6 +1168,9 @@ local function pop_group_ids(count, ids)
       n = n + 1
       ids[#ids + 1] = id
       gwaiting_delta = gwaiting_delta - 1
+      -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
+      redis.call('HSET', groups, 'j:' .. id, g)
+      any_groups_seen = true
       redis.call('HINCRBY', groups, 's:' .. g, 1)
       local _, limit, window, _, tat = group_state(g)
       if limit > 0 then
@@ -1146,7 +1179,9 @@ local function pop_group_ids(count, ids)
     end
     place_group(g, true)
   end
-  return redis.call('ZCARD', gready) > 0
+  local ready = redis.call('ZCARD', gready) > 0
+  if n < count and not ready then ready = sweep_groups() end
+  return ready
 end
 
 local function promote_due(source)
@@ -1225,12 +1260,25 @@ end
 -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
 local function audit_step(cursor, lease_ms)
   local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
-  local found, seen = reply[2], {}
+  -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
+  local found, seen, empty = reply[2], {}, {}
   for i = 1, #found, 2 do
     local id = found[i]
+    local g = group_of(id)
+    if g and empty[g] == nil then
+      -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
+      -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
+      local len = redis.call('LLEN', waiting .. ':g:' .. g)
+      empty[g] = len == 0
+      if len > 0 then
+        redis.call('ZADD', gwait, 0, g)
+        redis.call('HSETNX', groups, 's:' .. g, 0)
+        gwaiting_delta = gwaiting_delta + len
+        place_group(g, false)
+      end
+    end
     -- HSCAN may return an element twice: place it once.
-    -- Jobs in groups are left alone: their lists are not read here (see GROUPS).
-    if not seen[id] and not group_of(id) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+    if not seen[id] and (not g or empty[g]) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
       and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
       and not redis.call('ZSCORE', completed, id) then
       seen[id] = true
@@ -1257,10 +1305,19 @@ end
 
 -- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
 local function check_empty(lease_ms)
-  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited')
+  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
   local cursor, audited = m[2], tonumber(m[3])
+  -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
+  -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
+  local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
+  if grouped_lost then
+    redis.call('HSET', meta, 'gwaiting', 0)
+    gwaiting_delta = 0
+  end
   if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
     repair()
+    cursor = '0'
+  elseif grouped_lost and not cursor then
     cursor = '0'
   elseif not cursor then
     local placed = redis.call('ZCARD', processing) + redis.call('ZCARD', delayed) + redis.call('ZCARD', failed)
@@ -1369,7 +1426,8 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     room, hold = allowance(count, m, ending)
     if room > 0 then
       ids, more = pop_waiting_ids(room)
-      if #ids < room and any_groups() then more = pop_group_ids(room - #ids, ids) or more end
+      -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
+      if #ids < room and (any_groups() or redis.call('ZCARD', gwait) > 0) then more = pop_group_ids(room - #ids, ids) or more end
     end
     if #ids > 0 then
       local lost
@@ -1386,8 +1444,7 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0
-    and not (any_groups() and (tonumber(redis.call('HGET', meta, 'gwaiting')) or 0) + gwaiting_delta > 0) then
+  if not more and redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0 then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
     -- Nothing left to hold back from (a pause or a held slot still holds).
@@ -1414,14 +1471,14 @@ end
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == DECLARED + 1 then bad('KEYS[17] is a request memo key: the call needs a request') end
+    if #KEYS == DECLARED + 1 then bad('KEYS[18] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[17] must be the request memo key ' .. key) end
+  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
   return key, seq
 end
 
@@ -1474,7 +1531,7 @@ local function replay_request(saved, out)
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = its memo key.
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
   With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
@@ -1590,7 +1647,7 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = the request's memo key.
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
   <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
   ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
@@ -1665,7 +1722,7 @@ local function last_event_id()
 end
 
 --[[ GETJOB (internal) -----------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: GETJOB <current_time> <job_id>
 Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
   progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
@@ -1687,33 +1744,56 @@ local function append_page(out, list, name)
   return #list / 2
 end
 
+-- Appends the jobs of a waiting list after its first `skip`, at most `left`: returns the skip and left
+-- that remain for the lists after it.
+local function append_list(out, list, skip, left)
+  local len = redis.call('LLEN', list)
+  if skip >= len then return skip - len, left end
+  local ids = redis.call('LRANGE', list, skip, skip + left - 1)
+  for _, id in ipairs(ids) do append_info(out, id, 'waiting', false) end
+  return 0, left - #ids
+end
+
 --[[ GETJOBS (internal) ----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
-ARGV: GETJOBS <current_time> <state> <offset> <limit>
+KEYS: all seventeen declared and the priority and group lists.
+ARGV: GETJOBS <current_time> <state> <offset> <limit> [after_group]
 Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
-  order of the state: waiting in the order they will run (highest priority first, FIFO within one);
-  delayed: jobs pushed with a delay by ready time, then jobs waiting for a retry by retry time; active by
-  lease deadline; completed and dead newest first. O(log N + limit), plus one LLEN per priority in use
-  for waiting.
+  order of the state: waiting: the ungrouped jobs in the order they will run (highest priority first,
+  FIFO within one), then the jobs waiting in groups, group by group in the order of their names (bytewise;
+  the groups are served round robin, so across groups this is not the order they run), FIFO within a
+  group; delayed: jobs pushed with a delay by ready time, then jobs waiting for a retry by retry time;
+  active by lease deadline; completed and dead newest first. O(log N + limit), plus for waiting one LLEN
+  per priority in use and per group passed, at most 1000 groups per call: when the page is not full after
+  1000 groups and more may follow, the reply ends with two more items, skip and group: call again with
+  offset = skip, limit = what the page lacks and after_group = group (1 to 256 bytes), which skips the
+  ungrouped jobs and the groups up to that one.
 ]]
 if op == 'GETJOBS' then
   local name = ARGV[3]
   local offset = number('offset', ARGV[4], 0, 1e9, true)
   local limit = number('limit', ARGV[5], 1, MAX_BATCH, true)
+  local after = ARGV[6]
+  if after ~= nil and (name ~= 'waiting' or #after == 0 or #after > MAX_GROUP) then
+    bad('after_group must be a string of 1 to ' .. MAX_GROUP .. ' bytes, and only for waiting')
+  end
   local out = {}
   if name == 'waiting' then
     local skip, left = offset, limit
-    for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do
-      if left == 0 then break end
-      local list = waiting .. ':w:' .. p
-      local len = redis.call('LLEN', list)
-      if skip >= len then
-        skip = skip - len
-      else
-        local ids = redis.call('LRANGE', list, skip, skip + left - 1)
-        skip = 0
-        for _, id in ipairs(ids) do append_info(out, id, 'waiting', false) end
-        left = left - #ids
+    if after == nil then
+      for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do
+        if left == 0 then break end
+        skip, left = append_list(out, waiting .. ':w:' .. p, skip, left)
+      end
+    end
+    if left > 0 then
+      local names = redis.call('ZRANGEBYLEX', gwait, after and '(' .. after or '-', '+', 'LIMIT', 0, STEP)
+      for _, g in ipairs(names) do
+        if left == 0 then break end
+        skip, left = append_list(out, waiting .. ':g:' .. g, skip, left)
+      end
+      if left > 0 and #names == STEP then
+        out[#out + 1] = skip
+        out[#out + 1] = names[STEP]
       end
     end
   elseif name == 'delayed' then
@@ -1802,7 +1882,7 @@ if op == 'PROGRESS' then
 end
 
 --[[ REMOVE (internal) -----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: REMOVE <current_time> <job_id> <force>
 Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
   that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
@@ -1843,7 +1923,7 @@ if op == 'REMOVE' then
 end
 
 --[[ PROMOTE (internal) ----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: PROMOTE <current_time> <job_id>
 Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
   record lost: dead), else 0.
@@ -1866,7 +1946,7 @@ if op == 'PROMOTE' then
 end
 
 --[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: RETRYJOB <current_time> <job_id>
 Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
   or its record is lost).
@@ -1910,19 +1990,6 @@ if op == 'PAUSE' then
   return 1
 end
 
--- Calls fn(group) for each group with jobs waiting or leased (HSCAN of `groups`, all of it: O(grouped jobs
--- + groups)) while fn returns true.
-local function each_group(fn)
-  local cursor = '0'
-  repeat
-    local reply = redis.call('HSCAN', groups, cursor, 'MATCH', 's:*', 'COUNT', STEP)
-    cursor = reply[1]
-    for i = 1, #reply[2], 2 do
-      if not fn(sub(reply[2][i], 3)) then return end
-    end
-  until cursor == '0'
-end
-
 -- Deletes what is kept of `ids` (taken out of their places already), each with a removed event.
 local function removed(ids)
   forget_all(ids)
@@ -1931,11 +1998,13 @@ local function removed(ids)
 end
 
 --[[ DRAIN (internal) ------------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
+KEYS: all seventeen declared and the priority and group lists.
 ARGV: DRAIN <current_time> <delayed> <limit>
-Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
-  jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
-  again), else 0.
+Reply: { removed, more }: removes up to limit (1..1000) waiting jobs (ungrouped first, then from the groups
+  in `gwait`, first by name), and with delayed = 1 then delayed jobs and jobs waiting for a retry (each
+  with an event removed); more is 1 when limit were removed or groups are left to visit (call again),
+  else 0. O((limit + 1) log N): at most limit + 1 groups are visited per call (each gives up jobs or, its
+  list lost, leaves `gwait`).
 ]]
 if op == 'DRAIN' then
   local with_delayed = ARGV[3]
@@ -1943,16 +2012,17 @@ if op == 'DRAIN' then
   local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
   local ids = pop_waiting_ids(limit)
   local n = removed(ids)
-  if n < limit and any_groups() then
-    each_group(function(g)
-      local list = waiting .. ':g:' .. g
-      local got = redis.call('LPOP', list, limit - n) or {}
-      gwaiting_delta = gwaiting_delta - #got
-      n = n + removed(got)
-      place_group(g, false)
-      return n < limit
-    end)
+  local visits = 0
+  while n < limit and visits <= limit do
+    local g = redis.call('ZRANGE', gwait, 0, 0)[1]
+    if not g then break end
+    visits = visits + 1
+    local got = redis.call('LPOP', waiting .. ':g:' .. g, limit - n) or {}
+    gwaiting_delta = gwaiting_delta - #got
+    n = n + removed(got)
+    place_group(g, false)
   end
+  local more = n == limit or (visits > limit and redis.call('ZCARD', gwait) > 0)
   if with_delayed == '1' then
     for _, set in ipairs({ delayed, failed }) do
       if n < limit then
@@ -1966,11 +2036,11 @@ if op == 'DRAIN' then
   end
   save_count()
   flush_events()
-  return { n, n == limit and 1 or 0 }
+  return { n, more and 1 or 0 }
 end
 
 --[[ CLEAN (internal) ------------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
 Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
   oldest first, at most limit (1..1000); each with an event removed.
@@ -1989,25 +2059,45 @@ if op == 'CLEAN' then
 end
 
 --[[ OBLITERATE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
+KEYS: all seventeen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
-  background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
-  themselves (within the lease, and 60 s).
+  background), 0 when jobs are active and force is not 1 (nothing deleted), 2 when it deleted a step of
+  group lists: call again (with the same force; a call that continues skips the check of active jobs).
+  A step deletes the lists of up to 1000 groups of each of `gwait`, `gready` and `glimited`, and once
+  those are empty scans `groups` for the rest (HSCAN COUNT 1000 per call, cursor in meta `obliterate`),
+  so a call is O(1000) whatever the number of groups; the last call deletes the other keys and the 2001
+  priority lists. Request memos expire by themselves (within the lease, and 60 s).
 ]]
 if op == 'OBLITERATE' then
   local force = ARGV[3]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
-  if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
-  if any_groups() then
-    each_group(function(g)
-      redis.call('UNLINK', waiting .. ':g:' .. g)
-      return true
-    end)
+  local cursor = redis.call('HGET', meta, 'obliterate')
+  if not cursor and force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
+  local lists = {}
+  for _, index in ipairs({ gwait, gready, glimited }) do
+    local names = redis.call('ZRANGE', index, 0, STEP - 1)
+    if #names > 0 then
+      redis.call('ZREM', index, unpack(names))
+      for _, g in ipairs(names) do lists[#lists + 1] = waiting .. ':g:' .. g end
+    end
+  end
+  local finished = #lists == 0
+  if finished then
+    -- Groups no index names (lost): their jobs' leases or waits keep an "s:" field in `groups`.
+    local reply = redis.call('HSCAN', groups, cursor or '0', 'MATCH', 's:*', 'COUNT', STEP)
+    for i = 1, #reply[2], 2 do lists[#lists + 1] = waiting .. ':g:' .. sub(reply[2][i], 3) end
+    cursor = reply[1]
+    finished = cursor == '0'
+  end
+  for from = 1, #lists, STEP do redis.call('UNLINK', unpack(lists, from, math.min(#lists, from + STEP - 1))) end
+  if not finished then
+    redis.call('HSET', meta, 'obliterate', cursor or '0')
+    return 2
   end
   redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited,
-    schedulers)
-  local lists = {}
+    schedulers, gwait)
+  lists = {}
   for p = -MAX_PRIORITY, MAX_PRIORITY do
     lists[#lists + 1] = waiting .. ':w:' .. p
     if #lists == 500 or p == MAX_PRIORITY then
@@ -2024,7 +2114,7 @@ local function group_arg(value)
 end
 
 --[[ GROUPOPTS (internal) --------------------------------------------------------------------------------
-KEYS: all sixteen declared and the group's list.
+KEYS: all seventeen declared and the group's list.
 ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_ms>
   concurrency: 1..1000000 jobs of the group leased at once; rate_limit 0 (none) or 1..1000000 leases per
   rate_window_ms (1 ms to a year), spread evenly as the queue-wide one (see LIMITS).
@@ -2043,7 +2133,7 @@ if op == 'GROUPOPTS' then
 end
 
 --[[ GROUPPAUSE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared and the group's list.
+KEYS: all seventeen declared and the group's list.
 ARGV: GROUPPAUSE <current_time> <group> <paused>
 Reply: 1 when the call changed the group's state, else 0. A paused group's jobs wait (pushes still
   queue) and none is leased until it is resumed; its leased jobs finish. No event (the queue's paused and
@@ -2141,7 +2231,7 @@ local function check_spec(spec)
 end
 
 --[[ SCHEDULE (internal) ---------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's group.
+KEYS: all seventeen declared and the list of the job's group.
 ARGV: SCHEDULE <current_time> <id> <next_run_ms> <spec> <priority> <max_retries> <job_data> [group]
   spec: the repeat rule, JSON (1 to 4096 bytes; see check_spec: its shape only); next_run_ms: its next
   occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
@@ -2169,7 +2259,7 @@ if op == 'SCHEDULE' then
 end
 
 --[[ SCHEDNEXT (internal) --------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's group.
+KEYS: all seventeen declared and the list of the job's group.
 ARGV: SCHEDNEXT <current_time> <id> <run_ms> <next_run_ms>
   run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or after now when later
   (missed ticks make no job: one catch-up job, the late one, then the next future tick).
@@ -2222,7 +2312,7 @@ if op == 'SCHEDULERS' then
 end
 
 --[[ UNSCHEDULE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: UNSCHEDULE <current_time> <id>
 Reply: 1 when the scheduler existed: removed with its pending job while that is still delayed (event
   removed); a job already due or running finishes, and makes no next one. Else 0.
