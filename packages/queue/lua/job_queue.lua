@@ -1127,14 +1127,15 @@ end
 
 -- Places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the last step ended,
 -- meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
--- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), a step
--- per call. Returns whether a group is ready now.
-local function sweep_groups()
+-- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
+-- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. Returns whether
+-- a group is ready now.
+local function sweep_groups(now_too)
   local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
   local from, swept = m[1], tonumber(m[2])
   if from then
     from = '(' .. from
-  elseif swept and now >= swept and now < swept + AUDIT_EVERY_MS then
+  elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
     return false
   else
     from = '-'
@@ -1153,16 +1154,22 @@ end
 -- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
 -- let them lease again become ready, then each turn takes the head of the first ready group and moves
 -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
--- paused or empty: O(log groups) per job. Returns whether ready groups remain.
-local function pop_group_ids(count, ids)
+-- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
+-- and the turns go on. Returns whether ready groups remain.
+local function pop_group_ids(count, ids, lost)
   for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
     redis.call('ZREM', glimited, g)
     place_group(g, true)
   end
   local n = 0
+  local swept = false
   while n < count do
     local g = redis.call('ZRANGE', gready, 0, 0)[1]
-    if not g then break end
+    if not g then
+      if swept or not sweep_groups(lost) then break end
+      swept = true
+      g = redis.call('ZRANGE', gready, 0, 0)[1]
+    end
     local id = redis.call('LPOP', waiting .. ':g:' .. g)
     if id then
       n = n + 1
@@ -1179,9 +1186,7 @@ local function pop_group_ids(count, ids)
     end
     place_group(g, true)
   end
-  local ready = redis.call('ZCARD', gready) > 0
-  if n < count and not ready then ready = sweep_groups() end
-  return ready
+  return redis.call('ZCARD', gready) > 0
 end
 
 local function promote_due(source)
@@ -1427,7 +1432,10 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     if room > 0 then
       ids, more = pop_waiting_ids(room)
       -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
-      if #ids < room and (any_groups() or redis.call('ZCARD', gwait) > 0) then more = pop_group_ids(room - #ids, ids) or more end
+      if #ids < room then
+        local grouped = any_groups()
+        if grouped or redis.call('ZCARD', gwait) > 0 then more = pop_group_ids(room - #ids, ids, not grouped) or more end
+      end
     end
     if #ids > 0 then
       local lost
