@@ -33,7 +33,9 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
                       id), audit (cursor of the audit under way), audited (ms when the last audit ended),
-                      paused ("1" while paused), tat and until (see LIMITS)
+                      paused ("1" while paused), tat and until (see LIMITS), gwaiting (jobs waiting in
+                      groups) and gseq (see GROUPS), gsweep and gswept (see RECOVERY), obliterate (the
+                      cursor of an OBLITERATE under way)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
   KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
@@ -70,8 +72,8 @@ the groups: the head of the first group in `gready`, which then moves to the bac
 its concurrency (default 1) or rate limit, paused or empty, out of `gready`: O(log groups) per job, and
 a group that cannot lease is never looked at. A lease of a grouped job that ends (COMPLETE, ACK, FAIL,
 RELEASE, an expired lease, REMOVE) gives its group the slot back. A group with nothing waiting or leased
-keeps no key and no field but its options and pause flag (and its tat until it passes). The audit of
-RECOVERY leaves grouped jobs alone; GETJOBS waiting lists ungrouped jobs only.
+keeps no key and no field but its options and pause flag (and its tat until it passes). A group with
+jobs in its list is in `gwait` (by name): GETJOBS, DRAIN and OBLITERATE walk it in bounded steps.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
@@ -140,7 +142,17 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
   - a lost `completed` set: the audit finds its jobs' records (their state says completed) and puts them
     back, completed at the audit's time; a lost `info` loses progress, return values and logs only;
     a lost `events` stream loses events only;
-  - a request memo that cannot be read counts as absent (the call runs as new).
+  - a request memo that cannot be read counts as absent (the call runs as new);
+  - groups: "empty" above means `gwait` too is empty, and the audit checks grouped records as well: a
+    record of a group whose list is empty and in no set goes back to the head of its group; a group list
+    holding jobs that `gwait` does not name is indexed again (its jobs added to meta `gwaiting`, which is
+    reset to 0 when it counts jobs while `gwait` is empty) and its jobs are left to a later pass;
+    a group named in `gwait` whose list is gone leaves it when next placed. A POP that finds no group
+    ready re-places (`place_group`) the groups of `gwait`, 100 per call (meta `gsweep`), a pass at most
+    every 60 s (meta `gswept`) or at once when `groups` is empty while `gwait` is not (a lost `groups`:
+    its "s:" counters, "j:" links, options and pauses); each grouped lease writes its "j:" link again and
+    a counter never goes below 0, so no group stays at its concurrency. A lost `groups` and `gwait`
+    together can leave a job both in its group's list and requeued ungrouped by the audit (run twice).
 Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
 
 Retention (see POLICY): completed jobs go to `completed` or, when none are kept, are deleted at once
@@ -156,8 +168,9 @@ leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 L
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
 control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
-O(log groups) per grouped job leased or finished (see GROUPS); DRAIN and OBLITERATE scan the group index
-(O(groups + grouped jobs)); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
+O(log groups) per grouped job leased or finished (see GROUPS), and a POP that finds no group ready up to
+100 O(log groups) placements once a minute (see RECOVERY); DRAIN O((limit + 1) log N), OBLITERATE about
+3000 UNLINKs or an HSCAN COUNT 1000 per call (see each); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
 SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
