@@ -2282,8 +2282,9 @@ end
 --[[ SCHEDNEXT (internal) --------------------------------------------------------------------------------
 KEYS: all seventeen declared and the list of the job's group.
 ARGV: SCHEDNEXT <current_time> <id> <run_ms> <next_run_ms>
-  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or after now when later
-  (missed ticks make no job: one catch-up job, the late one, then the next future tick).
+  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or, when the one after that
+  has passed too, the first after now (missed ticks make no job: one catch-up job, the late one, then
+  the next future tick; the caller computes it, the script only stores it).
 Reply: 1 when the scheduler was at run_ms and moved on to next_run_ms (its job made), else 0 (removed,
   changed, or moved on already: a repeat is harmless).
 ]]

@@ -1037,8 +1037,10 @@ export class JobQueue<T = unknown, R = unknown> {
   }
 
   /**
-   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or after now
-   * when that is later: ticks missed while nothing ran make no job (the late one is the one catch-up). Done
+   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or, when the
+   * occurrence after that one has passed too, to the first after now: ticks missed while nothing ran make
+   * no job (the late one is the one catch-up), while a lease late by less than one period (a busy machine)
+   * still makes the next tick's job, due at once. Done
    * at every lease of the job, so a worker that dies first leaves it to the next lease; a repeat is
    * harmless (the script moves a scheduler on only from the tick it is at).
    */
@@ -1049,7 +1051,9 @@ export class JobQueue<T = unknown, R = unknown> {
       const stored = decodeScheduler(tick.id, await this.run(encodeScheduler(tick.id)));
       const rule = stored === undefined ? undefined : parseSpec(stored.spec);
       if (stored?.nextRunAt !== tick.runMs || rule === undefined) continue;
-      const next = nextRunAt(rule, Math.max(tick.runMs, Date.now()));
+      const now = Date.now();
+      const following = nextRunAt(rule, tick.runMs);
+      const next = following !== undefined && (nextRunAt(rule, following) ?? Infinity) > now ? following : nextRunAt(rule, Math.max(tick.runMs, now));
       if (next !== undefined) await this.run(encodeScheduleNext(tick.id, tick.runMs, next));
     }
   }
