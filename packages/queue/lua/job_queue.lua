@@ -2084,7 +2084,9 @@ KEYS: all seventeen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
   background), 0 when jobs are active and force is not 1 (nothing deleted), 2 when it deleted a step of
-  group lists: call again (with the same force; a call that continues skips the check of active jobs).
+  group lists: call again with the same force (each call checks for active jobs when force is not 1: a
+  refusal after a first step keeps the jobs whose group lists went, and the audit of RECOVERY puts them
+  back in their groups).
   A step deletes the lists of up to 1000 groups of each of `gwait`, `gready` and `glimited`, and once
   those are empty scans `groups` for the rest (HSCAN COUNT 1000 per call, cursor in meta `obliterate`),
   so a call is O(1000) whatever the number of groups; the last call deletes the other keys and the 2001
@@ -2093,8 +2095,8 @@ Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the
 if op == 'OBLITERATE' then
   local force = ARGV[3]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
+  if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
   local cursor = redis.call('HGET', meta, 'obliterate')
-  if not cursor and force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
   local lists = {}
   for _, index in ipairs({ gwait, gready, glimited }) do
     local names = redis.call('ZRANGE', index, 0, STEP - 1)
