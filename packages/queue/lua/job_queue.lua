@@ -150,8 +150,10 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
     a group named in `gwait` whose list is gone leaves it when next placed. A POP that finds no group
     ready re-places (`place_group`) the groups of `gwait`, 100 per call (meta `gsweep`), a pass at most
     every 60 s (meta `gswept`) or at once when `groups` is empty while `gwait` is not (a lost `groups`:
-    its "s:" counters, "j:" links, options and pauses); each grouped lease writes its "j:" link again and
-    a counter never goes below 0, so no group stays at its concurrency. A lost `groups` and `gwait`
+    its "s:" counters, "j:" links, options and pauses); each grouped lease writes its "j:" link again, a
+    counter never goes below 0, and a sweep by a call that finds nothing leased at all (`processing` empty)
+    sets the counters it passes to 0 (leases a lost `processing` took; the audit re-leases their jobs), so
+    no group stays at its concurrency. A lost `groups` and `gwait`
     together can leave a job both in its group's list and requeued ungrouped by the audit (run twice).
 Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
 
@@ -1141,9 +1143,11 @@ end
 -- Places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the last step ended,
 -- meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
 -- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
--- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. Returns whether
--- a group is ready now.
-local function sweep_groups(now_too)
+-- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. `first`: the
+-- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
+-- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
+-- is ready now.
+local function sweep_groups(now_too, first)
   local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
   local from, swept = m[1], tonumber(m[2])
   if from then
@@ -1154,7 +1158,11 @@ local function sweep_groups(now_too)
     from = '-'
   end
   local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
-  for _, g in ipairs(names) do place_group(g, false) end
+  local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
+  for _, g in ipairs(names) do
+    if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
+    place_group(g, false)
+  end
   if #names < AUDIT_STEP then
     redis.call('HDEL', meta, 'gsweep')
     redis.call('HSET', meta, 'gswept', now)
@@ -1179,7 +1187,7 @@ local function pop_group_ids(count, ids, lost)
   while n < count do
     local g = redis.call('ZRANGE', gready, 0, 0)[1]
     if not g then
-      if swept or not sweep_groups(lost) then break end
+      if swept or not sweep_groups(lost, #ids == 0) then break end
       swept = true
       g = redis.call('ZRANGE', gready, 0, 0)[1]
     end
