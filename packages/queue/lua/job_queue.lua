@@ -373,10 +373,21 @@ local function save_count()
   waiting_delta, gwaiting_delta = 0, 0
 end
 
--- GROUPS: whether the queue has any group state (read once per call: an ungrouped queue pays one HLEN).
-local any_groups_seen
+-- GROUPS: whether the queue has any group state, and whether `info` holds anything (nil: not read yet).
+-- Read once per call; a call that writes either sets its flag to true.
+local any_groups_seen, info_seen
 local function any_groups()
-  if any_groups_seen == nil then any_groups_seen = redis.call('HLEN', groups) > 0 end
+  if any_groups_seen == nil then
+    -- A hash exists while it holds a field: one EXISTS answers for both unless exactly one exists (an
+    -- ungrouped queue without progress, logs or kept return values pays this one call).
+    local n = redis.call('EXISTS', groups, info)
+    if n == 1 then
+      any_groups_seen = redis.call('EXISTS', groups) == 1
+      info_seen = not any_groups_seen
+    else
+      any_groups_seen, info_seen = n == 2, n == 2
+    end
+  end
   return any_groups_seen
 end
 
@@ -793,7 +804,8 @@ end
 
 -- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
 local function drop_info(ids)
-  if redis.call('HLEN', info) == 0 then return end
+  if info_seen == nil then info_seen = redis.call('EXISTS', info) == 1 end
+  if not info_seen then return end
   local counts, fields = {}, {}
   for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
   counts = redis.call('HMGET', info, unpack(counts))
@@ -916,7 +928,10 @@ local function finish(ids, states, values)
   end
   redis.call('ZADD', completed, unpack(scored))
   redis.call('HSET', state, unpack(states))
-  if #results > 0 then redis.call('HSET', info, unpack(results)) end
+  if #results > 0 then
+    redis.call('HSET', info, unpack(results))
+    info_seen = true
+  end
   trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
 end
 
