@@ -272,7 +272,7 @@ local rate_limit, rate_window, max_active = 0, 0, 0
 local clock = ARGV[2]
 local star = type(clock) == 'string' and find(clock, '*', 1, true)
 if star and #clock > star then
-  local e, m, c, ca, d, da, rest = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$')
+  local e, m, c, ca, d, da, rest = string.match(clock, '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$', star)
   if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>[,<rate_limit>,<rate_window_ms>,<concurrency>]", got ' .. clock) end
   if rest ~= '' then
     local rl, rw, ma = string.match(rest, '^,(%d+),(%d+),(%d+)$')
@@ -282,11 +282,17 @@ if star and #clock > star then
     max_active = number('concurrency', ma, 0, MAX_RATE, true)
   end
   events_on = e == '1'
-  events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
-  keep_done = number('keep', c, -1, 1e9, true)
-  keep_done_ms = number('keep_ms', ca, -1, 1e13, true)
-  keep_dead = number('keep_dead', d, -1, 1e9, true)
-  keep_dead_ms = number('keep_dead_ms', da, -1, 1e13, true)
+  -- Every call parses this: the pattern admits integers only, so one range check covers the five, and
+  -- `number` runs (and words the error) only when it fails.
+  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = tonumber(m), tonumber(c), tonumber(ca), tonumber(d), tonumber(da)
+  if events_max < 1 or events_max > MAX_EVENTS_LEN or keep_done < -1 or keep_done > 1e9 or keep_done_ms < -1
+    or keep_done_ms > 1e13 or keep_dead < -1 or keep_dead > 1e9 or keep_dead_ms < -1 or keep_dead_ms > 1e13 then
+    number('events max_len', m, 1, MAX_EVENTS_LEN, true)
+    number('keep', c, -1, 1e9, true)
+    number('keep_ms', ca, -1, 1e13, true)
+    number('keep_dead', d, -1, 1e9, true)
+    number('keep_dead_ms', da, -1, 1e13, true)
+  end
   clock = star == 1 and '*' or sub(clock, 1, star - 1)
 end
 -- Milliseconds, from the server clock (`TIME`) unless the caller passes the time.
@@ -385,10 +391,21 @@ local function save_count()
   waiting_delta, gwaiting_delta = 0, 0
 end
 
--- GROUPS: whether the queue has any group state (read once per call: an ungrouped queue pays one HLEN).
-local any_groups_seen
+-- GROUPS: whether the queue has any group state, and whether `info` holds anything (nil: not read yet).
+-- Read once per call; a call that writes either sets its flag to true.
+local any_groups_seen, info_seen
 local function any_groups()
-  if any_groups_seen == nil then any_groups_seen = redis.call('HLEN', groups) > 0 end
+  if any_groups_seen == nil then
+    -- A hash exists while it holds a field: one EXISTS answers for both unless exactly one exists (an
+    -- ungrouped queue without progress, logs or kept return values pays this one call).
+    local n = redis.call('EXISTS', groups, info)
+    if n == 1 then
+      any_groups_seen = redis.call('EXISTS', groups) == 1
+      info_seen = not any_groups_seen
+    else
+      any_groups_seen, info_seen = n == 2, n == 2
+    end
+  end
   return any_groups_seen
 end
 
@@ -794,7 +811,8 @@ local function write_state(id, attempts, token, err)
 end
 
 local function wake_worker_if_waiting()
-  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then wake_worker() end
+  -- `gready` is read only when the call has not found the queue without groups.
+  if redis.call('ZCARD', waiting) > 0 or (any_groups_seen ~= false and redis.call('ZCARD', gready) > 0) then wake_worker() end
 end
 
 -- HDEL of many fields, in steps (unpack has a stack limit).
@@ -806,7 +824,8 @@ end
 
 -- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
 local function drop_info(ids)
-  if redis.call('HLEN', info) == 0 then return end
+  if info_seen == nil then info_seen = redis.call('EXISTS', info) == 1 end
+  if not info_seen then return end
   local counts, fields = {}, {}
   for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
   counts = redis.call('HMGET', info, unpack(counts))
@@ -906,7 +925,12 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
-  local scored, results = {}, {}
+  -- With events off and nothing kept (the seed's way) there is nothing to build per job.
+  if keep_done == 0 and not events_on then
+    forget_all(ids)
+    return
+  end
+  local scored, results, at = {}, {}, string.format('%d', now)
   for i = 1, n do
     local id = ids[i]
     emit('completed', id)
@@ -915,7 +939,7 @@ local function finish(ids, states, values)
       results[#results + 1] = 'r:' .. id
       results[#results + 1] = values[i]
     end
-    scored[2 * i - 1] = now
+    scored[2 * i - 1] = at
     scored[2 * i] = id
   end
   if keep_done == 0 then
@@ -924,7 +948,10 @@ local function finish(ids, states, values)
   end
   redis.call('ZADD', completed, unpack(scored))
   redis.call('HSET', state, unpack(states))
-  if #results > 0 then redis.call('HSET', info, unpack(results)) end
+  if #results > 0 then
+    redis.call('HSET', info, unpack(results))
+    info_seen = true
+  end
   trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
 end
 
@@ -1394,7 +1421,7 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
       states[2 * j] = s
       leases[2 * j - 1] = deadline
       leases[2 * j] = id
-      emit('active', id)
+      if events_on then emit('active', id) end
       if full then
         -- The record goes out whole ("priority:policy@created:data"): the caller splits it, Lua copies nothing.
         out[k + 1] = id
