@@ -179,7 +179,11 @@ Speed notes (once for the file): per-job loops use locals for library functions 
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
 per use); replies pack per-job flags and attempts into one string (a reply element per job costs the
 server and the client more than a few bytes do); each section returns before the helpers of later ones
-are defined, since a script call runs its whole top level (and builds every closure) each time.
+are defined, since a script call runs its whole top level (and builds every closure) each time; and the
+helpers of paths a call may not take are built only when it takes them: the group helpers by
+`load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
+call with a request), the push helpers under a check of the operation, helpers of one operation inside
+its section. So PUSH, COMPLETE, FAIL and POP on a queue without groups build only what they run.
 ]]
 
 local MAX_BATCH = 1000
@@ -304,8 +308,9 @@ else
   now = server_time()
 end
 
--- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end.
-local ev, ev_count = {}, 0
+-- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end (no
+-- table when events are off).
+local ev, ev_count = events_on and {}, 0
 -- The stream keeps about events_max events: entries hold many, so the cap in entries is events_max over
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
@@ -409,63 +414,64 @@ local function any_groups()
   return any_groups_seen
 end
 
--- The group of job `id`, or nil.
-local function group_of(id)
-  if not any_groups() then return nil end
-  return redis.call('HGET', groups, 'j:' .. id) or nil
-end
-
--- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
--- (ms) and leased jobs.
-local function group_state(g)
-  local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
-  local conc, limit, window = 1, 0, 0
-  if o[1] then
-    local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
-    conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
-  end
-  return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
-end
-
--- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
--- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
--- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
-local function place_group(g, back)
-  local conc, limit, _, paused, tat, active = group_state(g)
-  local len = redis.call('LLEN', waiting .. ':g:' .. g)
-  if len == 0 or paused or active >= conc then
-    redis.call('ZREM', gready, g)
-    redis.call('ZREM', glimited, g)
-    if len == 0 then redis.call('ZREM', gwait, g) end
-    if len == 0 and active <= 0 then
-      redis.call('HDEL', groups, 's:' .. g)
-      if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+-- Group helpers (see GROUPS), built by `load_groups` only in a call that meets a group: a script call runs
+-- its whole top level each time, so closures defined here would cost every call on a queue without groups.
+local group_state, place_group, enqueue_group
+local function load_groups()
+  if place_group then return end
+  -- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
+  -- (ms) and leased jobs.
+  function group_state(g)
+    local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
+    local conc, limit, window = 1, 0, 0
+    if o[1] then
+      local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
+      conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
     end
-    return
+    return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
   end
-  if limit > 0 and tat > now then
-    redis.call('ZREM', gready, g)
-    redis.call('ZADD', glimited, tat, g)
-    return
-  end
-  redis.call('ZREM', glimited, g)
-  if back or not redis.call('ZSCORE', gready, g) then
-    redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
-  end
-end
 
--- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
-local function enqueue_group(g, id, front)
-  if redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id) == 1 then redis.call('ZADD', gwait, 0, g) end
-  redis.call('HSETNX', groups, 's:' .. g, 0)
-  gwaiting_delta = gwaiting_delta + 1
-  place_group(g, false)
+  -- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
+  -- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
+  -- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
+  function place_group(g, back)
+    local conc, limit, _, paused, tat, active = group_state(g)
+    local len = redis.call('LLEN', waiting .. ':g:' .. g)
+    if len == 0 or paused or active >= conc then
+      redis.call('ZREM', gready, g)
+      redis.call('ZREM', glimited, g)
+      if len == 0 then redis.call('ZREM', gwait, g) end
+      if len == 0 and active <= 0 then
+        redis.call('HDEL', groups, 's:' .. g)
+        if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+      end
+      return
+    end
+    if limit > 0 and tat > now then
+      redis.call('ZREM', gready, g)
+      redis.call('ZADD', glimited, tat, g)
+      return
+    end
+    redis.call('ZREM', glimited, g)
+    if back or not redis.call('ZSCORE', gready, g) then
+      redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
+    end
+  end
+
+  -- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
+  function enqueue_group(g, id, front)
+    if redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id) == 1 then redis.call('ZADD', gwait, 0, g) end
+    redis.call('HSETNX', groups, 's:' .. g, 0)
+    gwaiting_delta = gwaiting_delta + 1
+    place_group(g, false)
+  end
 end
 
 -- Leased jobs that left `processing` (completed, failed, released, reclaimed, dead, removed): their groups
 -- get the slots back. Returns whether any was in a group.
 local function release_groups(ids)
   if #ids == 0 or not any_groups() then return false end
+  load_groups()
   local fields = {}
   for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
   local counts, any = {}, false
@@ -489,147 +495,138 @@ local function enqueue_ids(priority, ids, front)
   waiting_delta = waiting_delta + #ids
 end
 
-local function enqueue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, false) end
-  enqueue_ids(priority, { id }, false)
-end
-
--- A job whose lease expired or was released waited its turn already: it goes first within its priority
--- (or its group).
-local function requeue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, true) end
-  enqueue_ids(priority, { id }, true)
-end
-
 -- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
 local function wake_worker()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
--- it as stored (the default backoff is not spelled out).
-local function check_policy(policy)
-  if type(policy) ~= 'string' then bad('max_retries is missing') end
-  local a = string.find(policy, ',', 1, true)
-  if not a then return tostring(number('max_retries', policy, 0, MAX_RETRIES, true)) end
-  local b = string.find(policy, ',', a + 1, true)
-  if not b then bad('max_retries must be "n" or "n,base_ms,max_ms", got ' .. policy) end
-  local r = number('max_retries', string.sub(policy, 1, a - 1), 0, MAX_RETRIES, true)
-  local base = number('backoff_base_ms', string.sub(policy, a + 1, b - 1), 0, MAX_LEASE_MS, true)
-  local cap = number('backoff_max_ms', string.sub(policy, b + 1), base, MAX_LEASE_MS, true)
-  if base == DEFAULT_BACKOFF_MS and cap == DEFAULT_BACKOFF_MAX_MS then return tostring(r) end
-  return string.format('%d,%d,%d', r, base, cap)
-end
-
--- Checks a job's options; returns its record head "<priority>:<policy>@<created_ms>:", priority and delay
--- in ms.
-local function check_options(priority, max_retries, delay)
-  -- + 0 turns -0 into 0, so one priority has one list name.
-  local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local head = p .. ':' .. check_policy(max_retries) .. '@' .. string.format('%d', now) .. ':'
-  local delay_ms = 0
-  if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
-  return head, p, delay_ms
-end
-
-local function check_data(data)
-  if data == nil then bad('job_data is missing') end
-  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
-  return data
-end
-
--- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
--- in a row the job is not queued (nil).
-local function free_id(taken)
-  for _ = 1, 100 do
-    local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
-    if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
+-- Push helpers: built only by the calls that push (see the speed notes).
+local check_policy, check_options, check_data, push_all, pushed
+if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
+  -- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
+  -- it as stored (the default backoff is not spelled out).
+  function check_policy(policy)
+    if type(policy) ~= 'string' then bad('max_retries is missing') end
+    local a = string.find(policy, ',', 1, true)
+    if not a then return tostring(number('max_retries', policy, 0, MAX_RETRIES, true)) end
+    local b = string.find(policy, ',', a + 1, true)
+    if not b then bad('max_retries must be "n" or "n,base_ms,max_ms", got ' .. policy) end
+    local r = number('max_retries', string.sub(policy, 1, a - 1), 0, MAX_RETRIES, true)
+    local base = number('backoff_base_ms', string.sub(policy, a + 1, b - 1), 0, MAX_LEASE_MS, true)
+    local cap = number('backoff_max_ms', string.sub(policy, b + 1), base, MAX_LEASE_MS, true)
+    if base == DEFAULT_BACKOFF_MS and cap == DEFAULT_BACKOFF_MAX_MS then return tostring(r) end
+    return string.format('%d,%d,%d', r, base, cap)
   end
-  return nil
-end
 
--- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
--- ids were generated.
-local function reserve_ids(n, ids)
-  local auto, count = {}, 0
-  for i = 1, n do
-    if not ids[i] then
-      auto[i] = true
-      count = count + 1
+  -- Checks a job's options; returns its record head "<priority>:<policy>@<created_ms>:", priority and delay
+  -- in ms.
+  function check_options(priority, max_retries, delay)
+    -- + 0 turns -0 into 0, so one priority has one list name.
+    local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+    local head = p .. ':' .. check_policy(max_retries) .. '@' .. string.format('%d', now) .. ':'
+    local delay_ms = 0
+    if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
+    return head, p, delay_ms
+  end
+
+  function check_data(data)
+    if data == nil then bad('job_data is missing') end
+    if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+    return data
+  end
+
+  -- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
+  -- in a row the job is not queued (nil).
+  local function free_id(taken)
+    for _ = 1, 100 do
+      local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
+      if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
     end
+    return nil
   end
-  if count > 0 then
-    local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+
+  -- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
+  -- ids were generated.
+  local function reserve_ids(n, ids)
+    local auto, count = {}, 0
     for i = 1, n do
-      if auto[i] then
-        next_id = next_id + 1
-        ids[i] = string.format('%d', next_id)
+      if not ids[i] then
+        auto[i] = true
+        count = count + 1
       end
     end
-  end
-  return auto
-end
-
--- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
--- with one read and one write of the job records for the whole call. Returns per job its id, or false when
--- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
--- whether it wrote anything.
-local function push_all(n, ids, recs, priorities, delays, grps)
-  local auto = reserve_ids(n, ids)
-  local found = redis.call('HMGET', jobs, unpack(ids))
-  local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
-  for i = 1, n do
-    local id = ids[i]
-    if found[i] or taken[id] then id = auto[i] and free_id(taken) end
-    out[i] = id or false
-    if id then
-      taken[id] = true
-      fields[#fields + 1] = id
-      fields[#fields + 1] = recs[i]
-      local g = grps and grps[i]
-      if g then
-        members[#members + 1] = 'j:' .. id
-        members[#members + 1] = g
-      end
-      if delays[i] > 0 then
-        later[#later + 1] = now + delays[i]
-        later[#later + 1] = id
-        emit('delayed', id)
-        emit_field('t', string.format('%d', now + delays[i]))
-      elseif g then
-        grouped[#grouped + 1] = { g, id }
-        emit('added', id)
-      else
-        local list = by_priority[priorities[i]]
-        if not list then
-          list = {}
-          by_priority[priorities[i]] = list
+    if count > 0 then
+      local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+      for i = 1, n do
+        if auto[i] then
+          next_id = next_id + 1
+          ids[i] = string.format('%d', next_id)
         end
-        list[#list + 1] = id
-        emit('added', id)
       end
     end
+    return auto
   end
-  if #fields == 0 then return out end
-  redis.call('HSET', jobs, unpack(fields))
-  if #members > 0 then
-    redis.call('HSET', groups, unpack(members))
-    any_groups_seen = true
-  end
-  for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
-  for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
-  if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
-  return out, true
-end
 
--- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
--- recomputes how long to wait) and the events.
-local function pushed()
-  save_count()
-  wake_worker()
-  flush_events()
+  -- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
+  -- with one read and one write of the job records for the whole call. Returns per job its id, or false when
+  -- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
+  -- whether it wrote anything.
+  function push_all(n, ids, recs, priorities, delays, grps)
+    local auto = reserve_ids(n, ids)
+    local found = redis.call('HMGET', jobs, unpack(ids))
+    local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
+    for i = 1, n do
+      local id = ids[i]
+      if found[i] or taken[id] then id = auto[i] and free_id(taken) end
+      out[i] = id or false
+      if id then
+        taken[id] = true
+        fields[#fields + 1] = id
+        fields[#fields + 1] = recs[i]
+        local g = grps and grps[i]
+        if g then
+          members[#members + 1] = 'j:' .. id
+          members[#members + 1] = g
+        end
+        if delays[i] > 0 then
+          later[#later + 1] = now + delays[i]
+          later[#later + 1] = id
+          emit('delayed', id)
+          emit_field('t', string.format('%d', now + delays[i]))
+        elseif g then
+          grouped[#grouped + 1] = { g, id }
+          emit('added', id)
+        else
+          local list = by_priority[priorities[i]]
+          if not list then
+            list = {}
+            by_priority[priorities[i]] = list
+          end
+          list[#list + 1] = id
+          emit('added', id)
+        end
+      end
+    end
+    if #fields == 0 then return out end
+    redis.call('HSET', jobs, unpack(fields))
+    if #members > 0 then
+      redis.call('HSET', groups, unpack(members))
+      any_groups_seen = true
+    end
+    for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
+    if #grouped > 0 then load_groups() end
+    for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
+    if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+    return out, true
+  end
+
+  -- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
+  -- recomputes how long to wait) and the events.
+  function pushed()
+    save_count()
+    wake_worker()
+    flush_events()
+  end
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
@@ -667,37 +664,37 @@ ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
 Reply: { id|0|{id}, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
   duplicate), { id } when its dedup key held job id (throttled, or that job's data replaced).
 ]]
-local function dedup_arg(at)
-  local mode = ARGV[at]
-  if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
-  local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
-  return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
-end
-
--- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
--- wrote anything.
-local function push_dedup(d, id, rec, priority, delay_ms, g)
-  local key, ttl = d[4], d[2]
-  local holder = redis.call('GET', key)
-  if d[1] == 'throttle' then
-    if holder then return { holder }, false end
-  else
-    if holder and redis.call('ZSCORE', delayed, holder) then
-      redis.call('HSET', jobs, holder, rec)
-      redis.call('ZADD', delayed, now + ttl, holder)
-      redis.call('PEXPIRE', key, ttl)
-      emit('delayed', holder)
-      emit_field('t', string.format('%d', now + ttl))
-      return { holder }, true
-    end
-    delay_ms = ttl
-  end
-  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
-  if got then redis.call('SET', key, got, 'PX', ttl) end
-  return got or 0, got ~= false
-end
-
 if op == 'PUSHN' then
+  local function dedup_arg(at)
+    local mode = ARGV[at]
+    if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
+    local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
+    return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
+  end
+
+  -- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
+  -- wrote anything.
+  local function push_dedup(d, id, rec, priority, delay_ms, g)
+    local key, ttl = d[4], d[2]
+    local holder = redis.call('GET', key)
+    if d[1] == 'throttle' then
+      if holder then return { holder }, false end
+    else
+      if holder and redis.call('ZSCORE', delayed, holder) then
+        redis.call('HSET', jobs, holder, rec)
+        redis.call('ZADD', delayed, now + ttl, holder)
+        redis.call('PEXPIRE', key, ttl)
+        emit('delayed', holder)
+        emit_field('t', string.format('%d', now + ttl))
+        return { holder }, true
+      end
+      delay_ms = ttl
+    end
+    local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
+    if got then redis.call('SET', key, got, 'PX', ttl) end
+    return got or 0, got ~= false
+  end
+
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
   local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, nil
   local i, at, keyed = 0, 4, 0
@@ -771,22 +768,6 @@ if op == 'PUSHN' then
   return out
 end
 
--- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
--- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
-local function parse_record(rec)
-  if not rec then return nil end
-  local a = find(rec, ':', 1, true)
-  local b = find(rec, ':', a + 1, true)
-  local policy = sub(rec, a + 1, b - 1)
-  local at = find(policy, '@', 1, true)
-  if at then policy = sub(policy, 1, at - 1) end
-  local c = find(policy, ',', 1, true)
-  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
-  local d = find(policy, ',', c + 1, true)
-  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
-    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
-end
-
 local function parse_state(s)
   if not s then return 0, '', '' end
   local a = find(s, ':', 1, true)
@@ -796,18 +777,6 @@ end
 
 local function read_state(id)
   return parse_state(redis.call('HGET', state, id))
-end
-
--- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
--- once completed.
-local function ended(token)
-  local first = byte(token, 1)
-  if token == '' or token == '0' or first == 126 or first == 61 then return token end
-  return '~' .. token
-end
-
-local function write_state(id, attempts, token, err)
-  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
 end
 
 local function wake_worker_if_waiting()
@@ -854,33 +823,12 @@ local function forget_all(ids)
   end
 end
 
-local function forget(id)
-  forget_all({ id })
-end
-
 -- The job's state when `id` is leased (under `token`, if given), else nil.
 local function leased(id, token)
   if not redis.call('ZSCORE', processing, id) then return nil end
   local attempts, held, err = read_state(id)
   if token and token ~= held then return nil end
   return attempts, held, err
-end
-
--- n (job_id, lease_token) pairs from ARGV[base] on, as two lists.
-local function pairs_arg(base, n)
-  local ids, tokens = {}, {}
-  for i = 1, n do
-    ids[i] = id_arg('job_id', ARGV[base + 2 * i - 2])
-    tokens[i] = id_arg('lease_token', ARGV[base + 2 * i - 1])
-  end
-  return ids, tokens
-end
-
-local function dead_letter(id, attempts, token, err)
-  write_state(id, attempts, ended(token), err)
-  redis.call('ZADD', dead, now, id)
-  emit('dead', id)
-  emit_field('f', err)
 end
 
 -- Retention of a finished set (`completed` or `dead`, scored by when): keeps at most `keep` (-1: any
@@ -906,16 +854,6 @@ local function trim_finished(set, keep, keep_ms, limit)
       forget_all(ids)
     end
   end
-end
-
-local function trim_dead()
-  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
-end
-
--- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
-local function lost_record(id)
-  local attempts, token = read_state(id)
-  dead_letter(id, attempts, token, 'record lost')
 end
 
 -- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
@@ -979,12 +917,93 @@ if op == 'COMPLETE' then
   return 1
 end
 
+-- The group of job `id`, or nil.
+local function group_of(id)
+  if not any_groups() then return nil end
+  return redis.call('HGET', groups, 'j:' .. id) or nil
+end
+
+local function enqueue(id, priority)
+  local g = group_of(id)
+  if g then
+    load_groups()
+    return enqueue_group(g, id, false)
+  end
+  enqueue_ids(priority, { id }, false)
+end
+
+-- A job whose lease expired or was released waited its turn already: it goes first within its priority
+-- (or its group).
+local function requeue(id, priority)
+  local g = group_of(id)
+  if g then
+    load_groups()
+    return enqueue_group(g, id, true)
+  end
+  enqueue_ids(priority, { id }, true)
+end
+
+-- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
+-- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
+local function parse_record(rec)
+  if not rec then return nil end
+  local a = find(rec, ':', 1, true)
+  local b = find(rec, ':', a + 1, true)
+  local policy = sub(rec, a + 1, b - 1)
+  local at = find(policy, '@', 1, true)
+  if at then policy = sub(policy, 1, at - 1) end
+  local c = find(policy, ',', 1, true)
+  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+  local d = find(policy, ',', c + 1, true)
+  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
+    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
+end
+
+-- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+-- once completed.
+local function ended(token)
+  local first = byte(token, 1)
+  if token == '' or token == '0' or first == 126 or first == 61 then return token end
+  return '~' .. token
+end
+
+local function write_state(id, attempts, token, err)
+  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
+end
+
+local function dead_letter(id, attempts, token, err)
+  write_state(id, attempts, ended(token), err)
+  redis.call('ZADD', dead, now, id)
+  emit('dead', id)
+  emit_field('f', err)
+end
+
+local function trim_dead()
+  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
+end
+
+-- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
+local function lost_record(id)
+  local attempts, token = read_state(id)
+  dead_letter(id, attempts, token, 'record lost')
+end
+
 --[[ EXTEND (internal) -----------------------------------------------------------------------------------
 KEYS: 2 processing, 7 state.
 ARGV: EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
 Reply: { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
 ]]
 if op == 'EXTEND' then
+  -- n (job_id, lease_token) pairs from ARGV[base] on, as two lists.
+  local function pairs_arg(base, n)
+    local ids, tokens = {}, {}
+    for i = 1, n do
+      ids[i] = id_arg('job_id', ARGV[base + 2 * i - 2])
+      tokens[i] = id_arg('lease_token', ARGV[base + 2 * i - 1])
+    end
+    return ids, tokens
+  end
+
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local n = number('n', ARGV[4], 1, MAX_BATCH, true)
   if #ARGV ~= 4 + 2 * n then bad('EXTEND with n = ' .. n .. ' takes ' .. (4 + 2 * n) .. ' arguments, got ' .. #ARGV) end
@@ -1174,67 +1193,71 @@ end
 -- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
 -- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
 -- is ready now.
-local function sweep_groups(now_too, first)
-  local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
-  local from, swept = m[1], tonumber(m[2])
-  if from then
-    from = '(' .. from
-  elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
-    return false
-  else
-    from = '-'
-  end
-  local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
-  local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
-  for _, g in ipairs(names) do
-    if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
-    place_group(g, false)
-  end
-  if #names < AUDIT_STEP then
-    redis.call('HDEL', meta, 'gsweep')
-    redis.call('HSET', meta, 'gswept', now)
-  else
-    redis.call('HSET', meta, 'gsweep', names[#names])
-  end
-  return redis.call('ZCARD', gready) > 0
-end
-
 -- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
 -- let them lease again become ready, then each turn takes the head of the first ready group and moves
 -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
 -- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
 -- and the turns go on. Returns whether ready groups remain.
-local function pop_group_ids(count, ids, lost)
-  for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
-    redis.call('ZREM', glimited, g)
-    place_group(g, true)
-  end
-  local n = 0
-  local swept = false
-  while n < count do
-    local g = redis.call('ZRANGE', gready, 0, 0)[1]
-    if not g then
-      if swept or not sweep_groups(lost, #ids == 0) then break end
-      swept = true
-      g = redis.call('ZRANGE', gready, 0, 0)[1]
+local sweep_groups, pop_group_ids
+local function load_group_pop()
+  load_groups()
+  if pop_group_ids then return end
+  function sweep_groups(now_too, first)
+    local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
+    local from, swept = m[1], tonumber(m[2])
+    if from then
+      from = '(' .. from
+    elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
+      return false
+    else
+      from = '-'
     end
-    local id = redis.call('LPOP', waiting .. ':g:' .. g)
-    if id then
-      n = n + 1
-      ids[#ids + 1] = id
-      gwaiting_delta = gwaiting_delta - 1
-      -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
-      redis.call('HSET', groups, 'j:' .. id, g)
-      any_groups_seen = true
-      redis.call('HINCRBY', groups, 's:' .. g, 1)
-      local _, limit, window, _, tat = group_state(g)
-      if limit > 0 then
-        redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+    local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
+    local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
+    for _, g in ipairs(names) do
+      if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
+      place_group(g, false)
+    end
+    if #names < AUDIT_STEP then
+      redis.call('HDEL', meta, 'gsweep')
+      redis.call('HSET', meta, 'gswept', now)
+    else
+      redis.call('HSET', meta, 'gsweep', names[#names])
+    end
+    return redis.call('ZCARD', gready) > 0
+  end
+  function pop_group_ids(count, ids, lost)
+    for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+      redis.call('ZREM', glimited, g)
+      place_group(g, true)
+    end
+    local n = 0
+    local swept = false
+    while n < count do
+      local g = redis.call('ZRANGE', gready, 0, 0)[1]
+      if not g then
+        if swept or not sweep_groups(lost, #ids == 0) then break end
+        swept = true
+        g = redis.call('ZRANGE', gready, 0, 0)[1]
       end
+      local id = redis.call('LPOP', waiting .. ':g:' .. g)
+      if id then
+        n = n + 1
+        ids[#ids + 1] = id
+        gwaiting_delta = gwaiting_delta - 1
+        -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
+        redis.call('HSET', groups, 'j:' .. id, g)
+        any_groups_seen = true
+        redis.call('HINCRBY', groups, 's:' .. g, 1)
+        local _, limit, window, _, tat = group_state(g)
+        if limit > 0 then
+          redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+        end
+      end
+      place_group(g, true)
     end
-    place_group(g, true)
+    return redis.call('ZCARD', gready) > 0
   end
-  return redis.call('ZCARD', gready) > 0
 end
 
 local function promote_due(source)
@@ -1319,6 +1342,7 @@ local function audit_step(cursor, lease_ms)
     local id = found[i]
     local g = group_of(id)
     if g and empty[g] == nil then
+      load_groups()
       -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
       -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
       local len = redis.call('LLEN', waiting .. ':g:' .. g)
@@ -1482,7 +1506,10 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
       -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
       if #ids < room then
         local grouped = any_groups()
-        if grouped or redis.call('ZCARD', gwait) > 0 then more = pop_group_ids(room - #ids, ids, not grouped) or more end
+        if grouped or redis.call('ZCARD', gwait) > 0 then
+          load_group_pop()
+          more = pop_group_ids(room - #ids, ids, not grouped) or more
+        end
       end
     end
     if #ids > 0 then
@@ -1523,7 +1550,9 @@ local function wait_after(n, count, hold)
   return wait_ms()
 end
 
--- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil.
+-- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil (a
+-- request also builds the memo helpers).
+local load_requests
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
@@ -1535,55 +1564,61 @@ local function request_arg(index)
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
   if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
+  load_requests()
   return key, seq
 end
 
--- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
--- does not decode (a key overwritten by hand) counts as absent.
-local function recall_request(key, seq)
-  local saved = key and redis.call('GET', key)
-  if not saved then return nil end
-  local cut = string.find(saved, ':', 1, true)
-  if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
-  local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
-  if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
-  return { results, token, ids }
-end
-
--- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
--- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
--- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
--- maxmemory.
-local function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-  local ids = {}
-  for k = from, #out, 2 do ids[#ids + 1] = out[k] end
-  if completed == 0 and #ids == 0 then return end
-  redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
-end
-
--- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
--- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
--- their attempts (as `pop`).
-local function replay_request(saved, out)
-  local results, token, ids = saved[1], saved[2], saved[3]
-  local n, tries = 0, {}
-  local held = string.format('%d', token)
-  for _, id in ipairs(ids) do
-    local attempts = type(id) == 'string' and leased(id, held)
-    local rec = attempts and redis.call('HGET', jobs, id)
-    if rec then
-      local k = #out
-      out[k + 1] = id
-      out[k + 2] = rec
-      n = n + 1
-      tries[n] = string.format('%d', attempts)
-    elseif attempts then
-      redis.call('ZREM', processing, id)
-      release_groups({ id })
-      lost_record(id)
-    end
+-- The memo helpers (see REQUESTS), built by `load_requests` only in a call that names a request.
+local recall_request, remember_request, replay_request
+function load_requests()
+  if recall_request then return end
+  -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
+  -- does not decode (a key overwritten by hand) counts as absent.
+  function recall_request(key, seq)
+    local saved = key and redis.call('GET', key)
+    if not saved then return nil end
+    local cut = string.find(saved, ':', 1, true)
+    if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
+    local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
+    if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+    return { results, token, ids }
   end
-  return results, token, n, table.concat(tries, ',')
+
+  -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+  -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+  -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+  -- maxmemory.
+  function remember_request(key, seq, results, completed, token, out, from, lease_ms)
+    local ids = {}
+    for k = from, #out, 2 do ids[#ids + 1] = out[k] end
+    if completed == 0 and #ids == 0 then return end
+    redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+  end
+
+  -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
+  -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
+  -- their attempts (as `pop`).
+  function replay_request(saved, out)
+    local results, token, ids = saved[1], saved[2], saved[3]
+    local n, tries = 0, {}
+    local held = string.format('%d', token)
+    for _, id in ipairs(ids) do
+      local attempts = type(id) == 'string' and leased(id, held)
+      local rec = attempts and redis.call('HGET', jobs, id)
+      if rec then
+        local k = #out
+        out[k + 1] = id
+        out[k + 2] = rec
+        n = n + 1
+        tries[n] = string.format('%d', attempts)
+      elseif attempts then
+        redis.call('ZREM', processing, id)
+        release_groups({ id })
+        lost_record(id)
+      end
+    end
+    return results, token, n, table.concat(tries, ',')
+  end
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
@@ -1608,7 +1643,7 @@ if op == 'POP' then
   if memo and not full then bad('a request needs full = 1') end
   local out = {}
   if full then out = { 0, 0, '' } end
-  local saved = recall_request(memo, seq)
+  local saved = memo and recall_request(memo, seq)
   local n, token, tries, hold
   if saved then
     local _
@@ -1717,7 +1752,7 @@ if op == 'ACK' then
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
   local ids, tokens, firsts, values, at = ack_groups(n)
   local memo, seq = request_arg(at)
-  local saved = recall_request(memo, seq)
+  local saved = memo and recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
   if saved then
     local results, token, got, tries = replay_request(saved, out)
@@ -1745,6 +1780,10 @@ if op == 'ACK' then
 end
 
 -- Inspection and control: below the hot path, so POP and ACK never build these helpers.
+
+local function forget(id)
+  forget_all({ id })
+end
 
 -- Where a job is: its state name, the score it has there (lease deadline, ready time, finish time) and
 -- the set holding it; 'waiting' (no score) when no set holds it.
@@ -1945,6 +1984,7 @@ Reply: 1 when removed (record, state, progress, return value and logs; event rem
   out of its priority's list with LREM: O(jobs waiting at that priority); other states O(log N).
 ]]
 if op == 'REMOVE' then
+  load_groups()
   local id = id_arg('job_id', ARGV[3])
   local force = ARGV[4]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
@@ -2063,6 +2103,7 @@ Reply: { removed, more }: removes up to limit (1..1000) waiting jobs (ungrouped 
   list lost, leaves `gwait`).
 ]]
 if op == 'DRAIN' then
+  load_groups()
   local with_delayed = ARGV[3]
   if with_delayed ~= '0' and with_delayed ~= '1' then bad('delayed must be 0 or 1, got ' .. tostring(with_delayed)) end
   local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
@@ -2179,6 +2220,7 @@ ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_m
 Reply: 1. Stored in `groups` ("o:"..group) until changed: set options are kept while the group is idle.
 ]]
 if op == 'GROUPOPTS' then
+  load_groups()
   local g = group_arg(ARGV[3])
   local conc = number('concurrency', ARGV[4], 1, MAX_RATE, true)
   local limit = number('rate_limit', ARGV[5], 0, MAX_RATE, true)
@@ -2198,6 +2240,7 @@ Reply: 1 when the call changed the group's state, else 0. A paused group's jobs 
   resumed events are the whole queue's).
 ]]
 if op == 'GROUPPAUSE' then
+  load_groups()
   local g = group_arg(ARGV[3])
   local want = ARGV[4]
   if want ~= '0' and want ~= '1' then bad('paused must be 0 or 1, got ' .. tostring(want)) end
