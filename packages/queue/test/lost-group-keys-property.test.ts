@@ -6,6 +6,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_QUEUE_LUA, type Job } from '../src/index.js';
 import * as protocol from '../src/protocol.js';
+import { expectCompletedOnceOrDead } from './helpers.js';
 
 /**
  * Property test of groups when one key is lost (issue 16, what an allkeys-* eviction does): random grouped
@@ -112,13 +113,7 @@ describe.each(topologies)('groups with one key lost, on %s', (topology) => {
         // Nothing waits in a group any more (a lost counter or index would leave jobs behind there).
         for (const g of ['x', 'y']) expect(await redis.llen(`${seed[0]!}:g:${g}`), `group ${g}`).toBe(0);
         const reasons = new Map(protocol.decodeDead(await call(protocol.encodeDead(1000)), defaultCodec).map((d) => [d.id, d.error]));
-        for (const id of pushed) {
-          const done = completed.get(id) ?? 0;
-          expect(done, `${id} completed`).toBeLessThanOrEqual(1);
-          expect(done === 1 || reasons.has(id), `${id} is in no state after losing ${lost || 'the index'}`).toBe(true);
-          expect(done === 1 && reasons.has(id), `${id} both completed and dead`).toBe(false);
-          if (reasons.has(id)) expect(reasons.get(id), `${id} dead without a reason`).not.toBe('');
-        }
+        expectCompletedOnceOrDead(pushed, completed, reasons, lost || 'the index');
       }),
       { numRuns: topology === 'single' ? 60 : 20 },
     );
