@@ -768,6 +768,12 @@ if op == 'PUSHN' then
   return out
 end
 
+-- Speed: a closure captures each local it uses by walking the list of locals captured so far, newest
+-- first, so capturing a local declared early walks past every helper above it. Values that no longer
+-- change once the call has started are declared again here, where the completion helpers capture them
+-- near the head of that list (never a counter or flag a helper updates: those must stay one variable).
+local now, processing, waiting, jobs, state, meta, unpack, emit = now, processing, waiting, jobs, state, meta, unpack, emit
+
 local function parse_state(s)
   if not s then return 0, '', '' end
   local a = find(s, ':', 1, true)
@@ -1159,6 +1165,10 @@ if op == 'FAIL' then
   flush_events()
   return { 'retry', at }
 end
+
+-- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
+local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
+local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
 
 -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
 -- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
