@@ -923,18 +923,18 @@ if op == 'COMPLETE' then
   return 1
 end
 
--- The group of job `id`, or nil.
+-- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
 local function group_of(id)
   if not any_groups() then return nil end
-  return redis.call('HGET', groups, 'j:' .. id) or nil
+  local g = redis.call('HGET', groups, 'j:' .. id)
+  if not g then return nil end
+  load_groups()
+  return g
 end
 
 local function enqueue(id, priority)
   local g = group_of(id)
-  if g then
-    load_groups()
-    return enqueue_group(g, id, false)
-  end
+  if g then return enqueue_group(g, id, false) end
   enqueue_ids(priority, { id }, false)
 end
 
@@ -942,10 +942,7 @@ end
 -- (or its group).
 local function requeue(id, priority)
   local g = group_of(id)
-  if g then
-    load_groups()
-    return enqueue_group(g, id, true)
-  end
+  if g then return enqueue_group(g, id, true) end
   enqueue_ids(priority, { id }, true)
 end
 
@@ -1352,7 +1349,6 @@ local function audit_step(cursor, lease_ms)
     local id = found[i]
     local g = group_of(id)
     if g and empty[g] == nil then
-      load_groups()
       -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
       -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
       local len = redis.call('LLEN', waiting .. ':g:' .. g)
