@@ -1193,14 +1193,15 @@ local function pop_waiting_ids(count)
   return ids, more
 end
 
--- Places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the last step ended,
--- meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
+-- Group leasing, built by `load_group_pop` only in a call that leases from groups:
+-- `sweep_groups` places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the
+-- last step ended, meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
 -- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
 -- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. `first`: the
 -- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
 -- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
 -- is ready now.
--- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
+-- `pop_group_ids` pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
 -- let them lease again become ready, then each turn takes the head of the first ready group and moves
 -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
 -- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
