@@ -1318,9 +1318,11 @@ local function reclaim(completing)
 end
 
 local function wait_ms()
-  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then return 0 end
+  -- The group sets are read only when the call has not found the queue without groups.
+  local grouped = any_groups_seen ~= false
+  if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
   local best = -1
-  for _, key in ipairs({ delayed, failed, processing, glimited }) do
+  for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] then
       local d = math.max(0, tonumber(first[2]) - now)
@@ -1502,6 +1504,8 @@ end
 -- waits (see `allowance`; nil when it is not held back).
 local function lease_jobs(count, lease_ms, full, out, completing, ending)
   local n, token, more, tries, hold = 0, 0, false, {}, nil
+  -- Whether this call read both the priority index and `gwait` empty (not read again below).
+  local read_empty = false
   local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
   local room = 0
   if count > 0 then
@@ -1516,6 +1520,9 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
         if grouped or redis.call('ZCARD', gwait) > 0 then
           load_group_pop()
           more = pop_group_ids(room - #ids, ids, not grouped) or more
+        else
+          -- A short pop ran out of priorities, and nothing adds to either before the check below.
+          read_empty = true
         end
       end
     end
@@ -1534,7 +1541,7 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0 then
+  if not more and (read_empty or (redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0)) then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
     -- Nothing left to hold back from (a pause or a held slot still holds).
