@@ -14,8 +14,8 @@ FORMATS. Public contract (the seed's raw EVALSHA calls; frozen, they keep workin
   final, PUSH's "<max_retries>,<base_ms>,<max_ms>" policy), the POLICY form of current_time, the EVENTS
   entries and the stored formats below.
 
-KEYS: 4 (the seed's, public), 16 (all declared) or 17 (all declared and a request's memo; both internal);
-PUSHN takes the sixteen and then one dedup key per job pushed with a dedup (see PUSHN).
+KEYS: 4 (the seed's, public), 17 (all declared) or 18 (all declared and a request's memo; both internal);
+PUSHN takes the seventeen and then one dedup key per job pushed with a dedup (see PUSHN).
 Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[1] queue       ZSET of the priorities that have waiting jobs: member = priority, score = -priority
   KEYS[2] processing  ZSET of leased jobs: member = job id, score = lease deadline (ms)
@@ -33,7 +33,9 @@ Every key of one queue shares one hash tag on Redis Cluster.
                       so token / 1000 is when that run began (processedAt)
   KEYS[8] queue..':meta'    HASH waiting (count), lease (last lease token), completed (count), ids (last auto
                       id), audit (cursor of the audit under way), audited (ms when the last audit ended),
-                      paused ("1" while paused), tat and until (see LIMITS)
+                      paused ("1" while paused), tat and until (see LIMITS), gwaiting (jobs waiting in
+                      groups) and gseq (see GROUPS), gsweep and gswept (see RECOVERY), obliterate (the
+                      cursor of an OBLITERATE under way)
   KEYS[9] queue..':wake'    LIST holding at most one "1", pushed when jobs wait or a delay/retry is
                       scheduled, so idle workers block on it (BLPOP) instead of polling
   KEYS[10] queue..':completed' ZSET of completed jobs kept (see POLICY): score = when completed (ms)
@@ -50,8 +52,10 @@ Every key of one queue shares one hash tag on Redis Cluster.
   KEYS[15] queue..':glimited'  ZSET of groups with waiting jobs held by their rate limit: score = the ms
                       of their next slot
   KEYS[16] queue..':schedulers' HASH SCHEDULERS: scheduler id -> its record (see SCHEDULE)
-  KEYS[17] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
-  KEYS[5..17] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
+  KEYS[17] queue..':gwait'     ZSET of the groups with jobs waiting in their lists, every score 0 (so by
+                      name, bytewise): GETJOBS, DRAIN, OBLITERATE and RECOVERY walk it in bounded steps
+  KEYS[18] queue..':req:'..request_lane  a request's memo (see REQUESTS), only with a request
+  KEYS[5..18] must be named exactly so (checked). A seed call with only the four derives them from KEYS[1].
   UNDECLARED (derived in the script from KEYS[1], same hash tag, so they land on the same shard):
   queue..':w:'..p     LIST of the job ids waiting at priority p, served from the head: FIFO within a
                       priority; a job whose lease expired or was released goes back to the head. Which
@@ -68,8 +72,8 @@ the groups: the head of the first group in `gready`, which then moves to the bac
 its concurrency (default 1) or rate limit, paused or empty, out of `gready`: O(log groups) per job, and
 a group that cannot lease is never looked at. A lease of a grouped job that ends (COMPLETE, ACK, FAIL,
 RELEASE, an expired lease, REMOVE) gives its group the slot back. A group with nothing waiting or leased
-keeps no key and no field but its options and pause flag (and its tat until it passes). The audit of
-RECOVERY leaves grouped jobs alone; GETJOBS waiting lists ungrouped jobs only.
+keeps no key and no field but its options and pause flag (and its tat until it passes). A group with
+jobs in its list is in `gwait` (by name): GETJOBS, DRAIN and OBLITERATE walk it in bounded steps.
 
 ARGV[1] is the operation, ARGV[2] current_time: seconds since the epoch (fractions allowed, kept to the
 millisecond), or "*" for the server's TIME. Use one clock per queue. Each section below gives the rest.
@@ -108,7 +112,7 @@ unknown, so a POP or ACK may run twice. A request names the call: request_lane (
 request_seq (an integer >= 0, new for each call on its lane). Its first run is remembered in its lane,
 replacing the lane's previous call, for lease_ms and at least 60 s (a resend waits for the reconnection,
 which may outlast a short lease), in
-  queue..':req:'..request_lane  STRING (KEYS[17], or derived from KEYS[1]): "<request_seq>:" then three
+  queue..':req:'..request_lane  STRING (KEYS[18], or derived from KEYS[1]): "<request_seq>:" then three
                                 MessagePack values: the completion results string, the lease token and the
                                 leased job ids {job_id, ...}
 and a repeat with the same lane and seq writes nothing and answers as the first run did: the same
@@ -138,7 +142,19 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
   - a lost `completed` set: the audit finds its jobs' records (their state says completed) and puts them
     back, completed at the audit's time; a lost `info` loses progress, return values and logs only;
     a lost `events` stream loses events only;
-  - a request memo that cannot be read counts as absent (the call runs as new).
+  - a request memo that cannot be read counts as absent (the call runs as new);
+  - groups: "empty" above means `gwait` too is empty, and the audit checks grouped records as well: a
+    record of a group whose list is empty and in no set goes back to the head of its group; a group list
+    holding jobs that `gwait` does not name is indexed again (its jobs added to meta `gwaiting`, which is
+    reset to 0 when it counts jobs while `gwait` is empty) and its jobs are left to a later pass;
+    a group named in `gwait` whose list is gone leaves it when next placed. A POP that finds no group
+    ready re-places (`place_group`) the groups of `gwait`, 100 per call (meta `gsweep`), a pass at most
+    every 60 s (meta `gswept`) or at once when `groups` is empty while `gwait` is not (a lost `groups`:
+    its "s:" counters, "j:" links, options and pauses); each grouped lease writes its "j:" link again, a
+    counter never goes below 0, and a sweep by a call that finds nothing leased at all (`processing` empty)
+    sets the counters it passes to 0 (leases a lost `processing` took; the audit re-leases their jobs), so
+    no group stays at its concurrency. A lost `groups` and `gwait`
+    together can leave a job both in its group's list and requeued ungrouped by the audit (run twice).
 Keys of another type than the ones above (a key overwritten by hand) make calls fail with WRONGTYPE.
 
 Retention (see POLICY): completed jobs go to `completed` or, when none are kept, are deleted at once
@@ -154,15 +170,20 @@ leaves the queue empty, 9 O(1) checks and, on a difference or every 60 s, 2001 L
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
 control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
-O(log groups) per grouped job leased or finished (see GROUPS); DRAIN and OBLITERATE scan the group index
-(O(groups + grouped jobs)); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
+O(log groups) per grouped job leased or finished (see GROUPS), and a POP that finds no group ready up to
+100 O(log groups) placements once a minute (see RECOVERY); DRAIN O((limit + 1) log N), OBLITERATE about
+3000 UNLINKs or an HSCAN COUNT 1000 per call (see each); SCHEDULE and SCHEDNEXT O(log N) (a push), SCHEDGET and UNSCHEDULE O(log N),
 SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
 lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
 per use); replies pack per-job flags and attempts into one string (a reply element per job costs the
 server and the client more than a few bytes do); each section returns before the helpers of later ones
-are defined, since a script call runs its whole top level (and builds every closure) each time.
+are defined, since a script call runs its whole top level (and builds every closure) each time; and the
+helpers of paths a call may not take are built only when it takes them: the group helpers by
+`load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
+call with a request), the push helpers under a check of the operation, helpers of one operation inside
+its section. So PUSH, COMPLETE, FAIL and POP on a queue without groups build only what they run.
 ]]
 
 local MAX_BATCH = 1000
@@ -190,7 +211,7 @@ local STEP = 1000
 local MAX_RATE = 1000000
 local MAX_GROUP = 256
 -- Keys declared by the API (see KEYS); a request's memo or PUSHN's dedup keys come after them.
-local DECLARED = 16
+local DECLARED = 17
 
 local waiting, processing, failed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local delayed = waiting .. ':delayed'
@@ -205,6 +226,7 @@ local groups = waiting .. ':groups'
 local gready = waiting .. ':gready'
 local glimited = waiting .. ':glimited'
 local schedulers = waiting .. ':schedulers'
+local gwait = waiting .. ':gwait'
 local find, sub, byte, unpack = string.find, string.sub, string.byte, unpack
 
 local function bad(message)
@@ -236,14 +258,14 @@ local function server_time()
 end
 
 if #KEYS ~= 4 and #KEYS < DECLARED then
-  bad('takes 4 keys (queue, processing, failed, dead), 16 or 17 (see KEYS), got ' .. #KEYS)
+  bad('takes 4 keys (queue, processing, failed, dead), 17 or 18 (see KEYS), got ' .. #KEYS)
 end
-if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 16 or 17 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
+if #KEYS > DECLARED + 1 and ARGV[1] ~= 'PUSHN' then bad('takes 4, 17 or 18 keys (only PUSHN takes dedup keys), got ' .. #KEYS) end
 if #KEYS >= DECLARED
   and (KEYS[5] ~= delayed or KEYS[6] ~= jobs or KEYS[7] ~= state or KEYS[8] ~= meta or KEYS[9] ~= wake
     or KEYS[10] ~= completed or KEYS[11] ~= events or KEYS[12] ~= info or KEYS[13] ~= groups
-    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers) then
-  bad('KEYS[5..16] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited and :schedulers')
+    or KEYS[14] ~= gready or KEYS[15] ~= glimited or KEYS[16] ~= schedulers or KEYS[17] ~= gwait) then
+  bad('KEYS[5..17] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited, :schedulers and :gwait')
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
@@ -254,7 +276,7 @@ local rate_limit, rate_window, max_active = 0, 0, 0
 local clock = ARGV[2]
 local star = type(clock) == 'string' and find(clock, '*', 1, true)
 if star and #clock > star then
-  local e, m, c, ca, d, da, rest = string.match(sub(clock, star), '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$')
+  local e, m, c, ca, d, da, rest = string.match(clock, '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$', star)
   if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>[,<rate_limit>,<rate_window_ms>,<concurrency>]", got ' .. clock) end
   if rest ~= '' then
     local rl, rw, ma = string.match(rest, '^,(%d+),(%d+),(%d+)$')
@@ -264,11 +286,17 @@ if star and #clock > star then
     max_active = number('concurrency', ma, 0, MAX_RATE, true)
   end
   events_on = e == '1'
-  events_max = number('events max_len', m, 1, MAX_EVENTS_LEN, true)
-  keep_done = number('keep', c, -1, 1e9, true)
-  keep_done_ms = number('keep_ms', ca, -1, 1e13, true)
-  keep_dead = number('keep_dead', d, -1, 1e9, true)
-  keep_dead_ms = number('keep_dead_ms', da, -1, 1e13, true)
+  -- Every call parses this: the pattern admits integers only, so one range check covers the five, and
+  -- `number` runs (and words the error) only when it fails.
+  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = tonumber(m), tonumber(c), tonumber(ca), tonumber(d), tonumber(da)
+  if events_max < 1 or events_max > MAX_EVENTS_LEN or keep_done < -1 or keep_done > 1e9 or keep_done_ms < -1
+    or keep_done_ms > 1e13 or keep_dead < -1 or keep_dead > 1e9 or keep_dead_ms < -1 or keep_dead_ms > 1e13 then
+    number('events max_len', m, 1, MAX_EVENTS_LEN, true)
+    number('keep', c, -1, 1e9, true)
+    number('keep_ms', ca, -1, 1e13, true)
+    number('keep_dead', d, -1, 1e9, true)
+    number('keep_dead_ms', da, -1, 1e13, true)
+  end
   clock = star == 1 and '*' or sub(clock, 1, star - 1)
 end
 -- Milliseconds, from the server clock (`TIME`) unless the caller passes the time.
@@ -280,8 +308,9 @@ else
   now = server_time()
 end
 
--- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end.
-local ev, ev_count = {}, 0
+-- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end (no
+-- table when events are off).
+local ev, ev_count = events_on and {}, 0
 -- The stream keeps about events_max events: entries hold many, so the cap in entries is events_max over
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
@@ -367,69 +396,82 @@ local function save_count()
   waiting_delta, gwaiting_delta = 0, 0
 end
 
--- GROUPS: whether the queue has any group state (read once per call: an ungrouped queue pays one HLEN).
-local any_groups_seen
+-- GROUPS: whether the queue has any group state, and whether `info` holds anything (nil: not read yet).
+-- Read once per call; a call that writes either sets its flag to true.
+local any_groups_seen, info_seen
 local function any_groups()
-  if any_groups_seen == nil then any_groups_seen = redis.call('HLEN', groups) > 0 end
+  if any_groups_seen == nil then
+    -- A hash exists while it holds a field: one EXISTS answers for both unless exactly one exists (an
+    -- ungrouped queue without progress, logs or kept return values pays this one call).
+    local n = redis.call('EXISTS', groups, info)
+    if n == 1 then
+      any_groups_seen = redis.call('EXISTS', groups) == 1
+      info_seen = not any_groups_seen
+    else
+      any_groups_seen, info_seen = n == 2, n == 2
+    end
+  end
   return any_groups_seen
 end
 
--- The group of job `id`, or nil.
-local function group_of(id)
-  if not any_groups() then return nil end
-  return redis.call('HGET', groups, 'j:' .. id) or nil
-end
-
--- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
--- (ms) and leased jobs.
-local function group_state(g)
-  local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
-  local conc, limit, window = 1, 0, 0
-  if o[1] then
-    local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
-    conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
-  end
-  return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
-end
-
--- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
--- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
--- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
-local function place_group(g, back)
-  local conc, limit, _, paused, tat, active = group_state(g)
-  local len = redis.call('LLEN', waiting .. ':g:' .. g)
-  if len == 0 or paused or active >= conc then
-    redis.call('ZREM', gready, g)
-    redis.call('ZREM', glimited, g)
-    if len == 0 and active <= 0 then
-      redis.call('HDEL', groups, 's:' .. g)
-      if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+-- Group helpers (see GROUPS), built by `load_groups` only in a call that meets a group: a script call runs
+-- its whole top level each time, so closures defined here would cost every call on a queue without groups.
+local group_state, place_group, enqueue_group
+local function load_groups()
+  if place_group then return end
+  -- A group's options and state: concurrency (default 1), rate limit and window (0: none), paused, tat
+  -- (ms) and leased jobs.
+  function group_state(g)
+    local o = redis.call('HMGET', groups, 'o:' .. g, 'p:' .. g, 't:' .. g, 's:' .. g)
+    local conc, limit, window = 1, 0, 0
+    if o[1] then
+      local a, b, c = string.match(o[1], '^(%d+),(%d+),(%d+)$')
+      conc, limit, window = tonumber(a), tonumber(b), tonumber(c)
     end
-    return
+    return conc, limit, window, o[2], tonumber(o[3]) or 0, tonumber(o[4]) or 0
   end
-  if limit > 0 and tat > now then
-    redis.call('ZREM', gready, g)
-    redis.call('ZADD', glimited, tat, g)
-    return
-  end
-  redis.call('ZREM', glimited, g)
-  if back or not redis.call('ZSCORE', gready, g) then
-    redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
-  end
-end
 
--- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
-local function enqueue_group(g, id, front)
-  redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id)
-  redis.call('HSETNX', groups, 's:' .. g, 0)
-  gwaiting_delta = gwaiting_delta + 1
-  place_group(g, false)
+  -- Puts group `g` where its state says (see GROUPS): ready (`gready`; at the back with `back`, else where
+  -- it is), held by its rate limit (`glimited`, until its next slot), or in neither (paused, at its
+  -- concurrency, nothing waiting). A group with nothing waiting or leased keeps only its options and pause.
+  function place_group(g, back)
+    local conc, limit, _, paused, tat, active = group_state(g)
+    local len = redis.call('LLEN', waiting .. ':g:' .. g)
+    if len == 0 or paused or active >= conc then
+      redis.call('ZREM', gready, g)
+      redis.call('ZREM', glimited, g)
+      if len == 0 then redis.call('ZREM', gwait, g) end
+      if len == 0 and active <= 0 then
+        redis.call('HDEL', groups, 's:' .. g)
+        if tat <= now then redis.call('HDEL', groups, 't:' .. g) end
+      end
+      return
+    end
+    if limit > 0 and tat > now then
+      redis.call('ZREM', gready, g)
+      redis.call('ZADD', glimited, tat, g)
+      return
+    end
+    redis.call('ZREM', glimited, g)
+    if back or not redis.call('ZSCORE', gready, g) then
+      redis.call('ZADD', gready, redis.call('HINCRBY', meta, 'gseq', 1), g)
+    end
+  end
+
+  -- Adds a job to its group's list: the tail, or with `front` (a lease that ended) the head.
+  function enqueue_group(g, id, front)
+    if redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':g:' .. g, id) == 1 then redis.call('ZADD', gwait, 0, g) end
+    redis.call('HSETNX', groups, 's:' .. g, 0)
+    gwaiting_delta = gwaiting_delta + 1
+    place_group(g, false)
+  end
 end
 
 -- Leased jobs that left `processing` (completed, failed, released, reclaimed, dead, removed): their groups
 -- get the slots back. Returns whether any was in a group.
 local function release_groups(ids)
   if #ids == 0 or not any_groups() then return false end
+  load_groups()
   local fields = {}
   for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
   local counts, any = {}, false
@@ -437,7 +479,8 @@ local function release_groups(ids)
     if g then counts[g] = (counts[g] or 0) + 1 end
   end
   for g, k in pairs(counts) do
-    redis.call('HINCRBY', groups, 's:' .. g, -k)
+    -- Below 0 only when the counter was lost while its jobs were leased (see RECOVERY).
+    if redis.call('HINCRBY', groups, 's:' .. g, -k) < 0 then redis.call('HSET', groups, 's:' .. g, 0) end
     place_group(g, false)
     any = true
   end
@@ -452,147 +495,138 @@ local function enqueue_ids(priority, ids, front)
   waiting_delta = waiting_delta + #ids
 end
 
-local function enqueue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, false) end
-  enqueue_ids(priority, { id }, false)
-end
-
--- A job whose lease expired or was released waited its turn already: it goes first within its priority
--- (or its group).
-local function requeue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, true) end
-  enqueue_ids(priority, { id }, true)
-end
-
 -- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
 local function wake_worker()
   if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
--- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
--- it as stored (the default backoff is not spelled out).
-local function check_policy(policy)
-  if type(policy) ~= 'string' then bad('max_retries is missing') end
-  local a = string.find(policy, ',', 1, true)
-  if not a then return tostring(number('max_retries', policy, 0, MAX_RETRIES, true)) end
-  local b = string.find(policy, ',', a + 1, true)
-  if not b then bad('max_retries must be "n" or "n,base_ms,max_ms", got ' .. policy) end
-  local r = number('max_retries', string.sub(policy, 1, a - 1), 0, MAX_RETRIES, true)
-  local base = number('backoff_base_ms', string.sub(policy, a + 1, b - 1), 0, MAX_LEASE_MS, true)
-  local cap = number('backoff_max_ms', string.sub(policy, b + 1), base, MAX_LEASE_MS, true)
-  if base == DEFAULT_BACKOFF_MS and cap == DEFAULT_BACKOFF_MAX_MS then return tostring(r) end
-  return string.format('%d,%d,%d', r, base, cap)
-end
-
--- Checks a job's options; returns its record head "<priority>:<policy>@<created_ms>:", priority and delay
--- in ms.
-local function check_options(priority, max_retries, delay)
-  -- + 0 turns -0 into 0, so one priority has one list name.
-  local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
-  local head = p .. ':' .. check_policy(max_retries) .. '@' .. string.format('%d', now) .. ':'
-  local delay_ms = 0
-  if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
-  return head, p, delay_ms
-end
-
-local function check_data(data)
-  if data == nil then bad('job_data is missing') end
-  if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
-  return data
-end
-
--- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
--- in a row the job is not queued (nil).
-local function free_id(taken)
-  for _ = 1, 100 do
-    local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
-    if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
+-- Push helpers: built only by the calls that push (see the speed notes).
+local check_policy, check_options, check_data, push_all, pushed
+if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
+  -- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
+  -- it as stored (the default backoff is not spelled out).
+  function check_policy(policy)
+    if type(policy) ~= 'string' then bad('max_retries is missing') end
+    local a = string.find(policy, ',', 1, true)
+    if not a then return tostring(number('max_retries', policy, 0, MAX_RETRIES, true)) end
+    local b = string.find(policy, ',', a + 1, true)
+    if not b then bad('max_retries must be "n" or "n,base_ms,max_ms", got ' .. policy) end
+    local r = number('max_retries', string.sub(policy, 1, a - 1), 0, MAX_RETRIES, true)
+    local base = number('backoff_base_ms', string.sub(policy, a + 1, b - 1), 0, MAX_LEASE_MS, true)
+    local cap = number('backoff_max_ms', string.sub(policy, b + 1), base, MAX_LEASE_MS, true)
+    if base == DEFAULT_BACKOFF_MS and cap == DEFAULT_BACKOFF_MAX_MS then return tostring(r) end
+    return string.format('%d,%d,%d', r, base, cap)
   end
-  return nil
-end
 
--- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
--- ids were generated.
-local function reserve_ids(n, ids)
-  local auto, count = {}, 0
-  for i = 1, n do
-    if not ids[i] then
-      auto[i] = true
-      count = count + 1
+  -- Checks a job's options; returns its record head "<priority>:<policy>@<created_ms>:", priority and delay
+  -- in ms.
+  function check_options(priority, max_retries, delay)
+    -- + 0 turns -0 into 0, so one priority has one list name.
+    local p = number('priority', priority, -MAX_PRIORITY, MAX_PRIORITY, true) + 0
+    local head = p .. ':' .. check_policy(max_retries) .. '@' .. string.format('%d', now) .. ':'
+    local delay_ms = 0
+    if delay ~= '0' then delay_ms = math.floor(number('delay_seconds', delay, 0, MAX_DELAY_S, false) * 1000 + 0.5) end
+    return head, p, delay_ms
+  end
+
+  function check_data(data)
+    if data == nil then bad('job_data is missing') end
+    if #data > MAX_DATA then bad('job_data must be at most ' .. MAX_DATA .. ' bytes, got ' .. #data) end
+    return data
+  end
+
+  -- A generated id the caller already uses as an id of their own is skipped. Bounded: after 100 such ids
+  -- in a row the job is not queued (nil).
+  local function free_id(taken)
+    for _ = 1, 100 do
+      local id = string.format('%d', redis.call('HINCRBY', meta, 'ids', 1))
+      if not taken[id] and redis.call('HEXISTS', jobs, id) == 0 then return id end
     end
+    return nil
   end
-  if count > 0 then
-    local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+
+  -- Fills in generated ids where ids[i] is false: decimal, reserved as one block per call. Returns which
+  -- ids were generated.
+  local function reserve_ids(n, ids)
+    local auto, count = {}, 0
     for i = 1, n do
-      if auto[i] then
-        next_id = next_id + 1
-        ids[i] = string.format('%d', next_id)
+      if not ids[i] then
+        auto[i] = true
+        count = count + 1
       end
     end
-  end
-  return auto
-end
-
--- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
--- with one read and one write of the job records for the whole call. Returns per job its id, or false when
--- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
--- whether it wrote anything.
-local function push_all(n, ids, recs, priorities, delays, grps)
-  local auto = reserve_ids(n, ids)
-  local found = redis.call('HMGET', jobs, unpack(ids))
-  local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
-  for i = 1, n do
-    local id = ids[i]
-    if found[i] or taken[id] then id = auto[i] and free_id(taken) end
-    out[i] = id or false
-    if id then
-      taken[id] = true
-      fields[#fields + 1] = id
-      fields[#fields + 1] = recs[i]
-      local g = grps and grps[i]
-      if g then
-        members[#members + 1] = 'j:' .. id
-        members[#members + 1] = g
-      end
-      if delays[i] > 0 then
-        later[#later + 1] = now + delays[i]
-        later[#later + 1] = id
-        emit('delayed', id)
-        emit_field('t', string.format('%d', now + delays[i]))
-      elseif g then
-        grouped[#grouped + 1] = { g, id }
-        emit('added', id)
-      else
-        local list = by_priority[priorities[i]]
-        if not list then
-          list = {}
-          by_priority[priorities[i]] = list
+    if count > 0 then
+      local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+      for i = 1, n do
+        if auto[i] then
+          next_id = next_id + 1
+          ids[i] = string.format('%d', next_id)
         end
-        list[#list + 1] = id
-        emit('added', id)
       end
     end
+    return auto
   end
-  if #fields == 0 then return out end
-  redis.call('HSET', jobs, unpack(fields))
-  if #members > 0 then
-    redis.call('HSET', groups, unpack(members))
-    any_groups_seen = true
-  end
-  for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
-  for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
-  if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
-  return out, true
-end
 
--- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
--- recomputes how long to wait) and the events.
-local function pushed()
-  save_count()
-  wake_worker()
-  flush_events()
+  -- Queues n checked jobs (ids[i] = false asks for a generated id; grps[i], when grps is given, a group)
+  -- with one read and one write of the job records for the whole call. Returns per job its id, or false when
+  -- the id exists (a repeated id in one call is a duplicate), and then nothing is written for that job; and
+  -- whether it wrote anything.
+  function push_all(n, ids, recs, priorities, delays, grps)
+    local auto = reserve_ids(n, ids)
+    local found = redis.call('HMGET', jobs, unpack(ids))
+    local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
+    for i = 1, n do
+      local id = ids[i]
+      if found[i] or taken[id] then id = auto[i] and free_id(taken) end
+      out[i] = id or false
+      if id then
+        taken[id] = true
+        fields[#fields + 1] = id
+        fields[#fields + 1] = recs[i]
+        local g = grps and grps[i]
+        if g then
+          members[#members + 1] = 'j:' .. id
+          members[#members + 1] = g
+        end
+        if delays[i] > 0 then
+          later[#later + 1] = now + delays[i]
+          later[#later + 1] = id
+          emit('delayed', id)
+          emit_field('t', string.format('%d', now + delays[i]))
+        elseif g then
+          grouped[#grouped + 1] = { g, id }
+          emit('added', id)
+        else
+          local list = by_priority[priorities[i]]
+          if not list then
+            list = {}
+            by_priority[priorities[i]] = list
+          end
+          list[#list + 1] = id
+          emit('added', id)
+        end
+      end
+    end
+    if #fields == 0 then return out end
+    redis.call('HSET', jobs, unpack(fields))
+    if #members > 0 then
+      redis.call('HSET', groups, unpack(members))
+      any_groups_seen = true
+    end
+    for priority, list in pairs(by_priority) do enqueue_ids(priority, list, false) end
+    if #grouped > 0 then load_groups() end
+    for _, job in ipairs(grouped) do enqueue_group(job[1], job[2], false) end
+    if #later > 0 then redis.call('ZADD', delayed, unpack(later)) end
+    return out, true
+  end
+
+  -- The end of a call that pushed: the count, a wake-up (a delayed job too wakes a blocked worker, which
+  -- recomputes how long to wait) and the events.
+  function pushed()
+    save_count()
+    wake_worker()
+    flush_events()
+  end
 end
 
 --[[ PUSH (public) ---------------------------------------------------------------------------------------
@@ -615,7 +649,7 @@ if op == 'PUSH' then
 end
 
 --[[ PUSHN (internal) ------------------------------------------------------------------------------------
-KEYS: as PUSH, then (KEYS[17] on) the dedup key of each job pushed with a dedup, in argument order:
+KEYS: as PUSH, then (KEYS[18] on) the dedup key of each job pushed with a dedup, in argument order:
   queue..':dedup:'..<dedup_key> STRING: the id of the job that holds the key, expiring after ttl_ms.
 ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
   <k> <priority> <max_retries> <delay_seconds> <named> then k times [<dedup_mode> <ttl_ms> <dedup_key>]
@@ -630,37 +664,37 @@ ARGV: PUSHN <current_time> <n> then runs of jobs that share their options, each
 Reply: { id|0|{id}, ... }: per job its id when queued, 0 when the id exists (a repeated id in one call is a
   duplicate), { id } when its dedup key held job id (throttled, or that job's data replaced).
 ]]
-local function dedup_arg(at)
-  local mode = ARGV[at]
-  if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
-  local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
-  return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
-end
-
--- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
--- wrote anything.
-local function push_dedup(d, id, rec, priority, delay_ms, g)
-  local key, ttl = d[4], d[2]
-  local holder = redis.call('GET', key)
-  if d[1] == 'throttle' then
-    if holder then return { holder }, false end
-  else
-    if holder and redis.call('ZSCORE', delayed, holder) then
-      redis.call('HSET', jobs, holder, rec)
-      redis.call('ZADD', delayed, now + ttl, holder)
-      redis.call('PEXPIRE', key, ttl)
-      emit('delayed', holder)
-      emit_field('t', string.format('%d', now + ttl))
-      return { holder }, true
-    end
-    delay_ms = ttl
-  end
-  local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
-  if got then redis.call('SET', key, got, 'PX', ttl) end
-  return got or 0, got ~= false
-end
-
 if op == 'PUSHN' then
+  local function dedup_arg(at)
+    local mode = ARGV[at]
+    if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
+    local ttl = number('dedup ttl_ms', ARGV[at + 1], 1, MAX_DELAY_S * 1000, true)
+    return { mode, ttl, id_arg('dedup_key', ARGV[at + 2]) }
+  end
+
+  -- Pushes one job under its dedup (`d`: mode, ttl_ms, key name, key): PUSHN's answer for it, and whether it
+  -- wrote anything.
+  local function push_dedup(d, id, rec, priority, delay_ms, g)
+    local key, ttl = d[4], d[2]
+    local holder = redis.call('GET', key)
+    if d[1] == 'throttle' then
+      if holder then return { holder }, false end
+    else
+      if holder and redis.call('ZSCORE', delayed, holder) then
+        redis.call('HSET', jobs, holder, rec)
+        redis.call('ZADD', delayed, now + ttl, holder)
+        redis.call('PEXPIRE', key, ttl)
+        emit('delayed', holder)
+        emit_field('t', string.format('%d', now + ttl))
+        return { holder }, true
+      end
+      delay_ms = ttl
+    end
+    local got = push_all(1, { id }, { rec }, { priority }, { delay_ms }, { g })[1]
+    if got then redis.call('SET', key, got, 'PX', ttl) end
+    return got or 0, got ~= false
+  end
+
   local n = number('n', ARGV[3], 1, MAX_BATCH, true)
   local ids, recs, priorities, delays, dedups, grps = {}, {}, {}, {}, {}, nil
   local i, at, keyed = 0, 4, 0
@@ -734,21 +768,11 @@ if op == 'PUSHN' then
   return out
 end
 
--- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
--- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
-local function parse_record(rec)
-  if not rec then return nil end
-  local a = find(rec, ':', 1, true)
-  local b = find(rec, ':', a + 1, true)
-  local policy = sub(rec, a + 1, b - 1)
-  local at = find(policy, '@', 1, true)
-  if at then policy = sub(policy, 1, at - 1) end
-  local c = find(policy, ',', 1, true)
-  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
-  local d = find(policy, ',', c + 1, true)
-  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
-    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
-end
+-- Speed: a closure captures each local it uses by walking the list of locals captured so far, newest
+-- first, so capturing a local declared early walks past every helper above it. Values that no longer
+-- change once the call has started are declared again here, where the completion helpers capture them
+-- near the head of that list (never a counter or flag a helper updates: those must stay one variable).
+local now, processing, waiting, jobs, state, meta, unpack, emit = now, processing, waiting, jobs, state, meta, unpack, emit
 
 local function parse_state(s)
   if not s then return 0, '', '' end
@@ -761,20 +785,9 @@ local function read_state(id)
   return parse_state(redis.call('HGET', state, id))
 end
 
--- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
--- once completed.
-local function ended(token)
-  local first = byte(token, 1)
-  if token == '' or token == '0' or first == 126 or first == 61 then return token end
-  return '~' .. token
-end
-
-local function write_state(id, attempts, token, err)
-  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
-end
-
 local function wake_worker_if_waiting()
-  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then wake_worker() end
+  -- `gready` is read only when the call has not found the queue without groups.
+  if redis.call('ZCARD', waiting) > 0 or (any_groups_seen ~= false and redis.call('ZCARD', gready) > 0) then wake_worker() end
 end
 
 -- HDEL of many fields, in steps (unpack has a stack limit).
@@ -786,7 +799,8 @@ end
 
 -- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
 local function drop_info(ids)
-  if redis.call('HLEN', info) == 0 then return end
+  if info_seen == nil then info_seen = redis.call('EXISTS', info) == 1 end
+  if not info_seen then return end
   local counts, fields = {}, {}
   for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
   counts = redis.call('HMGET', info, unpack(counts))
@@ -815,33 +829,12 @@ local function forget_all(ids)
   end
 end
 
-local function forget(id)
-  forget_all({ id })
-end
-
 -- The job's state when `id` is leased (under `token`, if given), else nil.
 local function leased(id, token)
   if not redis.call('ZSCORE', processing, id) then return nil end
   local attempts, held, err = read_state(id)
   if token and token ~= held then return nil end
   return attempts, held, err
-end
-
--- n (job_id, lease_token) pairs from ARGV[base] on, as two lists.
-local function pairs_arg(base, n)
-  local ids, tokens = {}, {}
-  for i = 1, n do
-    ids[i] = id_arg('job_id', ARGV[base + 2 * i - 2])
-    tokens[i] = id_arg('lease_token', ARGV[base + 2 * i - 1])
-  end
-  return ids, tokens
-end
-
-local function dead_letter(id, attempts, token, err)
-  write_state(id, attempts, ended(token), err)
-  redis.call('ZADD', dead, now, id)
-  emit('dead', id)
-  emit_field('f', err)
 end
 
 -- Retention of a finished set (`completed` or `dead`, scored by when): keeps at most `keep` (-1: any
@@ -869,16 +862,6 @@ local function trim_finished(set, keep, keep_ms, limit)
   end
 end
 
-local function trim_dead()
-  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
-end
-
--- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
-local function lost_record(id)
-  local attempts, token = read_state(id)
-  dead_letter(id, attempts, token, 'record lost')
-end
-
 -- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
 -- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
 -- at once when it keeps none (the seed's behaviour).
@@ -886,7 +869,12 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
-  local scored, results = {}, {}
+  -- With events off and nothing kept (the seed's way) there is nothing to build per job.
+  if keep_done == 0 and not events_on then
+    forget_all(ids)
+    return
+  end
+  local scored, results, at = {}, {}, string.format('%d', now)
   for i = 1, n do
     local id = ids[i]
     emit('completed', id)
@@ -895,7 +883,7 @@ local function finish(ids, states, values)
       results[#results + 1] = 'r:' .. id
       results[#results + 1] = values[i]
     end
-    scored[2 * i - 1] = now
+    scored[2 * i - 1] = at
     scored[2 * i] = id
   end
   if keep_done == 0 then
@@ -904,7 +892,10 @@ local function finish(ids, states, values)
   end
   redis.call('ZADD', completed, unpack(scored))
   redis.call('HSET', state, unpack(states))
-  if #results > 0 then redis.call('HSET', info, unpack(results)) end
+  if #results > 0 then
+    redis.call('HSET', info, unpack(results))
+    info_seen = true
+  end
   trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
 end
 
@@ -932,12 +923,90 @@ if op == 'COMPLETE' then
   return 1
 end
 
+-- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
+local function group_of(id)
+  if not any_groups() then return nil end
+  local g = redis.call('HGET', groups, 'j:' .. id)
+  if not g then return nil end
+  load_groups()
+  return g
+end
+
+local function enqueue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, false) end
+  enqueue_ids(priority, { id }, false)
+end
+
+-- A job whose lease expired or was released waited its turn already: it goes first within its priority
+-- (or its group).
+local function requeue(id, priority)
+  local g = group_of(id)
+  if g then return enqueue_group(g, id, true) end
+  enqueue_ids(priority, { id }, true)
+end
+
+-- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
+-- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
+local function parse_record(rec)
+  if not rec then return nil end
+  local a = find(rec, ':', 1, true)
+  local b = find(rec, ':', a + 1, true)
+  local policy = sub(rec, a + 1, b - 1)
+  local at = find(policy, '@', 1, true)
+  if at then policy = sub(policy, 1, at - 1) end
+  local c = find(policy, ',', 1, true)
+  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+  local d = find(policy, ',', c + 1, true)
+  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
+    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
+end
+
+-- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+-- once completed.
+local function ended(token)
+  local first = byte(token, 1)
+  if token == '' or token == '0' or first == 126 or first == 61 then return token end
+  return '~' .. token
+end
+
+local function write_state(id, attempts, token, err)
+  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
+end
+
+local function dead_letter(id, attempts, token, err)
+  write_state(id, attempts, ended(token), err)
+  redis.call('ZADD', dead, now, id)
+  emit('dead', id)
+  emit_field('f', err)
+end
+
+local function trim_dead()
+  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
+end
+
+-- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
+local function lost_record(id)
+  local attempts, token = read_state(id)
+  dead_letter(id, attempts, token, 'record lost')
+end
+
 --[[ EXTEND (internal) -----------------------------------------------------------------------------------
 KEYS: 2 processing, 7 state.
 ARGV: EXTEND <current_time> <lease_ms> <n> then n times <job_id> <lease_token>
 Reply: { 1|0, ... }: renews each lease that is still held under that token to now + lease_ms.
 ]]
 if op == 'EXTEND' then
+  -- n (job_id, lease_token) pairs from ARGV[base] on, as two lists.
+  local function pairs_arg(base, n)
+    local ids, tokens = {}, {}
+    for i = 1, n do
+      ids[i] = id_arg('job_id', ARGV[base + 2 * i - 2])
+      tokens[i] = id_arg('lease_token', ARGV[base + 2 * i - 1])
+    end
+    return ids, tokens
+  end
+
   local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   local n = number('n', ARGV[4], 1, MAX_BATCH, true)
   if #ARGV ~= 4 + 2 * n then bad('EXTEND with n = ' .. n .. ' takes ' .. (4 + 2 * n) .. ' arguments, got ' .. #ARGV) end
@@ -1094,6 +1163,10 @@ if op == 'FAIL' then
   return { 'retry', at }
 end
 
+-- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
+local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
+local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
+
 -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
 -- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
 local function pop_waiting_ids(count)
@@ -1120,33 +1193,79 @@ local function pop_waiting_ids(count)
   return ids, more
 end
 
--- Pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
+-- Group leasing, built by `load_group_pop` only in a call that leases from groups:
+-- `sweep_groups` places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the
+-- last step ended, meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
+-- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
+-- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. `first`: the
+-- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
+-- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
+-- is ready now.
+-- `pop_group_ids` pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
 -- let them lease again become ready, then each turn takes the head of the first ready group and moves
 -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
--- paused or empty: O(log groups) per job. Returns whether ready groups remain.
-local function pop_group_ids(count, ids)
-  for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
-    redis.call('ZREM', glimited, g)
-    place_group(g, true)
-  end
-  local n = 0
-  while n < count do
-    local g = redis.call('ZRANGE', gready, 0, 0)[1]
-    if not g then break end
-    local id = redis.call('LPOP', waiting .. ':g:' .. g)
-    if id then
-      n = n + 1
-      ids[#ids + 1] = id
-      gwaiting_delta = gwaiting_delta - 1
-      redis.call('HINCRBY', groups, 's:' .. g, 1)
-      local _, limit, window, _, tat = group_state(g)
-      if limit > 0 then
-        redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
-      end
+-- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
+-- and the turns go on. Returns whether ready groups remain.
+local sweep_groups, pop_group_ids
+local function load_group_pop()
+  load_groups()
+  if pop_group_ids then return end
+  function sweep_groups(now_too, first)
+    local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
+    local from, swept = m[1], tonumber(m[2])
+    if from then
+      from = '(' .. from
+    elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
+      return false
+    else
+      from = '-'
     end
-    place_group(g, true)
+    local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
+    local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
+    for _, g in ipairs(names) do
+      if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
+      place_group(g, false)
+    end
+    if #names < AUDIT_STEP then
+      redis.call('HDEL', meta, 'gsweep')
+      redis.call('HSET', meta, 'gswept', now)
+    else
+      redis.call('HSET', meta, 'gsweep', names[#names])
+    end
+    return redis.call('ZCARD', gready) > 0
   end
-  return redis.call('ZCARD', gready) > 0
+  function pop_group_ids(count, ids, lost)
+    for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+      redis.call('ZREM', glimited, g)
+      place_group(g, true)
+    end
+    local n = 0
+    local swept = false
+    while n < count do
+      local g = redis.call('ZRANGE', gready, 0, 0)[1]
+      if not g then
+        if swept or not sweep_groups(lost, #ids == 0) then break end
+        swept = true
+        g = redis.call('ZRANGE', gready, 0, 0)[1]
+      end
+      local id = redis.call('LPOP', waiting .. ':g:' .. g)
+      if id then
+        n = n + 1
+        ids[#ids + 1] = id
+        gwaiting_delta = gwaiting_delta - 1
+        -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
+        redis.call('HSET', groups, 'j:' .. id, g)
+        any_groups_seen = true
+        redis.call('HINCRBY', groups, 's:' .. g, 1)
+        local _, limit, window, _, tat = group_state(g)
+        if limit > 0 then
+          redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+        end
+      end
+      place_group(g, true)
+    end
+    return redis.call('ZCARD', gready) > 0
+  end
 end
 
 local function promote_due(source)
@@ -1199,9 +1318,11 @@ local function reclaim(completing)
 end
 
 local function wait_ms()
-  if redis.call('ZCARD', waiting) > 0 or redis.call('ZCARD', gready) > 0 then return 0 end
+  -- The group sets are read only when the call has not found the queue without groups.
+  local grouped = any_groups_seen ~= false
+  if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
   local best = -1
-  for _, key in ipairs({ delayed, failed, processing, glimited }) do
+  for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     if first[2] then
       local d = math.max(0, tonumber(first[2]) - now)
@@ -1225,12 +1346,25 @@ end
 -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
 local function audit_step(cursor, lease_ms)
   local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
-  local found, seen = reply[2], {}
+  -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
+  local found, seen, empty = reply[2], {}, {}
   for i = 1, #found, 2 do
     local id = found[i]
+    local g = group_of(id)
+    if g and empty[g] == nil then
+      -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
+      -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
+      local len = redis.call('LLEN', waiting .. ':g:' .. g)
+      empty[g] = len == 0
+      if len > 0 then
+        redis.call('ZADD', gwait, 0, g)
+        redis.call('HSETNX', groups, 's:' .. g, 0)
+        gwaiting_delta = gwaiting_delta + len
+        place_group(g, false)
+      end
+    end
     -- HSCAN may return an element twice: place it once.
-    -- Jobs in groups are left alone: their lists are not read here (see GROUPS).
-    if not seen[id] and not group_of(id) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+    if not seen[id] and (not g or empty[g]) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
       and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
       and not redis.call('ZSCORE', completed, id) then
       seen[id] = true
@@ -1257,10 +1391,19 @@ end
 
 -- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
 local function check_empty(lease_ms)
-  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited')
+  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
   local cursor, audited = m[2], tonumber(m[3])
+  -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
+  -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
+  local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
+  if grouped_lost then
+    redis.call('HSET', meta, 'gwaiting', 0)
+    gwaiting_delta = 0
+  end
   if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
     repair()
+    cursor = '0'
+  elseif grouped_lost and not cursor then
     cursor = '0'
   elseif not cursor then
     local placed = redis.call('ZCARD', processing) + redis.call('ZCARD', delayed) + redis.call('ZCARD', failed)
@@ -1311,7 +1454,7 @@ local function lease_ids(ids, lease_ms, full, out, last_token)
       states[2 * j] = s
       leases[2 * j - 1] = deadline
       leases[2 * j] = id
-      emit('active', id)
+      if events_on then emit('active', id) end
       if full then
         -- The record goes out whole ("priority:policy@created:data"): the caller splits it, Lua copies nothing.
         out[k + 1] = id
@@ -1361,6 +1504,8 @@ end
 -- waits (see `allowance`; nil when it is not held back).
 local function lease_jobs(count, lease_ms, full, out, completing, ending)
   local n, token, more, tries, hold = 0, 0, false, {}, nil
+  -- Whether this call read both the priority index and `gwait` empty (not read again below).
+  local read_empty = false
   local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
   local room = 0
   if count > 0 then
@@ -1369,7 +1514,17 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     room, hold = allowance(count, m, ending)
     if room > 0 then
       ids, more = pop_waiting_ids(room)
-      if #ids < room and any_groups() then more = pop_group_ids(room - #ids, ids) or more end
+      -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
+      if #ids < room then
+        local grouped = any_groups()
+        if grouped or redis.call('ZCARD', gwait) > 0 then
+          load_group_pop()
+          more = pop_group_ids(room - #ids, ids, not grouped) or more
+        else
+          -- A short pop ran out of priorities, and nothing adds to either before the check below.
+          read_empty = true
+        end
+      end
     end
     if #ids > 0 then
       local lost
@@ -1386,8 +1541,7 @@ local function lease_jobs(count, lease_ms, full, out, completing, ending)
     end
   end
   if buried > 0 then trim_dead() end
-  if not more and redis.call('ZCARD', waiting) == 0
-    and not (any_groups() and (tonumber(redis.call('HGET', meta, 'gwaiting')) or 0) + gwaiting_delta > 0) then
+  if not more and (read_empty or (redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0)) then
     if n > 0 then emit('drained', '') end
     check_empty(lease_ms)
     -- Nothing left to hold back from (a pause or a held slot still holds).
@@ -1410,71 +1564,79 @@ local function wait_after(n, count, hold)
   return wait_ms()
 end
 
--- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil.
+-- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil (a
+-- request also builds the memo helpers).
+local load_requests
 local function request_arg(index)
   local lane = ARGV[index]
   if lane == nil then
-    if #KEYS == DECLARED + 1 then bad('KEYS[17] is a request memo key: the call needs a request') end
+    if #KEYS == DECLARED + 1 then bad('KEYS[18] is a request memo key: the call needs a request') end
     return nil
   end
   id_arg('request_lane', lane)
   local seq = ARGV[index + 1]
   number('request_seq', seq, 0, 9007199254740991, true)
   local key = waiting .. ':req:' .. lane
-  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[17] must be the request memo key ' .. key) end
+  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
+  load_requests()
   return key, seq
 end
 
--- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
--- does not decode (a key overwritten by hand) counts as absent.
-local function recall_request(key, seq)
-  local saved = key and redis.call('GET', key)
-  if not saved then return nil end
-  local cut = string.find(saved, ':', 1, true)
-  if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
-  local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
-  if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
-  return { results, token, ids }
-end
-
--- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
--- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
--- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
--- maxmemory.
-local function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-  local ids = {}
-  for k = from, #out, 2 do ids[#ids + 1] = out[k] end
-  if completed == 0 and #ids == 0 then return end
-  redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
-end
-
--- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
--- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
--- their attempts (as `pop`).
-local function replay_request(saved, out)
-  local results, token, ids = saved[1], saved[2], saved[3]
-  local n, tries = 0, {}
-  local held = string.format('%d', token)
-  for _, id in ipairs(ids) do
-    local attempts = type(id) == 'string' and leased(id, held)
-    local rec = attempts and redis.call('HGET', jobs, id)
-    if rec then
-      local k = #out
-      out[k + 1] = id
-      out[k + 2] = rec
-      n = n + 1
-      tries[n] = string.format('%d', attempts)
-    elseif attempts then
-      redis.call('ZREM', processing, id)
-      release_groups({ id })
-      lost_record(id)
-    end
+-- The memo helpers (see REQUESTS), built by `load_requests` only in a call that names a request.
+local recall_request, remember_request, replay_request
+function load_requests()
+  if recall_request then return end
+  -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
+  -- does not decode (a key overwritten by hand) counts as absent.
+  function recall_request(key, seq)
+    local saved = key and redis.call('GET', key)
+    if not saved then return nil end
+    local cut = string.find(saved, ':', 1, true)
+    if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
+    local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
+    if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+    return { results, token, ids }
   end
-  return results, token, n, table.concat(tries, ',')
+
+  -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+  -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+  -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+  -- maxmemory.
+  function remember_request(key, seq, results, completed, token, out, from, lease_ms)
+    local ids = {}
+    for k = from, #out, 2 do ids[#ids + 1] = out[k] end
+    if completed == 0 and #ids == 0 then return end
+    redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+  end
+
+  -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
+  -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
+  -- their attempts (as `pop`).
+  function replay_request(saved, out)
+    local results, token, ids = saved[1], saved[2], saved[3]
+    local n, tries = 0, {}
+    local held = string.format('%d', token)
+    for _, id in ipairs(ids) do
+      local attempts = type(id) == 'string' and leased(id, held)
+      local rec = attempts and redis.call('HGET', jobs, id)
+      if rec then
+        local k = #out
+        out[k + 1] = id
+        out[k + 2] = rec
+        n = n + 1
+        tries[n] = string.format('%d', attempts)
+      elseif attempts then
+        redis.call('ZREM', processing, id)
+        release_groups({ id })
+        lost_record(id)
+      end
+    end
+    return results, token, n, table.concat(tries, ',')
+  end
 end
 
 --[[ POP (public, lease_ms included; full and the request are internal) -----------------------------------
-KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = its memo key.
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = its memo key.
 ARGV: POP <current_time> <count> [lease_ms] [full] [request_lane request_seq]
 Reply: seed shape: { {id, data}, ... } up to count (1..1000) jobs, leased for lease_ms (default 30000).
   With full = "1": { wait_ms, lease_token, attempts, id, "<priority>:<policy>@<created_ms>:<data>", ... }: one token for
@@ -1495,7 +1657,7 @@ if op == 'POP' then
   if memo and not full then bad('a request needs full = 1') end
   local out = {}
   if full then out = { 0, 0, '' } end
-  local saved = recall_request(memo, seq)
+  local saved = memo and recall_request(memo, seq)
   local n, token, tries, hold
   if saved then
     local _
@@ -1590,7 +1752,7 @@ local function held_by_caller(ids, tokens, firsts, values)
 end
 
 --[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all sixteen declared, the priority and group lists and, with a request, KEYS[17] = the request's memo key.
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
 ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
   <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
   ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
@@ -1604,7 +1766,7 @@ if op == 'ACK' then
   local n = number('n', ARGV[5], 0, MAX_BATCH, true)
   local ids, tokens, firsts, values, at = ack_groups(n)
   local memo, seq = request_arg(at)
-  local saved = recall_request(memo, seq)
+  local saved = memo and recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
   if saved then
     local results, token, got, tries = replay_request(saved, out)
@@ -1632,6 +1794,10 @@ if op == 'ACK' then
 end
 
 -- Inspection and control: below the hot path, so POP and ACK never build these helpers.
+
+local function forget(id)
+  forget_all({ id })
+end
 
 -- Where a job is: its state name, the score it has there (lease deadline, ready time, finish time) and
 -- the set holding it; 'waiting' (no score) when no set holds it.
@@ -1665,7 +1831,7 @@ local function last_event_id()
 end
 
 --[[ GETJOB (internal) -----------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: GETJOB <current_time> <job_id>
 Reply: { last_event_id } when no record has that id, else { last_event_id, id, state, record, job_state,
   progress, return_value, score }: state is waiting, delayed (pushed with a delay, or waiting for a retry),
@@ -1687,33 +1853,56 @@ local function append_page(out, list, name)
   return #list / 2
 end
 
+-- Appends the jobs of a waiting list after its first `skip`, at most `left`: returns the skip and left
+-- that remain for the lists after it.
+local function append_list(out, list, skip, left)
+  local len = redis.call('LLEN', list)
+  if skip >= len then return skip - len, left end
+  local ids = redis.call('LRANGE', list, skip, skip + left - 1)
+  for _, id in ipairs(ids) do append_info(out, id, 'waiting', false) end
+  return 0, left - #ids
+end
+
 --[[ GETJOBS (internal) ----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
-ARGV: GETJOBS <current_time> <state> <offset> <limit>
+KEYS: all seventeen declared and the priority and group lists.
+ARGV: GETJOBS <current_time> <state> <offset> <limit> [after_group]
 Reply: seven items per job as GETJOB's, for up to limit (1..1000) jobs after the first offset, in the
-  order of the state: waiting in the order they will run (highest priority first, FIFO within one);
-  delayed: jobs pushed with a delay by ready time, then jobs waiting for a retry by retry time; active by
-  lease deadline; completed and dead newest first. O(log N + limit), plus one LLEN per priority in use
-  for waiting.
+  order of the state: waiting: the ungrouped jobs in the order they will run (highest priority first,
+  FIFO within one), then the jobs waiting in groups, group by group in the order of their names (bytewise;
+  the groups are served round robin, so across groups this is not the order they run), FIFO within a
+  group; delayed: jobs pushed with a delay by ready time, then jobs waiting for a retry by retry time;
+  active by lease deadline; completed and dead newest first. O(log N + limit), plus for waiting one LLEN
+  per priority in use and per group passed, at most 1000 groups per call: when the page is not full after
+  1000 groups and more may follow, the reply ends with two more items, skip and group: call again with
+  offset = skip, limit = what the page lacks and after_group = group (1 to 256 bytes), which skips the
+  ungrouped jobs and the groups up to that one.
 ]]
 if op == 'GETJOBS' then
   local name = ARGV[3]
   local offset = number('offset', ARGV[4], 0, 1e9, true)
   local limit = number('limit', ARGV[5], 1, MAX_BATCH, true)
+  local after = ARGV[6]
+  if after ~= nil and (name ~= 'waiting' or #after == 0 or #after > MAX_GROUP) then
+    bad('after_group must be a string of 1 to ' .. MAX_GROUP .. ' bytes, and only for waiting')
+  end
   local out = {}
   if name == 'waiting' then
     local skip, left = offset, limit
-    for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do
-      if left == 0 then break end
-      local list = waiting .. ':w:' .. p
-      local len = redis.call('LLEN', list)
-      if skip >= len then
-        skip = skip - len
-      else
-        local ids = redis.call('LRANGE', list, skip, skip + left - 1)
-        skip = 0
-        for _, id in ipairs(ids) do append_info(out, id, 'waiting', false) end
-        left = left - #ids
+    if after == nil then
+      for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do
+        if left == 0 then break end
+        skip, left = append_list(out, waiting .. ':w:' .. p, skip, left)
+      end
+    end
+    if left > 0 then
+      local names = redis.call('ZRANGEBYLEX', gwait, after and '(' .. after or '-', '+', 'LIMIT', 0, STEP)
+      for _, g in ipairs(names) do
+        if left == 0 then break end
+        skip, left = append_list(out, waiting .. ':g:' .. g, skip, left)
+      end
+      if left > 0 and #names == STEP then
+        out[#out + 1] = skip
+        out[#out + 1] = names[STEP]
       end
     end
   elseif name == 'delayed' then
@@ -1802,13 +1991,14 @@ if op == 'PROGRESS' then
 end
 
 --[[ REMOVE (internal) -----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: REMOVE <current_time> <job_id> <force>
 Reply: 1 when removed (record, state, progress, return value and logs; event removed), 0 when no job has
   that id, or it is active and force is not 1 (its worker would lose its lease). A waiting job is taken
   out of its priority's list with LREM: O(jobs waiting at that priority); other states O(log N).
 ]]
 if op == 'REMOVE' then
+  load_groups()
   local id = id_arg('job_id', ARGV[3])
   local force = ARGV[4]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
@@ -1843,7 +2033,7 @@ if op == 'REMOVE' then
 end
 
 --[[ PROMOTE (internal) ----------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: PROMOTE <current_time> <job_id>
 Reply: 1 when the job was delayed (or waiting for a retry) and now waits to run (event waiting; its
   record lost: dead), else 0.
@@ -1866,7 +2056,7 @@ if op == 'PROMOTE' then
 end
 
 --[[ RETRYJOB (internal) ---------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's priority or group.
+KEYS: all seventeen declared and the list of the job's priority or group.
 ARGV: RETRYJOB <current_time> <job_id>
 Reply: 1 when the dead job went back to waiting with its attempts reset (event waiting), else 0 (not dead,
   or its record is lost).
@@ -1910,19 +2100,6 @@ if op == 'PAUSE' then
   return 1
 end
 
--- Calls fn(group) for each group with jobs waiting or leased (HSCAN of `groups`, all of it: O(grouped jobs
--- + groups)) while fn returns true.
-local function each_group(fn)
-  local cursor = '0'
-  repeat
-    local reply = redis.call('HSCAN', groups, cursor, 'MATCH', 's:*', 'COUNT', STEP)
-    cursor = reply[1]
-    for i = 1, #reply[2], 2 do
-      if not fn(sub(reply[2][i], 3)) then return end
-    end
-  until cursor == '0'
-end
-
 -- Deletes what is kept of `ids` (taken out of their places already), each with a removed event.
 local function removed(ids)
   forget_all(ids)
@@ -1931,28 +2108,32 @@ local function removed(ids)
 end
 
 --[[ DRAIN (internal) ------------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
+KEYS: all seventeen declared and the priority and group lists.
 ARGV: DRAIN <current_time> <delayed> <limit>
-Reply: { removed, more }: removes up to limit (1..1000) waiting jobs, and with delayed = 1 then delayed
-  jobs and jobs waiting for a retry (each with an event removed); more is 1 when limit were removed (call
-  again), else 0.
+Reply: { removed, more }: removes up to limit (1..1000) waiting jobs (ungrouped first, then from the groups
+  in `gwait`, first by name), and with delayed = 1 then delayed jobs and jobs waiting for a retry (each
+  with an event removed); more is 1 when limit were removed or groups are left to visit (call again),
+  else 0. O((limit + 1) log N): at most limit + 1 groups are visited per call (each gives up jobs or, its
+  list lost, leaves `gwait`).
 ]]
 if op == 'DRAIN' then
+  load_groups()
   local with_delayed = ARGV[3]
   if with_delayed ~= '0' and with_delayed ~= '1' then bad('delayed must be 0 or 1, got ' .. tostring(with_delayed)) end
   local limit = number('limit', ARGV[4], 1, MAX_BATCH, true)
   local ids = pop_waiting_ids(limit)
   local n = removed(ids)
-  if n < limit and any_groups() then
-    each_group(function(g)
-      local list = waiting .. ':g:' .. g
-      local got = redis.call('LPOP', list, limit - n) or {}
-      gwaiting_delta = gwaiting_delta - #got
-      n = n + removed(got)
-      place_group(g, false)
-      return n < limit
-    end)
+  local visits = 0
+  while n < limit and visits <= limit do
+    local g = redis.call('ZRANGE', gwait, 0, 0)[1]
+    if not g then break end
+    visits = visits + 1
+    local got = redis.call('LPOP', waiting .. ':g:' .. g, limit - n) or {}
+    gwaiting_delta = gwaiting_delta - #got
+    n = n + removed(got)
+    place_group(g, false)
   end
+  local more = n == limit or (visits > limit and redis.call('ZCARD', gwait) > 0)
   if with_delayed == '1' then
     for _, set in ipairs({ delayed, failed }) do
       if n < limit then
@@ -1966,11 +2147,11 @@ if op == 'DRAIN' then
   end
   save_count()
   flush_events()
-  return { n, n == limit and 1 or 0 }
+  return { n, more and 1 or 0 }
 end
 
 --[[ CLEAN (internal) ------------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: CLEAN <current_time> <state> <older_than_ms> <limit>
 Reply: how many jobs of state (completed or dead) that finished at least older_than_ms ago were removed,
   oldest first, at most limit (1..1000); each with an event removed.
@@ -1989,25 +2170,47 @@ if op == 'CLEAN' then
 end
 
 --[[ OBLITERATE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared and the priority and group lists.
+KEYS: all seventeen declared and the priority and group lists.
 ARGV: OBLITERATE <current_time> <force>
 Reply: 1 when every key of the queue was deleted (UNLINK: O(1) per key here, the memory is freed in the
-  background), 0 when jobs are active and force is not 1 (nothing deleted). Request memos expire by
-  themselves (within the lease, and 60 s).
+  background), 0 when jobs are active and force is not 1 (nothing deleted), 2 when it deleted a step of
+  group lists: call again with the same force (each call checks for active jobs when force is not 1: a
+  refusal after a first step keeps the jobs whose group lists went, and the audit of RECOVERY puts them
+  back in their groups).
+  A step deletes the lists of up to 1000 groups of each of `gwait`, `gready` and `glimited`, and once
+  those are empty scans `groups` for the rest (HSCAN COUNT 1000 per call, cursor in meta `obliterate`),
+  so a call is O(1000) whatever the number of groups; the last call deletes the other keys and the 2001
+  priority lists. Request memos expire by themselves (within the lease, and 60 s).
 ]]
 if op == 'OBLITERATE' then
   local force = ARGV[3]
   if force ~= '0' and force ~= '1' then bad('force must be 0 or 1, got ' .. tostring(force)) end
   if force ~= '1' and redis.call('ZCARD', processing) > 0 then return 0 end
-  if any_groups() then
-    each_group(function(g)
-      redis.call('UNLINK', waiting .. ':g:' .. g)
-      return true
-    end)
+  local cursor = redis.call('HGET', meta, 'obliterate')
+  local lists = {}
+  for _, index in ipairs({ gwait, gready, glimited }) do
+    local names = redis.call('ZRANGE', index, 0, STEP - 1)
+    if #names > 0 then
+      redis.call('ZREM', index, unpack(names))
+      for _, g in ipairs(names) do lists[#lists + 1] = waiting .. ':g:' .. g end
+    end
+  end
+  local finished = #lists == 0
+  if finished then
+    -- Groups no index names (lost): their jobs' leases or waits keep an "s:" field in `groups`.
+    local reply = redis.call('HSCAN', groups, cursor or '0', 'MATCH', 's:*', 'COUNT', STEP)
+    for i = 1, #reply[2], 2 do lists[#lists + 1] = waiting .. ':g:' .. sub(reply[2][i], 3) end
+    cursor = reply[1]
+    finished = cursor == '0'
+  end
+  for from = 1, #lists, STEP do redis.call('UNLINK', unpack(lists, from, math.min(#lists, from + STEP - 1))) end
+  if not finished then
+    redis.call('HSET', meta, 'obliterate', cursor or '0')
+    return 2
   end
   redis.call('UNLINK', waiting, processing, failed, dead, delayed, jobs, state, meta, wake, completed, events, info, groups, gready, glimited,
-    schedulers)
-  local lists = {}
+    schedulers, gwait)
+  lists = {}
   for p = -MAX_PRIORITY, MAX_PRIORITY do
     lists[#lists + 1] = waiting .. ':w:' .. p
     if #lists == 500 or p == MAX_PRIORITY then
@@ -2024,13 +2227,14 @@ local function group_arg(value)
 end
 
 --[[ GROUPOPTS (internal) --------------------------------------------------------------------------------
-KEYS: all sixteen declared and the group's list.
+KEYS: all seventeen declared and the group's list.
 ARGV: GROUPOPTS <current_time> <group> <concurrency> <rate_limit> <rate_window_ms>
   concurrency: 1..1000000 jobs of the group leased at once; rate_limit 0 (none) or 1..1000000 leases per
   rate_window_ms (1 ms to a year), spread evenly as the queue-wide one (see LIMITS).
 Reply: 1. Stored in `groups` ("o:"..group) until changed: set options are kept while the group is idle.
 ]]
 if op == 'GROUPOPTS' then
+  load_groups()
   local g = group_arg(ARGV[3])
   local conc = number('concurrency', ARGV[4], 1, MAX_RATE, true)
   local limit = number('rate_limit', ARGV[5], 0, MAX_RATE, true)
@@ -2043,13 +2247,14 @@ if op == 'GROUPOPTS' then
 end
 
 --[[ GROUPPAUSE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared and the group's list.
+KEYS: all seventeen declared and the group's list.
 ARGV: GROUPPAUSE <current_time> <group> <paused>
 Reply: 1 when the call changed the group's state, else 0. A paused group's jobs wait (pushes still
   queue) and none is leased until it is resumed; its leased jobs finish. No event (the queue's paused and
   resumed events are the whole queue's).
 ]]
 if op == 'GROUPPAUSE' then
+  load_groups()
   local g = group_arg(ARGV[3])
   local want = ARGV[4]
   if want ~= '0' and want ~= '1' then bad('paused must be 0 or 1, got ' .. tostring(want)) end
@@ -2141,7 +2346,7 @@ local function check_spec(spec)
 end
 
 --[[ SCHEDULE (internal) ---------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's group.
+KEYS: all seventeen declared and the list of the job's group.
 ARGV: SCHEDULE <current_time> <id> <next_run_ms> <spec> <priority> <max_retries> <job_data> [group]
   spec: the repeat rule, JSON (1 to 4096 bytes; see check_spec: its shape only); next_run_ms: its next
   occurrence (0..1e13); priority, max_retries, job_data as PUSH's; group as PUSHN's.
@@ -2169,10 +2374,11 @@ if op == 'SCHEDULE' then
 end
 
 --[[ SCHEDNEXT (internal) --------------------------------------------------------------------------------
-KEYS: all sixteen declared and the list of the job's group.
+KEYS: all seventeen declared and the list of the job's group.
 ARGV: SCHEDNEXT <current_time> <id> <run_ms> <next_run_ms>
-  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or after now when later
-  (missed ticks make no job: one catch-up job, the late one, then the next future tick).
+  run_ms: the tick whose job was leased; next_run_ms: the occurrence after it, or, when the one after that
+  has passed too, the first after now (missed ticks make no job: one catch-up job, the late one, then
+  the next future tick; the caller computes it, the script only stores it).
 Reply: 1 when the scheduler was at run_ms and moved on to next_run_ms (its job made), else 0 (removed,
   changed, or moved on already: a repeat is harmless).
 ]]
@@ -2222,7 +2428,7 @@ if op == 'SCHEDULERS' then
 end
 
 --[[ UNSCHEDULE (internal) -------------------------------------------------------------------------------
-KEYS: all sixteen declared.
+KEYS: all seventeen declared.
 ARGV: UNSCHEDULE <current_time> <id>
 Reply: 1 when the scheduler existed: removed with its pending job while that is still delayed (event
   removed); a job already due or running finishes, and makes no next one. Else 0.

@@ -13,7 +13,7 @@ export const SEED_KEY_COUNT = 4;
  * Every key a call touches except the per-priority and per-group lists (chosen inside the script): the
  * seed's four, then `queue:delayed`, `queue:jobs`, `queue:state`, `queue:meta`, `queue:wake`,
  * `queue:completed`, `queue:events`, `queue:info`, `queue:groups`, `queue:gready`, `queue:glimited`,
- * `queue:schedulers`, named
+ * `queue:schedulers`, `queue:gwait`, named
  * as the script derives them. `wakeKey` is the list idle workers block on, `eventsKey` the stream of events.
  */
 export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wakeKey: string; eventsKey: string } {
@@ -22,7 +22,7 @@ export function declaredKeys(seedKeys: readonly string[]): { keys: string[]; wak
   const eventsKey = `${queue}:events`;
   const derived = [
     `${queue}:delayed`, `${queue}:jobs`, `${queue}:state`, `${queue}:meta`, wakeKey, `${queue}:completed`, eventsKey, `${queue}:info`,
-    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`, `${queue}:schedulers`,
+    `${queue}:groups`, `${queue}:gready`, `${queue}:glimited`, `${queue}:schedulers`, `${queue}:gwait`,
   ];
   return { keys: [...seedKeys, ...derived], wakeKey, eventsKey };
 }
@@ -498,9 +498,14 @@ export function encodeGetJob(id: string): ScriptArg[] {
   return ['GETJOB', SERVER_TIME, id];
 }
 
-/** GETJOBS: a page of the jobs in `state`. */
-export function encodeGetJobs(state: JobState, offset: number, limit: number): ScriptArg[] {
-  return ['GETJOBS', SERVER_TIME, state, offset, limit];
+/**
+ * GETJOBS: a page of the jobs in `state`; `afterGroup` continues a waiting page after that group (see
+ * `decodeGetJobsNext`).
+ */
+export function encodeGetJobs(state: JobState, offset: number, limit: number, afterGroup?: string): ScriptArg[] {
+  const args: ScriptArg[] = ['GETJOBS', SERVER_TIME, state, offset, limit];
+  if (afterGroup !== undefined) args.push(afterGroup);
+  return args;
 }
 
 /** Items per job in GETJOB and GETJOBS replies. */
@@ -584,8 +589,18 @@ export function decodeGetJob<T, R>(reply: unknown, codec: Codec<T>, results: Cod
 export function decodeGetJobs<T, R>(reply: unknown, codec: Codec<T>, results: Codec<R>): JobInfo<T, R>[] {
   const r = toArray(reply);
   const out: JobInfo<T, R>[] = [];
-  for (let i = 0; i < r.length; i += INFO_ITEMS) out.push(decodeInfo(r, i, codec, results));
+  for (let i = 0; i + INFO_ITEMS <= r.length; i += INFO_ITEMS) out.push(decodeInfo(r, i, codec, results));
   return out;
+}
+
+/**
+ * Where a waiting page that stopped after the script's bound on groups per call goes on: the offset left
+ * to skip and the last group passed (the next call's `afterGroup`); undefined when the page is complete.
+ */
+export function decodeGetJobsNext(reply: unknown): { offset: number; afterGroup: string } | undefined {
+  const r = toArray(reply);
+  if (r.length % INFO_ITEMS !== 2) return undefined;
+  return { offset: toNumber(r[r.length - 2]), afterGroup: String(r[r.length - 1]) };
 }
 
 /** LOGS: a page of a job's kept log lines. */
@@ -644,9 +659,15 @@ export function encodeClean(state: 'completed' | 'dead', olderThanMs: number, li
   return ['CLEAN', SERVER_TIME, state, olderThanMs, limit];
 }
 
-/** OBLITERATE: deletes every key of the queue. Reply (`decodeHeld`): done (false: active jobs, no `force`). */
+/** OBLITERATE: deletes a step of the queue's keys (see `decodeObliterate`). */
 export function encodeObliterate(force: boolean): ScriptArg[] {
   return ['OBLITERATE', SERVER_TIME, force ? 1 : 0];
+}
+
+/** OBLITERATE's reply: every key deleted, refused (active jobs, no `force`, nothing deleted), or call again. */
+export function decodeObliterate(reply: unknown): 'done' | 'refused' | 'more' {
+  const r = toNumber(reply);
+  return r === 1 ? 'done' : r === 2 ? 'more' : 'refused';
 }
 
 /** One event as the stream holds it: its name, job id ('' for queue events) and extra fields. */

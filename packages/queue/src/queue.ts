@@ -43,8 +43,10 @@ import {
   decodeFetch,
   decodeGetJob,
   decodeGetJobs,
+  decodeGetJobsNext,
   decodeHeld,
   decodeLogs,
+  decodeObliterate,
   decodeOr,
   decodePushMany,
   decodeRetryDead,
@@ -998,13 +1000,23 @@ export class JobQueue<T = unknown, R = unknown> {
 
   /**
    * A page of the jobs in `state` (default offset 0, limit 50, at most 1000), in the state's order:
-   * waiting in the order they will run; delayed: delayed pushes by ready time, then jobs waiting for a
-   * retry by retry time; active by lease deadline; completed and dead newest first.
+   * waiting: the ungrouped jobs in the order they will run, then the jobs waiting in groups, group by group
+   * in the bytewise order of the group names, FIFO within a group (groups are served round robin, so
+   * across groups this is not the run order); delayed: delayed pushes by ready time, then jobs waiting for
+   * a retry by retry time; active by lease deadline; completed and dead newest first. A waiting page that
+   * passes more than 1000 groups takes one bounded call per 1000 groups, so it is not one snapshot.
    */
   async getJobs(state: JobState, page: { offset?: number; limit?: number } = {}): Promise<JobInfo<T, R>[]> {
     assertOneOf('state', state, JOB_STATES);
     const { offset, limit } = checkPage('page', page, 50);
-    return decodeGetJobs(await this.run(encodeGetJobs(state, offset, limit)), this.codec, this.results);
+    let reply = await this.run(encodeGetJobs(state, offset, limit));
+    const jobs = decodeGetJobs(reply, this.codec, this.results);
+    // A waiting page past many groups takes several calls, each bounded (not one snapshot: see the docs).
+    for (let next = decodeGetJobsNext(reply); next !== undefined && jobs.length < limit; next = decodeGetJobsNext(reply)) {
+      reply = await this.run(encodeGetJobs(state, next.offset, limit - jobs.length, next.afterGroup));
+      jobs.push(...decodeGetJobs(reply, this.codec, this.results));
+    }
+    return jobs;
   }
 
   /** A page of the job's kept log lines (its last 100), oldest first; [] for an unknown job. */
@@ -1127,8 +1139,10 @@ export class JobQueue<T = unknown, R = unknown> {
   }
 
   /**
-   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or after now
-   * when that is later: ticks missed while nothing ran make no job (the late one is the one catch-up). Done
+   * Leased jobs of schedulers move their schedulers on to the next occurrence after their tick, or, when the
+   * occurrence after that one has passed too, to the first after now: ticks missed while nothing ran make
+   * no job (the late one is the one catch-up), while a lease late by less than one period (a busy machine)
+   * still makes the next tick's job, due at once. Done
    * at every lease of the job, so a worker that dies first leaves it to the next lease; a repeat is
    * harmless (the script moves a scheduler on only from the tick it is at).
    */
@@ -1139,7 +1153,9 @@ export class JobQueue<T = unknown, R = unknown> {
       const stored = decodeScheduler(tick.id, await this.run(encodeScheduler(tick.id)));
       const rule = stored === undefined ? undefined : parseSpec(stored.spec);
       if (stored?.nextRunAt !== tick.runMs || rule === undefined) continue;
-      const next = nextRunAt(rule, Math.max(tick.runMs, Date.now()));
+      const now = Date.now();
+      const following = nextRunAt(rule, tick.runMs);
+      const next = following !== undefined && (nextRunAt(rule, following) ?? Infinity) > now ? following : nextRunAt(rule, Math.max(tick.runMs, now));
       if (next !== undefined) await this.run(encodeScheduleNext(tick.id, tick.runMs, next));
     }
   }
@@ -1181,7 +1197,11 @@ export class JobQueue<T = unknown, R = unknown> {
    */
   async obliterate(options: { force?: boolean } = {}): Promise<boolean> {
     assertOptions('options', options, ['force']);
-    return decodeHeld(await this.run(encodeObliterate(checkFlag('options.force', options.force))));
+    const force = checkFlag('options.force', options.force);
+    for (;;) {
+      const outcome = decodeObliterate(await this.run(encodeObliterate(force)));
+      if (outcome !== 'more') return outcome === 'done';
+    }
   }
 
   /**

@@ -130,7 +130,35 @@ class Model {
   }
 
   waiting(): number {
-    return [...this.lists.values(), ...[...this.groups.values()].map((g) => g.list)].reduce((n, l) => n + l.length, 0);
+    return this.waitingOrder().length;
+  }
+
+  /**
+   * The documented order of `getJobs('waiting')`: ungrouped jobs by priority (highest first), FIFO within
+   * one; then the groups with jobs waiting by name (bytewise), FIFO within a group.
+   */
+  waitingOrder(): string[] {
+    const ungrouped = [...this.lists.keys()].sort((a, b) => b - a).flatMap((p) => this.lists.get(p)!);
+    const grouped = [...this.groups.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))).flatMap((name) => this.groups.get(name)!.list);
+    return [...ungrouped, ...grouped];
+  }
+
+  /** DRAIN of `limit`: the first `limit` jobs of the waiting order go; their groups are placed again. */
+  drain(limit: number): string[] {
+    const gone = this.waitingOrder().slice(0, limit);
+    for (const id of gone) {
+      const job = this.jobs.get(id)!;
+      this.jobs.delete(id);
+      if (job.group === undefined) {
+        const list = this.lists.get(job.priority)!;
+        list.splice(list.indexOf(id), 1);
+      } else {
+        const g = this.group(job.group);
+        g.list.splice(g.list.indexOf(id), 1);
+        this.place(g, false);
+      }
+    }
+    return gone;
   }
 }
 
@@ -219,6 +247,15 @@ const groupOptions = (name: string, concurrency: number, limit: number): Cmd => 
   toString: () => `setGroupOptions(${name}, ${concurrency}${limit > 0 ? `, ${limit}/s` : ''})`,
 });
 
+const drain = (limit: number): Cmd => ({
+  check: () => true,
+  async run(m, r) {
+    const gone = m.drain(limit);
+    expect(protocol.decodeDrain(await r.run(protocol.encodeDrain(false, limit)))).toEqual({ removed: gone.length, more: gone.length === limit });
+  },
+  toString: () => `drain(${limit})`,
+});
+
 const tick = (ms: number): Cmd => ({
   check: () => true,
   run(m) {
@@ -245,6 +282,7 @@ const commands = [
   fc.tuple(fc.constantFrom(...GROUPS), fc.integer({ min: 1, max: 3 }), fc.constantFrom(0, 0, 1, 2)).map(([g, c, l]) => groupOptions(g, c, l)),
   fc.boolean().map(queuePause),
   fc.constantFrom(100, 300, 500, 1000).map(tick),
+  fc.integer({ min: 1, max: 3 }).map(drain),
 ];
 
 describe.each(topologies)('groups, pauses and limits against a model on %s', (topology) => {
@@ -280,6 +318,12 @@ describe.each(topologies)('groups, pauses and limits against a model on %s', (to
             await cmd.run(m, r);
             const stats = protocol.decodeStats(await r.run(protocol.encodeStats()));
             expect(stats.waiting).toBe(m.waiting());
+            // getJobs('waiting') in its documented order, whole and in pages of two.
+            const order = m.waitingOrder();
+            const page = async (offset: number, limit: number) =>
+              protocol.decodeGetJobs(await r.run(protocol.encodeGetJobs('waiting', offset, limit)), defaultCodec, defaultCodec).map((j) => j.id);
+            expect(await page(0, 100)).toEqual(order);
+            for (let offset = 0; offset < order.length; offset += 2) expect(await page(offset, 2)).toEqual(order.slice(offset, offset + 2));
             expect(stats.processing).toBe([...m.jobs.values()].filter((j) => j.leased).length);
             expect(stats.processing).toBeLessThanOrEqual(GLOBAL);
             // Every group that can lease is in the round robin, in the model's order, and every group held by
@@ -287,6 +331,9 @@ describe.each(topologies)('groups, pauses and limits against a model on %s', (to
             expect(await (r.redis as Redis).zrange(keys[13]!, '0', '-1')).toEqual(m.order((g) => g.turn));
             const limited = m.order((g) => g.limitedUntil).flatMap((name) => [name, String(m.groups.get(name)!.limitedUntil)]);
             expect(await (r.redis as Redis).zrange(keys[14]!, '0', '-1', 'WITHSCORES')).toEqual(limited);
+            // The index of groups with jobs waiting names exactly those, by name.
+            const waitingGroups = [...m.groups.entries()].filter(([, g]) => g.list.length > 0).map(([name]) => name);
+            expect(await (r.redis as Redis).zrange(keys[16]!, '0', '-1')).toEqual(waitingGroups.sort());
           },
           toString: () => cmd.toString(),
         }));

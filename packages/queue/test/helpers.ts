@@ -1,5 +1,6 @@
 import type { RedisClient } from '@cyredis/core';
 import { Cluster, type Redis } from 'ioredis';
+import { expect } from 'vitest';
 import { JOB_QUEUE_LUA } from '../src/index.js';
 
 export function masters(redis: RedisClient): Redis[] {
@@ -24,4 +25,18 @@ export async function snapshot(redis: RedisClient, prefix: string): Promise<Reco
 /** A raw call of the shipped script, the way the seed README shows it (EVAL with the four keys). */
 export function raw(redis: RedisClient, keys: readonly string[], ...args: (string | number)[]): Promise<unknown> {
   return (redis as Redis).eval(JOB_QUEUE_LUA, 4, ...keys, ...args);
+}
+
+/**
+ * The end of a lost-key property run: every pushed job completed exactly once or is dead with a reason
+ * (`reasons`: dead job id to its reason), never both, never in no state.
+ */
+export function expectCompletedOnceOrDead(pushed: readonly string[], completed: ReadonlyMap<string, number>, reasons: ReadonlyMap<string, string>, lost: string): void {
+  for (const id of pushed) {
+    const done = completed.get(id) ?? 0;
+    expect(done, `${id} completed`).toBeLessThanOrEqual(1);
+    expect(done === 1 || reasons.has(id), `${id} is in no state after losing ${lost}`).toBe(true);
+    expect(done === 1 && reasons.has(id), `${id} both completed and dead`).toBe(false);
+    if (reasons.has(id)) expect(reasons.get(id), `${id} dead without a reason`).not.toBe('');
+  }
 }

@@ -3,7 +3,7 @@ import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { raw } from './helpers.js';
+import { expectCompletedOnceOrDead, raw } from './helpers.js';
 
 /**
  * Property test of the script when one key is lost: random pushes, pops, completions, failures, releases
@@ -94,13 +94,7 @@ describe.each(topologies)('job_queue.lua with one key lost, on %s', (topology) =
         const dead = (await call('DEAD', now / 1000, 1000)) as unknown[];
         const reasons = new Map<string, string>();
         for (let i = 0; i < dead.length; i += 5) reasons.set(dead[i] as string, dead[i + 3] as string);
-        for (const id of pushed) {
-          const done = completed.get(id) ?? 0;
-          expect(done, `${id} completed`).toBeLessThanOrEqual(1);
-          expect(done === 1 || reasons.has(id), `${id} is in no state after losing ${lost || 'the index'}`).toBe(true);
-          expect(done === 1 && reasons.has(id), `${id} both completed and dead`).toBe(false);
-          if (reasons.has(id)) expect(reasons.get(id), `${id} dead without a reason`).not.toBe('');
-        }
+        expectCompletedOnceOrDead(pushed, completed, reasons, lost || 'the index');
       }),
       { numRuns: topology === 'single' ? 60 : 20 },
     );

@@ -178,8 +178,8 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeHeld(await run(protocol.encodeRetryJob('d')))).toBe(false);
     expect(protocol.decodeDrain(await run(protocol.encodeDrain(false, 1000)))).toEqual({ removed: 1, more: false });
     expect(protocol.decodeCount(await run(protocol.encodeClean('completed', 0, 10)))).toBe(0);
-    expect(protocol.decodeHeld(await run(protocol.encodeObliterate(false)))).toBe(false);
-    expect(protocol.decodeHeld(await run(protocol.encodeObliterate(true)))).toBe(true);
+    expect(protocol.decodeObliterate(await run(protocol.encodeObliterate(false)))).toBe('refused');
+    expect(protocol.decodeObliterate(await run(protocol.encodeObliterate(true)))).toBe('done');
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
   });
 
@@ -194,10 +194,10 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     const push = protocol.encodePush({ ...spec('a', 'x'), id: 'a' });
     const wrong = [...keys];
     wrong[6] = `${prefix}{p}:other`;
-    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.16\] must be/);
+    await expect(run(push, wrong)).rejects.toThrow(/KEYS\[5\.\.17\] must be/);
     await expect(run(push, keys.slice(0, 8))).rejects.toThrow(ScriptError);
     const request: RequestId = { lane: 'l', seq: 1 };
-    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[17\] must be/);
+    await expect(run(protocol.encodeFetch(1, 1000, request), [...keys, `${keys[0]}:req:other`])).rejects.toThrow(/KEYS\[18\] must be/);
     await expect(run(protocol.encodeFetch(1, 1000, undefined), protocol.requestKeys(keys, request))).rejects.toThrow(/needs a request/);
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
   });

@@ -185,6 +185,10 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['GETJOBS', 1, 'waiting', -1, 10],
       ['GETJOBS', 1, 'waiting', 0, 0],
       ['GETJOBS', 1, 'waiting', 0, 1001],
+      // A waiting page goes on after a group (1 to 256 bytes); other states take no group.
+      ['GETJOBS', 1, 'waiting', 0, 10, ''],
+      ['GETJOBS', 1, 'waiting', 0, 10, 'g'.repeat(257)],
+      ['GETJOBS', 1, 'active', 0, 10, 'g'],
       ['LOGS', 1, 'seeded', 0, 1001],
       ['LOGS', 1, 'seeded', -1, 1],
       ['LOG', 1, 'seeded', 'x'.repeat(1025)],
