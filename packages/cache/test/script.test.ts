@@ -174,9 +174,9 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     // Members and tag pairs name the cache; drop everything before the entry's name to compare.
     const same = (text: string) => text.replace(/[^\0]*entry=/, 'entry=');
     const state = async (cache: string) => ({
-      log: (await redis.zrange(k(`${cache}:log`), 0, -1, 'WITHSCORES')).map(same),
+      log: (await redis.zrange(k(`${cache}:log`), '0', '-1', 'WITHSCORES')).map(same),
       stats: await redis.hgetall(k(`${cache}:stats`)),
-      tags: (await redis.zrange(k(`${cache}:tags`), 0, -1)).map(same),
+      tags: (await redis.zrange(k(`${cache}:tags`), '0', '-1')).map(same),
       tagged: Object.entries(await redis.hgetall(k(`${cache}:tagged`))).map(([member, tags]) => [same(member), tags]),
       values: await Promise.all(['a', 'b', 'c', 'd', 'e'].map((entry) => redis.get(k(`${cache}:entry=${entry}`)))),
     });
