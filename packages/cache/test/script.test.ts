@@ -160,6 +160,41 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(await redis.zcard(k('access:log'))).toBe(1);
   });
 
+  it('writes a plain one-entry MSET (the fast path) exactly as the general SET does', async () => {
+    // Two caches get the same writes: "m" as one-entry MSETs (the client's `set`), "s" as SETs with the tag
+    // keys (never the fast path). Each step covers a branch: a new stats hash, evictions, an entry that had
+    // tags (back to the general path), an expired member left to the sweep.
+    const keysOf = (cache: string, entry: string) =>
+      [`${cache}:entry=${entry}`, `${cache}:log`, `${cache}:stats`, `${cache}:tags`, `${cache}:tagged`].map(k);
+    const write = async (entry: string, ttl: string, max: number, tags = '') => {
+      const fast = await redis.evalsha(sha, 5, ...keysOf('m', entry), 'MSET', 1, max, 'ms', 0, '', 'o', entry, ttl, tags);
+      const general = await redis.evalsha(sha, 5, ...keysOf('s', entry), 'SET', 1, entry, ttl, max, 'ms', 0, '', 'o', '', tags);
+      expect(fast).toBe(general);
+    };
+    // Members and tag pairs name the cache; drop everything before the entry's name to compare.
+    const same = (text: string) => text.replace(/[^\0]*entry=/, 'entry=');
+    const state = async (cache: string) => ({
+      log: (await redis.zrange(k(`${cache}:log`), '0', '-1', 'WITHSCORES')).map(same),
+      stats: await redis.hgetall(k(`${cache}:stats`)),
+      tags: (await redis.zrange(k(`${cache}:tags`), '0', '-1')).map(same),
+      tagged: Object.entries(await redis.hgetall(k(`${cache}:tagged`))).map(([member, tags]) => [same(member), tags]),
+      values: await Promise.all(['a', 'b', 'c', 'd', 'e'].map((entry) => redis.get(k(`${cache}:entry=${entry}`)))),
+    });
+    for (const entry of ['a', 'b', 'c']) await write(entry, '3600000', 3);
+    await write('d', '3600000', 3);
+    await write('b', '3600000', 3, 't1\0t2');
+    await write('b', '3600000', 3);
+    expect(await state('m')).toEqual(await state('s'));
+    expect((await state('m')).values).toEqual([null, 'b', 'c', 'd', null]);
+    await write('e', '1', 100);
+    await waitFor(async () => (await redis.exists(k('m:entry=e'), k('s:entry=e'))) === 0, { timeoutMs: 5_000 });
+    for (let i = 0; i < 16; i++) await write('c', '3600000', 100);
+    const swept = await state('m');
+    expect(swept).toEqual(await state('s'));
+    expect(swept.log.filter((_, i) => i % 2 === 0)).toEqual(['entry=d', 'entry=b', 'entry=c']);
+    expect(swept.tags).toEqual([]);
+  });
+
   it('records lookups made with plain GETs (TOUCH): hits move to the MRU end, misses leave the log', async () => {
     for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 3600, 10);
     await redis.del(k('c'));

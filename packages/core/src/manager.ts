@@ -187,8 +187,18 @@ export class LuaScriptManager {
     if (s.numberOfKeys !== undefined && keys.length !== s.numberOfKeys) {
       throw new InvalidArgumentError('keys', `script "${s.name}" takes ${s.numberOfKeys} keys, got ${keys.length}`);
     }
-    for (let i = 0; i < keys.length; i++) assertNonEmptyString(`keys[${i}]`, keys[i], Number.MAX_SAFE_INTEGER);
-    for (let i = 0; i < args.length; i++) assertScriptArg(`args[${i}]`, args[i]);
+    // Every script call passes here: test the common shapes inline and name the position only on failure,
+    // so a call does not build a `keys[i]`/`args[i]` string for every key and argument.
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (typeof key !== 'string' || key.length === 0 || !key.isWellFormed()) {
+        assertNonEmptyString(`keys[${i}]`, key, Number.MAX_SAFE_INTEGER);
+      }
+    }
+    for (let i = 0; i < args.length; i++) {
+      const arg = args[i];
+      if (typeof arg !== 'string' && !(typeof arg === 'number' && Number.isFinite(arg))) assertScriptArg(`args[${i}]`, arg);
+    }
     if (this.isCluster && keys.length > 1) {
       const prefixed = keys.map((k) => this.keyPrefix + k);
       const slots = prefixed.map((k) => calculateSlot(k));
