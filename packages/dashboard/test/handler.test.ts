@@ -132,7 +132,8 @@ describe.each(topologies)('the dashboard API on %s', (topology) => {
     await cache.get('a');
     await cache.get('b');
     const url = await start();
-    await waitFor(async () => (await getJson<unknown[]>(url, 'api/caches')).length > 0, { message: 'the cache is listed' });
+    // Hits and misses are counted in the background: wait for them, not only for the listing.
+    await waitFor(async () => (await getJson<{ hits: number; misses: number }[]>(url, 'api/caches')).some((c) => c.hits + c.misses === 3), { message: 'the cache is listed with its counts' });
     expect(await getJson(url, 'api/caches')).toEqual([{ name: 'pages', hits: 2, misses: 1, sets: 1, evictions: 0, size: 1, hitRate: expect.closeTo(2 / 3, 3) }]);
   });
 
