@@ -182,12 +182,36 @@ describe.each(topologies)('cyredis on %s', (topology) => {
     expect((await cli('limit', 'api', 'user:1', '--rule', '5/1m')).stdout).toMatch(/next request:\s+allowed/);
     // Reading consumed nothing.
     expect((await limiter.usage('user:1')).rules[0]!.used).toBe(3);
-    expect((await cli('limit', 'api', 'user:1')).code).toBe(EXIT.usage);
 
     expect((await cli('reset-limit', 'api', 'user:1', '--rule', '5/1m')).code).toBe(EXIT.notConfirmed);
     expect((await limiter.usage('user:1')).rules[0]!.used).toBe(3);
     expect((await cli('reset-limit', 'api', 'user:1', '--rule', '5/1m', '--yes')).code).toBe(0);
     expect((await limiter.usage('user:1')).rules[0]!.used).toBe(0);
+  });
+
+  it('limit and reset-limit read the rules a named limiter stored, without --rule', async () => {
+    const limiter = new RateLimiter(redis, { name: 'login', rules: [{ limit: 3, windowMs: 3_600_000 }, { limit: 2, windowMs: 600_000 }], algorithm: 'gcra', prefix });
+    await limiter.limit('ann');
+    await limiter.limit('ann');
+    await until(async () => (await RateLimiter.open(redis, 'login', { prefix })) !== undefined);
+    const usage = json<{ rules: { limit: number; used: number }[]; next: { allowed: boolean } }>(await cli('limit', 'login', 'ann', '--json'));
+    expect(usage.rules.map((r) => [r.limit, r.used])).toEqual([
+      [3, 2],
+      [2, 2],
+    ]);
+    expect(usage.next.allowed).toBe(false);
+    expect((await cli('limit', 'login', 'ann')).stdout).toMatch(/next request:\s+refused/);
+    // --rule still overrides what is stored: one rule of 5 per hour reads the first rule's counts.
+    const overridden = json<{ rules: { limit: number }[] }>(await cli('limit', 'login', 'ann', '--rule', '5/1h', '--algorithm', 'gcra', '--json'));
+    expect(overridden.rules.map((r) => r.limit)).toEqual([5]);
+    expect((await cli('reset-limit', 'login', 'ann', '--yes')).code).toBe(0);
+    expect((await limiter.usage('ann')).rules.map((r) => r.used)).toEqual([0, 0]);
+    // An unknown limiter: a clear message and exit 3, with or without --rule.
+    for (const args of [['limit', 'nope', 'u'], ['reset-limit', 'nope', 'u', '--yes']]) {
+      const result = await cli(...args);
+      expect(result.code).toBe(EXIT.notFound);
+      expect(result.stderr).toMatch(/no rate limiter "nope".*--rule/);
+    }
   });
 
   it('caches, cache and clear-cache show statistics and one entry, and clear', async () => {

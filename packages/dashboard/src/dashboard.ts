@@ -5,7 +5,7 @@ import { SmartCache } from '@cyredis/cache';
 import { assertOptions, assertRedisClient, CyRedisError, InvalidArgumentError, type RedisClient } from '@cyredis/core';
 import { LockManager } from '@cyredis/lock';
 import { JobQueue, type JobState } from '@cyredis/queue';
-import type { RateLimiter } from '@cyredis/ratelimit';
+import { RateLimiter } from '@cyredis/ratelimit';
 import { sendError, sendJson, type DashboardRequest } from './http.js';
 import { LiveQueues } from './live.js';
 import { serveStatic } from './static.js';
@@ -24,8 +24,9 @@ export interface DashboardOptions {
   /** Names of the caches shown. Default: the caches used under the prefix in the last day (`SmartCache.list`). */
   caches?: readonly string[];
   /**
-   * Limiters whose usage the page can look up by id (a limiter's rules live in code, not in Redis, so the
-   * dashboard needs the instances). Each needs a `name`; its `recentRefusals` show when it records them.
+   * Limiters whose usage the page can look up by id; each needs a `name`, and its `recentRefusals` show when
+   * it records them. Default: the named limiters used under the prefix in the last day (`RateLimiter.list`),
+   * each opened from the definition it stored (`RateLimiter.open`) at every lookup.
    */
   limiters?: readonly RateLimiter[];
   /** Hides every action and refuses every request that would change something. Default false. */
@@ -61,6 +62,8 @@ const STATES: readonly JobState[] = ['waiting', 'delayed', 'active', 'completed'
 const MAX_PAGE = 100;
 /** Queues a dashboard lists from the registry, at most. */
 const MAX_QUEUES = 1000;
+/** Limiters a dashboard lists from the registry, at most. */
+const MAX_LIMITERS = 1000;
 /** Held locks on one page. */
 const LOCKS_PAGE = 100;
 /** Log lines shown on a job page (the queue keeps its last 100). */
@@ -93,7 +96,15 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     return queue;
   };
   const live = new LiveQueues(queueOf, prefix);
-  const limiters = new Map(settings.limiters.map((l) => [l.name!, l]));
+  const configured = settings.limiters === undefined ? undefined : new Map(settings.limiters.map((l) => [l.name!, l]));
+  const limiterNames = async (): Promise<string[]> =>
+    configured === undefined ? (await RateLimiter.list(redis, { prefix, limit: MAX_LIMITERS })).map((e) => e.name).sort() : [...configured.keys()];
+  // An opened limiter records nothing, so looking up a name never lists it as used.
+  const limiterOf = async (name: string): Promise<RateLimiter> => {
+    const limiter = configured === undefined ? await RateLimiter.open(redis, name, { prefix }) : configured.get(name);
+    if (limiter !== undefined) return limiter;
+    throw new NotFound(configured === undefined ? `no limiter "${name}" was used under this prefix within a day` : `no limiter "${name}" is configured in this dashboard`);
+  };
 
   const locks = new LockManager(redis, { prefix });
   /** The queues shown: the configured ones, or those the registry listed last (read again on a miss). */
@@ -110,7 +121,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
   };
 
   const get: [RegExp, Route][] = [
-    [/^\/api\/config$/, () => ok({ title: settings.title, readOnly, limiters: [...limiters.keys()] })],
+    [/^\/api\/config$/, async () => ok({ title: settings.title, readOnly, limiters: await limiterNames() })],
     [
       /^\/api\/queues$/,
       async () =>
@@ -168,8 +179,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     [
       /^\/api\/limiters\/([^/]+)\/usage$/,
       async ([name], query) => {
-        const limiter = limiters.get(name!);
-        if (limiter === undefined) throw new NotFound(`no limiter "${name}" is configured in this dashboard`);
+        const limiter = await limiterOf(name!);
         const id = query.get('id');
         if (id === null || id === '') throw new InvalidArgumentError('id', 'is required');
         return ok(await limiter.usage(id));
@@ -178,8 +188,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     [
       /^\/api\/limiters\/([^/]+)\/refusals$/,
       async ([name]) => {
-        const limiter = limiters.get(name!);
-        if (limiter === undefined) throw new NotFound(`no limiter "${name}" is configured in this dashboard`);
+        const limiter = await limiterOf(name!);
         return ok(await limiter.recentRefusals({ limit: 20 }).catch((err: unknown) => {
           // A limiter made without recordRefusals has no log: the page says so instead of listing nothing.
           if (err instanceof InvalidArgumentError) return null;
@@ -283,7 +292,8 @@ interface Settings {
   prefix: string | undefined;
   queues: readonly string[] | undefined;
   caches: readonly string[] | undefined;
-  limiters: readonly RateLimiter[];
+  /** Absent: list them from the registry. */
+  limiters: readonly RateLimiter[] | undefined;
   readOnly: boolean;
   auth: DashboardOptions['auth'];
   basePath: string | undefined;
@@ -293,7 +303,7 @@ interface Settings {
 function readOptions(options: DashboardOptions): Settings {
   assertOptions('options', options, OPTIONS, false);
   assertRedisClient('options.redis', options.redis);
-  const { readOnly = false, auth, basePath, title = 'cyredis', limiters = [] } = options;
+  const { readOnly = false, auth, basePath, title = 'cyredis', limiters } = options;
   if (typeof readOnly !== 'boolean') throw new InvalidArgumentError('options.readOnly', 'must be a boolean');
   if (auth !== undefined && typeof auth !== 'function') throw new InvalidArgumentError('options.auth', 'must be a function of the request');
   if (basePath !== undefined && (typeof basePath !== 'string' || !/^(\/[^/?#]+)*$/.test(basePath))) {
@@ -307,7 +317,7 @@ function readOptions(options: DashboardOptions): Settings {
     }
     return value as string[];
   };
-  if (!Array.isArray(limiters) || limiters.some((l: RateLimiter) => typeof l?.usage !== 'function' || !l.name)) {
+  if (limiters !== undefined && (!Array.isArray(limiters) || limiters.some((l: RateLimiter) => typeof l?.usage !== 'function' || !l.name))) {
     throw new InvalidArgumentError('options.limiters', 'must be an array of RateLimiter instances, each with a name');
   }
   return {

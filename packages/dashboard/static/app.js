@@ -225,7 +225,7 @@ async function limitsView(params) {
   h('select', { name: 'limiter', 'aria-label': 'limiter' }, config.limiters.map((l) => h('option', { value: l, selected: l === limiter }, l))),
   h('input', { name: 'id', value: id, placeholder: 'id (user, IP, key…)', 'aria-label': 'id' }),
   h('button', { type: 'submit' }, 'Look up'));
-  const parts = [h('h1', {}, 'Rate limits'), config.limiters.length === 0 ? h('p', { class: 'muted' }, 'No limiter is configured in this dashboard.') : form];
+  const parts = [h('h1', {}, 'Rate limits'), config.limiters.length === 0 ? h('p', { class: 'muted' }, 'No rate limiter to show: none is configured, and no named limiter was used under this prefix within a day.') : form];
   if (limiter && id) {
     const usage = await api(`limiters/${enc(limiter)}/usage?id=${enc(id)}`);
     parts.push(

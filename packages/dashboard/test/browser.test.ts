@@ -208,4 +208,19 @@ describe.each(topologies)('the dashboard in Chromium on %s', (topology) => {
     await page.getByText('user-7', { exact: false }).last().waitFor();
     await shot('limits');
   });
+
+  it('looks up a rate limit by id in the default setup, where limiters come from Redis', async () => {
+    const limiter = new RateLimiter(redis, { name: 'login', rules: [{ limit: 2, windowMs: 60_000 }, { limit: 10, windowMs: 3_600_000 }], prefix });
+    for (let i = 0; i < 2; i++) await limiter.limit('ann');
+    await waitFor(async () => (await RateLimiter.open(redis, 'login', { prefix })) !== undefined, { message: 'the definition is stored' });
+    const url = await start({ queues: undefined });
+    await visit(url, '#/limits');
+    expect(await page.getByLabel('limiter').locator('option').allTextContents()).toEqual(['login']);
+    await page.getByLabel('id').fill('ann');
+    await page.getByRole('button', { name: 'Look up' }).click();
+    await page.getByTestId('limit-next').waitFor();
+    expect(await text('limit-next')).toBe('would be refused');
+    const cells = await page.getByTestId('usage').locator('tbody tr').allTextContents();
+    expect(cells).toHaveLength(2);
+  });
 });

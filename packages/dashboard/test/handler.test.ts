@@ -132,7 +132,8 @@ describe.each(topologies)('the dashboard API on %s', (topology) => {
     await cache.get('a');
     await cache.get('b');
     const url = await start();
-    await waitFor(async () => (await getJson<unknown[]>(url, 'api/caches')).length > 0, { message: 'the cache is listed' });
+    // Hits and misses are counted in the background: wait for them, not only for the listing.
+    await waitFor(async () => (await getJson<{ hits: number; misses: number }[]>(url, 'api/caches')).some((c) => c.hits + c.misses === 3), { message: 'the cache is listed with its counts' });
     expect(await getJson(url, 'api/caches')).toEqual([{ name: 'pages', hits: 2, misses: 1, sets: 1, evictions: 0, size: 1, hitRate: expect.closeTo(2 / 3, 3) }]);
   });
 
@@ -149,6 +150,28 @@ describe.each(topologies)('the dashboard API on %s', (topology) => {
     expect(await getJson(url, 'api/limiters/plain/refusals')).toBeNull();
     expect((await fetch(new URL('api/limiters/api/usage', url))).status).toBe(400);
     expect((await fetch(new URL('api/limiters/none/usage?id=a', url))).status).toBe(404);
+  });
+
+  it('without limiters, lists the named limiters used under the prefix and looks them up by their stored definitions', async () => {
+    const limiter = new RateLimiter(redis, { name: 'login', rules: [{ limit: 2, windowMs: 60_000 }, { limit: 5, windowMs: 3_600_000 }], prefix, recordRefusals: true });
+    const plain = new RateLimiter(redis, { name: 'search', limit: 9, windowMs: 1000, prefix });
+    for (let i = 0; i < 3; i++) await limiter.limit('ann');
+    await plain.limit('bob');
+    const url = await start();
+    await waitFor(async () => (await getJson<{ limiters: string[] }>(url, 'api/config')).limiters.length === 2, { message: 'both limiters listed' });
+    expect(await getJson(url, 'api/config')).toMatchObject({ limiters: ['login', 'search'] });
+    await waitFor(async () => (await fetch(new URL('api/limiters/login/usage?id=ann', url))).ok, { message: 'the definition is stored' });
+    const usage = await getJson<{ rules: { used: number; limit: number }[]; next: { allowed: boolean } }>(url, 'api/limiters/login/usage?id=ann');
+    expect(usage.rules.map((r) => [r.limit, r.used])).toEqual([[2, 2], [5, 2]]);
+    expect(usage.next.allowed).toBe(false);
+    await waitFor(async () => (await getJson<{ id: string }[]>(url, 'api/limiters/login/refusals')).some((r) => r.id === 'ann'));
+    await waitFor(async () => (await fetch(new URL('api/limiters/search/refusals', url))).ok, { message: 'the definition is stored' });
+    expect(await getJson(url, 'api/limiters/search/refusals')).toBeNull();
+    const unknown = await fetch(new URL('api/limiters/none/usage?id=a', url));
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: string }).error).toMatch(/no limiter "none" was used under this prefix/);
+    // Looking up records nothing: the unknown name is not listed.
+    expect((await RateLimiter.list(redis, { prefix })).map((e) => e.name).sort()).toEqual(['login', 'search']);
   });
 
   it('lists the queues used under the prefix when none are named', async () => {

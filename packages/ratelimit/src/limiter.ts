@@ -7,6 +7,8 @@ import {
   assertOptions,
   assertRedisClient,
   assertRegistryPage,
+  assertTimeoutMs,
+  classifyError,
   DEFAULT_PREFIX,
   InvalidArgumentError,
   isCluster,
@@ -30,6 +32,7 @@ import {
   type RegistryListOptions,
   type RegistryPage,
 } from '@cyredis/core';
+import { decodeDefinition, definitionKey, definitionOf, DefinitionRecorder } from './definition.js';
 import { Insurance } from './insurance.js';
 import {
   MAX_MS,
@@ -66,6 +69,16 @@ const REGISTRY_KIND = 'ratelimit';
 const REFUSAL_REFRESH_MS = 1000;
 /** A refusal older than this leaves the log. */
 const REFUSAL_TTL_MS = 60 * 60 * 1000;
+const OPEN_KEYS = ['prefix', 'timeoutMs'] as const;
+const DEFAULT_OPEN_TIMEOUT_MS = 1000;
+
+/** Options of `RateLimiter.open`. */
+export interface RateLimiterOpenOptions {
+  /** The prefix the limiter was created with. Default `'cyredis'`. */
+  prefix?: string;
+  /** Deadline of the definition's read and of every call of the opened limiter, in ms. Default 1000. */
+  timeoutMs?: number;
+}
 
 /** A plain `limit` check waiting for its tick's batch. */
 interface QueuedCheck {
@@ -78,6 +91,9 @@ interface QueuedCheck {
 function refusalKey(prefix: string): string {
   return `${prefix}:ratelimit:refused`;
 }
+
+/** The name `open` gives the limiter it is constructing (the constructor is synchronous, so nothing else sees it). */
+let openingName: string | undefined;
 
 /** Resolves after `ms` (a wait for capacity: the limiter sleeps to the retry-after, it never polls). */
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -97,8 +113,10 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
   readonly onRedisError: OnRedisError;
   /** The name given in the options (listed by `RateLimiter.list`), if any. */
   readonly name: string | undefined;
-  /** Records `name` in the prefix's registry; absent without a name. */
+  /** Records `name` in the prefix's registry; absent without a name and on an opened limiter. */
   private readonly registry: NameRecorder | undefined;
+  /** Records the limiter's definition next to its registry entry; present exactly when `registry` is. */
+  private readonly definition: DefinitionRecorder | undefined;
   /** Records refused ids in Redis; absent unless `recordRefusals`. */
   private readonly refusalLog: NameRecorder | undefined;
   private readonly scripts: LuaScriptManager;
@@ -128,9 +146,13 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
     this.blockMs = resolved.blockMs;
     this.timeoutMs = resolved.timeoutMs;
     this.onRedisError = resolved.onRedisError;
-    this.name = resolved.name;
+    // An opened limiter carries its name for traces and tools but records nothing: reading is not using.
+    this.name = resolved.name ?? openingName;
     const prefix = resolved.prefix ?? DEFAULT_PREFIX;
-    if (this.name !== undefined) this.registry = new NameRecorder(redis, registryKey(prefix, REGISTRY_KIND), {}, this.backgroundError);
+    if (resolved.name !== undefined) {
+      this.registry = new NameRecorder(redis, registryKey(prefix, REGISTRY_KIND), {}, this.backgroundError);
+      this.definition = new DefinitionRecorder(redis, definitionKey(prefix, REGISTRY_KIND), resolved.name, definitionOf(resolved), this.backgroundError);
+    }
     if (resolved.maxRecordedRefusals !== undefined) {
       const bounds = { refreshMs: REFUSAL_REFRESH_MS, ttlMs: REFUSAL_TTL_MS, maxEntries: resolved.maxRecordedRefusals };
       this.refusalLog = new NameRecorder(redis, refusalKey(prefix), bounds, this.backgroundError);
@@ -163,7 +185,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   private async limitNow(id: string, options: LimitOptions): Promise<RateLimitResult> {
     assertOptions('options', options, LIMIT_KEYS);
-    if (this.registry !== undefined) this.registry.record(this.name!);
+    this.recordUse();
     const cost = this.checkCost(options.cost);
     const { requestId, nowMs, waitMs = 0 } = options;
     if (requestId !== undefined) assertNonEmptyString('options.requestId', requestId, 256);
@@ -179,6 +201,13 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
       result = await this.limitOnce(id, cost, undefined, undefined);
     }
     return result;
+  }
+
+  /** Refreshes the registry entry and the stored definition of a named limiter (each at most once a minute). */
+  private recordUse(): void {
+    if (this.registry === undefined) return;
+    this.registry.record(this.name!);
+    this.definition!.record();
   }
 
   /** Whether a refusal's retry-after fits before `deadline` (a made-up `onRedisError` answer never does). */
@@ -214,7 +243,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   private async peekNow(id: string, options: Omit<LimitOptions, 'requestId'>): Promise<RateLimitResult> {
     assertOptions('options', options, PEEK_KEYS);
-    if (this.registry !== undefined) this.registry.record(this.name!);
+    this.recordUse();
     return this.call(id, { cost: this.checkCost(options.cost), mode: 'peek', nowMs: options.nowMs });
   }
 
@@ -248,6 +277,40 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    */
   static list(redis: RedisClient, options: RegistryListOptions = {}): Promise<RegistryEntry[]> {
     return listRegistered(redis, REGISTRY_KIND, options);
+  }
+
+  /**
+   * The named limiter as some process defined it (algorithm, rules, `blockMs`, `policies`, `recordRefusals`),
+   * for read-only use: `usage`, `peek`, `reset`, `recentRefusals`. A named limiter stores its definition on
+   * first use and then at most once a minute while in use, next to its registry entry; undefined when `name`
+   * was not used under the prefix within a day. When processes define one name differently, each rewrites
+   * its own on its next refresh, so this answers the one written most recently. The opened limiter records
+   * nothing (it is not listed as used), answers `onRedisError: 'throw'` and does not batch. One read, under
+   * `timeoutMs`: `RedisUnavailableError` when Redis does not answer, `CyRedisError` when the stored
+   * definition comes from an incompatible version.
+   */
+  static async open(redis: RedisClient, name: string, options: RateLimiterOpenOptions = {}): Promise<RateLimiter | undefined> {
+    assertRedisClient('redis', redis);
+    assertNonEmptyString('name', name, 256);
+    assertOptions('options', options, OPEN_KEYS);
+    const { prefix = DEFAULT_PREFIX, timeoutMs = DEFAULT_OPEN_TIMEOUT_MS } = options;
+    assertTimeoutMs('options.timeoutMs', timeoutMs);
+    const key = definitionKey(prefix, REGISTRY_KIND);
+    let raw: string | null;
+    try {
+      raw = await withDeadline(redis.hget(key, name), timeoutMs, () => new Error(`no reply within ${timeoutMs} ms`));
+    } catch (err) {
+      throw classifyError(err, { label: `definition of rate limiter "${name}"` });
+    }
+    const stored = decodeDefinition(name, raw);
+    if (stored === undefined) return undefined;
+    const { recordRefusals, ...rest } = stored;
+    openingName = name;
+    try {
+      return new RateLimiter(redis, { ...rest, prefix, timeoutMs, batch: false, ...(recordRefusals > 0 ? { recordRefusals: { maxEntries: recordRefusals } } : {}) });
+    } finally {
+      openingName = undefined;
+    }
   }
 
   /** Forgets everything `id` consumed (every rule and any block); its policy (lists, override) stays. */

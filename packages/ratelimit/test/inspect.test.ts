@@ -1,5 +1,6 @@
-import { InvalidArgumentError } from '@cyredis/core';
-import { randomPrefix, waitFor } from '@cyredis/testing';
+import { CyRedisError, InvalidArgumentError, RedisUnavailableError } from '@cyredis/core';
+import { Redis } from 'ioredis';
+import { freePort, randomPrefix, waitFor } from '@cyredis/testing';
 import { suiteClient, topologies } from '@cyredis/testing/context';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { RateLimiter, type RateLimiterOptions } from '../src/index.js';
@@ -88,6 +89,84 @@ describe.each(topologies)('RateLimiter inspection on %s', (topology) => {
     expect(ids).not.toContain('ok');
     expect(await a.recentRefusals({ limit: 1, offset: 1 })).toHaveLength(1);
     await redis.del(`${prefix}:ratelimit:refused`);
+  });
+
+  const defsKey = () => `${prefix}:registry:ratelimit:defs`;
+  /** Opens `name` once its definition has been written (the write is off the caller's path). */
+  const openWhenStored = async (name: string, ruleLimit?: number) => {
+    let opened: RateLimiter | undefined;
+    await waitFor(
+      async () => {
+        opened = await RateLimiter.open(other, name, { prefix, timeoutMs: 10_000 });
+        return opened !== undefined && (ruleLimit === undefined || opened.rules[0]!.limit === ruleLimit);
+      },
+      { timeoutMs: 10_000 },
+    );
+    return opened!;
+  };
+
+  it('open rebuilds a named limiter from Redis: same rules, same counts, usage, reset and refusals', async () => {
+    const options: RateLimiterOptions = { rules: [{ limit: 10, windowMs: 3_600_000, burst: 12 }, { limit: 2, windowMs: 600_000 }], algorithm: 'gcra', blockMs: 30_000, recordRefusals: true, name: 'api' };
+    const app = make(options);
+    expect(await RateLimiter.open(other, 'api', { prefix })).toBeUndefined();
+    await app.limit('u');
+    await app.limit('u');
+    await app.limit('u');
+    const opened = await openWhenStored('api');
+    expect(opened.name).toBe('api');
+    expect(opened.algorithm).toBe('gcra');
+    expect(opened.blockMs).toBe(30_000);
+    expect(opened.rules).toEqual(app.rules);
+    expect((await opened.usage('u')).rules.map((r) => r.used)).toEqual([2, 2]);
+    expect((await opened.peek('u')).allowed).toBe(false);
+    await waitFor(async () => (await opened.recentRefusals()).some((r) => r.id === 'u'), { timeoutMs: 10_000 });
+    await opened.reset('u');
+    expect((await app.limit('u')).allowed).toBe(true);
+    // Reading is not using: the opened limiter does not put the name back in the registry.
+    await redis.del(`${prefix}:registry:ratelimit`);
+    await opened.peek('u');
+    await opened.usage('u');
+    expect(await names()).toEqual([]);
+    await redis.del(`${prefix}:ratelimit:refused`);
+    await redis.del(defsKey());
+  });
+
+  it('open answers the definition written most recently when two processes define one name differently', async () => {
+    await make({ limit: 5, windowMs: 60_000, name: 'shared' }).limit('x');
+    expect((await openWhenStored('shared')).rules[0]!.limit).toBe(5);
+    await make({ limit: 7, windowMs: 60_000, algorithm: 'fixed-window', policies: true, name: 'shared' }, other).limit('x');
+    const latest = await openWhenStored('shared', 7);
+    expect(latest.algorithm).toBe('fixed-window');
+    expect(latest.policies).toBe(true);
+    // Another name and another prefix are not this one.
+    expect(await RateLimiter.open(redis, 'other-name', { prefix })).toBeUndefined();
+    expect(await RateLimiter.open(redis, 'shared', { prefix: randomPrefix() })).toBeUndefined();
+    await redis.del(`${prefix}:registry:ratelimit`);
+    await redis.del(defsKey());
+  });
+
+  it('open leaves out a definition older than a day and refuses one it cannot read', async () => {
+    const stale = { v: 1, algorithm: 'gcra', rules: [{ limit: 1, windowMs: 1000 }], blockMs: 0, policies: false, recordRefusals: 0, atMs: Date.now() - 25 * 3_600_000 };
+    await redis.hset(defsKey(), 'old', JSON.stringify(stale), 'future', JSON.stringify({ ...stale, v: 99, atMs: Date.now() }), 'junk', '{');
+    expect(await RateLimiter.open(redis, 'old', { prefix })).toBeUndefined();
+    await expect(RateLimiter.open(redis, 'future', { prefix })).rejects.toThrow(CyRedisError);
+    await expect(RateLimiter.open(redis, 'junk', { prefix })).rejects.toThrow(/format/);
+    await redis.del(defsKey());
+  });
+
+  it('open refuses bad input and reports an unreachable server', async () => {
+    await expect(RateLimiter.open(redis, '')).rejects.toThrow(InvalidArgumentError);
+    await expect(RateLimiter.open(redis, 'x'.repeat(257))).rejects.toThrow(InvalidArgumentError);
+    await expect(RateLimiter.open(redis, 'a', { prefix: 'a{b' })).rejects.toThrow(InvalidArgumentError);
+    await expect(RateLimiter.open(redis, 'a', { timeoutMs: 0 })).rejects.toThrow(InvalidArgumentError);
+    await expect(RateLimiter.open(redis, 'a', { prefx: 'p' } as never)).rejects.toThrow(/did you mean "prefix"/);
+    await expect(RateLimiter.open({} as never, 'a')).rejects.toThrow(InvalidArgumentError);
+    const down = new Redis({ port: await freePort(), lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 50 });
+    try {
+      await expect(RateLimiter.open(down, 'a', { timeoutMs: 200 })).rejects.toThrow(RedisUnavailableError);
+    } finally {
+      down.disconnect();
+    }
   });
 
   it('refuses bad input', async () => {

@@ -7,7 +7,7 @@ export const limit: CommandSpec = {
   name: 'limit',
   args: ['<limiter>', '<id>'],
   summary: "show an id's usage under each rule of a limiter and whether its next request passes (consumes nothing)",
-  details: "A limiter's rules are not stored in Redis: give them as the application does, e.g. --rule 100/1m --rule 10/1s.",
+  details: "The limiter's rules are read from Redis (stored by a named limiter while in use); --rule 100/1m --rule 10/1s overrides them.",
   options: LIMITER_OPTIONS,
   async run(ctx, [name, id], options) {
     const limiter = await openLimiter(ctx, name!, options);

@@ -6,7 +6,7 @@ export const resetLimit: CommandSpec = {
   name: 'reset-limit',
   args: ['<limiter>', '<id>'],
   summary: 'forget what an id consumed under every rule of a limiter, and any block',
-  details: "Give the limiter's rules as the application does (they decide which keys hold the counts): --rule 100/1m …",
+  details: "The limiter's rules (they decide which keys hold the counts) are read from Redis; --rule 100/1m … overrides them.",
   destructive: true,
   options: LIMITER_OPTIONS,
   async run(ctx, [name, id], options) {

@@ -54,11 +54,11 @@ async function assertLimiter(ctx: Context, name: string): Promise<void> {
   }
 }
 
-/** The options that describe a limiter's rules: they are not stored in Redis, so the caller gives them. */
+/** The options that override a limiter's stored definition, for one defined before it was stored. */
 export const LIMITER_OPTIONS: readonly OptionSpec[] = [
-  { flags: '--rule <limit/window>', description: 'a rule of the limiter, e.g. 100/1m (repeat for each rule, in order)', repeatable: true },
-  { flags: '--algorithm <name>', description: 'sliding-window, gcra or fixed-window', default: 'sliding-window' },
-  { flags: '--block-ms <duration>', description: "the limiter's blockMs, e.g. 10m (default: none)" },
+  { flags: '--rule <limit/window>', description: "override the limiter's stored rules, e.g. 100/1m (repeat for each rule, in order)", repeatable: true },
+  { flags: '--algorithm <name>', description: 'with --rule: sliding-window, gcra or fixed-window', default: 'sliding-window' },
+  { flags: '--block-ms <duration>', description: "with --rule: the limiter's blockMs, e.g. 10m (default: none)" },
 ];
 
 function parseRule(text: string): RateLimitRule {
@@ -68,23 +68,27 @@ function parseRule(text: string): RateLimitRule {
 }
 
 /**
- * The named limiter, rebuilt from `--rule`, `--algorithm` and `--block-ms` (without its name, so the CLI
- * records nothing); an unknown name is a `CliError` (exit 3).
+ * The named limiter as the application defined it (`RateLimiter.open`: read from Redis, recording nothing),
+ * or rebuilt from `--rule`, `--algorithm` and `--block-ms` when `--rule` is given; an unknown name is a
+ * `CliError` (exit 3).
  */
 export async function openLimiter(ctx: Context, name: string, options: Readonly<Record<string, OptionValue>>): Promise<RateLimiter> {
   const rules = ((options.rule as string[] | undefined) ?? []).map(parseRule);
-  if (rules.length === 0) throw new CliError('--rule: give the limiter\'s rules, e.g. --rule 100/1m (they are not stored in Redis)', EXIT.usage);
+  const { prefix, timeoutMs } = ctx.options;
+  if (rules.length === 0) {
+    const opened = await RateLimiter.open(await ctx.redis(), name, { prefix, timeoutMs });
+    if (opened === undefined) {
+      throw new CliError(
+        `no rate limiter "${name}" under prefix "${prefix}" (none used it within a day, or its definition is not stored: give its rules with --rule 100/1m …; \`cyredis limiters\` lists them)`,
+        EXIT.notFound,
+      );
+    }
+    return opened;
+  }
   await assertLimiter(ctx, name);
   const algorithm = options.algorithm as RateLimitAlgorithm;
   const blockMs = options.blockMs === undefined ? undefined : parseDuration('--block-ms', options.blockMs as string);
-  return new RateLimiter(await ctx.redis(), {
-    rules,
-    algorithm,
-    prefix: ctx.options.prefix,
-    timeoutMs: ctx.options.timeoutMs,
-    batch: false,
-    ...(blockMs === undefined ? {} : { blockMs }),
-  });
+  return new RateLimiter(await ctx.redis(), { rules, algorithm, prefix, timeoutMs, batch: false, ...(blockMs === undefined ? {} : { blockMs }) });
 }
 
 /** The cache `name` under the prefix, closed with the command. Its `maxSize` is unused by what the CLI calls (stats, inspect, clear). */
