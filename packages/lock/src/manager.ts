@@ -374,7 +374,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
       ttl,
       drift: (ttlMs: number) => this.drift(ttlMs),
       beforeAcquire: () => this.beforeAcquire(),
-      lost: this.backend.lost,
+      lost: (lock, error) => this.emit('lost', lock, error),
       error: this.backend.error,
     };
   }

@@ -5,9 +5,9 @@ import { leaseLost, type Lock } from './lock.js';
 /** Where a held lease's background trouble goes: its manager's `lost` and `error` events. */
 export interface LeaseEvents {
   /** The lease is gone (an extension found it gone, or it ran out on the local clock). */
-  lost(lock: Lock, error: LockLostError): void;
+  readonly lost: (lock: Lock, error: LockLostError) => void;
   /** A best-effort background call (a release, a give-back) failed; `resource` names what it was for. */
-  error(error: unknown, resource: string): void;
+  readonly error: (error: unknown, resource: string) => void;
 }
 
 /**
