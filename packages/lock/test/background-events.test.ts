@@ -40,7 +40,7 @@ describe.each(topologies)('LockManager background events on %s', (topology) => {
           client.disconnect();
           return new Promise<unknown>((resolve) => signal.addEventListener('abort', () => resolve(signal.reason), { once: true }));
         },
-        { ttlMs: 300 },
+        { ttlMs: 1_000 },
       )
       .catch((err: unknown) => err);
     expect(outcome).toBeInstanceOf(LockLostError);

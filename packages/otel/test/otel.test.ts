@@ -155,7 +155,7 @@ describe.each(topologies)('@cyredis/otel on %s', (topology) => {
             client.disconnect();
             return new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
           },
-          { ttlMs: 300 },
+          { ttlMs: 1_000 },
         )
         .catch((err: unknown) => err);
       expect(outcome).toBeInstanceOf(LockLostError);
