@@ -75,7 +75,7 @@ export class FairLock {
       return await this.context.waiting.waitFor<Lock>(this.key, ttlMs, deadline, signal, round, { owner, retryWithinMs });
     } catch (err) {
       // Gave up (timeout, abort, outage): the place in line goes now, not when it would have ended.
-      await this.context.node.runFair({ operation: 'leave', key: this.key, owner }).catch(() => undefined);
+      await this.context.node.runFair({ operation: 'leave', key: this.key, owner }).catch(this.giveBackFailed);
       throw err;
     }
   }
@@ -88,7 +88,7 @@ export class FairLock {
   /** Runs `routine` while holding the lock, like `LockManager.using`. */
   async using<T>(routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: AcquireOptions = {}): Promise<T> {
     const lock = await this.acquire(options);
-    return runHoldingLock(lock, routine, options.signal);
+    return runHoldingLock(lock, routine, options.signal, this.context);
   }
 
   /** The lock's state and how many places in line are taken. */
@@ -130,8 +130,11 @@ export class FairLock {
 
   /** Best effort: releases whatever `owner` may hold; never rejects. */
   private releaseOwner(owner: string): Promise<unknown> {
-    return this.context.node.runFair({ operation: 'release', key: this.key, owner }).catch(() => undefined);
+    return this.context.node.runFair({ operation: 'release', key: this.key, owner }).catch(this.giveBackFailed);
   }
+
+  /** A give-back that failed: the lease or place in line ends by itself; the manager's `error` event tells. */
+  private readonly giveBackFailed = (err: unknown): void => this.context.error(err, this.name);
 
   private async extendLock(lock: Lock, ttlMs: number): Promise<number> {
     ttlMs = this.context.ttl('ttlMs', ttlMs);

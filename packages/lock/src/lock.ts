@@ -60,15 +60,10 @@ export class Lock {
     try {
       this.deadline = await this.backend.extend(this, ttlMs);
     } catch (err) {
-      if (err instanceof LockLostError) this.lost(err);
+      if (err instanceof LockLostError) leaseLost(this, err, this.backend);
       throw err;
     }
     this.ttlMs = ttlMs;
-  }
-
-  private lost(error: LockLostError): void {
-    LOST.publish(() => ({ lock: this, error }));
-    this.backend.lost?.(this, error);
   }
 
   /**
@@ -79,6 +74,17 @@ export class Lock {
     this.deadline = 0;
     return RELEASE.run(() => ({ key: this.resource, target: this }), () => this.backend.release(this), released);
   }
+}
+
+/** The leases already reported lost: a lease that ran out may still meet a refused extension later. */
+const reportedLost = new WeakSet<Lock>();
+
+/** A lease found gone: published on `cyredis:lock:lost` and told to its manager (which emits `lost`), once. */
+export function leaseLost(lock: Lock, error: LockLostError, manager: { lost?(lock: Lock, error: LockLostError): void }): void {
+  if (reportedLost.has(lock)) return;
+  reportedLost.add(lock);
+  LOST.publish(() => ({ lock, error }));
+  manager.lost?.(lock, error);
 }
 
 function extended(ctx: OperationContext): void {

@@ -31,7 +31,7 @@ import type { MultiLock } from './multi.js';
 import { acquireMany } from './multi.js';
 import { ReadWriteLock } from './readwrite.js';
 import { redlockUnsupported, Semaphore, type SemaphoreContext, type SemaphoreOptions } from './semaphore.js';
-import { runHoldingLock } from './using.js';
+import { runHoldingLock, type LeaseEvents } from './using.js';
 import { WaitQueues } from './waiting.js';
 import { ACQUIRE, ACQUIRE_MANY, acquired, notAcquired, type LockManagerEvents } from './tracing.js';
 
@@ -108,10 +108,11 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
   private evictionChecked = false;
   /** Record the manager's prefix in its registry on each node when a lock is taken (at most once a minute). */
   private readonly registries: NameRecorder[];
-  private readonly backend: LockBackend = {
+  private readonly backend: LockBackend & LeaseEvents = {
     extend: (lock, ttlMs) => this.extendLock(lock, ttlMs),
     release: (lock) => this.releaseLock(lock),
     lost: (lock, error) => this.emit('lost', lock, error),
+    error: (error, resource) => this.backgroundError(error, resource),
   };
 
   constructor(redis: RedisClient | readonly RedisClient[], options: LockManagerOptions = {}) {
@@ -218,6 +219,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
       keyOf: (resource: string) => this.keyOf(resource),
       attempt: (resource: string) => this.attempt(resource, this.keyOf(resource), owner, ttlMs, 'acquire', signal),
       acquire: (resource: string, wait: number) => this.acquire(resource, { ttlMs, waitMs: wait, owner, ...(signal ? { signal } : {}) }),
+      error: this.backend.error,
     };
     return acquireMany(backend, resources, waitMs);
   }
@@ -236,7 +238,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
    */
   async using<T>(resource: string, routine: (signal: AbortSignal, lock: Lock) => Promise<T> | T, options: AcquireOptions = {}): Promise<T> {
     const lock = await this.acquire(resource, options);
-    return runHoldingLock(lock, routine, options.signal);
+    return runHoldingLock(lock, routine, options.signal, this.backend);
   }
 
   /**
@@ -373,7 +375,21 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
       drift: (ttlMs: number) => this.drift(ttlMs),
       beforeAcquire: () => this.beforeAcquire(),
       lost: (lock, error) => this.emit('lost', lock, error),
+      error: this.backend.error,
     };
+  }
+
+  /**
+   * A best-effort background call failed: emitted as `error` only when someone listens (an `EventEmitter`
+   * throws an `error` nobody listens to); a listener that throws has nowhere left to report to.
+   */
+  private backgroundError(error: unknown, resource: string): void {
+    if (this.listenerCount('error') === 0) return;
+    try {
+      this.emit('error', error, resource);
+    } catch {
+      // Swallowed on purpose: the caller of the background call is gone.
+    }
   }
 
   /**

@@ -42,6 +42,8 @@ export interface ManyBackend {
   attempt: (resource: string) => Promise<Lock | LockUnavailableError>;
   /** Takes one lock, waiting up to `waitMs`. */
   acquire: (resource: string, waitMs: number) => Promise<Lock>;
+  /** Told when releasing what a failed call took failed (the manager emits `error`). */
+  error: (error: unknown, resource: string) => void;
 }
 
 /** The resources in key order, after checking the list: 1 … 256 names, no name twice. */
@@ -59,8 +61,9 @@ export function orderResources(resources: unknown, keyOf: (resource: string) => 
   return entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
-async function releaseAll(locks: readonly Lock[]): Promise<void> {
-  await Promise.all(locks.map((lock) => lock.release().catch(() => false)));
+/** Best effort: a lock whose release fails runs out at its ttl, and `backend.error` is told. */
+async function releaseAll(backend: ManyBackend, locks: readonly Lock[]): Promise<void> {
+  await Promise.all(locks.map((lock) => lock.release().catch((err: unknown) => backend.error(err, lock.resource))));
 }
 
 /**
@@ -80,7 +83,7 @@ export async function acquireMany(backend: ManyBackend, resources: readonly stri
     if (r.status === 'fulfilled' && r.value instanceof Lock) taken.set(ordered[i]!.key, r.value);
   });
   if (taken.size === ordered.length) return inCallerOrder(taken);
-  await releaseAll([...taken.values()]);
+  await releaseAll(backend, [...taken.values()]);
   const outage = first.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (outage) throw outage.reason;
   const refusal = first.find((r) => r.status === 'fulfilled' && r.value instanceof LockUnavailableError) as PromiseFulfilledResult<LockUnavailableError>;
@@ -89,7 +92,7 @@ export async function acquireMany(backend: ManyBackend, resources: readonly stri
   try {
     for (const { resource, key } of ordered) taken.set(key, await backend.acquire(resource, Math.max(0, deadline - performance.now())));
   } catch (err) {
-    await releaseAll([...taken.values()]);
+    await releaseAll(backend, [...taken.values()]);
     throw err;
   }
   return inCallerOrder(taken);

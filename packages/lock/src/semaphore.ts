@@ -80,8 +80,10 @@ export interface SemaphoreContext {
   readonly drift: (ttlMs: number) => number;
   /** Called before each acquire: the manager's once-per-process eviction warning. */
   readonly beforeAcquire: () => void;
-  /** Told when an extension found a lease gone (the manager emits `lost`). */
+  /** Told when a lease is found gone (the manager emits `lost`). */
   readonly lost: (lock: Lock, error: LockLostError) => void;
+  /** Told when a best-effort release or give-back failed (the manager emits `error`). */
+  readonly error: (error: unknown, resource: string) => void;
 }
 
 /** Permits held under one lease: a `Lock` (fencing token, extend, release, deadline) with its `count`. */
@@ -194,7 +196,7 @@ export class Semaphore {
    */
   async using<T>(routine: (signal: AbortSignal, permit: Permit) => Promise<T> | T, options: PermitOptions = {}): Promise<T> {
     const permit = await this.acquire(options);
-    return runHoldingLock(permit, routine, options.signal);
+    return runHoldingLock(permit, routine, options.signal, this.context);
   }
 
   /**
@@ -360,7 +362,7 @@ export class Semaphore {
   private async releaseOn(owner: string, indices: readonly number[], start: number): Promise<void> {
     if (indices.length === 0) return;
     const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
-    const releases = indices.map((i) => this.context.nodes[i]!.runSemaphore(release).catch(() => undefined));
+    const releases = indices.map((i) => this.context.nodes[i]!.runSemaphore(release).catch(this.giveBackFailed));
     await waitAtMost(Promise.all(releases), Math.max(0, start + this.context.timeoutMs - performance.now()));
   }
 
@@ -372,8 +374,11 @@ export class Semaphore {
   /** Best effort: releases whatever `owner` may hold (on every node); never rejects. */
   private releaseOwner(owner: string): Promise<unknown> {
     const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
-    return Promise.all(this.context.nodes.map((node) => node.runSemaphore(release).catch(() => undefined)));
+    return Promise.all(this.context.nodes.map((node) => node.runSemaphore(release).catch(this.giveBackFailed)));
   }
+
+  /** A give-back that failed: the permits come back when their lease ends; the manager's `error` event tells. */
+  private readonly giveBackFailed = (err: unknown): void => this.context.error(err, this.name);
 
   private async extendPermit(permit: Lock, ttlMs: number): Promise<number> {
     ttlMs = this.context.ttl('ttlMs', ttlMs);

@@ -27,11 +27,11 @@ export const RELEASE = new Operation('lock', 'release');
 export interface LostLease {
   /** The lease. */
   lock: Lock;
-  /** What the extension rejected with. */
+  /** Why: what the extension rejected with, or that the lease ran out on the local clock. */
   error: LockLostError;
 }
 
-/** `cyredis:lock:lost`: every lease an extension found gone, in any manager of the process. */
+/** `cyredis:lock:lost`: every lease found gone (see the manager's `lost` event), in any manager of the process. */
 export const LOST = new EventChannel<LostLease>('lock', 'lost');
 
 /** An acquire that resolved: the lease, and how long it took. */
@@ -55,8 +55,17 @@ export function extendFailed(ctx: OperationContext, error: unknown): void {
 /** The events a `LockManager` emits, with their arguments. */
 export interface LockManagerEvents {
   /**
-   * An extension (by `lock.extend()` or the keeper of `using`) found the lease of one of this manager's locks,
-   * permits or fair locks gone: expired, force-unlocked or taken.
+   * The lease of one of this manager's locks, permits or fair locks is gone: an extension (by `lock.extend()`
+   * or the keeper of `using`) found it expired, force-unlocked or taken, or, in `using`, it ran out on the
+   * local clock while no extension was confirmed (Redis did not answer). Once per lease.
    */
   lost: [lock: Lock, error: LockLostError];
+  /**
+   * A best-effort background call failed: the release at the end of `using`, the release of what a failed
+   * `acquireMany` took, or the give-back of a semaphore's permits or a fair lock's lease or place in line
+   * (after an abort, a late grant or an unknown outcome). Nothing is lost for good: what was not given back
+   * ends with its lease. `resource` is the lock's resource, or the semaphore's or fair lock's name. Emitted
+   * only while the manager has an `error` listener, so an unheard failure never throws.
+   */
+  error: [error: unknown, resource: string];
 }

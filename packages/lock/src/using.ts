@@ -1,6 +1,14 @@
 // `LockManager.using`: runs a routine while a held lease is extended in the background, then releases it.
 import { LockLostError } from './errors.js';
-import type { Lock } from './lock.js';
+import { leaseLost, type Lock } from './lock.js';
+
+/** Where a held lease's background trouble goes: its manager's `lost` and `error` events. */
+export interface LeaseEvents {
+  /** The lease is gone (an extension found it gone, or it ran out on the local clock). */
+  readonly lost: (lock: Lock, error: LockLostError) => void;
+  /** A best-effort background call (a release, a give-back) failed; `resource` names what it was for. */
+  readonly error: (error: unknown, resource: string) => void;
+}
 
 /**
  * Keeps one lease alive: extends it at half its remaining time, and aborts `signal` with `LockLostError`
@@ -14,7 +22,10 @@ class LeaseKeeper {
   /** The extension in flight, if any (settles, never rejects). */
   private renewing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly lock: Lock) {
+  constructor(
+    private readonly lock: Lock,
+    private readonly events: LeaseEvents,
+  ) {
     this.armDeadline();
     this.schedule();
   }
@@ -30,7 +41,7 @@ class LeaseKeeper {
 
   /** Marks the lease lost if it ran out on the local clock. */
   checkDeadline(): void {
-    if (this.lock.remainingMs === 0) this.abort(this.ranOut());
+    if (this.lock.remainingMs === 0) this.ranOut();
   }
 
   /** Stops extending; resolves once an extension in flight settled. */
@@ -41,13 +52,17 @@ class LeaseKeeper {
     return this.renewing;
   }
 
-  private ranOut(): LockLostError {
-    return new LockLostError(this.lock.resource, [], 'its lease ran out on the local clock before an extension was confirmed');
+  /** The lease ran out with no extension confirmed: lost, and reported as such once (unless aborted before). */
+  private ranOut(): void {
+    if (this.controller.signal.aborted) return;
+    const error = new LockLostError(this.lock.resource, [], 'its lease ran out on the local clock before an extension was confirmed');
+    this.abort(error);
+    leaseLost(this.lock, error, this.events);
   }
 
   private armDeadline(): void {
     clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => this.abort(this.ranOut()), this.lock.remainingMs);
+    this.deadlineTimer = setTimeout(() => this.ranOut(), this.lock.remainingMs);
   }
 
   private schedule(delayMs = this.lock.remainingMs / 2): void {
@@ -73,21 +88,24 @@ class LeaseKeeper {
 /**
  * Runs `routine` on a held lock (see `LockManager.using`): rejects with the routine's own error when it
  * throws; otherwise with `LockLostError` when the lease was lost while it ran (even if it returned), else
- * resolves with its result. The lock is released at the end.
+ * resolves with its result. The lock is released at the end; a lease that runs out and a release that fails
+ * are told to `events`.
  */
 export async function runHoldingLock<T, L extends Lock>(
   lock: L,
   routine: (signal: AbortSignal, lock: L) => Promise<T> | T,
   callerSignal: AbortSignal | undefined,
+  events: LeaseEvents,
 ): Promise<T> {
-  const keeper = new LeaseKeeper(lock);
+  const keeper = new LeaseKeeper(lock, events);
   const onCallerAbort = () => keeper.abort(callerSignal?.reason);
   callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
   const finish = async () => {
     callerSignal?.removeEventListener('abort', onCallerAbort);
     // An extension in flight and the release go out together: both are bounded by timeoutMs. A release
-    // that cannot reach Redis leaves the lease to run out by itself.
-    const [, released] = await Promise.all([keeper.stop(), lock.release().catch(() => undefined)]);
+    // that cannot reach Redis leaves the lease to run out by itself; the manager's `error` event tells.
+    const release = lock.release().catch((err: unknown) => events.error(err, lock.resource));
+    const [, released] = await Promise.all([keeper.stop(), release]);
     return released;
   };
   let result: T;

@@ -42,6 +42,8 @@ export interface InstrumentationOptions {
 }
 
 const OPTION_NAMES: readonly string[] = ['tracerProvider', 'meterProvider', 'spans', 'metrics', 'propagate'];
+/** The plain channel every lost lease is published on (`LOST` of @cyredis/lock). */
+const LOST_CHANNEL = 'cyredis:lock:lost';
 
 /** Every traced operation, by package: the channel is `cyredis:<package>:<operation>`. */
 export const OPERATIONS = {
@@ -111,6 +113,9 @@ export class CyredisInstrumentation {
     this.propagate = options.propagate !== false;
   }
 
+  /** A lease found gone (an extension refused, or a `using` lease ran out): the `cyredis:lock:lost` channel. */
+  private readonly countLost = (): void => this.instruments?.lostLeases.add(1);
+
   /** Whether it is subscribed. */
   get enabled(): boolean {
     return this.subscriptions.length > 0;
@@ -127,6 +132,7 @@ export class CyredisInstrumentation {
         this.subscriptions.push({ name, handlers });
       }
     }
+    diagnosticsChannel.subscribe(LOST_CHANNEL, this.countLost);
     return this;
   }
 
@@ -134,6 +140,7 @@ export class CyredisInstrumentation {
   disable(): void {
     for (const { name, handlers } of this.subscriptions) diagnosticsChannel.tracingChannel<unknown, OperationContext>(name).unsubscribe(handlers);
     this.subscriptions = [];
+    diagnosticsChannel.unsubscribe(LOST_CHANNEL, this.countLost);
   }
 
   /**
@@ -229,8 +236,6 @@ export class CyredisInstrumentation {
       const since = this.held.get(ctx.target);
       if (since !== undefined) m.lockHold.record((performance.now() - since) / 1000);
       this.held.delete(ctx.target);
-    } else if (operation === 'extend' && ctx.outcome === 'lost') {
-      m.lostLeases.add(1);
     }
   }
 
@@ -286,7 +291,7 @@ function makeInstruments(meter: Meter): Instruments {
     acquisitions: meter.createCounter('cyredis.lock.acquisitions', { description: 'Lock acquire calls, by outcome (acquired, refused, error).', unit: '{acquisition}' }),
     lockWait: meter.createHistogram('cyredis.lock.wait.duration', { ...seconds, description: 'Time an acquire took, waiting included.' }),
     lockHold: meter.createHistogram('cyredis.lock.hold.duration', { ...seconds, description: 'Time from acquire to release of a lease.' }),
-    lostLeases: meter.createCounter('cyredis.lock.lost', { description: 'Leases an extension found gone.', unit: '{lease}' }),
+    lostLeases: meter.createCounter('cyredis.lock.lost', { description: 'Leases found gone: an extension was refused, or a using() lease ran out while Redis did not answer.', unit: '{lease}' }),
     cacheRequests: meter.createCounter('cyredis.cache.requests', { description: 'Cache lookups, by outcome (hit, miss, stale) and tier (l1, l2).', unit: '{request}' }),
     loaderCalls: meter.createCounter('cyredis.cache.loader.calls', { description: 'Loader runs of getOrSet.', unit: '{call}' }),
     loaderDuration: meter.createHistogram('cyredis.cache.loader.duration', { ...seconds, description: 'Time a loader ran.' }),

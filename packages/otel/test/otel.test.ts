@@ -7,7 +7,7 @@ import { LockLostError, LockManager, type Lock } from '@cyredis/lock';
 import { JobQueue, Worker } from '@cyredis/queue';
 import { RateLimiter } from '@cyredis/ratelimit';
 import { randomPrefix, waitFor } from '@cyredis/testing';
-import { clusterSeeds, deleteByPrefix, redisUrl, suiteClient, topologies } from '@cyredis/testing/context';
+import { clusterSeeds, connect, deleteByPrefix, redisUrl, suiteClient, topologies } from '@cyredis/testing/context';
 import { context, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader, type HistogramMetricData } from '@opentelemetry/sdk-metrics';
@@ -139,6 +139,29 @@ describe.each(topologies)('@cyredis/otel on %s', (topology) => {
       await permit.release();
       expect(spans('lock.semaphore.acquire')[0]!.attributes).toMatchObject({ 'cyredis.key': 'pool', 'cyredis.count': 1, 'cyredis.outcome': 'acquired' });
     } finally {
+      await locks.close();
+    }
+  });
+
+  it('lock: a using() lease that runs out while Redis does not answer counts as lost', async () => {
+    const client = connect(topology);
+    const locks = new LockManager(client, { prefix, timeoutMs: 1_000 });
+    try {
+      const before = await total(reader, 'cyredis.lock.lost', {});
+      const outcome = await locks
+        .using(
+          'res',
+          (signal) => {
+            client.disconnect();
+            return new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          },
+          { ttlMs: 1_000 },
+        )
+        .catch((err: unknown) => err);
+      expect(outcome).toBeInstanceOf(LockLostError);
+      expect(await total(reader, 'cyredis.lock.lost', {})).toBe(before + 1);
+    } finally {
+      client.disconnect();
       await locks.close();
     }
   });

@@ -8,6 +8,7 @@ import {
   assertByteLength,
   assertTimeoutMs,
   assertRedisClient,
+  CyRedisError,
   DEFAULT_PREFIX,
   defaultCodec,
   durationMs,
@@ -18,6 +19,7 @@ import {
   NameRecorder,
   readPackageLua,
   RedisTimeoutError,
+  RedisUnavailableError,
   registryKey,
   scriptName,
   TickBatcher,
@@ -509,6 +511,12 @@ export interface FetchResult<T> {
    * lease deadline; -1 when nothing is scheduled.
    */
   waitMs: number;
+  /**
+   * Present only when something in the background of this call failed: the dead-lettering of a leased job
+   * whose data the codec cannot decode (the job is not returned; its lease runs out and a later call meets
+   * it again). The `Worker` emits each as `error`; `pop` drops them.
+   */
+  errors?: CyRedisError[];
 }
 
 /** What `ack` returns: the completions and the next batch. */
@@ -873,9 +881,9 @@ export class JobQueue<T = unknown, R = unknown> {
     const { request } = options;
     checkRequest('options.request', request);
     const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.leases, this.makeJob);
-    await this.deadLetterUndecodable(leased);
+    const errors = await this.deadLetterUndecodable(leased);
     await this.advanceSchedulers(leased.jobs);
-    return { waitMs: leased.waitMs, jobs: leased.jobs };
+    return errors === undefined ? { waitMs: leased.waitMs, jobs: leased.jobs } : { waitMs: leased.waitMs, jobs: leased.jobs, errors };
   }
 
   /**
@@ -916,9 +924,10 @@ export class JobQueue<T = unknown, R = unknown> {
     }
     const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
     const acked = decodeAck(reply, this.leases, this.makeJob);
-    await this.deadLetterUndecodable(acked);
+    const errors = await this.deadLetterUndecodable(acked);
     await this.advanceSchedulers(acked.jobs);
-    return { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
+    const result = { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
+    return errors === undefined ? result : { ...result, errors };
   }
 
   /**
@@ -1321,16 +1330,25 @@ export class JobQueue<T = unknown, R = unknown> {
 
   /**
    * Dead-letters the leased jobs whose data the codec cannot decode, with the reason, instead of returning
-   * them: they could never run, and a caller that cannot see them could not fail them.
+   * them: they could never run, and a caller that cannot see them could not fail them. Resolves with the
+   * failures of that, if any.
    */
-  private async deadLetterUndecodable(leased: LeasedJobs<T>): Promise<void> {
-    if (leased.undecodable === undefined) return;
+  private async deadLetterUndecodable(leased: LeasedJobs<T>): Promise<CyRedisError[] | undefined> {
+    if (leased.undecodable === undefined) return undefined;
+    const failures: CyRedisError[] = [];
     await Promise.all(
       leased.undecodable.map(({ id, leaseToken, error }) => {
         const reason = cutUtf8(`data cannot be decoded: ${error instanceof Error ? error.message : String(error)}`, LIMITS.maxErrorBytes);
         // Its lease runs out if this fails, and the next pop meets it again.
-        return this.run(encodeFail({ id, leaseToken }, reason, true)).catch(() => undefined);
+        return this.run(encodeFail({ id, leaseToken }, reason, true)).catch((err: unknown) => failures.push(deadLetterFailed(id, err)));
       }),
     );
+    return failures.length === 0 ? undefined : failures;
   }
+}
+
+/** A failed dead-lettering of job `id`, named as such; an outage stays a `RedisUnavailableError`. */
+function deadLetterFailed(id: string, err: unknown): CyRedisError {
+  const message = `could not dead-letter job "${id}", whose data cannot be decoded (it comes back when its lease ends): ${err instanceof Error ? err.message : String(err)}`;
+  return err instanceof RedisUnavailableError ? new RedisUnavailableError(message, { cause: err }) : new CyRedisError(message, { cause: err });
 }

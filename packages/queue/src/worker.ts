@@ -54,8 +54,10 @@ export interface WorkerEvents<T> {
   /** The worker lost the job's lease (it ran too long or Redis was unreachable); another run may follow. */
   lost: [job: Job<T>];
   /**
-   * A Redis call failed; the worker keeps going. Once per distinct error until a call succeeds again, and
-   * emitted only while someone listens. Outages are `RedisUnavailableError` (or its `RedisTimeoutError`).
+   * A Redis call failed, in the loop or in the background (a job whose data does not decode could not be
+   * dead-lettered: it comes back when its lease ends); the worker keeps going. Once per distinct error until
+   * a call succeeds again, and emitted only while someone listens. Outages are `RedisUnavailableError` (or
+   * its `RedisTimeoutError`).
    */
   error: [error: unknown];
 }
@@ -198,6 +200,7 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       if (outcome === 'skipped') continue;
       this.freeLanes.push(request.lane);
       const reply = outcome.reply;
+      reply.errors?.forEach((err) => this.fault(err));
       this.start(reply.jobs);
       // Nothing more ready now (none came, or a limit or an empty queue says wait): block, do not ask again.
       if ((reply.jobs.length === 0 || reply.waitMs !== 0) && !this.closing) await this.idle(reply.waitMs);
@@ -356,6 +359,7 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
         }
         const reply = outcome.reply;
         this.freeLanes.push(request.lane);
+        reply.errors?.forEach((err) => this.fault(err));
         batch.forEach((r, i) => {
           if (reply.completed[i]) this.fire('completed', r.job);
           else this.fire('lost', r.job);
