@@ -139,6 +139,8 @@ describe.each(topologies)('lost group keys on %s', (topology) => {
     expect(leased).toBeDefined();
     await redis.del(key(':gwait'), key(':gready'), key(':glimited'));
     expect(await queue.obliterate({ force: true })).toBe(true);
-    for (const node of masters(redis)) expect(await node.keys(`${prefix}*`)).toEqual([]);
+    // The registry of queue names is no key of the queue: obliterate leaves it (see the README's registry section).
+    const registry = `${prefix}:registry:`;
+    for (const node of masters(redis)) expect((await node.keys(`${prefix}*`)).filter((k) => !k.startsWith(registry))).toEqual([]);
   });
 });
