@@ -173,6 +173,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** The value, or `undefined` on a miss. Redis unreachable (or past `timeoutMs`) is a miss too. */
   get(key: string): Promise<T | undefined> {
+    if (!GET.active) return this.getNow(key);
     return GET.run(() => ({ name: this.name, key, tier: this.coherence.holds(key) ? 'l1' : 'l2' }), () => this.getNow(key), settleFound);
   }
 
@@ -195,6 +196,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Looks up many keys in one round trip (L1 first); `undefined` where missing. */
   getMany(keys: readonly string[]): Promise<(T | undefined)[]> {
+    if (!GET_MANY.active) return this.getManyNow(keys);
     return GET_MANY.run(() => ({ name: this.name, count: keys?.length }), () => this.getManyNow(keys));
   }
 
@@ -230,6 +232,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
    * evicting least recently used entries beyond `maxSize`.
    */
   set(key: string, value: T, options: SetOptions = {}): Promise<void> {
+    if (!SET.active) return this.setNow(key, value, options);
     return SET.run(() => ({ name: this.name, key }), () => this.setNow(key, value, options));
   }
 
@@ -248,6 +251,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Stores many entries in one round trip. */
   setMany(entries: readonly CacheEntry<T>[]): Promise<void> {
+    if (!SET_MANY.active) return this.setManyNow(entries);
     return SET_MANY.run(() => ({ name: this.name, count: entries?.length }), () => this.setManyNow(entries));
   }
 
@@ -293,6 +297,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** As `getOrSet`, with where the value came from: `'l1-hit' | 'hit' | 'stale' | 'miss-loaded'`. */
   getOrSetWithStatus(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<CacheResult<T>> {
+    if (!GET_OR_SET.active) return this.getOrSetWithStatusNow(key, loader, options);
     return GET_OR_SET.run(() => ({ name: this.name, key }), () => this.getOrSetWithStatusNow(key, loader, options), settleStatus);
   }
 
@@ -305,6 +310,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Whether `key` holds a fresh value (L1 first); counts no lookup and leaves the LRU order alone. */
   has(key: string): Promise<boolean> {
+    if (!HAS.active) return this.hasNow(key);
     return HAS.run(() => ({ name: this.name, key }), () => this.hasNow(key), settleFound);
   }
 
@@ -316,7 +322,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Removes an entry (and any lease on it, so a load in progress cannot write it back); true if it existed. */
   delete(key: string): Promise<boolean> {
-    const done = DELETE.run(() => ({ name: this.name, key }), () => this.deleteNow(key), settleDeleted);
+    const done = DELETE.active ? DELETE.run(() => ({ name: this.name, key }), () => this.deleteNow(key), settleDeleted) : this.deleteNow(key);
     return this.invalidating(done, [key], 'delete');
   }
 
@@ -327,7 +333,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Removes entries as `delete` does, up to 500 per round trip (atomic per batch); the number that existed. */
   deleteMany(keys: readonly string[]): Promise<number> {
-    const done = DELETE_MANY.run(() => ({ name: this.name, count: keys?.length }), () => this.deleteManyNow(keys));
+    const done = DELETE_MANY.active ? DELETE_MANY.run(() => ({ name: this.name, count: keys?.length }), () => this.deleteManyNow(keys)) : this.deleteManyNow(keys);
     return this.invalidating(done, keys, 'delete');
   }
 

@@ -47,7 +47,8 @@ export interface OperationContext {
 
 /**
  * One public operation's tracing channel. `run` costs one `hasSubscribers` check while nobody subscribes:
- * no context object is made and the call runs as it would without tracing.
+ * no context object is made and the call runs as it would without tracing. Hot paths check `active` first
+ * and call the untraced body directly, so that not even the closures handed to `run` are made.
  */
 export class Operation {
   /** The channel's name, `cyredis:<package>:<operation>`. */

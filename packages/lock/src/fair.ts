@@ -51,6 +51,7 @@ export class FairLock {
    * Redis does not answer in time, or the signal's reason when aborted.
    */
   acquire(options: AcquireOptions = {}): Promise<Lock> {
+    if (!FAIR_ACQUIRE.active) return this.acquireNow(options);
     return FAIR_ACQUIRE.run(() => ({ key: this.name }), () => this.acquireNow(options), acquired, notAcquired);
   }
 

@@ -53,6 +53,7 @@ export class Lock {
    * when the lease is gone (expired, released, force-unlocked, taken); an expired lock is never re-created.
    */
   extend(ttlMs: number = this.ttlMs): Promise<void> {
+    if (!EXTEND.active) return this.extendNow(ttlMs);
     return EXTEND.run(() => ({ key: this.resource, target: this }), () => this.extendNow(ttlMs), extended, extendFailed);
   }
 
@@ -72,6 +73,7 @@ export class Lock {
    */
   release(): Promise<boolean> {
     this.deadline = 0;
+    if (!RELEASE.active) return this.backend.release(this);
     return RELEASE.run(() => ({ key: this.resource, target: this }), () => this.backend.release(this), released);
   }
 }

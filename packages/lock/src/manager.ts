@@ -171,6 +171,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
    * signal's reason when aborted.
    */
   acquire(resource: string, options: AcquireOptions = {}): Promise<Lock> {
+    if (!ACQUIRE.active) return this.acquireNow(resource, options);
     return ACQUIRE.run(() => ({ key: resource }), () => this.acquireNow(resource, options), acquired, notAcquired);
   }
 
@@ -201,6 +202,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
    * an `InvalidArgumentError`.
    */
   acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
+    if (!ACQUIRE_MANY.active) return this.acquireManyNow(resources, options);
     const context = () => ({ key: Array.isArray(resources) ? resources.join(',') : undefined, count: resources?.length });
     return ACQUIRE_MANY.run(context, () => this.acquireManyNow(resources, options), acquired, notAcquired);
   }

@@ -161,6 +161,7 @@ export class Semaphore {
    * signal's reason when aborted.
    */
   acquire(options: PermitOptions = {}): Promise<Permit> {
+    if (!SEMAPHORE_ACQUIRE.active) return this.acquireNow(options);
     const context = () => ({ key: this.name, count: options?.count ?? 1 });
     return SEMAPHORE_ACQUIRE.run(context, () => this.acquireNow(options), acquired, notAcquired);
   }

@@ -832,6 +832,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * (in call order), the way a pipeline would, with one result each.
    */
   add(data: T, options: PushOptions = {}): Promise<PushResult> {
+    if (!PUSH.active) return this.addNow(data, options);
     const context = () => ({ name: this.name, key: options?.id, traceContext: options?.traceContext });
     return PUSH.run(context, (ctx) => this.addNow(data, carrying(options, ctx)), settlePush);
   }
@@ -847,6 +848,7 @@ export class JobQueue<T = unknown, R = unknown> {
 
   /** Like `pushBulk`, and says per job whether it was new. */
   addBulk(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
+    if (!PUSH_BULK.active) return this.addBulkNow(jobs);
     const context = () => ({ name: this.name, count: Array.isArray(jobs) ? jobs.length : undefined });
     const carried = (ctx: OperationContext | undefined) => (ctx?.traceContext && Array.isArray(jobs) ? (jobs as readonly BulkJob<T>[]).map((job) => carrying(job, ctx)) : jobs);
     return PUSH_BULK.run(context, (ctx) => this.addBulkNow(carried(ctx)));
@@ -871,6 +873,7 @@ export class JobQueue<T = unknown, R = unknown> {
 
   /** `pop` that also tells how long until more work may be ready (for custom workers). */
   fetch(count = 1, options: PopOptions = {}): Promise<FetchResult<T>> {
+    if (!FETCH.active) return this.fetchNow(count, options);
     return FETCH.run(() => ({ name: this.name }), () => this.fetchNow(count, options), settleFetch);
   }
 
@@ -891,6 +894,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * was lost (reclaimed, or already completed).
    */
   complete(job: JobLease, returnValue?: R): Promise<boolean> {
+    if (!COMPLETE.active) return this.completeNow(job, returnValue);
     return COMPLETE.run(() => ({ name: this.name, key: job?.id }), () => this.completeNow(job, returnValue), settleHeld);
   }
 
@@ -904,6 +908,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * each burst of finished jobs).
    */
   ack(jobs: readonly JobLease[], options: AckOptions<R> = {}): Promise<AckResult<T>> {
+    if (!ACK.active) return this.ackNow(jobs, options);
     return ACK.run(() => ({ name: this.name, count: jobs?.length }), () => this.ackNow(jobs, options), settleAck);
   }
 
@@ -935,6 +940,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * job's record was lost) or `lost` (lease lost).
    */
   fail(job: JobLease, error: unknown): Promise<FailOutcome> {
+    if (!FAIL.active) return this.failNow(job, error);
     return FAIL.run(() => ({ name: this.name, key: job?.id }), () => this.failNow(job, error), settleFail);
   }
 
@@ -946,6 +952,7 @@ export class JobQueue<T = unknown, R = unknown> {
 
   /** Renews the leases of jobs still held (1–1000 a call): per job, true when renewed. */
   extend(jobs: readonly JobLease[], leaseMs: number = this.leaseMs): Promise<boolean[]> {
+    if (!EXTEND.active) return this.extendNow(jobs, leaseMs);
     return EXTEND.run(() => ({ name: this.name, count: jobs?.length }), () => this.extendNow(jobs, leaseMs));
   }
 
@@ -963,6 +970,7 @@ export class JobQueue<T = unknown, R = unknown> {
    * for that long.
    */
   release(job: JobLease, options: { pauseMs?: number } = {}): Promise<boolean> {
+    if (!RELEASE.active) return this.releaseNow(job, options);
     return RELEASE.run(() => ({ name: this.name, key: job?.id, outcome: 'released' }), () => this.releaseNow(job, options), settleHeld);
   }
 

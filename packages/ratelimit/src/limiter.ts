@@ -180,6 +180,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * refusal sleeps until its `retryAfterMs` and checks again while that fits in `waitMs`.
    */
   limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
+    if (!LIMIT.active) return this.limitNow(id, options);
     return LIMIT.run(() => ({ name: this.name, key: id }), () => this.limitNow(id, options), settleCheck);
   }
 
@@ -238,6 +239,7 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
 
   /** Answers what `limit(id, options)` would, consuming nothing and writing nothing. */
   peek(id: string, options: Omit<LimitOptions, 'requestId'> = {}): Promise<RateLimitResult> {
+    if (!PEEK.active) return this.peekNow(id, options);
     return PEEK.run(() => ({ name: this.name, key: id }), () => this.peekNow(id, options), settleCheck);
   }
 
