@@ -20,7 +20,8 @@ export class MultiLock {
 
   /**
    * Extends every lease to `ttlMs` from now (default: each lock's own ttl); the extensions go out together
-   * (one script call on a single node). Rejects with the first `LockLostError` when any lease is gone.
+   * (one script call on a single node, one per hash tag on a cluster). Rejects with the first
+   * `LockLostError` when any lease is gone.
    */
   async extend(ttlMs?: number): Promise<void> {
     const results = await Promise.allSettled(this.locks.map((lock) => lock.extend(ttlMs)));
@@ -28,7 +29,7 @@ export class MultiLock {
     if (failed) throw failed.reason;
   }
 
-  /** Releases every lock (one script call on a single node); true when all of them were still held. */
+  /** Releases every lock (calls as `extend`); true when all of them were still held. */
   async release(): Promise<boolean> {
     const released = await Promise.all(this.locks.map((lock) => lock.release()));
     return released.every(Boolean);
@@ -68,7 +69,8 @@ async function releaseAll(backend: ManyBackend, locks: readonly Lock[]): Promise
 
 /**
  * All the locks or none. First one round for all at once: on a single node one script call (the attempts
- * share a tick), on a cluster one call per slot, in parallel. If any is held elsewhere, whatever was taken
+ * share a tick), on a cluster one call per hash tag, in parallel (one call when the names share a tag,
+ * `{acct}:1`, `{acct}:2`; see `LockKeys`). If any is held elsewhere, whatever was taken
  * is released and, when there is time to wait, the locks are taken one by one in key order, each waiting
  * for its holder: every caller waits in that same order, so no two can each hold what the other waits for.
  * A failure on the way releases what was taken.

@@ -15,6 +15,7 @@ import {
   type RegisteredScript,
 } from '@cyredis/core';
 import type { NodeReply } from './errors.js';
+import { hashTagOf } from './keys.js';
 import {
   decodeBatch,
   decodeReply,
@@ -101,8 +102,8 @@ export class LockNode {
   private readonly script: RegisteredScript;
   private readonly semaphoreScript: RegisteredScript;
   private readonly fairScript: RegisteredScript;
-  /** Absent on a cluster, where one call cannot span the slots of several resources. */
-  private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
+  /** On a cluster, where one call cannot span slots, a tick's operations go out one call per hash tag. */
+  private readonly batcher: TickBatcher<BatchableRequest, NodeResult>;
   /** The semaphore script's batches; absent on a cluster. */
   private readonly semaphoreBatcher: TickBatcher<BatchableSemaphoreRequest, unknown> | undefined;
 
@@ -124,12 +125,12 @@ export class LockNode {
       message: (channel, message) => events.released(channel.slice(keyPrefix.length), message),
       resubscribed: events.resubscribed,
     });
-    this.batcher = isCluster(client)
-      ? undefined
-      : new TickBatcher<BatchableRequest, NodeResult>(
-          (requests) => (requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : this.runBatch(requests)),
-          BATCH_SIZE,
-        );
+    const cluster = isCluster(client);
+    this.batcher = new TickBatcher<BatchableRequest, NodeResult>(
+      (requests) =>
+        requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : cluster ? this.runByTag(requests) : this.runBatch(requests),
+      BATCH_SIZE,
+    );
     this.semaphoreBatcher = isCluster(client)
       ? undefined
       : new TickBatcher<BatchableSemaphoreRequest, unknown>(
@@ -143,7 +144,7 @@ export class LockNode {
    * `failed` result). A granted acquire, wait or extend then passes the replica check, if configured.
    */
   run(request: LockRequest, timeoutMs = this.timeoutMs): Promise<NodeResult> {
-    const result = request.operation !== 'fence' && this.batcher ? this.batcher.add(request) : this.runAlone(request, timeoutMs);
+    const result = request.operation !== 'fence' ? this.batcher.add(request) : this.runAlone(request, timeoutMs);
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));
@@ -213,6 +214,29 @@ export class LockNode {
     } catch (err) {
       return requests.map(() => failed(err));
     }
+  }
+
+  /**
+   * A cluster's batch: one call per hash tag of the keys as the server sees them (one tag, one slot), in
+   * parallel; an operation alone under its tag in the single-key form.
+   */
+  private async runByTag(requests: BatchableRequest[]): Promise<NodeResult[]> {
+    const groups = new Map<string, number[]>();
+    requests.forEach((request, i) => {
+      const key = this.keyPrefix + request.key;
+      const tag = hashTagOf(key) ?? key;
+      const group = groups.get(tag);
+      if (group) group.push(i);
+      else groups.set(tag, [i]);
+    });
+    const results = new Array<NodeResult>(requests.length);
+    const runs = [...groups.values()].map(async (indexes) => {
+      const group = indexes.map((i) => requests[i]!);
+      const replies = group.length === 1 ? [await this.runAlone(group[0]!, this.timeoutMs)] : await this.runBatch(group);
+      indexes.forEach((i, j) => (results[i] = replies[j]!));
+    });
+    await Promise.all(runs);
+    return results;
   }
 
   /** A granted result stays granted only when enough replicas acknowledged it. */
