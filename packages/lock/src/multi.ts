@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from '@cyredis/core';
 import { LockUnavailableError } from './errors.js';
 import { Lock } from './lock.js';
+import { together } from './node.js';
 
 /** The most resources one `acquireMany` call may name. */
 export const MAX_RESOURCES = 256;
@@ -24,14 +25,14 @@ export class MultiLock {
    * `LockLostError` when any lease is gone.
    */
   async extend(ttlMs?: number): Promise<void> {
-    const results = await Promise.allSettled(this.locks.map((lock) => lock.extend(ttlMs)));
+    const results = await together(() => Promise.allSettled(this.locks.map((lock) => lock.extend(ttlMs))));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
   /** Releases every lock (calls as `extend`); true when all of them were still held. */
   async release(): Promise<boolean> {
-    const released = await Promise.all(this.locks.map((lock) => lock.release()));
+    const released = await together(() => Promise.all(this.locks.map((lock) => lock.release())));
     return released.every(Boolean);
   }
 }
@@ -79,7 +80,7 @@ export async function acquireMany(backend: ManyBackend, resources: readonly stri
   const ordered = orderResources(resources, backend.keyOf);
   const inCallerOrder = (locks: Map<string, Lock>) => new MultiLock(resources.map((r) => locks.get(backend.keyOf(r))!));
   const deadline = performance.now() + waitMs;
-  const first = await Promise.allSettled(ordered.map(({ resource }) => backend.attempt(resource)));
+  const first = await together(() => Promise.allSettled(ordered.map(({ resource }) => backend.attempt(resource))));
   const taken = new Map<string, Lock>();
   first.forEach((r, i) => {
     if (r.status === 'fulfilled' && r.value instanceof Lock) taken.set(ordered[i]!.key, r.value);

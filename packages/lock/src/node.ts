@@ -1,4 +1,4 @@
-// One Redis client of a LockManager: runs lock operations (batched per tick on a single node), WAITs for replicas, hears releases.
+// One Redis client of a LockManager: runs lock operations (batched per tick on a single node, per hash tag in `together` on a cluster), WAITs for replicas, hears releases.
 import {
   classifyError,
   clientKeyPrefix,
@@ -49,6 +49,23 @@ const FAIR_NAME = scriptName('lock', 'fair_lock');
  * per call lost more to the per-call cost than it gained).
  */
 const BATCH_SIZE = 32;
+
+/** Above 0 while `together` runs. */
+let grouping = 0;
+
+/**
+ * Runs `start`; the lock operations it starts (synchronously) on a cluster client share script calls per
+ * hash tag, as every operation of one tick does on a single node: `acquireMany`'s first round and a
+ * `MultiLock`'s extend and release. Elsewhere a cluster's operations go out alone, at once, as they did.
+ */
+export function together<T>(start: () => T): T {
+  grouping++;
+  try {
+    return start();
+  } finally {
+    grouping--;
+  }
+}
 
 /** What one node made of one operation: the script's reply, or why there is no usable one. */
 export type NodeResult = LockReply | FailedResult;
@@ -102,8 +119,10 @@ export class LockNode {
   private readonly script: RegisteredScript;
   private readonly semaphoreScript: RegisteredScript;
   private readonly fairScript: RegisteredScript;
-  /** On a cluster, where one call cannot span slots, a tick's operations go out one call per hash tag. */
-  private readonly batcher: TickBatcher<BatchableRequest, NodeResult>;
+  /** Absent on a cluster, where one call cannot span the slots of several resources. */
+  private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
+  /** A cluster's batches of what `together` starts, one call per hash tag; absent on a single node. */
+  private readonly tagBatcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
   /** The semaphore script's batches; absent on a cluster. */
   private readonly semaphoreBatcher: TickBatcher<BatchableSemaphoreRequest, unknown> | undefined;
 
@@ -125,12 +144,13 @@ export class LockNode {
       message: (channel, message) => events.released(channel.slice(keyPrefix.length), message),
       resubscribed: events.resubscribed,
     });
-    const cluster = isCluster(client);
-    this.batcher = new TickBatcher<BatchableRequest, NodeResult>(
-      (requests) =>
-        requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : cluster ? this.runByTag(requests) : this.runBatch(requests),
-      BATCH_SIZE,
-    );
+    this.batcher = isCluster(client)
+      ? undefined
+      : new TickBatcher<BatchableRequest, NodeResult>(
+          (requests) => (requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : this.runBatch(requests)),
+          BATCH_SIZE,
+        );
+    this.tagBatcher = isCluster(client) ? new TickBatcher((requests) => this.runByTag(requests), BATCH_SIZE) : undefined;
     this.semaphoreBatcher = isCluster(client)
       ? undefined
       : new TickBatcher<BatchableSemaphoreRequest, unknown>(
@@ -144,7 +164,8 @@ export class LockNode {
    * `failed` result). A granted acquire, wait or extend then passes the replica check, if configured.
    */
   run(request: LockRequest, timeoutMs = this.timeoutMs): Promise<NodeResult> {
-    const result = request.operation !== 'fence' ? this.batcher.add(request) : this.runAlone(request, timeoutMs);
+    const batcher = this.batcher ?? (grouping > 0 ? this.tagBatcher : undefined);
+    const result = request.operation !== 'fence' && batcher ? batcher.add(request) : this.runAlone(request, timeoutMs);
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));

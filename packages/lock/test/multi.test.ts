@@ -83,7 +83,7 @@ describe.each(topologies)('acquireMany on %s', (topology) => {
     expect((await locks.status('a')).locked).toBe(false);
   });
 
-  it('names sharing a hash tag: one script call to acquire them, one to release them', async () => {
+  it('names sharing a hash tag: one script call to acquire them, one to extend, one to release', async () => {
     const locks = manager();
     // Loads the script on the tag's master, so no NOSCRIPT resend counts.
     await (await locks.acquire('{acct}:warm-up')).release();
@@ -95,8 +95,10 @@ describe.each(topologies)('acquireMany on %s', (topology) => {
       expect(many.locks.map((l) => l.resource)).toEqual(['{acct}:2', '{acct}:1', '{acct}:3']);
       for (const name of ['{acct}:1', '{acct}:2', '{acct}:3']) expect((await locks.status(name)).owner).toBe(many.locks[0]!.owner);
       const afterStatus = await calls.count();
-      expect(await many.release()).toBe(true);
+      await many.extend(10_000);
       expect(await calls.count()).toBe(afterStatus + 1);
+      expect(await many.release()).toBe(true);
+      expect(await calls.count()).toBe(afterStatus + 2);
     } finally {
       calls.stop();
     }
