@@ -63,9 +63,9 @@ export function orderResources(resources: unknown, keyOf: (resource: string) => 
   return entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
-/** Best effort: a lock whose release fails runs out at its ttl, and `backend.error` is told. */
+/** Best effort (calls as `MultiLock.release`): a lock whose release fails runs out at its ttl, and `backend.error` is told. */
 async function releaseAll(backend: ManyBackend, locks: readonly Lock[]): Promise<void> {
-  await Promise.all(locks.map((lock) => lock.release().catch((err: unknown) => backend.error(err, lock.resource))));
+  await together(() => Promise.all(locks.map((lock) => lock.release().catch((err: unknown) => backend.error(err, lock.resource)))));
 }
 
 /**

@@ -107,7 +107,16 @@ describe.each(topologies)('acquireMany on %s', (topology) => {
   it('names sharing a hash tag: all or nothing, and with time to wait it gets them all', async () => {
     const [a, b] = [manager(), manager()];
     const held = await a.acquire('{acct}:2', { ttlMs: 60_000 });
-    const err = await b.acquireMany(['{acct}:1', '{acct}:2', '{acct}:3']).catch((e: unknown) => e);
+    const calls = await scriptCalls(redis, prefix);
+    let err: unknown;
+    try {
+      const before = await calls.count();
+      err = await b.acquireMany(['{acct}:1', '{acct}:2', '{acct}:3']).catch((e: unknown) => e);
+      // One call tried all three, one gave back the two it took.
+      expect(await calls.count()).toBe(before + 2);
+    } finally {
+      calls.stop();
+    }
     expect(err).toBeInstanceOf(LockUnavailableError);
     expect((err as LockUnavailableError).holder).toBe(held.owner);
     for (const name of ['{acct}:1', '{acct}:3']) expect((await a.status(name)).locked).toBe(false);
