@@ -55,7 +55,7 @@
 --   force    ends any live lease (1) or does nothing (0); publishes like release.
 --   fence    holder only: token becomes max(token, floor); the lease is unchanged.
 --
--- Batch form (internal; single node only, a cluster refuses keys of several slots): n = 2 … 256 keys, and
+-- Batch form (internal; on a cluster, keys of one slot only): n = 2 … 256 keys, and
 -- ARGV holds one (owner, ttl_ms, mode) triple per key, mode one of acquire, wait, extend, release, status,
 -- force or a compact code. The ops run in order; the reply is an array of n replies, each in the shape its
 -- mode asks for. Lets a client send many concurrent operations in one call: each still takes one round

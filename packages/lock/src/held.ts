@@ -8,18 +8,18 @@ import {
   escapeId,
   InvalidArgumentError,
   isCluster,
-  unescapeId,
   withDeadline,
   type RedisClient,
 } from '@cyredis/core';
 import type { Redis } from 'ioredis';
+import { hashTagOf, parseLockKey } from './keys.js';
 import { decodeFairStatus, decodeStatusReply, MAX_PERMITS } from './protocol.js';
 import type { LockNodes } from './quorum.js';
 
 /** The lock primitives a manager makes. */
 export type LockKind = 'mutex' | 'semaphore' | 'readWrite' | 'fair';
 
-/** The last part of each kind's key, `<prefix>:lock:{<name>}:<suffix>`. */
+/** The last part of each kind's key, `<prefix>:lock:{<name>}:<suffix>` (see `LockKeys`). */
 export const KIND_SUFFIX = { mutex: 'lock', semaphore: 'semaphore', readWrite: 'rw', fair: 'fair' } as const satisfies Record<LockKind, string>;
 const KIND_OF_SUFFIX = new Map<string, LockKind>(Object.entries(KIND_SUFFIX).map(([kind, suffix]) => [suffix, kind as LockKind]));
 
@@ -81,7 +81,7 @@ const MAX_SCAN_CALLS = 50;
 interface Target {
   node: number;
   server: Redis;
-  /** What the server's key names start with: the client's keyPrefix, then the manager's prefix and `:lock:{`. */
+  /** What the server's key names start with: the client's keyPrefix, then the manager's prefix and `:lock:`. */
   start: string;
 }
 
@@ -114,7 +114,7 @@ function globLiteral(text: string): string {
 async function scanTargets(nodes: LockNodes, prefix: string, timeoutMs: number): Promise<Target[]> {
   const out: Target[] = [];
   for (const [node, client] of nodes.clients.entries()) {
-    const start = `${clientKeyPrefix(client)}${prefix}:lock:{`;
+    const start = `${clientKeyPrefix(client)}${prefix}:lock:`;
     for (const server of await masters(client, timeoutMs)) out.push({ node, server, start });
   }
   return out;
@@ -150,12 +150,61 @@ function decodeCursor(cursor: string | undefined, targets: number): Position {
 /** The key's resource and kind, or undefined for a key of no lock kind. */
 function parseKey(target: Target, fullKey: string, keyPrefixLength: number): Found | undefined {
   if (!fullKey.startsWith(target.start)) return undefined;
-  const close = fullKey.indexOf('}', target.start.length);
-  if (close < 0 || fullKey[close + 1] !== ':') return undefined;
-  const kind = KIND_OF_SUFFIX.get(fullKey.slice(close + 2));
+  const parsed = parseLockKey(fullKey.slice(target.start.length));
+  const kind = parsed && KIND_OF_SUFFIX.get(parsed.suffix);
   if (kind === undefined) return undefined;
-  return { fullKey, key: fullKey.slice(keyPrefixLength), resource: unescapeId(fullKey.slice(target.start.length, close)), kind };
+  return { fullKey, key: fullKey.slice(keyPrefixLength), resource: parsed!.name, kind };
 }
+
+/**
+ * What a listing keeps of the keys SCAN found for `match`. A name without a hash tag sits alone in its key's
+ * only braces, `…:lock:{<escaped name>}:<suffix>`, so MATCH on `…:lock:*{<escaped match>}:*` (`scanPattern`)
+ * picks exactly the names `match` matches, as it always did. The key of a name with a tag starts with the
+ * tag, `…:lock:{<tag>}:{<escaped name>}:<suffix>`, where a wildcard may also span the tag: those names are
+ * tested again, alone.
+ */
+function namesMatching(match: string | undefined): (found: Found) => boolean {
+  if (match === undefined) return () => true;
+  const glob = globRegExp(escapeId(match));
+  return (found) => hashTagOf(found.resource) === undefined || glob.test(escapeId(found.resource));
+}
+
+function scanPattern(start: string, match: string | undefined): string {
+  return `${globLiteral(start)}*{${match === undefined ? '*' : escapeId(match)}}:*`;
+}
+
+/** A Redis glob (`*`, `?`, `[…]` with `^` and ranges, `\` escapes) as a RegExp of the whole text. */
+function globRegExp(glob: string): RegExp {
+  let source = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') source += '[\\s\\S]*';
+    else if (c === '?') source += '[\\s\\S]';
+    else if (c === '\\' && i + 1 < glob.length) source += literal(glob[++i]!);
+    else if (c !== '[') source += literal(c);
+    else {
+      let j = i + 1;
+      const negate = glob[j] === '^';
+      if (negate) j++;
+      let set = '';
+      for (; j < glob.length && glob[j] !== ']'; j++) {
+        if (glob[j] === '\\' && j + 1 < glob.length) set += inSet(glob[++j]!);
+        else if (glob[j + 1] === '-' && j + 2 < glob.length) {
+          const [from, to] = [glob[j]!, glob[j + 2]!].sort();
+          set += `${inSet(from!)}-${inSet(to!)}`;
+          j += 2;
+        } else set += inSet(glob[j]!);
+      }
+      // Redis: `[^]` takes any one character, `[]` none.
+      source += negate ? `[^${set}]` : set === '' ? '(?!)' : `[${set}]`;
+      i = j;
+    }
+  }
+  return new RegExp(`^${source}$`);
+}
+
+const literal = (c: string): string => c.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+const inSet = (c: string): string => c.replace(/[\\\][^-]/g, '\\$&');
 
 /**
  * The lock at `found` when it is held now, else undefined. With Redlock a lock lives on several nodes: it
@@ -205,19 +254,20 @@ export async function listHeldLocks(nodes: LockNodes, prefix: string, timeoutMs:
   if (cursor !== undefined) assertNonEmptyString('options.cursor', cursor);
   if (match !== undefined) assertNonEmptyString('options.match', match);
   const targets = await scanTargets(nodes, prefix, timeoutMs);
+  const keep = namesMatching(match);
   let at = decodeCursor(cursor, targets.length);
   const locks: HeldLock[] = [];
   // Enough keys per step to fill the page when most keys are locks, few enough not to read many more.
   const count = Math.min(1000, Math.max(100, 4 * limit));
   for (let calls = 0; calls < MAX_SCAN_CALLS && at.target < targets.length && locks.length < limit; calls++) {
     const target = targets[at.target]!;
-    const pattern = `${globLiteral(target.start)}${match === undefined ? '*' : escapeId(match)}}:*`;
+    const pattern = scanPattern(target.start, match);
     const [next, keys] = await command(target.server.scan(at.scan, 'MATCH', pattern, 'COUNT', count), timeoutMs);
     const keyPrefixLength = clientKeyPrefix(nodes.clients[target.node]!).length;
     const after = at.after;
     const found = keys
       .map((k) => parseKey(target, k, keyPrefixLength))
-      .filter((f): f is Found => f !== undefined && (after === undefined || f.fullKey > after))
+      .filter((f): f is Found => f !== undefined && (after === undefined || f.fullKey > after) && keep(f))
       .sort((a, b) => (a.fullKey < b.fullKey ? -1 : 1));
     const held = await Promise.all(found.map((f) => heldAt(nodes, target, f)));
     let last: string | undefined;

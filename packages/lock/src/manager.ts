@@ -10,7 +10,6 @@ import {
   assertTimeoutMs,
   durationMs,
   InvalidArgumentError,
-  KeySpace,
   listRegistered,
   NameRecorder,
   RedisUnavailableError,
@@ -21,6 +20,7 @@ import {
   type RegistryListOptions,
 } from '@cyredis/core';
 import { LockLostError, LockUnavailableError } from './errors.js';
+import { LockKeys } from './keys.js';
 import { KIND_SUFFIX, listHeldLocks, type HeldLocksPage, type ListHeldOptions } from './held.js';
 import { Lock, orNull, type LockBackend } from './lock.js';
 import { LockNode, type NodeResult, type ReplicaCheck } from './node.js';
@@ -100,7 +100,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
   /** Nodes that must agree: ⌊N/2⌋+1. */
   readonly quorum: number;
   private readonly nodes: LockNodes;
-  private readonly keySpace: KeySpace;
+  private readonly keySpace: LockKeys;
   private readonly ttlMs: number;
   private readonly driftFactor: number;
   private readonly timeoutMs: number;
@@ -121,7 +121,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
     if (clients.length === 0) throw new InvalidArgumentError('redis', 'needs at least one client');
     clients.forEach((client, i) => assertRedisClient(Array.isArray(redis) ? `redis[${i}]` : 'redis', client));
     assertOptions('options', options, MANAGER_OPTIONS);
-    this.keySpace = new KeySpace('lock', options.prefix);
+    this.keySpace = new LockKeys(options.prefix);
     this.registries = clients.map((client) => new NameRecorder(client, registryKey(this.keySpace.prefix, REGISTRY_KIND)));
     this.ttlMs = ttl('options.ttlMs', options.ttlMs ?? 30_000);
     this.driftFactor = options.driftFactor ?? 0.01;
@@ -159,7 +159,11 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
     return listRegistered(redis, REGISTRY_KIND, options);
   }
 
-  /** The Redis key of a resource's lock: `<prefix>:lock:{<resource>}:lock`. */
+  /**
+   * The Redis key of a resource's lock: `<prefix>:lock:{<resource>}:lock` (braces and `%` in the resource
+   * escaped); for a resource with a hash tag (`{acct}:1`), `<prefix>:lock:{<tag>}:{<resource>}:lock`, in
+   * the tag's slot.
+   */
   keyOf(resource: string): string {
     return this.keySpace.key(resource, KIND_SUFFIX.mutex, 'resource');
   }
@@ -194,12 +198,13 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
   }
 
   /**
-   * Takes the locks of several resources, all or none, whatever order callers name them in (no deadlock):
-   * on a single node uncontended in one script call; otherwise, and on a cluster (where names fall in
-   * different slots), one by one in key order, each waiting for its holder, releasing what was taken when
-   * one fails. Every lock has `owner` (default: one random UUID for all) and `ttlMs`. Settles within
-   * `waitMs` plus `timeoutMs` per resource. Rejects like `acquire`; an empty list or a name given twice is
-   * an `InvalidArgumentError`.
+   * Takes the locks of several resources, all or none, whatever order callers name them in (no deadlock).
+   * Uncontended it is one script call on a single node, and on a cluster one per hash tag (so one call when
+   * every name carries the same tag, `{acct}:1`, `{acct}:2`; names without a tag each have a slot of their
+   * own), in parallel. When one is held elsewhere, what was taken is released and the locks are taken one
+   * by one in key order, each waiting for its holder, releasing what was taken when one fails. Every lock
+   * has `owner` (default: one random UUID for all) and `ttlMs`. Settles within `waitMs` plus `timeoutMs`
+   * per resource. Rejects like `acquire`; an empty list or a name given twice is an `InvalidArgumentError`.
    */
   acquireMany(resources: readonly string[], options: AcquireOptions = {}): Promise<MultiLock> {
     if (!ACQUIRE_MANY.active) return this.acquireManyNow(resources, options);
@@ -247,7 +252,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
    * A counting semaphore named `name` with `permits` permits (1 … 1 000 000), shared by every process that
    * names it. Runs on one Redis (node, Sentinel or cluster) or, given several clients, on Redlock: a permit
    * then needs ⌊N·permits/(permits+1)⌋+1 nodes (⌊N/2⌋+1 for one permit), so that no more than `permits`
-   * are ever held. Its key: `<prefix>:lock:{<name>}:semaphore`.
+   * are ever held. Its key: `<prefix>:lock:{<name>}:semaphore`, and a name with a hash tag falls in the tag's slot, as in `keyOf`.
    */
   semaphore(name: string, options: SemaphoreOptions): Semaphore {
     assertOptions('options', options, ['permits'], false);
@@ -258,7 +263,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
   /**
    * A read-write lock named `name`: many readers or one writer, across processes, writer-preferring.
    * `rw.read.acquire()` and `rw.write.acquire()` resolve with a `Lock` (the writer's fencing token orders
-   * writes). Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:rw`.
+   * writes). Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:rw`, and a name with a hash tag falls in the tag's slot, as in `keyOf`.
    */
   readWrite(name: string): ReadWriteLock {
     const key = this.keySpace.key(name, KIND_SUFFIX.readWrite, 'name');
@@ -267,7 +272,7 @@ export class LockManager extends EventEmitter<LockManagerEvents> {
 
   /**
    * A fair lock named `name`: waiters are served strictly in arrival order, across processes, each woken
-   * individually. Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:fair`.
+   * individually. Runs on one Redis, like `semaphore()`. Its key: `<prefix>:lock:{<name>}:fair`, and a name with a hash tag falls in the tag's slot, as in `keyOf`.
    */
   fair(name: string): FairLock {
     const key = this.keySpace.key(name, KIND_SUFFIX.fair, 'name');

@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from '@cyredis/core';
 import { LockUnavailableError } from './errors.js';
 import { Lock } from './lock.js';
+import { together } from './node.js';
 
 /** The most resources one `acquireMany` call may name. */
 export const MAX_RESOURCES = 256;
@@ -20,17 +21,18 @@ export class MultiLock {
 
   /**
    * Extends every lease to `ttlMs` from now (default: each lock's own ttl); the extensions go out together
-   * (one script call on a single node). Rejects with the first `LockLostError` when any lease is gone.
+   * (one script call on a single node, one per hash tag on a cluster). Rejects with the first
+   * `LockLostError` when any lease is gone.
    */
   async extend(ttlMs?: number): Promise<void> {
-    const results = await Promise.allSettled(this.locks.map((lock) => lock.extend(ttlMs)));
+    const results = await together(() => Promise.allSettled(this.locks.map((lock) => lock.extend(ttlMs))));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
-  /** Releases every lock (one script call on a single node); true when all of them were still held. */
+  /** Releases every lock (calls as `extend`); true when all of them were still held. */
   async release(): Promise<boolean> {
-    const released = await Promise.all(this.locks.map((lock) => lock.release()));
+    const released = await together(() => Promise.all(this.locks.map((lock) => lock.release())));
     return released.every(Boolean);
   }
 }
@@ -61,14 +63,15 @@ export function orderResources(resources: unknown, keyOf: (resource: string) => 
   return entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
-/** Best effort: a lock whose release fails runs out at its ttl, and `backend.error` is told. */
+/** Best effort (calls as `MultiLock.release`): a lock whose release fails runs out at its ttl, and `backend.error` is told. */
 async function releaseAll(backend: ManyBackend, locks: readonly Lock[]): Promise<void> {
-  await Promise.all(locks.map((lock) => lock.release().catch((err: unknown) => backend.error(err, lock.resource))));
+  await together(() => Promise.all(locks.map((lock) => lock.release().catch((err: unknown) => backend.error(err, lock.resource)))));
 }
 
 /**
  * All the locks or none. First one round for all at once: on a single node one script call (the attempts
- * share a tick), on a cluster one call per slot, in parallel. If any is held elsewhere, whatever was taken
+ * share a tick), on a cluster one call per hash tag, in parallel (one call when the names share a tag,
+ * `{acct}:1`, `{acct}:2`; see `LockKeys`). If any is held elsewhere, whatever was taken
  * is released and, when there is time to wait, the locks are taken one by one in key order, each waiting
  * for its holder: every caller waits in that same order, so no two can each hold what the other waits for.
  * A failure on the way releases what was taken.
@@ -77,7 +80,7 @@ export async function acquireMany(backend: ManyBackend, resources: readonly stri
   const ordered = orderResources(resources, backend.keyOf);
   const inCallerOrder = (locks: Map<string, Lock>) => new MultiLock(resources.map((r) => locks.get(backend.keyOf(r))!));
   const deadline = performance.now() + waitMs;
-  const first = await Promise.allSettled(ordered.map(({ resource }) => backend.attempt(resource)));
+  const first = await together(() => Promise.allSettled(ordered.map(({ resource }) => backend.attempt(resource))));
   const taken = new Map<string, Lock>();
   first.forEach((r, i) => {
     if (r.status === 'fulfilled' && r.value instanceof Lock) taken.set(ordered[i]!.key, r.value);

@@ -1,4 +1,4 @@
-// One Redis client of a LockManager: runs lock operations (batched per tick on a single node), WAITs for replicas, hears releases.
+// One Redis client of a LockManager: runs lock operations (batched per tick on a single node, per hash tag in `together` on a cluster), WAITs for replicas, hears releases.
 import {
   classifyError,
   clientKeyPrefix,
@@ -15,6 +15,7 @@ import {
   type RegisteredScript,
 } from '@cyredis/core';
 import type { NodeReply } from './errors.js';
+import { hashTagOf } from './keys.js';
 import {
   decodeBatch,
   decodeReply,
@@ -48,6 +49,23 @@ const FAIR_NAME = scriptName('lock', 'fair_lock');
  * per call lost more to the per-call cost than it gained).
  */
 const BATCH_SIZE = 32;
+
+/** Above 0 while `together` runs. */
+let grouping = 0;
+
+/**
+ * Runs `start`; the lock operations it starts (synchronously) on a cluster client share script calls per
+ * hash tag, as every operation of one tick does on a single node: `acquireMany`'s first round and a
+ * `MultiLock`'s extend and release. Elsewhere a cluster's operations go out alone, at once, as they did.
+ */
+export function together<T>(start: () => T): T {
+  grouping++;
+  try {
+    return start();
+  } finally {
+    grouping--;
+  }
+}
 
 /** What one node made of one operation: the script's reply, or why there is no usable one. */
 export type NodeResult = LockReply | FailedResult;
@@ -103,6 +121,8 @@ export class LockNode {
   private readonly fairScript: RegisteredScript;
   /** Absent on a cluster, where one call cannot span the slots of several resources. */
   private readonly batcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
+  /** A cluster's batches of what `together` starts, one call per hash tag; absent on a single node. */
+  private readonly tagBatcher: TickBatcher<BatchableRequest, NodeResult> | undefined;
   /** The semaphore script's batches; absent on a cluster. */
   private readonly semaphoreBatcher: TickBatcher<BatchableSemaphoreRequest, unknown> | undefined;
 
@@ -130,6 +150,7 @@ export class LockNode {
           (requests) => (requests.length === 1 ? this.runAlone(requests[0]!, timeoutMs).then(inList) : this.runBatch(requests)),
           BATCH_SIZE,
         );
+    this.tagBatcher = isCluster(client) ? new TickBatcher((requests) => this.runByTag(requests), BATCH_SIZE) : undefined;
     this.semaphoreBatcher = isCluster(client)
       ? undefined
       : new TickBatcher<BatchableSemaphoreRequest, unknown>(
@@ -143,7 +164,8 @@ export class LockNode {
    * `failed` result). A granted acquire, wait or extend then passes the replica check, if configured.
    */
   run(request: LockRequest, timeoutMs = this.timeoutMs): Promise<NodeResult> {
-    const result = request.operation !== 'fence' && this.batcher ? this.batcher.add(request) : this.runAlone(request, timeoutMs);
+    const batcher = this.batcher ?? (grouping > 0 ? this.tagBatcher : undefined);
+    const result = request.operation !== 'fence' && batcher ? batcher.add(request) : this.runAlone(request, timeoutMs);
     const check = this.replicaCheck;
     if (!check || (request.operation !== 'acquire' && request.operation !== 'wait' && request.operation !== 'extend')) return result;
     return result.then((r) => this.replicated(request.key, r, check));
@@ -213,6 +235,29 @@ export class LockNode {
     } catch (err) {
       return requests.map(() => failed(err));
     }
+  }
+
+  /**
+   * A cluster's batch: one call per hash tag of the keys as the server sees them (one tag, one slot), in
+   * parallel; an operation alone under its tag in the single-key form.
+   */
+  private async runByTag(requests: BatchableRequest[]): Promise<NodeResult[]> {
+    const groups = new Map<string, number[]>();
+    requests.forEach((request, i) => {
+      const key = this.keyPrefix + request.key;
+      const tag = hashTagOf(key) ?? key;
+      const group = groups.get(tag);
+      if (group) group.push(i);
+      else groups.set(tag, [i]);
+    });
+    const results = new Array<NodeResult>(requests.length);
+    const runs = [...groups.values()].map(async (indexes) => {
+      const group = indexes.map((i) => requests[i]!);
+      const replies = group.length === 1 ? [await this.runAlone(group[0]!, this.timeoutMs)] : await this.runBatch(group);
+      indexes.forEach((i, j) => (results[i] = replies[j]!));
+    });
+    await Promise.all(runs);
+    return results;
   }
 
   /** A granted result stays granted only when enough replicas acknowledged it. */

@@ -121,6 +121,26 @@ describe.each(topologies)('LockManager inspection on %s', (topology) => {
     await deleteByPrefix(redis, `${prefix}x`);
   });
 
+  it('names with a hash tag come back as given, of every kind; match tests the name alone', async () => {
+    await locks.acquire('{acct}:1');
+    await locks.acquire('{{a}');
+    await locks.acquire('{ab}x');
+    await locks.semaphore('{acct}:pool', { permits: 2 }).acquire();
+    await locks.readWrite('{acct}:doc').write.acquire();
+    await locks.fair('{acct}:turns').acquire();
+    const listed = async (match?: string) => {
+      const page = await locks.listHeld(match === undefined ? {} : { match });
+      expect(page.cursor).toBeUndefined();
+      return page.locks.map((l) => `${l.kind} ${l.resource}`).sort();
+    };
+    expect(await listed()).toEqual(['fair {acct}:turns', 'mutex {ab}x', 'mutex {acct}:1', 'mutex {{a}', 'readWrite {acct}:doc', 'semaphore {acct}:pool']);
+    expect(await listed('{acct}:*')).toEqual(['fair {acct}:turns', 'mutex {acct}:1', 'readWrite {acct}:doc', 'semaphore {acct}:pool']);
+    // The key of `{ab}x` starts with `{ab}:`, which `a*` would match: the name alone decides.
+    expect(await listed('a*')).toEqual([]);
+    expect(await listed('{a[a-c]}?')).toEqual(['mutex {ab}x']);
+    expect(await listed('*:[^t]*')).toEqual(['mutex {acct}:1', 'readWrite {acct}:doc', 'semaphore {acct}:pool']);
+  });
+
   it('list shows a prefix once a lock was taken under it, from any manager', async () => {
     expect(await LockManager.list(redis, { prefix })).toEqual([]);
     const lock = await locks.acquire('r');

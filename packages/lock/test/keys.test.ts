@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { randomPrefix, traceKeys } from '@cyredis/testing';
-import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
+import { escapeId, InvalidArgumentError } from '@cyredis/core';
+import { connect, deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/context';
+import fc from 'fast-check';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -14,6 +16,8 @@ import {
   type LockRequest,
   type SemaphoreRequest,
 } from '../src/protocol.js';
+import { LockManager } from '../src/index.js';
+import { hashTagOf, LockKeys, parseLockKey } from '../src/keys.js';
 
 const SOURCE = readFileSync(new URL('../lua/distributed_lock.lua', import.meta.url), 'utf8');
 const SEMAPHORE = readFileSync(new URL('../lua/semaphore.lua', import.meta.url), 'utf8');
@@ -181,5 +185,80 @@ describe.each(topologies)('fair_lock.lua touches only the key it is given, on %s
     await trace({ operation: 'release', key, owner: 'x' });
     await trace({ operation: 'wait', key, owner: 'y', ttlMs: 5_000 });
     await trace({ operation: 'force', key });
+  });
+});
+
+describe('lock key names', () => {
+  // Few characters, many braces: every tag shape turns up.
+  const names = fc.string({ unit: fc.constantFrom('{', '}', '%', 'a', 'b', ':', '*'), minLength: 1, maxLength: 12 });
+
+  it('a name hashes on its own tag when it has one, else on all of it; every key reads back to its name', () => {
+    const keys = new LockKeys('p');
+    fc.assert(
+      fc.property(names, (name) => {
+        const key = keys.key(name, 'lock', 'name');
+        expect(hashTagOf(key)).toBe(hashTagOf(name) ?? escapeId(name));
+        expect(parseLockKey(key.slice('p:lock:'.length))).toEqual({ name, suffix: 'lock' });
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('two names never share a key', () => {
+    const keys = new LockKeys('p');
+    fc.assert(
+      fc.property(names, names, (a, b) => {
+        if (a !== b) expect(keys.key(a, 'lock', 'name')).not.toBe(keys.key(b, 'lock', 'name'));
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('keeps the key of a name without a tag as it always was; follows Redis on what a tag is', () => {
+    const keys = new LockKeys('p');
+    for (const name of ['invoice:42', 'a}b', '{}x', '}{x', 'a{b', '100%']) {
+      expect(keys.key(name, 'lock', 'name')).toBe(`p:lock:{${escapeId(name)}}:lock`);
+    }
+    expect(keys.key('{acct}:1', 'semaphore', 'name')).toBe('p:lock:{acct}:{%7Bacct%7D:1}:semaphore');
+    expect(keys.key('x{{a}}', 'rw', 'name')).toBe('p:lock:{{a}:{x%7B%7Ba%7D%7D}:rw');
+    expect(parseLockKey('{acct}:{%7Bother%7D:1}:lock')).toBeUndefined();
+    expect(parseLockKey('x:{y}:lock')).toBeUndefined();
+    expect(parseLockKey('{}:lock')).toBeUndefined();
+  });
+
+  it('refuses a bad name as before, naming the argument', () => {
+    const keys = new LockKeys('p');
+    const refusal = (run: () => unknown): unknown => {
+      try {
+        run();
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    };
+    for (const [name, argument] of [['', 'resource'], [7, 'name'], ['a\uD800{b}', 'name']] as const) {
+      const err = refusal(() => keys.key(name as string, 'lock', argument));
+      expect(err, String(name)).toBeInstanceOf(InvalidArgumentError);
+      expect((err as InvalidArgumentError).argument).toBe(argument);
+    }
+  });
+});
+
+describe('lock names with a hash tag on the cluster', () => {
+  const redis = suiteClient('cluster') as Cluster;
+
+  it('share their tag’s slot with each other and with the application’s keys of that tag, in every kind', async () => {
+    const prefix = randomPrefix();
+    const locks = new LockManager(redis, { prefix });
+    try {
+      const slot = (key: string) => redis.cluster('KEYSLOT', key);
+      const expected = await slot('{acct}:balance');
+      const names = new LockKeys(prefix);
+      const keys = [locks.keyOf('{acct}:1'), locks.keyOf('x{acct}'), ...['semaphore', 'rw', 'fair'].map((s) => names.key('{acct}:2', s, 'name'))];
+      for (const key of keys) expect(await slot(key), key).toBe(expected);
+      expect(await slot(locks.keyOf('acct:1'))).not.toBe(expected);
+    } finally {
+      await locks.close();
+    }
   });
 });

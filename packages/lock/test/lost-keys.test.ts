@@ -29,6 +29,16 @@ describe.each(topologies)('when the server forgets a lock, on %s', (topology) =>
     await second.release();
   });
 
+  it('a name with a hash tag: the next owner after a lost key gets a higher token too', async () => {
+    const first = await locks.acquire('{acct}:1');
+    await redis.del(locks.keyOf('{acct}:1'));
+    const second = await locks.acquire('{acct}:1');
+    expect(second.owner).not.toBe(first.owner);
+    expect(second.fencingToken).toBeGreaterThan(first.fencingToken);
+    expect(await first.release()).toBe(false);
+    expect(await second.release()).toBe(true);
+  });
+
   it('an idle resource costs nothing a minute after its lease ends: 1,000 names leave only expiring keys', async () => {
     const names = Array.from({ length: 1_000 }, (_, i) => `user:${i}`);
     const held = await Promise.all(names.map((name) => locks.acquire(name, { ttlMs: 5_000 })));
