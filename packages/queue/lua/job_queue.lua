@@ -503,12 +503,6 @@ end
 -- Push helpers: built only by the calls that push (see the speed notes).
 local check_policy, check_options, check_data, push_all, pushed
 if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
-  -- The values the push helpers capture, declared again near the head of the list of captured locals (see
-  -- the speed note before `parse_state`); none of them changes once the call has started.
-  local bad, number, now, meta, jobs, delayed, groups, unpack = bad, number, now, meta, jobs, delayed, groups, unpack
-  local emit, emit_field, enqueue_ids, load_groups, save_count, wake_worker, flush_events =
-    emit, emit_field, enqueue_ids, load_groups, save_count, wake_worker, flush_events
-
   -- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
   -- it as stored (the default backoff is not spelled out).
   function check_policy(policy)
@@ -673,7 +667,6 @@ Reply: { id|0|{id}, ... }: per job its id when queued, 0 when the id exists (a r
   duplicate), { id } when its dedup key held job id (throttled, or that job's data replaced).
 ]]
 if op == 'PUSHN' then
-  local number, id_arg, bad, delayed, jobs, now, emit, emit_field, push_all = number, id_arg, bad, delayed, jobs, now, emit, emit_field, push_all
   local function dedup_arg(at)
     local mode = ARGV[at]
     if mode ~= 'throttle' and mode ~= 'debounce' then bad('dedup mode must be throttle or debounce, got ' .. tostring(mode)) end
@@ -785,8 +778,6 @@ end
 -- change once the call has started are declared again here, where the completion helpers capture them
 -- near the head of that list (never a counter or flag a helper updates: those must stay one variable).
 local now, processing, waiting, jobs, state, meta, unpack, emit = now, processing, waiting, jobs, state, meta, unpack, emit
-local groups, dead, completed, failed, delayed, gwait, gready, info = groups, dead, completed, failed, delayed, gwait, gready, info
-local bad, number, id_arg, sub, find, release_groups, events_on = bad, number, id_arg, sub, find, release_groups, events_on
 
 local function parse_state(s)
   if not s then return 0, '', '' end
