@@ -85,36 +85,35 @@
 -- handle (bad input or state, a lease of this owner to renew, ended leases to drop, other modes) they
 -- leave to the general path before any write, which checks it and answers it.
 
--- Makes HMGET's reply for the fields p u n f x ':' .. owner (release: then w q) the state in place: h[1]
--- p (nil when absent), h[2] u, h[3] n, h[4] f and h[5] x as numbers; h[9] p as read; h[10] the owner's
--- count when it has a record. False when the hash is not a semaphore (the general path then says so).
--- The fast path needs only a record's count (its lease is live, see `quick`): a count of one digit is
--- read from the first two bytes, which spares the pattern match (the dearest part of reading a record).
+-- The state from HMGET's reply h for the fields p u n f x ':' .. owner (release: then w q): { p (false
+-- when absent), u, n, f, x as numbers, p as read, the owner's count (false when it has no record), w, q
+-- as read }; false when the hash is not a semaphore (the general path then says so). A new table of its
+-- size, not h grown in place (growing a table costs more than making one). The fast path needs only a
+-- record's count (its lease is live, see `quick`): a count of one digit is read from the first two
+-- bytes, which spares the pattern match (the dearest part of reading a record).
 local function load(h)
-  local p, u, n, f, x, r = h[1], h[2], h[3], h[4], h[5], h[6]
-  h[9] = p
+  local p, u, n, f, x, r, mine = h[1], h[2], h[3], h[4], h[5], h[6], false
   if p then p = tonumber(p) end
   if u then u = tonumber(u) else u = 0 end
   if n then n = tonumber(n) else n = 0 end
   if f then f = tonumber(f) else f = 0 end
   if x then x = tonumber(x) else x = 0 end
-  if not (u and n and f and x) or (h[9] and not p) or (h[8] and not tonumber(h[8])) then return false end
+  if not (u and n and f and x) or (h[1] and not p) or (h[8] and not tonumber(h[8])) then return false end
   if r then
     local a, b = string.byte(r, 1, 2)
     if b == 32 and a > 48 and a <= 57 then
-      h[10] = a - 48
+      mine = a - 48
     else
       local c = string.match(r, '^(%d+) %d+ %d+$')
       if not c then return false end
-      h[10] = c + 0
+      mine = c + 0
     end
   end
-  h[1], h[2], h[3], h[4], h[5] = p, u, n, f, x
-  return true
+  return { p, u, n, f, x, h[1], mine, h[7], h[8] }
 end
 
 -- Acquire (`acquire` true: `count` permits for `ttl` ms, `permits` the caller's, a number) or release
--- by the owner whose record is `field` (':' .. owner) on `key`, whose state h `load` made; `given` is
+-- by the owner whose record is `field` (':' .. owner) on `key`, whose state `load` made (h); `given` is
 -- the caller's permits as ARGV holds them.
 -- `clock` is the call's time: { now ms, now µs, now µs in digits when TIME's own digits make it }, where
 -- the lease end of the last ttl seen is kept as [4] ttl, [5] end, [6] end in digits, [7] the key's expiry
@@ -128,7 +127,7 @@ local function quick(key, field, acquire, ttl, count, permits, given, h, clock)
   if n ~= 0 and n <= now then return nil end
   if acquire then
     -- This owner's lease is renewed, or another count asked for is an error: the general path.
-    if h[10] then return nil end
+    if h[7] then return nil end
     if not p then p = permits end
     if count > p then return nil end
     if count > p - u then
@@ -150,7 +149,7 @@ local function quick(key, field, acquire, ttl, count, permits, given, h, clock)
     -- One HSET of fixed arity: a pair that need not be written (p when the key has it, n when this lease
     -- does not end first, x when the expiry stays) repeats u's instead (HSET takes a field twice).
     local pf, pv, nf, nv, xf, xv = 'u', us, 'u', us, 'u', us
-    if not h[9] then pf, pv = 'p', given end
+    if not h[6] then pf, pv = 'p', given end
     if n == 0 or e < n then nf, nv = 'n', es end
     if e + 25000 > x then
       if not clock[7] then clock[7] = string.format('%d', math.max(e + 25000, now + 60000)) end
@@ -160,10 +159,10 @@ local function quick(key, field, acquire, ttl, count, permits, given, h, clock)
     if xf == 'x' then redis.call('PEXPIREAT', key, xv) end
     return token
   end
-  local mine = h[10]
+  local mine = h[7]
   if not mine then return 0 end
   u = u - mine
-  if u <= 0 and h[9] == given and f < clock[2] and not (h[8] and h[8] + 0 > now) then
+  if u <= 0 and h[6] == given and f < clock[2] and not (h[9] and h[9] + 0 > now) then
     -- The last lease ended: the key goes (see KEYS[1]).
     redis.call('DEL', key)
     u = 0
@@ -191,7 +190,7 @@ local function quick(key, field, acquire, ttl, count, permits, given, h, clock)
       end
     end
   end
-  if h[7] == '1' then redis.call('PUBLISH', key, string.format('%d', (p or 1) - u)) end
+  if h[8] == '1' then redis.call('PUBLISH', key, string.format('%d', (p or 1) - u)) end
   return 1
 end
 
@@ -210,7 +209,8 @@ if #KEYS == 1 then
     else
       h = redis.call('HMGET', KEYS[1], 'p', 'u', 'n', 'f', 'x', field, 'w', 'q')
     end
-    if h and load(h) then
+    if h then h = load(h) end
+    if h then
       local t = redis.call('TIME')
       local now_us = t[1] * 1000000 + t[2]
       local stamp
@@ -538,7 +538,8 @@ for i = 1, n do
     h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', ':' .. ARGV[at + 1], 'w', 'q')
   end
   if h then
-    if not load(h) then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
+    h = load(h)
+    if not h then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
   else
     h, bad = read(key, ARGV[at + 1], ops[5 * i - 2], ARGV[at + 3] ~= 'extend', nil)
     if bad then return bad end
@@ -564,7 +565,7 @@ for i = 1, n do
     if not h then
       if acquire then h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', field)
       else h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', field, 'w', 'q') end
-      if not load(h) then h = nil end
+      h = load(h)
     end
     local given = ARGV[at + 2]
     if acquire then given = ARGV[at + 5] end
