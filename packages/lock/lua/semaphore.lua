@@ -71,12 +71,9 @@
 -- count than the one it holds, or a hash that is not a semaphore, before any write; WRONGTYPE if the key is not a hash.
 -- Time: TIME of the server, once per call. Complexity: O(1) (one HMGET, one HSET, a PEXPIREAT when the
 -- expiry moves, a PUBLISH when someone waited; a release: HDEL and HSET, or one DEL for the last lease),
--- plus O(holders) when a lease ended since the last call
--- (HGETALL, HDEL in chunks of 1000) and for status; holders ≤ permits ≤ 10^6.
+-- plus O(holders) when a lease ended since the last call (HGETALL, HDEL in chunks of 1000) and for
+-- status; holders ≤ permits ≤ 10^6.
 -- Keys: only KEYS[1]; the PUBLISH goes to channel KEYS[1].
-
--- Holder records of live leases: used permits, earliest lease end (0 if none), the fields of ended ones,
--- and the live ones as { owner, count, end }; or an error reply for a record that is not one.
 
 -- Fast path: acquire (without writer preference) and release, alone or in a batch: what the client sends
 -- for every permit. `load` and `quick` are the only functions defined before the single-key form returns,
@@ -222,6 +219,8 @@ if #KEYS == 1 then
   end
 end
 
+-- Holder records of live leases: used permits, earliest lease end (0 if none), the fields of ended ones,
+-- and the live ones as { owner, count, end }; or an error reply for a record that is not one.
 local function scan(key, now)
   local all = redis.call('HGETALL', key)
   local used, first, dead, live = 0, 0, {}, {}
