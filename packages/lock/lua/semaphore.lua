@@ -7,12 +7,17 @@
 --          release is published), x = the key's expiry, q = until when (server ms) a refused writer holds
 --          new readers back (writer preference, see ARGV[6]); and one record per holder, field ':' .. owner =
 --          '<count> <lease end ms> <token>'. Records whose lease ended are dropped by the next call that
---          finds n in the past. The key outlives every lease by 25 s or more and is gone 60 s after the
---          last lease ends at the latest, like distributed_lock.lua's: a semaphore nobody holds costs
---          nothing after that (tokens do not need the key, see acquire; `p` set by resize is then forgotten,
---          and the next acquire's ARGV[5] applies again).
+--          finds n in the past. A release that ends the last lease deletes the key when nothing in it is
+--          needed any more: its p is the releaser's own (ARGV[2]), no writer holds readers back (q) and f is
+--          below the server clock in µs (so the next token, max(f + 1, TIME), is greater without it; a
+--          Redlock fence can set f ahead). Otherwise the key outlives every lease by 25 s or more and is gone
+--          60 s after the last lease ends at the latest, like distributed_lock.lua's: a semaphore nobody
+--          holds costs nothing after that (tokens do not need the key, see acquire; `p` set by resize is
+--          then forgotten, and the next acquire's ARGV[5] applies again).
 -- ARGV[1]  owner: a caller-chosen unique value ('' for status and resize)
--- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; an integer ≥ 0 (ignored) otherwise
+-- ARGV[2]  ttl in ms: integer 1 … 2^40 for acquire, wait and extend; release: the releaser's permits, as
+--          the client writes them ('0' = unknown, which keeps the key, see KEYS[1]); an integer ≥ 0
+--          (ignored) otherwise
 -- ARGV[3]  mode: 'acquire', 'wait', 'extend', 'release', 'status', 'resize' or 'fence'
 -- ARGV[4]  acquire, wait: count, integer 1 … permits; resize: the new permits, integer 1 … 10^6; fence: the
 --          token floor, integer 0 … 2^53 − 1
@@ -27,7 +32,7 @@
 --   wait     EVALSHA sha 1 <key> <owner> <ttl_ms> wait <count> <permits> [w]  (acquire; a refusal asks for
 --            a release message: subscribe to channel KEYS[1] first)
 --   extend   EVALSHA sha 1 <key> <owner> <ttl_ms> extend
---   release  EVALSHA sha 1 <key> <owner> 0 release
+--   release  EVALSHA sha 1 <key> <owner> <permits> release
 --   status   EVALSHA sha 1 <key> '' 0 status 0 <permits>
 --   resize   EVALSHA sha 1 <key> '' 0 resize <permits>
 --   fence    EVALSHA sha 1 <key> <owner> 0 fence <floor>  (Redlock: raise a live lease's token to ≥ floor)
@@ -53,8 +58,9 @@
 --            server TIME in µs) (strictly increasing per key also when the key was lost, as in
 --            distributed_lock.lua), a lease of ttl. An owner that holds a live lease of the same count gets
 --            it renewed, with its token (a resent acquire is harmless); of another count, an error.
---   release  ends this owner's lease; publishes the permits now available on channel KEYS[1] when a live
---            lease ended and w is set (an uncontended semaphore costs no PUBLISH).
+--   release  ends this owner's lease (the last one: the key goes, see KEYS[1]); publishes the permits now
+--            available on channel KEYS[1] when a live lease ended and w is set (an uncontended semaphore
+--            costs no PUBLISH).
 --   resize   sets p; holders keep what they hold (available may be negative until they release); publishes
 --            like release when w is set.
 --   fence    the owner's live lease: its token and f become at least floor (Redlock aligns the token of a
@@ -64,9 +70,154 @@
 -- Errors: 'ERR semaphore: <what>' on bad input, count above the permits, an owner asking for another
 -- count than the one it holds, or a hash that is not a semaphore, before any write; WRONGTYPE if the key is not a hash.
 -- Time: TIME of the server, once per call. Complexity: O(1) (one HMGET, one HSET, a PEXPIREAT when the
--- expiry moves, a PUBLISH when someone waited), plus O(holders) when a lease ended since the last call
--- (HGETALL, HDEL in chunks of 1000) and for status; holders ≤ permits ≤ 10^6.
+-- expiry moves, a PUBLISH when someone waited; a release: HDEL and HSET, or one DEL for the last lease),
+-- plus O(holders) when a lease ended since the last call (HGETALL, HDEL in chunks of 1000) and for
+-- status; holders ≤ permits ≤ 10^6.
 -- Keys: only KEYS[1]; the PUBLISH goes to channel KEYS[1].
+
+-- Fast path: acquire (without writer preference) and release, alone or in a batch: what the client sends
+-- for every permit. `load` and `quick` are the only functions defined before the single-key form returns,
+-- so such a call builds two closures and none of the general path's (the chunk body runs on every call:
+-- each closure is an allocation). Same semantics, writes and replies as `run` below; what they do not
+-- handle (bad input or state, a lease of this owner to renew, ended leases to drop, other modes) they
+-- leave to the general path before any write, which checks it and answers it.
+
+-- The state from HMGET's reply h for the fields p u n f x ':' .. owner (release: then w q): { p (false
+-- when absent), u, n, f, x as numbers, p as read, the owner's count (false when it has no record), w, q
+-- as read }; false when the hash is not a semaphore (the general path then says so). A new table of its
+-- size, not h grown in place (growing a table costs more than making one). The fast path needs only a
+-- record's count (its lease is live, see `quick`): a count of one digit is read from the first two
+-- bytes, which spares the pattern match (the dearest part of reading a record).
+local function load(h)
+  local p, u, n, f, x, r, mine = h[1], h[2], h[3], h[4], h[5], h[6], false
+  if p then p = tonumber(p) end
+  if u then u = tonumber(u) else u = 0 end
+  if n then n = tonumber(n) else n = 0 end
+  if f then f = tonumber(f) else f = 0 end
+  if x then x = tonumber(x) else x = 0 end
+  if not (u and n and f and x) or (h[1] and not p) or (h[8] and not tonumber(h[8])) then return false end
+  if r then
+    local a, b = string.byte(r, 1, 2)
+    if b == 32 and a > 48 and a <= 57 then
+      mine = a - 48
+    else
+      local c = string.match(r, '^(%d+) %d+ %d+$')
+      if not c then return false end
+      mine = c + 0
+    end
+  end
+  return { p, u, n, f, x, h[1], mine, h[7], h[8] }
+end
+
+-- Acquire (`acquire` true: `count` permits for `ttl` ms, `permits` the caller's, a number) or release
+-- by the owner whose record is `field` (':' .. owner) on `key`, whose state `load` made (h); `given` is
+-- the caller's permits as ARGV holds them.
+-- `clock` is the call's time: { now ms, now µs, now µs in digits when TIME's own digits make it }, where
+-- the lease end of the last ttl seen is kept as [4] ttl, [5] end, [6] end in digits, [7] the key's expiry
+-- it asks for in digits (made when first needed), so a batch of one ttl formats them once. Returns the
+-- reply; or nil, having written nothing, for the general path. Each string.format costs about as much as
+-- a field of HMGET, so what is already digits (ARGV, TIME, a string made for another field) is reused.
+local function quick(key, field, acquire, ttl, count, permits, given, h, clock)
+  local p, u, n, f, x = h[1], h[2], h[3], h[4], h[5]
+  local now = clock[1]
+  -- A lease ended since the last call: the general path drops its record. Otherwise every lease is live.
+  if n ~= 0 and n <= now then return nil end
+  if acquire then
+    -- This owner's lease is renewed, or another count asked for is an error: the general path.
+    if h[7] then return nil end
+    if not p then p = permits end
+    if count > p then return nil end
+    if count > p - u then
+      local wait_ms = 0
+      if n ~= 0 then wait_ms = n - now end
+      return { 0, p - u, wait_ms, p }
+    end
+    local token, ts = f + 1, nil
+    if clock[2] > token then token, ts = clock[2], clock[3] end
+    if not ts then ts = string.format('%d', token) end
+    if clock[4] ~= ttl then
+      local e = now + ttl
+      clock[4], clock[5], clock[6], clock[7] = ttl, e, string.format('%d', e), nil
+    end
+    local e, es, cs = clock[5], clock[6], '1'
+    if count ~= 1 then cs = string.format('%d', count) end
+    local us = cs
+    if u ~= 0 then us = string.format('%d', u + count) end
+    -- One HSET of fixed arity: a pair that need not be written (p when the key has it, n when this lease
+    -- does not end first, x when the expiry stays) repeats u's instead (HSET takes a field twice).
+    local pf, pv, nf, nv, xf, xv = 'u', us, 'u', us, 'u', us
+    if not h[6] then pf, pv = 'p', given end
+    if n == 0 or e < n then nf, nv = 'n', es end
+    if e + 25000 > x then
+      if not clock[7] then clock[7] = string.format('%d', math.max(e + 25000, now + 60000)) end
+      xf, xv = 'x', clock[7]
+    end
+    redis.call('HSET', key, pf, pv, nf, nv, xf, xv, 'u', us, 'f', ts, field, cs .. ' ' .. es .. ' ' .. ts)
+    if xf == 'x' then redis.call('PEXPIREAT', key, xv) end
+    return token
+  end
+  local mine = h[7]
+  if not mine then return 0 end
+  u = u - mine
+  if u <= 0 and h[6] == given and f < clock[2] and not (h[9] and h[9] + 0 > now) then
+    -- The last lease ended: the key goes (see KEYS[1]).
+    redis.call('DEL', key)
+    u = 0
+  else
+    redis.call('HDEL', key, field)
+    -- The key's expiry moves as `put` below moves it.
+    local to
+    if u > 0 then
+      local us = string.format('%d', u)
+      if n + 25000 > x then
+        to = string.format('%d', math.max(n + 25000, now + 60000))
+        redis.call('HSET', key, 'x', to, 'u', us)
+        redis.call('PEXPIREAT', key, to)
+      else
+        redis.call('HSET', key, 'u', us)
+      end
+    else
+      u = 0
+      if x == 0 or x > now + 60000 then
+        to = string.format('%d', now + 60000)
+        redis.call('HSET', key, 'x', to, 'u', '0', 'n', '0')
+        redis.call('PEXPIREAT', key, to)
+      else
+        redis.call('HSET', key, 'u', '0', 'n', '0')
+      end
+    end
+  end
+  if h[8] == '1' then redis.call('PUBLISH', key, string.format('%d', (p or 1) - u)) end
+  return 1
+end
+
+if #KEYS == 1 then
+  local owner, mode = ARGV[1], ARGV[3]
+  local acquire = mode == 'acquire' and (ARGV[6] == nil or ARGV[6] == '')
+  if (acquire or mode == 'release') and owner ~= '' then
+    local ttl, count, permits, given, h, field = nil, nil, nil, ARGV[2], nil, ':' .. owner
+    if acquire then
+      given = ARGV[5]
+      ttl, count, permits = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+      if ttl and count and permits and ttl >= 1 and ttl <= 1099511627776 and ttl % 1 == 0 and count >= 1
+        and count <= 1000000 and count % 1 == 0 and permits >= 1 and permits <= 1000000 and permits % 1 == 0 then
+        h = redis.call('HMGET', KEYS[1], 'p', 'u', 'n', 'f', 'x', field)
+      end
+    else
+      h = redis.call('HMGET', KEYS[1], 'p', 'u', 'n', 'f', 'x', field, 'w', 'q')
+    end
+    if h then h = load(h) end
+    if h then
+      local t = redis.call('TIME')
+      local now_us = t[1] * 1000000 + t[2]
+      local stamp
+      if acquire and #t[2] == 6 then stamp = t[1] .. t[2] end
+      local clock = { (now_us - now_us % 1000) / 1000, now_us, stamp }
+      local reply = quick(KEYS[1], field, acquire, ttl, count, permits, given, h, clock)
+      if reply then return reply end
+    end
+  end
+end
 
 -- Holder records of live leases: used permits, earliest lease end (0 if none), the fields of ended ones,
 -- and the live ones as { owner, count, end }; or an error reply for a record that is not one.
@@ -158,6 +309,9 @@ local function check(owner, ttl_arg, mode, a4, a5, a6)
   if mode == 'fence' then
     floor, err = int('floor', a4, 0, 9007199254740991)
     if err then return err end
+  elseif mode == 'release' then
+    -- The releaser's permits (see ARGV[2]); anything else than an integer is only 'unknown'.
+    permits = tonumber(ttl_arg)
   end
   return nil, ttl, count, permits, takes and a6 == 'w', floor
 end
@@ -165,7 +319,7 @@ end
 -- Reads the semaphore into the table HMGET returns, made the state in place (so reading allocates nothing
 -- more): h[1] p, h[2] u, h[3] n, h[6] x and, when `tokens`, h[4] f as numbers; h[5] w and h[8] q as read;
 -- h[9], h[10] the owner's count and lease end and h[11] its token (digits) when it has a record; h[12]
--- true when the key holds p. Only what
+-- p as read, when the key holds it. Only what
 -- the operation uses is converted (each tonumber is a strtod), and a record's parts, digits by the pattern,
 -- by Lua's own coercion. Returns the state, or nil and an error reply for a hash that is not a semaphore.
 local function read(key, owner, permits, tokens, h)
@@ -188,7 +342,7 @@ local function read(key, owner, permits, tokens, h)
     if c then h[9], h[10], h[11] = c + 0, e + 0, t else ok = false end
   end
   if not ok then return nil, redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
-  h[12] = h[1] and true
+  h[12] = h[1]
   h[1], h[2], h[3], h[6] = p, u, n, x
   if tokens then h[4] = f end
   return h
@@ -202,7 +356,7 @@ end
 local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, h, floor)
   if not h then
     local bad
-    h, bad = read(key, owner or '', permits, mode ~= 'release' and mode ~= 'extend', nil)
+    h, bad = read(key, owner or '', permits, mode ~= 'extend', nil)
     if bad then return bad end
   end
   local p, u, n, f, x = h[1], h[2], h[3], h[4], h[6]
@@ -257,12 +411,17 @@ local function run(key, owner, mode, ttl, count, permits, writers, now, now_us, 
 
   if mode == 'release' then
     if not mc then return 0 end
-    redis.call('HDEL', key, ':' .. owner)
     u = u - mc
-    if u <= 0 then
+    if u <= 0 and h[12] and p == permits and f < now_us and not (h[8] and tonumber(h[8]) > now) then
+      -- The last lease ended: the key goes (see KEYS[1]).
+      redis.call('DEL', key)
+      u = 0
+    elseif u <= 0 then
+      redis.call('HDEL', key, ':' .. owner)
       put(key, x, nil, now, 'u', '0', 'n', '0')
       u = 0
     else
+      redis.call('HDEL', key, ':' .. owner)
       put(key, x, n, now, 'u', string.format('%d', u))
     end
     if not live_mine then return 0 end
@@ -330,38 +489,90 @@ if n == 1 then
   return run(KEYS[1], ARGV[1], ARGV[3], ttl, count, permits, writers, math.floor(now_us / 1000), now_us, nil, floor)
 end
 
--- Batch form: n = 2 … 64 operations, six ARGV each.
+-- Batch form: n = 2 … 64 operations, six ARGV each. An acquire without writer preference and a release
+-- are checked here and run by the fast path (as in the single form); the rest go through `check` and `run`.
 if n < 1 or n > 64 then return redis.error_reply('ERR semaphore: expected 1 … 64 keys') end
 if #ARGV ~= 6 * n then return redis.error_reply('ERR semaphore: a batch needs six ARGV per key') end
-local ops = {}
+-- Per operation, flat (one table for all, not one each): ttl, count, permits, writers, fast.
+local ops, last = {}, {}
 for i = 1, n do
   local at = 6 * (i - 1)
-  local owner, mode = ARGV[at + 1], ARGV[at + 3]
-  if mode ~= 'acquire' and mode ~= 'wait' and mode ~= 'extend' and mode ~= 'release' then
-    return redis.error_reply('ERR semaphore: a batch takes acquire, wait, extend and release only')
+  local owner, mode, a6 = ARGV[at + 1], ARGV[at + 3], ARGV[at + 6]
+  local o = 5 * (i - 1)
+  local fast = false
+  if owner ~= '' and (mode == 'release' or (mode == 'acquire' and a6 == '')) then
+    fast = true
+    if mode == 'acquire' then
+      local a2, a4, a5 = ARGV[at + 2], ARGV[at + 4], ARGV[at + 5]
+      -- The acquires of one batch mostly repeat ttl, count and permits: checked once (strings compare by
+      -- reference in Lua).
+      if a2 ~= last[1] or a4 ~= last[2] or a5 ~= last[3] then
+        local ttl, count, permits = tonumber(a2), tonumber(a4), tonumber(a5)
+        fast = ttl and count and permits and ttl >= 1 and ttl <= 1099511627776 and ttl % 1 == 0 and count >= 1
+          and count <= 1000000 and count % 1 == 0 and permits >= 1 and permits <= 1000000 and permits % 1 == 0
+        if fast then last = { a2, a4, a5, ttl, count, permits } end
+      end
+      if fast then ops[o + 1], ops[o + 2], ops[o + 3] = last[4], last[5], last[6] end
+    end
   end
-  local err, ttl, count, permits, writers = check(owner, ARGV[at + 2], mode, ARGV[at + 4], ARGV[at + 5], ARGV[at + 6])
-  if err then return err end
-  ops[i] = { owner, mode, ttl, count, permits, writers }
+  if not fast then
+    if mode ~= 'acquire' and mode ~= 'wait' and mode ~= 'extend' and mode ~= 'release' then
+      return redis.error_reply('ERR semaphore: a batch takes acquire, wait, extend and release only')
+    end
+    local err, ttl, count, permits, writers = check(owner, ARGV[at + 2], mode, ARGV[at + 4], ARGV[at + 5], a6)
+    if err then return err end
+    ops[o + 1], ops[o + 2], ops[o + 3], ops[o + 4] = ttl, count, permits, writers
+  end
+  ops[o + 5] = fast
 end
 -- Every key is checked before the first write; what the first operation on a key read is handed to it
 -- (later ones on the same key read again, after what the ones before them wrote).
 local reads, seen = {}, {}
 for i = 1, n do
-  local op = ops[i]
-  local h, bad = read(KEYS[i], op[1], op[5], op[2] ~= 'release' and op[2] ~= 'extend', nil)
-  if bad then return bad end
-  if not seen[KEYS[i]] then
-    seen[KEYS[i]] = true
+  local at, key = 6 * (i - 1), KEYS[i]
+  local h, bad
+  if ops[5 * i] and ARGV[at + 3] == 'acquire' then
+    h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', ':' .. ARGV[at + 1])
+  elseif ops[5 * i] then
+    h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', ':' .. ARGV[at + 1], 'w', 'q')
+  end
+  if h then
+    h = load(h)
+    if not h then return redis.error_reply('ERR semaphore: key ' .. key .. ' does not hold a semaphore') end
+  else
+    h, bad = read(key, ARGV[at + 1], ops[5 * i - 2], ARGV[at + 3] ~= 'extend', nil)
+    if bad then return bad end
+  end
+  if not seen[key] then
+    seen[key] = true
     reads[i] = h
   end
 end
 local t = redis.call('TIME')
 local now_us = t[1] * 1000000 + t[2]
-local now = math.floor(now_us / 1000)
+local now = (now_us - now_us % 1000) / 1000
+local stamp
+if #t[2] == 6 then stamp = t[1] .. t[2] end
+local clock = { now, now_us, stamp }
 local replies = {}
 for i = 1, n do
-  local op = ops[i]
-  replies[i] = run(KEYS[i], op[1], op[2], op[3], op[4], op[5], op[6], now, now_us, reads[i])
+  local at, o, key = 6 * (i - 1), 5 * (i - 1), KEYS[i]
+  local owner, mode = ARGV[at + 1], ARGV[at + 3]
+  local reply, h = nil, reads[i]
+  if ops[o + 5] then
+    local acquire, field = mode == 'acquire', ':' .. owner
+    if not h then
+      if acquire then h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', field)
+      else h = redis.call('HMGET', key, 'p', 'u', 'n', 'f', 'x', field, 'w', 'q') end
+      h = load(h)
+    end
+    local given = ARGV[at + 2]
+    if acquire then given = ARGV[at + 5] end
+    if h then reply = quick(key, field, acquire, ops[o + 1], ops[o + 2], ops[o + 3], given, h, clock) end
+    -- The general path reads the key again, with the release's permits as `check` makes them.
+    h = nil
+    if reply == nil and not acquire then ops[o + 3] = tonumber(ARGV[at + 2]) end
+  end
+  replies[i] = reply or run(key, owner, mode, ops[o + 1], ops[o + 2], ops[o + 3], ops[o + 4], now, now_us, h)
 end
 return replies

@@ -143,19 +143,25 @@ export type SemaphoreRequest =
       readonly owner: string;
       readonly ttlMs: number;
       readonly count: number;
-      /** The permits to use while the key holds none (it never had, or expired idle). */
+      /** The permits to use while the key holds none (it never had, or went idle). */
       readonly permits: number;
       /** Read-write lock: a request for all permits is a writer, and a waiting writer holds new readers back. */
       readonly writerPreference?: boolean;
     }
   | { readonly operation: 'extend'; readonly key: string; readonly owner: string; readonly ttlMs: number }
-  | { readonly operation: 'release'; readonly key: string; readonly owner: string }
+  | {
+      readonly operation: 'release';
+      readonly key: string;
+      readonly owner: string;
+      /** The releaser's permits: when the key holds the same and this lease was the last, the key goes at once. */
+      readonly permits?: number;
+    }
   | { readonly operation: 'status'; readonly key: string; readonly permits: number }
   | { readonly operation: 'resize'; readonly key: string; readonly permits: number }
   /** Redlock: raises the token of `owner`'s live lease to at least `floor`. */
   | { readonly operation: 'fence'; readonly key: string; readonly owner: string; readonly floor: bigint };
 
-/** ARGV of one semaphore operation: `<owner> <ttl_ms> <mode>`, then the count and permits where they apply. */
+/** ARGV of one semaphore operation: `<owner> <ttl_ms> <mode>` (release: its permits in the ttl's place), then the count and permits where they apply. */
 export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
   switch (request.operation) {
     case 'acquire':
@@ -167,7 +173,7 @@ export function encodeSemaphoreArgs(request: SemaphoreRequest): ScriptArg[] {
     case 'extend':
       return [request.owner, request.ttlMs, 'extend'];
     case 'release':
-      return [request.owner, 0, 'release'];
+      return [request.owner, request.permits ?? 0, 'release'];
     case 'status':
       return ['', 0, 'status', 0, request.permits];
     case 'resize':
@@ -267,7 +273,7 @@ export interface PermitHolder {
 export interface SemaphoreState {
   readonly permits: number;
   readonly available: number;
-  /** The last token issued (0n if never acquired, or once the key expired). */
+  /** The last token issued (0n if never acquired, or once the key is gone). */
   readonly token: bigint;
   readonly holders: readonly PermitHolder[];
 }

@@ -43,7 +43,7 @@ export interface ReadWriteStatus {
   readers: string[];
   /** Owner of the live write lease, if any. */
   writer?: string;
-  /** The last token issued, to a reader or a writer (0n if never locked, or once the idle key expired). */
+  /** The last token issued, to a reader or a writer (0n if never locked, or once the idle key is gone). */
   fencingToken: bigint;
 }
 

@@ -60,7 +60,7 @@ export interface SemaphoreStatus {
   available: number;
   /** Every live lease. */
   holders: PermitHolder[];
-  /** The last token issued (0n if never acquired, or once the idle semaphore's key expired). */
+  /** The last token issued (0n if never acquired, or once the idle semaphore's key is gone). */
   fencingToken: bigint;
 }
 
@@ -237,8 +237,10 @@ export class Semaphore {
 
   /**
    * Sets the number of permits (1 … 1 000 000) for every process; holders keep what they hold, so fewer
-   * may be free than the new number says until they release. Lasts while the semaphore's key exists: once
-   * nobody has held a permit for a minute, the `permits` each process was created with apply again.
+   * may be free than the new number says until they release. Lasts while the semaphore's key exists: it
+   * is kept while someone holds a permit, and after the last lease for at most a minute (deleted at once
+   * when a process that uses the new number releases it); then the `permits` each process was created
+   * with apply again.
    * With Redlock it is set on every node, and a quorum for the new number must answer (a node that did not
    * keeps its old number until its key expires).
    */
@@ -362,7 +364,7 @@ export class Semaphore {
   /** Best effort: releases `owner`'s lease on the nodes at `indices`, waiting only while the round's `timeoutMs` lasts. */
   private async releaseOn(owner: string, indices: readonly number[], start: number): Promise<void> {
     if (indices.length === 0) return;
-    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
+    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner, permits: this.permits };
     const releases = indices.map((i) => this.context.nodes[i]!.runSemaphore(release).catch(this.giveBackFailed));
     await waitAtMost(Promise.all(releases), Math.max(0, start + this.context.timeoutMs - performance.now()));
   }
@@ -374,7 +376,7 @@ export class Semaphore {
 
   /** Best effort: releases whatever `owner` may hold (on every node); never rejects. */
   private releaseOwner(owner: string): Promise<unknown> {
-    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner };
+    const release: SemaphoreRequest = { operation: 'release', key: this.key, owner, permits: this.permits };
     return Promise.all(this.context.nodes.map((node) => node.runSemaphore(release).catch(this.giveBackFailed)));
   }
 
@@ -400,7 +402,7 @@ export class Semaphore {
   }
 
   private async releasePermit(permit: Lock): Promise<boolean> {
-    const request: SemaphoreRequest = { operation: 'release', key: this.key, owner: permit.owner };
+    const request: SemaphoreRequest = { operation: 'release', key: this.key, owner: permit.owner, permits: this.permits };
     if (this.context.nodes.length === 1) return decodeReleaseReply(await this.context.node.runSemaphore(request));
     const outcomes = await onEveryNode(this.context.nodes, request, decodeReleaseReply);
     if (outcomes.filter((o) => o === true).length >= this.quorum) return true;

@@ -261,6 +261,64 @@ describe.each(topologies)('the protocol module against semaphore.lua on %s', (to
     expect(() => splitSemaphoreBatch(requests, replies.slice(1))).toThrow(CyRedisError);
   });
 
+  it('deletes the key with the last lease only when nothing in it is needed any more', async () => {
+    const take = (owner: string, permits = 3, extra: Partial<SemaphoreRequest> = {}): SemaphoreRequest =>
+      ({ operation: 'acquire', key, owner, ttlMs: 5_000, count: 1, permits, ...extra }) as SemaphoreRequest;
+    const release = (owner: string, permits?: number): SemaphoreRequest =>
+      permits === undefined ? { operation: 'release', key, owner } : { operation: 'release', key, owner, permits };
+    const exists = async () => redis.exists(key);
+    const granted = async (request: SemaphoreRequest) => {
+      const reply = decodePermitReply(request, await call(request));
+      expect(reply.state).toBe('granted');
+      return reply.state === 'granted' ? reply.token : 0n;
+    };
+    // The releaser names the key's permits: gone at once, and the next token is still greater.
+    const first = await granted(take('a'));
+    await granted(take('b'));
+    expect(decodeReleaseReply(await call(release('a', 3)))).toBe(true);
+    expect(await exists()).toBe(1);
+    expect(decodeReleaseReply(await call(release('b', 3)))).toBe(true);
+    expect(await exists()).toBe(0);
+    expect(await granted(take('a'))).toBeGreaterThan(first);
+    // Permits unknown (a raw release), or other than the key's (a resize by someone else): kept.
+    expect(decodeReleaseReply(await call(release('a')))).toBe(true);
+    expect(await exists()).toBe(1);
+    await granted(take('a'));
+    expect(decodeResizeReply(await call({ operation: 'resize', key, permits: 4 }))).toEqual({ permits: 4, available: 3 });
+    expect(decodeReleaseReply(await call(release('a', 3)))).toBe(true);
+    expect(await exists()).toBe(1);
+    expect(decodeStatusReply(await call({ operation: 'status', key, permits: 3 })).permits).toBe(4);
+    await redis.del(key);
+    // A token fenced ahead of the server clock (Redlock) is kept for the next grant to exceed.
+    const token = await granted(take('a'));
+    const floor = token + 10_000_000_000n;
+    expect(decodePermitReply({ operation: 'fence', key, owner: 'a', floor }, await call({ operation: 'fence', key, owner: 'a', floor }))).toMatchObject({ token: floor });
+    expect(decodeReleaseReply(await call(release('a', 3)))).toBe(true);
+    expect(await exists()).toBe(1);
+    expect(await granted(take('b'))).toBeGreaterThan(floor);
+    await redis.del(key);
+    // A writer holding readers back (read-write form) keeps its mark.
+    const rw = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
+      operation, key, owner, ttlMs: 5_000, count, permits: 10, writerPreference: true,
+    });
+    await granted(rw('r1', 1));
+    expect(decodePermitReply(rw('w', 10, 'wait'), await call(rw('w', 10, 'wait')))).toMatchObject({ state: 'refused' });
+    expect(decodeReleaseReply(await call(release('r1', 10)))).toBe(true);
+    expect(await exists()).toBe(1);
+    expect(decodePermitReply(rw('r2', 1), await call(rw('r2', 1)))).toMatchObject({ state: 'refused' });
+    await redis.del(key);
+    // The batch form follows the same rule.
+    await granted(take('a'));
+    const batch: BatchableSemaphoreRequest[] = [
+      { operation: 'release', key, owner: 'a', permits: 3 },
+      { operation: 'acquire', key: `${prefix}{semaphore}:t`, owner: 'a', ttlMs: 5_000, count: 1, permits: 3 },
+    ];
+    const { keys, args } = encodeSemaphoreBatch(batch);
+    const replies = splitSemaphoreBatch(batch, await scripts.executeScript(script, { keys, args }));
+    expect(decodeReleaseReply(replies[0])).toBe(true);
+    expect(await exists()).toBe(0);
+  });
+
   it('runs the read-write form: a waiting writer holds new readers back until it is granted', async () => {
     const rw = (owner: string, count: number, operation: 'acquire' | 'wait' = 'acquire'): SemaphoreRequest => ({
       operation,
