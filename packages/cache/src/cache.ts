@@ -12,6 +12,7 @@ import {
   KeySpace,
   listRegistered,
   NameRecorder,
+  REGISTRY_REFRESH_MS,
   registryKey,
   type RedisClient,
   type RegistryEntry,
@@ -25,6 +26,7 @@ import {
   LIMITS,
   readLoaderTimeouts,
   readSettings,
+  NO_TAGS,
   readTags,
   type CacheEntry,
   type GetOrSetOptions,
@@ -122,6 +124,12 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
   private readonly keyStart: number;
   /** Records the cache's name in the prefix's registry on use (at most once a minute). */
   private readonly registry: NameRecorder;
+  /**
+   * Set while the name was recorded within the last `REGISTRY_REFRESH_MS`: calls then test this flag, not
+   * the clock (a clock read is a fair part of an L1 hit), and a timer clears it.
+   */
+  private recordedRecently = false;
+  private recordTimer: NodeJS.Timeout | undefined;
 
   constructor(redis: RedisClient, options: SmartCacheOptions<T>) {
     super();
@@ -178,17 +186,19 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
   }
 
   private async getNow(key: string): Promise<T | undefined> {
-    assertKey('key', key);
-    this.registry.record(this.name);
+    // L1 holds only keys that were checked when they went in: a hit needs no check (a fair part of its cost).
     const hit = this.coherence.peek(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.noteUse();
+      return hit;
+    }
+    assertKey('key', key);
+    this.noteUse();
     const generation = this.coherence.generation;
-    const start = performance.now();
-    let reply: unknown;
-    try {
-      reply = await this.transport.read(key);
-    } catch (err) {
-      absorbOutage(err, this.onError);
+    const start = this.readStart();
+    const reply = await this.transport.readSettled(key);
+    if (reply instanceof Failed) {
+      absorbOutage(reply.error, this.onError);
       return undefined;
     }
     return this.received(key, reply, generation, start);
@@ -202,7 +212,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   private async getManyNow(keys: readonly string[]): Promise<(T | undefined)[]> {
     if (!isList(keys)) throw new InvalidArgumentError('keys', 'must be an array of keys');
-    this.registry.record(this.name);
+    this.noteUse();
     const out = new Array<T | undefined>(keys.length);
     const at: number[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -214,7 +224,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
     }
     if (at.length === 0) return out;
     const generation = this.coherence.generation;
-    const start = performance.now();
+    const start = this.readStart();
     // Consecutive lookups of a tick share one command, so these go out as one MGET (with any others).
     const replies = await Promise.all(at.map((i) => this.transport.readSettled(keys[i]!)));
     let failure: Failed | undefined;
@@ -231,21 +241,22 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
    * Stores a value for `ttlMs` (default `defaultTtlMs`), with `tags` (replacing the entry's old ones),
    * evicting least recently used entries beyond `maxSize`.
    */
-  set(key: string, value: T, options: SetOptions = {}): Promise<void> {
+  set(key: string, value: T, options?: SetOptions): Promise<void> {
     if (!SET.active) return this.setNow(key, value, options);
     return SET.run(() => ({ name: this.name, key }), () => this.setNow(key, value, options));
   }
 
-  private async setNow(key: string, value: T, options: SetOptions): Promise<void> {
+  private async setNow(key: string, value: T, options: SetOptions | undefined): Promise<void> {
     assertKey('key', key);
     assertOptions('options', options, SET_SETTINGS);
-    this.registry.record(this.name);
+    this.noteUse();
     const text = this.values.encode(value);
-    const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
-    const tags = readTags('options.tags', options.tags);
-    const generation = this.coherence.beforeWrite([key]);
-    const start = performance.now();
-    await this.transport.write(key, text, ttlMs, tags);
+    const ttlMs = this.ttl(options?.ttlMs, 'options.ttlMs');
+    const tags = readTags('options.tags', options?.tags);
+    const generation = this.coherence.beforeWriteOf(key);
+    const start = this.readStart();
+    const reply = await this.transport.writeSettled(key, text, ttlMs, tags);
+    if (reply instanceof Failed) throw reply.error;
     this.coherence.remember(key, value, start + ttlMs, generation);
   }
 
@@ -258,7 +269,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
   private async setManyNow(entries: readonly CacheEntry<T>[]): Promise<void> {
     if (!isList(entries)) throw new InvalidArgumentError('entries', 'must be an array of { key, value, ttlMs? }');
     if (entries.length === 0) return;
-    this.registry.record(this.name);
+    this.noteUse();
     // Every entry is checked and encoded before any is sent: bad input writes nothing.
     const writes = entries.map((entry, i) => {
       assertOptions(`entries[${i}]`, entry, ENTRY_FIELDS, false);
@@ -267,7 +278,7 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
       return { text: this.values.encode(entry.value), ttlMs, tags: readTags(`entries[${i}].tags`, entry.tags) };
     });
     const generation = this.coherence.beforeWrite(entries.map((e) => e.key));
-    const start = performance.now();
+    const start = this.readStart();
     // Consecutive writes of a tick share one MSET call, so these go out together (with any others).
     await Promise.all(writes.map((write, i) => this.transport.write(entries[i]!.key, write.text, write.ttlMs, write.tags)));
     for (let i = 0; i < entries.length; i++) {
@@ -283,12 +294,12 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
    * dropped). If Redis is unreachable the loader is called directly. See `GetOrSetOptions` for the loader's
    * soft and hard timeouts.
    */
-  getOrSet(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<T> {
+  getOrSet(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     if (!GET_OR_SET.active) return this.getOrSetNow(key, loader, options);
     return this.getOrSetWithStatus(key, loader, options).then((result) => result.value);
   }
 
-  private async getOrSetNow(key: string, loader: Loader<T>, options: GetOrSetOptions): Promise<T> {
+  private async getOrSetNow(key: string, loader: Loader<T>, options: GetOrSetOptions | undefined): Promise<T> {
     const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return hit;
@@ -296,12 +307,12 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
   }
 
   /** As `getOrSet`, with where the value came from: `'l1-hit' | 'hit' | 'stale' | 'miss-loaded'`. */
-  getOrSetWithStatus(key: string, loader: Loader<T>, options: GetOrSetOptions = {}): Promise<CacheResult<T>> {
+  getOrSetWithStatus(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<CacheResult<T>> {
     if (!GET_OR_SET.active) return this.getOrSetWithStatusNow(key, loader, options);
     return GET_OR_SET.run(() => ({ name: this.name, key }), () => this.getOrSetWithStatusNow(key, loader, options), settleStatus);
   }
 
-  private async getOrSetWithStatusNow(key: string, loader: Loader<T>, options: GetOrSetOptions): Promise<CacheResult<T>> {
+  private async getOrSetWithStatusNow(key: string, loader: Loader<T>, options: GetOrSetOptions | undefined): Promise<CacheResult<T>> {
     const request = this.loadRequest(key, loader, options);
     const hit = this.coherence.peek(key);
     if (hit !== undefined) return { value: hit, status: 'l1-hit' };
@@ -394,9 +405,21 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
 
   /** Closes the pub/sub connection and drops L1; the Redis client passed in stays open (the caller owns it). */
   async close(): Promise<void> {
+    clearTimeout(this.recordTimer);
+    this.recordedRecently = false;
     const flushed = this.transport.flushTouches();
     this.coherence.close();
     await flushed;
+  }
+
+  /** Records the cache's name in the registry, at most once per `REGISTRY_REFRESH_MS`. */
+  private noteUse(): void {
+    if (this.recordedRecently) return;
+    this.recordedRecently = true;
+    this.registry.record(this.name);
+    this.recordTimer = setTimeout(() => {
+      this.recordedRecently = false;
+    }, REGISTRY_REFRESH_MS).unref();
   }
 
   /** Emits `invalidated` once `done` resolves, when someone listens (else `done` as it is). */
@@ -418,23 +441,29 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
     }
   }
 
-  /** `getOrSet` past L1: a plain read when that can answer, else the lease side. */
-  private async lookupOrLoad(key: string, loader: Loader<T>, request: LoadRequest): Promise<CacheResult<T>> {
-    if (this.transport.plainReads && request.swrMs === 0) {
+  /**
+   * `getOrSet` past L1: a plain read when that can answer, else the lease side. `request` undefined: the
+   * call passed no options, and the load's settings (the cache's) are made only if a load may start.
+   */
+  private async lookupOrLoad(key: string, loader: Loader<T>, request: LoadRequest | undefined): Promise<CacheResult<T>> {
+    if (this.transport.plainReads && (request?.swrMs ?? this.swrMs) === 0) {
       // A hit needs no lease: one plain GET. A miss is counted by the LEASE that follows, not here.
-      let text: string | null;
-      try {
-        text = (await this.transport.read(key)) as string | null;
-      } catch (err) {
-        absorbOutage(err, this.onError);
-        return this.leases.loadWithoutRedis(key, loader, request);
+      const text = await this.transport.readSettled(key, false);
+      if (text instanceof Failed) {
+        absorbOutage(text.error, this.onError);
+        return this.leases.loadWithoutRedis(key, loader, request ?? this.defaultLoad());
       }
       if (text !== null) {
-        const value = this.plainRead(key, text);
+        const value = this.plainRead(text as string);
         if (value !== undefined) return { value, status: 'hit' };
       }
     }
-    return this.leases.getOrLoad(key, loader, request);
+    return this.leases.getOrLoad(key, loader, request ?? this.defaultLoad());
+  }
+
+  /** The settings of a load started by a `getOrSet` that passed no options. */
+  private defaultLoad(): LoadRequest {
+    return { ttlMs: this.ttl(undefined, 'options.ttlMs'), swrMs: this.swrMs, tags: NO_TAGS, softMs: undefined, hardMs: undefined };
   }
 
   /** Removes up to `DELETE_BATCH` entries in one DEL call; the number that existed. */
@@ -444,11 +473,15 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
     return decodeDelete(await this.transport.call(encodeDelete(Date.now(), channel, origin), this.keys.forDeletes(keys)));
   }
 
-  /** Checks a `getOrSet` call's input; the settings of the load it may start. */
-  private loadRequest(key: string, loader: unknown, options: GetOrSetOptions): LoadRequest {
-    this.registry.record(this.name);
+  /**
+   * Checks a `getOrSet` call's input; the settings of the load it may start, or undefined when the call
+   * passed no options (see `lookupOrLoad`).
+   */
+  private loadRequest(key: string, loader: unknown, options: GetOrSetOptions | undefined): LoadRequest | undefined {
+    this.noteUse();
     assertKey('key', key);
     if (typeof loader !== 'function') throw new InvalidArgumentError('loader', 'must be a function');
+    if (options === undefined) return undefined;
     assertOptions('options', options, GET_OR_SET_SETTINGS);
     const ttlMs = this.ttl(options.ttlMs, 'options.ttlMs');
     let swrMs = this.swrMs;
@@ -469,16 +502,20 @@ export class SmartCache<T = unknown> extends EventEmitter<SmartCacheEvents> {
     return Math.max(1, Math.ceil(this.ttlJitter === 0 ? ttl : ttl * (1 - Math.random() * this.ttlJitter)));
   }
 
+  /** When a read or write that may fill L1 starts (`performance.now()`); 0 without L1, which needs none. */
+  private readStart(): number {
+    return this.coherence.hasL1 ? performance.now() : 0;
+  }
+
   /** The value in a lookup's reply (a plain read's text, or the script's `Lookup`). */
   private received(key: string, reply: unknown, generation: number, start: number): T | undefined {
-    if (this.transport.plainReads) return this.plainRead(key, reply as string | null);
+    if (this.transport.plainReads) return this.plainRead(reply as string | null);
     const [text, freshMs] = reply as Lookup;
     return this.coherence.fromLookup(key, text, freshMs, generation, start);
   }
 
-  /** A plain read's value (recorded for the next TOUCH); plain reads have no L1 to fill. */
-  private plainRead(key: string, text: string | null): T | undefined {
-    this.transport.recordRead(key, text !== null);
+  /** A plain read's value (the transport recorded the lookup); plain reads have no L1 to fill. */
+  private plainRead(text: string | null): T | undefined {
     return text === null ? undefined : this.values.decodeOrMiss(text);
   }
 }

@@ -111,6 +111,12 @@ export class Coherence<T> {
     return this.invalidated();
   }
 
+  /** `beforeWrite` for one key (a `set`), without a list. */
+  beforeWriteOf(key: string): number {
+    this.l1?.delete(key);
+    return this.invalidated();
+  }
+
   /** Drops the local copies of keys another call removed (a deleteByTag's reply). */
   dropKeys(keys: readonly string[]): void {
     this.invalidated();

@@ -194,7 +194,8 @@ export function assertTag(argument: string, tag: unknown): asserts tag is string
   if (tag.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain U+0000 (NUL)');
 }
 
-const NO_TAGS: readonly string[] = [];
+/** The tags of an untagged write (shared: never modified). */
+export const NO_TAGS: readonly string[] = [];
 
 /** The tags of a write, checked, without repeats (`[]` for none); at most `LIMITS.maxTags`. */
 export function readTags(argument: string, tags: unknown): readonly string[] {

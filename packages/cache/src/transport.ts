@@ -30,7 +30,7 @@ const SOURCE = readPackageLua(import.meta.url, SCRIPT_FILE);
  * is, in its place, so the calls of this instance keep the order they were made in).
  */
 type Op =
-  | { kind: 'get'; key: string }
+  | { kind: 'get'; key: string; countMiss: boolean }
   | { kind: 'set'; key: string; text: string; ttlMs: number; tags: readonly string[] }
   | { kind: 'call'; args: readonly ScriptArg[]; keys: readonly string[] };
 
@@ -55,7 +55,7 @@ export interface TransportOptions {
   timeoutMs: number;
   /**
    * Lookups as plain `MGET`s (no L1 and no grace, so no TTL is needed): their replies are the stored texts,
-   * and the lookups are reported with `recordRead`.
+   * and the lookups are recorded for TOUCH as their replies come.
    */
   plainReads: boolean;
   onError: ((error: Error) => void) | undefined;
@@ -92,21 +92,23 @@ export class Transport {
   }
 
   /**
-   * A lookup, batched with the others of the tick: the stored text (plain reads) or the script's `Lookup`.
-   * Rejects with the error of the command that carried it.
+   * A lookup, batched with the others of the tick: the stored text (plain reads) or the script's `Lookup`;
+   * a failure resolves as `Failed` (the callers absorb it, so it is not thrown and caught on the hot path).
+   * A plain read is recorded for the next TOUCH when its reply comes, so lookups are recorded in the order
+   * they were made: a hit always, a miss only with `countMiss` (a `getOrSet` miss is counted by its LEASE).
    */
-  read(key: string): Promise<unknown> {
-    return this.submit({ kind: 'get', key });
-  }
-
-  /** As `read`, but a failure resolves as `Failed` (for `getMany`, which absorbs one failure for all). */
-  readSettled(key: string): Promise<unknown> {
-    return this.batcher.add({ kind: 'get', key });
+  readSettled(key: string, countMiss = true): Promise<unknown> {
+    return this.batcher.add({ kind: 'get', key, countMiss });
   }
 
   /** A write without a lease, batched with the consecutive writes of the tick into one MSET. */
   write(key: string, text: string, ttlMs: number, tags: readonly string[]): Promise<unknown> {
     return this.submit({ kind: 'set', key, text, ttlMs, tags });
+  }
+
+  /** As `write`, but a failure resolves as `Failed` (one promise less on the path of a `set`). */
+  writeSettled(key: string, text: string, ttlMs: number, tags: readonly string[]): Promise<unknown> {
+    return this.batcher.add({ kind: 'set', key, text, ttlMs, tags });
   }
 
   /** Any other script call, in its place in the tick. */
@@ -121,11 +123,15 @@ export class Transport {
     return replies;
   }
 
-  /** Records a plain read's lookup of `key` for the next TOUCH. */
-  recordRead(key: string, hit: boolean): void {
-    (hit ? this.touchHits : this.touchMisses).push(this.keys.entryPrefix + key);
-    if (this.touchHits.length + this.touchMisses.length >= TOUCH_BATCH) void this.flushTouches();
-    else this.touchTimer ??= setTimeout(() => void this.flushTouches(), TOUCH_FLUSH_MS);
+  /** Records the lookups of a plain MGET (`entryKeys`, the keys of `ops[from…]`) for the next TOUCH. */
+  private recordReads(ops: Op[], from: number, entryKeys: readonly string[], texts: readonly (string | null)[]): void {
+    for (let i = 0; i < entryKeys.length; i++) {
+      if (texts[i] !== null) this.touchHits.push(entryKeys[i]!);
+      else if ((ops[from + i] as { countMiss: boolean }).countMiss) this.touchMisses.push(entryKeys[i]!);
+      else continue;
+      if (this.touchHits.length + this.touchMisses.length >= TOUCH_BATCH) void this.flushTouches();
+      else this.touchTimer ??= setTimeout(() => void this.flushTouches(), TOUCH_FLUSH_MS);
+    }
   }
 
   /** Sends the recorded lookups as one TOUCH; failures go to `onError`. */
@@ -155,7 +161,14 @@ export class Transport {
    * consecutive lookups as one `MGET` (plain reads) or one script MGET, each run of consecutive writes as one
    * script MSET, any other call as it is. A failed command fails only its own operations.
    */
-  private readonly sendOps = async (ops: Op[]): Promise<unknown[]> => {
+  private readonly sendOps = (ops: Op[]): Promise<ArrayLike<unknown>> => {
+    // A lone operation (one call in flight) is its own run: no bookkeeping of runs, no promise more.
+    if (ops.length === 1) return this.sendRun(ops, 0, 1).catch((err: unknown) => [new Failed(err)]);
+    return this.sendRuns(ops);
+  };
+
+  /** `sendOps` for several operations: one command per run of one kind, all issued at once. */
+  private async sendRuns(ops: Op[]): Promise<unknown[]> {
     const replies = new Array<unknown>(ops.length);
     const sent: Promise<void>[] = [];
     for (let from = 0; from < ops.length; ) {
@@ -179,7 +192,7 @@ export class Transport {
     }
     await Promise.all(sent);
     return replies;
-  };
+  }
 
   /**
    * One command for `ops[from..to)`, all of one kind; resolves with one reply per operation. The command is
@@ -191,7 +204,11 @@ export class Transport {
     const n = to - from;
     const entryKeys = new Array<string>(n);
     for (let i = 0; i < n; i++) entryKeys[i] = this.keys.entryPrefix + (ops[from + i] as { key: string }).key;
-    if (op.kind === 'get' && this.plainReads) return this.withDeadline(this.redis.mget(entryKeys));
+    if (op.kind === 'get' && this.plainReads) {
+      const texts = await this.withDeadline(this.redis.mget(entryKeys));
+      this.recordReads(ops, from, entryKeys, texts);
+      return texts;
+    }
     const keys = this.keys.forEntries(entryKeys);
     const now = Date.now();
     if (op.kind === 'get') return decodeMget(await this.run(encodeMget(now, this.writeSettings.graceMs), keys), n);
