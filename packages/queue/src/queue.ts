@@ -602,8 +602,8 @@ function progressText(progress: unknown): string {
   return text;
 }
 
+/** A priority given with a push: an integer in [-1000, 1000] (left out, a push has 0). */
 function checkPriority(name: string, value: unknown): number {
-  if (value === undefined) return 0;
   assertInteger(name, value, { min: -LIMITS.maxPriority, max: LIMITS.maxPriority });
   return value;
 }
