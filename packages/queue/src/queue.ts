@@ -94,7 +94,7 @@ import {
   withPolicy,
   type JobFactory,
   type Keep,
-  type LeasedJobs,
+  type UndecodableJob,
   type PushSpec,
   type StoredScheduler,
 } from './protocol.js';
@@ -602,8 +602,8 @@ function progressText(progress: unknown): string {
   return text;
 }
 
+/** A priority given with a push: an integer in [-1000, 1000] (left out, a push has 0). */
 function checkPriority(name: string, value: unknown): number {
-  if (value === undefined) return 0;
   assertInteger(name, value, { min: -LIMITS.maxPriority, max: LIMITS.maxPriority });
   return value;
 }
@@ -672,6 +672,33 @@ function checkLease(name: string, value: unknown): number {
 /** A job id or request lane: 1 to 1024 UTF-8 bytes. */
 function checkId(name: string, value: unknown): asserts value is string {
   assertByteLength(name, value, LIMITS.maxIdBytes);
+}
+
+/** The name of a push's options in messages: `options`, `template`, or `jobs[i]` for a bulk's job `i`. */
+function pushName(where: string | number): string {
+  return typeof where === 'number' ? `jobs[${where}]` : where;
+}
+
+/** The name of a push's data in messages: `data` for `push`, else `<options name>.data`. */
+function dataName(where: string | number): string {
+  return where === 'options' ? 'data' : `${pushName(where)}.data`;
+}
+
+/** What `assertOptions(…, value, allowed, false)` accepts, without building a key list or a name. */
+function hasOnlyKeys(value: unknown, allowed: readonly string[]): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  for (const key in value) if (Object.hasOwn(value, key) && !allowed.includes(key)) return false;
+  return true;
+}
+
+/** Text `assertByteLength` accepts whatever its characters (at most 3 UTF-8 bytes per UTF-16 unit), without a name. */
+function fitsBytes(value: unknown, maxBytes: number): boolean {
+  return typeof value === 'string' && value.length > 0 && value.length * 3 <= maxBytes && value.isWellFormed();
+}
+
+/** An integer `assertInteger` accepts within ±`max`, without a name. */
+function isIntegerIn(value: unknown, max: number): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= -max && value <= max;
 }
 
 /** Checks an optional request. */
@@ -837,8 +864,17 @@ export class JobQueue<T = unknown, R = unknown> {
     return PUSH.run(context, (ctx) => this.addNow(data, carrying(options, ctx)), settlePush);
   }
 
-  private async addNow(data: T, options: PushOptions): Promise<PushResult> {
-    return this.pushes.add(this.pushSpec('options', data, options, PUSH_OPTIONS));
+  /** Not `async`: the batcher's promise is the push's, with no second one wrapped around it per push. */
+  private addNow(data: T, options: PushOptions): Promise<PushResult> {
+    let spec: PushSpec;
+    try {
+      spec = this.pushSpec('options', data, options, PUSH_OPTIONS);
+    } catch (err) {
+      // Rejects with what the checks threw, as an async function would (an InvalidArgumentError).
+      const error = err as Error;
+      return Promise.reject(error);
+    }
+    return this.pushes.add(spec);
   }
 
   /** Queues many jobs in one round trip per 1000; resolves with their ids in order. */
@@ -857,7 +893,7 @@ export class JobQueue<T = unknown, R = unknown> {
   private async addBulkNow(jobs: readonly BulkJob<T>[]): Promise<PushResult[]> {
     checkArray('jobs', jobs);
     // All checked before the first call.
-    const specs = jobs.map((job, i) => this.pushSpec(`jobs[${i}]`, job.data, job, BULK_JOB_KEYS));
+    const specs = jobs.map((job, i) => this.pushSpec(i, job.data, job, BULK_JOB_KEYS));
     const out: PushResult[] = [];
     for (let start = 0; start < specs.length; start += LIMITS.maxBatch) {
       const chunk = specs.slice(start, start + LIMITS.maxBatch);
@@ -884,8 +920,9 @@ export class JobQueue<T = unknown, R = unknown> {
     const { request } = options;
     checkRequest('options.request', request);
     const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.leases, this.makeJob);
-    const errors = await this.deadLetterUndecodable(leased);
-    await this.advanceSchedulers(leased.jobs);
+    // Almost every lease has neither: no await then, so the jobs reach the caller without extra ticks.
+    const errors = leased.undecodable === undefined ? undefined : await this.deadLetterUndecodable(leased.undecodable);
+    if (leased.jobs.some(fromScheduler)) await this.advanceSchedulers(leased.jobs);
     return errors === undefined ? { waitMs: leased.waitMs, jobs: leased.jobs } : { waitMs: leased.waitMs, jobs: leased.jobs, errors };
   }
 
@@ -929,8 +966,9 @@ export class JobQueue<T = unknown, R = unknown> {
     }
     const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
     const acked = decodeAck(reply, this.leases, this.makeJob);
-    const errors = await this.deadLetterUndecodable(acked);
-    await this.advanceSchedulers(acked.jobs);
+    // Almost every lease has neither: no await then, so the jobs reach the caller without extra ticks.
+    const errors = acked.undecodable === undefined ? undefined : await this.deadLetterUndecodable(acked.undecodable);
+    if (acked.jobs.some(fromScheduler)) await this.advanceSchedulers(acked.jobs);
     const result = { completed: acked.completed, waitMs: acked.waitMs, jobs: acked.jobs };
     return errors === undefined ? result : { ...result, errors };
   }
@@ -1290,37 +1328,46 @@ export class JobQueue<T = unknown, R = unknown> {
     return text;
   }
 
-  private pushSpec(name: string, data: T, options: PushOptions, allowed: readonly string[]): PushSpec {
-    assertOptions(name, options, allowed, false);
+  /**
+   * Checks one push and encodes its data. `where` names its options in messages (`options`, `template`, or
+   * the index of a bulk's job, `jobs[i]`); names are built only for a message, so a plain job builds none.
+   */
+  private pushSpec(where: string | number, data: T, options: PushOptions, allowed: readonly string[]): PushSpec {
+    if (!hasOnlyKeys(options, allowed)) assertOptions(pushName(where), options, allowed, false);
     // No id asks the script for a short generated one.
     const id = options.id;
-    if (id !== undefined) checkId(`${name}.id`, id);
-    const priority = checkPriority(`${name}.priority`, options.priority);
+    if (id !== undefined && !fitsBytes(id, LIMITS.maxIdBytes)) checkId(`${pushName(where)}.id`, id);
+    const given = options.priority;
+    const priority = given === undefined ? 0 : isIntegerIn(given, LIMITS.maxPriority) ? given : checkPriority(`${pushName(where)}.priority`, given);
     let policy = this.policy;
     if (options.maxRetries !== undefined || options.backoff !== undefined) {
+      const name = pushName(where);
       const maxRetries = checkRetries(`${name}.maxRetries`, options.maxRetries, this.maxRetries);
       policy = policyArg(maxRetries, checkBackoff(`${name}.backoff`, options.backoff, this.backoff));
     }
     const delayMs = options.delayMs ?? 0;
-    assertFiniteNumber(`${name}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
-    const dedup = checkDedup(`${name}.dedup`, options.dedup);
+    if (!(typeof delayMs === 'number' && delayMs >= 0 && delayMs <= LIMITS.maxDelayMs)) {
+      assertFiniteNumber(`${pushName(where)}.delayMs`, delayMs, { min: 0, max: LIMITS.maxDelayMs });
+    }
+    const dedup = options.dedup === undefined ? undefined : checkDedup(`${pushName(where)}.dedup`, options.dedup);
     const group = options.group;
-    if (group !== undefined) assertByteLength(`${name}.group`, group, LIMITS.maxGroupBytes);
-    if (dedup?.mode === 'debounce' && delayMs !== 0) throw new InvalidArgumentError(`${name}.delayMs`, 'cannot be combined with a debounce (the job waits its ttlMs)');
-    const dataName = name === 'options' ? 'data' : `${name}.data`;
+    if (group !== undefined && !fitsBytes(group, LIMITS.maxGroupBytes)) assertByteLength(`${pushName(where)}.group`, group, LIMITS.maxGroupBytes);
+    if (dedup?.mode === 'debounce' && delayMs !== 0) {
+      throw new InvalidArgumentError(`${pushName(where)}.delayMs`, 'cannot be combined with a debounce (the job waits its ttlMs)');
+    }
     let text: unknown;
     try {
       text = this.codec.encode(data);
     } catch (err) {
       // The codec names the value `value`; the caller knows it as `dataName`.
       const detail = err instanceof InvalidArgumentError ? err.message.slice(err.argument.length + 2) : err instanceof Error ? err.message : String(err);
-      throw new InvalidArgumentError(dataName, `cannot be encoded: ${detail}`);
+      throw new InvalidArgumentError(dataName(where), `cannot be encoded: ${detail}`);
     }
-    if (typeof text !== 'string') throw new InvalidArgumentError(dataName, `the codec must encode it to a string, got ${typeof text}`);
+    if (typeof text !== 'string') throw new InvalidArgumentError(dataName(where), `the codec must encode it to a string, got ${typeof text}`);
     // The trace context is stored in front of the data and counts in its size.
-    const stored = options.traceContext === undefined ? text : withTraceContext(text, checkTraceContext(`${name}.traceContext`, options.traceContext));
+    const stored = options.traceContext === undefined ? text : withTraceContext(text, checkTraceContext(`${pushName(where)}.traceContext`, options.traceContext));
     if (stored.length > LIMITS.maxDataBytes / 3 && Buffer.byteLength(stored) > LIMITS.maxDataBytes) {
-      throw new InvalidArgumentError(dataName, `must encode to at most ${LIMITS.maxDataBytes} bytes`);
+      throw new InvalidArgumentError(dataName(where), `must encode to at most ${LIMITS.maxDataBytes} bytes`);
     }
     return { id, text: stored, priority, policy, delaySeconds: delayMs / 1000, dedup, group };
   }
@@ -1341,11 +1388,10 @@ export class JobQueue<T = unknown, R = unknown> {
    * them: they could never run, and a caller that cannot see them could not fail them. Resolves with the
    * failures of that, if any.
    */
-  private async deadLetterUndecodable(leased: LeasedJobs<T>): Promise<CyRedisError[] | undefined> {
-    if (leased.undecodable === undefined) return undefined;
+  private async deadLetterUndecodable(undecodable: readonly UndecodableJob[]): Promise<CyRedisError[] | undefined> {
     const failures: CyRedisError[] = [];
     await Promise.all(
-      leased.undecodable.map(({ id, leaseToken, error }) => {
+      undecodable.map(({ id, leaseToken, error }) => {
         const reason = cutUtf8(`data cannot be decoded: ${error instanceof Error ? error.message : String(error)}`, LIMITS.maxErrorBytes);
         // Its lease runs out if this fails, and the next pop meets it again.
         return this.run(encodeFail({ id, leaseToken }, reason, true)).catch((err: unknown) => failures.push(deadLetterFailed(id, err)));
@@ -1353,6 +1399,11 @@ export class JobQueue<T = unknown, R = unknown> {
     );
     return failures.length === 0 ? undefined : failures;
   }
+}
+
+/** Whether a leased job was made by a scheduler (its lease moves the scheduler on). */
+function fromScheduler(job: Job<unknown>): boolean {
+  return repeatJob(job.id) !== undefined;
 }
 
 /** A failed dead-lettering of job `id`, named as such; an outage stays a `RedisUnavailableError`. */

@@ -72,6 +72,40 @@ describe.each(topologies)('JobQueue options and surface on %s', (topology) => {
     expect(() => new Worker({} as never, () => undefined)).toThrow(InvalidArgumentError);
   });
 
+  it('checks every push option as before whatever path it takes: names per job, null refused, long ids by bytes', async () => {
+    const queue = new JobQueue<number>(redis, 'push-checks', { prefix });
+    const refusals: [() => Promise<unknown>, string][] = [
+      [() => queue.push(1, { priority: null as never }), 'options.priority'],
+      [() => queue.push(1, { priority: -1001 }), 'options.priority'],
+      [() => queue.push(1, { delayMs: Number.NaN }), 'options.delayMs'],
+      [() => queue.push(1, { delayMs: Infinity }), 'options.delayMs'],
+      [() => queue.push(1, { group: '' }), 'options.group'],
+      [() => queue.push(1, { id: '' }), 'options.id'],
+      [() => queue.push(1, null as never), 'options'],
+      [() => queue.push(1, [] as never), 'options'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2 }, { data: 3, group: 'é'.repeat(129) }]), 'jobs[2].group'],
+      [() => queue.pushBulk([{ data: 1, delayMs: -1 }]), 'jobs[0].delayMs'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2, id: 'x'.repeat(1025) }]), 'jobs[1].id'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2, priority: 0.5 }]), 'jobs[1].priority'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2, maxRetries: -1 }]), 'jobs[1].maxRetries'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2, dedup: { key: 'k', ttlMs: 0, mode: 'throttle' } }]), 'jobs[1].dedup.ttlMs'],
+      [() => queue.pushBulk([{ data: 1 }, { data: (() => 1) as never }]), 'jobs[1].data'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 2, traceContext: { a: 1 } as never }]), 'jobs[1].traceContext.a'],
+      [() => queue.pushBulk([{ data: 1 }, { data: 1, extra: 1 } as never]), 'jobs[1].extra'],
+      [() => queue.push((() => 1) as never), 'data'],
+    ];
+    for (const [call, argument] of refusals) await expect(call()).rejects.toMatchObject({ name: 'InvalidArgumentError', argument });
+    expect(await queue.stats()).toMatchObject({ waiting: 0, delayed: 0 });
+    // Accepted at the limits: an ASCII id of 1024 bytes, a group of 256, null delay (none), priority ±1000.
+    const accepted = await queue.addBulk([
+      { data: 1, id: 'x'.repeat(1024), priority: 1000, delayMs: null as never },
+      { data: 2, group: 'g'.repeat(256), priority: -1000 },
+      { data: 3, id: 'é'.repeat(512) },
+    ]);
+    expect(accepted.map((r) => r.added)).toEqual([true, true, true]);
+    expect(await queue.stats()).toMatchObject({ waiting: 3, delayed: 0 });
+  });
+
   it('re-exports the core error classes it throws, identical to core’s', () => {
     expect(CyRedisError).toBe(core.CyRedisError);
     expect(InvalidArgumentError).toBe(core.InvalidArgumentError);
