@@ -179,12 +179,21 @@ export class RateLimiter extends EventEmitter<RateLimiterEvents> {
    * Checks `id` against every rule and, when all admit it, consumes `cost` from each. With `waitMs`, a
    * refusal sleeps until its `retryAfterMs` and checks again while that fits in `waitMs`.
    */
-  limit(id: string, options: LimitOptions = {}): Promise<RateLimitResult> {
+  limit(id: string, options?: LimitOptions): Promise<RateLimitResult> {
     if (!LIMIT.active) return this.limitNow(id, options);
     return LIMIT.run(() => ({ name: this.name, key: id }), () => this.limitNow(id, options), settleCheck);
   }
 
-  private async limitNow(id: string, options: LimitOptions): Promise<RateLimitResult> {
+  private limitNow(id: string, options: LimitOptions | undefined): Promise<RateLimitResult> {
+    // `limit(id)`, the commonest call: cost 1 and no wait, so nothing to check but the id and no loop.
+    if (options === undefined) {
+      this.recordUse();
+      return this.limitOnce(id, 1, undefined, undefined);
+    }
+    return this.limitWaiting(id, options);
+  }
+
+  private async limitWaiting(id: string, options: LimitOptions): Promise<RateLimitResult> {
     assertOptions('options', options, LIMIT_KEYS);
     this.recordUse();
     const cost = this.checkCost(options.cost);
