@@ -111,6 +111,10 @@ local MAX_INT = 1099511627776 -- 2^40: keeps every product of counts and µs exa
 local MAX_US = 4503599627370496 -- 2^52
 local call, tonumber, floor, ceil, max, min, format = redis.call, tonumber, math.floor, math.ceil, math.max, math.min, string.format
 local E = 'ERR rate_limiter: '
+-- ARGV and KEYS are globals, each use a lookup: the code before the general path reads them through locals.
+local A, K = ARGV, KEYS
+-- The algorithm of a rich call (nil or '' for the seed call).
+local alg, nargs = A[5], #A
 
 -- The time of every check, in µs: set by the fast path when it read the clock, else by the general path.
 local now
@@ -118,7 +122,7 @@ local now
 -- Sliding-window log (see STORAGE) -------------------------------------------------------------------------
 -- The reads and writes of a log, shared by the fast path and the general path; defined only for a sliding-
 -- window call (the seed call or a rich one), so other calls make none of these closures (see SPEED).
-local pack, unpack, sub = struct.pack, struct.unpack, string.sub
+local pack, unpack, sub
 local HF, H = '>c2I4I4I4dd', 30
 -- Every read takes at least SLICE bytes, so a small log comes whole with its header, and the entries at head
 -- serve the trim, the retry-after and the rewrite.
@@ -129,7 +133,8 @@ local converted, seen_from, seen
 -- The last expiry set (ms) and its digits: the checks of a batch mostly set the same one (see SPEED).
 local last_ttl, last_ttl_s
 local read, locate, paid_at, append
-if ARGV[5] == nil or ARGV[5] == '' or ARGV[5] == 'sliding-window' then
+if alg == nil or alg == '' or alg == 'sliding-window' then
+  pack, unpack, sub = struct.pack, struct.unpack, string.sub
   seen_from, seen = {}, {}
 
   -- Bytes [from, to) of the log (to > from).
@@ -247,7 +252,7 @@ end
 -- Fixed window: the period index and count stored in `key` for a period of `period` µs, as of `now` (a count
 -- of an earlier period reads as none). Defined for a fixed-window call only (see SPEED).
 local fixed_state
-if ARGV[5] == 'fixed-window' then
+if alg == 'fixed-window' then
   function fixed_state(key, period)
     local index, count = floor(now / period), 0
     local v = call('GET', key)
@@ -269,15 +274,15 @@ end
 -- else) is also left to the general path, before any write of its check: in a batch the replies so far
 -- stay in `fast_out` and the general path goes on from check `fast_from`, at the same time.
 local fast_out, fast_from
-local fast_alg, fast_n = ARGV[5], #KEYS
-if fast_alg ~= 'sliding-window' and fast_alg ~= 'gcra' and fast_alg ~= 'fixed-window' then
+local fast_n = #K
+if alg ~= 'sliding-window' and alg ~= 'gcra' and alg ~= 'fixed-window' then
   fast_n = 0
-elseif fast_n == 1 and (#ARGV == 5 or (#ARGV == 10 and ARGV[6] == '1' and ARGV[7] == 'limit' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '')) then
+elseif fast_n == 1 and (nargs == 5 or (nargs == 10 and A[6] == '1' and A[7] == 'limit' and A[8] == '0' and A[9] == '' and A[10] == '')) then
   fast_out = false
-elseif ARGV[7] == 'batch' and ARGV[8] == '0' and ARGV[9] == '' and ARGV[10] == '' and #ARGV == 10 + fast_n and ARGV[6] == tostring(fast_n) and fast_n <= 1024 then
+elseif A[7] == 'batch' and A[8] == '0' and A[9] == '' and A[10] == '' and nargs == 10 + fast_n and A[6] == tostring(fast_n) and fast_n <= 1024 then
   -- Every cost 1, so no cost needs parsing.
   for j = 11, 10 + fast_n do
-    if ARGV[j] ~= '1' then fast_n = 0 end
+    if A[j] ~= '1' then fast_n = 0 end
   end
   fast_out = {}
 else
@@ -287,11 +292,13 @@ end
 -- must say what is wrong.
 local fast_limit, fast_capacity, fast_window
 if fast_n > 0 then
-  fast_limit, fast_window = tonumber(ARGV[1]), tonumber(ARGV[2])
+  local limit_s = A[1]
+  fast_limit, fast_window = tonumber(limit_s), tonumber(A[2])
   if fast_limit == nil or fast_limit ~= floor(fast_limit) or fast_limit < 1 or fast_limit > MAX_INT or fast_window == nil or not (fast_window > 0 and fast_window < MAX_US) then fast_limit = nil end
   fast_capacity = fast_limit
-  if fast_limit and ARGV[4] ~= '' and ARGV[4] ~= ARGV[1] then
-    fast_capacity = tonumber(ARGV[4])
+  local burst = A[4]
+  if fast_limit and burst ~= '' and burst ~= limit_s then
+    fast_capacity = tonumber(burst)
     if fast_capacity == nil or fast_capacity ~= floor(fast_capacity) or fast_capacity < fast_limit or fast_capacity > MAX_INT then fast_limit = nil end
   end
   if fast_limit then
@@ -299,27 +306,38 @@ if fast_n > 0 then
     if fast_window < 1 or fast_window * fast_capacity > MAX_US then fast_limit = nil end
   end
   for j = 1, fast_n do
-    local n = #KEYS[j]
+    local n = #K[j]
     if n == 0 or n > 65536 then fast_limit = nil end
   end
-  if fast_limit and ARGV[3] == '' then
+  local time_s = A[3]
+  if fast_limit and time_s == '' then
     local t = call('TIME')
     now = t[1] * 1000000 + t[2]
   elseif fast_limit then
-    local s = tonumber(ARGV[3])
+    local s = tonumber(time_s)
     if s == nil or not (s >= 0 and s * 1000000 <= MAX_US) then fast_limit = nil else now = floor(s * 1000000 + 0.5) end
   end
 end
+-- GCRA: interval and tolerance; the others: the period. Then the expiry every write sets (ms, as digits).
+local interval, tolerance, period, ttl
 if fast_limit then
-  -- GCRA: interval and tolerance; the others: the period. Then the expiry every write sets (ms, as digits).
-  local interval = ceil(fast_window / fast_limit)
-  local tolerance = fast_capacity * interval
-  local period = ceil(fast_window * fast_capacity / fast_limit)
-  local ttl = format('%d', max(ceil((fast_alg == 'gcra' and tolerance or period) / 1000), 1))
+  if alg == 'gcra' then
+    interval = ceil(fast_window / fast_limit)
+    tolerance = fast_capacity * interval
+    ttl = tolerance
+  else
+    period = ceil(fast_window * fast_capacity / fast_limit)
+    ttl = period
+  end
+  ttl = format('%d', max(ceil(ttl / 1000), 1))
+end
+if fast_limit then
   for j = 1, fast_n do
-    local key, reply = KEYS[j], nil
-    if fast_alg == 'gcra' then
-      local stored = max(tonumber(call('GET', key) or '0') or 0, now)
+    local key, reply = K[j], nil
+    if alg == 'gcra' then
+      -- A missing key reads as now, with no number to parse.
+      local v = call('GET', key)
+      local stored = v and max(tonumber(v) or 0, now) or now
       local tat = stored + interval
       if tat - now > tolerance then
         reply = { 0, floor((now + tolerance - stored) / interval), stored - now, tat - tolerance - now, 0 }
@@ -327,7 +345,7 @@ if fast_limit then
         call('SET', key, format('%d', tat), 'PX', ttl)
         reply = { 1, floor((now + tolerance - tat) / interval), tat - now, 0, 0 }
       end
-    elseif fast_alg == 'fixed-window' then
+    elseif alg == 'fixed-window' then
       local index, count = fixed_state(key, period)
       local reset = max((index + 1) * period - now, 0)
       if count + 1 > fast_capacity then
@@ -364,12 +382,12 @@ end
 
 -- Arguments (all validated before the first write; top-level code, see SPEED) ----------------------------------
 
-local rich = ARGV[5] ~= nil and ARGV[5] ~= ''
+local rich = alg ~= nil and alg ~= ''
 -- The short rich call: ARGV[1..5] only, the defaults for the rest.
 local short = rich and #ARGV == 5
 local algorithm, cost, peek, batch_size, block_ms, request_id, policy = 'sliding-window', 1, false, nil, 0, '', false
 if rich then
-  algorithm = ARGV[5]
+  algorithm = alg
   if algorithm ~= 'sliding-window' and algorithm ~= 'gcra' and algorithm ~= 'fixed-window' then return redis.error_reply(E .. 'unknown algorithm') end
 end
 if rich and not short then
