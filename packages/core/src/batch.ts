@@ -1,3 +1,4 @@
+// TickBatcher: the operations started in one tick, sent together in as few calls as the batch size allows.
 import { CyRedisError } from './errors.js';
 import { assertInteger } from './validate.js';
 
@@ -9,6 +10,9 @@ interface Pending<I, R> {
   resolve: (result: R) => void;
   reject: (err: unknown) => void;
 }
+
+/** What a posted item's result and error go to: nobody asked for them. */
+const ignore = (): void => undefined;
 
 /**
  * Groups the operations started in one tick into few calls: they are collected and sent at the end of the
@@ -29,11 +33,21 @@ export class TickBatcher<I, R> {
 
   /** Runs `item` with the others of this tick; settles with its own result or the call's error. */
   add(item: I): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      const waiting = this.pending.push({ item, resolve, reject });
-      if (waiting === 1) process.nextTick(this.flush);
-      else if (waiting === this.maxBatch) this.dispatch(this.take());
-    });
+    return new Promise<R>((resolve, reject) => this.enqueue({ item, resolve, reject }));
+  }
+
+  /**
+   * Runs `item` with the others of this tick for a caller that wants no result: no promise is made for it
+   * (a hot path's saving), so a `send` that takes such items must report its own failures.
+   */
+  post(item: I): void {
+    this.enqueue({ item, resolve: ignore, reject: ignore });
+  }
+
+  private enqueue(pending: Pending<I, R>): void {
+    const waiting = this.pending.push(pending);
+    if (waiting === 1) process.nextTick(this.flush);
+    else if (waiting === this.maxBatch) this.dispatch(this.take());
   }
 
   private take(): Pending<I, R>[] {

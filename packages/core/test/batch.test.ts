@@ -24,6 +24,21 @@ describe('TickBatcher', () => {
     expect(calls.at(-1)).toEqual([5]);
   });
 
+  it('sends posted operations with the added ones of their tick, in order, and drops their results and errors', async () => {
+    const { batcher, calls } = doubler(3, (items) => (items.includes(6) ? new Error('boom') : undefined));
+    const first = batcher.add(1);
+    batcher.post(2);
+    const third = batcher.add(3);
+    expect(await Promise.all([first, third])).toEqual([2, 6]);
+    expect(calls).toEqual([[1, 2, 3]]);
+    // A posted operation counts toward maxBatch, and a failed call rejects only the added ones.
+    batcher.post(4);
+    batcher.post(5);
+    const failed = batcher.add(6);
+    await expect(failed).rejects.toThrow('boom');
+    expect(calls.at(-1)).toEqual([4, 5, 6]);
+  });
+
   it('sends a batch as soon as maxBatch operations wait', async () => {
     const { batcher, calls } = doubler(2);
     const pending = [1, 2, 3, 4, 5].map((i) => batcher.add(i));

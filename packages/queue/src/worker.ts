@@ -306,7 +306,7 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       this.freeSlot();
     } else if (ok) {
       r.settled = true;
-      void this.finished.add(r);
+      this.finished.post(r);
     } else if (error instanceof RateLimitedError) {
       // Upstream said "slow down": the job goes back uncounted and the whole queue stops leasing a while.
       this.settle(r);
