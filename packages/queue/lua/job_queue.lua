@@ -268,7 +268,9 @@ if #KEYS >= DECLARED
   bad('KEYS[5..17] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited, :schedulers and :gwait')
 end
 local op = ARGV[1]
--- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
+-- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one. events_max and the keep
+-- values are checked here but may stay the policy's text: each is converted where it is used (a tonumber
+-- costs about a quarter of a redis.call, and most calls use none or one of them).
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
 -- Queue-wide limits (see LIMITS): 0 is none.
@@ -286,11 +288,13 @@ if star and #clock > star then
     max_active = number('concurrency', ma, 0, MAX_RATE, true)
   end
   events_on = e == '1'
-  -- Every call parses this: the pattern admits integers only, so one range check covers the five, and
-  -- `number` runs (and words the error) only when it fails.
-  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = tonumber(m), tonumber(c), tonumber(ca), tonumber(d), tonumber(da)
-  if events_max < 1 or events_max > MAX_EVENTS_LEN or keep_done < -1 or keep_done > 1e9 or keep_done_ms < -1
-    or keep_done_ms > 1e13 or keep_dead < -1 or keep_dead > 1e9 or keep_dead_ms < -1 or keep_dead_ms > 1e13 then
+  -- Every call parses this: the pattern admits integers only, so the usual values pass by their text
+  -- ("-1", or no "-" and few enough digits to be in range; max_len without a leading 0, so at least 1; no
+  -- string ordering: Redis collates by its locale), and `number` runs (and words the error) only otherwise.
+  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = m, c, ca, d, da
+  if not (#m <= 6 and byte(m) ~= 48 and (c == '-1' or #c <= 9 and byte(c) ~= 45)
+    and (ca == '-1' or #ca <= 13 and byte(ca) ~= 45) and (d == '-1' or #d <= 9 and byte(d) ~= 45)
+    and (da == '-1' or #da <= 13 and byte(da) ~= 45)) then
     number('events max_len', m, 1, MAX_EVENTS_LEN, true)
     number('keep', c, -1, 1e9, true)
     number('keep_ms', ca, -1, 1e13, true)
@@ -315,7 +319,7 @@ local ev, ev_count = events_on and {}, 0
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
   if ev_count == 0 then return end
-  local cap = math.max(1, math.floor(events_max / ev_count))
+  local cap = math.max(1, math.floor(tonumber(events_max) / ev_count))
   redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
   ev, ev_count = {}, 0
 end
@@ -874,8 +878,9 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
+  local keep = tonumber(keep_done)
   -- With events off and nothing kept (the seed's way) there is nothing to build per job.
-  if keep_done == 0 and not events_on then
+  if keep == 0 and not events_on then
     forget_all(ids)
     return
   end
@@ -891,7 +896,7 @@ local function finish(ids, states, values)
     scored[2 * i - 1] = at
     scored[2 * i] = id
   end
-  if keep_done == 0 then
+  if keep == 0 then
     forget_all(ids)
     return
   end
@@ -901,7 +906,7 @@ local function finish(ids, states, values)
     redis.call('HSET', info, unpack(results))
     info_seen = true
   end
-  trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
+  trim_finished(completed, keep, tonumber(keep_done_ms), n + DEAD_TRIM)
 end
 
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
@@ -987,7 +992,7 @@ local function dead_letter(id, attempts, token, err)
 end
 
 local function trim_dead()
-  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
+  trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
 end
 
 -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
@@ -1737,6 +1742,7 @@ local function held_by_caller(ids, tokens, firsts, values)
   local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
   if #ids == 0 then return '', done, seen, finals, kept end
   local states = redis.call('HMGET', state, unpack(ids))
+  local keep = tonumber(keep_done) ~= 0
   for i = 1, #ids do
     local id, token, s = ids[i], tokens[i], states[i]
     local r = '0'
@@ -1750,7 +1756,7 @@ local function held_by_caller(ids, tokens, firsts, values)
         d = d + 1
         done[d] = id
         if kept then kept[d] = values[i] end
-        if keep_done ~= 0 then
+        if keep then
           finals[2 * d - 1] = id
           finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
         end
