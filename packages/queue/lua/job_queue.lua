@@ -182,8 +182,13 @@ server and the client more than a few bytes do); each section returns before the
 are defined, since a script call runs its whole top level (and builds every closure) each time; and the
 helpers of paths a call may not take are built only when it takes them: the group helpers by
 `load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
-call with a request), the push helpers under a check of the operation, helpers of one operation inside
-its section. So PUSH, COMPLETE, FAIL and POP on a queue without groups build only what they run.
+call with a request), the push helpers and POP's and ACK's leasing helpers under a check of the
+operation, helpers of one operation inside its section. So PUSH, COMPLETE, FAIL and POP on a queue
+without groups build only what they run. Closures cost by what they capture: one built at the top level
+looks up each local it captures among all those captured before it (about 0.45k instructions a local late
+in the file), where one built inside a function takes that function's upvalues as they are, so the many
+leasing helpers are built inside one (`load_lease`). The policy's keep and max_len values stay text
+until a call uses them (a tonumber costs about 1k).
 ]]
 
 local MAX_BATCH = 1000
@@ -268,7 +273,9 @@ if #KEYS >= DECLARED
   bad('KEYS[5..17] must be KEYS[1] with :delayed, :jobs, :state, :meta, :wake, :completed, :events, :info, :groups, :gready, :glimited, :schedulers and :gwait')
 end
 local op = ARGV[1]
--- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one.
+-- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one. events_max and the keep
+-- values are checked here but may stay the policy's text: each is converted where it is used (a tonumber
+-- costs about a quarter of a redis.call, and most calls use none or one of them).
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
 -- Queue-wide limits (see LIMITS): 0 is none.
@@ -286,11 +293,13 @@ if star and #clock > star then
     max_active = number('concurrency', ma, 0, MAX_RATE, true)
   end
   events_on = e == '1'
-  -- Every call parses this: the pattern admits integers only, so one range check covers the five, and
-  -- `number` runs (and words the error) only when it fails.
-  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = tonumber(m), tonumber(c), tonumber(ca), tonumber(d), tonumber(da)
-  if events_max < 1 or events_max > MAX_EVENTS_LEN or keep_done < -1 or keep_done > 1e9 or keep_done_ms < -1
-    or keep_done_ms > 1e13 or keep_dead < -1 or keep_dead > 1e9 or keep_dead_ms < -1 or keep_dead_ms > 1e13 then
+  -- Every call parses this: the pattern admits integers only, so the usual values pass by their text
+  -- ("-1", or no "-" and few enough digits to be in range; max_len without a leading 0, so at least 1; no
+  -- string ordering: Redis collates by its locale), and `number` runs (and words the error) only otherwise.
+  events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = m, c, ca, d, da
+  if not (#m <= 6 and byte(m) ~= 48 and (c == '-1' or #c <= 9 and byte(c) ~= 45)
+    and (ca == '-1' or #ca <= 13 and byte(ca) ~= 45) and (d == '-1' or #d <= 9 and byte(d) ~= 45)
+    and (da == '-1' or #da <= 13 and byte(da) ~= 45)) then
     number('events max_len', m, 1, MAX_EVENTS_LEN, true)
     number('keep', c, -1, 1e9, true)
     number('keep_ms', ca, -1, 1e13, true)
@@ -315,7 +324,7 @@ local ev, ev_count = events_on and {}, 0
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
   if ev_count == 0 then return end
-  local cap = math.max(1, math.floor(events_max / ev_count))
+  local cap = math.max(1, math.floor(tonumber(events_max) / ev_count))
   redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
   ev, ev_count = {}, 0
 end
@@ -874,8 +883,9 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
+  local keep = tonumber(keep_done)
   -- With events off and nothing kept (the seed's way) there is nothing to build per job.
-  if keep_done == 0 and not events_on then
+  if keep == 0 and not events_on then
     forget_all(ids)
     return
   end
@@ -891,7 +901,7 @@ local function finish(ids, states, values)
     scored[2 * i - 1] = at
     scored[2 * i] = id
   end
-  if keep_done == 0 then
+  if keep == 0 then
     forget_all(ids)
     return
   end
@@ -901,7 +911,7 @@ local function finish(ids, states, values)
     redis.call('HSET', info, unpack(results))
     info_seen = true
   end
-  trim_finished(completed, keep_done, keep_done_ms, n + DEAD_TRIM)
+  trim_finished(completed, keep, tonumber(keep_done_ms), n + DEAD_TRIM)
 end
 
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
@@ -987,7 +997,7 @@ local function dead_letter(id, attempts, token, err)
 end
 
 local function trim_dead()
-  trim_finished(dead, keep_dead, keep_dead_ms, DEAD_TRIM + MOVE_LIMIT)
+  trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
 end
 
 -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
@@ -1168,481 +1178,489 @@ if op == 'FAIL' then
   return { 'retry', at }
 end
 
--- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
-local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
-local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
+-- POP's and ACK's helpers (and DRAIN's `pop_waiting_ids`), built only by those calls. The leasing ones are
+-- built inside one function: a closure built there takes that function's upvalues as they are, where one
+-- built at the top level looks up each local it captures among all those captured before it.
+local pop_waiting_ids, wait_ms, lease_jobs, wait_after, request_arg, recall_request, remember_request, replay_request
+if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
+  -- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
+  local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
+  local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
 
--- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
--- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
-local function pop_waiting_ids(count)
-  local ids, n = {}, 0
-  local more = false
-  for _ = 1, count do
-    local left = count - n
-    if left == 0 then break end
-    local top = redis.call('ZRANGE', waiting, 0, 0)[1]
-    if not top then break end
-    local list = waiting .. ':w:' .. top
-    local got = redis.call('LPOP', list, left) or {}
-    -- The usual pop takes from one list: its reply is the result, uncopied.
-    if n == 0 then
-      ids = got
-    else
-      for i = 1, #got do ids[n + i] = got[i] end
-    end
-    n = n + #got
-    more = #got == left and redis.call('LLEN', list) > 0
-    if not more then redis.call('ZREM', waiting, top) end
-  end
-  waiting_delta = waiting_delta - n
-  return ids, more
-end
-
--- Group leasing, built by `load_group_pop` only in a call that leases from groups:
--- `sweep_groups` places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the
--- last step ended, meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
--- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
--- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. `first`: the
--- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
--- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
--- is ready now.
--- `pop_group_ids` pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
--- let them lease again become ready, then each turn takes the head of the first ready group and moves
--- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
--- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
--- and the turns go on. Returns whether ready groups remain.
-local sweep_groups, pop_group_ids
-local function load_group_pop()
-  load_groups()
-  if pop_group_ids then return end
-  function sweep_groups(now_too, first)
-    local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
-    local from, swept = m[1], tonumber(m[2])
-    if from then
-      from = '(' .. from
-    elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
-      return false
-    else
-      from = '-'
-    end
-    local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
-    local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
-    for _, g in ipairs(names) do
-      if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
-      place_group(g, false)
-    end
-    if #names < AUDIT_STEP then
-      redis.call('HDEL', meta, 'gsweep')
-      redis.call('HSET', meta, 'gswept', now)
-    else
-      redis.call('HSET', meta, 'gsweep', names[#names])
-    end
-    return redis.call('ZCARD', gready) > 0
-  end
-  function pop_group_ids(count, ids, lost)
-    for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
-      redis.call('ZREM', glimited, g)
-      place_group(g, true)
-    end
-    local n = 0
-    local swept = false
-    while n < count do
-      local g = redis.call('ZRANGE', gready, 0, 0)[1]
-      if not g then
-        if swept or not sweep_groups(lost, #ids == 0) then break end
-        swept = true
-        g = redis.call('ZRANGE', gready, 0, 0)[1]
-      end
-      local id = redis.call('LPOP', waiting .. ':g:' .. g)
-      if id then
-        n = n + 1
-        ids[#ids + 1] = id
-        gwaiting_delta = gwaiting_delta - 1
-        -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
-        redis.call('HSET', groups, 'j:' .. id, g)
-        any_groups_seen = true
-        redis.call('HINCRBY', groups, 's:' .. g, 1)
-        local _, limit, window, _, tat = group_state(g)
-        if limit > 0 then
-          redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
-        end
-      end
-      place_group(g, true)
-    end
-    return redis.call('ZCARD', gready) > 0
-  end
-end
-
-local function promote_due(source)
-  local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
-  if #ids == 0 then return 0 end
-  local recs = redis.call('HMGET', jobs, unpack(ids))
-  redis.call('ZREM', source, unpack(ids))
-  local buried = 0
-  for i, id in ipairs(ids) do
-    local priority = parse_record(recs[i])
-    if priority then
-      enqueue(id, priority)
-      emit('waiting', id)
-    else
-      lost_record(id)
-      buried = buried + 1
-    end
-  end
-  return buried
-end
-
--- An expired lease ends the attempt it was granted for: the job waits again, or dies after its last one.
--- Jobs in `completing` (an ACK's accepted completions, deleted after its pop) are left alone.
-local function reclaim(completing)
-  local ids = {}
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
-    if not completing[id] then ids[#ids + 1] = id end
-  end
-  if #ids == 0 then return 0 end
-  local recs = redis.call('HMGET', jobs, unpack(ids))
-  redis.call('ZREM', processing, unpack(ids))
-  local buried = 0
-  for i, id in ipairs(ids) do
-    local priority, max_retries = parse_record(recs[i])
-    local attempts, held = read_state(id)
-    emit('stalled', id)
-    if not priority then
-      lost_record(id)
-      buried = buried + 1
-    elseif attempts > max_retries then
-      dead_letter(id, attempts, held, 'lease expired')
-      buried = buried + 1
-    else
-      write_state(id, attempts, ended(held), 'lease expired')
-      requeue(id, priority)
-    end
-  end
-  release_groups(ids)
-  return buried
-end
-
-local function wait_ms()
-  -- The group sets are read only when the call has not found the queue without groups.
-  local grouped = any_groups_seen ~= false
-  if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
-  local best = -1
-  for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    if first[2] then
-      local d = math.max(0, tonumber(first[2]) - now)
-      if best < 0 or d < best then best = d end
-    end
-  end
-  return best
-end
-
--- A new lease token, above every one given before (`last`, the counter in `meta`) and at least the time
--- in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the lease's start is
--- the token / 1000 (exact while the calls that lease are fewer than one per microsecond).
-local function next_token(last)
-  local token = math.max((tonumber(last) or 0) + 1, now_us)
-  local text = string.format('%d', token)
-  redis.call('HSET', meta, 'lease', text)
-  return token, text
-end
-
--- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
--- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
-local function audit_step(cursor, lease_ms)
-  local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
-  -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
-  local found, seen, empty = reply[2], {}, {}
-  for i = 1, #found, 2 do
-    local id = found[i]
-    local g = group_of(id)
-    if g and empty[g] == nil then
-      -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
-      -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
-      local len = redis.call('LLEN', waiting .. ':g:' .. g)
-      empty[g] = len == 0
-      if len > 0 then
-        redis.call('ZADD', gwait, 0, g)
-        redis.call('HSETNX', groups, 's:' .. g, 0)
-        gwaiting_delta = gwaiting_delta + len
-        place_group(g, false)
-      end
-    end
-    -- HSCAN may return an element twice: place it once.
-    if not seen[id] and (not g or empty[g]) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
-      and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
-      and not redis.call('ZSCORE', completed, id) then
-      seen[id] = true
-      local priority, max_retries = parse_record(found[i + 1])
-      local attempts, held, err = read_state(id)
-      if ended(held) ~= held then
-        redis.call('ZADD', processing, now + lease_ms, id)
-      elseif byte(held, 1) == 61 then
-        redis.call('ZADD', completed, now, id)
-      elseif attempts > max_retries then
-        dead_letter(id, attempts, held, err)
-      else
-        requeue(id, priority)
-      end
-    end
-  end
-  if reply[1] == '0' then
-    redis.call('HDEL', meta, 'audit')
-    redis.call('HSET', meta, 'audited', now)
-  else
-    redis.call('HSET', meta, 'audit', reply[1])
-  end
-end
-
--- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
-local function check_empty(lease_ms)
-  local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
-  local cursor, audited = m[2], tonumber(m[3])
-  -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
-  -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
-  local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
-  if grouped_lost then
-    redis.call('HSET', meta, 'gwaiting', 0)
-    gwaiting_delta = 0
-  end
-  if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
-    repair()
-    cursor = '0'
-  elseif grouped_lost and not cursor then
-    cursor = '0'
-  elseif not cursor then
-    -- Records no set places (a set was lost): the sets are counted only until they account for every
-    -- record, so an emptied queue that keeps no jobs reads HLEN and one ZCARD, not six counts.
-    local unplaced = redis.call('HLEN', jobs)
-    if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', processing) end
-    if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', completed) end
-    if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', dead) end
-    if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
-    if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
-    if unplaced > 0 then
-      cursor = '0'
-    elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
-      return
-    else
-      repair()
-      cursor = '0'
-    end
-  end
-  -- Jobs found in lists that had lost their index entry: serve them first, audit once the lists are empty.
-  if redis.call('ZCARD', waiting) > 0 then
-    redis.call('HSET', meta, 'audit', cursor)
-    return
-  end
-  audit_step(cursor, lease_ms)
-end
-
--- Leases the popped `ids` under one new lease token (a call leases a job at most once, so the token still
--- fences each lease) and appends them to `out` (seed pairs, or id and record pairs when `full`). Returns
--- how many, the token (0 when none), their attempts (a table of strings) and how many were dead-lettered
--- (their records lost).
-local function lease_ids(ids, lease_ms, full, out, last_token)
-  local n = #ids
-  local recs = redis.call('HMGET', jobs, unpack(ids))
-  local olds = redis.call('HMGET', state, unpack(ids))
-  local token, text = next_token(last_token)
-  local held = ':' .. text .. ':'
-  local deadline = string.format('%d', now + lease_ms)
-  local fresh = '1' .. held
-  local leases, states, tries = {}, {}, {}
-  local k, j, buried = #out, 0, 0
-  for i = 1, n do
-    local id = ids[i]
-    local rec = recs[i]
-    if rec then
-      local try, s = '1', fresh
-      if olds[i] then
-        local before, _, err = parse_state(olds[i])
-        try = string.format('%d', before + 1)
-        s = try .. held .. err
-      end
-      j = j + 1
-      states[2 * j - 1] = id
-      states[2 * j] = s
-      leases[2 * j - 1] = deadline
-      leases[2 * j] = id
-      if events_on then emit('active', id) end
-      if full then
-        -- The record goes out whole ("priority:policy@created:data"): the caller splits it, Lua copies nothing.
-        out[k + 1] = id
-        out[k + 2] = rec
-        k = k + 2
-        tries[j] = try
-      else
-        local _, _, at = parse_record(rec)
-        out[#out + 1] = { id, string.sub(rec, at + 1) }
-      end
-    else
-      release_groups({ id })
-      lost_record(id)
-      buried = buried + 1
-    end
-  end
-  if j == 0 then return 0, 0, tries, buried end
-  redis.call('HSET', state, unpack(states))
-  redis.call('ZADD', processing, unpack(leases))
-  return j, token, tries, buried
-end
-
--- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
--- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
--- worker held back waits: nil (not held), -1 (until woken) or ms.
-local function allowance(count, m, completing)
-  if m[1] then return 0, -1 end
-  local until_ms = tonumber(m[3])
-  if until_ms and until_ms > now then return 0, until_ms - now end
-  if max_active > 0 then
-    local free = max_active - redis.call('ZCARD', processing) + completing
-    if free <= 0 then return 0, -1 end
-    if free < count then count = free end
-  end
-  if rate_limit > 0 then
-    local tat = tonumber(m[4]) or 0
-    if tat > now then return 0, math.ceil(tat - now) end
-    -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
-    count = 1
-  end
-  return count, nil
-end
-
--- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
--- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
--- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
--- waits (see `allowance`; nil when it is not held back).
-local function lease_jobs(count, lease_ms, full, out, completing, ending)
-  local n, token, more, tries, hold = 0, 0, false, {}, nil
-  -- Whether this call read both the priority index and `gwait` empty (not read again below).
-  local read_empty = false
-  local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
-  local room = 0
-  if count > 0 then
-    local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
-    local ids = {}
-    room, hold = allowance(count, m, ending)
-    if room > 0 then
-      ids, more = pop_waiting_ids(room)
-      -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
-      if #ids < room then
-        local grouped = any_groups()
-        if grouped or redis.call('ZCARD', gwait) > 0 then
-          load_group_pop()
-          more = pop_group_ids(room - #ids, ids, not grouped) or more
+  local function load_lease()
+    -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
+    -- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
+    function pop_waiting_ids(count)
+      local ids, n = {}, 0
+      local more = false
+      for _ = 1, count do
+        local left = count - n
+        if left == 0 then break end
+        local top = redis.call('ZRANGE', waiting, 0, 0)[1]
+        if not top then break end
+        local list = waiting .. ':w:' .. top
+        local got = redis.call('LPOP', list, left) or {}
+        -- The usual pop takes from one list: its reply is the result, uncopied.
+        if n == 0 then
+          ids = got
         else
-          -- A short pop ran out of priorities, and nothing adds to either before the check below.
-          read_empty = true
+          for i = 1, #got do ids[n + i] = got[i] end
+        end
+        n = n + #got
+        more = #got == left and redis.call('LLEN', list) > 0
+        if not more then redis.call('ZREM', waiting, top) end
+      end
+      waiting_delta = waiting_delta - n
+      return ids, more
+    end
+
+    -- Group leasing, built by `load_group_pop` only in a call that leases from groups:
+    -- `sweep_groups` places again up to 100 of the groups with jobs waiting (`gwait`, by name from where the
+    -- last step ended, meta `gsweep`), so a group that a lost `gready` or `glimited` left out is served again (see RECOVERY).
+    -- Run when a call finds no group ready: one pass at most every 60 s of server time (meta `gswept`), or at
+    -- once with `now_too` (`groups` is empty while groups wait: it was lost), a step per call. `first`: the
+    -- call has taken no job yet; then, with no job leased at all, every leased counter above 0 counts leases a
+    -- lost `processing` took (their jobs come back through the audit) and is set to 0. Returns whether a group
+    -- is ready now.
+    -- `pop_group_ids` pops up to `count` ids from the groups (see GROUPS), appending them to `ids`: groups whose rate limit
+    -- let them lease again become ready, then each turn takes the head of the first ready group and moves
+    -- that group to the back (round robin), or out of `gready` when it is at its concurrency or rate limit,
+    -- paused or empty: O(log groups) per job; when none is ready, a step of `sweep_groups` (`lost`: see there)
+    -- and the turns go on. Returns whether ready groups remain.
+    local sweep_groups, pop_group_ids
+    local function load_group_pop()
+      load_groups()
+      if pop_group_ids then return end
+      function sweep_groups(now_too, first)
+        local m = redis.call('HMGET', meta, 'gsweep', 'gswept')
+        local from, swept = m[1], tonumber(m[2])
+        if from then
+          from = '(' .. from
+        elseif not now_too and swept and now >= swept and now < swept + AUDIT_EVERY_MS then
+          return false
+        else
+          from = '-'
+        end
+        local names = redis.call('ZRANGEBYLEX', gwait, from, '+', 'LIMIT', 0, AUDIT_STEP)
+        local unleased = first and #names > 0 and redis.call('ZCARD', processing) == 0
+        for _, g in ipairs(names) do
+          if unleased then redis.call('HSET', groups, 's:' .. g, 0) end
+          place_group(g, false)
+        end
+        if #names < AUDIT_STEP then
+          redis.call('HDEL', meta, 'gsweep')
+          redis.call('HSET', meta, 'gswept', now)
+        else
+          redis.call('HSET', meta, 'gsweep', names[#names])
+        end
+        return redis.call('ZCARD', gready) > 0
+      end
+      function pop_group_ids(count, ids, lost)
+        for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+          redis.call('ZREM', glimited, g)
+          place_group(g, true)
+        end
+        local n = 0
+        local swept = false
+        while n < count do
+          local g = redis.call('ZRANGE', gready, 0, 0)[1]
+          if not g then
+            if swept or not sweep_groups(lost, #ids == 0) then break end
+            swept = true
+            g = redis.call('ZRANGE', gready, 0, 0)[1]
+          end
+          local id = redis.call('LPOP', waiting .. ':g:' .. g)
+          if id then
+            n = n + 1
+            ids[#ids + 1] = id
+            gwaiting_delta = gwaiting_delta - 1
+            -- Written again so that a lost `groups` hash cannot leave the lease holding the group's slot forever.
+            redis.call('HSET', groups, 'j:' .. id, g)
+            any_groups_seen = true
+            redis.call('HINCRBY', groups, 's:' .. g, 1)
+            local _, limit, window, _, tat = group_state(g)
+            if limit > 0 then
+              redis.call('HSET', groups, 't:' .. g, string.format('%.3f', math.max(tat, now) + window / limit))
+            end
+          end
+          place_group(g, true)
+        end
+        return redis.call('ZCARD', gready) > 0
+      end
+    end
+
+    local function promote_due(source)
+      local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
+      if #ids == 0 then return 0 end
+      local recs = redis.call('HMGET', jobs, unpack(ids))
+      redis.call('ZREM', source, unpack(ids))
+      local buried = 0
+      for i, id in ipairs(ids) do
+        local priority = parse_record(recs[i])
+        if priority then
+          enqueue(id, priority)
+          emit('waiting', id)
+        else
+          lost_record(id)
+          buried = buried + 1
         end
       end
+      return buried
     end
-    if #ids > 0 then
-      local lost
-      n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
-      buried = buried + lost
+
+    -- An expired lease ends the attempt it was granted for: the job waits again, or dies after its last one.
+    -- Jobs in `completing` (an ACK's accepted completions, deleted after its pop) are left alone.
+    local function reclaim(completing)
+      local ids = {}
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+        if not completing[id] then ids[#ids + 1] = id end
+      end
+      if #ids == 0 then return 0 end
+      local recs = redis.call('HMGET', jobs, unpack(ids))
+      redis.call('ZREM', processing, unpack(ids))
+      local buried = 0
+      for i, id in ipairs(ids) do
+        local priority, max_retries = parse_record(recs[i])
+        local attempts, held = read_state(id)
+        emit('stalled', id)
+        if not priority then
+          lost_record(id)
+          buried = buried + 1
+        elseif attempts > max_retries then
+          dead_letter(id, attempts, held, 'lease expired')
+          buried = buried + 1
+        else
+          write_state(id, attempts, ended(held), 'lease expired')
+          requeue(id, priority)
+        end
+      end
+      release_groups(ids)
+      return buried
+    end
+
+    function wait_ms()
+      -- The group sets are read only when the call has not found the queue without groups.
+      local grouped = any_groups_seen ~= false
+      if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
+      local best = -1
+      for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
+        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        if first[2] then
+          local d = math.max(0, tonumber(first[2]) - now)
+          if best < 0 or d < best then best = d end
+        end
+      end
+      return best
+    end
+
+    -- A new lease token, above every one given before (`last`, the counter in `meta`) and at least the time
+    -- in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the lease's start is
+    -- the token / 1000 (exact while the calls that lease are fewer than one per microsecond).
+    local function next_token(last)
+      local token = math.max((tonumber(last) or 0) + 1, now_us)
+      local text = string.format('%d', token)
+      redis.call('HSET', meta, 'lease', text)
+      return token, text
+    end
+
+    -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
+    -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
+    local function audit_step(cursor, lease_ms)
+      local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
+      -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
+      local found, seen, empty = reply[2], {}, {}
+      for i = 1, #found, 2 do
+        local id = found[i]
+        local g = group_of(id)
+        if g and empty[g] == nil then
+          -- The audit runs while `gwait` is empty, so a list holding jobs here lost its index entry: it is
+          -- indexed again (its jobs counted) and served, and its group's jobs are left to the next pass.
+          local len = redis.call('LLEN', waiting .. ':g:' .. g)
+          empty[g] = len == 0
+          if len > 0 then
+            redis.call('ZADD', gwait, 0, g)
+            redis.call('HSETNX', groups, 's:' .. g, 0)
+            gwaiting_delta = gwaiting_delta + len
+            place_group(g, false)
+          end
+        end
+        -- HSCAN may return an element twice: place it once.
+        if not seen[id] and (not g or empty[g]) and not redis.call('ZSCORE', processing, id) and not redis.call('ZSCORE', delayed, id)
+          and not redis.call('ZSCORE', failed, id) and not redis.call('ZSCORE', dead, id)
+          and not redis.call('ZSCORE', completed, id) then
+          seen[id] = true
+          local priority, max_retries = parse_record(found[i + 1])
+          local attempts, held, err = read_state(id)
+          if ended(held) ~= held then
+            redis.call('ZADD', processing, now + lease_ms, id)
+          elseif byte(held, 1) == 61 then
+            redis.call('ZADD', completed, now, id)
+          elseif attempts > max_retries then
+            dead_letter(id, attempts, held, err)
+          else
+            requeue(id, priority)
+          end
+        end
+      end
+      if reply[1] == '0' then
+        redis.call('HDEL', meta, 'audit')
+        redis.call('HSET', meta, 'audited', now)
+      else
+        redis.call('HSET', meta, 'audit', reply[1])
+      end
+    end
+
+    -- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
+    local function check_empty(lease_ms)
+      local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
+      local cursor, audited = m[2], tonumber(m[3])
+      -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
+      -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
+      local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
+      if grouped_lost then
+        redis.call('HSET', meta, 'gwaiting', 0)
+        gwaiting_delta = 0
+      end
+      if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
+        repair()
+        cursor = '0'
+      elseif grouped_lost and not cursor then
+        cursor = '0'
+      elseif not cursor then
+        -- Records no set places (a set was lost): the sets are counted only until they account for every
+        -- record, so an emptied queue that keeps no jobs reads HLEN and one ZCARD, not six counts.
+        local unplaced = redis.call('HLEN', jobs)
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', processing) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', completed) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', dead) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
+        if unplaced > 0 then
+          cursor = '0'
+        elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
+          return
+        else
+          repair()
+          cursor = '0'
+        end
+      end
+      -- Jobs found in lists that had lost their index entry: serve them first, audit once the lists are empty.
+      if redis.call('ZCARD', waiting) > 0 then
+        redis.call('HSET', meta, 'audit', cursor)
+        return
+      end
+      audit_step(cursor, lease_ms)
+    end
+
+    -- Leases the popped `ids` under one new lease token (a call leases a job at most once, so the token still
+    -- fences each lease) and appends them to `out` (seed pairs, or id and record pairs when `full`). Returns
+    -- how many, the token (0 when none), their attempts (a table of strings) and how many were dead-lettered
+    -- (their records lost).
+    local function lease_ids(ids, lease_ms, full, out, last_token)
+      local n = #ids
+      local recs = redis.call('HMGET', jobs, unpack(ids))
+      local olds = redis.call('HMGET', state, unpack(ids))
+      local token, text = next_token(last_token)
+      local held = ':' .. text .. ':'
+      local deadline = string.format('%d', now + lease_ms)
+      local fresh = '1' .. held
+      local leases, states, tries = {}, {}, {}
+      local k, j, buried = #out, 0, 0
+      for i = 1, n do
+        local id = ids[i]
+        local rec = recs[i]
+        if rec then
+          local try, s = '1', fresh
+          if olds[i] then
+            local before, _, err = parse_state(olds[i])
+            try = string.format('%d', before + 1)
+            s = try .. held .. err
+          end
+          j = j + 1
+          states[2 * j - 1] = id
+          states[2 * j] = s
+          leases[2 * j - 1] = deadline
+          leases[2 * j] = id
+          if events_on then emit('active', id) end
+          if full then
+            -- The record goes out whole ("priority:policy@created:data"): the caller splits it, Lua copies nothing.
+            out[k + 1] = id
+            out[k + 2] = rec
+            k = k + 2
+            tries[j] = try
+          else
+            local _, _, at = parse_record(rec)
+            out[#out + 1] = { id, string.sub(rec, at + 1) }
+          end
+        else
+          release_groups({ id })
+          lost_record(id)
+          buried = buried + 1
+        end
+      end
+      if j == 0 then return 0, 0, tries, buried end
+      redis.call('HSET', state, unpack(states))
+      redis.call('ZADD', processing, unpack(leases))
+      return j, token, tries, buried
+    end
+
+    -- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
+    -- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
+    -- worker held back waits: nil (not held), -1 (until woken) or ms.
+    local function allowance(count, m, completing)
+      if m[1] then return 0, -1 end
+      local until_ms = tonumber(m[3])
+      if until_ms and until_ms > now then return 0, until_ms - now end
+      if max_active > 0 then
+        local free = max_active - redis.call('ZCARD', processing) + completing
+        if free <= 0 then return 0, -1 end
+        if free < count then count = free end
+      end
       if rate_limit > 0 then
-        local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
-        redis.call('HSET', meta, 'tat', string.format('%.3f', tat))
-        hold = math.ceil(tat - now)
-      elseif max_active > 0 and redis.call('ZCARD', processing) - ending >= max_active then
-        -- Every slot is taken: wake no one (a finished job will).
-        hold = -1
+        local tat = tonumber(m[4]) or 0
+        if tat > now then return 0, math.ceil(tat - now) end
+        -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
+        count = 1
       end
+      return count, nil
+    end
+
+    -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
+    -- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
+    -- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
+    -- waits (see `allowance`; nil when it is not held back).
+    function lease_jobs(count, lease_ms, full, out, completing, ending)
+      local n, token, more, tries, hold = 0, 0, false, {}, nil
+      -- Whether this call read both the priority index and `gwait` empty (not read again below).
+      local read_empty = false
+      local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
+      local room = 0
+      if count > 0 then
+        local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
+        local ids = {}
+        room, hold = allowance(count, m, ending)
+        if room > 0 then
+          ids, more = pop_waiting_ids(room)
+          -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
+          if #ids < room then
+            local grouped = any_groups()
+            if grouped or redis.call('ZCARD', gwait) > 0 then
+              load_group_pop()
+              more = pop_group_ids(room - #ids, ids, not grouped) or more
+            else
+              -- A short pop ran out of priorities, and nothing adds to either before the check below.
+              read_empty = true
+            end
+          end
+        end
+        if #ids > 0 then
+          local lost
+          n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
+          buried = buried + lost
+          if rate_limit > 0 then
+            local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
+            redis.call('HSET', meta, 'tat', string.format('%.3f', tat))
+            hold = math.ceil(tat - now)
+          elseif max_active > 0 and redis.call('ZCARD', processing) - ending >= max_active then
+            -- Every slot is taken: wake no one (a finished job will).
+            hold = -1
+          end
+        end
+      end
+      if buried > 0 then trim_dead() end
+      if not more and (read_empty or (redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0)) then
+        if n > 0 then emit('drained', '') end
+        check_empty(lease_ms)
+        -- Nothing left to hold back from (a pause or a held slot still holds).
+        if n > 0 then hold = nil end
+      end
+      save_count()
+      -- Jobs left behind wake the next blocked worker, unless a pause or a limit holds workers back: then a
+      -- finished job (a free slot) or the worker's own timeout (the next rate slot, the pause's end) wakes one.
+      if not hold then
+        if more then wake_worker() else wake_worker_if_waiting() end
+      end
+      return n, token, table.concat(tries, ','), hold
+    end
+
+    -- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
+    -- block until woken); a full batch means "ask again" (0).
+    function wait_after(n, count, hold)
+      if hold then return hold end
+      if count > 0 and n == count then return 0 end
+      return wait_ms()
     end
   end
-  if buried > 0 then trim_dead() end
-  if not more and (read_empty or (redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0)) then
-    if n > 0 then emit('drained', '') end
-    check_empty(lease_ms)
-    -- Nothing left to hold back from (a pause or a held slot still holds).
-    if n > 0 then hold = nil end
-  end
-  save_count()
-  -- Jobs left behind wake the next blocked worker, unless a pause or a limit holds workers back: then a
-  -- finished job (a free slot) or the worker's own timeout (the next rate slot, the pause's end) wakes one.
-  if not hold then
-    if more then wake_worker() else wake_worker_if_waiting() end
-  end
-  return n, token, table.concat(tries, ','), hold
-end
+  load_lease()
 
--- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
--- block until woken); a full batch means "ask again" (0).
-local function wait_after(n, count, hold)
-  if hold then return hold end
-  if count > 0 and n == count then return 0 end
-  return wait_ms()
-end
-
--- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil (a
--- request also builds the memo helpers).
-local load_requests
-local function request_arg(index)
-  local lane = ARGV[index]
-  if lane == nil then
-    if #KEYS == DECLARED + 1 then bad('KEYS[18] is a request memo key: the call needs a request') end
-    return nil
-  end
-  id_arg('request_lane', lane)
-  local seq = ARGV[index + 1]
-  number('request_seq', seq, 0, 9007199254740991, true)
-  local key = waiting .. ':req:' .. lane
-  if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
-  load_requests()
-  return key, seq
-end
-
--- The memo helpers (see REQUESTS), built by `load_requests` only in a call that names a request.
-local recall_request, remember_request, replay_request
-function load_requests()
-  if recall_request then return end
-  -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
-  -- does not decode (a key overwritten by hand) counts as absent.
-  function recall_request(key, seq)
-    local saved = key and redis.call('GET', key)
-    if not saved then return nil end
-    local cut = string.find(saved, ':', 1, true)
-    if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
-    local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
-    if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
-    return { results, token, ids }
-  end
-
-  -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
-  -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
-  -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
-  -- maxmemory.
-  function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-    local ids = {}
-    for k = from, #out, 2 do ids[#ids + 1] = out[k] end
-    if completed == 0 and #ids == 0 then return end
-    redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
-  end
-
-  -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
-  -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
-  -- their attempts (as `pop`).
-  function replay_request(saved, out)
-    local results, token, ids = saved[1], saved[2], saved[3]
-    local n, tries = 0, {}
-    local held = string.format('%d', token)
-    for _, id in ipairs(ids) do
-      local attempts = type(id) == 'string' and leased(id, held)
-      local rec = attempts and redis.call('HGET', jobs, id)
-      if rec then
-        local k = #out
-        out[k + 1] = id
-        out[k + 2] = rec
-        n = n + 1
-        tries[n] = string.format('%d', attempts)
-      elseif attempts then
-        redis.call('ZREM', processing, id)
-        release_groups({ id })
-        lost_record(id)
-      end
+  -- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil (a
+  -- request also builds the memo helpers).
+  local load_requests
+  function request_arg(index)
+    local lane = ARGV[index]
+    if lane == nil then
+      if #KEYS == DECLARED + 1 then bad('KEYS[18] is a request memo key: the call needs a request') end
+      return nil
     end
-    return results, token, n, table.concat(tries, ',')
+    id_arg('request_lane', lane)
+    local seq = ARGV[index + 1]
+    number('request_seq', seq, 0, 9007199254740991, true)
+    local key = waiting .. ':req:' .. lane
+    if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
+    load_requests()
+    return key, seq
+  end
+
+  -- The memo helpers (see REQUESTS), built by `load_requests` only in a call that names a request.
+  function load_requests()
+    if recall_request then return end
+    -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
+    -- does not decode (a key overwritten by hand) counts as absent.
+    function recall_request(key, seq)
+      local saved = key and redis.call('GET', key)
+      if not saved then return nil end
+      local cut = string.find(saved, ':', 1, true)
+      if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
+      local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
+      if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+      return { results, token, ids }
+    end
+
+    -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+    -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+    -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+    -- maxmemory.
+    function remember_request(key, seq, results, completed, token, out, from, lease_ms)
+      local ids = {}
+      for k = from, #out, 2 do ids[#ids + 1] = out[k] end
+      if completed == 0 and #ids == 0 then return end
+      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+    end
+
+    -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
+    -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
+    -- their attempts (as `pop`).
+    function replay_request(saved, out)
+      local results, token, ids = saved[1], saved[2], saved[3]
+      local n, tries = 0, {}
+      local held = string.format('%d', token)
+      for _, id in ipairs(ids) do
+        local attempts = type(id) == 'string' and leased(id, held)
+        local rec = attempts and redis.call('HGET', jobs, id)
+        if rec then
+          local k = #out
+          out[k + 1] = id
+          out[k + 2] = rec
+          n = n + 1
+          tries[n] = string.format('%d', attempts)
+        elseif attempts then
+          redis.call('ZREM', processing, id)
+          release_groups({ id })
+          lost_record(id)
+        end
+      end
+      return results, token, n, table.concat(tries, ',')
+    end
   end
 end
 
@@ -1737,6 +1755,7 @@ local function held_by_caller(ids, tokens, firsts, values)
   local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
   if #ids == 0 then return '', done, seen, finals, kept end
   local states = redis.call('HMGET', state, unpack(ids))
+  local keep = tonumber(keep_done) ~= 0
   for i = 1, #ids do
     local id, token, s = ids[i], tokens[i], states[i]
     local r = '0'
@@ -1750,7 +1769,7 @@ local function held_by_caller(ids, tokens, firsts, values)
         d = d + 1
         done[d] = id
         if kept then kept[d] = values[i] end
-        if keep_done ~= 0 then
+        if keep then
           finals[2 * d - 1] = id
           finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
         end

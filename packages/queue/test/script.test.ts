@@ -180,6 +180,13 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
       ['STATS', '*2,100,10,10,10,10'],
       ['STATS', '*1,0,10,10,10,10'],
       ['STATS', '*1,100,-2,10,10,10'],
+      // Each value just past its range, however its digits are written (the script checks most by their text).
+      ['STATS', '*0,1000001,10,10,10,10'],
+      ['STATS', '*0,00,10,10,10,10'],
+      ['STATS', '*0,100,1000000001,10,10,10'],
+      ['STATS', '*0,100,10,10000000000001,10,10'],
+      ['STATS', '*0,100,10,10,-02,10'],
+      ['STATS', '*0,100,10,10,10,00010000000000001'],
       ['GETJOB', 1, ''],
       ['GETJOBS', 1, 'failed', 0, 10],
       ['GETJOBS', 1, 'waiting', -1, 10],
@@ -225,6 +232,19 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     for (const op of ['PROMOTE', 'RETRYJOB']) expect(await call(op, 1, 'nobody')).toBe(0);
     expect(await call('REMOVE', 1, 'nobody', 1)).toBe(0);
     expect(await snapshot(redis, prefix)).toEqual(before);
+  });
+
+  it('takes every policy value in its range, however its digits are written', async () => {
+    for (const policy of ['*0,1000000,1000000000,10000000000000,-1,-01', '*0,0001,0,-0,0009,0', '*1,1,-1,-1,1000000000,10000000000000']) {
+      expect(await call('STATS', policy), policy).toEqual(['waiting', 0, 'delayed', 0, 'processing', 0, 'failed', 0, 'dead', 0, 'completed', 0]);
+    }
+    // A value written with leading zeros is the number it spells: keep "0002" keeps two completed jobs.
+    const policy = '*0,100,0002,-1,10,10';
+    for (const id of ['a', 'b', 'c']) expect(await call('PUSH', policy, id, 'x', 0, 3, 0)).toBe(1);
+    const popped = (await call('POP', policy, 3)) as [string, string][];
+    expect(popped).toHaveLength(3);
+    for (const [id] of popped) expect(await call('COMPLETE', policy, id)).toBe(1);
+    expect(await redis.zcard(`${keys[0]}:completed`)).toBe(2);
   });
 
   it('keeps every extra key under the first key hash tag', async () => {
