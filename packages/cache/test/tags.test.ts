@@ -80,7 +80,9 @@ describe.each(topologies)('SmartCache tags on %s', (topology) => {
     expect(await cache.deleteByTag('bulk')).toBe(keys.length);
     expect(await cache.get('k0')).toBeUndefined();
     expect((await cache.stats()).l1Size).toBe(1);
-    await waitFor(async () => (await peer.stats()).l1Size === 1);
+    // At most `keep` remains: a peer whose bus subscription was lost and renewed meanwhile (seen once on a loaded
+    // cluster) drops its whole L1, which also drops every tagged copy.
+    await waitFor(async () => (await peer.stats()).l1Size <= 1);
     expect(await peer.get('k1199')).toBeUndefined();
     expect(await peer.get('keep')).toBe(2);
     expect(await index()).toEqual({ other: ['keep'] });
