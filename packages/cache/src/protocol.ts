@@ -132,7 +132,15 @@ export function encodeMset(now: number, settings: WriteSettings, writes: readonl
   return args;
 }
 
-/** The number of entries the write evicted. */
+/**
+ * PUT: the plain one-entry write, which the script runs on its fast path: `write` to KEYS[1] of `forEntries`
+ * in whole ms, without tags or grace (only for caches with `graceMs` 0; a ttl of `Infinity` is `none`).
+ */
+export function encodePut(now: number, settings: WriteSettings, write: EntryWrite): ScriptArg[] {
+  return ['PUT', now, settings.maxSize, settings.channel, settings.origin, write.text, ttlArg(write.ttlMs)];
+}
+
+/** The number of entries the write (MSET or PUT) evicted. */
 export function decodeMset(reply: unknown): number {
   return toNumber(reply);
 }
