@@ -205,7 +205,8 @@ export class Transport {
     const entryKeys = new Array<string>(n);
     for (let i = 0; i < n; i++) entryKeys[i] = this.keys.entryPrefix + (ops[from + i] as { key: string }).key;
     if (op.kind === 'get' && this.plainReads) {
-      const texts = await this.withDeadline(this.redis.mget(entryKeys));
+      // A lone lookup (one call in flight) is a GET: Redis and the client skip the array reply.
+      const texts = n === 1 ? [await this.withDeadline(this.redis.get(entryKeys[0]!))] : await this.withDeadline(this.redis.mget(entryKeys));
       this.recordReads(ops, from, entryKeys, texts);
       return texts;
     }
