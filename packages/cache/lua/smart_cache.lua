@@ -151,10 +151,12 @@ local function tick(n, written)
 end
 
 -- Fast path (see PERFORMANCE): PUT, the client's plain `set`, runs before anything else is set up. Two
--- patterns check all of its input at once: the entry key (printable ASCII without `"` or `\`, so the bus
--- message needs no encoder) and its prefix through the hash tag, and current_time, max_size, ttl and origin
--- (digits, printable ASCII). Input they refuse, an entry found to have tags (before any write) and a write
--- that must evict or sweep go on to the general write below, which checks everything again.
+-- patterns check all of its input at once: the entry key with its prefix through the hash tag (which the
+-- log must share), and current_time, max_size, ttl and origin (digits, then printable ASCII). `[]-~ -!#-[]`
+-- is printable ASCII but `"` and `\`, so the bus message needs no encoder; the prefix's two classes also
+-- leave out `{` (before the tag) and `}` (inside it), as the general path finds the tag. Input they refuse
+-- (a key without a hash tag, say), an entry found to have tags (before any write) and a write that must
+-- evict or sweep go on to the general write below, which checks everything again.
 local written -- {size, max_size, clock} of a fast-path write whose evictions and sweep are still to do
 if op == 'PUT' and #ARGV == 7 and #KEYS == 5 then
   local now, max_text, origin, ttl = ARGV[2], ARGV[3], ARGV[5], ARGV[7]
