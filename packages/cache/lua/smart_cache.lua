@@ -63,9 +63,10 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           → number of entries evicted; -1 when lease_token was given and KEYS[6] no longer holds it
           (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
           a channel, a lease-released message wakes the callers waiting for the value.
-  PUT     <current_time> <max_size> <channel> <origin> <value> <ttl_ms> → number of entries evicted: the
-          client's plain `set`, a one-entry MSET in ms without grace or tags (an entry's old tags are dropped),
-          which the script runs on its fast path (see PERFORMANCE). KEYS as MSET's.
+  PUT     <current_time> <max_size> <channel> <origin> <value> <ttl_ms> [tags] → number of entries evicted:
+          the client's lone `set`, a one-entry MSET in ms without grace (tags as MSET's, absent or '' for
+          none), which the script runs on its fast path when the entry's tags stay as they were (see
+          PERFORMANCE). KEYS as MSET's.
   MSET    <current_time> <max_size> <unit> <grace_ms> <channel> <origin> (<value> <ttl> <tags>)… for KEYS[1],
           KEYS[6]… → number of entries evicted. The settings are SET's, in SET's order; a ttl may be `none`;
           tags '' for none.
@@ -96,7 +97,7 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
 
 ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
-  ERR value missing, ERR PUT takes 7 arguments, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix,
+  ERR value missing, ERR PUT takes 7 or 8 arguments, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix,
   ERR tags must be …, ERR tag must be ….
   A log or stats key of the wrong type (WRONGTYPE) fails the call before its first write too: every
   operation but RELEASE, HAS and DELTAG reads the log (or removes from it) before it writes anything, and
@@ -107,13 +108,15 @@ callgrind instruction counts of redis-server)
   The chunk re-runs on every call, so every closure and table it builds is paid per call. Each operation is a
   section of the main chunk, helpers only one section uses are defined inside it, and the helpers for
   batches, tags, evictions and the sweep are built by load_helpers() only when a call needs them. The most
-  common write, a client `set`, is its own operation, PUT, with a fast path at the very top of the chunk:
-  7 arguments instead of a one-entry MSET's 10 (each argument costs Redis about 1.2k instructions to hand
-  to Lua), all input checked by two patterns (each library call costs about 1 to 2k instructions, whatever
-  it does, and every new string more: the fewer the better), HEXISTS instead of the general HMGET, no
+  common write, a client's lone `set`, is its own operation, PUT, with a fast path at the very top of the
+  chunk: 7 arguments (8 with tags) instead of a one-entry MSET's 10 (each argument costs Redis about 1.2k
+  instructions to hand to Lua), all input checked by two patterns (each library call costs about 1 to 2k
+  instructions, whatever it does, and every byte Lua allocates about 11 more in garbage collection: the
+  fewer calls and new strings the better), one HGET of the entry's tags instead of the general HMGET, no
   tables, and a bus message concatenated rather than built by cjson (whose table and encoder cost about 7k;
-  the key pattern admits only text that needs no JSON escaping, so the two agree). Redis 7.0, 1 KB value,
-  with the sweep every 16th write: about 117k instructions per `set` as a one-entry MSET, 108k as PUT; the
+  the key pattern admits only text that needs no JSON escaping, so the two agree). A write that keeps the
+  entry's tags takes it too. Redis 7.0, 1 KB value, with the sweep every 16th write: about 117k
+  instructions per untagged `set` as a one-entry MSET, 108k as PUT (175k and about 110k with two tags); the
   bare calls cost about 40k and the EVALSHA with its keys and arguments about 42k. The clock is one HINCRBY
   that also counts the write (reading the log's top score cost twice as much, and a separate `sets` counter
   one call more); the log's size comes from one ZCARD before the writes plus what ZADD added. Batched
@@ -155,16 +158,18 @@ end
 -- log must share), and current_time, max_size, ttl and origin (digits, then printable ASCII). `[]-~ -!#-[]`
 -- is printable ASCII but `"` and `\`, so the bus message needs no encoder; the prefix's two classes also
 -- leave out `{` (before the tag) and `}` (inside it), as the general path finds the tag. Input they refuse
--- (a key without a hash tag, say), an entry found to have tags (before any write) and a write that must
--- evict or sweep go on to the general write below, which checks everything again.
+-- (a key without a hash tag, say), an entry whose tags change (found before any write) and a write that
+-- must evict or sweep go on to the general write below, which checks everything again. A tags text the
+-- entry already holds was checked by the write that stored it (only this script writes the tags hash).
 local written -- {size, max_size, clock} of a fast-path write whose evictions and sweep are still to do
-if op == 'PUT' and #ARGV == 7 and #KEYS == 5 then
+if op == 'PUT' and (#ARGV == 7 or #ARGV == 8) and #KEYS == 5 then
   local now, max_text, origin, ttl = ARGV[2], ARGV[3], ARGV[5], ARGV[7]
   local prefix, member = string.match(entry, '^([]-z -!#-[|~]*{[]-| -!#-[~]+})([]-~ -!#-[]*)$')
   if member and #now <= 15 and #max_text <= 15 and #ttl <= 15 and string.sub(log, 1, #prefix) == prefix
     and string.find(now .. ',' .. max_text .. ',' .. ttl .. ',' .. origin, '^%d+,[1-9]%d*,[1-9]%d*,[]-~ -!#-[]*$') then
     local size = redis.call('ZCARD', log)
-    if redis.call('HEXISTS', KEYS[5], member) == 0 then
+    -- The entry keeps the tags it had (none, or a text a write checked when it stored it): nothing to retag.
+    if (redis.call('HGET', KEYS[5], member) or '') == (ARGV[8] or '') then
       local clock = tick(1, 1)
       redis.call('SET', entry, ARGV[6], 'PX', ttl)
       size = size + redis.call('ZADD', log, clock, member)
@@ -378,8 +383,8 @@ if op == 'SET' or op == 'PUT' or op == 'MSET' then
 
   -- SET: value and ttl in ARGV[3..4], the write settings from ARGV[5], a lease token in ARGV[10] and tags in
   -- ARGV[11]; MSET: the settings from ARGV[3], then value, ttl and tags per entry key (KEYS[1], KEYS[6…]);
-  -- PUT: max_size, channel and origin in ARGV[3..5] (unit ms, no grace), value and ttl in ARGV[6..7], no
-  -- tags. The value of entry `slot` is ARGV[first_value + stride * (slot - 1)], its ttl the next one.
+  -- PUT: max_size, channel and origin in ARGV[3..5] (unit ms, no grace), value, ttl and tags in ARGV[6..8].
+  -- The value of entry `slot` is ARGV[first_value + stride * (slot - 1)], its ttl the next one.
   -- Everything is checked before the first write.
   local first_value, stride, n = 3, 0, 1
   local max_text, unit, grace_text, channel, origin
@@ -387,7 +392,7 @@ if op == 'SET' or op == 'PUT' or op == 'MSET' then
     if ARGV[3] == nil then return fail('value missing') end
     max_text, unit, grace_text, channel, origin = ARGV[5], ARGV[6] or 's', ARGV[7], ARGV[8], ARGV[9]
   elseif op == 'PUT' then
-    if #ARGV ~= 7 then return fail('PUT takes 7 arguments: PUT current_time max_size channel origin value ttl_ms') end
+    if #ARGV < 7 or #ARGV > 8 then return fail('PUT takes 7 or 8 arguments: PUT current_time max_size channel origin value ttl_ms [tags]') end
     first_value = 6
     max_text, unit, grace_text, channel, origin = ARGV[3], 'ms', '0', ARGV[4], ARGV[5]
   else
@@ -428,7 +433,7 @@ if op == 'SET' or op == 'PUT' or op == 'MSET' then
       end
     end
     local tag_text
-    if op == 'SET' then tag_text = ARGV[11] elseif op == 'MSET' then tag_text = ARGV[at_ttl + 1] end
+    if op == 'MSET' then tag_text = ARGV[at_ttl + 1] else tag_text = ARGV[op == 'SET' and 11 or 8] end
     if tag_text == nil or tag_text == '' then
       tag_text = ''
     elseif load_helpers() or check_tags(tag_text) then

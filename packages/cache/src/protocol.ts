@@ -133,11 +133,13 @@ export function encodeMset(now: number, settings: WriteSettings, writes: readonl
 }
 
 /**
- * PUT: the plain one-entry write, which the script runs on its fast path: `write` to KEYS[1] of `forEntries`
- * in whole ms, without tags or grace (only for caches with `graceMs` 0; a ttl of `Infinity` is `none`).
+ * PUT: a lone write, which the script runs on its fast path while the entry keeps its tags: `write` to
+ * KEYS[1] of `forEntries` in whole ms (only for caches with `graceMs` 0; a ttl of `Infinity` is `none`).
  */
 export function encodePut(now: number, settings: WriteSettings, write: EntryWrite): ScriptArg[] {
-  return ['PUT', now, settings.maxSize, settings.channel, settings.origin, write.text, ttlArg(write.ttlMs)];
+  const args: ScriptArg[] = ['PUT', now, settings.maxSize, settings.channel, settings.origin, write.text, ttlArg(write.ttlMs)];
+  if (write.tags !== undefined && write.tags.length > 0) args.push(tagsArg(write.tags));
+  return args;
 }
 
 /** The number of entries the write (MSET or PUT) evicted. */

@@ -213,9 +213,9 @@ export class Transport {
     const keys = this.keys.forEntries(entryKeys);
     const now = Date.now();
     if (op.kind === 'get') return decodeMget(await this.run(encodeMget(now, this.writeSettings.graceMs), keys), n);
-    // A lone untagged write without grace is a PUT, the script's fast path (fewer arguments, fewer checks).
+    // A lone write without grace is a PUT, the script's fast path (fewer arguments, fewer checks).
     const args =
-      n === 1 && op.tags.length === 0 && this.writeSettings.graceMs === 0
+      n === 1 && this.writeSettings.graceMs === 0
         ? encodePut(now, this.writeSettings, op)
         : encodeMset(now, this.writeSettings, ops as EntryWrite[], from, to);
     const evicted = decodeMset(await this.run(args, keys));

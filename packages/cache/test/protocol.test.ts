@@ -139,6 +139,20 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     expect(heard[2]).toEqual({ origin: 'me', cleared: false, keys: ['c'], evicted: ['a'] });
   });
 
+  it('PUT adds, keeps, replaces and drops the entry\'s tags as MSET does', async () => {
+    const put = (tags: string[]) => run(encodePut(Date.now(), settings, { text: 'A', ttlMs: 60_000, tags }), keys.forEntries([entry('a')]));
+    const tagState = async () => [await redis.hget(keys.tagOf, ':e:a'), await redis.zrange(keys.tagIndex, '0', '-1')];
+    await put(['x', 'y']);
+    expect(await tagState()).toEqual(['x\0y', ['x\0:e:a', 'y\0:e:a']]);
+    await put(['x', 'y']);
+    expect(await tagState()).toEqual(['x\0y', ['x\0:e:a', 'y\0:e:a']]);
+    await put(['y']);
+    expect(await tagState()).toEqual(['y', ['y\0:e:a']]);
+    await put([]);
+    expect(await redis.exists(keys.tagIndex, keys.tagOf)).toBe(0);
+    expect(await redis.get(entry('a'))).toBe('A');
+  });
+
   it('MGET decodes each lookup as [text, freshMs], with grace counted out of freshness', async () => {
     const grace = { ...settings, graceMs: 10_000 };
     await run(encodeMset(Date.now(), grace, [{ text: 'A', ttlMs: 60_000 }], 0, 1), keys.forEntries([entry('a')]));
