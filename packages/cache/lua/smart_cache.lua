@@ -97,8 +97,8 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
 
 ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
-  ERR value missing, ERR PUT takes 7 or 8 arguments, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix,
-  ERR tags must be …, ERR tag must be ….
+  ERR value missing, ERR PUT takes 7 or 8 arguments, ERR wrong number of keys, ERR entry key must share
+  the access log's hash-tag prefix, ERR tags must be …, ERR tag must be ….
   A log or stats key of the wrong type (WRONGTYPE) fails the call before its first write too: every
   operation but RELEASE, HAS and DELTAG reads the log (or removes from it) before it writes anything, and
   writes the stats hash before any entry; a write that changes tags reads both tag keys first.
@@ -116,7 +116,7 @@ callgrind instruction counts of redis-server)
   tables, and a bus message concatenated rather than built by cjson (whose table and encoder cost about 7k;
   the key pattern admits only text that needs no JSON escaping, so the two agree). A write that keeps the
   entry's tags takes it too. Redis 7.0, 1 KB value, with the sweep every 16th write: about 117k
-  instructions per untagged `set` as a one-entry MSET, 108k as PUT (175k and about 110k with two tags); the
+  instructions per untagged `set` as a one-entry MSET, 108k as PUT (175k and 112k with two tags it keeps); the
   bare calls cost about 40k and the EVALSHA with its keys and arguments about 42k. The clock is one HINCRBY
   that also counts the write (reading the log's top score cost twice as much, and a separate `sets` counter
   one call more); the log's size comes from one ZCARD before the writes plus what ZADD added. Batched
@@ -153,7 +153,7 @@ local function tick(n, written)
   return clock
 end
 
--- Fast path (see PERFORMANCE): PUT, the client's plain `set`, runs before anything else is set up. Two
+-- Fast path (see PERFORMANCE): PUT, a client's lone `set`, runs before anything else is set up. Two
 -- patterns check all of its input at once: the entry key with its prefix through the hash tag (which the
 -- log must share), and current_time, max_size, ttl and origin (digits, then printable ASCII). `[]-~ -!#-[]`
 -- is printable ASCII but `"` and `\`, so the bus message needs no encoder; the prefix's two classes also
