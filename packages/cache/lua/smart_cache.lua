@@ -266,16 +266,19 @@ local function load_helpers()
     return total
   end
 
-  -- ZADD of members with scores (0 without) into `key`, 500 pairs per call: returns the number of new
-  -- members, or with `flags` {'XX', 'CH'} the number of members whose score changed.
-  zadd_all = function(key, scores, members, flags)
+  -- ZADD of members[1..count] (count: all of them by default) into `key`, 500 pairs per call, member i
+  -- scored first + i (consecutive clock stamps; 0 without first): returns the number of new members, or
+  -- with `flags` {'XX', 'CH'} the number of members whose score changed. (Stamps computed here, not kept
+  -- in a table of their own: TOUCH stamps up to 256 members per call.)
+  zadd_all = function(key, first, members, flags, count)
     local total = 0
-    for from = 1, #members, 500 do
+    count = count or #members
+    for from = 1, count, 500 do
       local args = { 'ZADD', key }
       if flags then args[3], args[4] = flags[1], flags[2] end
       local n = #args
-      for i = from, math.min(from + 499, #members) do
-        args[n + 1], args[n + 2] = scores and scores[i] or 0, members[i]
+      for i = from, math.min(from + 499, count) do
+        args[n + 1], args[n + 2] = first and first + i or 0, members[i]
         n = n + 2
       end
       total = total + redis.call(unpack(args))
@@ -468,10 +471,8 @@ if op == 'SET' or op == 'PUT' or op == 'MSET' then
   if n == 1 then
     size = size + redis.call('ZADD', log, clock, members[1])
   else
-    local stamps = {}
-    for slot = 1, n do stamps[slot] = clock - n + slot end
     load_helpers()
-    size = size + zadd_all(log, stamps, members)
+    size = size + zadd_all(log, clock - n, members)
   end
   if retag then
     load_helpers()
@@ -544,10 +545,7 @@ elseif op == 'GET' or op == 'MGET' or op == 'LEASE' then
   if misses > 0 then redis.call('HINCRBY', stats, 'misses', misses) end
   if #hits > 0 then
     redis.call('HINCRBY', stats, 'hits', #hits)
-    local clock = tick(#hits, 0)
-    local stamps = {}
-    for j = 1, #hits do stamps[j] = clock - #hits + j end
-    zadd_all(log, stamps, hits)
+    zadd_all(log, tick(#hits, 0) - #hits, hits)
   end
   chunked({ 'ZREM', log }, gone)
   untag(gone)
@@ -581,13 +579,11 @@ elseif op == 'TOUCH' then
   redis.call('ZCARD', log)
   if hits > 0 then
     redis.call('HINCRBY', stats, 'hits', hits)
-    local clock = tick(hits, 0)
-    local stamps, stamped = {}, {}
-    for j = 1, hits do stamps[j], stamped[j] = clock - hits + j, members[j] end
+    local first = tick(hits, 0) - hits -- hit j is stamped first + j
     -- Members the log lost while their entry survived go back in, with the stamp they were given.
-    if zadd_all(log, stamps, stamped, { 'XX', 'CH' }) < hits then
+    if zadd_all(log, first, members, { 'XX', 'CH' }, hits) < hits then
       for j = 1, hits do
-        if redis.call('EXISTS', KEYS[extra + j - 1]) == 1 then redis.call('ZADD', log, stamps[j], stamped[j]) end
+        if redis.call('EXISTS', KEYS[extra + j - 1]) == 1 then redis.call('ZADD', log, first + j, members[j]) end
       end
     end
   end
