@@ -34,7 +34,7 @@ FORMATS
   Public contract (the seed's raw calls, frozen): 3 keys (entry, access log, stats) with
   `GET <current_time>` → value or nil, `SET <current_time> <value> <ttl_seconds> <max_size>` → evicted count,
   `STATS <current_time>` → the flat field list below. Everything else (the optional arguments after those,
-  MGET, MSET, TOUCH, DEL, LEASE, RELEASE, CLEAR, the bus messages) is internal to @cyredis/cache, whose
+  PUT, MGET, MSET, TOUCH, DEL, LEASE, RELEASE, CLEAR, the bus messages) is internal to @cyredis/cache, whose
   src/protocol.ts is the only code that builds or reads it; it may change with the package version.
 
 KEYS (seed contract: 3 keys)
@@ -44,8 +44,8 @@ KEYS (seed contract: 3 keys)
   KEYS[6] (LEASE/RELEASE and SET with a lease token) the entry's lease key; (DEL) the lease of KEYS[1], then
           each further entry key followed by its lease key
   KEYS[6..] (MGET/MSET/TOUCH) further entry keys
-  UNDECLARED KEYS (the only ones): eviction (SET/MSET), CLEAR, DELTAG and the expired-member sweep
-  (SET/MSET/STATS) touch entry keys rebuilt from access-log or tag-index members, which no caller can know
+  UNDECLARED KEYS (the only ones): eviction (SET/PUT/MSET), CLEAR, DELTAG and the expired-member sweep
+  (SET/PUT/MSET/STATS) touch entry keys rebuilt from access-log or tag-index members, which no caller can know
   in advance: the LRU victim and a tag's entries are chosen inside the script. Redis and Valkey run this as is when every key of one cache shares a hash tag
   (`{c}:e:<k>`, `{c}:log`, `{c}:stats`, so they share a slot); Dragonfly needs
   `--default_lua_flags=allow-undeclared-keys`, and services that enforce declared keys refuse these calls.
@@ -63,6 +63,10 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
           → number of entries evicted; -1 when lease_token was given and KEYS[6] no longer holds it
           (a delete, a newer lease or the lease key's loss won), in which case nothing is written and, with
           a channel, a lease-released message wakes the callers waiting for the value.
+  PUT     <current_time> <max_size> <channel> <origin> <value> <ttl_ms> [tags] → number of entries evicted:
+          the client's lone `set`, a one-entry MSET in ms without grace (tags as MSET's, absent or '' for
+          none), which the script runs on its fast path when the entry's tags stay as they were (see
+          PERFORMANCE). KEYS as MSET's.
   MSET    <current_time> <max_size> <unit> <grace_ms> <channel> <origin> (<value> <ttl> <tags>)… for KEYS[1],
           KEYS[6]… → number of entries evicted. The settings are SET's, in SET's order; a ttl may be `none`;
           tags '' for none.
@@ -93,8 +97,8 @@ comes from the logical clock and expiry from Redis's own clock, so client clocks
 
 ERRORS (all before the first write; nothing is written; each reads `ERR smart_cache: <what>`)
   ERR unknown operation, ERR current_time / ttl / max_size / grace_ms / lease_ms / batch / hits must be …,
-  ERR value missing, ERR wrong number of keys, ERR entry key must share the access log's hash-tag prefix,
-  ERR tags must be …, ERR tag must be ….
+  ERR value missing, ERR PUT takes 7 or 8 arguments, ERR wrong number of keys, ERR entry key must share
+  the access log's hash-tag prefix, ERR tags must be …, ERR tag must be ….
   A log or stats key of the wrong type (WRONGTYPE) fails the call before its first write too: every
   operation but RELEASE, HAS and DELTAG reads the log (or removes from it) before it writes anything, and
   writes the stats hash before any entry; a write that changes tags reads both tag keys first.
@@ -104,10 +108,16 @@ callgrind instruction counts of redis-server)
   The chunk re-runs on every call, so every closure and table it builds is paid per call. Each operation is a
   section of the main chunk, helpers only one section uses are defined inside it, and the helpers for
   batches, tags, evictions and the sweep are built by load_helpers() only when a call needs them. The most
-  common write, a client `set` (a one-entry MSET in whole ms, no grace, no tags), has a fast path at the top
-  of the chunk that runs before the rest is set up: validation by pattern, HEXISTS instead of the general
-  HMGET, and no tables but the bus message's (Redis 7.0, 1 KB value: about 139k instructions per call down
-  to 117k; the bare calls it makes cost about 91k). The clock is one HINCRBY
+  common write, a client's lone `set`, is its own operation, PUT, with a fast path at the very top of the
+  chunk: 7 arguments (8 with tags) instead of a one-entry MSET's 10 (each argument costs Redis about 1.2k
+  instructions to hand to Lua), all input checked by two patterns (each library call costs about 1 to 2k
+  instructions, whatever it does, and every byte Lua allocates about 11 more in garbage collection: the
+  fewer calls and new strings the better), one HGET of the entry's tags instead of the general HMGET, no
+  tables, and a bus message concatenated rather than built by cjson (whose table and encoder cost about 7k;
+  the key pattern admits only text that needs no JSON escaping, so the two agree). A write that keeps the
+  entry's tags takes it too. Redis 7.0, 1 KB value, with the sweep every 16th write: about 117k
+  instructions per untagged `set` as a one-entry MSET, 108k as PUT (175k and 112k with two tags it keeps); the
+  bare calls cost about 40k and the EVALSHA with its keys and arguments about 42k. The clock is one HINCRBY
   that also counts the write (reading the log's top score cost twice as much, and a separate `sets` counter
   one call more); the log's size comes from one ZCARD before the writes plus what ZADD added. Batched
   writes and lookups stamp the log with one ZADD for many members, which is most of the saving over a call
@@ -118,7 +128,7 @@ callgrind instruction counts of redis-server)
   entry's tags change.
 
 COMPLEXITY
-  GET/DEL/LEASE/RELEASE O(log N); SET O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
+  GET/DEL/LEASE/RELEASE O(log N); SET and PUT O(log N + E·log N) for E evictions (E ≤ 1000 per call: shrinking
   max_size by more than that is absorbed over the following SETs); MGET/MSET O(K·log N) for K keys;
   CLEAR and DELTAG O(batch·(T + 1)·log N) with batch ≤ 1000 and T tags per entry (≤ 16); STATS O(log N + 64);
   TOUCH O(M·log N) for M entry keys; HAS O(1). Every write and removal also reads the tags hash once.
@@ -126,31 +136,6 @@ COMPLEXITY
 
 local op = ARGV[1]
 local entry, log, stats = KEYS[1], KEYS[2], KEYS[3]
-
-local function fail(message)
-  return redis.error_reply('ERR smart_cache: ' .. message)
-end
-
-do
-  local now = tonumber(ARGV[2])
-  if now == nil or now ~= now or now < 0 or now == math.huge then return fail('current_time must be a finite number >= 0') end
-end
--- Prefix of the access log through its hash tag; entry keys must carry it and members drop it.
-local base = ''
-do
-  -- (`log` may be missing here: the key count is checked after the fast path.)
-  local open = log and string.find(log, '{', 1, true)
-  local close = open and string.find(log, '}', open + 1, true)
-  if close and close > open + 1 then base = string.sub(log, 1, close) end
-end
-local BAD_PREFIX = "entry key must start with the access log's prefix through its hash tag: "
-
-local function member_of(key)
-  if base == '' then return key end
-  -- A plain find, not a sub: comparing the prefix allocates no string (see PERFORMANCE).
-  if string.find(key, base, 1, true) ~= 1 then return nil end
-  return string.sub(key, #base + 1)
-end
 
 -- Advances the clock by n (n stamps: `written` entries written, the rest hits) and returns its new value.
 -- A missing clock field (HINCRBY answers n) means the hash is new: continue from the log's highest stamp.
@@ -168,34 +153,66 @@ local function tick(n, written)
   return clock
 end
 
+-- Fast path (see PERFORMANCE): PUT, a client's lone `set`, runs before anything else is set up. Two
+-- patterns check all of its input at once: the entry key with its prefix through the hash tag (which the
+-- log must share), and current_time, max_size, ttl and origin (digits, then printable ASCII). `[]-~ -!#-[]`
+-- is printable ASCII but `"` and `\`, so the bus message needs no encoder; the prefix's two classes also
+-- leave out `{` (before the tag) and `}` (inside it), as the general path finds the tag. Input they refuse
+-- (a key without a hash tag, say), an entry whose tags change (found before any write) and a write that
+-- must evict or sweep go on to the general write below, which checks everything again. A tags text the
+-- entry already holds was checked by the write that stored it (only this script writes the tags hash).
+local written -- {size, max_size, clock} of a fast-path write whose evictions and sweep are still to do
+if op == 'PUT' and (#ARGV == 7 or #ARGV == 8) and #KEYS == 5 then
+  local now, max_text, origin, ttl = ARGV[2], ARGV[3], ARGV[5], ARGV[7]
+  local prefix, member = string.match(entry, '^([]-z -!#-[|~]*{[]-| -!#-[~]+})([]-~ -!#-[]*)$')
+  if member and #now <= 15 and #max_text <= 15 and #ttl <= 15 and string.sub(log, 1, #prefix) == prefix
+    and string.find(now .. ',' .. max_text .. ',' .. ttl .. ',' .. origin, '^%d+,[1-9]%d*,[1-9]%d*,[]-~ -!#-[]*$') then
+    local size = redis.call('ZCARD', log)
+    -- The entry keeps the tags it had (none, or a text a write checked when it stored it): nothing to retag.
+    if (redis.call('HGET', KEYS[5], member) or '') == (ARGV[8] or '') then
+      local clock = tick(1, 1)
+      redis.call('SET', entry, ARGV[6], 'PX', ttl)
+      size = size + redis.call('ZADD', log, clock, member)
+      if size <= max_text + 0 and clock % 16 ~= 0 then
+        local channel = ARGV[4]
+        if channel ~= '' then redis.call('PUBLISH', channel, '["' .. origin .. '","s",["' .. entry .. '"],[]]') end
+        return 0
+      end
+      written = { size, max_text + 0, clock }
+    end
+  end
+end
+
+local function fail(message)
+  return redis.error_reply('ERR smart_cache: ' .. message)
+end
+
+do
+  local now = tonumber(ARGV[2])
+  if now == nil or now ~= now or now < 0 or now == math.huge then return fail('current_time must be a finite number >= 0') end
+end
+-- Prefix of the access log through its hash tag; entry keys must carry it and members drop it.
+local base = ''
+do
+  -- (`log` may be missing here: the key count is checked below.)
+  local open = log and string.find(log, '{', 1, true)
+  local close = open and string.find(log, '}', open + 1, true)
+  if close and close > open + 1 then base = string.sub(log, 1, close) end
+end
+local BAD_PREFIX = "entry key must start with the access log's prefix through its hash tag: "
+
+local function member_of(key)
+  if base == '' then return key end
+  -- A plain find, not a sub: comparing the prefix allocates no string (see PERFORMANCE).
+  if string.find(key, base, 1, true) ~= 1 then return nil end
+  return string.sub(key, #base + 1)
+end
+
 -- Publishes [origin, kind, [key…], [evicted key…]] on channel, if one was given. (cjson, a C encoder, beats
 -- any check-and-concatenate in Lua: scanning 32 keys for characters to escape took 5 times as long.)
 local function publish(channel, origin, kind, keys, evicted)
   if channel == nil or channel == '' then return end
   redis.call('PUBLISH', channel, cjson.encode({ origin or '', kind, keys, evicted or {} }))
-end
-
--- Fast path (see PERFORMANCE): the client's plain `set`, a one-entry MSET in whole ms without grace or
--- tags, to an entry that has no tags either. It runs before the rest of the chunk is set up. Input matching
--- these patterns passes every check of the general path; anything else, or an entry found to have tags
--- (before any write), takes that path. A write that must evict or sweep leaves that to the MSET section.
-local written -- {size, max_size, clock} of a fast-path write whose evictions and sweep are still to do
-if op == 'MSET' and #KEYS == 5 and #ARGV == 10 and ARGV[10] == '' and ARGV[4] == 'ms' and ARGV[5] == '0' then
-  local max_text, ttl, member = ARGV[3], ARGV[9], member_of(entry)
-  if member and #max_text <= 15 and #ttl <= 15 and string.find(max_text, '^[1-9]%d*$') and string.find(ttl, '^[1-9]%d*$') then
-    local size = redis.call('ZCARD', log)
-    if redis.call('HEXISTS', KEYS[5], member) == 0 then
-      local clock = tick(1, 1)
-      redis.call('SET', entry, ARGV[8], 'PX', ttl)
-      size = size + redis.call('ZADD', log, clock, member)
-      local max_size = tonumber(max_text)
-      if size <= max_size and clock % 16 ~= 0 then
-        publish(ARGV[6], ARGV[7], 's', { entry })
-        return 0
-      end
-      written = { size, max_size, clock }
-    end
-  end
 end
 
 -- A whole number of ms >= 0 (absent: 0), or nil.
@@ -208,7 +225,7 @@ end
 
 -- The seed's GET, SET and STATS take 3 keys (and then keep no tags); every call may pass the tag index and
 -- the entries' tags as KEYS[4] and KEYS[5], and the other operations must.
-local UNKNOWN = 'unknown operation %s: expected GET, SET, MSET, MGET, TOUCH, DEL, LEASE, RELEASE, HAS, DELTAG, CLEAR or STATS'
+local UNKNOWN = 'unknown operation %s: expected GET, SET, PUT, MSET, MGET, TOUCH, DEL, LEASE, RELEASE, HAS, DELTAG, CLEAR or STATS'
 local tag_index, tag_of, extra = nil, nil, 4
 if #KEYS >= 5 then
   tag_index, tag_of, extra = KEYS[4], KEYS[5], 6
@@ -218,7 +235,7 @@ do
   local seed = op == 'GET' or op == 'SET' or op == 'STATS'
   local need = seed and 3 or (op == 'DEL' or op == 'LEASE' or op == 'RELEASE') and 6 or 5
   if #KEYS < need or #KEYS == 4 then
-    if not string.find(' MSET MGET TOUCH DEL LEASE RELEASE HAS DELTAG CLEAR ', ' ' .. tostring(op) .. ' ', 1, true) and not seed then
+    if not string.find(' PUT MSET MGET TOUCH DEL LEASE RELEASE HAS DELTAG CLEAR ', ' ' .. tostring(op) .. ' ', 1, true) and not seed then
       return fail(string.format(UNKNOWN, tostring(op)))
     end
     return fail('wrong number of keys: ' .. op .. ' takes ' .. (seed and '3, or at least 5' or 'at least ' .. need))
@@ -249,16 +266,19 @@ local function load_helpers()
     return total
   end
 
-  -- ZADD of members with scores (0 without) into `key`, 500 pairs per call: returns the number of new
-  -- members, or with `flags` {'XX', 'CH'} the number of members whose score changed.
-  zadd_all = function(key, scores, members, flags)
+  -- ZADD of members[1..count] (count: all of them by default) into `key`, 500 pairs per call, member i
+  -- scored first + i (consecutive clock stamps; 0 without first): returns the number of new members, or
+  -- with `flags` {'XX', 'CH'} the number of members whose score changed. (Stamps computed here, not kept
+  -- in a table of their own: TOUCH stamps up to 256 members per call.)
+  zadd_all = function(key, first, members, flags, count)
     local total = 0
-    for from = 1, #members, 500 do
+    count = count or #members
+    for from = 1, count, 500 do
       local args = { 'ZADD', key }
       if flags then args[3], args[4] = flags[1], flags[2] end
       local n = #args
-      for i = from, math.min(from + 499, #members) do
-        args[n + 1], args[n + 2] = scores and scores[i] or 0, members[i]
+      for i = from, math.min(from + 499, count) do
+        args[n + 1], args[n + 2] = first and first + i or 0, members[i]
         n = n + 2
       end
       total = total + redis.call(unpack(args))
@@ -329,10 +349,10 @@ end
 local BAD_TAGS = 'tags must be up to 16 tags of 1 to 256 bytes, joined by NUL'
 local BAD_TTL = 'ttl must be none or a finite number > 0 and at most 2^52 ms'
 
--- Every other operation uses the helpers on most calls; SET and MSET load them where they need one.
-if op ~= 'SET' and op ~= 'MSET' then load_helpers() end
+-- Every other operation uses the helpers on most calls; the writes load them where they need one.
+if op ~= 'SET' and op ~= 'PUT' and op ~= 'MSET' then load_helpers() end
 
-if op == 'SET' or op == 'MSET' then
+if op == 'SET' or op == 'PUT' or op == 'MSET' then
   -- What every write ends with, once its entries and log stamps are written (`size`: the log's size now):
   -- evictions down to max_size, the sweep, the bus message; returns the number of entries evicted.
   local function settle(size, max_size, clock, n, keys, channel, origin)
@@ -362,27 +382,34 @@ if op == 'SET' or op == 'MSET' then
     return #evicted
   end
 
-  if written then return settle(written[1], written[2], written[3], 1, { entry }, ARGV[6], ARGV[7]) end
+  if written then return settle(written[1], written[2], written[3], 1, { entry }, ARGV[4], ARGV[5]) end
 
   -- SET: value and ttl in ARGV[3..4], the write settings from ARGV[5], a lease token in ARGV[10] and tags in
-  -- ARGV[11]; MSET: the settings from ARGV[3], then value, ttl and tags per entry key (KEYS[1], KEYS[6…]).
+  -- ARGV[11]; MSET: the settings from ARGV[3], then value, ttl and tags per entry key (KEYS[1], KEYS[6…]);
+  -- PUT: max_size, channel and origin in ARGV[3..5] (unit ms, no grace), value, ttl and tags in ARGV[6..8].
+  -- The value of entry `slot` is ARGV[first_value + stride * (slot - 1)], its ttl the next one.
   -- Everything is checked before the first write.
-  local at, first_value, stride, n = 5, 3, 0, 1
+  local first_value, stride, n = 3, 0, 1
+  local max_text, unit, grace_text, channel, origin
   if op == 'SET' then
     if ARGV[3] == nil then return fail('value missing') end
+    max_text, unit, grace_text, channel, origin = ARGV[5], ARGV[6] or 's', ARGV[7], ARGV[8], ARGV[9]
+  elseif op == 'PUT' then
+    if #ARGV < 7 or #ARGV > 8 then return fail('PUT takes 7 or 8 arguments: PUT current_time max_size channel origin value ttl_ms [tags]') end
+    first_value = 6
+    max_text, unit, grace_text, channel, origin = ARGV[3], 'ms', '0', ARGV[4], ARGV[5]
   else
-    at, first_value, stride, n = 3, 8, 3, #KEYS - extra + 2
+    first_value, stride, n = 8, 3, #KEYS - extra + 2
     if #ARGV - first_value + 1 ~= 3 * n then return fail('wrong number of keys: one per value/ttl/tags triple') end
+    max_text, unit, grace_text, channel, origin = ARGV[3], ARGV[4] or 's', ARGV[5], ARGV[6], ARGV[7]
   end
-  local unit = ARGV[at + 1] or 's'
   if unit ~= 's' and unit ~= 'ms' then return fail('unit must be s or ms') end
-  local max_size = tonumber(ARGV[at])
+  local max_size = tonumber(max_text)
   if max_size == nil or max_size < 1 or max_size ~= math.floor(max_size) or max_size == math.huge then
     return fail('max_size must be an integer >= 1')
   end
-  local grace = optional_ms(ARGV[at + 2])
+  local grace = optional_ms(grace_text)
   if grace == nil then return fail('grace_ms must be an integer >= 0') end
-  local channel, origin = ARGV[at + 3], ARGV[at + 4]
   local token = op == 'SET' and ARGV[10] or nil
   if token == '' then token = nil end
   if token and tag_of == nil then return fail('wrong number of keys: a lease token needs the lease key as KEYS[6]') end
@@ -397,7 +424,7 @@ if op == 'SET' or op == 'MSET' then
   for slot = 1, n do
     local member = member_of(keys[slot])
     if member == nil then return fail(BAD_PREFIX .. base) end
-    local at_ttl = op == 'SET' and 4 or first_value + stride * (slot - 1) + 1
+    local at_ttl = first_value + stride * (slot - 1) + 1
     local text = ARGV[at_ttl] or ''
     local px = text
     if not (ms_text and #text <= 15 and string.find(text, '^[1-9]%d*$')) then
@@ -408,7 +435,8 @@ if op == 'SET' or op == 'MSET' then
         if px > 2 ^ 52 then return fail(BAD_TTL) end
       end
     end
-    local tag_text = ARGV[op == 'SET' and 11 or at_ttl + 1]
+    local tag_text
+    if op == 'MSET' then tag_text = ARGV[at_ttl + 1] else tag_text = ARGV[op == 'SET' and 11 or 8] end
     if tag_text == nil or tag_text == '' then
       tag_text = ''
     elseif load_helpers() or check_tags(tag_text) then
@@ -436,17 +464,15 @@ if op == 'SET' or op == 'MSET' then
   local clock = tick(n, n)
   if token then redis.call('DEL', KEYS[extra]) end
   for slot = 1, n do
-    local value = ARGV[op == 'SET' and 3 or first_value + stride * (slot - 1)]
+    local value = ARGV[first_value + stride * (slot - 1)]
     if pxs[slot] then redis.call('SET', keys[slot], value, 'PX', pxs[slot]) else redis.call('SET', keys[slot], value) end
   end
   -- The entries get consecutive clock values in KEYS order (a key given twice ends with the later one).
   if n == 1 then
     size = size + redis.call('ZADD', log, clock, members[1])
   else
-    local stamps = {}
-    for slot = 1, n do stamps[slot] = clock - n + slot end
     load_helpers()
-    size = size + zadd_all(log, stamps, members)
+    size = size + zadd_all(log, clock - n, members)
   end
   if retag then
     load_helpers()
@@ -519,10 +545,7 @@ elseif op == 'GET' or op == 'MGET' or op == 'LEASE' then
   if misses > 0 then redis.call('HINCRBY', stats, 'misses', misses) end
   if #hits > 0 then
     redis.call('HINCRBY', stats, 'hits', #hits)
-    local clock = tick(#hits, 0)
-    local stamps = {}
-    for j = 1, #hits do stamps[j] = clock - #hits + j end
-    zadd_all(log, stamps, hits)
+    zadd_all(log, tick(#hits, 0) - #hits, hits)
   end
   chunked({ 'ZREM', log }, gone)
   untag(gone)
@@ -556,13 +579,11 @@ elseif op == 'TOUCH' then
   redis.call('ZCARD', log)
   if hits > 0 then
     redis.call('HINCRBY', stats, 'hits', hits)
-    local clock = tick(hits, 0)
-    local stamps, stamped = {}, {}
-    for j = 1, hits do stamps[j], stamped[j] = clock - hits + j, members[j] end
+    local first = tick(hits, 0) - hits -- hit j is stamped first + j
     -- Members the log lost while their entry survived go back in, with the stamp they were given.
-    if zadd_all(log, stamps, stamped, { 'XX', 'CH' }) < hits then
+    if zadd_all(log, first, members, { 'XX', 'CH' }, hits) < hits then
       for j = 1, hits do
-        if redis.call('EXISTS', KEYS[extra + j - 1]) == 1 then redis.call('ZADD', log, stamps[j], stamped[j]) end
+        if redis.call('EXISTS', KEYS[extra + j - 1]) == 1 then redis.call('ZADD', log, first + j, members[j]) end
       end
     end
   end

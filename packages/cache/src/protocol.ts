@@ -132,7 +132,17 @@ export function encodeMset(now: number, settings: WriteSettings, writes: readonl
   return args;
 }
 
-/** The number of entries the write evicted. */
+/**
+ * PUT: a lone write, which the script runs on its fast path while the entry keeps its tags: `write` to
+ * KEYS[1] of `forEntries` in whole ms (only for caches with `graceMs` 0; a ttl of `Infinity` is `none`).
+ */
+export function encodePut(now: number, settings: WriteSettings, write: EntryWrite): ScriptArg[] {
+  const args: ScriptArg[] = ['PUT', now, settings.maxSize, settings.channel, settings.origin, write.text, ttlArg(write.ttlMs)];
+  if (write.tags !== undefined && write.tags.length > 0) args.push(tagsArg(write.tags));
+  return args;
+}
+
+/** The number of entries the write (MSET or PUT) evicted. */
 export function decodeMset(reply: unknown): number {
   return toNumber(reply);
 }

@@ -13,7 +13,7 @@ import {
   type RegisteredScript,
   type ScriptArg,
 } from '@cyredis/core';
-import { decodeMget, decodeMset, encodeMget, encodeMset, encodeTouch, SCRIPT_FILE, type CacheKeys, type EntryWrite, type WriteSettings } from './protocol.js';
+import { decodeMget, decodeMset, encodeMget, encodeMset, encodePut, encodeTouch, SCRIPT_FILE, type CacheKeys, type EntryWrite, type WriteSettings } from './protocol.js';
 
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
@@ -205,14 +205,19 @@ export class Transport {
     const entryKeys = new Array<string>(n);
     for (let i = 0; i < n; i++) entryKeys[i] = this.keys.entryPrefix + (ops[from + i] as { key: string }).key;
     if (op.kind === 'get' && this.plainReads) {
-      const texts = await this.withDeadline(this.redis.mget(entryKeys));
+      // A lone lookup (one call in flight) is a GET: Redis and the client skip the array reply.
+      const texts = n === 1 ? [await this.withDeadline(this.redis.get(entryKeys[0]!))] : await this.withDeadline(this.redis.mget(entryKeys));
       this.recordReads(ops, from, entryKeys, texts);
       return texts;
     }
     const keys = this.keys.forEntries(entryKeys);
     const now = Date.now();
     if (op.kind === 'get') return decodeMget(await this.run(encodeMget(now, this.writeSettings.graceMs), keys), n);
-    const args = encodeMset(now, this.writeSettings, ops as EntryWrite[], from, to);
+    // A lone write without grace is a PUT, the script's fast path (fewer arguments, fewer checks).
+    const args =
+      n === 1 && this.writeSettings.graceMs === 0
+        ? encodePut(now, this.writeSettings, op)
+        : encodeMset(now, this.writeSettings, ops as EntryWrite[], from, to);
     const evicted = decodeMset(await this.run(args, keys));
     return new Array<unknown>(n).fill(evicted);
   }

@@ -14,6 +14,7 @@ import {
   encodeLeasedSet,
   encodeMget,
   encodeMset,
+  encodePut,
   encodeRelease,
   encodeStats,
   encodeTouch,
@@ -31,6 +32,7 @@ const SOURCE = readPackageLua(new URL('../src/index.ts', import.meta.url), SCRIP
 const UNDECLARED = {
   SET: 'least recently used entries it evicts, and entries the expiry sweep checks',
   MSET: 'least recently used entries it evicts, and entries the expiry sweep checks',
+  PUT: 'least recently used entries it evicts, and entries the expiry sweep checks',
   STATS: 'entries the expiry sweep checks',
   CLEAR: 'entries it deletes',
   DELTAG: 'entries carrying the tag, which it deletes',
@@ -97,6 +99,10 @@ describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
     expect(before[0]).toBe(entry('d'));
     expect(leased).toEqual({ reply: 1, undeclared: [entry('d')] });
     expect((await traced(encodeDelete(Date.now(), keys.channel, 'me'), keys.forEntry('e', true))).undeclared).toEqual([]);
+    // PUT (the client's plain set) evicts like any other write: b, once f and g are in.
+    const put = (name: string) => traced(encodePut(Date.now(), settings, { text: name, ttlMs: 60_000 }), keys.forEntries([entry(name)]));
+    expect(await put('f')).toEqual({ reply: 0, undeclared: [] });
+    expect(await put('g')).toEqual({ reply: 1, undeclared: [entry('b')] });
 
     // The expiry sweep: a write that moves the clock past a multiple of 16 checks up to 16 members (all of
     // them here), and STATS checks up to 64; both touch the entries they were not given.

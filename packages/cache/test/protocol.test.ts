@@ -28,6 +28,7 @@ import {
   encodeLeasedSet,
   encodeMget,
   encodeMset,
+  encodePut,
   encodeRelease,
   encodeStats,
   encodeTouch,
@@ -47,6 +48,8 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
   let keys: CacheKeys;
   let settings: WriteSettings;
   let heard: BusMessage[];
+  /** The messages as published, for the parts `decodeBusMessage` does not keep (the op letter). */
+  let published: string[];
   let scripts: LuaScriptManager;
   let script: RegisteredScript;
 
@@ -60,6 +63,7 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     script = scripts.registerScript(scriptName('cache', SCRIPT_FILE), SOURCE);
     listener.on('message', (_channel: string, message: string) => {
       const decoded = decodeBusMessage(message, keys.entryPrefix.length);
+      published.push(message);
       if (decoded) heard.push(decoded);
     });
   });
@@ -71,6 +75,7 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     keys = new CacheKeys(`${prefix}:cache:{c}:`);
     settings = { maxSize: 2, graceMs: 0, channel: keys.channel, origin: 'me' };
     heard = [];
+    published = [];
     await listener.subscribe(keys.channel);
   });
   afterEach(async () => {
@@ -107,6 +112,45 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     for (const name of names.slice(1)) expect(await redis.get(entry(name))).toBe(name);
     await waitFor(() => heard.length === 1);
     expect(heard).toEqual([{ origin: 'o"rigin', cleared: false, keys: names, evicted: ['q"uote'] }]);
+  });
+
+  it('PUT writes one entry with its TTL, evicts beyond max_size and publishes what MSET would, for any key or origin', async () => {
+    // Printable ASCII keys and origins without quotes or backslashes take the script's fast path, which
+    // concatenates the message; the others take the general write (cjson). Both decode the same.
+    const put = (name: string, origin: string, ttlMs = 60_000) =>
+      run(encodePut(Date.now(), { ...settings, maxSize: 100, origin }, { text: name, ttlMs }), keys.forEntries([entry(name)]));
+    const names = ['plain', 'sp ace/~{}', 'q"uote', 'back\\slash', 'new\nline', 'ünï😀'];
+    const origins = ['me', 'o"rigin'];
+    for (const name of names) for (const origin of origins) expect(decodeMset(await put(name, origin))).toBe(0);
+    for (const name of names) expect(await redis.get(entry(name))).toBe(name);
+    expect(await redis.pttl(entry('plain'))).toBeGreaterThan(59_000);
+    expect(decodeMset(await put('forever', 'me', Number.POSITIVE_INFINITY))).toBe(0);
+    expect(await redis.pttl(entry('forever'))).toBe(-1);
+    const expected = names.flatMap((name) => origins.map((origin) => ({ origin, cleared: false, keys: [name], evicted: [] })));
+    await waitFor(() => heard.length === expected.length + 1);
+    expect(heard.slice(0, expected.length)).toEqual(expected);
+    expect(published.map((message) => (JSON.parse(message) as unknown[])[1])).toEqual(published.map(() => 's'));
+    // At max_size 2 the third entry evicts the least recently used one, as MSET does.
+    heard = [];
+    await deleteByPrefix(redis, prefix);
+    for (const name of ['a', 'b', 'c']) await run(encodePut(Date.now(), settings, { text: name, ttlMs: 60_000 }), keys.forEntries([entry(name)]));
+    expect(await redis.exists(entry('a'))).toBe(0);
+    await waitFor(() => heard.length === 3);
+    expect(heard[2]).toEqual({ origin: 'me', cleared: false, keys: ['c'], evicted: ['a'] });
+  });
+
+  it('PUT adds, keeps, replaces and drops the entry\'s tags as MSET does', async () => {
+    const put = (tags: string[]) => run(encodePut(Date.now(), settings, { text: 'A', ttlMs: 60_000, tags }), keys.forEntries([entry('a')]));
+    const tagState = async () => [await redis.hget(keys.tagOf, ':e:a'), await redis.zrange(keys.tagIndex, '0', '-1')];
+    await put(['x', 'y']);
+    expect(await tagState()).toEqual(['x\0y', ['x\0:e:a', 'y\0:e:a']]);
+    await put(['x', 'y']);
+    expect(await tagState()).toEqual(['x\0y', ['x\0:e:a', 'y\0:e:a']]);
+    await put(['y']);
+    expect(await tagState()).toEqual(['y', ['y\0:e:a']]);
+    await put([]);
+    expect(await redis.exists(keys.tagIndex, keys.tagOf)).toBe(0);
+    expect(await redis.get(entry('a'))).toBe('A');
   });
 
   it('MGET decodes each lookup as [text, freshMs], with grace counted out of freshness', async () => {

@@ -160,14 +160,15 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(await redis.zcard(k('access:log'))).toBe(1);
   });
 
-  it('writes a plain one-entry MSET (the fast path) exactly as the general SET does', async () => {
-    // Two caches get the same writes: "m" as one-entry MSETs (the client's `set`), "s" as SETs with the tag
-    // keys (never the fast path). Each step covers a branch: a new stats hash, evictions, an entry that had
-    // tags (back to the general path), an expired member left to the sweep.
+  it('writes a PUT (the fast path) exactly as the general SET does', async () => {
+    // Two caches get the same writes: "m" as PUTs (the client's lone `set`), "s" as SETs with the tag keys
+    // (never the fast path). Each step covers a branch: a new stats hash, evictions, tags added, kept
+    // (the fast path), changed and dropped (the general path), an expired member left to the sweep, a key
+    // the fast path's pattern refuses.
     const keysOf = (cache: string, entry: string) =>
       [`${cache}:entry=${entry}`, `${cache}:log`, `${cache}:stats`, `${cache}:tags`, `${cache}:tagged`].map(k);
     const write = async (entry: string, ttl: string, max: number, tags = '') => {
-      const fast = await redis.evalsha(sha, 5, ...keysOf('m', entry), 'MSET', 1, max, 'ms', 0, '', 'o', entry, ttl, tags);
+      const fast = await redis.evalsha(sha, 5, ...keysOf('m', entry), 'PUT', 1, max, '', 'o', entry, ttl, ...(tags ? [tags] : []));
       const general = await redis.evalsha(sha, 5, ...keysOf('s', entry), 'SET', 1, entry, ttl, max, 'ms', 0, '', 'o', '', tags);
       expect(fast).toBe(general);
     };
@@ -183,15 +184,20 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     for (const entry of ['a', 'b', 'c']) await write(entry, '3600000', 3);
     await write('d', '3600000', 3);
     await write('b', '3600000', 3, 't1\0t2');
+    await write('b', '3600000', 3, 't1\0t2');
+    await write('c', '3600000', 3, 't2');
+    expect((await state('m')).tags).toEqual(['t1\0entry=b', 't2\0entry=b', 't2\0entry=c']);
+    await write('c', '3600000', 3, 't3');
     await write('b', '3600000', 3);
     expect(await state('m')).toEqual(await state('s'));
     expect((await state('m')).values).toEqual([null, 'b', 'c', 'd', null]);
     await write('e', '1', 100);
+    await write('q"uote', '3600000', 100);
     await waitFor(async () => (await redis.exists(k('m:entry=e'), k('s:entry=e'))) === 0, { timeoutMs: 5_000 });
     for (let i = 0; i < 16; i++) await write('c', '3600000', 100);
     const swept = await state('m');
     expect(swept).toEqual(await state('s'));
-    expect(swept.log.filter((_, i) => i % 2 === 0)).toEqual(['entry=d', 'entry=b', 'entry=c']);
+    expect(swept.log.filter((_, i) => i % 2 === 0)).toEqual(['entry=d', 'entry=b', 'entry=q"uote', 'entry=c']);
     expect(swept.tags).toEqual([]);
   });
 
@@ -236,6 +242,13 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', Array.from({ length: 17 }, (_, i) => `t${i}`).join('\0')]],
       ['tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000, '\0']],
       ['value/ttl/tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000]],
+      ['PUT takes 7 or 8 arguments', ['PUT', 1, 10, '', '', 'new']],
+      ['PUT takes 7 or 8 arguments', ['PUT', 1, 10, '', '', 'new', 1000, '', 'x']],
+      ['tags', ['PUT', 1, 10, '', '', 'new', 1000, 'a\0\0b']],
+      ['current_time', ['PUT', 'soon', 10, '', '', 'new', 1000]],
+      ['max_size', ['PUT', 1, 0, '', '', 'new', 1000]],
+      ['ttl', ['PUT', 1, 10, '', '', 'new', 0]],
+      ['ttl', ['PUT', 1, 10, '', '', 'new', '1e3x']],
       ['tag must be', ['DELTAG', 1, '', 10]],
       ['tag must be', ['DELTAG', 1, 'a\0b', 10]],
       ['batch', ['DELTAG', 1, 'a', 0]],
@@ -253,6 +266,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       await expect(withTagKeys('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
     }
     await expect(call('a', 'CLEAR', 1, 10)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: CLEAR takes at least 5/);
+    await expect(call('a', 'PUT', 1, 10, '', '', 'new', 1000)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: PUT takes at least 5/);
     await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     await expect(call('a', 'LEASE', 1, 0, 'token', 1000, 0)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
     if (topology === 'cluster') {
