@@ -131,7 +131,8 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
     priority index or `meta`) and the record count with the sets, `completed` included (a lost set): on
     a difference, and
     every 60 s of server time in any case, it rebuilds the priority index and the count from the
-    lists (2001 LLEN) and then audits the records, 100 per POP while the lists stay empty: a record in
+    lists (one EXISTS of the 2001 list names and an LLEN per indexed priority; 2001 LLEN when a list
+    lost its index entry) and then audits the records, 100 per POP while the lists stay empty: a record in
     no place goes back where it can run again: leased before (its lease set was lost) -> leased again
     for this call's lease_ms, so its worker can still complete it; dead before -> dead; else (a lost
     delay or retry) -> waiting at the head, so a delayed job may run early;
@@ -166,7 +167,8 @@ A lost key is never an error (see RECOVERY).
 
 Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n +
 768) log N) plus retention trims of O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
-leaves the queue empty, 5 to 9 O(1) checks (the sets are counted only until they hold every record) and, on a difference or every 60 s, 2001 LLEN and an audit of
+leaves the queue empty, 5 to 9 O(1) checks (the sets are counted only until they hold every record) and, on a difference or every 60 s, an EXISTS of 2001 keys, an LLEN per indexed priority
+(2001 when a list lost its index entry) and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
 control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
@@ -176,13 +178,16 @@ O(log groups) per grouped job leased or finished (see GROUPS), and a POP that fi
 SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
-lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
-per use); replies pack per-job flags and attempts into one string (a reply element per job costs the
+lookup), count their appends in locals (`#t` searches the table) and check events before calling `emit`;
+numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g per use),
+and loops that need many decimal texts (generated ids, the 2001 list names of a repair) build them from
+digits (formatting a number, by string.format, tostring or a concatenation, costs about five short
+concatenations); replies pack per-job flags and attempts into one string (a reply element per job costs the
 server and the client more than a few bytes do); each section returns before the helpers of later ones
 are defined, since a script call runs its whole top level (and builds every closure) each time; and the
 helpers of paths a call may not take are built only when it takes them: the group helpers by
 `load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
-call with a request), the push helpers and POP's and ACK's leasing helpers under a check of the
+call with a request), the helpers that requeue or dead-letter a job by `load_moves` (a call that moves one), the push helpers and POP's and ACK's leasing helpers under a check of the
 operation, helpers of one operation inside its section. So PUSH, COMPLETE, FAIL and POP on a queue
 without groups build only what they run. Closures cost by what they capture: one built at the top level
 looks up each local it captures among all those captured before it (about 0.45k instructions a local late
@@ -376,16 +381,43 @@ end
 local waiting_delta = 0
 
 -- Rebuilds the priority index from the lists (one per possible priority) and sets the waiting count to
--- what they hold: after a lost list, index or `meta` (see RECOVERY). About 2001 LLEN: rare by design.
+-- what they hold: after a lost list, index or `meta` (see RECOVERY). One EXISTS over the 2001 list names
+-- and an LLEN per indexed priority; about 2001 LLEN more only when a list lost its index entry: rare by
+-- design.
 local function repair()
-  local indexed, total = {}, 0
-  for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do indexed[p] = true end
-  for p = -MAX_PRIORITY, MAX_PRIORITY do
-    local name = tostring(p)
-    local len = redis.call('LLEN', waiting .. ':w:' .. name)
-    total = total + len
-    if len > 0 and not indexed[name] then redis.call('ZADD', waiting, -p, name) end
-    if len == 0 and indexed[name] then redis.call('ZREM', waiting, name) end
+  local call, prefix = redis.call, waiting .. ':w:'
+  -- The priorities' texts are built from digits: formatting a number (tostring, or a number in a
+  -- concatenation) costs about ten times a short concatenation, and this builds 2001 names.
+  local texts = { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
+  for p = 10, MAX_PRIORITY do texts[p] = texts[(p - p % 10) / 10] .. texts[p % 10] end
+  local names, negative = {}, prefix .. '-'
+  for p = 1, MAX_PRIORITY do
+    names[MAX_PRIORITY + 1 - p] = negative .. texts[p]
+    names[MAX_PRIORITY + 1 + p] = prefix .. texts[p]
+  end
+  names[MAX_PRIORITY + 1] = prefix .. '0'
+  local lists, total, found = call('EXISTS', unpack(names)), 0, 0
+  for _, name in ipairs(call('ZRANGE', waiting, 0, -1)) do
+    -- Only a priority's own text names one of the lists (a push writes no other member).
+    local p = tonumber(name)
+    local list = p and names[p + MAX_PRIORITY + 1]
+    if list == prefix .. name then
+      local len = call('LLEN', list)
+      if len > 0 then
+        total, found = total + len, found + 1
+      else
+        call('ZREM', waiting, name)
+      end
+    end
+  end
+  -- Lists holding jobs that no index entry names: every list is counted again and indexed.
+  if found < lists then
+    total = 0
+    for p = -MAX_PRIORITY, MAX_PRIORITY do
+      local len = call('LLEN', names[p + MAX_PRIORITY + 1])
+      total = total + len
+      if len > 0 then call('ZADD', waiting, -p, tostring(p)) end
+    end
   end
   redis.call('HSET', meta, 'waiting', total)
   waiting_delta = 0
@@ -568,10 +600,21 @@ if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
     end
     if count > 0 then
       local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+      -- Formatting a number costs about five concatenations: the tens of an id are formatted once per ten
+      -- ids, and its last digit appended.
+      local digits = count >= 10 and { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
+      local tens, tens_text = -1, ''
       for i = 1, n do
         if auto[i] then
           next_id = next_id + 1
-          ids[i] = string.format('%d', next_id)
+          if digits then
+            local last = next_id % 10
+            local t = (next_id - last) / 10
+            if t ~= tens then tens, tens_text = t, t == 0 and '' or string.format('%d', t) end
+            ids[i] = tens_text .. digits[last]
+          else
+            ids[i] = string.format('%d', next_id)
+          end
         end
       end
     end
@@ -586,39 +629,50 @@ if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
     local auto = reserve_ids(n, ids)
     local found = redis.call('HMGET', jobs, unpack(ids))
     local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
+    -- Per-job appends count with locals (`#t` searches the table), and consecutive jobs of one priority
+    -- (the usual bulk) find their list without a lookup.
+    local f, last_priority, last_list = 0, nil, nil
     for i = 1, n do
       local id = ids[i]
       if found[i] or taken[id] then id = auto[i] and free_id(taken) end
       out[i] = id or false
       if id then
         taken[id] = true
-        fields[#fields + 1] = id
-        fields[#fields + 1] = recs[i]
+        fields[f + 1] = id
+        fields[f + 2] = recs[i]
+        f = f + 2
         local g = grps and grps[i]
         if g then
           members[#members + 1] = 'j:' .. id
           members[#members + 1] = g
         end
+        -- Events are checked here, not only in `emit`: a call per job costs a bulk push with events off.
         if delays[i] > 0 then
           later[#later + 1] = now + delays[i]
           later[#later + 1] = id
-          emit('delayed', id)
-          emit_field('t', string.format('%d', now + delays[i]))
+          if events_on then
+            emit('delayed', id)
+            emit_field('t', string.format('%d', now + delays[i]))
+          end
         elseif g then
           grouped[#grouped + 1] = { g, id }
-          emit('added', id)
+          if events_on then emit('added', id) end
         else
-          local list = by_priority[priorities[i]]
-          if not list then
-            list = {}
-            by_priority[priorities[i]] = list
+          local priority = priorities[i]
+          if priority ~= last_priority then
+            last_list = by_priority[priority]
+            if not last_list then
+              last_list = {}
+              by_priority[priority] = last_list
+            end
+            last_priority = priority
           end
-          list[#list + 1] = id
-          emit('added', id)
+          last_list[#last_list + 1] = id
+          if events_on then emit('added', id) end
         end
       end
     end
-    if #fields == 0 then return out end
+    if f == 0 then return out end
     redis.call('HSET', jobs, unpack(fields))
     if #members > 0 then
       redis.call('HSET', groups, unpack(members))
@@ -744,7 +798,10 @@ if op == 'PUSHN' then
         ids[i] = id_arg('job_id', ARGV[at])
         at = at + 1
       end
-      recs[i] = head .. check_data(ARGV[at])
+      local data = ARGV[at]
+      -- check_data inlined (a call per job); it still words the error.
+      if data == nil or #data > MAX_DATA then check_data(data) end
+      recs[i] = head .. data
       priorities[i] = priority
       delays[i] = delay_ms
       at = at + 1
@@ -938,72 +995,78 @@ if op == 'COMPLETE' then
   return 1
 end
 
--- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
-local function group_of(id)
-  if not any_groups() then return nil end
-  local g = redis.call('HGET', groups, 'j:' .. id)
-  if not g then return nil end
-  load_groups()
-  return g
-end
+-- The helpers that move jobs between places (requeue, dead-letter, a lost record), built by `load_moves`
+-- only in a call that moves one: the usual COMPLETE, POP and ACK move none (see the speed notes).
+local group_of, enqueue, requeue, parse_record, ended, write_state, dead_letter, trim_dead, lost_record
+local function load_moves()
+  if lost_record then return end
+  -- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
+  function group_of(id)
+    if not any_groups() then return nil end
+    local g = redis.call('HGET', groups, 'j:' .. id)
+    if not g then return nil end
+    load_groups()
+    return g
+  end
 
-local function enqueue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, false) end
-  enqueue_ids(priority, { id }, false)
-end
+  function enqueue(id, priority)
+    local g = group_of(id)
+    if g then return enqueue_group(g, id, false) end
+    enqueue_ids(priority, { id }, false)
+  end
 
--- A job whose lease expired or was released waited its turn already: it goes first within its priority
--- (or its group).
-local function requeue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, true) end
-  enqueue_ids(priority, { id }, true)
-end
+  -- A job whose lease expired or was released waited its turn already: it goes first within its priority
+  -- (or its group).
+  function requeue(id, priority)
+    local g = group_of(id)
+    if g then return enqueue_group(g, id, true) end
+    enqueue_ids(priority, { id }, true)
+  end
 
--- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
--- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
-local function parse_record(rec)
-  if not rec then return nil end
-  local a = find(rec, ':', 1, true)
-  local b = find(rec, ':', a + 1, true)
-  local policy = sub(rec, a + 1, b - 1)
-  local at = find(policy, '@', 1, true)
-  if at then policy = sub(policy, 1, at - 1) end
-  local c = find(policy, ',', 1, true)
-  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
-  local d = find(policy, ',', c + 1, true)
-  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
-    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
-end
+  -- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
+  -- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
+  function parse_record(rec)
+    if not rec then return nil end
+    local a = find(rec, ':', 1, true)
+    local b = find(rec, ':', a + 1, true)
+    local policy = sub(rec, a + 1, b - 1)
+    local at = find(policy, '@', 1, true)
+    if at then policy = sub(policy, 1, at - 1) end
+    local c = find(policy, ',', 1, true)
+    if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+    local d = find(policy, ',', c + 1, true)
+    return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
+      tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
+  end
 
--- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
--- once completed.
-local function ended(token)
-  local first = byte(token, 1)
-  if token == '' or token == '0' or first == 126 or first == 61 then return token end
-  return '~' .. token
-end
+  -- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+  -- once completed.
+  function ended(token)
+    local first = byte(token, 1)
+    if token == '' or token == '0' or first == 126 or first == 61 then return token end
+    return '~' .. token
+  end
 
-local function write_state(id, attempts, token, err)
-  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
-end
+  function write_state(id, attempts, token, err)
+    redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
+  end
 
-local function dead_letter(id, attempts, token, err)
-  write_state(id, attempts, ended(token), err)
-  redis.call('ZADD', dead, now, id)
-  emit('dead', id)
-  emit_field('f', err)
-end
+  function dead_letter(id, attempts, token, err)
+    write_state(id, attempts, ended(token), err)
+    redis.call('ZADD', dead, now, id)
+    emit('dead', id)
+    emit_field('f', err)
+  end
 
-local function trim_dead()
-  trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
-end
+  function trim_dead()
+    trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
+  end
 
--- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
-local function lost_record(id)
-  local attempts, token = read_state(id)
-  dead_letter(id, attempts, token, 'record lost')
+  -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
+  function lost_record(id)
+    local attempts, token = read_state(id)
+    dead_letter(id, attempts, token, 'record lost')
+  end
 end
 
 --[[ EXTEND (internal) -----------------------------------------------------------------------------------
@@ -1048,6 +1111,7 @@ Reply: 1 when the leased job went back to the head of its priority without its a
   record lost, to the dead letters), else 0 (and no pause).
 ]]
 if op == 'RELEASE' then
+  load_moves()
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
   local pause_ms = ARGV[5] and number('pause_ms', ARGV[5], 1, MAX_LEASE_MS, true)
@@ -1084,6 +1148,7 @@ Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first 
   record is lost stays dead.
 ]]
 if op == 'RETRYDEAD' then
+  load_moves()
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local skip = 0
   if ARGV[4] ~= nil then skip = number('skip', ARGV[4], 0, 1e9, true) end
@@ -1113,6 +1178,7 @@ Reply: { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) mo
   nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
 ]]
 if op == 'DEAD' then
+  load_moves()
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local out = {}
   local list = redis.call('ZREVRANGE', dead, 0, count - 1, 'WITHSCORES')
@@ -1145,6 +1211,7 @@ Reply: { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed`
   1000 bytes) with the job.
 ]]
 if op == 'FAIL' then
+  load_moves()
   local id = id_arg('job_id', ARGV[3])
   local message = ARGV[4]
   if message == nil then bad('error_message is missing') end
@@ -1185,7 +1252,7 @@ local pop_waiting_ids, wait_ms, lease_jobs, wait_after, request_arg, recall_requ
 if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
   -- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
   local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
-  local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
+  local unpack, emit = unpack, emit
 
   local function load_lease()
     -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
@@ -1292,6 +1359,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     local function promote_due(source)
       local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
       if #ids == 0 then return 0 end
+      load_moves()
       local recs = redis.call('HMGET', jobs, unpack(ids))
       redis.call('ZREM', source, unpack(ids))
       local buried = 0
@@ -1316,6 +1384,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         if not completing[id] then ids[#ids + 1] = id end
       end
       if #ids == 0 then return 0 end
+      load_moves()
       local recs = redis.call('HMGET', jobs, unpack(ids))
       redis.call('ZREM', processing, unpack(ids))
       local buried = 0
@@ -1366,6 +1435,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
     -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
     local function audit_step(cursor, lease_ms)
+      load_moves()
       local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
       -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
       local found, seen, empty = reply[2], {}, {}
@@ -1489,10 +1559,12 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
             k = k + 2
             tries[j] = try
           else
+            load_moves()
             local _, _, at = parse_record(rec)
             out[#out + 1] = { id, string.sub(rec, at + 1) }
           end
         else
+          load_moves()
           release_groups({ id })
           lost_record(id)
           buried = buried + 1
@@ -1654,6 +1726,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
           n = n + 1
           tries[n] = string.format('%d', attempts)
         elseif attempts then
+          load_moves()
           redis.call('ZREM', processing, id)
           release_groups({ id })
           lost_record(id)
@@ -1824,6 +1897,7 @@ if op == 'ACK' then
 end
 
 -- Inspection and control: below the hot path, so POP and ACK never build these helpers.
+load_moves()
 
 local function forget(id)
   forget_all({ id })
