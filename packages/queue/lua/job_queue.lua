@@ -193,7 +193,8 @@ without groups build only what they run. Closures cost by what they capture: one
 looks up each local it captures among all those captured before it (about 0.45k instructions a local late
 in the file), where one built inside a function takes that function's upvalues as they are, so the many
 leasing helpers are built inside one (`load_lease`). The policy's keep and max_len values stay text
-until a call uses them (a tonumber costs about 1k).
+until a call uses them, and checked text is converted by arithmetic: a library call (tonumber, type,
+math.floor, string.byte) costs about 0.8k instructions, five or so arithmetic operations.
 ]]
 
 local MAX_BATCH = 1000
@@ -253,21 +254,15 @@ local function number(name, value, min, max, integer)
 end
 
 local function id_arg(name, value)
-  if type(value) ~= 'string' or #value == 0 or #value > MAX_ID then
+  -- An argument is a string or nil (no `type` call).
+  if value == nil or #value == 0 or #value > MAX_ID then
     bad(name .. ' must be a string of 1 to ' .. MAX_ID .. ' bytes')
   end
   return value
 end
 
--- The server clock in ms; also sets `now_us` (the same instant in microseconds).
+-- The call's time in microseconds (from the server clock, or the time the caller passed).
 local now_us
-local function server_time()
-  local t = redis.call('TIME')
-  -- Arithmetic converts TIME's two strings, and `%` floors: no library call (each costs about five
-  -- arithmetic operations).
-  now_us = t[1] * 1000000 + t[2]
-  return (now_us - now_us % 1000) / 1000
-end
 
 if #KEYS ~= 4 and #KEYS < DECLARED then
   bad('takes 4 keys (queue, processing, failed, dead), 17 or 18 (see KEYS), got ' .. #KEYS)
@@ -281,8 +276,8 @@ if #KEYS >= DECLARED
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one. events_max and the keep
--- values are checked here but may stay the policy's text: each is converted where it is used (a tonumber
--- costs about a quarter of a redis.call, and most calls use none or one of them).
+-- values are checked here but may stay the policy's text: each is converted (by arithmetic, checked
+-- digits) where it is used, and most calls use none or one of them.
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
 -- Queue-wide limits (see LIMITS): 0 is none.
@@ -322,7 +317,11 @@ if clock ~= '*' then
   now = math.floor(number('current_time', clock, 0, 1e11) * 1000 + 0.5)
   now_us = now * 1000
 else
-  now = server_time()
+  local t = redis.call('TIME')
+  -- Arithmetic converts TIME's two strings, and `%` floors: no library call (each costs about five
+  -- arithmetic operations).
+  now_us = t[1] * 1000000 + t[2]
+  now = (now_us - now_us % 1000) / 1000
 end
 
 -- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end (no
@@ -332,7 +331,7 @@ local ev, ev_count = events_on and {}, 0
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
   if ev_count == 0 then return end
-  local cap = math.max(1, math.floor(tonumber(events_max) / ev_count))
+  local cap = math.max(1, math.floor((events_max + 0) / ev_count))
   redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
   ev, ev_count = {}, 0
 end
@@ -943,7 +942,7 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
-  local keep = tonumber(keep_done)
+  local keep = keep_done + 0
   -- With events off and nothing kept (the seed's way) there is nothing to build per job.
   if keep == 0 and not events_on then
     forget_all(ids)
@@ -971,7 +970,7 @@ local function finish(ids, states, values)
     redis.call('HSET', info, unpack(results))
     info_seen = true
   end
-  trim_finished(completed, keep, tonumber(keep_done_ms), n + DEAD_TRIM)
+  trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
 end
 
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
@@ -1062,7 +1061,7 @@ local function load_moves()
   end
 
   function trim_dead()
-    trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
+    trim_finished(dead, keep_dead + 0, keep_dead_ms + 0, DEAD_TRIM + MOVE_LIMIT)
   end
 
   -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
@@ -1425,16 +1424,6 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       return best
     end
 
-    -- A new lease token, above every one given before (`last`, the counter in `meta`) and at least the time
-    -- in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the lease's start is
-    -- the token / 1000 (exact while the calls that lease are fewer than one per microsecond).
-    local function next_token(last)
-      local token = math.max((tonumber(last) or 0) + 1, now_us)
-      local text = string.format('%d', token)
-      redis.call('HSET', meta, 'lease', text)
-      return token, text
-    end
-
     -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
     -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
     local function audit_step(cursor, lease_ms)
@@ -1533,7 +1522,14 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local n = #ids
       local recs = redis.call('HMGET', jobs, unpack(ids))
       local olds = redis.call('HMGET', state, unpack(ids))
-      local token, text = next_token(last_token)
+      -- A new lease token, above every one given before (`last_token`, the counter in `meta`) and at least
+      -- the time in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the
+      -- lease's start is the token / 1000 (exact while the calls that lease are fewer than one per
+      -- microsecond).
+      local token = (tonumber(last_token) or 0) + 1
+      if token < now_us then token = now_us end
+      local text = string.format('%d', token)
+      redis.call('HSET', meta, 'lease', text)
       local held = ':' .. text .. ':'
       local deadline = string.format('%d', now + lease_ms)
       local fresh = '1' .. held
@@ -1579,31 +1575,10 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       return j, token, tries, buried
     end
 
-    -- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
-    -- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
-    -- worker held back waits: nil (not held), -1 (until woken) or ms.
-    local function allowance(count, m, completing)
-      if m[1] then return 0, -1 end
-      local until_ms = tonumber(m[3])
-      if until_ms and until_ms > now then return 0, until_ms - now end
-      if max_active > 0 then
-        local free = max_active - redis.call('ZCARD', processing) + completing
-        if free <= 0 then return 0, -1 end
-        if free < count then count = free end
-      end
-      if rate_limit > 0 then
-        local tat = tonumber(m[4]) or 0
-        if tat > now then return 0, math.ceil(tat - now) end
-        -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
-        count = 1
-      end
-      return count, nil
-    end
-
     -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
     -- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
     -- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
-    -- waits (see `allowance`; nil when it is not held back).
+    -- waits (nil when it is not held back).
     function lease_jobs(count, lease_ms, full, out, completing, ending)
       local n, token, more, tries, hold = 0, 0, false, {}, nil
       -- Whether this call read both the priority index and `gwait` empty (not read again below).
@@ -1613,7 +1588,34 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       if count > 0 then
         local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
         local ids = {}
-        room, hold = allowance(count, m, ending)
+        -- How many of `count` jobs the queue's state and limits (see LIMITS) let the call lease now (`m`:
+        -- meta's paused, lease, until and tat; `ending`: leases the call ends, still in `processing`), and
+        -- what a worker held back waits: nil (not held), -1 (until woken) or ms.
+        local until_ms = tonumber(m[3])
+        room = count
+        if m[1] then
+          room, hold = 0, -1
+        elseif until_ms and until_ms > now then
+          room, hold = 0, until_ms - now
+        else
+          if max_active > 0 then
+            local free = max_active - redis.call('ZCARD', processing) + ending
+            if free <= 0 then
+              room, hold = 0, -1
+            elseif free < room then
+              room = free
+            end
+          end
+          if room > 0 and rate_limit > 0 then
+            local tat = tonumber(m[4]) or 0
+            if tat > now then
+              room, hold = 0, math.ceil(tat - now)
+            else
+              -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
+              room = 1
+            end
+          end
+        end
         if room > 0 then
           ids, more = pop_waiting_ids(room)
           -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
@@ -1709,7 +1711,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local ids = {}
       for k = from, #out, 2 do ids[#ids + 1] = out[k] end
       if completed == 0 and #ids == 0 then return end
-      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
+      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
     end
 
     -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
@@ -1831,7 +1833,7 @@ local function held_by_caller(ids, tokens, firsts, values)
   local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
   if #ids == 0 then return '', done, seen, finals, kept end
   local states = redis.call('HMGET', state, unpack(ids))
-  local keep = tonumber(keep_done) ~= 0
+  local keep = keep_done + 0 ~= 0
   for i = 1, #ids do
     local id, token, s = ids[i], tokens[i], states[i]
     local r = '0'
