@@ -1250,7 +1250,7 @@ end
 -- POP's and ACK's helpers (and DRAIN's `pop_waiting_ids`), built only by those calls. The leasing ones are
 -- built inside one function: a closure built there takes that function's upvalues as they are, where one
 -- built at the top level looks up each local it captures among all those captured before it.
-local pop_waiting_ids, wait_ms, lease_jobs, wait_after, request_arg, recall_request, remember_request, replay_request
+local pop_waiting_ids, lease_jobs, wait_after, request_arg, recall_request, remember_request, replay_request
 if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
   -- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
   local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
@@ -1407,21 +1407,6 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       end
       release_groups(ids)
       return buried
-    end
-
-    function wait_ms()
-      -- The group sets are read only when the call has not found the queue without groups.
-      local grouped = any_groups_seen ~= false
-      if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
-      local best = -1
-      for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
-        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        if first[2] then
-          local d = math.max(0, tonumber(first[2]) - now)
-          if best < 0 or d < best then best = d end
-        end
-      end
-      return best
     end
 
     -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
@@ -1661,11 +1646,23 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     end
 
     -- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
-    -- block until woken); a full batch means "ask again" (0).
+    -- block until woken); a full batch means "ask again" (0); else 0 while jobs wait, the ms to the first
+    -- delayed job, retry, lease deadline or rate-limited group, or -1 for none.
     function wait_after(n, count, hold)
       if hold then return hold end
       if count > 0 and n == count then return 0 end
-      return wait_ms()
+      -- The group sets are read only when the call has not found the queue without groups.
+      local grouped = any_groups_seen ~= false
+      if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
+      local best = -1
+      for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
+        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        if first[2] then
+          local d = math.max(0, tonumber(first[2]) - now)
+          if best < 0 or d < best then best = d end
+        end
+      end
+      return best
     end
   end
   load_lease()
@@ -1700,6 +1697,31 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
       local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
       if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+      -- Built here, only for a repeated call: answers it, appending the jobs the first run leased that are
+      -- still leased under its token (as `pop` with `full`); returns the first run's results, its token, how
+      -- many jobs it appended and their attempts (as `pop`).
+      function replay_request(saved, out)
+        local results, token, ids = saved[1], saved[2], saved[3]
+        local n, tries = 0, {}
+        local held = string.format('%d', token)
+        for _, id in ipairs(ids) do
+          local attempts = type(id) == 'string' and leased(id, held)
+          local rec = attempts and redis.call('HGET', jobs, id)
+          if rec then
+            local k = #out
+            out[k + 1] = id
+            out[k + 2] = rec
+            n = n + 1
+            tries[n] = string.format('%d', attempts)
+          elseif attempts then
+            load_moves()
+            redis.call('ZREM', processing, id)
+            release_groups({ id })
+            lost_record(id)
+          end
+        end
+        return results, token, n, table.concat(tries, ',')
+      end
       return { results, token, ids }
     end
 
@@ -1708,36 +1730,13 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
     -- maxmemory.
     function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-      local ids = {}
-      for k = from, #out, 2 do ids[#ids + 1] = out[k] end
-      if completed == 0 and #ids == 0 then return end
-      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
-    end
-
-    -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
-    -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
-    -- their attempts (as `pop`).
-    function replay_request(saved, out)
-      local results, token, ids = saved[1], saved[2], saved[3]
-      local n, tries = 0, {}
-      local held = string.format('%d', token)
-      for _, id in ipairs(ids) do
-        local attempts = type(id) == 'string' and leased(id, held)
-        local rec = attempts and redis.call('HGET', jobs, id)
-        if rec then
-          local k = #out
-          out[k + 1] = id
-          out[k + 2] = rec
-          n = n + 1
-          tries[n] = string.format('%d', attempts)
-        elseif attempts then
-          load_moves()
-          redis.call('ZREM', processing, id)
-          release_groups({ id })
-          lost_record(id)
-        end
+      local ids, n = {}, 0
+      for k = from, #out, 2 do
+        n = n + 1
+        ids[n] = out[k]
       end
-      return results, token, n, table.concat(tries, ',')
+      if completed == 0 and n == 0 then return end
+      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
     end
   end
 end
@@ -1782,11 +1781,23 @@ if op == 'POP' then
   return out
 end
 
--- ACK's groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
--- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
--- attempt under it, the return values (nil when no group has any), and the index of the argument after
--- the groups.
-local function ack_groups(n)
+--[[ ACK (internal) -------------------------------------------------------------------------------------
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
+ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
+  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
+  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
+Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
+  leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
+  that token) per job, in argument order. A request: see REQUESTS.
+]]
+if op == 'ACK' then
+  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
+  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
+  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
+  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
+  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
+  -- the groups. (Inline, as is the check below: a helper costs every call a closure.)
   local ids, tokens, firsts, values = {}, {}, {}, nil
   local at, count = 6, 0
   while count < n do
@@ -1823,56 +1834,6 @@ local function ack_groups(n)
   if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
     bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
-  return ids, tokens, firsts, values, at
-end
-
--- Which of ACK's jobs are leased under the token given with them (read only): one "1" or "0" per job as
--- one string, the ids to complete, those ids as a set, their states once completed (id and state pairs,
--- only when completed jobs are kept) and their return values (when given).
-local function held_by_caller(ids, tokens, firsts, values)
-  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
-  if #ids == 0 then return '', done, seen, finals, kept end
-  local states = redis.call('HMGET', state, unpack(ids))
-  local keep = keep_done + 0 ~= 0
-  for i = 1, #ids do
-    local id, token, s = ids[i], tokens[i], states[i]
-    local r = '0'
-    -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
-    -- record), so a match means leased under this token; a repeated pair in one call completes once.
-    if s and token ~= '0' and not seen[id] then
-      local a = find(s, ':', 1, true)
-      local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
-      if held then
-        seen[id] = true
-        d = d + 1
-        done[d] = id
-        if kept then kept[d] = values[i] end
-        if keep then
-          finals[2 * d - 1] = id
-          finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
-        end
-        r = '1'
-      end
-    end
-    results[i] = r
-  end
-  return table.concat(results), done, seen, finals, kept
-end
-
---[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
-ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
-  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
-Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
-  leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
-  that token) per job, in argument order. A request: see REQUESTS.
-]]
-if op == 'ACK' then
-  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
-  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  local ids, tokens, firsts, values, at = ack_groups(n)
   local memo, seq = request_arg(at)
   local saved = memo and recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
@@ -1884,7 +1845,37 @@ if op == 'ACK' then
     out[4] = tries
     return out
   end
-  local results, done, seen, finals, kept = held_by_caller(ids, tokens, firsts, values)
+  -- Which jobs are leased under the token given with them (read only): one "1" or "0" per job as one string,
+  -- the ids to complete, those ids as a set, their states once completed (id and state pairs, only when
+  -- completed jobs are kept) and their return values (when given).
+  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
+  if n > 0 then
+    local states = redis.call('HMGET', state, unpack(ids))
+    local keep = keep_done + 0 ~= 0
+    for i = 1, n do
+      local id, token, s = ids[i], tokens[i], states[i]
+      local r = '0'
+      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
+      -- record), so a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local a = find(s, ':', 1, true)
+        local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
+        if held then
+          seen[id] = true
+          d = d + 1
+          done[d] = id
+          if kept then kept[d] = values[i] end
+          if keep then
+            finals[2 * d - 1] = id
+            finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
+          end
+          r = '1'
+        end
+      end
+      results[i] = r
+    end
+  end
+  results = table.concat(results)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
