@@ -1485,6 +1485,9 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
         if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
         if unplaced > 0 then
+          -- Records in no set: the lists too may have lost their index (with `meta`, so no count told),
+          -- and the audit must not requeue jobs that still wait in them.
+          repair()
           cursor = '0'
         elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
           return

@@ -141,6 +141,15 @@ describe.each(topologies)('lost keys on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ waiting: 0, processing: 6 });
   });
 
+  it('serves each waiting job once after its priority index and `meta` were both deleted', async () => {
+    const ids = await queue.pushBulk(Array.from({ length: 3 }, (_, n) => ({ data: { n } })));
+    await redis.del(queue.keys[0]!, key(':meta'));
+    const jobs = await popAll(3);
+    expect(jobs.map((j) => j.id)).toEqual(ids);
+    expect(await queue.pop(10)).toEqual([]);
+    expect(await queue.stats()).toMatchObject({ waiting: 0, processing: 3 });
+  });
+
   it('reclaims the leases of a deleted processing set: the holder can still complete, a dead holder’s jobs come back', async () => {
     const ids = await queue.pushBulk([{ data: { n: 1 } }, { data: { n: 2 } }, { data: { n: 3 } }]);
     const held = await queue.pop(3, { leaseMs: 60_000 });
