@@ -131,7 +131,8 @@ Eviction or a DEL can break that. What each call does about it, never leaving a 
     priority index or `meta`) and the record count with the sets, `completed` included (a lost set): on
     a difference, and
     every 60 s of server time in any case, it rebuilds the priority index and the count from the
-    lists (2001 LLEN) and then audits the records, 100 per POP while the lists stay empty: a record in
+    lists (one EXISTS of the 2001 list names and an LLEN per indexed priority; 2001 LLEN when a list
+    lost its index entry) and then audits the records, 100 per POP while the lists stay empty: a record in
     no place goes back where it can run again: leased before (its lease set was lost) -> leased again
     for this call's lease_ms, so its worker can still complete it; dead before -> dead; else (a lost
     delay or retry) -> waiting at the head, so a delayed job may run early;
@@ -166,7 +167,8 @@ A lost key is never an error (see RECOVERY).
 
 Complexity: PUSH O(log N); PUSHN O(n log N) (a grouped job O(log groups) more); POP/ACK O((count + n +
 768) log N) plus retention trims of O(n + 100) (each with the kept logs of the jobs it deletes, at most 100 lines each), plus, when one
-leaves the queue empty, 5 to 9 O(1) checks (the sets are counted only until they hold every record) and, on a difference or every 60 s, 2001 LLEN and an audit of
+leaves the queue empty, 5 to 9 O(1) checks (the sets are counted only until they hold every record) and, on a difference or every 60 s, an EXISTS of 2001 keys, an LLEN per indexed priority
+(2001 when a list lost its index entry) and an audit of
 about 100 records (HSCAN COUNT 100, 5 ZSCORE each); COMPLETE, FAIL, RELEASE O(log N) plus up to 356
 retention deletions; EXTEND O(n log N); STATS O(1); RETRYDEAD, DEAD O(count log N); the inspection and
 control operations: see their sections (each bounded: pages and steps of at most 1000). Groups add
@@ -176,19 +178,25 @@ O(log groups) per grouped job leased or finished (see GROUPS), and a POP that fi
 SCHEDULERS a page of about 1000.
 
 Speed notes (once for the file): per-job loops use locals for library functions (a global costs a table
-lookup); numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g
-per use); replies pack per-job flags and attempts into one string (a reply element per job costs the
+lookup), count their appends in locals (`#t` searches the table) and check events before calling `emit`;
+numbers sent as arguments are formatted once as strings (Redis formats a Lua number with %.17g per use),
+and loops that need many decimal texts (generated ids, the 2001 list names of a repair) build them from
+digits (formatting a number, by string.format, tostring or a concatenation, costs about five short
+concatenations); replies pack per-job flags and attempts into one string (a reply element per job costs the
 server and the client more than a few bytes do); each section returns before the helpers of later ones
 are defined, since a script call runs its whole top level (and builds every closure) each time; and the
 helpers of paths a call may not take are built only when it takes them: the group helpers by
 `load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
-call with a request), the push helpers and POP's and ACK's leasing helpers under a check of the
-operation, helpers of one operation inside its section. So PUSH, COMPLETE, FAIL and POP on a queue
-without groups build only what they run. Closures cost by what they capture: one built at the top level
-looks up each local it captures among all those captured before it (about 0.45k instructions a local late
-in the file), where one built inside a function takes that function's upvalues as they are, so the many
-leasing helpers are built inside one (`load_lease`). The policy's keep and max_len values stay text
-until a call uses them (a tonumber costs about 1k).
+call with a request; the replay helper only for a repeated call), the helpers that requeue or
+dead-letter a job by `load_moves` (a call that moves one), the push helpers and POP's and ACK's leasing
+helpers under a check of the operation, helpers of one operation inside its section; and a step with one
+caller on the hot path is written inline there (ACK's argument parse and lease check, the lease token,
+the leasing allowance, the wait). A closure costs each call about 0.9k instructions and about 0.35k more
+per variable it captures (callgrind, Redis 7.0), so PUSH, COMPLETE, FAIL and POP on a queue without
+groups build only what they run. One built inside a function takes that function's upvalues as they are,
+so the many leasing helpers are built inside one (`load_lease`). The policy's keep and max_len values stay text
+until a call uses them, and checked text is converted by arithmetic: a library call (tonumber, type,
+math.floor, string.byte) costs about 0.8k instructions, five or so arithmetic operations.
 ]]
 
 local MAX_BATCH = 1000
@@ -243,24 +251,20 @@ local function number(name, value, min, max, integer)
   if n == nil or n ~= n or n < min or n > max then
     bad(name .. ' must be a number in [' .. min .. ', ' .. max .. '], got ' .. tostring(value))
   end
-  if integer and n ~= math.floor(n) then bad(name .. ' must be an integer, got ' .. tostring(value)) end
+  if integer and n % 1 ~= 0 then bad(name .. ' must be an integer, got ' .. tostring(value)) end
   return n
 end
 
 local function id_arg(name, value)
-  if type(value) ~= 'string' or #value == 0 or #value > MAX_ID then
+  -- An argument is a string or nil (no `type` call).
+  if value == nil or #value == 0 or #value > MAX_ID then
     bad(name .. ' must be a string of 1 to ' .. MAX_ID .. ' bytes')
   end
   return value
 end
 
--- The server clock in ms; also sets `now_us` (the same instant in microseconds).
+-- The call's time in microseconds (from the server clock, or the time the caller passed).
 local now_us
-local function server_time()
-  local t = redis.call('TIME')
-  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  return math.floor(now_us / 1000)
-end
 
 if #KEYS ~= 4 and #KEYS < DECLARED then
   bad('takes 4 keys (queue, processing, failed, dead), 17 or 18 (see KEYS), got ' .. #KEYS)
@@ -274,14 +278,14 @@ if #KEYS >= DECLARED
 end
 local op = ARGV[1]
 -- The call's policy (see POLICY): the seed's defaults unless ARGV[2] carries one. events_max and the keep
--- values are checked here but may stay the policy's text: each is converted where it is used (a tonumber
--- costs about a quarter of a redis.call, and most calls use none or one of them).
+-- values are checked here but may stay the policy's text: each is converted (by arithmetic, checked
+-- digits) where it is used, and most calls use none or one of them.
 local events_on, events_max = false, 0
 local keep_done, keep_done_ms, keep_dead, keep_dead_ms = 0, -1, DEAD_MAX, DEAD_AGE_MS
 -- Queue-wide limits (see LIMITS): 0 is none.
 local rate_limit, rate_window, max_active = 0, 0, 0
 local clock = ARGV[2]
-local star = type(clock) == 'string' and find(clock, '*', 1, true)
+local star = clock and find(clock, '*', 1, true)
 if star and #clock > star then
   local e, m, c, ca, d, da, rest = string.match(clock, '^%*([01]),(%d+),(%-?%d+),(%-?%d+),(%-?%d+),(%-?%d+)(.*)$', star)
   if not e then bad('current_time must be seconds, "*" or "[seconds]*<events>,<max_len>,<keep>,<keep_ms>,<keep_dead>,<keep_dead_ms>[,<rate_limit>,<rate_window_ms>,<concurrency>]", got ' .. clock) end
@@ -293,13 +297,14 @@ if star and #clock > star then
     max_active = number('concurrency', ma, 0, MAX_RATE, true)
   end
   events_on = e == '1'
-  -- Every call parses this: the pattern admits integers only, so the usual values pass by their text
-  -- ("-1", or no "-" and few enough digits to be in range; max_len without a leading 0, so at least 1; no
-  -- string ordering: Redis collates by its locale), and `number` runs (and words the error) only otherwise.
+  -- Every call parses this: the pattern admits integers only, so the usual values pass by their text and
+  -- sign ("-1", or not below 0 and few enough digits to be in range; max_len at least 1; arithmetic
+  -- converts the text without a library call; no string ordering: Redis collates by its locale), and
+  -- `number` runs (and words the error) only otherwise.
   events_max, keep_done, keep_done_ms, keep_dead, keep_dead_ms = m, c, ca, d, da
-  if not (#m <= 6 and byte(m) ~= 48 and (c == '-1' or #c <= 9 and byte(c) ~= 45)
-    and (ca == '-1' or #ca <= 13 and byte(ca) ~= 45) and (d == '-1' or #d <= 9 and byte(d) ~= 45)
-    and (da == '-1' or #da <= 13 and byte(da) ~= 45)) then
+  if not (#m <= 6 and m + 0 >= 1 and (c == '-1' or #c <= 9 and c + 0 >= 0)
+    and (ca == '-1' or #ca <= 13 and ca + 0 >= 0) and (d == '-1' or #d <= 9 and d + 0 >= 0)
+    and (da == '-1' or #da <= 13 and da + 0 >= 0)) then
     number('events max_len', m, 1, MAX_EVENTS_LEN, true)
     number('keep', c, -1, 1e9, true)
     number('keep_ms', ca, -1, 1e13, true)
@@ -314,7 +319,11 @@ if clock ~= '*' then
   now = math.floor(number('current_time', clock, 0, 1e11) * 1000 + 0.5)
   now_us = now * 1000
 else
-  now = server_time()
+  local t = redis.call('TIME')
+  -- Arithmetic converts TIME's two strings, and `%` floors: no library call (each costs about five
+  -- arithmetic operations).
+  now_us = t[1] * 1000000 + t[2]
+  now = (now_us - now_us % 1000) / 1000
 end
 
 -- Events of this call (see EVENTS): name, job id, then extra fields, written by one XADD at the end (no
@@ -324,7 +333,7 @@ local ev, ev_count = events_on and {}, 0
 -- this entry's events (exact when small, since `~` trims only whole stream nodes).
 local function flush_events()
   if ev_count == 0 then return end
-  local cap = math.max(1, math.floor(tonumber(events_max) / ev_count))
+  local cap = math.max(1, math.floor((events_max + 0) / ev_count))
   redis.call('XADD', events, 'MAXLEN', cap < 100 and '=' or '~', cap, '*', unpack(ev))
   ev, ev_count = {}, 0
 end
@@ -376,16 +385,43 @@ end
 local waiting_delta = 0
 
 -- Rebuilds the priority index from the lists (one per possible priority) and sets the waiting count to
--- what they hold: after a lost list, index or `meta` (see RECOVERY). About 2001 LLEN: rare by design.
+-- what they hold: after a lost list, index or `meta` (see RECOVERY). One EXISTS over the 2001 list names
+-- and an LLEN per indexed priority; about 2001 LLEN more only when a list lost its index entry: rare by
+-- design.
 local function repair()
-  local indexed, total = {}, 0
-  for _, p in ipairs(redis.call('ZRANGE', waiting, 0, -1)) do indexed[p] = true end
-  for p = -MAX_PRIORITY, MAX_PRIORITY do
-    local name = tostring(p)
-    local len = redis.call('LLEN', waiting .. ':w:' .. name)
-    total = total + len
-    if len > 0 and not indexed[name] then redis.call('ZADD', waiting, -p, name) end
-    if len == 0 and indexed[name] then redis.call('ZREM', waiting, name) end
+  local call, prefix = redis.call, waiting .. ':w:'
+  -- The priorities' texts are built from digits: formatting a number (tostring, or a number in a
+  -- concatenation) costs about ten times a short concatenation, and this builds 2001 names.
+  local texts = { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
+  for p = 10, MAX_PRIORITY do texts[p] = texts[(p - p % 10) / 10] .. texts[p % 10] end
+  local names, negative = {}, prefix .. '-'
+  for p = 1, MAX_PRIORITY do
+    names[MAX_PRIORITY + 1 - p] = negative .. texts[p]
+    names[MAX_PRIORITY + 1 + p] = prefix .. texts[p]
+  end
+  names[MAX_PRIORITY + 1] = prefix .. '0'
+  local lists, total, found = call('EXISTS', unpack(names)), 0, 0
+  for _, name in ipairs(call('ZRANGE', waiting, 0, -1)) do
+    -- Only a priority's own text names one of the lists (a push writes no other member).
+    local p = tonumber(name)
+    local list = p and names[p + MAX_PRIORITY + 1]
+    if list == prefix .. name then
+      local len = call('LLEN', list)
+      if len > 0 then
+        total, found = total + len, found + 1
+      else
+        call('ZREM', waiting, name)
+      end
+    end
+  end
+  -- Lists holding jobs that no index entry names: every list is counted again and indexed.
+  if found < lists then
+    total = 0
+    for p = -MAX_PRIORITY, MAX_PRIORITY do
+      local len = call('LLEN', names[p + MAX_PRIORITY + 1])
+      total = total + len
+      if len > 0 then call('ZADD', waiting, -p, tostring(p)) end
+    end
   end
   redis.call('HSET', meta, 'waiting', total)
   waiting_delta = 0
@@ -568,10 +604,21 @@ if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
     end
     if count > 0 then
       local next_id = redis.call('HINCRBY', meta, 'ids', count) - count
+      -- Formatting a number costs about five concatenations: the tens of an id are formatted once per ten
+      -- ids, and its last digit appended.
+      local digits = count >= 10 and { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
+      local tens, tens_text = -1, ''
       for i = 1, n do
         if auto[i] then
           next_id = next_id + 1
-          ids[i] = string.format('%d', next_id)
+          if digits then
+            local last = next_id % 10
+            local t = (next_id - last) / 10
+            if t ~= tens then tens, tens_text = t, t == 0 and '' or string.format('%d', t) end
+            ids[i] = tens_text .. digits[last]
+          else
+            ids[i] = string.format('%d', next_id)
+          end
         end
       end
     end
@@ -586,39 +633,50 @@ if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
     local auto = reserve_ids(n, ids)
     local found = redis.call('HMGET', jobs, unpack(ids))
     local out, taken, fields, by_priority, later, grouped, members = {}, {}, {}, {}, {}, {}, {}
+    -- Per-job appends count with locals (`#t` searches the table), and consecutive jobs of one priority
+    -- (the usual bulk) find their list without a lookup.
+    local f, last_priority, last_list = 0, nil, nil
     for i = 1, n do
       local id = ids[i]
       if found[i] or taken[id] then id = auto[i] and free_id(taken) end
       out[i] = id or false
       if id then
         taken[id] = true
-        fields[#fields + 1] = id
-        fields[#fields + 1] = recs[i]
+        fields[f + 1] = id
+        fields[f + 2] = recs[i]
+        f = f + 2
         local g = grps and grps[i]
         if g then
           members[#members + 1] = 'j:' .. id
           members[#members + 1] = g
         end
+        -- Events are checked here, not only in `emit`: a call per job costs a bulk push with events off.
         if delays[i] > 0 then
           later[#later + 1] = now + delays[i]
           later[#later + 1] = id
-          emit('delayed', id)
-          emit_field('t', string.format('%d', now + delays[i]))
+          if events_on then
+            emit('delayed', id)
+            emit_field('t', string.format('%d', now + delays[i]))
+          end
         elseif g then
           grouped[#grouped + 1] = { g, id }
-          emit('added', id)
+          if events_on then emit('added', id) end
         else
-          local list = by_priority[priorities[i]]
-          if not list then
-            list = {}
-            by_priority[priorities[i]] = list
+          local priority = priorities[i]
+          if priority ~= last_priority then
+            last_list = by_priority[priority]
+            if not last_list then
+              last_list = {}
+              by_priority[priority] = last_list
+            end
+            last_priority = priority
           end
-          list[#list + 1] = id
-          emit('added', id)
+          last_list[#last_list + 1] = id
+          if events_on then emit('added', id) end
         end
       end
     end
-    if #fields == 0 then return out end
+    if f == 0 then return out end
     redis.call('HSET', jobs, unpack(fields))
     if #members > 0 then
       redis.call('HSET', groups, unpack(members))
@@ -744,7 +802,10 @@ if op == 'PUSHN' then
         ids[i] = id_arg('job_id', ARGV[at])
         at = at + 1
       end
-      recs[i] = head .. check_data(ARGV[at])
+      local data = ARGV[at]
+      -- check_data inlined (a call per job); it still words the error.
+      if data == nil or #data > MAX_DATA then check_data(data) end
+      recs[i] = head .. data
       priorities[i] = priority
       delays[i] = delay_ms
       at = at + 1
@@ -883,7 +944,7 @@ local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
   redis.call('HINCRBY', meta, 'completed', n)
-  local keep = tonumber(keep_done)
+  local keep = keep_done + 0
   -- With events off and nothing kept (the seed's way) there is nothing to build per job.
   if keep == 0 and not events_on then
     forget_all(ids)
@@ -911,7 +972,7 @@ local function finish(ids, states, values)
     redis.call('HSET', info, unpack(results))
     info_seen = true
   end
-  trim_finished(completed, keep, tonumber(keep_done_ms), n + DEAD_TRIM)
+  trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
 end
 
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
@@ -938,72 +999,78 @@ if op == 'COMPLETE' then
   return 1
 end
 
--- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
-local function group_of(id)
-  if not any_groups() then return nil end
-  local g = redis.call('HGET', groups, 'j:' .. id)
-  if not g then return nil end
-  load_groups()
-  return g
-end
+-- The helpers that move jobs between places (requeue, dead-letter, a lost record), built by `load_moves`
+-- only in a call that moves one: the usual COMPLETE, POP and ACK move none (see the speed notes).
+local group_of, enqueue, requeue, parse_record, ended, write_state, dead_letter, trim_dead, lost_record
+local function load_moves()
+  if lost_record then return end
+  -- The group of job `id`, or nil; a group found builds the group helpers, so its caller can use them.
+  function group_of(id)
+    if not any_groups() then return nil end
+    local g = redis.call('HGET', groups, 'j:' .. id)
+    if not g then return nil end
+    load_groups()
+    return g
+  end
 
-local function enqueue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, false) end
-  enqueue_ids(priority, { id }, false)
-end
+  function enqueue(id, priority)
+    local g = group_of(id)
+    if g then return enqueue_group(g, id, false) end
+    enqueue_ids(priority, { id }, false)
+  end
 
--- A job whose lease expired or was released waited its turn already: it goes first within its priority
--- (or its group).
-local function requeue(id, priority)
-  local g = group_of(id)
-  if g then return enqueue_group(g, id, true) end
-  enqueue_ids(priority, { id }, true)
-end
+  -- A job whose lease expired or was released waited its turn already: it goes first within its priority
+  -- (or its group).
+  function requeue(id, priority)
+    local g = group_of(id)
+    if g then return enqueue_group(g, id, true) end
+    enqueue_ids(priority, { id }, true)
+  end
 
--- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
--- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
-local function parse_record(rec)
-  if not rec then return nil end
-  local a = find(rec, ':', 1, true)
-  local b = find(rec, ':', a + 1, true)
-  local policy = sub(rec, a + 1, b - 1)
-  local at = find(policy, '@', 1, true)
-  if at then policy = sub(policy, 1, at - 1) end
-  local c = find(policy, ',', 1, true)
-  if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
-  local d = find(policy, ',', c + 1, true)
-  return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
-    tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
-end
+  -- A job record's priority, max_retries, the index of the colon before its data, and its backoff base and
+  -- cap in ms; nil when the record is lost. (A record written before creation times were kept has no "@".)
+  function parse_record(rec)
+    if not rec then return nil end
+    local a = find(rec, ':', 1, true)
+    local b = find(rec, ':', a + 1, true)
+    local policy = sub(rec, a + 1, b - 1)
+    local at = find(policy, '@', 1, true)
+    if at then policy = sub(policy, 1, at - 1) end
+    local c = find(policy, ',', 1, true)
+    if not c then return tonumber(sub(rec, 1, a - 1)), tonumber(policy), b, DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS end
+    local d = find(policy, ',', c + 1, true)
+    return tonumber(sub(rec, 1, a - 1)), tonumber(sub(policy, 1, c - 1)), b,
+      tonumber(sub(policy, c + 1, d - 1)), tonumber(sub(policy, d + 1))
+  end
 
--- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
--- once completed.
-local function ended(token)
-  local first = byte(token, 1)
-  if token == '' or token == '0' or first == 126 or first == 61 then return token end
-  return '~' .. token
-end
+  -- The token of a lease that ended: "~" and the token, which no caller holds (see STATE); "=" and the token
+  -- once completed.
+  function ended(token)
+    local first = byte(token, 1)
+    if token == '' or token == '0' or first == 126 or first == 61 then return token end
+    return '~' .. token
+  end
 
-local function write_state(id, attempts, token, err)
-  redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
-end
+  function write_state(id, attempts, token, err)
+    redis.call('HSET', state, id, attempts .. ':' .. token .. ':' .. err)
+  end
 
-local function dead_letter(id, attempts, token, err)
-  write_state(id, attempts, ended(token), err)
-  redis.call('ZADD', dead, now, id)
-  emit('dead', id)
-  emit_field('f', err)
-end
+  function dead_letter(id, attempts, token, err)
+    write_state(id, attempts, ended(token), err)
+    redis.call('ZADD', dead, now, id)
+    emit('dead', id)
+    emit_field('f', err)
+  end
 
-local function trim_dead()
-  trim_finished(dead, tonumber(keep_dead), tonumber(keep_dead_ms), DEAD_TRIM + MOVE_LIMIT)
-end
+  function trim_dead()
+    trim_finished(dead, keep_dead + 0, keep_dead_ms + 0, DEAD_TRIM + MOVE_LIMIT)
+  end
 
--- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
-local function lost_record(id)
-  local attempts, token = read_state(id)
-  dead_letter(id, attempts, token, 'record lost')
+  -- A job met without its record (evicted or deleted): it cannot run, so it is dead-lettered with the reason.
+  function lost_record(id)
+    local attempts, token = read_state(id)
+    dead_letter(id, attempts, token, 'record lost')
+  end
 end
 
 --[[ EXTEND (internal) -----------------------------------------------------------------------------------
@@ -1048,6 +1115,7 @@ Reply: 1 when the leased job went back to the head of its priority without its a
   record lost, to the dead letters), else 0 (and no pause).
 ]]
 if op == 'RELEASE' then
+  load_moves()
   local id = id_arg('job_id', ARGV[3])
   local token = id_arg('lease_token', ARGV[4])
   local pause_ms = ARGV[5] and number('pause_ms', ARGV[5], 1, MAX_LEASE_MS, true)
@@ -1084,6 +1152,7 @@ Reply: { moved, seen }: of the count (1..1000) oldest dead jobs after the first 
   record is lost stays dead.
 ]]
 if op == 'RETRYDEAD' then
+  load_moves()
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local skip = 0
   if ARGV[4] ~= nil then skip = number('skip', ARGV[4], 0, 1e9, true) end
@@ -1113,6 +1182,7 @@ Reply: { id, data, attempts, error, died_at_ms, ... } for the count (1..1000) mo
   nil when the job's record is lost, error "reason lost" (and attempts 0) when its state is.
 ]]
 if op == 'DEAD' then
+  load_moves()
   local count = number('count', ARGV[3], 1, MAX_BATCH, true)
   local out = {}
   local list = redis.call('ZREVRANGE', dead, 0, count - 1, 'WITHSCORES')
@@ -1145,6 +1215,7 @@ Reply: { "retry", retry_at_ms } while attempts <= max_retries: waits in `failed`
   1000 bytes) with the job.
 ]]
 if op == 'FAIL' then
+  load_moves()
   local id = id_arg('job_id', ARGV[3])
   local message = ARGV[4]
   if message == nil then bad('error_message is missing') end
@@ -1181,11 +1252,11 @@ end
 -- POP's and ACK's helpers (and DRAIN's `pop_waiting_ids`), built only by those calls. The leasing ones are
 -- built inside one function: a closure built there takes that function's upvalues as they are, where one
 -- built at the top level looks up each local it captures among all those captured before it.
-local pop_waiting_ids, wait_ms, lease_jobs, wait_after, request_arg, recall_request, remember_request, replay_request
+local pop_waiting_ids, lease_jobs, wait_after, request_arg, recall_request, remember_request, replay_request
 if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
   -- Declared again for the POP and ACK helpers below (see the speed note before `parse_state`).
   local now, processing, waiting, jobs, state, meta, delayed, failed = now, processing, waiting, jobs, state, meta, delayed, failed
-  local unpack, emit, parse_record, lost_record = unpack, emit, parse_record, lost_record
+  local unpack, emit = unpack, emit
 
   local function load_lease()
     -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
@@ -1292,6 +1363,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     local function promote_due(source)
       local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
       if #ids == 0 then return 0 end
+      load_moves()
       local recs = redis.call('HMGET', jobs, unpack(ids))
       redis.call('ZREM', source, unpack(ids))
       local buried = 0
@@ -1316,6 +1388,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         if not completing[id] then ids[#ids + 1] = id end
       end
       if #ids == 0 then return 0 end
+      load_moves()
       local recs = redis.call('HMGET', jobs, unpack(ids))
       redis.call('ZREM', processing, unpack(ids))
       local buried = 0
@@ -1338,34 +1411,10 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       return buried
     end
 
-    function wait_ms()
-      -- The group sets are read only when the call has not found the queue without groups.
-      local grouped = any_groups_seen ~= false
-      if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
-      local best = -1
-      for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
-        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        if first[2] then
-          local d = math.max(0, tonumber(first[2]) - now)
-          if best < 0 or d < best then best = d end
-        end
-      end
-      return best
-    end
-
-    -- A new lease token, above every one given before (`last`, the counter in `meta`) and at least the time
-    -- in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the lease's start is
-    -- the token / 1000 (exact while the calls that lease are fewer than one per microsecond).
-    local function next_token(last)
-      local token = math.max((tonumber(last) or 0) + 1, now_us)
-      local text = string.format('%d', token)
-      redis.call('HSET', meta, 'lease', text)
-      return token, text
-    end
-
     -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
     -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
     local function audit_step(cursor, lease_ms)
+      load_moves()
       local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
       -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
       local found, seen, empty = reply[2], {}, {}
@@ -1436,6 +1485,9 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
         if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
         if unplaced > 0 then
+          -- Records in no set: the lists too may have lost their index (with `meta`, so no count told),
+          -- and the audit must not requeue jobs that still wait in them.
+          repair()
           cursor = '0'
         elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
           return
@@ -1460,7 +1512,14 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local n = #ids
       local recs = redis.call('HMGET', jobs, unpack(ids))
       local olds = redis.call('HMGET', state, unpack(ids))
-      local token, text = next_token(last_token)
+      -- A new lease token, above every one given before (`last_token`, the counter in `meta`) and at least
+      -- the time in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the
+      -- lease's start is the token / 1000 (exact while the calls that lease are fewer than one per
+      -- microsecond).
+      local token = (tonumber(last_token) or 0) + 1
+      if token < now_us then token = now_us end
+      local text = string.format('%d', token)
+      redis.call('HSET', meta, 'lease', text)
       local held = ':' .. text .. ':'
       local deadline = string.format('%d', now + lease_ms)
       local fresh = '1' .. held
@@ -1489,10 +1548,12 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
             k = k + 2
             tries[j] = try
           else
+            load_moves()
             local _, _, at = parse_record(rec)
             out[#out + 1] = { id, string.sub(rec, at + 1) }
           end
         else
+          load_moves()
           release_groups({ id })
           lost_record(id)
           buried = buried + 1
@@ -1504,31 +1565,10 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       return j, token, tries, buried
     end
 
-    -- How many of `count` jobs the queue's state and limits (see LIMITS) let a call lease now (`m`: meta's
-    -- paused, lease, until and tat; `completing`: leases the call ends, still in `processing`), and what a
-    -- worker held back waits: nil (not held), -1 (until woken) or ms.
-    local function allowance(count, m, completing)
-      if m[1] then return 0, -1 end
-      local until_ms = tonumber(m[3])
-      if until_ms and until_ms > now then return 0, until_ms - now end
-      if max_active > 0 then
-        local free = max_active - redis.call('ZCARD', processing) + completing
-        if free <= 0 then return 0, -1 end
-        if free < count then count = free end
-      end
-      if rate_limit > 0 then
-        local tat = tonumber(m[4]) or 0
-        if tat > now then return 0, math.ceil(tat - now) end
-        -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
-        count = 1
-      end
-      return count, nil
-    end
-
     -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
     -- token (0 when none) and, when `full`, their attempts as one string ("1,1,2"). `completing`: see `reclaim`;
     -- `ending`: how many leases the call ends. Also returns how long a worker held back by a pause or a limit
-    -- waits (see `allowance`; nil when it is not held back).
+    -- waits (nil when it is not held back).
     function lease_jobs(count, lease_ms, full, out, completing, ending)
       local n, token, more, tries, hold = 0, 0, false, {}, nil
       -- Whether this call read both the priority index and `gwait` empty (not read again below).
@@ -1538,7 +1578,34 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       if count > 0 then
         local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
         local ids = {}
-        room, hold = allowance(count, m, ending)
+        -- How many of `count` jobs the queue's state and limits (see LIMITS) let the call lease now (`m`:
+        -- meta's paused, lease, until and tat; `ending`: leases the call ends, still in `processing`), and
+        -- what a worker held back waits: nil (not held), -1 (until woken) or ms.
+        local until_ms = tonumber(m[3])
+        room = count
+        if m[1] then
+          room, hold = 0, -1
+        elseif until_ms and until_ms > now then
+          room, hold = 0, until_ms - now
+        else
+          if max_active > 0 then
+            local free = max_active - redis.call('ZCARD', processing) + ending
+            if free <= 0 then
+              room, hold = 0, -1
+            elseif free < room then
+              room = free
+            end
+          end
+          if room > 0 and rate_limit > 0 then
+            local tat = tonumber(m[4]) or 0
+            if tat > now then
+              room, hold = 0, math.ceil(tat - now)
+            else
+              -- Starts are spread evenly (one per window / limit), so no window of that length holds more.
+              room = 1
+            end
+          end
+        end
         if room > 0 then
           ids, more = pop_waiting_ids(room)
           -- `gwait` too: a lost `groups` hash must not hide the groups' lists (see RECOVERY).
@@ -1584,11 +1651,23 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     end
 
     -- What a worker that got `n` of `count` jobs should wait: held back by a pause or a limit, `hold` (-1:
-    -- block until woken); a full batch means "ask again" (0).
+    -- block until woken); a full batch means "ask again" (0); else 0 while jobs wait, the ms to the first
+    -- delayed job, retry, lease deadline or rate-limited group, or -1 for none.
     function wait_after(n, count, hold)
       if hold then return hold end
       if count > 0 and n == count then return 0 end
-      return wait_ms()
+      -- The group sets are read only when the call has not found the queue without groups.
+      local grouped = any_groups_seen ~= false
+      if redis.call('ZCARD', waiting) > 0 or (grouped and redis.call('ZCARD', gready) > 0) then return 0 end
+      local best = -1
+      for _, key in ipairs({ delayed, failed, processing, grouped and glimited or nil }) do
+        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        if first[2] then
+          local d = math.max(0, tonumber(first[2]) - now)
+          if best < 0 or d < best then best = d end
+        end
+      end
+      return best
     end
   end
   load_lease()
@@ -1623,6 +1702,31 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
       local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
       if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+      -- Built here, only for a repeated call: answers it, appending the jobs the first run leased that are
+      -- still leased under its token (as `pop` with `full`); returns the first run's results, its token, how
+      -- many jobs it appended and their attempts (as `pop`).
+      function replay_request(saved, out)
+        local results, token, ids = saved[1], saved[2], saved[3]
+        local n, tries = 0, {}
+        local held = string.format('%d', token)
+        for _, id in ipairs(ids) do
+          local attempts = type(id) == 'string' and leased(id, held)
+          local rec = attempts and redis.call('HGET', jobs, id)
+          if rec then
+            local k = #out
+            out[k + 1] = id
+            out[k + 2] = rec
+            n = n + 1
+            tries[n] = string.format('%d', attempts)
+          elseif attempts then
+            load_moves()
+            redis.call('ZREM', processing, id)
+            release_groups({ id })
+            lost_record(id)
+          end
+        end
+        return results, token, n, table.concat(tries, ',')
+      end
       return { results, token, ids }
     end
 
@@ -1631,35 +1735,13 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
     -- maxmemory.
     function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-      local ids = {}
-      for k = from, #out, 2 do ids[#ids + 1] = out[k] end
-      if completed == 0 and #ids == 0 then return end
-      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', math.max(lease_ms, MIN_MEMO_MS))
-    end
-
-    -- Answers a repeated call: appends the jobs the first run leased that are still leased under its token
-    -- (as `pop` with `full`); returns the first run's results, its token, how many jobs it appended and
-    -- their attempts (as `pop`).
-    function replay_request(saved, out)
-      local results, token, ids = saved[1], saved[2], saved[3]
-      local n, tries = 0, {}
-      local held = string.format('%d', token)
-      for _, id in ipairs(ids) do
-        local attempts = type(id) == 'string' and leased(id, held)
-        local rec = attempts and redis.call('HGET', jobs, id)
-        if rec then
-          local k = #out
-          out[k + 1] = id
-          out[k + 2] = rec
-          n = n + 1
-          tries[n] = string.format('%d', attempts)
-        elseif attempts then
-          redis.call('ZREM', processing, id)
-          release_groups({ id })
-          lost_record(id)
-        end
+      local ids, n = {}, 0
+      for k = from, #out, 2 do
+        n = n + 1
+        ids[n] = out[k]
       end
-      return results, token, n, table.concat(tries, ',')
+      if completed == 0 and n == 0 then return end
+      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
     end
   end
 end
@@ -1704,11 +1786,23 @@ if op == 'POP' then
   return out
 end
 
--- ACK's groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
--- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
--- attempt under it, the return values (nil when no group has any), and the index of the argument after
--- the groups.
-local function ack_groups(n)
+--[[ ACK (internal) -------------------------------------------------------------------------------------
+KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
+ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
+  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
+  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
+Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
+  leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
+  that token) per job, in argument order. A request: see REQUESTS.
+]]
+if op == 'ACK' then
+  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
+  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
+  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
+  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
+  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
+  -- the groups. (Inline, as is the check below: a helper costs every call a closure.)
   local ids, tokens, firsts, values = {}, {}, {}, nil
   local at, count = 6, 0
   while count < n do
@@ -1745,56 +1839,6 @@ local function ack_groups(n)
   if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
     bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
-  return ids, tokens, firsts, values, at
-end
-
--- Which of ACK's jobs are leased under the token given with them (read only): one "1" or "0" per job as
--- one string, the ids to complete, those ids as a set, their states once completed (id and state pairs,
--- only when completed jobs are kept) and their return values (when given).
-local function held_by_caller(ids, tokens, firsts, values)
-  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
-  if #ids == 0 then return '', done, seen, finals, kept end
-  local states = redis.call('HMGET', state, unpack(ids))
-  local keep = tonumber(keep_done) ~= 0
-  for i = 1, #ids do
-    local id, token, s = ids[i], tokens[i], states[i]
-    local r = '0'
-    -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
-    -- record), so a match means leased under this token; a repeated pair in one call completes once.
-    if s and token ~= '0' and not seen[id] then
-      local a = find(s, ':', 1, true)
-      local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
-      if held then
-        seen[id] = true
-        d = d + 1
-        done[d] = id
-        if kept then kept[d] = values[i] end
-        if keep then
-          finals[2 * d - 1] = id
-          finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
-        end
-        r = '1'
-      end
-    end
-    results[i] = r
-  end
-  return table.concat(results), done, seen, finals, kept
-end
-
---[[ ACK (internal) -------------------------------------------------------------------------------------
-KEYS: all seventeen declared, the priority and group lists and, with a request, KEYS[18] = the request's memo key.
-ARGV: ACK <current_time> <lease_ms> <fetch> <n> then groups of jobs leased under one token, each
-  <lease_token> <k> <valued> then k times <job_id> or, with valued = 1, k times <job_id> <return_value>
-  ('' for none; at most 1 MiB) (k >= 1, the k summing to n), then [request_lane request_seq]
-Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: completes n (0..1000) jobs, then
-  leases up to fetch (0..1000) more, in one call; results is one "1" (completed) or "0" (not leased under
-  that token) per job, in argument order. A request: see REQUESTS.
-]]
-if op == 'ACK' then
-  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
-  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  local ids, tokens, firsts, values, at = ack_groups(n)
   local memo, seq = request_arg(at)
   local saved = memo and recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
@@ -1806,7 +1850,37 @@ if op == 'ACK' then
     out[4] = tries
     return out
   end
-  local results, done, seen, finals, kept = held_by_caller(ids, tokens, firsts, values)
+  -- Which jobs are leased under the token given with them (read only): one "1" or "0" per job as one string,
+  -- the ids to complete, those ids as a set, their states once completed (id and state pairs, only when
+  -- completed jobs are kept) and their return values (when given).
+  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
+  if n > 0 then
+    local states = redis.call('HMGET', state, unpack(ids))
+    local keep = keep_done + 0 ~= 0
+    for i = 1, n do
+      local id, token, s = ids[i], tokens[i], states[i]
+      local r = '0'
+      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
+      -- record), so a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local a = find(s, ':', 1, true)
+        local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
+        if held then
+          seen[id] = true
+          d = d + 1
+          done[d] = id
+          if kept then kept[d] = values[i] end
+          if keep then
+            finals[2 * d - 1] = id
+            finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
+          end
+          r = '1'
+        end
+      end
+      results[i] = r
+    end
+  end
+  results = table.concat(results)
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted
@@ -1824,6 +1898,7 @@ if op == 'ACK' then
 end
 
 -- Inspection and control: below the hot path, so POP and ACK never build these helpers.
+load_moves()
 
 local function forget(id)
   forget_all({ id })

@@ -131,6 +131,25 @@ describe.each(topologies)('lost keys on %s', (topology) => {
     expect(jobs.map((j) => j.id)).toEqual([...ids].reverse());
   });
 
+  it('indexes again a list whose priority entry was deleted while other priorities kept theirs', async () => {
+    const ids = await queue.pushBulk([5, 5, 0, 0, -7, -7].map((priority, n) => ({ data: { n }, priority })));
+    await redis.zrem(queue.keys[0]!, '0');
+    const jobs = await popAll(6);
+    // The indexed priorities first; the lists they leave empty show the count is off, and the repair finds
+    // priority 0 again among lists that exist.
+    expect(jobs.map((j) => j.id)).toEqual([ids[0], ids[1], ids[4], ids[5], ids[2], ids[3]]);
+    expect(await queue.stats()).toMatchObject({ waiting: 0, processing: 6 });
+  });
+
+  it('serves each waiting job once after its priority index and `meta` were both deleted', async () => {
+    const ids = await queue.pushBulk(Array.from({ length: 3 }, (_, n) => ({ data: { n } })));
+    await redis.del(queue.keys[0]!, key(':meta'));
+    const jobs = await popAll(3);
+    expect(jobs.map((j) => j.id)).toEqual(ids);
+    expect(await queue.pop(10)).toEqual([]);
+    expect(await queue.stats()).toMatchObject({ waiting: 0, processing: 3 });
+  });
+
   it('reclaims the leases of a deleted processing set: the holder can still complete, a dead holder’s jobs come back', async () => {
     const ids = await queue.pushBulk([{ data: { n: 1 } }, { data: { n: 2 } }, { data: { n: 3 } }]);
     const held = await queue.pop(3, { leaseMs: 60_000 });

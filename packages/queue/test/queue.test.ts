@@ -96,6 +96,17 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.pushBulk([{ data: { to: 'x' } }, { data: { to: 'y' }, id: '4' }, { data: { to: 'z' } }])).toEqual(['3', '4', '5']);
   });
 
+  it('generates consecutive decimal ids in a bulk across tens and hundreds, each naming its own job', async () => {
+    for (let n = 1; n <= 7; n++) expect(await queue.push({ to: `single ${n}` })).toBe(String(n));
+    const ids = await queue.pushBulk(Array.from({ length: 105 }, (_, n) => ({ data: { to: `bulk ${n}` } })));
+    expect(ids).toEqual(Array.from({ length: 105 }, (_, n) => String(8 + n)));
+    const jobs = await queue.pop(200);
+    expect(jobs.map((j) => [j.id, j.data.to])).toEqual([
+      ...Array.from({ length: 7 }, (_, n) => [String(n + 1), `single ${n + 1}`]),
+      ...Array.from({ length: 105 }, (_, n) => [String(8 + n), `bulk ${n}`]),
+    ]);
+  });
+
   it('pushes a bulk of mixed options, own and generated ids in one call, with one result each in order', async () => {
     await queue.stats();
     const send = vi.spyOn(redis, 'sendCommand');
