@@ -226,6 +226,30 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     await expect(call([3, 60, NOW, '', 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
   });
 
+  it.each(['gcra', 'fixed-window'])('%s: the fast path sets the expiry the general path sets, rounded up to whole ms', async (algorithm) => {
+    // A 1.0005 s rule of limit 1: GCRA's tolerance and the fixed window's period are both 1,000,500 µs, so
+    // the key lives 1001 ms from the write. The general path gets the check through a cost written '01'. One
+    // transaction, so the server's clock moves little between the writes and the readings around them.
+    const [fast, general] = [`{${key}}:fast`, `{${key}}:general`];
+    // Compiled beforehand, so compiling it does not take a millisecond inside the transaction.
+    await scripts.loadAll();
+    const tx = redis.multi().time();
+    scripts.queueScript(tx, script, { keys: [fast], args: [1, 1.0005, '', '', algorithm] });
+    scripts.queueScript(tx, script, { keys: [general], args: [1, 1.0005, '', '', algorithm, '01', 'limit', 0, '', ''] });
+    const replies = (await tx.pexpiretime(fast).pexpiretime(general).time().exec())!.map(([err, value]) => {
+      expect(err).toBeNull();
+      return value;
+    });
+    const ms = (time: unknown) => Number((time as string[])[0]) * 1000 + Math.floor(Number((time as string[])[1]) / 1000);
+    const [before, after] = [ms(replies[0]), ms(replies[5])];
+    expect((replies[1] as number[])[0]).toBe(1);
+    expect((replies[2] as number[])[0]).toBe(1);
+    for (const expiresAt of [replies[3], replies[4]] as number[]) {
+      expect(expiresAt - before).toBeGreaterThanOrEqual(1001);
+      expect(expiresAt - after).toBeLessThanOrEqual(1001);
+    }
+  });
+
   it('a second key in the seed call is refused', async () => {
     const err = await call([10, 60, NOW], [`{${key}}a`, `{${key}}b`]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
