@@ -250,6 +250,39 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     }
   });
 
+  it('the compact form (limit, window, algorithm) answers as the short form at server time, and takes one key only', async () => {
+    for (const algorithm of ['sliding-window', 'gcra', 'fixed-window']) {
+      const compact: number[][] = [];
+      const short: number[][] = [];
+      // An hour's window, so a fixed window's boundary (server time) cannot fall inside the test.
+      for (let i = 0; i < 4; i++) {
+        short.push((await call([3, 3600, '', '', algorithm], [`${key}:${algorithm}:short`])) as number[]);
+        compact.push((await call([3, 3600, algorithm], [`${key}:${algorithm}:compact`])) as number[]);
+      }
+      // Allowed, remaining and the binding rule; reset and retry-after move with the server's clock.
+      const fields = (replies: number[][]) => replies.map(([allowed, remaining, , , rule]) => [allowed, remaining, rule]);
+      expect(fields(compact)).toEqual(fields(short));
+      expect(fields(compact)).toEqual([[1, 2, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]]);
+      expect(compact.every((r) => r.length === 5 && r[2]! > 0 && r[2]! <= 3600e6)).toBe(true);
+    }
+    // Bad input reaches the general path, which says what is wrong.
+    await expect(call([0, 60, 'gcra'])).rejects.toThrow(/limit must be an integer/);
+    await expect(call([3, 60, 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
+    // A seed call's current_time is still a time: not a number, it is refused.
+    await expect(call([3, 60, 'soon'])).rejects.toThrow(/current_time must be seconds/);
+  });
+
+  it('the compact form on an old-layout key: the general path converts it at the server time', async () => {
+    const [seconds, micros] = await redis.time();
+    const nowUs = Number(seconds) * 1e6 + Number(micros);
+    await redis.zadd(key, nowUs - 1000, 'a0', nowUs - 500, 'a1:3');
+    await redis.pexpire(key, 60_000);
+    expect(((await call([5, 60, 'sliding-window'])) as number[]).slice(0, 2)).toEqual([1, 0]);
+    expect(await redis.type(key)).toBe('string');
+    expect(decodeWindowLog((await redis.getBuffer(key))!).used).toBe(5);
+    expect(((await call([5, 60, 'sliding-window'])) as number[]).slice(0, 2)).toEqual([0, 0]);
+  });
+
   it('a second key in the seed call is refused', async () => {
     const err = await call([10, 60, NOW], [`{${key}}a`, `{${key}}b`]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
