@@ -46,8 +46,10 @@ export class LimiterProtocol {
   /** Whether a plain `limit` of cost 1 can take the short form (one rule, no block, no policy). */
   private readonly short: boolean;
   /**
-   * The short form at server time, the commonest call: built once, as the text the script reads, so a check
-   * neither builds an array nor converts numbers (`checkArgs` callers and the script manager only read it).
+   * The commonest call, a plain `limit` at server time, built once as the text the script reads, so a check
+   * neither builds an array nor converts numbers (`checkArgs` callers and the script manager only read it):
+   * the compact form (limit, window, algorithm) when the burst is the limit, else the short form. Each
+   * argument costs Redis about 1k instructions to read.
    */
   private readonly shortAtServerTime: readonly string[];
   /** ARGV[10]: whether KEYS carry the policy key. */
@@ -70,7 +72,10 @@ export class LimiterProtocol {
     this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
     this.policyFlag = policies ? '1' : '';
     this.short = !policies && blockMs === 0 && rest.length === 0;
-    this.shortAtServerTime = [String(first!.limit), String(first!.windowMs / 1000), '', String(first!.capacity), algorithm];
+    this.shortAtServerTime =
+      first!.capacity === first!.limit
+        ? [String(first!.limit), String(first!.windowMs / 1000), algorithm]
+        : [String(first!.limit), String(first!.windowMs / 1000), '', String(first!.capacity), algorithm];
   }
 
   /** The keys of one id as a check takes them: one per rule, then the block key, then the policy key. */
@@ -120,7 +125,7 @@ export class LimiterProtocol {
   checkArgs(call: CheckCall): readonly (string | number)[] {
     const { limit, windowSeconds, capacity } = this.first;
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
-    // The short form: ARGV[1..5], the rest at their defaults.
+    // The compact or short form: the rest at their defaults.
     if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) {
       return time === '' ? this.shortAtServerTime : [limit, windowSeconds, time, capacity, this.algorithm];
     }

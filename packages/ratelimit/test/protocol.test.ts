@@ -57,6 +57,31 @@ describe.each(topologies)('rate_limiter.lua through src/protocol.ts on %s', (top
     expect(got).toEqual({ allowed: true, remaining: 5, limit: 6, resetMs, retryAfterMs: 0, windowMs: 1500, rule: 0 });
   });
 
+  it.each(algorithms)('%s limit at server time: the compact form without a burst, the short form with one', async (algorithm) => {
+    // Long windows, so a fixed window's boundary (server time) cannot fall inside the test.
+    const plain = protocolFor({ limit: 2, windowMs: 3_600_000, algorithm });
+    const burst = protocolFor({ limit: 2, windowMs: 3_600_000, burst: 3, algorithm });
+    expect(plain.checkArgs({ cost: 1, mode: 'limit' })).toEqual(['2', '3600', algorithm]);
+    expect(burst.checkArgs({ cost: 1, mode: 'limit' })).toEqual(['2', '3600', '', '3', algorithm]);
+    const answers = async (protocol: LimiterProtocol, id: string) => {
+      const out = [];
+      for (let i = 0; i < 4; i++) out.push(await check(protocol, id, { cost: 1, mode: 'limit' }));
+      return out.map((r) => [r.allowed, r.remaining, r.limit, r.windowMs]);
+    };
+    expect(await answers(plain, 'p')).toEqual([
+      [true, 1, 2, 3_600_000],
+      [true, 0, 2, 3_600_000],
+      [false, 0, 2, 3_600_000],
+      [false, 0, 2, 3_600_000],
+    ]);
+    expect((await answers(burst, 'b')).map(([allowed, remaining]) => [allowed, remaining])).toEqual([
+      [true, 2],
+      [true, 1],
+      [true, 0],
+      [false, 0],
+    ]);
+  });
+
   it.each(algorithms)('%s limit, peek and refusal with cost, several rules and a block', async (algorithm) => {
     const protocol = protocolFor({ rules: [{ limit: 10, windowMs: 60_000 }, { limit: 3, windowMs: 10_000 }], algorithm, blockMs: 2000 });
     // GCRA's period is capacity × a whole-µs emission interval: 3 × 3 333 334 µs.

@@ -226,6 +226,63 @@ describe.each(topologies)('rate_limiter.lua called raw (the seed contract) on %s
     await expect(call([3, 60, NOW, '', 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
   });
 
+  it.each(['gcra', 'fixed-window'])('%s: the fast path sets the expiry the general path sets, rounded up to whole ms', async (algorithm) => {
+    // A 1.0005 s rule of limit 1: GCRA's tolerance and the fixed window's period are both 1,000,500 µs, so
+    // the key lives 1001 ms from the write. The general path gets the check through a cost written '01'. One
+    // transaction, so the server's clock moves little between the writes and the readings around them.
+    const [fast, general] = [`{${key}}:fast`, `{${key}}:general`];
+    // Compiled beforehand, so compiling it does not take a millisecond inside the transaction.
+    await scripts.loadAll();
+    const tx = redis.multi().time();
+    scripts.queueScript(tx, script, { keys: [fast], args: [1, 1.0005, '', '', algorithm] });
+    scripts.queueScript(tx, script, { keys: [general], args: [1, 1.0005, '', '', algorithm, '01', 'limit', 0, '', ''] });
+    const replies = (await tx.pexpiretime(fast).pexpiretime(general).time().exec())!.map(([err, value]) => {
+      expect(err).toBeNull();
+      return value;
+    });
+    const ms = (time: unknown) => Number((time as string[])[0]) * 1000 + Math.floor(Number((time as string[])[1]) / 1000);
+    const [before, after] = [ms(replies[0]), ms(replies[5])];
+    expect((replies[1] as number[])[0]).toBe(1);
+    expect((replies[2] as number[])[0]).toBe(1);
+    for (const expiresAt of [replies[3], replies[4]] as number[]) {
+      expect(expiresAt - before).toBeGreaterThanOrEqual(1001);
+      expect(expiresAt - after).toBeLessThanOrEqual(1001);
+    }
+  });
+
+  it('the compact form (limit, window, algorithm) answers as the short form at server time, and takes one key only', async () => {
+    for (const algorithm of ['sliding-window', 'gcra', 'fixed-window']) {
+      const compact: number[][] = [];
+      const short: number[][] = [];
+      // An hour's window, so a fixed window's boundary (server time) cannot fall inside the test.
+      for (let i = 0; i < 4; i++) {
+        short.push((await call([3, 3600, '', '', algorithm], [`${key}:${algorithm}:short`])) as number[]);
+        compact.push((await call([3, 3600, algorithm], [`${key}:${algorithm}:compact`])) as number[]);
+      }
+      // Allowed, remaining and the binding rule; reset and retry-after move with the server's clock.
+      const fields = (replies: number[][]) => replies.map(([allowed, remaining, , , rule]) => [allowed, remaining, rule]);
+      expect(fields(compact)).toEqual(fields(short));
+      expect(fields(compact)).toEqual([[1, 2, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]]);
+      expect(compact.every((r) => r.length === 5 && r[2]! > 0 && r[2]! <= 3600e6)).toBe(true);
+    }
+    // Bad input reaches the general path, which says what is wrong.
+    await expect(call([0, 60, 'gcra'])).rejects.toThrow(/limit must be an integer/);
+    await expect(call([3, 60, 'gcra'], [`{${key}}a`, `{${key}}b`])).rejects.toThrow(/wrong number of keys/);
+    // A seed call's current_time is still a time: not a number, it is refused.
+    await expect(call([3, 60, 'soon'])).rejects.toThrow(/current_time must be seconds/);
+  });
+
+  it('the compact form on an old-layout key: the general path converts it at the server time', async () => {
+    const [seconds, micros] = await redis.time();
+    const nowUs = Number(seconds) * 1e6 + Number(micros);
+    await redis.zadd(key, nowUs - 1000, 'a0', nowUs - 500, 'a1:3');
+    await redis.pexpire(key, 60_000);
+    expect(((await call([5, 60, 'sliding-window'])) as number[]).slice(0, 2)).toEqual([1, 0]);
+    expect(await redis.type(key)).toBe('string');
+    expect(decodeWindowLog((await redis.getBuffer(key))!).used).toBe(5);
+    expect(((await call([5, 60, 'sliding-window'])) as number[]).slice(0, 2)).toEqual([0, 0]);
+  });
+
   it('a second key in the seed call is refused', async () => {
     const err = await call([10, 60, NOW], [`{${key}}a`, `{${key}}b`]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ScriptError);
