@@ -69,6 +69,8 @@ function toCyRedisError(scriptName: string, err: unknown): CyRedisError {
  */
 export class LuaScriptManager {
   private readonly scripts = new Map<string, RegisteredScript>();
+  /** Frozen key lists already checked (each key, and one slot on a cluster): a caller that keeps its list pays once. */
+  private readonly checkedKeys = new WeakSet<readonly string[]>();
   private readonly isCluster: boolean;
   private readonly keyPrefix: string;
 
@@ -189,21 +191,27 @@ export class LuaScriptManager {
     }
     // Every script call passes here: test the common shapes inline and name the position only on failure,
     // so a call does not build a `keys[i]`/`args[i]` string for every key and argument.
+    if (!this.checkedKeys.has(keys)) this.checkKeys(keys);
+    for (let i = 0; i < args.length; i++) {
+      const arg = args[i];
+      if (typeof arg !== 'string' && !(typeof arg === 'number' && Number.isFinite(arg))) assertScriptArg(`args[${i}]`, arg);
+    }
+  }
+
+  private checkKeys(keys: readonly string[]): void {
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
       if (typeof key !== 'string' || key.length === 0 || !key.isWellFormed()) {
         assertNonEmptyString(`keys[${i}]`, key, Number.MAX_SAFE_INTEGER);
       }
     }
-    for (let i = 0; i < args.length; i++) {
-      const arg = args[i];
-      if (typeof arg !== 'string' && !(typeof arg === 'number' && Number.isFinite(arg))) assertScriptArg(`args[${i}]`, arg);
-    }
     if (this.isCluster && keys.length > 1) {
       const prefixed = keys.map((k) => this.keyPrefix + k);
       const slots = prefixed.map((k) => calculateSlot(k));
       if (slots.some((slot) => slot !== slots[0])) throw new CrossSlotError(prefixed, slots);
     }
+    // Frozen, the list cannot change after this check.
+    if (Object.isFrozen(keys)) this.checkedKeys.add(keys);
   }
 
   private async run(s: RegisteredScript, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {

@@ -227,6 +227,21 @@ describe('LuaScriptManager on a cluster only', () => {
     await redis.quit();
   });
 
+  it('checks a frozen key list once and a list that may change at every call', async () => {
+    scripts.registerScript('get_all', GET_ALL);
+    const frozen = Object.freeze([`${prefix}:{f}:1`, `${prefix}:{f}:2`]);
+    for (let i = 0; i < 3; i++) expect(await scripts.executeScript('get_all', { keys: frozen })).toEqual([null, null]);
+    // A frozen list that fails its check is refused at every call, never remembered as checked.
+    const crossed = Object.freeze([`${prefix}:{a}`, `${prefix}:{b}`]);
+    for (let i = 0; i < 2; i++) await expect(scripts.executeScript('get_all', { keys: crossed })).rejects.toBeInstanceOf(CrossSlotError);
+    const open = [`${prefix}:{o}:1`, `${prefix}:{o}:2`];
+    expect(await scripts.executeScript('get_all', { keys: open })).toEqual([null, null]);
+    open[1] = `${prefix}:{x}:2`;
+    await expect(scripts.executeScript('get_all', { keys: open })).rejects.toBeInstanceOf(CrossSlotError);
+    open[1] = '';
+    await expect(scripts.executeScript('get_all', { keys: open })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
   it('throws CrossSlotError naming the keys whose slots differ', async () => {
     scripts.registerScript('get_all', GET_ALL);
     const err = await scripts.executeScript('get_all', { keys: [`${prefix}:{a}`, `${prefix}:{b}`] }).catch((e: unknown) => e);

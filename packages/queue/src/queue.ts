@@ -285,6 +285,9 @@ const DEDUP_MODES = ['throttle', 'debounce'] as const;
 const BULK_JOB_KEYS = ['data', ...PUSH_OPTIONS] as const;
 const POP_OPTIONS = ['leaseMs', 'request'] as const;
 const ACK_OPTIONS = ['leaseMs', 'request', 'fetch', 'returnValues'] as const;
+const REQUEST_OPTIONS = ['lane', 'seq'] as const;
+/** Lanes whose key lists a queue keeps (a worker uses about three); past it the cache starts over. */
+const MAX_LANE_KEYS = 64;
 /** The script's backoff when a job stores none. */
 const DEFAULT_BACKOFF = { baseMs: 1000, maxMs: 60_000 } as const;
 
@@ -666,6 +669,7 @@ function checkFlag(name: string, value: unknown): boolean {
 
 /** A lease in whole ms, 1 ms to a day. */
 function checkLease(name: string, value: unknown): number {
+  if (Number.isSafeInteger(value) && (value as number) >= 1 && (value as number) <= LIMITS.maxLeaseMs) return value as number;
   return durationMs(name, value, { min: 1, max: LIMITS.maxLeaseMs, integer: true });
 }
 
@@ -703,11 +707,16 @@ function isIntegerIn(value: unknown, max: number): boolean {
 
 /** Checks an optional request. */
 function checkRequest(name: string, value: RequestId | undefined): void {
-  if (value === undefined) return;
+  if (value === undefined || isRequest(value)) return;
   if (value === null || typeof value !== 'object') throw new InvalidArgumentError(name, 'must be { lane, seq }');
-  assertOptions(name, value, ['lane', 'seq']);
+  assertOptions(name, value, REQUEST_OPTIONS);
   checkId(`${name}.lane`, value.lane);
   assertInteger(`${name}.seq`, value.seq, { min: 0 });
+}
+
+/** What `checkRequest` accepts, without building a message. */
+function isRequest(value: RequestId): boolean {
+  return hasOnlyKeys(value, REQUEST_OPTIONS) && fitsBytes(value.lane, LIMITS.maxIdBytes) && Number.isSafeInteger(value.seq) && value.seq >= 0;
 }
 
 /** What `checkJob` accepts, without building a message. */
@@ -726,6 +735,7 @@ function isJob(job: JobLease): boolean {
 }
 
 function checkCount(name: string, value: unknown, min: number): number {
+  if (Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= LIMITS.maxBatch) return value as number;
   assertInteger(name, value, { min, max: LIMITS.maxBatch });
   return value;
 }
@@ -775,6 +785,8 @@ export class JobQueue<T = unknown, R = unknown> {
   /** The codec for leased jobs: keeps the trace context for the job factory. */
   private readonly leases: Codec<T>;
   private warned = false;
+  /** The key lists of recent request lanes: built once per lane, not per call (a worker reuses its lanes). */
+  private readonly laneKeys = new Map<string, readonly string[]>();
   /** Records the queue's name in the prefix's registry on use (at most once a minute). */
   private readonly registry: NameRecorder;
   /** Default lease for `pop`, in ms. */
@@ -915,11 +927,11 @@ export class JobQueue<T = unknown, R = unknown> {
 
   private async fetchNow(count: number, options: PopOptions): Promise<FetchResult<T>> {
     checkCount('count', count, 1);
-    assertOptions('options', options, POP_OPTIONS);
+    if (!hasOnlyKeys(options, POP_OPTIONS)) assertOptions('options', options, POP_OPTIONS);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     const { request } = options;
     checkRequest('options.request', request);
-    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), requestKeys(this.scriptKeys, request)), this.leases, this.makeJob);
+    const leased = decodeFetch(await this.run(encodeFetch(count, leaseMs, request), this.requestKeys(request)), this.leases, this.makeJob);
     // Almost every lease has neither: no await then, so the jobs reach the caller without extra ticks.
     const errors = leased.undecodable === undefined ? undefined : await this.deadLetterUndecodable(leased.undecodable);
     if (leased.jobs.some(fromScheduler)) await this.advanceSchedulers(leased.jobs);
@@ -952,7 +964,7 @@ export class JobQueue<T = unknown, R = unknown> {
   private async ackNow(jobs: readonly JobLease[], options: AckOptions<R>): Promise<AckResult<T>> {
     checkArray('jobs', jobs);
     checkCount('jobs.length', jobs.length, 0);
-    assertOptions('options', options, ACK_OPTIONS);
+    if (!hasOnlyKeys(options, ACK_OPTIONS)) assertOptions('options', options, ACK_OPTIONS);
     const fetch = checkCount('options.fetch', options.fetch ?? 0, 0);
     const leaseMs = checkLease('options.leaseMs', options.leaseMs ?? this.leaseMs);
     this.checkJobs(jobs);
@@ -964,7 +976,7 @@ export class JobQueue<T = unknown, R = unknown> {
       if (returnValues.length !== jobs.length) throw new InvalidArgumentError('options.returnValues', `must have one entry per job (${jobs.length})`);
       values = returnValues.map((v, i) => this.encodeResult(`options.returnValues[${i}]`, v));
     }
-    const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), requestKeys(this.scriptKeys, request));
+    const reply = await this.run(encodeAck(jobs, fetch, leaseMs, request, values), this.requestKeys(request));
     const acked = decodeAck(reply, this.leases, this.makeJob);
     // Almost every lease has neither: no await then, so the jobs reach the caller without extra ticks.
     const errors = acked.undecodable === undefined ? undefined : await this.deadLetterUndecodable(acked.undecodable);
@@ -1298,6 +1310,18 @@ export class JobQueue<T = unknown, R = unknown> {
       };
       check(true).catch((err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(String(err)))));
     });
+  }
+
+  /** The keys of a `fetch`/`ack` call with `request` (see `requestKeys`), frozen and kept per lane. */
+  private requestKeys(request: RequestId | undefined): readonly string[] {
+    if (request === undefined) return this.scriptKeys;
+    let keys = this.laneKeys.get(request.lane);
+    if (keys === undefined) {
+      if (this.laneKeys.size >= MAX_LANE_KEYS) this.laneKeys.clear();
+      keys = Object.freeze(requestKeys(this.scriptKeys, request));
+      this.laneKeys.set(request.lane, keys);
+    }
+    return keys;
   }
 
   private run(args: ScriptArg[], keys: readonly string[] = this.scriptKeys): Promise<unknown> {

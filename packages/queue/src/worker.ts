@@ -284,39 +284,69 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       this.running.add(r);
       this.busy++;
       if (this.timeoutMs !== undefined) r.timer = setTimeout(() => this.timeout(r), this.timeoutMs);
-      void this.execute(r);
+      this.execute(r);
     }
   }
 
-  private async execute(r: Running<T, R>): Promise<void> {
-    let error: unknown;
-    let ok = true;
+  /**
+   * Runs the handler on one job. A handler that answers synchronously (no promise) is finished at once: the
+   * job costs no promise and no microtask of its own; its completion still goes out with the tick's others.
+   */
+  private execute(r: Running<T, R>): void {
+    let result: R | undefined | PromiseLike<R | undefined>;
+    let later: boolean;
     try {
-      const value = await (PROCESS.active ? PROCESS.run(() => processContext(this.queue.name, r.job), () => this.runHandler(r)) : this.handler(r.job, r.controller.signal));
-      // A value the codec refuses (or over 1 MiB) fails the job here, not the batch it would be sent in.
-      if (value !== undefined) this.queue.encodeResult('returnValue', value);
-      r.value = value;
+      result = PROCESS.active ? PROCESS.run(() => processContext(this.queue.name, r.job), () => this.runHandler(r)) : this.handler(r.job, r.controller.signal);
+      // Inside the try: reading `then` may throw, which fails the job as it would under `await`.
+      later = isThenable(result);
     } catch (err) {
-      ok = false;
-      error = err;
+      this.finish(r, false, err);
+      return;
     }
-    clearTimeout(r.timer);
+    if (!later) {
+      this.finish(r, true, result);
+      return;
+    }
+    // Followed as `await` would: a foreign thenable is adopted by a native promise first.
+    Promise.resolve(result).then(
+      (value) => this.finish(r, true, value),
+      (err: unknown) => this.finish(r, false, err),
+    );
+  }
+
+  /** What follows a handler's run: its completion queued, or its failure recorded. */
+  private finish(r: Running<T, R>, ok: boolean, outcome: unknown): void {
+    if (ok && outcome !== undefined) {
+      try {
+        // A value the codec refuses (or over 1 MiB) fails the job here, not the batch it would be sent in.
+        this.queue.encodeResult('returnValue', outcome as R);
+        r.value = outcome as R;
+      } catch (err) {
+        ok = false;
+        outcome = err;
+      }
+    }
+    if (r.timer !== undefined) clearTimeout(r.timer);
     this.running.delete(r);
     if (r.settled) {
       this.freeSlot();
     } else if (ok) {
       r.settled = true;
       this.finished.post(r);
-    } else if (error instanceof RateLimitedError) {
-      // Upstream said "slow down": the job goes back uncounted and the whole queue stops leasing a while.
-      this.settle(r);
-      await this.queue.release(r.job, { pauseMs: error.delayMs }).catch((err: unknown) => this.fault(err));
-      this.freeSlot();
     } else {
-      this.settle(r);
-      await this.failJob(r, error);
-      this.freeSlot();
+      void this.failed(r, outcome);
     }
+  }
+
+  private async failed(r: Running<T, R>, error: unknown): Promise<void> {
+    this.settle(r);
+    if (error instanceof RateLimitedError) {
+      // Upstream said "slow down": the job goes back uncounted and the whole queue stops leasing a while.
+      await this.queue.release(r.job, { pauseMs: error.delayMs }).catch((err: unknown) => this.fault(err));
+    } else {
+      await this.failJob(r, error);
+    }
+    this.freeSlot();
   }
 
   /** The handler's run as a promise, for the tracing channel (a handler may answer synchronously or throw). */
@@ -343,8 +373,13 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
     this.busy -= batch.length;
     const fetch = this.closing ? 0 : Math.max(0, this.concurrency - this.busy - this.reserved);
     this.reserved += fetch;
-    const jobs = batch.map((r) => r.job);
-    const returnValues = batch.some((r) => r.value !== undefined) ? batch.map((r) => r.value) : undefined;
+    const jobs = new Array<Job<T>>(batch.length);
+    let valued = false;
+    for (let i = 0; i < batch.length; i++) {
+      jobs[i] = batch[i]!.job;
+      if (batch[i]!.value !== undefined) valued = true;
+    }
+    const returnValues = valued ? batch.map((r) => r.value) : undefined;
     const request = this.nextRequest();
     const options = returnValues === undefined ? { fetch, leaseMs: this.leaseMs, request } : { fetch, leaseMs: this.leaseMs, request, returnValues };
     void this.untilAnswered(() => this.queue.ack(jobs, options))
@@ -360,10 +395,8 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
         const reply = outcome.reply;
         this.freeLanes.push(request.lane);
         reply.errors?.forEach((err) => this.fault(err));
-        batch.forEach((r, i) => {
-          if (reply.completed[i]) this.fire('completed', r.job);
-          else this.fire('lost', r.job);
-        });
+        const { completed } = reply;
+        for (let i = 0; i < batch.length; i++) this.fire(completed[i] ? 'completed' : 'lost', batch[i]!.job);
         this.start(reply.jobs);
       })
       .finally(() => {
@@ -471,6 +504,11 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
 /** The `process` channel's context of one job's run. */
 function processContext(name: string, job: Job<unknown>): OperationContext {
   return { name, key: job.id, attempts: job.attempts, traceContext: job.traceContext, target: job };
+}
+
+/** Whether `await` would wait for `value` (a promise or any object with a `then` method). */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /** What makes two failures "the same way": the error's class and message. */

@@ -202,3 +202,36 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 0, delayed: 0, processing: 0, failed: 0, dead: 0, completed: 0 });
   });
 });
+
+// The lease part of POP (full) and ACK replies, read without a server: every number is read in place.
+describe('lease reply decoders', () => {
+  const reply = (...jobs: [id: string, attempts: number, record: string][]): unknown[] => [
+    '250',
+    '1733561234567890',
+    jobs.map(([, attempts]) => attempts).join(','),
+    ...jobs.flatMap(([id, , record]) => [id, record]),
+  ];
+
+  it('reads priority, attempts and retries of each job, negative and multi-digit ones too, past an undecodable job', () => {
+    const leased = protocol.decodeFetch(
+      reply(
+        ['a', 1, '0:3@1733561234567:{"x":1}'],
+        ['b', 12, '-1000:1000,5,10@1733561234567:"two"'],
+        ['bad', 3, '7:3@1733561234567:not json'],
+        ['c', 107, '42:0:[3]'],
+      ),
+      codec,
+    );
+    expect(leased.waitMs).toBe(250);
+    expect(leased.jobs.map(({ id, data, priority, attempts, maxRetries, leaseToken }) => ({ id, data, priority, attempts, maxRetries, leaseToken }))).toEqual([
+      { id: 'a', data: { x: 1 }, priority: 0, attempts: 1, maxRetries: 3, leaseToken: '1733561234567890' },
+      { id: 'b', data: 'two', priority: -1000, attempts: 12, maxRetries: 1000, leaseToken: '1733561234567890' },
+      { id: 'c', data: [3], priority: 42, attempts: 107, maxRetries: 0, leaseToken: '1733561234567890' },
+    ]);
+    expect(leased.undecodable?.map(({ id, leaseToken }) => ({ id, leaseToken }))).toEqual([{ id: 'bad', leaseToken: '1733561234567890' }]);
+    const acked = protocol.decodeAck(['101', ...reply(['d', 2, '5:3@1:null'])], codec);
+    expect(acked.completed).toEqual([true, false, true]);
+    expect(acked.jobs.map(({ id, priority, attempts, maxRetries }) => ({ id, priority, attempts, maxRetries }))).toEqual([{ id: 'd', priority: 5, attempts: 2, maxRetries: 3 }]);
+    expect(protocol.decodeFetch(['-1', '1', ''], codec)).toEqual({ waitMs: -1, jobs: [], undecodable: undefined });
+  });
+});

@@ -266,6 +266,17 @@ describe.each(topologies)('JobQueue on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ completed: 5, processing: 1, waiting: 0 });
   });
 
+  it('keeps each lane its own memo key across many lanes (more than a queue keeps key lists for)', async () => {
+    await queue.pushBulk(Array.from({ length: 70 }, (_, i) => ({ data: { to: `u${i}` } })));
+    const leased: Job<Email>[][] = [];
+    for (let i = 0; i < 70; i++) leased.push((await queue.fetch(1, { request: { lane: `many:${i}`, seq: i } })).jobs);
+    // The first lanes' lists were dropped and are built again: each repeat still finds its own memo.
+    for (const i of [0, 1, 69]) expect((await queue.fetch(1, { request: { lane: `many:${i}`, seq: i } })).jobs).toEqual(leased[i]);
+    const memos = Object.keys(await snapshot(redis, prefix)).filter((key) => key.includes(':req:'));
+    expect(memos).toHaveLength(70);
+    expect(await queue.stats()).toMatchObject({ processing: 70, waiting: 0 });
+  });
+
   it('survives SCRIPT FLUSH in the middle of a run', async () => {
     await queue.pushBulk(Array.from({ length: 200 }, (_, i) => ({ data: { to: `u${i}` } })));
     let done = 0;

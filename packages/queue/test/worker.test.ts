@@ -103,6 +103,35 @@ describe.each(topologies)('Worker on %s', (topology) => {
     expect(await queue.stats()).toMatchObject({ completed: 1, processing: 0 });
   });
 
+  it("takes a handler's answer however it comes: at once, as a promise or a foreign thenable; a throw, a rejection or a throwing then fails the job", async () => {
+    const kept = new JobQueue<Task, string>(redis, 'answers', { prefix, backoff: { baseMs: 10, maxMs: 20 } });
+    const ids = await kept.pushBulk(Array.from({ length: 6 }, (_, n) => ({ data: { n }, maxRetries: 0 })));
+    const answers: ((n: number) => unknown)[] = [
+      (n) => `sync ${n}`,
+      (n) => Promise.resolve(`async ${n}`),
+      // Not a Promise: `await` would adopt it, and so does the worker.
+      (n) => ({ then: (resolve: (v: string) => void) => resolve(`thenable ${n}`) }),
+      () => {
+        throw new Error('thrown');
+      },
+      () => Promise.reject(new Error('rejected')),
+      () => ({
+        get then(): never {
+          throw new Error('then threw');
+        },
+      }),
+    ];
+    const w = new Worker(kept, (job) => answers[job.data.n]!(job.data.n) as string, { concurrency: 6 });
+    workers.push(w as unknown as Worker<Task>);
+    const done = new Map<number, string>();
+    w.on('completed', (job) => done.set(job.data.n, 'completed'));
+    w.on('dead', (job, err) => done.set(job.data.n, (err as Error).message));
+    await waitFor(() => done.size === 6, { timeoutMs: 20_000 });
+    expect([...done].sort((x, y) => x[0] - y[0]).map(([, outcome]) => outcome)).toEqual(['completed', 'completed', 'completed', 'thrown', 'rejected', 'then threw']);
+    const values = await Promise.all(ids.slice(0, 3).map(async (id) => (await kept.getJob(id))?.returnValue));
+    expect(values).toEqual(['sync 0', 'async 1', 'thenable 2']);
+  });
+
   it('aborts the signal and fails the job after timeoutMs', async () => {
     await queue.push({ n: 1 }, { maxRetries: 0 });
     let reason: unknown;
