@@ -103,6 +103,9 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
   /** Completions per `ack` call: two calls of half the concurrency overlap Redis work with handler work. */
   private readonly ackBatch: number;
   private closing = false;
+  /** Unused controllers whose signals exist already (see `prepareSignals`). */
+  private spare: AbortController[] = [];
+  private preparing = false;
   private closed: Promise<void> | undefined;
   private blocking: RedisClient | undefined;
   private readonly loop: Promise<void>;
@@ -193,7 +196,9 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       }
       this.reserved += free;
       const request = this.nextRequest();
-      const outcome = await this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, request }));
+      const answer = this.untilAnswered(() => this.queue.fetch(free, { leaseMs: this.leaseMs, request }));
+      this.prepareSignals(free);
+      const outcome = await answer;
       this.reserved -= free;
       if (outcome === 'closed') break;
       // A skipped call's lane may hold a memo of it: the lane is not reused.
@@ -280,7 +285,7 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
         this.queue.release(job).catch((err: unknown) => this.fault(err));
         continue;
       }
-      const r: Running<T, R> = { job, value: undefined, controller: new AbortController(), timer: undefined, settled: false };
+      const r: Running<T, R> = { job, value: undefined, controller: this.spare.pop() ?? freshController(), timer: undefined, settled: false };
       this.running.add(r);
       this.busy++;
       if (this.timeoutMs !== undefined) r.timer = setTimeout(() => this.timeout(r), this.timeoutMs);
@@ -382,7 +387,9 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
     const returnValues = valued ? batch.map((r) => r.value) : undefined;
     const request = this.nextRequest();
     const options = returnValues === undefined ? { fetch, leaseMs: this.leaseMs, request } : { fetch, leaseMs: this.leaseMs, request, returnValues };
-    void this.untilAnswered(() => this.queue.ack(jobs, options))
+    const answer = this.untilAnswered(() => this.queue.ack(jobs, options));
+    this.prepareSignals(fetch);
+    void answer
       .then((outcome) => {
         this.reserved -= fetch;
         // Closing: given up; the leases run out and the jobs come back (the lane is not reused).
@@ -403,6 +410,21 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
         this.acking--;
         this.flush();
       });
+  }
+
+  /**
+   * Makes fresh abort controllers for up to `count` jobs a call in flight may lease, right after the call was
+   * sent: on Node 20 an AbortSignal costs about 2 µs to create, paid here while Redis works on the call
+   * instead of between its reply and the handlers' start. Each controller still serves one job only.
+   */
+  private prepareSignals(count: number): void {
+    if (count <= 0 || this.preparing) return;
+    this.preparing = true;
+    setImmediate(() => {
+      this.preparing = false;
+      const want = Math.min(this.concurrency, this.reserved);
+      while (this.spare.length < want && !this.closing) this.spare.push(freshController());
+    });
   }
 
   private async failJob(r: Running<T, R>, error: unknown): Promise<void> {
@@ -499,6 +521,13 @@ export class Worker<T = unknown, R = unknown> extends EventEmitter<WorkerEvents<
       // An 'error' listener that throws has nowhere left to report to.
     }
   }
+}
+
+/** A controller whose signal is already made (the getter creates it on first read). */
+function freshController(): AbortController {
+  const controller = new AbortController();
+  void controller.signal;
+  return controller;
 }
 
 /** The `process` channel's context of one job's run. */

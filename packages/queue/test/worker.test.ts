@@ -152,6 +152,29 @@ describe.each(topologies)('Worker on %s', (topology) => {
     expect((await queue.deadJobs())[0]!.error).toMatch(/timed out/);
   });
 
+  it('gives every run a signal of its own, unaborted at its start, also after other runs were aborted', async () => {
+    // Signals are made ahead of time while calls are in flight: none may be shared or handed out aborted.
+    await queue.pushBulk(Array.from({ length: 60 }, (_, n) => ({ data: { n }, maxRetries: 0 })));
+    const signals: AbortSignal[] = [];
+    const abortedAtStart: number[] = [];
+    const w = worker(
+      (job, signal) => {
+        signals.push(signal);
+        if (signal.aborted) abortedAtStart.push(job.data.n);
+        // Every third job outlives the timeout, so its signal is aborted while others are leased and started.
+        return job.data.n % 3 === 0 ? new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve())) : undefined;
+      },
+      { concurrency: 8, timeoutMs: 50 },
+    );
+    let finished = 0;
+    for (const event of ['completed', 'dead'] as const) w.on(event, () => finished++);
+    await waitFor(() => finished === 60, { timeoutMs: 30_000 });
+    expect(signals).toHaveLength(60);
+    expect(new Set(signals).size).toBe(60);
+    expect(abortedAtStart).toEqual([]);
+    expect(signals.filter((s) => s.aborted)).toHaveLength(20);
+  });
+
   it('blocks while idle instead of polling, and wakes for a push and for a delayed job at its time', async () => {
     const done: number[] = [];
     const fetch = vi.spyOn(queue, 'fetch');
