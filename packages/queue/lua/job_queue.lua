@@ -1506,8 +1506,9 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
 
     -- Leases the popped `ids` under one new lease token (a call leases a job at most once, so the token still
     -- fences each lease) and appends them to `out` (seed pairs, or id and record pairs when `full`). Returns
-    -- how many, the token (0 when none), their attempts (a table of strings) and how many were dead-lettered
-    -- (their records lost).
+    -- how many, the token (0 when none), their attempts (a table of strings), how many were dead-lettered
+    -- (their records lost) and the token as text, which the caller writes to meta `lease` (with the waiting
+    -- count, in one command).
     local function lease_ids(ids, lease_ms, full, out, last_token)
       local n = #ids
       local recs = redis.call('HMGET', jobs, unpack(ids))
@@ -1519,7 +1520,6 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local token = (tonumber(last_token) or 0) + 1
       if token < now_us then token = now_us end
       local text = string.format('%d', token)
-      redis.call('HSET', meta, 'lease', text)
       local held = ':' .. text .. ':'
       local deadline = string.format('%d', now + lease_ms)
       local fresh = '1' .. held
@@ -1559,10 +1559,10 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
           buried = buried + 1
         end
       end
-      if j == 0 then return 0, 0, tries, buried end
+      if j == 0 then return 0, 0, tries, buried, text end
       redis.call('HSET', state, unpack(states))
       redis.call('ZADD', processing, unpack(leases))
-      return j, token, tries, buried
+      return j, token, tries, buried, text
     end
 
     -- Leases up to `count` jobs (see `lease_ids`) after moving due work to the queue. Returns how many, the
@@ -1575,11 +1575,15 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local read_empty = false
       local buried = reclaim(completing) + promote_due(delayed) + promote_due(failed)
       local room = 0
+      -- meta as read below (nil when the call leases nothing), and the new lease token's text.
+      local m, text
+      -- Whether `check_empty` ran (it may rewrite meta `waiting`, so the count read in `m` is stale).
+      local checked = false
       if count > 0 then
-        local m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat')
+        m = redis.call('HMGET', meta, 'paused', 'lease', 'until', 'tat', 'waiting')
         local ids = {}
         -- How many of `count` jobs the queue's state and limits (see LIMITS) let the call lease now (`m`:
-        -- meta's paused, lease, until and tat; `ending`: leases the call ends, still in `processing`), and
+        -- meta's paused, lease, until, tat and waiting; `ending`: leases the call ends, still in `processing`), and
         -- what a worker held back waits: nil (not held), -1 (until woken) or ms.
         local until_ms = tonumber(m[3])
         room = count
@@ -1622,7 +1626,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         end
         if #ids > 0 then
           local lost
-          n, token, tries, lost = lease_ids(ids, lease_ms, full, out, m[2])
+          n, token, tries, lost, text = lease_ids(ids, lease_ms, full, out, m[2])
           buried = buried + lost
           if rate_limit > 0 then
             local tat = math.max(tonumber(m[4]) or 0, now) + n * rate_window / rate_limit
@@ -1638,8 +1642,22 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       if not more and (read_empty or (redis.call('ZCARD', waiting) == 0 and redis.call('ZCARD', gwait) == 0)) then
         if n > 0 then emit('drained', '') end
         check_empty(lease_ms)
+        checked = true
         -- Nothing left to hold back from (a pause or a held slot still holds).
         if n > 0 then hold = nil end
+      end
+      -- The lease token and the waiting count in one write to meta (the count read in `m`: nothing else in the
+      -- call writes it unless `check_empty` ran); a count that would go below 0 (a lost `meta`) is left to
+      -- `save_count`, which repairs it.
+      if m then
+        local w = not checked and waiting_delta ~= 0 and (tonumber(m[5]) or 0) + waiting_delta
+        local fields, k = {}, 0
+        if text then fields[1], fields[2], k = 'lease', text, 2 end
+        if w and w >= 0 then
+          fields[k + 1], fields[k + 2], k = 'waiting', w, k + 2
+          waiting_delta = 0
+        end
+        if k > 0 then redis.call('HSET', meta, unpack(fields, 1, k)) end
       end
       save_count()
       -- Jobs left behind wake the next blocked worker, unless a pause or a limit holds workers back: then a
