@@ -186,7 +186,7 @@ concatenations); replies pack per-job flags and attempts into one string (a repl
 server and the client more than a few bytes do); each section returns before the helpers of later ones
 are defined, since a script call runs its whole top level (and builds every closure) each time; and the
 helpers of paths a call may not take are built only when it takes them: the group helpers by
-`load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `load_requests` (a
+`load_groups` and `load_group_pop` (a call that meets a group), the memo helpers by `request_arg` (a
 call with a request; the replay helper only for a repeated call), the helpers that requeue or
 dead-letter a job by `load_moves` (a call that moves one), the push helpers and POP's and ACK's leasing
 helpers under a check of the operation, helpers of one operation inside its section; and a step with one
@@ -194,7 +194,11 @@ caller on the hot path is written inline there (ACK's argument parse and lease c
 the leasing allowance, the wait). A closure costs each call about 0.9k instructions and about 0.35k more
 per variable it captures (callgrind, Redis 7.0), so PUSH, COMPLETE, FAIL and POP on a queue without
 groups build only what they run. One built inside a function takes that function's upvalues as they are,
-so the many leasing helpers are built inside one (`load_lease`). The policy's keep and max_len values stay text
+so the many leasing helpers are built inside one (`load_lease`; building it costs a POP or ACK about 23k,
+`load_moves` about 15k, the helpers up to `finish` about 35k). Measured and not worth their code: values
+declared again next to `load_lease` (the new upvalues cost what the shorter search for them saves), and
+one HSET of the lease token and the waiting count (read with the lease state) instead of an HSET and an
+HINCRBY (under 1k less per call). The policy's keep and max_len values stay text
 until a call uses them, and checked text is converted by arithmetic: a library call (tonumber, type,
 math.floor, string.byte) costs about 0.8k instructions, five or so arithmetic operations.
 ]]
@@ -1411,9 +1415,51 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       return buried
     end
 
-    -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
-    -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
-    local function audit_step(cursor, lease_ms)
+    -- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
+    local function check_empty(lease_ms)
+      local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
+      local cursor, audited = m[2], tonumber(m[3])
+      -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
+      -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
+      local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
+      if grouped_lost then
+        redis.call('HSET', meta, 'gwaiting', 0)
+        gwaiting_delta = 0
+      end
+      if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
+        repair()
+        cursor = '0'
+      elseif grouped_lost and not cursor then
+        cursor = '0'
+      elseif not cursor then
+        -- Records no set places (a set was lost): the sets are counted only until they account for every
+        -- record, so an emptied queue that keeps no jobs reads HLEN and one ZCARD, not six counts.
+        local unplaced = redis.call('HLEN', jobs)
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', processing) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', completed) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', dead) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
+        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
+        if unplaced > 0 then
+          -- Records in no set: the lists too may have lost their index (with `meta`, so no count told),
+          -- and the audit must not requeue jobs that still wait in them.
+          repair()
+          cursor = '0'
+        elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
+          return
+        else
+          repair()
+          cursor = '0'
+        end
+      end
+      -- Jobs found in lists that had lost their index entry: serve them first, audit once the lists are empty.
+      if redis.call('ZCARD', waiting) > 0 then
+        redis.call('HSET', meta, 'audit', cursor)
+        return
+      end
+      -- One step of the audit of the records (see RECOVERY); runs only while the waiting lists are empty, so a
+      -- record found in none of the sets is in no place. `lease_ms`: the lease given to a job found leased.
+      -- (Inline: one caller, and a closure costs every POP and ACK.)
       load_moves()
       local reply = redis.call('HSCAN', jobs, cursor, 'COUNT', AUDIT_STEP)
       -- empty[g]: whether group g's list was empty when this step first met one of its jobs.
@@ -1457,51 +1503,6 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       else
         redis.call('HSET', meta, 'audit', reply[1])
       end
-    end
-
-    -- Run when a call leaves the waiting lists empty (see RECOVERY): checks the counts, repairs, audits.
-    local function check_empty(lease_ms)
-      local m = redis.call('HMGET', meta, 'waiting', 'audit', 'audited', 'gwaiting')
-      local cursor, audited = m[2], tonumber(m[3])
-      -- Grouped jobs counted while no group is indexed as waiting (a lost group list or `gwait`): the count
-      -- starts again at 0 and the audit looks for them (a list found again adds its jobs).
-      local grouped_lost = (tonumber(m[4]) or 0) + gwaiting_delta ~= 0
-      if grouped_lost then
-        redis.call('HSET', meta, 'gwaiting', 0)
-        gwaiting_delta = 0
-      end
-      if (tonumber(m[1]) or 0) + waiting_delta ~= 0 then
-        repair()
-        cursor = '0'
-      elseif grouped_lost and not cursor then
-        cursor = '0'
-      elseif not cursor then
-        -- Records no set places (a set was lost): the sets are counted only until they account for every
-        -- record, so an emptied queue that keeps no jobs reads HLEN and one ZCARD, not six counts.
-        local unplaced = redis.call('HLEN', jobs)
-        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', processing) end
-        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', completed) end
-        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', dead) end
-        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', delayed) end
-        if unplaced > 0 then unplaced = unplaced - redis.call('ZCARD', failed) end
-        if unplaced > 0 then
-          -- Records in no set: the lists too may have lost their index (with `meta`, so no count told),
-          -- and the audit must not requeue jobs that still wait in them.
-          repair()
-          cursor = '0'
-        elseif audited and now >= audited and now < audited + AUDIT_EVERY_MS then
-          return
-        else
-          repair()
-          cursor = '0'
-        end
-      end
-      -- Jobs found in lists that had lost their index entry: serve them first, audit once the lists are empty.
-      if redis.call('ZCARD', waiting) > 0 then
-        redis.call('HSET', meta, 'audit', cursor)
-        return
-      end
-      audit_step(cursor, lease_ms)
     end
 
     -- Leases the popped `ids` under one new lease token (a call leases a job at most once, so the token still
@@ -1674,7 +1675,6 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
 
   -- The request of a call (see REQUESTS) from ARGV[index] on: its lane's memo key and its seq, or nil (a
   -- request also builds the memo helpers).
-  local load_requests
   function request_arg(index)
     local lane = ARGV[index]
     if lane == nil then
@@ -1686,63 +1686,60 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     number('request_seq', seq, 0, 9007199254740991, true)
     local key = waiting .. ':req:' .. lane
     if #KEYS == DECLARED + 1 and KEYS[DECLARED + 1] ~= key then bad('KEYS[18] must be the request memo key ' .. key) end
-    load_requests()
-    return key, seq
-  end
-
-  -- The memo helpers (see REQUESTS), built by `load_requests` only in a call that names a request.
-  function load_requests()
-    if recall_request then return end
-    -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
-    -- does not decode (a key overwritten by hand) counts as absent.
-    function recall_request(key, seq)
-      local saved = key and redis.call('GET', key)
-      if not saved then return nil end
-      local cut = string.find(saved, ':', 1, true)
-      if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
-      local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
-      if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
-      -- Built here, only for a repeated call: answers it, appending the jobs the first run leased that are
-      -- still leased under its token (as `pop` with `full`); returns the first run's results, its token, how
-      -- many jobs it appended and their attempts (as `pop`).
-      function replay_request(saved, out)
-        local results, token, ids = saved[1], saved[2], saved[3]
-        local n, tries = 0, {}
-        local held = string.format('%d', token)
-        for _, id in ipairs(ids) do
-          local attempts = type(id) == 'string' and leased(id, held)
-          local rec = attempts and redis.call('HGET', jobs, id)
-          if rec then
-            local k = #out
-            out[k + 1] = id
-            out[k + 2] = rec
-            n = n + 1
-            tries[n] = string.format('%d', attempts)
-          elseif attempts then
-            load_moves()
-            redis.call('ZREM', processing, id)
-            release_groups({ id })
-            lost_record(id)
+    -- The memo helpers (see REQUESTS), built here only in a call that names a request.
+    if not recall_request then
+      -- The first run's memo of this request, if its lane still holds it: { results, token, ids }. A memo that
+      -- does not decode (a key overwritten by hand) counts as absent.
+      function recall_request(key, seq)
+        local saved = key and redis.call('GET', key)
+        if not saved then return nil end
+        local cut = string.find(saved, ':', 1, true)
+        if not cut or string.sub(saved, 1, cut - 1) ~= seq then return nil end
+        local ok, results, token, ids = pcall(cmsgpack.unpack, string.sub(saved, cut + 1))
+        if not ok or type(results) ~= 'string' or type(token) ~= 'number' or type(ids) ~= 'table' then return nil end
+        -- Built here, only for a repeated call: answers it, appending the jobs the first run leased that are
+        -- still leased under its token (as `pop` with `full`); returns the first run's results, its token, how
+        -- many jobs it appended and their attempts (as `pop`).
+        function replay_request(saved, out)
+          local results, token, ids = saved[1], saved[2], saved[3]
+          local n, tries = 0, {}
+          local held = string.format('%d', token)
+          for _, id in ipairs(ids) do
+            local attempts = type(id) == 'string' and leased(id, held)
+            local rec = attempts and redis.call('HGET', jobs, id)
+            if rec then
+              local k = #out
+              out[k + 1] = id
+              out[k + 2] = rec
+              n = n + 1
+              tries[n] = string.format('%d', attempts)
+            elseif attempts then
+              load_moves()
+              redis.call('ZREM', processing, id)
+              release_groups({ id })
+              lost_record(id)
+            end
           end
+          return results, token, n, table.concat(tries, ',')
         end
-        return results, token, n, table.concat(tries, ',')
+        return { results, token, ids }
       end
-      return { results, token, ids }
-    end
 
-    -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
-    -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
-    -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
-    -- maxmemory.
-    function remember_request(key, seq, results, completed, token, out, from, lease_ms)
-      local ids, n = {}, 0
-      for k = from, #out, 2 do
-        n = n + 1
-        ids[n] = out[k]
+      -- Remembers a call in its lane (replacing the lane's previous call): "<seq>:" and its completion results,
+      -- token and the ids of the jobs in `out` from index `from`, as MessagePack. A call that completed and
+      -- leased nothing is not remembered: its repeat is harmless, and a first write would be refused under
+      -- maxmemory.
+      function remember_request(key, seq, results, completed, token, out, from, lease_ms)
+        local ids, n = {}, 0
+        for k = from, #out, 2 do
+          n = n + 1
+          ids[n] = out[k]
+        end
+        if completed == 0 and n == 0 then return end
+        redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
       end
-      if completed == 0 and n == 0 then return end
-      redis.call('SET', key, seq .. ':' .. cmsgpack.pack(results, token, ids), 'PX', lease_ms > MIN_MEMO_MS and lease_ms or MIN_MEMO_MS)
     end
+    return key, seq
   end
 end
 

@@ -120,6 +120,25 @@ describe.each(topologies)('job_queue.lua seed contract on %s', (topology) => {
     expect(await call('POP', 5, 1, 1000, '1')).toEqual([0, 5_000_000, '2', 'b', '0:3@0:y']);
   });
 
+  it('keeps the waiting count and the last lease token in meta across ACKs, and rebuilds a lost count', async () => {
+    for (const id of ['a', 'b', 'c', 'd', 'e']) await call('PUSH', 0, id, id, 0, 3, 0);
+    const meta = `${keys[0]}:meta`;
+    const first = (await call('POP', 1, 1, 1000, '1')) as unknown[];
+    const acked = (await call('ACK', 1, 1000, 2, 1, String(first[1]), 1, 0, 'a')) as unknown[];
+    expect(acked).toEqual(['1', 0, 1_000_001, '1,1', 'b', '0:3@0:b', 'c', '0:3@0:c']);
+    expect(await redis.hmget(meta, 'waiting', 'lease')).toEqual(['2', '1000001']);
+    // A lost `meta`: the ACK's count would go below 0, so it is rebuilt from the lists, and the next token
+    // is still above every earlier one (the time in microseconds).
+    await redis.del(meta);
+    const again = (await call('ACK', 2, 1000, 1, 2, String(acked[2]), 2, 0, 'b', 'c')) as unknown[];
+    expect(again).toEqual(['11', 0, 2_000_000, '1', 'd', '0:3@0:d']);
+    expect(await redis.hmget(meta, 'waiting', 'lease')).toEqual(['1', '2000000']);
+    expect(await call('STATS', 2)).toEqual(['waiting', 1, 'delayed', 0, 'processing', 1, 'failed', 0, 'dead', 0, 'completed', 2]);
+    // The ACK that takes the last job checks the emptied queue and leaves the count at 0.
+    expect(await call('ACK', 3, 1000, 1, 1, String(again[2]), 1, 0, 'd')).toEqual(['1', 0, 3_000_000, '1', 'e', '0:3@0:e']);
+    expect(await redis.hmget(meta, 'waiting', 'lease')).toEqual(['0', '3000000']);
+  });
+
   it('answers bad input with ERR and writes nothing', async () => {
     await call('PUSH', 1, 'seeded', 'x', 0, 0, 0);
     const before = await snapshot(redis, prefix);
