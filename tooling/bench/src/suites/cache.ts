@@ -14,6 +14,19 @@ const KEYS = 1024;
 const TTL_MS = 10 * 60_000;
 const MEMORY_ENTRIES = 5_000;
 
+/**
+ * The floor of a one-call write with SmartCache's guarantees: only the six calls its `set` makes (clock, size,
+ * tags check, value, LRU stamp, bus message), with no input checks, eviction or sweep. Against a plain `SET PX`
+ * at 1 in flight it shows what any such script costs before its own logic.
+ */
+const FLOOR_SCRIPT = `local c = redis.call('HINCRBY', KEYS[3], 'clock', 1)
+redis.call('ZCARD', KEYS[2])
+redis.call('HEXISTS', KEYS[5], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], c, ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 0`;
+
 /** The smallest Keyv store over ioredis, to tell cache-manager's own cost from node-redis's. */
 function ioredisKeyvStore(redis: Redis, prefix: string): KeyvStoreAdapter {
   const store = {
@@ -54,6 +67,10 @@ const suite: BenchSuite = {
     const key = (i: number) => keys[i & (KEYS - 1)]!;
     const plainKeys = keys.map((k) => `bench:plain:${k}`);
     const text = JSON.stringify(VALUE);
+    const floorSha = (await redis.script('LOAD', FLOOR_SCRIPT)) as string;
+    const floorKeys = keys.map((k) => `bench:floor:{f}:e:${k}`);
+    const floorWrite = (i: number) =>
+      redis.evalsha(floorSha, 5, floorKeys[i & (KEYS - 1)]!, 'bench:floor:{f}:log', 'bench:floor:{f}:stats', 'bench:floor:{f}:tags', 'bench:floor:{f}:tagh', keys[i & (KEYS - 1)]!, JSON.stringify(VALUE), TTL_MS, 'bench:floor:bus', Date.now(), 100_000, 'origin');
 
     const smart = new SmartCache<typeof VALUE>(redis, { name: 'bench', maxSize: 100_000, defaultTtlMs: TTL_MS });
     const smartL1 = new SmartCache<typeof VALUE>(redis, { name: 'bench-l1', maxSize: 100_000, defaultTtlMs: TTL_MS, l1: { maxEntries: 10_000 } });
@@ -121,6 +138,7 @@ const suite: BenchSuite = {
         title: `set, 1 KB value, ${concurrency} in flight (ops/s)`,
         cases: [
           opsCase('ioredis SET PX (ceiling)', concurrency, durationMs, (i) => redis.set(plainKeys[i & (KEYS - 1)]!, JSON.stringify(VALUE), 'PX', TTL_MS)),
+          opsCase("EVALSHA of only a set's six calls (floor of a one-call write)", concurrency, durationMs, floorWrite),
           opsCase('bentocache (L2 only)', concurrency, durationMs, (i) => bentoL2.set({ key: key(i), value: VALUE, ttl: TTL_MS })),
           opsCase('bentocache (L1 + L2 + bus)', concurrency, durationMs, (i) => bentoL1.set({ key: key(i), value: VALUE, ttl: TTL_MS })),
           opsCase('cache-manager + @keyv/redis', concurrency, durationMs, (i) => cmNodeRedis.set(key(i), VALUE, TTL_MS)),
