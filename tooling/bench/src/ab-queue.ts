@@ -110,14 +110,23 @@ await withServer(async (url) => {
     await row(there, theirs);
     await clean();
     const ratios: number[] = [];
+    const timed = async (mod: QueueModule, options: object) => {
+      const rate = await row(mod, options);
+      await clean();
+      return rate;
+    };
     for (let r = 0; r < rounds; r++) {
-      const a = r % 2 === 0 ? await row(here, ours) : undefined;
-      await clean();
-      const b = await row(there, theirs);
-      await clean();
-      const mine = a ?? (await row(here, ours));
-      await clean();
-      ratios.push(mine / b);
+      // Which build goes first alternates, so neither always meets a warmer machine.
+      let mine: number;
+      let theirsRate: number;
+      if (r % 2 === 0) {
+        mine = await timed(here, ours);
+        theirsRate = await timed(there, theirs);
+      } else {
+        theirsRate = await timed(there, theirs);
+        mine = await timed(here, ours);
+      }
+      ratios.push(mine / theirsRate);
     }
     console.log(`${name}: this checkout ÷ the other, median ${median(ratios).toFixed(3)} (rounds ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`);
   }
