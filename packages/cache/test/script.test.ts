@@ -148,6 +148,24 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(await Promise.all(keys.map((key) => redis.dump(key)))).toEqual(before);
   });
 
+  it('a PUT (the fast path) on an access log of the wrong type fails and leaves every key as it was', async () => {
+    // The fast path advances the clock before it stamps the log: it must put the clock back. (It takes only
+    // keys with a hash tag, so these have one on a single node too.)
+    const t = (name: string) => k(`{t}:${name}`);
+    const keys = [t('a'), t('access:log'), t('stats:key'), t('tags'), t('tagged')];
+    const put = (entry: string) => redis.evalsha(sha, 5, t(entry), ...keys.slice(1), 'PUT', 1, 10, '', 'o', 'new', 60_000);
+    await put('a');
+    await put('a');
+    expect(await redis.hget(t('stats:key'), 'clock')).toBe('2');
+    await redis.del(t('access:log'));
+    await redis.set(t('access:log'), 'not a sorted set');
+    const before = await Promise.all(keys.map((key) => redis.dump(key)));
+    await expect(put('a')).rejects.toThrow(/WRONGTYPE/);
+    await expect(put('b')).rejects.toThrow(/WRONGTYPE/);
+    expect(await Promise.all(keys.map((key) => redis.dump(key)))).toEqual(before);
+    expect(await redis.exists(t('b'))).toBe(0);
+  });
+
   it('drops access-log members whose values expired (on lookup and by the sweep)', async () => {
     for (let i = 0; i < 20; i++) await call(`e${i}`, 'SET', 1, 'v', 0.05, 100);
     await call('live', 'SET', 1, 'v', 3600, 100);

@@ -150,7 +150,8 @@ export class LimiterProtocol {
    * with policies `{…, listed 0|1|2, capacity, period µs}` (the override's, when there is one).
    */
   decodeCheck(reply: unknown): RateLimitResult {
-    const fields = toArray(reply);
+    // The compact form answers one string, 'allowed remaining reset' and, when refused, ' retry-after'.
+    const fields = typeof reply === 'string' ? compactFields(reply) : toArray(reply);
     const index = toNumber(fields[4]);
     const rule = this.rules[index];
     if (rule === undefined) throw new CyRedisError(`unexpected reply: rule ${index} of ${this.rules.length}`);
@@ -176,6 +177,13 @@ export class LimiterProtocol {
   decodeBatch(reply: unknown): RateLimitResult[] {
     return toArray(reply).map((r) => this.decodeCheck(r));
   }
+}
+
+/** The compact form's string reply as the rich reply's first five fields (one rule, so rule 0; retry-after 0 when absent). */
+function compactFields(reply: string): number[] {
+  const parts = reply.split(' ');
+  if (parts.length !== 3 && parts.length !== 4) throw new CyRedisError(`unexpected reply: ${reply}`);
+  return [Number(parts[0]), toNumber(parts[1]), toNumber(parts[2]), parts.length === 4 ? toNumber(parts[3]) : 0, 0];
 }
 
 /** The fields of the policy hash (POLICY KEY in the script). */
