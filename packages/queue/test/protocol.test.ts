@@ -126,6 +126,69 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(protocol.decodeStats(await run(protocol.encodeStats()))).toEqual({ waiting: 1, delayed: 0, processing: 0, failed: 1, dead: 0, completed: 0 });
   });
 
+  it('PUSHN: the fast path (one run of generated ids) writes and answers exactly as the general section', async () => {
+    // Two queues get the same pushes at the same caller time, with events on. The second spells the run's
+    // size with a leading zero: the general section reads it as the same number, the fast path passes it on.
+    const general = protocol.declaredKeys(['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{g}:${k}`)).keys;
+    const clock = protocol.policyClock({ events: true, eventsMaxLen: 1000, completed: { count: 0, ageMs: -1 }, dead: { count: 10, ageMs: -1 } }, 1733561234.567);
+    const push = async (jobs: protocol.PushSpec[], force = false) => {
+      const args = protocol.withPolicy(protocol.encodePushMany(jobs), clock);
+      const replies = [await run(args)];
+      if (force) args[3] = `0${String(args[3])}`;
+      replies.push(await run(args, general));
+      return replies;
+    };
+    const steps: protocol.PushSpec[][] = [
+      [spec(undefined, 1)],
+      [spec(undefined, 2, { priority: 5 }), spec(undefined, 3, { priority: 5 })],
+      Array.from({ length: 25 }, (_, i) => spec(undefined, { i }, { priority: -1000, policy: '0' })),
+      [spec(undefined, 'top', { priority: 1000, policy: '9' })],
+      // Not the fast path's: a named job, a policy of two digits, a delay.
+      [spec('31', 'mine')],
+      [spec(undefined, 'p', { policy: '12' })],
+      [spec(undefined, 'later', { delaySeconds: 5 })],
+      // The next generated ids are 33 to 35, and the job pushed as "33" holds one: the general section takes
+      // the fast path's block and replaces that id as it would have (with the next free one, 36).
+      [spec('33', 'taken')],
+      [spec(undefined, 'a'), spec(undefined, 'b'), spec(undefined, 'c')],
+      [spec(undefined, 'after')],
+    ];
+    const replies = [];
+    for (const [i, jobs] of steps.entries()) {
+      const [fast, slow] = await push(jobs, i !== 4 && i !== 7);
+      expect(fast).toEqual(slow);
+      replies.push(fast);
+    }
+    // Ids 1 to 29 on the fast path, 30 and 32 (31 is a named job's) on the general one.
+    expect(replies.slice(0, 4).flat(1)).toEqual(Array.from({ length: 29 }, (_, i) => String(i + 1)));
+    expect(replies.slice(5, 7)).toEqual([['30'], ['32']]);
+    expect(replies.slice(8)).toEqual([['36', '34', '35'], ['37']]);
+    const state = async (callKeys: readonly string[]) => {
+      const [waiting, , , , delayed, jobs, , meta, wake, , events] = callKeys as string[];
+      const lists: Record<string, string[]> = {};
+      for (const p of ['-1000', '0', '5', '1000']) lists[p] = await redis.lrange(`${waiting}:w:${p}`, 0, -1);
+      return {
+        index: await redis.zrange(waiting!, 0, -1, 'WITHSCORES'),
+        lists,
+        delayed: await redis.zrange(delayed!, 0, -1, 'WITHSCORES'),
+        jobs: await redis.hgetall(jobs!),
+        meta: await redis.hgetall(meta!),
+        wake: await redis.lrange(wake!, 0, -1),
+        events: (await redis.xrange(events!, '-', '+')).map(([, fields]) => fields),
+      };
+    };
+    const fastState = await state(keys);
+    expect(fastState).toEqual(await state(general));
+    expect(fastState.meta).toEqual({ ids: '37', waiting: '36' });
+    expect(Object.keys(fastState.jobs)).toHaveLength(37);
+    expect(fastState.jobs['35']).toBe('0:3@1733561234567:"c"');
+    expect(fastState.lists['0']!.slice(-5)).toEqual(['31', '33', '36', '34', '35', '37'].slice(1));
+    expect(fastState.index).toEqual(['1000', '-1000', '5', '-5', '0', '0', '-1000', '1000']);
+    // One stream entry per call, its events as field pairs: every job added but the delayed one.
+    expect(fastState.events).toHaveLength(10);
+    expect(fastState.events.flat().filter((field, i) => i % 2 === 0 && field === 'added')).toHaveLength(36);
+  });
+
   it('GETJOB, GETJOBS, PROGRESS, LOG, LOGS through a job\'s life, with events and retention', async () => {
     const clock = protocol.policyClock({ events: true, eventsMaxLen: 100, completed: { count: 10, ageMs: -1 }, dead: { count: 10, ageMs: -1 } });
     const call = (args: ScriptArg[], callKeys: readonly string[] = keys) => run(protocol.withPolicy(args, clock), callKeys);
