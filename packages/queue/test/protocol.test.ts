@@ -168,9 +168,9 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
       const lists: Record<string, string[]> = {};
       for (const p of ['-1000', '0', '5', '1000']) lists[p] = await redis.lrange(`${waiting}:w:${p}`, 0, -1);
       return {
-        index: await redis.zrange(waiting!, 0, -1, 'WITHSCORES'),
+        index: await redis.zrange(waiting!, '0', '-1', 'WITHSCORES'),
         lists,
-        delayed: await redis.zrange(delayed!, 0, -1, 'WITHSCORES'),
+        delayed: await redis.zrange(delayed!, '0', '-1', 'WITHSCORES'),
         jobs: await redis.hgetall(jobs!),
         meta: await redis.hgetall(meta!),
         wake: await redis.lrange(wake!, 0, -1),
