@@ -460,12 +460,13 @@ if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
 end
 
 --[[ PUSHN fast path (see the speed notes): the commonest push, one run of n jobs with generated ids, the
-priority and retry policy as plain digits (a priority without leading zeros, a policy of one digit), no delay,
-dedup or group, with the declared keys. It runs before the helpers of the other operations are built, takes
-only input the PUSHN section accepts, and writes and answers exactly as that section would
-(test/protocol.test.ts pushes the same jobs through both); anything else goes on to that section. A generated id that a job pushed with its own id
-already holds (checked after the ids were reserved) also goes on there, with the block this path reserved
-(`reserved_from`), which it handles as if it had reserved it itself; nothing else was written. ]]
+priority and retry policy as plain digits (a priority without leading zeros, a policy of one digit), no
+delay, dedup or group, with the declared keys. It runs before the helpers of the other operations are
+built, takes only input the PUSHN section accepts, and writes and answers exactly as that section would
+(test/protocol.test.ts pushes the same jobs through both); anything else goes on to that section. A
+generated id that a job pushed with its own id already holds (checked after the ids were reserved) also
+goes on there, with the block this path reserved (`reserved_from`), which that section then handles as if
+it had reserved it itself; nothing else was written. ]]
 local reserved_from
 if op == 'PUSHN' and #KEYS == DECLARED and ARGV[8] == '0' and ARGV[7] == '0' and ARGV[4] == ARGV[3] then
   local n_text, priority, policy = ARGV[3], ARGV[5], ARGV[6]
