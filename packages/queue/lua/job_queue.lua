@@ -438,8 +438,9 @@ end
 -- Generated ids (decimal): ids[i] = first + i for i in 1..n where `auto` is nil or auto[i] is set. Formatting a
 -- number costs about five concatenations, so with ten or more the tens are formatted once per ten ids and the
 -- last digit appended. Built for the calls that push only (see the speed notes).
+local pushing = op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT'
 local decimal_ids
-if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
+if pushing then
   function decimal_ids(first, n, ids, auto)
     local digits = n >= 10 and { [0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9' }
     local tens, tens_text, next_id = -1, '', first
@@ -631,7 +632,7 @@ end
 
 -- Push helpers: built only by the calls that push (see the speed notes).
 local check_policy, check_options, check_data, push_all, pushed
-if op == 'PUSH' or op == 'PUSHN' or op == 'SCHEDULE' or op == 'SCHEDNEXT' then
+if pushing then
   -- A retry policy argument: "<max_retries>" or "<max_retries>,<backoff_base_ms>,<backoff_max_ms>"; returns
   -- it as stored (the default backoff is not spelled out).
   function check_policy(policy)

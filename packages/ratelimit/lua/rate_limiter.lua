@@ -726,7 +726,7 @@ local function check(offset, c)
 
   local r = rs[binding]
   local reply = { allowed and 1 or 0, r.remaining, max(r.reset - now, 0), retry == NEVER and -1 or max(retry, 0), binding - 1 }
-  if short and #ARGV == 3 then return allowed and format('1 %d %d', reply[2], reply[3]) or format('0 %d %d %d', reply[2], reply[3], reply[4]) end
+  if short and nargs == 3 then return allowed and format('1 %d %d', reply[2], reply[3]) or format('0 %d %d %d', reply[2], reply[3], reply[4]) end
   if policy then reply[6], reply[7], reply[8] = 0, r.capacity, r.period end
   if request_key and not peek then
     local longest, parts = block_ms * 1000, {}

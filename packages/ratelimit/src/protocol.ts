@@ -51,7 +51,7 @@ export class LimiterProtocol {
    * the compact form (limit, window, algorithm) when the burst is the limit, else the short form. Each
    * argument costs Redis about 1k instructions to read.
    */
-  private readonly shortAtServerTime: readonly string[];
+  private readonly plainAtServerTime: readonly string[];
   /** ARGV[10]: whether KEYS carry the policy key. */
   private readonly policyFlag: '1' | '';
   /** The rule keys and the block key's suffixes: what `reset` deletes. */
@@ -72,7 +72,7 @@ export class LimiterProtocol {
     this.suffixes = policies ? [...this.stateSuffixes, 'policy'] : this.stateSuffixes;
     this.policyFlag = policies ? '1' : '';
     this.short = !policies && blockMs === 0 && rest.length === 0;
-    this.shortAtServerTime =
+    this.plainAtServerTime =
       first!.capacity === first!.limit
         ? [String(first!.limit), String(first!.windowMs / 1000), algorithm]
         : [String(first!.limit), String(first!.windowMs / 1000), '', String(first!.capacity), algorithm];
@@ -127,7 +127,7 @@ export class LimiterProtocol {
     const time = call.nowMs === undefined ? '' : call.nowMs / 1000;
     // The compact or short form: the rest at their defaults.
     if (this.short && call.cost === 1 && call.mode === 'limit' && call.requestId === undefined) {
-      return time === '' ? this.shortAtServerTime : [limit, windowSeconds, time, capacity, this.algorithm];
+      return time === '' ? this.plainAtServerTime : [limit, windowSeconds, time, capacity, this.algorithm];
     }
     const args = [limit, windowSeconds, time, capacity, this.algorithm, call.cost, call.mode, this.blockMs, call.requestId ?? '', this.policyFlag];
     return this.moreRules.length === 0 ? args : args.concat(this.moreRules);
@@ -183,7 +183,7 @@ export class LimiterProtocol {
 function compactFields(reply: string): number[] {
   const parts = reply.split(' ');
   if (parts.length !== 3 && parts.length !== 4) throw new CyRedisError(`unexpected reply: ${reply}`);
-  return [Number(parts[0]), toNumber(parts[1]), toNumber(parts[2]), parts.length === 4 ? toNumber(parts[3]) : 0, 0];
+  return [toNumber(parts[0]), toNumber(parts[1]), toNumber(parts[2]), parts.length === 4 ? toNumber(parts[3]) : 0, 0];
 }
 
 /** The fields of the policy hash (POLICY KEY in the script). */
