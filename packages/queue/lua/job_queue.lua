@@ -198,7 +198,13 @@ so the many leasing helpers are built inside one (`load_lease`; building it cost
 `load_moves` about 15k, the helpers up to `finish` about 35k). The commonest push (PUSHN of generated
 ids, no delay, dedup or group) has a fast path placed before most helpers: one job costs about 178k
 instructions instead of 243k, a job at 32 pushes in flight about 21k instead of 27k (the build before the
-declared keys, 4fe707b: 25k), a job of a bulk of 1000 about 18.5k instead of 22k. Measured and not worth
+declared keys, 4fe707b: 25k), a job of a bulk of 1000 about 18.5k instead of 22k. The commonest ACK (a
+worker's: a request, completions and a fetch the top priority's list fills with jobs to spare, no
+groups, limits, pause or due work) has one after `finish`, which it shares with the general path, and
+before the leasing and memo helpers: one job completed and one leased costs about 356k instead of 458k
+with events off and nothing kept (4fe707b: 336k), 438k instead of 536k with events on and 1000 kept.
+Redis numbers (ZRANGEBYSCORE bounds, LPOP counts, PX) go to `redis.call` as text there: a Lua number
+argument costs a %.17g format, about 2k instructions each. Measured and not worth
 their code: values
 declared again next to `load_lease` (the new upvalues cost what the shorter search for them saves), and
 one HSET of the lease token and the waiting count (read with the lease state) instead of an HSET and an
@@ -1042,6 +1048,183 @@ local function finish(ids, states, values)
   trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
 end
 
+-- A new lease for POP and ACK, written to meta `lease`: its token, above every one given before (`last`,
+-- that counter) and at least the time in microseconds, so tokens never repeat for a job that outlived a
+-- lost `meta`, and the lease's start is the token / 1000 (exact while the calls that lease are fewer than
+-- one per microsecond). Returns the token, ":<token>:" (a state's middle), the state of a first attempt
+-- under it ("1:<token>:") and the deadline (ms, as text) of a lease of lease_ms.
+local new_lease
+if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
+  function new_lease(last, lease_ms)
+    local token = (tonumber(last) or 0) + 1
+    if token < now_us then token = now_us end
+    local text = string.format('%d', token)
+    redis.call('HSET', meta, 'lease', text)
+    local held = ':' .. text .. ':'
+    return token, held, '1' .. held, string.format('%d', now + lease_ms)
+  end
+end
+
+--[[ ACK's argument parse and fast path (see the speed notes). The parse (ACK's section below gives the
+format) runs here for both paths, and `ack_check` decides which jobs complete. The fast path is the
+worker's usual call: a request, completions, and a fetch that the highest priority's list fills with jobs
+to spare, on a queue without groups, limits, pause, due delays, retries or expired leases, whose leased
+jobs all have their records. Every condition is read before its first write but one: a popped job whose
+record is lost puts the popped ids back where they were and goes on to ACK's section, as does anything
+else. It writes and answers exactly as that section would (test/protocol.test.ts runs the same calls
+through both). ]]
+local ack_lease_ms, ack_fetch, ack_n, ack_ids, ack_tokens, ack_firsts, ack_values, ack_at, ack_check
+if op == 'ACK' then
+  ack_lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  ack_fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
+  ack_n = number('n', ARGV[5], 0, MAX_BATCH, true)
+  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
+  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
+  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
+  -- the groups.
+  local ids, tokens, firsts, values = {}, {}, {}, nil
+  local at, count = 6, 0
+  while count < ack_n do
+    local token = id_arg('lease_token', ARGV[at])
+    -- Strings compare by identity in Lua: one comparison finds the common case.
+    local first = '1:' .. token .. ':'
+    local k = number('k', ARGV[at + 1], 1, ack_n - count, true)
+    local valued = ARGV[at + 2]
+    if valued ~= '0' and valued ~= '1' then bad('valued must be 0 or 1, got ' .. tostring(valued)) end
+    if valued == '1' and not values then
+      values = {}
+      for i = 1, count do values[i] = '' end
+    end
+    at = at + 3
+    for _ = 1, k do
+      local id = ARGV[at]
+      -- id_arg inlined (a call per job); it still words the error.
+      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
+      count = count + 1
+      ids[count] = id
+      tokens[count] = token
+      firsts[count] = first
+      at = at + 1
+      if valued == '1' then
+        local value = ARGV[at]
+        if value == nil or #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes') end
+        values[count] = value
+        at = at + 1
+      elseif values then
+        values[count] = ''
+      end
+    end
+  end
+  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
+    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
+  end
+  ack_ids, ack_tokens, ack_firsts, ack_values, ack_at = ids, tokens, firsts, values, at
+
+  -- Which jobs are leased under the token given with them (read only), from their states (`states[1..n]`):
+  -- one "1" or "0" per job as one string, the ids to complete, those ids as a set, their states once
+  -- completed (id and state pairs, only when completed jobs are kept) and their return values (when given).
+  function ack_check(states)
+    local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
+    local keep = keep_done + 0 ~= 0
+    for i = 1, ack_n do
+      local id, token, s = ids[i], tokens[i], states[i]
+      local r = '0'
+      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
+      -- record), so a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local a = find(s, ':', 1, true)
+        local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
+        if held then
+          seen[id] = true
+          d = d + 1
+          done[d] = id
+          if kept then kept[d] = values[i] end
+          if keep then
+            finals[2 * d - 1] = id
+            finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
+          end
+          r = '1'
+        end
+      end
+      results[i] = r
+    end
+    return table.concat(results), done, seen, finals, kept
+  end
+
+  local lane, seq, fetch_text, lease_text = ARGV[at], ARGV[at + 1], ARGV[4], ARGV[3]
+  local memo = #KEYS == DECLARED + 1 and #ARGV == at + 1 and waiting .. ':req:' .. lane
+  -- Canonical digits only, so the texts can go to Redis as they are (as the general path's numbers would).
+  if memo and KEYS[DECLARED + 1] == memo and #lane >= 1 and #lane <= MAX_ID and #seq <= 15 and find(seq, '^%d+$')
+    and ack_n > 0 and ack_fetch > 0 and rate_limit == 0 and max_active == 0 and find(fetch_text, '^[1-9]%d*$')
+    and find(lease_text, '^[1-9]%d*$') then
+    local saved = redis.call('GET', memo)
+    local now_text = string.format('%d', now)
+    local m
+    -- Not a repeat (the section below replays it), no group state, nothing due.
+    if not (saved and sub(saved, 1, #seq + 1) == seq .. ':') and not any_groups()
+      and not redis.call('ZRANGEBYSCORE', processing, '-inf', now_text, 'LIMIT', '0', '1')[1]
+      and not redis.call('ZRANGEBYSCORE', delayed, '-inf', now_text, 'LIMIT', '0', '1')[1]
+      and not redis.call('ZRANGEBYSCORE', failed, '-inf', now_text, 'LIMIT', '0', '1')[1] then
+      m = redis.call('HMGET', meta, 'paused', 'lease', 'until')
+    end
+    local top = m and not m[1] and not (tonumber(m[3]) and tonumber(m[3]) > now) and redis.call('ZRANGE', waiting, '0', '0')[1]
+    local list = top and waiting .. ':w:' .. top
+    -- Jobs to spare: the list stays indexed, no other list or group is read, and the queue is not drained.
+    if list and redis.call('LLEN', list) > ack_fetch then
+      local popped = redis.call('LPOP', list, fetch_text)
+      local recs = redis.call('HMGET', jobs, unpack(popped))
+      local whole = true
+      for i = 1, ack_fetch do
+        if not recs[i] then whole = false end
+      end
+      if not whole then
+        -- Back at the head in their order: ACK's section dead-letters the lost one.
+        local back = {}
+        for i = 1, ack_fetch do back[i] = popped[ack_fetch + 1 - i] end
+        redis.call('LPUSH', list, unpack(back))
+      else
+        -- One read of the states of the jobs completed (1..n) and leased (n+1..).
+        local fields = {}
+        for i = 1, ack_n do fields[i] = ids[i] end
+        for i = 1, ack_fetch do fields[ack_n + i] = popped[i] end
+        local states = redis.call('HMGET', state, unpack(fields))
+        local results, done, _, finals, kept = ack_check(states)
+        -- The leases, as `lease_ids` writes them.
+        local token, held, fresh, deadline = new_lease(m[2], ack_lease_ms)
+        local out, leases, news, tries = { results, 0, token, '' }, {}, {}, {}
+        for i = 1, ack_fetch do
+          local id, old = popped[i], states[ack_n + i]
+          local try, s = '1', fresh
+          if old then
+            local a = find(old, ':', 1, true)
+            try = string.format('%d', sub(old, 1, a - 1) + 1)
+            s = try .. held .. sub(old, find(old, ':', a + 1, true) + 1)
+          end
+          news[2 * i - 1] = id
+          news[2 * i] = s
+          leases[2 * i - 1] = deadline
+          leases[2 * i] = id
+          if events_on then emit('active', id) end
+          out[3 + 2 * i] = id
+          out[4 + 2 * i] = recs[i]
+          tries[i] = try
+        end
+        redis.call('HSET', state, unpack(news))
+        redis.call('ZADD', processing, unpack(leases))
+        -- Below 0 only when `meta` was lost while jobs waited (as `save_count`).
+        if redis.call('HINCRBY', meta, 'waiting', '-' .. fetch_text) < 0 then repair() end
+        wake_worker()
+        if #done > 0 then finish(done, finals, kept) end
+        out[4] = table.concat(tries, ',')
+        -- The request's memo, as `remember_request` writes it (see REQUESTS).
+        redis.call('SET', memo, seq .. ':' .. cmsgpack.pack(results, token, popped), 'PX', ack_lease_ms > MIN_MEMO_MS and lease_text or '60000')
+        flush_events()
+        return out
+      end
+    end
+  end
+end
+
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
 KEYS: 2 processing, 6 jobs, 7 state, 8 meta, 10 completed, 11 events, 12 info.
 ARGV: COMPLETE <current_time> <job_id> [lease_token] [return_value]
@@ -1326,6 +1509,8 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
   local unpack, emit = unpack, emit
 
   local function load_lease()
+    -- Numbers go to Redis as text, formatted once (see the speed notes).
+    local now_text, move_limit = string.format('%d', now), string.format('%d', MOVE_LIMIT)
     -- Pops up to `count` ids, highest priority first; each turn pops at least one id, or drops an index entry
     -- whose list is gone. Also returns true when the last list it popped from still holds jobs (so jobs wait).
     function pop_waiting_ids(count)
@@ -1334,7 +1519,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       for _ = 1, count do
         local left = count - n
         if left == 0 then break end
-        local top = redis.call('ZRANGE', waiting, 0, 0)[1]
+        local top = redis.call('ZRANGE', waiting, '0', '0')[1]
         if not top then break end
         local list = waiting .. ':w:' .. top
         local got = redis.call('LPOP', list, left) or {}
@@ -1394,7 +1579,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
         return redis.call('ZCARD', gready) > 0
       end
       function pop_group_ids(count, ids, lost)
-        for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+        for _, g in ipairs(redis.call('ZRANGEBYSCORE', glimited, '-inf', now_text, 'LIMIT', '0', move_limit)) do
           redis.call('ZREM', glimited, g)
           place_group(g, true)
         end
@@ -1428,7 +1613,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     end
 
     local function promote_due(source)
-      local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)
+      local ids = redis.call('ZRANGEBYSCORE', source, '-inf', now_text, 'LIMIT', '0', move_limit)
       if #ids == 0 then return 0 end
       load_moves()
       local recs = redis.call('HMGET', jobs, unpack(ids))
@@ -1451,7 +1636,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
     -- Jobs in `completing` (an ACK's accepted completions, deleted after its pop) are left alone.
     local function reclaim(completing)
       local ids = {}
-      for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing, '-inf', now, 'LIMIT', 0, MOVE_LIMIT)) do
+      for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing, '-inf', now_text, 'LIMIT', '0', move_limit)) do
         if not completing[id] then ids[#ids + 1] = id end
       end
       if #ids == 0 then return 0 end
@@ -1576,17 +1761,7 @@ if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
       local n = #ids
       local recs = redis.call('HMGET', jobs, unpack(ids))
       local olds = redis.call('HMGET', state, unpack(ids))
-      -- A new lease token, above every one given before (`last_token`, the counter in `meta`) and at least
-      -- the time in microseconds, so tokens never repeat for a job that outlived a lost `meta`, and the
-      -- lease's start is the token / 1000 (exact while the calls that lease are fewer than one per
-      -- microsecond).
-      local token = (tonumber(last_token) or 0) + 1
-      if token < now_us then token = now_us end
-      local text = string.format('%d', token)
-      redis.call('HSET', meta, 'lease', text)
-      local held = ':' .. text .. ':'
-      local deadline = string.format('%d', now + lease_ms)
-      local fresh = '1' .. held
+      local token, held, fresh, deadline = new_lease(last_token, lease_ms)
       local leases, states, tries = {}, {}, {}
       local k, j, buried = #out, 0, 0
       for i = 1, n do
@@ -1856,50 +2031,8 @@ Reply: { results, wait_ms, lease_token, attempts, jobs as POP full ... }: comple
   that token) per job, in argument order. A request: see REQUESTS.
 ]]
 if op == 'ACK' then
-  local lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  local fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
-  local n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
-  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
-  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
-  -- the groups. (Inline, as is the check below: a helper costs every call a closure.)
-  local ids, tokens, firsts, values = {}, {}, {}, nil
-  local at, count = 6, 0
-  while count < n do
-    local token = id_arg('lease_token', ARGV[at])
-    -- Strings compare by identity in Lua: one comparison finds the common case.
-    local first = '1:' .. token .. ':'
-    local k = number('k', ARGV[at + 1], 1, n - count, true)
-    local valued = ARGV[at + 2]
-    if valued ~= '0' and valued ~= '1' then bad('valued must be 0 or 1, got ' .. tostring(valued)) end
-    if valued == '1' and not values then
-      values = {}
-      for i = 1, count do values[i] = '' end
-    end
-    at = at + 3
-    for _ = 1, k do
-      local id = ARGV[at]
-      -- id_arg inlined (a call per job); it still words the error.
-      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
-      count = count + 1
-      ids[count] = id
-      tokens[count] = token
-      firsts[count] = first
-      at = at + 1
-      if valued == '1' then
-        local value = ARGV[at]
-        if value == nil or #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes') end
-        values[count] = value
-        at = at + 1
-      elseif values then
-        values[count] = ''
-      end
-    end
-  end
-  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
-    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
-  end
-  local memo, seq = request_arg(at)
+  local lease_ms, fetch, n, ids = ack_lease_ms, ack_fetch, ack_n, ack_ids
+  local memo, seq = request_arg(ack_at)
   local saved = memo and recall_request(memo, seq)
   local out = { 0, 0, 0, '' }
   if saved then
@@ -1910,37 +2043,8 @@ if op == 'ACK' then
     out[4] = tries
     return out
   end
-  -- Which jobs are leased under the token given with them (read only): one "1" or "0" per job as one string,
-  -- the ids to complete, those ids as a set, their states once completed (id and state pairs, only when
-  -- completed jobs are kept) and their return values (when given).
-  local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
-  if n > 0 then
-    local states = redis.call('HMGET', state, unpack(ids))
-    local keep = keep_done + 0 ~= 0
-    for i = 1, n do
-      local id, token, s = ids[i], tokens[i], states[i]
-      local r = '0'
-      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
-      -- record), so a match means leased under this token; a repeated pair in one call completes once.
-      if s and token ~= '0' and not seen[id] then
-        local a = find(s, ':', 1, true)
-        local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
-        if held then
-          seen[id] = true
-          d = d + 1
-          done[d] = id
-          if kept then kept[d] = values[i] end
-          if keep then
-            finals[2 * d - 1] = id
-            finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
-          end
-          r = '1'
-        end
-      end
-      results[i] = r
-    end
-  end
-  results = table.concat(results)
+  local results, done, seen, finals, kept = '', {}, {}, {}, nil
+  if n > 0 then results, done, seen, finals, kept = ack_check(redis.call('HMGET', state, unpack(ids))) end
   out[1] = results
   -- The new leases are written before the completions are deleted: a batch that completes every leased
   -- job would otherwise empty `state` and `processing`, and Redis (7.0) rebuilds a large hash or sorted

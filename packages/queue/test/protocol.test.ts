@@ -189,6 +189,122 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(fastState.events.flat().filter((field, i) => i % 2 === 0 && field === 'added')).toHaveLength(36);
   });
 
+  it('ACK: the fast path (a worker\'s usual call) writes and answers exactly as the general section', async () => {
+    // Three queues get the same calls at the same caller time, with events and retention on: the shipped
+    // script; the shipped script with `fetch` spelled with a leading zero, which the general section reads
+    // as the same number and the fast path leaves to it; and a copy whose fast path marks its replies, which
+    // shows the steps the fast path took.
+    const fastReturn = '        flush_events()\n        return out\n';
+    expect(JOB_QUEUE_LUA.split(fastReturn)).toHaveLength(2);
+    const marked = scripts.registerScript('cyredis:queue:job_queue-marked', JOB_QUEUE_LUA.replace(fastReturn, "        flush_events()\n        out[#out + 1] = 'fast'\n        return out\n"));
+    const queues = ['p', 'g', 'm'].map((tag) => protocol.declaredKeys(['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{${tag}}:${k}`)).keys);
+    const policy = { events: true, eventsMaxLen: 1000, completed: { count: 3, ageMs: 60_000 }, dead: { count: 10, ageMs: -1 } };
+    let seconds = 1733561234.5;
+    let seq = 0;
+    // One call on the three queues; returns the shipped script's reply and whether the marked copy went fast.
+    const call = async (args: ScriptArg[], request?: RequestId) => {
+      const clock = protocol.policyClock(policy, seconds);
+      const replies: unknown[] = [];
+      for (const [i, queue] of queues.entries()) {
+        const sent = protocol.withPolicy([...args], clock);
+        if (i === 1 && sent[0] === 'ACK') sent[3] = `0${String(sent[3])}`;
+        const callKeys = protocol.requestKeys(queue, request);
+        replies.push(await scripts.executeScript(i === 2 ? marked : script, { keys: callKeys, args: sent }));
+      }
+      const [shipped, general, mark] = replies as unknown[][];
+      const fast = Array.isArray(mark) && mark[mark.length - 1] === 'fast';
+      if (fast) mark.pop();
+      expect(general).toEqual(shipped);
+      expect(mark).toEqual(shipped);
+      return { reply: shipped, fast };
+    };
+    const ack = async (jobs: protocol.LeaseRef[], fetch: number, values?: (string | undefined)[], request: RequestId = { lane: 'w', seq: seq++ }) => {
+      const { reply, fast } = await call(protocol.encodeAck(jobs, fetch, 30_000, request, values), request);
+      return { ...protocol.decodeAck(reply, codec), fast, reply };
+    };
+    await call(protocol.encodePushMany([...Array.from({ length: 8 }, (_, i) => spec(undefined, i, { policy: '2' })), spec(undefined, 'high', { priority: 5 }), spec(undefined, 'high2', { priority: 5 })]));
+
+    // A fetch alone (no completion) and the first completions with a return value go the fast way once
+    // the high list is spent; a repeat of a request replays it.
+    const first = await ack([], 2);
+    expect(first.fast).toBe(false);
+    expect(first.jobs.map((j) => j.id)).toEqual(['9', '10']);
+    seconds += 1;
+    // Jobs left behind wake the next worker: each queue's wake list (KEYS[9]) is emptied first.
+    for (const queue of queues) await redis.del(queue[8]!);
+    const second = await ack(first.jobs, 2, ['"nine"', undefined]);
+    expect(second).toMatchObject({ fast: true, completed: [true, true] });
+    for (const queue of queues) expect(await redis.lrange(queue[8]!, 0, -1)).toEqual(['1']);
+    expect(second.jobs.map((j) => [j.id, j.attempts])).toEqual([['1', 1], ['2', 1]]);
+    const repeat = await ack(first.jobs, 2, ['"nine"', undefined], { lane: 'w', seq: seq - 1 });
+    expect(repeat).toMatchObject({ fast: false, completed: [true, true], reply: second.reply });
+
+    // A wrong token completes nothing; a released job comes back with its attempts counted as released.
+    seconds += 1;
+    const [one, two] = second.jobs as [Job<unknown>, Job<unknown>];
+    expect(protocol.decodeHeld((await call(protocol.encodeRelease(two))).reply)).toBe(true);
+    const third = await ack([{ id: one.id, leaseToken: '123' }, one], 2);
+    expect(third).toMatchObject({ fast: true, completed: [false, true] });
+    expect(third.jobs.map((j) => j.id)).toEqual(['2', '3']);
+
+    // A job that failed and came due is moved by the general section; the fast path then leases it again.
+    const [released, three] = third.jobs as [Job<unknown>, Job<unknown>];
+    expect(protocol.decodeFail((await call(protocol.encodeFail(three, 'boom'))).reply).outcome).toBe('retry');
+    seconds += 120;
+    const fourth = await ack([released], 1);
+    expect(fourth).toMatchObject({ fast: false, completed: [true] });
+    const fifth = await ack(fourth.jobs, 3);
+    expect(fifth.fast).toBe(true);
+
+    // A waiting job whose record is lost: the fast path puts back what it popped, the general section
+    // dead-letters it. Then paused (held back), resumed, and worked to the end through both paths.
+    const head = (await redis.lrange(`${queues[0]![0]!}:w:0`, 0, 0))[0]!;
+    for (const queue of queues) await redis.hdel(queue[5]!, head);
+    const sixth = await ack(fifth.jobs, 1);
+    expect(sixth).toMatchObject({ fast: false });
+    expect(sixth.jobs.map((j) => j.id)).not.toContain(head);
+    await call(protocol.encodePause(true));
+    const held = await ack(sixth.jobs, 1);
+    expect(held).toMatchObject({ fast: false, waitMs: -1, jobs: [] });
+    await call(protocol.encodePause(false));
+    await call(protocol.encodePushMany(Array.from({ length: 6 }, (_, i) => spec(undefined, { more: i }))));
+    let leased: Job<unknown>[] = [];
+    let fastOnes = 0;
+    for (let round = 0; round < 20; round++) {
+      // Each round within the 30 s lease (an expired lease leaves the call to the general section).
+      seconds += 20;
+      const next = await ack(leased, 1, leased.map(() => '"done"'));
+      if (next.fast) fastOnes++;
+      leased = next.jobs;
+      if (leased.length === 0) break;
+    }
+    expect(leased).toEqual([]);
+    expect(fastOnes).toBeGreaterThan(0);
+
+    // Every key of the three queues holds the same (stream entries compared by their fields).
+    const dump = async (tag: string) => {
+      const out: Record<string, unknown> = {};
+      const [queue] = ['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{${tag}}:${k}`);
+      const names = [...protocol.declaredKeys([queue!, `${prefix}{${tag}}:processing`, `${prefix}{${tag}}:failed`, `${prefix}{${tag}}:dead`]).keys];
+      for (const key of [...names, `${queue!}:w:0`, `${queue!}:w:5`, `${queue!}:req:w`]) {
+        const name = key.slice(`${prefix}{${tag}}:`.length);
+        const type = await redis.type(key);
+        if (type === 'none') continue;
+        if (type === 'string') out[name] = await redis.get(key);
+        else if (type === 'hash') out[name] = await redis.hgetall(key);
+        else if (type === 'zset') out[name] = await redis.zrange(key, '0', '-1', 'WITHSCORES');
+        else if (type === 'list') out[name] = await redis.lrange(key, 0, -1);
+        else out[name] = (await redis.xrange(key, '-', '+')).map(([, fields]) => fields);
+      }
+      return out;
+    };
+    const shipped = await dump('p');
+    expect(await dump('g')).toEqual(shipped);
+    expect(await dump('m')).toEqual(shipped);
+    expect(shipped['waiting:completed']).not.toHaveLength(0);
+    expect(shipped.dead).toEqual([head, expect.any(String)]);
+  });
+
   it('GETJOB, GETJOBS, PROGRESS, LOG, LOGS through a job\'s life, with events and retention', async () => {
     const clock = protocol.policyClock({ events: true, eventsMaxLen: 100, completed: { count: 10, ageMs: -1 }, dead: { count: 10, ageMs: -1 } });
     const call = (args: ScriptArg[], callKeys: readonly string[] = keys) => run(protocol.withPolicy(args, clock), callKeys);
