@@ -1126,22 +1126,29 @@ if op == 'ACK' then
   function ack_check(states)
     local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
     local keep = keep_done + 0 ~= 0
+    -- A first attempt's final state is the same for every job completed under its token: built once.
+    local first_finals = keep and {}
     for i = 1, ack_n do
       local id, token, s = ids[i], tokens[i], states[i]
       local r = '0'
       -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
       -- record), so a match means leased under this token; a repeated pair in one call completes once.
       if s and token ~= '0' and not seen[id] then
-        local a = find(s, ':', 1, true)
-        local held = s == firsts[i] or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token)
-        if held then
+        local fresh = s == firsts[i]
+        local a = not fresh and find(s, ':', 1, true)
+        if fresh or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token) then
           seen[id] = true
           d = d + 1
           done[d] = id
           if kept then kept[d] = values[i] end
           if keep then
             finals[2 * d - 1] = id
-            finals[2 * d] = sub(s, 1, a) .. '=' .. token .. ':'
+            local final = fresh and first_finals[token]
+            if not final then
+              final = (fresh and '1:' or sub(s, 1, a)) .. '=' .. token .. ':'
+              if fresh then first_finals[token] = final end
+            end
+            finals[2 * d] = final
           end
           r = '1'
         end
