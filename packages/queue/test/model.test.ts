@@ -3,6 +3,8 @@ import { connect, deleteByPrefix, topologies } from '@cyredis/testing/context';
 import fc from 'fast-check';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOB_QUEUE_LUA } from '../src/index.js';
+import { declaredKeys } from '../src/protocol.js';
 import { raw } from './helpers.js';
 
 /**
@@ -46,6 +48,8 @@ class Model {
   completed = 0;
   now = 0;
   pushes = 0;
+  /** The last request seq of the ACKs (one lane). */
+  requests = 0;
 
   /** In serving order: waiting by priority then place; the sorted sets by score then id. */
   inState(state: State): MJob[] {
@@ -66,8 +70,9 @@ class Model {
     job.score = --this.front;
   }
 
-  pop(count: number): (string | number)[] {
-    for (const job of this.inState('processing').filter((j) => j.score <= this.now)) {
+  /** POP's reply; `completing`: jobs an ACK completes, whose expired leases are not reclaimed. */
+  pop(count: number, completing: ReadonlySet<string> = new Set()): (string | number)[] {
+    for (const job of this.inState('processing').filter((j) => j.score <= this.now && !completing.has(j.id))) {
       job.token = '0';
       if (job.attempts > job.maxRetries) {
         job.state = 'dead';
@@ -110,6 +115,8 @@ interface Real {
   redis: Redis | Cluster;
   keys: string[];
   call: (...args: (string | number)[]) => Promise<unknown>;
+  /** A call with every declared key and the memo key of request lane "w" (KEYS[18]), as a worker's ACK. */
+  callWithRequest: (...args: (string | number)[]) => Promise<unknown>;
 }
 
 const IDS = ['a', 'b', 'c', 'd', 'e'];
@@ -162,6 +169,65 @@ class Pop implements fc.AsyncCommand<Model, Real> {
   toString = () => `pop(${this.count})`;
 }
 
+/** A token for `id`: its current lease's, or (stale) one it does not hold. */
+function tokenFor(m: Model, id: string, stale: boolean): string {
+  // A job never leased has token '': use some token that is not held.
+  const held = m.jobs.get(id)?.token;
+  const current = held === undefined || held === '' ? '1' : held;
+  return stale ? String(Number(current) + 7) : current;
+}
+
+/** ACKs sent in a state where the script's fast path takes them (see `fastPathApplies`). */
+let fastPathCalls = 0;
+
+/**
+ * Whether an ACK (with a request, a job and `fetch` >= 1, no groups or limits: as `Ack` sends it) takes the
+ * script's fast path: the top priority holds more than `fetch` waiting jobs, and no lease has expired and no
+ * delay or retry is due (their moves are left to the general section).
+ */
+function fastPathApplies(m: Model, fetch: number): boolean {
+  const waiting = m.inState('waiting');
+  const top = waiting.filter((j) => j.priority === waiting[0]?.priority).length;
+  const due = (['processing', 'delayed', 'failed'] as const).some((s) => m.inState(s).some((j) => j.score <= m.now));
+  return top > fetch && !due;
+}
+
+/**
+ * ACK with a request, as a worker sends it (so its fast path runs whenever the queue allows): completes
+ * jobs by id under their current or a stale token (one group each; a repeated id completes once), then
+ * leases up to `fetch` like POP, except that an expired lease of a job it completes is not reclaimed.
+ */
+class Ack implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly pairs: readonly (readonly [string, boolean])[],
+    readonly fetch: number,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const args: (string | number)[] = ['ACK', t(m), LEASE_MS, this.fetch, this.pairs.length];
+    const done = new Set<string>();
+    let results = '';
+    for (const [id, stale] of this.pairs) {
+      const token = tokenFor(m, id, stale);
+      args.push(token, 1, 0, id);
+      const held = m.leased(id, token) !== undefined && !done.has(id);
+      if (held) done.add(id);
+      results += held ? '1' : '0';
+    }
+    if (fastPathApplies(m, this.fetch)) fastPathCalls++;
+    const reply = await r.callWithRequest(...args, 'w', ++m.requests);
+    const leased = m.pop(this.fetch, done);
+    for (const id of done) {
+      m.jobs.delete(id);
+      m.completed++;
+    }
+    // Short of `fetch`, the wait is read once the completions are gone.
+    if ((leased.length - 3) / 2 < this.fetch) leased[0] = m.waitMs();
+    expect(reply).toEqual([results, ...leased]);
+  }
+  toString = () => `ack(${this.pairs.map(([id, stale]) => `${id}${stale ? ' stale' : ''}`).join(', ')}; fetch ${this.fetch})`;
+}
+
 /** Completes, fails, extends or releases a job by id, with its current token or a stale one. */
 class Settle implements fc.AsyncCommand<Model, Real> {
   constructor(
@@ -171,10 +237,7 @@ class Settle implements fc.AsyncCommand<Model, Real> {
   ) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
-    // A job never leased has token '': use some token that is not held.
-    const held = m.jobs.get(this.id)?.token;
-    const current = held === undefined || held === '' ? '1' : held;
-    const token = this.stale ? String(Number(current) + 7) : current;
+    const token = tokenFor(m, this.id, this.stale);
     const job = m.leased(this.id, token);
     if (this.action === 'complete') {
       expect(await r.call('COMPLETE', t(m), this.id, token)).toBe(job ? 1 : 0);
@@ -284,8 +347,27 @@ const commands = [
       fc.constantFrom(false, false, true),
     )
     .map(([a, id, stale]) => new Settle(a, id, stale)),
+  fc
+    .tuple(fc.array(fc.tuple(fc.constantFrom(...IDS), fc.constantFrom(false, false, true)), { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 3 }))
+    .map(([pairs, fetch]) => new Ack(pairs, fetch)),
   fc.constantFrom(0, 100, 500, 1000, 3000).map((ms) => new Tick(ms)),
   fc.constant(new RetryDead()),
+];
+
+// A mix that keeps several jobs waiting at one priority, so that many ACKs take the script's fast path.
+const MANY = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+const ackCommands = [
+  fc
+    .tuple(fc.constantFrom(...MANY), fc.constantFrom(0, 0, 0, 3), fc.integer({ min: 0, max: 2 }), fc.constantFrom(0, 0, 0, 500), fc.boolean())
+    .map(([id, p, retries, delay, own]) => new Push(id, p, retries, delay, own)),
+  fc.integer({ min: 1, max: 2 }).map((n) => new Pop(n)),
+  fc
+    .tuple(fc.array(fc.tuple(fc.constantFrom(...MANY), fc.constantFrom(false, false, false, true)), { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 2 }))
+    .map(([pairs, fetch]) => new Ack(pairs, fetch)),
+  fc
+    .tuple(fc.constantFrom<'fail' | 'release'>('fail', 'release'), fc.constantFrom(...MANY), fc.constant(false))
+    .map(([a, id, stale]) => new Settle(a, id, stale)),
+  fc.constantFrom(0, 0, 100, 500, 1500).map((ms) => new Tick(ms)),
 ];
 
 describe.each(topologies)('job_queue.lua against a model on %s', (topology) => {
@@ -300,13 +382,20 @@ describe.each(topologies)('job_queue.lua against a model on %s', (topology) => {
     await redis.quit();
   });
 
-  it('keeps every job in exactly one state, never lost or duplicated', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 80, size: 'max' }), async (cmds) => {
+  // Runs random command sequences against the model, checking the invariants after every step.
+  const runModel = (mix: fc.Arbitrary<fc.AsyncCommand<Model, Real>>[], numRuns: number) =>
+    fc.assert(
+      fc.asyncProperty(fc.commands(mix, { maxCommands: 80, size: 'max' }), async (cmds) => {
         const prefix = randomPrefix();
         prefixes.push(prefix);
         const keys = ['queue', 'processing', 'failed', 'dead'].map((k) => `${prefix}{m}:${k}`);
-        const real: Real = { redis, keys, call: (...args) => raw(redis, keys, ...args) };
+        const requestKeys = [...declaredKeys(keys).keys, `${keys[0]!}:req:w`];
+        const real: Real = {
+          redis,
+          keys,
+          call: (...args) => raw(redis, keys, ...args),
+          callWithRequest: (...args) => (redis as Redis).eval(JOB_QUEUE_LUA, requestKeys.length, ...requestKeys, ...args),
+        };
         const model = new Model();
         const wrapped = [...cmds].map((cmd) => ({
           check: () => true,
@@ -318,7 +407,16 @@ describe.each(topologies)('job_queue.lua against a model on %s', (topology) => {
         }));
         await fc.asyncModelRun(() => ({ model, real }), wrapped);
       }),
-      { numRuns: topology === 'single' ? 40 : 15 },
+      { numRuns },
     );
+
+  it('keeps every job in exactly one state, never lost or duplicated', async () => {
+    await runModel(commands, topology === 'single' ? 40 : 15);
+  });
+
+  it('ACK with a request agrees with the model, its fast path included', async () => {
+    fastPathCalls = 0;
+    await runModel(ackCommands, topology === 'single' ? 30 : 10);
+    expect(fastPathCalls).toBeGreaterThan(0);
   });
 });

@@ -247,13 +247,26 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(third).toMatchObject({ fast: true, completed: [false, true] });
     expect(third.jobs.map((j) => j.id)).toEqual(['2', '3']);
 
-    // A job that failed and came due is moved by the general section; the fast path then leases it again.
+    // Work that came due goes to the general section, which moves it: a retry (its backoff is at most 1 s,
+    // the leases last 30 s), a delayed job, and an expired lease of a job the call does not complete.
     const [released, three] = third.jobs as [Job<unknown>, Job<unknown>];
     expect(protocol.decodeFail((await call(protocol.encodeFail(three, 'boom'))).reply).outcome).toBe('retry');
-    seconds += 120;
+    seconds += 2;
     const fourth = await ack([released], 1);
     expect(fourth).toMatchObject({ fast: false, completed: [true] });
-    const fifth = await ack(fourth.jobs, 3);
+    await call(protocol.encodePushMany([spec(undefined, 'later', { delaySeconds: 1 }), ...Array.from({ length: 6 }, (_, i) => spec(undefined, { extra: i }))]));
+    seconds += 2;
+    const promoted = await ack(fourth.jobs, 1);
+    expect(promoted).toMatchObject({ fast: false, completed: [true] });
+    const expiring = await ack(promoted.jobs, 1);
+    expect(expiring).toMatchObject({ fast: true, completed: [true] });
+    seconds += 20;
+    const kept = await ack([], 1);
+    seconds += 11;
+    const reclaiming = await ack(kept.jobs, 1);
+    expect(reclaiming).toMatchObject({ fast: false, completed: [true] });
+    expect(reclaiming.jobs.map((j) => j.id)).toEqual(expiring.jobs.map((j) => j.id));
+    const fifth = await ack(reclaiming.jobs, 3);
     expect(fifth.fast).toBe(true);
 
     // A waiting job whose record is lost: the fast path puts back what it popped, the general section
@@ -263,11 +276,13 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     const sixth = await ack(fifth.jobs, 1);
     expect(sixth).toMatchObject({ fast: false });
     expect(sixth.jobs.map((j) => j.id)).not.toContain(head);
-    await call(protocol.encodePause(true));
-    const held = await ack(sixth.jobs, 1);
-    expect(held).toMatchObject({ fast: false, waitMs: -1, jobs: [] });
-    await call(protocol.encodePause(false));
     await call(protocol.encodePushMany(Array.from({ length: 6 }, (_, i) => spec(undefined, { more: i }))));
+    const beforePause = await ack(sixth.jobs, 1);
+    expect(beforePause.jobs).toHaveLength(1);
+    await call(protocol.encodePause(true));
+    const held = await ack(beforePause.jobs, 1);
+    expect(held).toMatchObject({ fast: false, completed: [true], waitMs: -1, jobs: [] });
+    await call(protocol.encodePause(false));
     let leased: Job<unknown>[] = [];
     let fastOnes = 0;
     for (let round = 0; round < 20; round++) {
@@ -281,12 +296,20 @@ describe.each(topologies)('job_queue.lua protocol on %s', (topology) => {
     expect(leased).toEqual([]);
     expect(fastOnes).toBeGreaterThan(0);
 
+    // A queue with group state takes the general section, which gives a completed grouped job's slot back.
+    await call(protocol.encodePushMany([spec(undefined, 'grouped', { group: 'g1' })]));
+    const grouped = await ack([], 1);
+    expect(grouped.jobs).toHaveLength(1);
+    await call(protocol.encodePushMany(Array.from({ length: 3 }, (_, i) => spec(undefined, { after: i }))));
+    const ungrouped = await ack(grouped.jobs, 1);
+    expect(ungrouped).toMatchObject({ fast: false, completed: [true] });
+
     // Every key of the three queues holds the same (stream entries compared by their fields).
     const dump = async (tag: string) => {
       const out: Record<string, unknown> = {};
       const [queue] = ['waiting', 'processing', 'failed', 'dead'].map((k) => `${prefix}{${tag}}:${k}`);
       const names = [...protocol.declaredKeys([queue!, `${prefix}{${tag}}:processing`, `${prefix}{${tag}}:failed`, `${prefix}{${tag}}:dead`]).keys];
-      for (const key of [...names, `${queue!}:w:0`, `${queue!}:w:5`, `${queue!}:req:w`]) {
+      for (const key of [...names, `${queue!}:w:0`, `${queue!}:w:5`, `${queue!}:g:g1`, `${queue!}:req:w`]) {
         const name = key.slice(`${prefix}{${tag}}:`.length);
         const type = await redis.type(key);
         if (type === 'none') continue;
