@@ -32,6 +32,8 @@ export class Coherence<T> {
   private subscribed: Promise<void> | undefined;
   /** Bus messages carry keys as the server sees them: with the client's keyPrefix in front. */
   private readonly busKeyStart: number;
+  /** How this instance's own messages start (`["<origin>",`), to skip those that change nothing here. */
+  private readonly ownMessageStart: string;
   private readonly waiters = new Map<string, Set<() => void>>();
 
   constructor(
@@ -44,6 +46,7 @@ export class Coherence<T> {
   ) {
     if (options.l1MaxEntries !== undefined) this.l1 = new MemoryTier<T>(options.l1MaxEntries);
     this.busKeyStart = clientKeyPrefix(redis).length + keys.entryPrefix.length;
+    this.ownMessageStart = `[${JSON.stringify(origin)},`;
     this.bus = new PubSubSubscriber(redis, {
       message: (_channel, message) => this.onBusMessage(message),
       lost: () => this.missedMessages(),
@@ -175,6 +178,10 @@ export class Coherence<T> {
 
   /** Writes of other origins drop our L1 copies; evictions drop them whatever their origin. */
   private onBusMessage(text: string): void {
+    // One of our own writes that evicted nothing (its last list is empty) changes nothing here while no one
+    // waits: with L1 every write comes back on the bus, and at many writes in flight decoding each would
+    // cost a JSON.parse per write.
+    if (this.waiters.size === 0 && text.startsWith(this.ownMessageStart) && (text.endsWith(',[]]') || text.endsWith(',{}]'))) return;
     const message = decodeBusMessage(text, this.busKeyStart);
     if (message === undefined) return;
     const foreign = message.origin !== this.origin;

@@ -133,6 +133,19 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     });
   });
 
+  it('a lone set that evicts drops the evicted entry from its own L1 (its bus message is read, not skipped)', async () => {
+    const cache = make<number>({ maxSize: 2, l1: { maxEntries: 10 } });
+    await waitFor(async () => {
+      await cache.set('a', 1);
+      return (await cache.stats()).l1Size === 1;
+    });
+    await cache.set('b', 2);
+    expect(await cache.getMany(['a', 'b'])).toEqual([1, 2]);
+    await cache.set('c', 3);
+    expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:b', ':e:c']);
+    await waitFor(async () => (await cache.getMany(['a', 'b', 'c'])).join() === ',2,3', { message: 'L1 kept an evicted entry' });
+  });
+
   it('never returns an entry past its TTL, and jitter only shortens TTLs', async () => {
     const cache = make<number>({ ttlJitter: 0.5 });
     await cache.set('short', 1, { ttlMs: 150 });
@@ -247,6 +260,27 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     expect(await waiting).toBe('from b');
     expect(second).toHaveBeenCalledTimes(1);
     expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it('a caller waiting on a load is woken by a set of the same instance, not only by other instances', async () => {
+    const a = make<string>({ leaseMs: 60_000 });
+    const b = make<string>({ leaseMs: 60_000 }, other);
+    const loaded = gate<string>();
+    const first = a.getOrSet('k', () => loaded.promise);
+    await waitFor(async () => (await redis.exists(keyOf('l:k'))) === 1);
+    const second = vi.fn(() => 'from the loader');
+    const spy = vi.spyOn(other, 'sendCommand');
+    const waiting = b.getOrSet('k', second);
+    await waitFor(() => sentOps(spy).filter((op) => op === 'LEASE').length === 2);
+    spy.mockRestore();
+    // b's own write comes back on the bus while b waits: it must wake b's caller, well before a's lease ends.
+    const started = performance.now();
+    await b.set('k', 'set by b');
+    expect(await waiting).toBe('set by b');
+    expect(second).not.toHaveBeenCalled();
+    expect(performance.now() - started).toBeLessThan(10_000);
+    loaded.open('from a');
+    expect(await first).toBe('from a');
   });
 
   it('a failing loader rejects the callers and frees the lease at once', async () => {
