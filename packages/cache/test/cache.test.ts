@@ -240,7 +240,11 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     expect(await cache.stats()).toMatchObject({ sets: 0 });
   });
 
-  it('a lost lease key wakes the callers waiting on it at once, instead of after leaseMs', async () => {
+  /**
+   * Instance a loading "k" under a 60 s lease (until `loaded` opens), and a caller of instance b (on the
+   * other client) waiting on that load: b asked twice, before and after subscribing to the bus.
+   */
+  const waitingOnALoad = async () => {
     const a = make<string>({ leaseMs: 60_000 });
     const b = make<string>({ leaseMs: 60_000 }, other);
     const loaded = gate<string>();
@@ -249,9 +253,13 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     const second = vi.fn(() => 'from b');
     const spy = vi.spyOn(other, 'sendCommand');
     const waiting = b.getOrSet('k', second);
-    // b asks twice (before and after subscribing to the bus), then waits to hear from a.
     await waitFor(() => sentOps(spy).filter((op) => op === 'LEASE').length === 2);
     spy.mockRestore();
+    return { b, loaded, first, second, waiting };
+  };
+
+  it('a lost lease key wakes the callers waiting on it at once, instead of after leaseMs', async () => {
+    const { loaded, first, second, waiting } = await waitingOnALoad();
     // The lease is lost (evicted, flushed): a's write is refused, and b must not sleep out the 60 s lease.
     await redis.del(keyOf('l:k'));
     loaded.open('from a');
@@ -263,16 +271,7 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
   });
 
   it('a caller waiting on a load is woken by a set of the same instance, not only by other instances', async () => {
-    const a = make<string>({ leaseMs: 60_000 });
-    const b = make<string>({ leaseMs: 60_000 }, other);
-    const loaded = gate<string>();
-    const first = a.getOrSet('k', () => loaded.promise);
-    await waitFor(async () => (await redis.exists(keyOf('l:k'))) === 1);
-    const second = vi.fn(() => 'from the loader');
-    const spy = vi.spyOn(other, 'sendCommand');
-    const waiting = b.getOrSet('k', second);
-    await waitFor(() => sentOps(spy).filter((op) => op === 'LEASE').length === 2);
-    spy.mockRestore();
+    const { b, loaded, first, second, waiting } = await waitingOnALoad();
     // b's own write comes back on the bus while b waits: it must wake b's caller, well before a's lease ends.
     const started = performance.now();
     await b.set('k', 'set by b');
