@@ -227,6 +227,7 @@ local DEAD_TRIM = 100
 local DEFAULT_LEASE_MS = 30000
 local MAX_LEASE_MS = 86400000
 local MIN_MEMO_MS = 60000
+local MIN_MEMO_TEXT = '60000'
 local AUDIT_EVERY_MS = 60000
 local AUDIT_STEP = 100
 local DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS = 1000, 60000
@@ -1073,7 +1074,7 @@ jobs all have their records. Every condition is read before its first write but 
 record is lost puts the popped ids back where they were and goes on to ACK's section, as does anything
 else. It writes and answers exactly as that section would (test/protocol.test.ts runs the same calls
 through both). ]]
-local ack_lease_ms, ack_fetch, ack_n, ack_ids, ack_tokens, ack_firsts, ack_values, ack_at, ack_check
+local ack_lease_ms, ack_fetch, ack_n, ack_ids, ack_at, ack_check
 if op == 'ACK' then
   ack_lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
   ack_fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
@@ -1118,7 +1119,7 @@ if op == 'ACK' then
   if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
     bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
   end
-  ack_ids, ack_tokens, ack_firsts, ack_values, ack_at = ids, tokens, firsts, values, at
+  ack_ids, ack_at = ids, at
 
   -- Which jobs are leased under the token given with them (read only), from their states (`states[1..n]`):
   -- one "1" or "0" per job as one string, the ids to complete, those ids as a set, their states once
@@ -1224,7 +1225,7 @@ if op == 'ACK' then
         if #done > 0 then finish(done, finals, kept) end
         out[4] = table.concat(tries, ',')
         -- The request's memo, as `remember_request` writes it (see REQUESTS).
-        redis.call('SET', memo, seq .. ':' .. cmsgpack.pack(results, token, popped), 'PX', ack_lease_ms > MIN_MEMO_MS and lease_text or '60000')
+        redis.call('SET', memo, seq .. ':' .. cmsgpack.pack(results, token, popped), 'PX', ack_lease_ms > MIN_MEMO_MS and lease_text or MIN_MEMO_TEXT)
         flush_events()
         return out
       end
