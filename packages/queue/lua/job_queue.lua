@@ -85,7 +85,10 @@ it to max_len / its number of events entries); keep and keep_ms (-1: no limit) a
 jobs `completed` keeps and for how long, 0 deleting them at once; keep_dead and keep_dead_ms the same for `dead`. Without
 it (the seed calls): no events, completed jobs deleted at once, dead jobs kept 10000 / 7 days. The
 finishing call trims (oldest first, at most as many as it adds plus 100 by count, and up to 100 + its
-count by age), so retention is O(1) amortised with no sweeper.
+count by age), so retention is O(1) amortised with no sweeper. A keep of 32 or more is trimmed in
+batches: only the call whose completions take meta `completed` past a multiple of min(64, floor(keep /
+16)) trims `completed` (by count and by age), so it holds up to that batch less one over keep between
+trims; dead letters are trimmed by every call that adds some.
 
 LIMITS (internal): current_time's policy may end with ",<rate_limit>,<rate_window_ms>,<concurrency>" (0:
 none), the queue-wide limits POP and ACK enforce when they lease: at most `concurrency` jobs leased at once
@@ -994,10 +997,11 @@ local function trim_finished(set, keep, keep_ms, limit)
   if keep >= 0 then
     local over = redis.call('ZCARD', set) - keep
     if over > 0 then
-      -- ZPOPMIN answers members and scores, oldest first.
-      local popped, ids = redis.call('ZPOPMIN', set, math.min(over, limit)), {}
-      for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-      oldest = tonumber(popped[#popped])
+      -- Members by rank and one score: ZPOPMIN's reply would format every score as text.
+      local last = math.min(over, limit) - 1
+      local ids = redis.call('ZRANGE', set, 0, last)
+      oldest = tonumber(redis.call('ZSCORE', set, ids[#ids]))
+      redis.call('ZREMRANGEBYRANK', set, 0, last)
       forget_all(ids)
     end
   end
@@ -1013,11 +1017,13 @@ end
 
 -- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
 -- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
--- at once when it keeps none (the seed's behaviour).
+-- at once when it keeps none (the seed's behaviour). A keep of 32 or more is trimmed once per batch of
+-- keep / 16 completions (see POLICY): a trim costs about six calls whatever it removes, so batching takes
+-- most of them off each completion.
 local function finish(ids, states, values)
   local n = #ids
   redis.call('ZREM', processing, unpack(ids))
-  redis.call('HINCRBY', meta, 'completed', n)
+  local total = redis.call('HINCRBY', meta, 'completed', n)
   local keep = keep_done + 0
   -- With events off and nothing kept (the seed's way) there is nothing to build per job.
   if keep == 0 and not events_on then
@@ -1046,7 +1052,11 @@ local function finish(ids, states, values)
     redis.call('HSET', info, unpack(results))
     info_seen = true
   end
-  trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
+  -- A new counter (total == n: `meta` was lost) trims at once.
+  local step = keep < 0 and 1 or math.min(64, math.floor(keep / 16))
+  if step <= 1 or math.floor(total / step) ~= math.floor((total - n) / step) or total == n then
+    trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
+  end
 end
 
 -- A new lease for POP and ACK, written to meta `lease`: its token, above every one given before (`last`,

@@ -202,7 +202,10 @@ export interface JobInfo<T, R = unknown> {
 
 /** How many finished jobs to keep, and for how long (either may be left out: no limit). */
 export interface KeepOptions {
-  /** Keep at most this many (the newest). */
+  /**
+   * Keep at most this many (the newest). From 32 on they are trimmed in batches of count / 16 (at most 64)
+   * completions, so up to one batch less one more may be held between trims.
+   */
   count?: number;
   /** Keep none older than this, in ms. */
   ageMs?: number;

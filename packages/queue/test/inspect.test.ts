@@ -122,6 +122,34 @@ describe.each(topologies)('queue inspection and control on %s', (topology) => {
     expect(await aged.getJob('f')).toBeUndefined();
   });
 
+  it('trims a count of 32 or more in batches: at most count/16 more between trims, exact at each trim', async () => {
+    // count 160: a batch is 10 completions, so `completed` holds 160 to 169 once full.
+    const queue = open({ removeOnComplete: { count: 160 } });
+    const ids = Array.from({ length: 230 }, (_, i) => `j${i}`);
+    await queue.pushBulk(ids.map((id) => ({ data: { to: id }, id })));
+    const jobs = await queue.pop(230);
+    expect(jobs.map((j) => j.id)).toEqual(ids);
+    const kept = async () => (await queue.getJobs('completed', { limit: 1000 })).map((j) => j.id);
+    for (let i = 0; i < 200; i++) {
+      await queue.complete(jobs[i]!);
+      const now = await kept();
+      const done = i + 1;
+      // Newest first; the call that completes a batch's 10th trims to the count, the others leave it.
+      expect(now[0]).toBe(ids[i]);
+      expect(now.length).toBe(done <= 160 ? done : 160 + (done % 10));
+      if (done % 10 === 0) expect(now).toEqual(ids.slice(Math.max(0, done - 160), done).reverse());
+    }
+    expect(await queue.getJob('j39')).toBeUndefined();
+    expect(await queue.getJob('j40')).toMatchObject({ state: 'completed' });
+    // A call completing a whole batch or more trims at once, whatever the counter was.
+    await queue.complete(jobs[200]!);
+    const acked = await queue.ack(jobs.slice(201, 230));
+    expect(acked.completed).toEqual(Array(29).fill(true));
+    expect(await kept()).toEqual(ids.slice(70, 230).reverse());
+    expect((await queue.stats()).completed).toBe(230);
+    for (const id of ['j0', 'j69']) expect(await queue.getJob(id)).toBeUndefined();
+  });
+
   it('remove, promote and retryJob act on one job and answer false when they cannot', async () => {
     const queue = open();
     await queue.pushBulk([
