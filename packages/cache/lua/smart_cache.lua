@@ -124,7 +124,10 @@ callgrind instruction counts of redis-server)
   one call more); the log's size comes from one ZCARD before the writes plus what ZADD added, except on
   PUT's fast path, which reads it only when its ZADD added a member (a rewrite does not change the size) or
   the write is a sweep's turn: about 99k -> 95k instructions per rewrite of a 1 KB entry, the clock's
-  closure (tick, needed only for a new stats hash) no longer built there included. Batched
+  closure (tick, needed only for a new stats hash) no longer built there included. On the sweep's turn the
+fast path checks the 16 ranks itself (one ZRANGE, one EXISTS) when they need no wrap, and goes on to the
+general write only to remove what expired: its helpers cost about 33k more per turn, about 2k per write
+(91k -> 89k per rewrite in a log of 1024 entries). Batched
   writes and lookups stamp the log with one ZADD for many members, which is most of the saving over a call
   each. A whole-ms ttl with no grace is passed to PX as the caller's text: Redis turns a Lua number back into
   text for every call, which costs about a third of the SET itself. Entry keys are checked against the log's
@@ -174,7 +177,19 @@ if op == 'PUT' and (#ARGV == 7 or #ARGV == 8) and #KEYS == 5 then
         redis.call('SET', entry, ARGV[6], 'PX', ttl)
         -- Only a new member changes the log's size; the sweep (every 16th write) reads it too.
         local size = (added == 1 or clock % 16 == 0) and redis.call('ZCARD', log)
-        if not size or size <= max_text + 0 and clock % 16 ~= 0 then
+        local done = not size or size <= max_text + 0 and clock % 16 ~= 0
+        if not done and size <= max_text + 0 then
+          -- The sweep's turn with nothing to evict: its check (sweep, below) of the 16 ranks from clock % size,
+          -- when they need no wrap. All alive (the usual case) ends the call here; else the general path
+          -- sweeps them.
+          local start = clock % size
+          if start + 16 <= size then
+            local keys = redis.call('ZRANGE', log, start, start + 15)
+            for i = 1, #keys do keys[i] = prefix .. keys[i] end
+            done = #keys == 16 and redis.call('EXISTS', unpack(keys)) == 16
+          end
+        end
+        if done then
           local channel = ARGV[4]
           if channel ~= '' then redis.call('PUBLISH', channel, '["' .. origin .. '","s",["' .. entry .. '"],[]]') end
           return 0

@@ -217,6 +217,19 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(swept).toEqual(await state('s'));
     expect(swept.log.filter((_, i) => i % 2 === 0)).toEqual(['entry=d', 'entry=b', 'entry=q"uote', 'entry=c']);
     expect(swept.tags).toEqual([]);
+
+    // A longer log: the fast path checks the sweep's 16 ranks itself when they need no wrap, ending the call
+    // when all are alive and leaving an expired member to the general path's sweep. Every step must match.
+    const names = [...Array.from({ length: 20 }, (_, i) => `p${i}`), 'x', ...Array.from({ length: 20 }, (_, i) => `q${i}`)];
+    for (const name of names) await write(name, name === 'x' ? '1' : '3600000', 100);
+    await waitFor(async () => (await redis.exists(k('m:entry=x'), k('s:entry=x'))) === 0, { timeoutMs: 5_000 });
+    for (let i = 0; i < 192; i++) {
+      await write('c', '3600000', 100);
+      expect(await state('m')).toEqual(await state('s'));
+    }
+    const log = (await state('m')).log.filter((_, i) => i % 2 === 0);
+    expect(log).not.toContain('entry=x');
+    expect(log).toHaveLength(44);
   });
 
   it('records lookups made with plain GETs (TOUCH): hits move to the MRU end, misses leave the log', async () => {
