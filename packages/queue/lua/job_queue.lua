@@ -203,9 +203,12 @@ ids, no delay, dedup or group) has a fast path placed before most helpers: one j
 instructions instead of 243k, a job at 32 pushes in flight about 21k instead of 27k (the build before the
 declared keys, 4fe707b: 25k), a job of a bulk of 1000 about 18.5k instead of 22k. The commonest ACK (a
 worker's: a request, completions and a fetch the top priority's list fills with jobs to spare, no
-groups, limits, pause or due work) has one after `finish`, which it shares with the general path, and
-before the leasing and memo helpers: one job completed and one leased costs about 356k instead of 458k
-with events off and nothing kept (4fe707b: 336k), 438k instead of 536k with events on and 1000 kept.
+groups, limits, pause or due work) has one right after the PUSHN fast path, behind only the helpers it
+shares with the general path (`any_groups`, `wake_worker`, `finish` and the retention helpers, which
+PUSH and PUSHN do not build), so it builds none of the count, group, enqueue, state and push helpers:
+one job completed and one leased costs about 342k instead of 458k with events off and nothing kept
+(4fe707b: 334k), 385k instead of 536k with events on and 1000 kept (moving it there from after `finish`
+saved about 15k; a general push pays about 1k more).
 Redis numbers (ZRANGEBYSCORE bounds, LPOP counts, PX) go to `redis.call` as text there: a Lua number
 argument costs a %.17g format, about 2k instructions each. Measured and not worth
 their code: values
@@ -522,20 +525,6 @@ if op == 'PUSHN' and #KEYS == DECLARED and ARGV[8] == '0' and ARGV[7] == '0' and
   end
 end
 
--- Jobs waiting in groups added (or, negative, popped) by this call (see GROUPS).
-local gwaiting_delta = 0
-
-local function save_count()
-  if waiting_delta ~= 0 then
-    -- Below 0 only when `meta` was lost while jobs waited.
-    if redis.call('HINCRBY', meta, 'waiting', waiting_delta) < 0 then repair() end
-  end
-  if gwaiting_delta ~= 0 then
-    if redis.call('HINCRBY', meta, 'gwaiting', gwaiting_delta) < 0 then redis.call('HSET', meta, 'gwaiting', 0) end
-  end
-  waiting_delta, gwaiting_delta = 0, 0
-end
-
 -- GROUPS: whether the queue has any group state, and whether `info` holds anything (nil: not read yet).
 -- Read once per call; a call that writes either sets its flag to true.
 local any_groups_seen, info_seen
@@ -552,6 +541,323 @@ local function any_groups()
     end
   end
   return any_groups_seen
+end
+
+-- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
+local function wake_worker()
+  if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
+end
+
+-- Retention and forgetting (see POLICY), for the calls that finish or remove jobs: PUSH and PUSHN use none
+-- of them, so they do not build them (each closure costs about 1.5k instructions per call).
+local hdel_all, drop_info, forget_all, trim_finished, finish
+if op ~= 'PUSH' and op ~= 'PUSHN' then
+  -- HDEL of many fields, in steps (unpack has a stack limit).
+  function hdel_all(key, fields)
+    for from = 1, #fields, STEP do
+      redis.call('HDEL', key, unpack(fields, from, math.min(#fields, from + STEP - 1)))
+    end
+  end
+
+  -- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
+  function drop_info(ids)
+    if info_seen == nil then info_seen = redis.call('EXISTS', info) == 1 end
+    if not info_seen then return end
+    local counts, fields = {}, {}
+    for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
+    counts = redis.call('HMGET', info, unpack(counts))
+    for i, id in ipairs(ids) do
+      fields[#fields + 1] = 'p:' .. id
+      fields[#fields + 1] = 'r:' .. id
+      local lines = tonumber(counts[i])
+      if lines then
+        fields[#fields + 1] = 'l:' .. id
+        for k = 0, math.min(lines, LOG_MAX) - 1 do fields[#fields + 1] = 'l:' .. id .. ':' .. k end
+      end
+    end
+    hdel_all(info, fields)
+  end
+
+  -- Deletes what is kept of jobs that left every state: records, states, progress, return values, logs.
+  function forget_all(ids)
+    if #ids == 0 then return end
+    redis.call('HDEL', jobs, unpack(ids))
+    redis.call('HDEL', state, unpack(ids))
+    drop_info(ids)
+    if any_groups() then
+      local fields = {}
+      for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
+      hdel_all(groups, fields)
+    end
+  end
+
+  -- Retention of a finished set (`completed` or `dead`, scored by when): keeps at most `keep` (-1: any
+  -- number) no older than `keep_ms` (-1: any age). Deletes at most `limit` by count and `limit` by age per
+  -- call, the oldest first: a call that adds n jobs passes at least n, so the set never outgrows its cap.
+  function trim_finished(set, keep, keep_ms, limit)
+    local oldest = -1
+    if keep >= 0 then
+      local over = redis.call('ZCARD', set) - keep
+      if over > 0 then
+        -- Members by rank and one score: ZPOPMIN's reply would format every score as text.
+        local last = math.min(over, limit) - 1
+        local ids = redis.call('ZRANGE', set, 0, last)
+        oldest = tonumber(redis.call('ZSCORE', set, ids[#ids]))
+        redis.call('ZREMRANGEBYRANK', set, 0, last)
+        forget_all(ids)
+      end
+    end
+    -- What is left is no older than what the count took: when that is young enough, nothing to look for.
+    if keep_ms >= 0 and oldest <= now - keep_ms then
+      local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - keep_ms, 'LIMIT', 0, limit)
+      if #ids > 0 then
+        redis.call('ZREM', set, unpack(ids))
+        forget_all(ids)
+      end
+    end
+  end
+
+  -- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
+  -- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
+  -- at once when it keeps none (the seed's behaviour). A keep of 32 or more is trimmed once per batch of
+  -- keep / 16 completions (see POLICY): a trim costs about six calls whatever it removes, so batching takes
+  -- most of them off each completion.
+  function finish(ids, states, values)
+    local n = #ids
+    redis.call('ZREM', processing, unpack(ids))
+    local total = redis.call('HINCRBY', meta, 'completed', n)
+    local keep = keep_done + 0
+    -- With events off and nothing kept (the seed's way) there is nothing to build per job.
+    if keep == 0 and not events_on then
+      forget_all(ids)
+      return
+    end
+    local scored, results, at = {}, {}, string.format('%d', now)
+    for i = 1, n do
+      local id = ids[i]
+      emit('completed', id)
+      if values and values[i] ~= '' then
+        emit_field('r', values[i])
+        results[#results + 1] = 'r:' .. id
+        results[#results + 1] = values[i]
+      end
+      scored[2 * i - 1] = at
+      scored[2 * i] = id
+    end
+    if keep == 0 then
+      forget_all(ids)
+      return
+    end
+    redis.call('ZADD', completed, unpack(scored))
+    redis.call('HSET', state, unpack(states))
+    if #results > 0 then
+      redis.call('HSET', info, unpack(results))
+      info_seen = true
+    end
+    -- A new counter (total == n: `meta` was lost) trims at once.
+    local step = keep < 0 and 1 or math.min(64, math.floor(keep / 16))
+    if step <= 1 or math.floor(total / step) ~= math.floor((total - n) / step) or total == n then
+      trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
+    end
+  end
+end
+
+-- A new lease for POP and ACK, written to meta `lease`: its token, above every one given before (`last`,
+-- that counter) and at least the time in microseconds, so tokens never repeat for a job that outlived a
+-- lost `meta`, and the lease's start is the token / 1000 (exact while the calls that lease are fewer than
+-- one per microsecond). Returns the token, ":<token>:" (a state's middle), the state of a first attempt
+-- under it ("1:<token>:") and the deadline (ms, as text) of a lease of lease_ms.
+local new_lease
+if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
+  function new_lease(last, lease_ms)
+    local token = (tonumber(last) or 0) + 1
+    if token < now_us then token = now_us end
+    local text = string.format('%d', token)
+    redis.call('HSET', meta, 'lease', text)
+    local held = ':' .. text .. ':'
+    return token, held, '1' .. held, string.format('%d', now + lease_ms)
+  end
+end
+
+--[[ ACK's argument parse and fast path (see the speed notes). The parse (ACK's section below gives the
+format) runs here for both paths, and `ack_check` decides which jobs complete. The fast path is the
+worker's usual call: a request, completions, and a fetch that the highest priority's list fills with jobs
+to spare, on a queue without groups, limits, pause, due delays, retries or expired leases, whose leased
+jobs all have their records. Every condition is read before its first write but one: a popped job whose
+record is lost puts the popped ids back where they were and goes on to ACK's section, as does anything
+else. It writes and answers exactly as that section would (test/protocol.test.ts runs the same calls
+through both). ]]
+local ack_lease_ms, ack_fetch, ack_n, ack_ids, ack_at, ack_check
+if op == 'ACK' then
+  ack_lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
+  ack_fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
+  ack_n = number('n', ARGV[5], 0, MAX_BATCH, true)
+  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
+  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
+  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
+  -- the groups.
+  local ids, tokens, firsts, values = {}, {}, {}, nil
+  local at, count = 6, 0
+  while count < ack_n do
+    local token = id_arg('lease_token', ARGV[at])
+    -- Strings compare by identity in Lua: one comparison finds the common case.
+    local first = '1:' .. token .. ':'
+    local k = number('k', ARGV[at + 1], 1, ack_n - count, true)
+    local valued = ARGV[at + 2]
+    if valued ~= '0' and valued ~= '1' then bad('valued must be 0 or 1, got ' .. tostring(valued)) end
+    if valued == '1' and not values then
+      values = {}
+      for i = 1, count do values[i] = '' end
+    end
+    at = at + 3
+    for _ = 1, k do
+      local id = ARGV[at]
+      -- id_arg inlined (a call per job); it still words the error.
+      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
+      count = count + 1
+      ids[count] = id
+      tokens[count] = token
+      firsts[count] = first
+      at = at + 1
+      if valued == '1' then
+        local value = ARGV[at]
+        if value == nil or #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes') end
+        values[count] = value
+        at = at + 1
+      elseif values then
+        values[count] = ''
+      end
+    end
+  end
+  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
+    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
+  end
+  ack_ids, ack_at = ids, at
+
+  -- Which jobs are leased under the token given with them (read only), from their states (`states[1..n]`):
+  -- one "1" or "0" per job as one string, the ids to complete, those ids as a set, their states once
+  -- completed (id and state pairs, only when completed jobs are kept) and their return values (when given).
+  function ack_check(states)
+    local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
+    local keep = keep_done + 0 ~= 0
+    -- A first attempt's final state is the same for every job completed under its token: built once.
+    local first_finals = keep and {}
+    for i = 1, ack_n do
+      local id, token, s = ids[i], tokens[i], states[i]
+      local r = '0'
+      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
+      -- record), so a match means leased under this token; a repeated pair in one call completes once.
+      if s and token ~= '0' and not seen[id] then
+        local fresh = s == firsts[i]
+        local a = not fresh and find(s, ':', 1, true)
+        if fresh or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token) then
+          seen[id] = true
+          d = d + 1
+          done[d] = id
+          if kept then kept[d] = values[i] end
+          if keep then
+            finals[2 * d - 1] = id
+            local final = fresh and first_finals[token]
+            if not final then
+              final = (fresh and '1:' or sub(s, 1, a)) .. '=' .. token .. ':'
+              if fresh then first_finals[token] = final end
+            end
+            finals[2 * d] = final
+          end
+          r = '1'
+        end
+      end
+      results[i] = r
+    end
+    return table.concat(results), done, seen, finals, kept
+  end
+
+  local lane, seq, fetch_text, lease_text = ARGV[at], ARGV[at + 1], ARGV[4], ARGV[3]
+  local memo = #KEYS == DECLARED + 1 and #ARGV == at + 1 and waiting .. ':req:' .. lane
+  -- Canonical digits only, so the texts can go to Redis as they are (as the general path's numbers would).
+  if memo and KEYS[DECLARED + 1] == memo and #lane >= 1 and #lane <= MAX_ID and #seq <= 15 and find(seq, '^%d+$')
+    and ack_n > 0 and ack_fetch > 0 and rate_limit == 0 and max_active == 0 and find(fetch_text, '^[1-9]%d*$')
+    and find(lease_text, '^[1-9]%d*$') then
+    local saved = redis.call('GET', memo)
+    local now_text = string.format('%d', now)
+    local m
+    -- Not a repeat (the section below replays it), no group state, nothing due.
+    if not (saved and sub(saved, 1, #seq + 1) == seq .. ':') and not any_groups()
+      and not redis.call('ZRANGEBYSCORE', processing, '-inf', now_text, 'LIMIT', '0', '1')[1]
+      and not redis.call('ZRANGEBYSCORE', delayed, '-inf', now_text, 'LIMIT', '0', '1')[1]
+      and not redis.call('ZRANGEBYSCORE', failed, '-inf', now_text, 'LIMIT', '0', '1')[1] then
+      m = redis.call('HMGET', meta, 'paused', 'lease', 'until')
+    end
+    local top = m and not m[1] and not (tonumber(m[3]) and tonumber(m[3]) > now) and redis.call('ZRANGE', waiting, '0', '0')[1]
+    local list = top and waiting .. ':w:' .. top
+    -- Jobs to spare: the list stays indexed, no other list or group is read, and the queue is not drained.
+    if list and redis.call('LLEN', list) > ack_fetch then
+      local popped = redis.call('LPOP', list, fetch_text)
+      local recs = redis.call('HMGET', jobs, unpack(popped))
+      local whole = true
+      for i = 1, ack_fetch do
+        if not recs[i] then whole = false end
+      end
+      if not whole then
+        -- Back at the head in their order: ACK's section dead-letters the lost one.
+        local back = {}
+        for i = 1, ack_fetch do back[i] = popped[ack_fetch + 1 - i] end
+        redis.call('LPUSH', list, unpack(back))
+      else
+        -- One read of the states of the jobs completed (1..n) and leased (n+1..).
+        local fields = {}
+        for i = 1, ack_n do fields[i] = ids[i] end
+        for i = 1, ack_fetch do fields[ack_n + i] = popped[i] end
+        local states = redis.call('HMGET', state, unpack(fields))
+        local results, done, _, finals, kept = ack_check(states)
+        -- The leases, as `lease_ids` writes them.
+        local token, held, fresh, deadline = new_lease(m[2], ack_lease_ms)
+        local out, leases, news, tries = { results, 0, token, '' }, {}, {}, {}
+        for i = 1, ack_fetch do
+          local id, old = popped[i], states[ack_n + i]
+          local try, s = '1', fresh
+          if old then
+            local a = find(old, ':', 1, true)
+            try = string.format('%d', sub(old, 1, a - 1) + 1)
+            s = try .. held .. sub(old, find(old, ':', a + 1, true) + 1)
+          end
+          news[2 * i - 1] = id
+          news[2 * i] = s
+          leases[2 * i - 1] = deadline
+          leases[2 * i] = id
+          if events_on then emit('active', id) end
+          out[3 + 2 * i] = id
+          out[4 + 2 * i] = recs[i]
+          tries[i] = try
+        end
+        redis.call('HSET', state, unpack(news))
+        redis.call('ZADD', processing, unpack(leases))
+        -- Below 0 only when `meta` was lost while jobs waited (as `save_count`).
+        if redis.call('HINCRBY', meta, 'waiting', '-' .. fetch_text) < 0 then repair() end
+        wake_worker()
+        if #done > 0 then finish(done, finals, kept) end
+        out[4] = table.concat(tries, ',')
+        -- The request's memo, as `remember_request` writes it (see REQUESTS).
+        redis.call('SET', memo, seq .. ':' .. cmsgpack.pack(results, token, popped), 'PX', ack_lease_ms > MIN_MEMO_MS and lease_text or MIN_MEMO_TEXT)
+        flush_events()
+        return out
+      end
+    end
+  end
+end
+
+-- Jobs waiting in groups added (or, negative, popped) by this call (see GROUPS).
+local gwaiting_delta = 0
+
+local function save_count()
+  if waiting_delta ~= 0 then
+    -- Below 0 only when `meta` was lost while jobs waited.
+    if redis.call('HINCRBY', meta, 'waiting', waiting_delta) < 0 then repair() end
+  end
+  if gwaiting_delta ~= 0 then
+    if redis.call('HINCRBY', meta, 'gwaiting', gwaiting_delta) < 0 then redis.call('HSET', meta, 'gwaiting', 0) end
+  end
+  waiting_delta, gwaiting_delta = 0, 0
 end
 
 -- Group helpers (see GROUPS), built by `load_groups` only in a call that meets a group: a script call runs
@@ -633,11 +939,6 @@ local function enqueue_ids(priority, ids, front)
   local len = redis.call(front and 'LPUSH' or 'RPUSH', waiting .. ':w:' .. priority, unpack(ids))
   if len == #ids then redis.call('ZADD', waiting, -priority, priority) end
   waiting_delta = waiting_delta + #ids
-end
-
--- Wakes one blocked worker (a woken worker that leaves jobs behind wakes the next).
-local function wake_worker()
-  if redis.call('LLEN', wake) == 0 then redis.call('RPUSH', wake, '1') end
 end
 
 -- Push helpers: built only by the calls that push (see the speed notes).
@@ -942,305 +1243,12 @@ local function wake_worker_if_waiting()
   if redis.call('ZCARD', waiting) > 0 or (any_groups_seen ~= false and redis.call('ZCARD', gready) > 0) then wake_worker() end
 end
 
--- HDEL of many fields, in steps (unpack has a stack limit).
-local function hdel_all(key, fields)
-  for from = 1, #fields, STEP do
-    redis.call('HDEL', key, unpack(fields, from, math.min(#fields, from + STEP - 1)))
-  end
-end
-
--- Drops the progress, return values and logs of `ids` (see INFO); nothing to read when no job has any.
-local function drop_info(ids)
-  if info_seen == nil then info_seen = redis.call('EXISTS', info) == 1 end
-  if not info_seen then return end
-  local counts, fields = {}, {}
-  for i, id in ipairs(ids) do counts[i] = 'l:' .. id end
-  counts = redis.call('HMGET', info, unpack(counts))
-  for i, id in ipairs(ids) do
-    fields[#fields + 1] = 'p:' .. id
-    fields[#fields + 1] = 'r:' .. id
-    local lines = tonumber(counts[i])
-    if lines then
-      fields[#fields + 1] = 'l:' .. id
-      for k = 0, math.min(lines, LOG_MAX) - 1 do fields[#fields + 1] = 'l:' .. id .. ':' .. k end
-    end
-  end
-  hdel_all(info, fields)
-end
-
--- Deletes what is kept of jobs that left every state: records, states, progress, return values, logs.
-local function forget_all(ids)
-  if #ids == 0 then return end
-  redis.call('HDEL', jobs, unpack(ids))
-  redis.call('HDEL', state, unpack(ids))
-  drop_info(ids)
-  if any_groups() then
-    local fields = {}
-    for i, id in ipairs(ids) do fields[i] = 'j:' .. id end
-    hdel_all(groups, fields)
-  end
-end
-
 -- The job's state when `id` is leased (under `token`, if given), else nil.
 local function leased(id, token)
   if not redis.call('ZSCORE', processing, id) then return nil end
   local attempts, held, err = read_state(id)
   if token and token ~= held then return nil end
   return attempts, held, err
-end
-
--- Retention of a finished set (`completed` or `dead`, scored by when): keeps at most `keep` (-1: any
--- number) no older than `keep_ms` (-1: any age). Deletes at most `limit` by count and `limit` by age per
--- call, the oldest first: a call that adds n jobs passes at least n, so the set never outgrows its cap.
-local function trim_finished(set, keep, keep_ms, limit)
-  local oldest = -1
-  if keep >= 0 then
-    local over = redis.call('ZCARD', set) - keep
-    if over > 0 then
-      -- Members by rank and one score: ZPOPMIN's reply would format every score as text.
-      local last = math.min(over, limit) - 1
-      local ids = redis.call('ZRANGE', set, 0, last)
-      oldest = tonumber(redis.call('ZSCORE', set, ids[#ids]))
-      redis.call('ZREMRANGEBYRANK', set, 0, last)
-      forget_all(ids)
-    end
-  end
-  -- What is left is no older than what the count took: when that is young enough, nothing to look for.
-  if keep_ms >= 0 and oldest <= now - keep_ms then
-    local ids = redis.call('ZRANGEBYSCORE', set, '-inf', now - keep_ms, 'LIMIT', 0, limit)
-    if #ids > 0 then
-      redis.call('ZREM', set, unpack(ids))
-      forget_all(ids)
-    end
-  end
-end
-
--- Records completions of leased jobs: `ids`, their new states ("<attempts>:=<token>:") and return values
--- (text, or '' for none; `values` may be nil). Kept in `completed` under the call's retention, or deleted
--- at once when it keeps none (the seed's behaviour). A keep of 32 or more is trimmed once per batch of
--- keep / 16 completions (see POLICY): a trim costs about six calls whatever it removes, so batching takes
--- most of them off each completion.
-local function finish(ids, states, values)
-  local n = #ids
-  redis.call('ZREM', processing, unpack(ids))
-  local total = redis.call('HINCRBY', meta, 'completed', n)
-  local keep = keep_done + 0
-  -- With events off and nothing kept (the seed's way) there is nothing to build per job.
-  if keep == 0 and not events_on then
-    forget_all(ids)
-    return
-  end
-  local scored, results, at = {}, {}, string.format('%d', now)
-  for i = 1, n do
-    local id = ids[i]
-    emit('completed', id)
-    if values and values[i] ~= '' then
-      emit_field('r', values[i])
-      results[#results + 1] = 'r:' .. id
-      results[#results + 1] = values[i]
-    end
-    scored[2 * i - 1] = at
-    scored[2 * i] = id
-  end
-  if keep == 0 then
-    forget_all(ids)
-    return
-  end
-  redis.call('ZADD', completed, unpack(scored))
-  redis.call('HSET', state, unpack(states))
-  if #results > 0 then
-    redis.call('HSET', info, unpack(results))
-    info_seen = true
-  end
-  -- A new counter (total == n: `meta` was lost) trims at once.
-  local step = keep < 0 and 1 or math.min(64, math.floor(keep / 16))
-  if step <= 1 or math.floor(total / step) ~= math.floor((total - n) / step) or total == n then
-    trim_finished(completed, keep, keep_done_ms + 0, n + DEAD_TRIM)
-  end
-end
-
--- A new lease for POP and ACK, written to meta `lease`: its token, above every one given before (`last`,
--- that counter) and at least the time in microseconds, so tokens never repeat for a job that outlived a
--- lost `meta`, and the lease's start is the token / 1000 (exact while the calls that lease are fewer than
--- one per microsecond). Returns the token, ":<token>:" (a state's middle), the state of a first attempt
--- under it ("1:<token>:") and the deadline (ms, as text) of a lease of lease_ms.
-local new_lease
-if op == 'POP' or op == 'ACK' or op == 'DRAIN' then
-  function new_lease(last, lease_ms)
-    local token = (tonumber(last) or 0) + 1
-    if token < now_us then token = now_us end
-    local text = string.format('%d', token)
-    redis.call('HSET', meta, 'lease', text)
-    local held = ':' .. text .. ':'
-    return token, held, '1' .. held, string.format('%d', now + lease_ms)
-  end
-end
-
---[[ ACK's argument parse and fast path (see the speed notes). The parse (ACK's section below gives the
-format) runs here for both paths, and `ack_check` decides which jobs complete. The fast path is the
-worker's usual call: a request, completions, and a fetch that the highest priority's list fills with jobs
-to spare, on a queue without groups, limits, pause, due delays, retries or expired leases, whose leased
-jobs all have their records. Every condition is read before its first write but one: a popped job whose
-record is lost puts the popped ids back where they were and goes on to ACK's section, as does anything
-else. It writes and answers exactly as that section would (test/protocol.test.ts runs the same calls
-through both). ]]
-local ack_lease_ms, ack_fetch, ack_n, ack_ids, ack_at, ack_check
-if op == 'ACK' then
-  ack_lease_ms = number('lease_ms', ARGV[3], 1, MAX_LEASE_MS, true)
-  ack_fetch = number('fetch', ARGV[4], 0, MAX_BATCH, true)
-  ack_n = number('n', ARGV[5], 0, MAX_BATCH, true)
-  -- The groups of jobs leased under one token (`<lease_token> <k> <valued>` then k ids, or k id and return
-  -- value pairs when valued is 1), from ARGV[6] on: the ids, each one's token, the whole state of a first
-  -- attempt under it, the return values (nil when no group has any), and the index of the argument after
-  -- the groups.
-  local ids, tokens, firsts, values = {}, {}, {}, nil
-  local at, count = 6, 0
-  while count < ack_n do
-    local token = id_arg('lease_token', ARGV[at])
-    -- Strings compare by identity in Lua: one comparison finds the common case.
-    local first = '1:' .. token .. ':'
-    local k = number('k', ARGV[at + 1], 1, ack_n - count, true)
-    local valued = ARGV[at + 2]
-    if valued ~= '0' and valued ~= '1' then bad('valued must be 0 or 1, got ' .. tostring(valued)) end
-    if valued == '1' and not values then
-      values = {}
-      for i = 1, count do values[i] = '' end
-    end
-    at = at + 3
-    for _ = 1, k do
-      local id = ARGV[at]
-      -- id_arg inlined (a call per job); it still words the error.
-      if id == nil or #id == 0 or #id > MAX_ID then id_arg('job_id', id) end
-      count = count + 1
-      ids[count] = id
-      tokens[count] = token
-      firsts[count] = first
-      at = at + 1
-      if valued == '1' then
-        local value = ARGV[at]
-        if value == nil or #value > MAX_DATA then bad('return_value must be at most ' .. MAX_DATA .. ' bytes') end
-        values[count] = value
-        at = at + 1
-      elseif values then
-        values[count] = ''
-      end
-    end
-  end
-  if #ARGV ~= at - 1 and #ARGV ~= at + 1 then
-    bad('ACK with these groups takes ' .. (at - 1) .. ' or ' .. (at + 1) .. ' arguments, got ' .. #ARGV)
-  end
-  ack_ids, ack_at = ids, at
-
-  -- Which jobs are leased under the token given with them (read only), from their states (`states[1..n]`):
-  -- one "1" or "0" per job as one string, the ids to complete, those ids as a set, their states once
-  -- completed (id and state pairs, only when completed jobs are kept) and their return values (when given).
-  function ack_check(states)
-    local results, done, seen, finals, kept, d = {}, {}, {}, {}, values and {}, 0
-    local keep = keep_done + 0 ~= 0
-    -- A first attempt's final state is the same for every job completed under its token: built once.
-    local first_finals = keep and {}
-    for i = 1, ack_n do
-      local id, token, s = ids[i], tokens[i], states[i]
-      local r = '0'
-      -- The state names the token of the lease a job is under ("~<token>" once it ended, and gone with the
-      -- record), so a match means leased under this token; a repeated pair in one call completes once.
-      if s and token ~= '0' and not seen[id] then
-        local fresh = s == firsts[i]
-        local a = not fresh and find(s, ':', 1, true)
-        if fresh or (byte(s, a + #token + 1) == 58 and sub(s, a + 1, a + #token) == token) then
-          seen[id] = true
-          d = d + 1
-          done[d] = id
-          if kept then kept[d] = values[i] end
-          if keep then
-            finals[2 * d - 1] = id
-            local final = fresh and first_finals[token]
-            if not final then
-              final = (fresh and '1:' or sub(s, 1, a)) .. '=' .. token .. ':'
-              if fresh then first_finals[token] = final end
-            end
-            finals[2 * d] = final
-          end
-          r = '1'
-        end
-      end
-      results[i] = r
-    end
-    return table.concat(results), done, seen, finals, kept
-  end
-
-  local lane, seq, fetch_text, lease_text = ARGV[at], ARGV[at + 1], ARGV[4], ARGV[3]
-  local memo = #KEYS == DECLARED + 1 and #ARGV == at + 1 and waiting .. ':req:' .. lane
-  -- Canonical digits only, so the texts can go to Redis as they are (as the general path's numbers would).
-  if memo and KEYS[DECLARED + 1] == memo and #lane >= 1 and #lane <= MAX_ID and #seq <= 15 and find(seq, '^%d+$')
-    and ack_n > 0 and ack_fetch > 0 and rate_limit == 0 and max_active == 0 and find(fetch_text, '^[1-9]%d*$')
-    and find(lease_text, '^[1-9]%d*$') then
-    local saved = redis.call('GET', memo)
-    local now_text = string.format('%d', now)
-    local m
-    -- Not a repeat (the section below replays it), no group state, nothing due.
-    if not (saved and sub(saved, 1, #seq + 1) == seq .. ':') and not any_groups()
-      and not redis.call('ZRANGEBYSCORE', processing, '-inf', now_text, 'LIMIT', '0', '1')[1]
-      and not redis.call('ZRANGEBYSCORE', delayed, '-inf', now_text, 'LIMIT', '0', '1')[1]
-      and not redis.call('ZRANGEBYSCORE', failed, '-inf', now_text, 'LIMIT', '0', '1')[1] then
-      m = redis.call('HMGET', meta, 'paused', 'lease', 'until')
-    end
-    local top = m and not m[1] and not (tonumber(m[3]) and tonumber(m[3]) > now) and redis.call('ZRANGE', waiting, '0', '0')[1]
-    local list = top and waiting .. ':w:' .. top
-    -- Jobs to spare: the list stays indexed, no other list or group is read, and the queue is not drained.
-    if list and redis.call('LLEN', list) > ack_fetch then
-      local popped = redis.call('LPOP', list, fetch_text)
-      local recs = redis.call('HMGET', jobs, unpack(popped))
-      local whole = true
-      for i = 1, ack_fetch do
-        if not recs[i] then whole = false end
-      end
-      if not whole then
-        -- Back at the head in their order: ACK's section dead-letters the lost one.
-        local back = {}
-        for i = 1, ack_fetch do back[i] = popped[ack_fetch + 1 - i] end
-        redis.call('LPUSH', list, unpack(back))
-      else
-        -- One read of the states of the jobs completed (1..n) and leased (n+1..).
-        local fields = {}
-        for i = 1, ack_n do fields[i] = ids[i] end
-        for i = 1, ack_fetch do fields[ack_n + i] = popped[i] end
-        local states = redis.call('HMGET', state, unpack(fields))
-        local results, done, _, finals, kept = ack_check(states)
-        -- The leases, as `lease_ids` writes them.
-        local token, held, fresh, deadline = new_lease(m[2], ack_lease_ms)
-        local out, leases, news, tries = { results, 0, token, '' }, {}, {}, {}
-        for i = 1, ack_fetch do
-          local id, old = popped[i], states[ack_n + i]
-          local try, s = '1', fresh
-          if old then
-            local a = find(old, ':', 1, true)
-            try = string.format('%d', sub(old, 1, a - 1) + 1)
-            s = try .. held .. sub(old, find(old, ':', a + 1, true) + 1)
-          end
-          news[2 * i - 1] = id
-          news[2 * i] = s
-          leases[2 * i - 1] = deadline
-          leases[2 * i] = id
-          if events_on then emit('active', id) end
-          out[3 + 2 * i] = id
-          out[4 + 2 * i] = recs[i]
-          tries[i] = try
-        end
-        redis.call('HSET', state, unpack(news))
-        redis.call('ZADD', processing, unpack(leases))
-        -- Below 0 only when `meta` was lost while jobs waited (as `save_count`).
-        if redis.call('HINCRBY', meta, 'waiting', '-' .. fetch_text) < 0 then repair() end
-        wake_worker()
-        if #done > 0 then finish(done, finals, kept) end
-        out[4] = table.concat(tries, ',')
-        -- The request's memo, as `remember_request` writes it (see REQUESTS).
-        redis.call('SET', memo, seq .. ':' .. cmsgpack.pack(results, token, popped), 'PX', ack_lease_ms > MIN_MEMO_MS and lease_text or MIN_MEMO_TEXT)
-        flush_events()
-        return out
-      end
-    end
-  end
 end
 
 --[[ COMPLETE (public; lease_token and return_value are internal) ----------------------------------------
