@@ -177,8 +177,9 @@ if op == 'PUT' and (#ARGV == 7 or #ARGV == 8) and #KEYS == 5 then
         redis.call('SET', entry, ARGV[6], 'PX', ttl)
         -- Only a new member changes the log's size; the sweep (every 16th write) reads it too.
         local size = (added == 1 or clock % 16 == 0) and redis.call('ZCARD', log)
-        local done = not size or size <= max_text + 0 and clock % 16 ~= 0
-        if not done and size <= max_text + 0 then
+        local max_size = size and max_text + 0
+        local done = not size or size <= max_size and clock % 16 ~= 0
+        if not done and size <= max_size then
           -- The sweep's turn with nothing to evict: its check (sweep, below) of the 16 ranks from clock % size,
           -- when they need no wrap. All alive (the usual case) ends the call here; else the general path
           -- sweeps them.
@@ -194,7 +195,7 @@ if op == 'PUT' and (#ARGV == 7 or #ARGV == 8) and #KEYS == 5 then
           if channel ~= '' then redis.call('PUBLISH', channel, '["' .. origin .. '","s",["' .. entry .. '"],[]]') end
           return 0
         end
-        written = { size, max_text + 0, clock }
+        written = { size, max_size, clock }
       end
     end
   end
