@@ -83,6 +83,24 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     await deleteByPrefix(redis, prefix);
   });
 
+  it('MSET gives each entry its own TTL when the texts repeat, change and repeat again', async () => {
+    // The script checks a ttl text only when it differs from the entry before's, and reuses that result.
+    const ttls = [60_000, 60_000, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, 30_000, 60_000];
+    const names = ttls.map((_, i) => `t${i}`);
+    const writes = ttls.map((ttlMs, i) => ({ text: names[i]!, ttlMs }));
+    const roomy = { ...settings, maxSize: 100 };
+    expect(decodeMset(await run(encodeMset(Date.now(), roomy, writes, 0, writes.length), keys.forEntries(names.map(entry))))).toBe(0);
+    const pttls = await Promise.all(names.map((name) => redis.pttl(entry(name))));
+    const expected = [60_000, 60_000, -1, -1, 30_000, 60_000];
+    for (let i = 0; i < names.length; i++) {
+      if (expected[i] === -1) expect(pttls[i], names[i]).toBe(-1);
+      else {
+        expect(pttls[i], names[i]).toBeGreaterThan(expected[i]! - 2_000);
+        expect(pttls[i], names[i]).toBeLessThanOrEqual(expected[i]!);
+      }
+    }
+  });
+
   it('MSET writes each entry with its TTL in SET order, evicts beyond max_size and publishes what it did', async () => {
     const writes = [
       { text: 'A', ttlMs: 60_000 },

@@ -296,6 +296,12 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     for (const [message, args] of internal) {
       await expect(withTagKeys('a', ...args), JSON.stringify(args)).rejects.toThrow(new RegExp(`^ERR smart_cache: .*${message}`));
     }
+    // A batch checks each ttl text that differs from the entry before's: a bad one after a good one still fails.
+    const twoEntries = (...args: (string | number)[]) =>
+      redis.evalsha(sha, 6, k('a'), k('access:log'), k('stats:key'), k('tags'), k('tagged'), k('b'), ...args);
+    await expect(twoEntries('MSET', 1, 10, 'ms', 0, '', '', 'x', 1000, '', 'y', 0, '')).rejects.toThrow(/^ERR smart_cache: ttl/);
+    await expect(twoEntries('MSET', 1, 10, 's', 0, '', '', 'x', 'none', '', 'y', 'nan', '')).rejects.toThrow(/^ERR smart_cache: ttl/);
+    expect(await redis.exists(k('b'))).toBe(0);
     await expect(call('a', 'CLEAR', 1, 10)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: CLEAR takes at least 5/);
     await expect(call('a', 'PUT', 1, 10, '', '', 'new', 1000)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: PUT takes at least 5/);
     await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
