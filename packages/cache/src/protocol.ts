@@ -142,7 +142,36 @@ export function encodePut(now: number, settings: WriteSettings, write: EntryWrit
   return args;
 }
 
-/** The number of entries the write (MSET or PUT) evicted. */
+/**
+ * MPUT: writes `writes[from..to)`, which share one TTL and carry no tags, to KEYS[1], KEYS[6…] (in that order)
+ * without a lease, in whole ms (only for caches with `graceMs` 0): the ttl once, then the values.
+ */
+export function encodeMput(now: number, settings: WriteSettings, writes: readonly EntryWrite[], from: number, to: number): ScriptArg[] {
+  const args: ScriptArg[] = ['MPUT', now, settings.maxSize, settings.channel, settings.origin, ttlArg(writes[from]!.ttlMs)];
+  for (let i = from; i < to; i++) args.push(writes[i]!.text);
+  return args;
+}
+
+/**
+ * The write of `writes[from..to)` (KEYS[1], KEYS[6…]) without a lease, in the script's cheapest form for it:
+ * PUT for a lone entry and MPUT for entries that share a TTL and carry no tags (both only without grace),
+ * MSET for any other batch.
+ */
+export function encodeWrites(now: number, settings: WriteSettings, writes: readonly EntryWrite[], from: number, to: number): ScriptArg[] {
+  if (settings.graceMs === 0) {
+    if (to - from === 1) return encodePut(now, settings, writes[from]!);
+    const ttlMs = writes[from]!.ttlMs;
+    let shared = true;
+    for (let i = from; i < to && shared; i++) {
+      const { ttlMs: own, tags } = writes[i]!;
+      shared = own === ttlMs && (tags === undefined || tags.length === 0);
+    }
+    if (shared) return encodeMput(now, settings, writes, from, to);
+  }
+  return encodeMset(now, settings, writes, from, to);
+}
+
+/** The number of entries the write (MSET, MPUT or PUT) evicted. */
 export function decodeMset(reply: unknown): number {
   return toNumber(reply);
 }

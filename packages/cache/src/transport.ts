@@ -13,7 +13,7 @@ import {
   type RegisteredScript,
   type ScriptArg,
 } from '@cyredis/core';
-import { decodeMget, decodeMset, encodeMget, encodeMset, encodePut, encodeTouch, SCRIPT_FILE, type CacheKeys, type EntryWrite, type WriteSettings } from './protocol.js';
+import { decodeMget, decodeMset, encodeMget, encodeTouch, encodeWrites, SCRIPT_FILE, type CacheKeys, type EntryWrite, type WriteSettings } from './protocol.js';
 
 /** Plain reads are reported to Redis (LRU order, hit/miss counts) at most this late, in batches of up to TOUCH_BATCH. */
 const TOUCH_FLUSH_MS = 5;
@@ -213,11 +213,7 @@ export class Transport {
     const keys = this.keys.forEntries(entryKeys);
     const now = Date.now();
     if (op.kind === 'get') return decodeMget(await this.run(encodeMget(now, this.writeSettings.graceMs), keys), n);
-    // A lone write without grace is a PUT, the script's fast path (fewer arguments, fewer checks).
-    const args =
-      n === 1 && this.writeSettings.graceMs === 0
-        ? encodePut(now, this.writeSettings, op)
-        : encodeMset(now, this.writeSettings, ops as EntryWrite[], from, to);
+    const args = encodeWrites(now, this.writeSettings, ops as EntryWrite[], from, to);
     const evicted = decodeMset(await this.run(args, keys));
     return new Array<unknown>(n).fill(evicted);
   }

@@ -85,11 +85,39 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     const ops = sentOps(spy);
     spy.mockRestore();
     expect(results).toEqual([undefined, undefined, 1, 2, undefined, true, undefined, [2, undefined], undefined, 3]);
-    // Runs of gets and of sets share one command each (a lone set is a PUT, a lone get a GET); the delete
-    // keeps its place between them.
-    expect(ops.filter((op) => op !== 'TOUCH')).toEqual(['MSET', 'mget', 'DEL', 'mget', 'PUT', 'get']);
+    // Runs of gets and of sets share one command each (sets that share a TTL and have no tags are an MPUT, a
+    // lone set a PUT, a lone get a GET); the delete keeps its place between them.
+    expect(ops.filter((op) => op !== 'TOUCH')).toEqual(['MPUT', 'mget', 'DEL', 'mget', 'PUT', 'get']);
     expect(await cache.stats()).toMatchObject({ sets: 4, hits: 4, misses: 3, size: 2 });
     expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:b', ':e:c']);
+  });
+
+  it('sends a batch of writes as MPUT when they share a TTL and have no tags, else as MSET', async () => {
+    const cache = make<string>({ maxSize: 10 });
+    const forever = make<string>({ name: 'forever', maxSize: 10, defaultTtlMs: undefined });
+    await cache.set('t', 'T', { tags: ['old'] });
+    await forever.stats(); // its script is loaded
+    const spy = vi.spyOn(redis, 'sendCommand');
+    // Shared default TTL, no tags: MPUT. The entry that had a tag loses it, as a set without tags does.
+    await cache.setMany([{ key: 'a', value: 'A' }, { key: 't', value: 'T2' }, { key: 'b', value: 'B' }]);
+    // No TTL at all (a cache without defaultTtlMs) is shared too: MPUT. A second TTL, or a tag, makes the
+    // batch an MSET.
+    await forever.setMany([{ key: 'n1', value: 'N' }, { key: 'n2', value: 'N' }]);
+    await cache.setMany([{ key: 'c', value: 'C' }, { key: 'd', value: 'D', ttlMs: 5_000 }]);
+    await cache.setMany([{ key: 'e', value: 'E' }, { key: 'f', value: 'F', tags: ['x'] }]);
+    // (The registry's record of a cache's use is a plain command of its own.)
+    expect(sentOps(spy).filter((op) => op === 'MPUT' || op === 'MSET' || op === 'PUT')).toEqual(['MPUT', 'MPUT', 'MSET', 'MSET']);
+    spy.mockRestore();
+    expect(await cache.getMany(['a', 't', 'b', 'c', 'd', 'e', 'f'])).toEqual(['A', 'T2', 'B', 'C', 'D', 'E', 'F']);
+    expect(await forever.getMany(['n1', 'n2'])).toEqual(['N', 'N']);
+    expect(await redis.pttl(keyOf('e:a'))).toBeGreaterThan(50_000);
+    expect(await redis.pttl(keyOf('e:n1', 'forever'))).toBe(-1);
+    expect(await redis.pttl(keyOf('e:n2', 'forever'))).toBe(-1);
+    expect(await redis.pttl(keyOf('e:d'))).toBeLessThanOrEqual(5_000);
+    expect((await cache.inspect('t'))?.tags).toEqual([]);
+    expect(await cache.deleteByTag('old')).toBe(0);
+    expect((await cache.inspect('f'))?.tags).toEqual(['x']);
+    expect(await cache.stats()).toMatchObject({ sets: 8, evictions: 0, size: 7 });
   });
 
   it('settles each call of a batch with its own command\'s error, and keeps the others', async () => {

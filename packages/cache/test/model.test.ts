@@ -8,6 +8,7 @@ type StatsFault = 'deleted' | 'replaced' | 'expired';
 type Op =
   | { op: 'get'; key: string }
   | { op: 'set'; key: string; value: number }
+  | { op: 'setMany'; keys: string[]; value: number }
   | { op: 'delete'; key: string }
   | { op: 'stats'; fault: StatsFault };
 
@@ -15,6 +16,8 @@ const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('get' as const), key }),
   fc.record({ op: fc.constant('set' as const), key, value: fc.integer() }),
+  // One batch (an MPUT: one TTL, no tags): every entry is written, then the LRU ones beyond maxSize go.
+  fc.record({ op: fc.constant('setMany' as const), keys: fc.uniqueArray(key, { minLength: 2, maxLength: 4 }), value: fc.integer() }),
   fc.record({ op: fc.constant('delete' as const), key }),
   // The stats hash lost (DEL or expiry, as an eviction or a daily rotation would) or replaced by another hash.
   fc.record({ op: fc.constant('stats' as const), fault: fc.constantFrom<StatsFault>('deleted', 'replaced', 'expired') }),
@@ -61,10 +64,17 @@ class Model {
   }
 
   set(k: string, value: number): void {
-    this.sets++;
-    this.entries.delete(k);
-    this.entries.set(k, value);
-    if (this.entries.size > this.maxSize) {
+    this.setMany([[k, value]]);
+  }
+
+  /** A batch is written whole before the bound is applied: an entry it rewrites is not evicted on the way. */
+  setMany(entries: [string, number][]): void {
+    for (const [k, value] of entries) {
+      this.sets++;
+      this.entries.delete(k);
+      this.entries.set(k, value);
+    }
+    while (this.entries.size > this.maxSize) {
       this.entries.delete(this.entries.keys().next().value!);
       this.evictions++;
     }
@@ -121,6 +131,11 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
           else if (o.op === 'set') {
             await cache.set(o.key, o.value);
             model.set(o.key, o.value);
+          } else if (o.op === 'setMany') {
+            // Each entry its own value, so a value written to the wrong key shows.
+            const entries = o.keys.map((k, i): [string, number] => [k, o.value + i]);
+            await cache.setMany(entries.map(([k, value]) => ({ key: k, value })));
+            model.setMany(entries);
           } else if (o.op === 'delete') expect(await cache.delete(o.key)).toBe(model.delete(o.key));
           else {
             // stats() sends the lookups not yet reported, so they land in the old hash, as the model counts them.

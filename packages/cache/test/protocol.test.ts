@@ -27,11 +27,13 @@ import {
   encodeLease,
   encodeLeasedSet,
   encodeMget,
+  encodeMput,
   encodeMset,
   encodePut,
   encodeRelease,
   encodeStats,
   encodeTouch,
+  encodeWrites,
   SCRIPT_FILE,
   type BusMessage,
   type WriteSettings,
@@ -118,6 +120,34 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
     expect(heard).toEqual([
       { origin: 'me', cleared: false, keys: ['a', 'b'], evicted: [] },
       { origin: 'me', cleared: false, keys: ['c'], evicted: ['a'] },
+    ]);
+  });
+
+  it('encodeWrites sends PUT, MPUT or MSET by the batch\'s shape; MPUT writes, evicts and publishes as MSET does', async () => {
+    const op = (args: ScriptArg[]) => args[0];
+    const ttl = (ttlMs: number, tags?: string[]) => ({ text: 'v', ttlMs, tags });
+    expect(op(encodeWrites(1, settings, [ttl(1_000)], 0, 1))).toBe('PUT');
+    expect(op(encodeWrites(1, settings, [ttl(1_000), ttl(1_000)], 0, 2))).toBe('MPUT');
+    expect(op(encodeWrites(1, settings, [ttl(1_000), ttl(1_000, [])], 0, 2))).toBe('MPUT');
+    expect(op(encodeWrites(1, settings, [ttl(1_000), ttl(2_000)], 0, 2))).toBe('MSET');
+    expect(op(encodeWrites(1, settings, [ttl(1_000), ttl(1_000, ['t'])], 0, 2))).toBe('MSET');
+    // Only writes[from..to) decide: the third entry's other TTL is not in this batch.
+    expect(op(encodeWrites(1, settings, [ttl(2_000), ttl(1_000), ttl(1_000)], 1, 3))).toBe('MPUT');
+    const grace = { ...settings, graceMs: 1_000 };
+    expect(op(encodeWrites(1, grace, [ttl(1_000)], 0, 1))).toBe('MSET');
+    expect(op(encodeWrites(1, grace, [ttl(1_000), ttl(1_000)], 0, 2))).toBe('MSET');
+
+    const writes = ['A', 'B', 'C'].map((text) => ({ text, ttlMs: 60_000 }));
+    expect(decodeMset(await run(encodeMput(Date.now(), settings, writes, 0, 2), keys.forEntries([entry('a'), entry('b')])))).toBe(0);
+    expect(await redis.pttl(entry('a'))).toBeGreaterThan(59_000);
+    const none = [{ text: 'C', ttlMs: Number.POSITIVE_INFINITY }, { text: 'D', ttlMs: Number.POSITIVE_INFINITY }];
+    expect(decodeMset(await run(encodeMput(Date.now(), settings, none, 0, 2), keys.forEntries([entry('c'), entry('d')])))).toBe(2);
+    expect(await redis.mget(entry('a'), entry('b'), entry('c'), entry('d'))).toEqual([null, null, 'C', 'D']);
+    expect(await redis.pttl(entry('c'))).toBe(-1);
+    await waitFor(() => heard.length === 2);
+    expect(heard).toEqual([
+      { origin: 'me', cleared: false, keys: ['a', 'b'], evicted: [] },
+      { origin: 'me', cleared: false, keys: ['c', 'd'], evicted: ['a', 'b'] },
     ]);
   });
 

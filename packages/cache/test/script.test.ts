@@ -33,6 +33,18 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
   const touch = (hits: number, ...entries: string[]) =>
     redis.evalsha(sha, 5 + entries.length, k('x'), k('access:log'), k('stats:key'), k('tags'), k('tagged'), ...entries.map(k), 'TOUCH', 1, hits);
 
+  // Members and tag pairs name the cache; drop everything before the entry's name to compare.
+  const sameEntry = (text: string) => text.replace(/[^\0]*entry=/, 'entry=');
+  /** What the writes left in the cache whose keys are `<cache>:…` (entries `<cache>:entry=<name>`), comparable across caches. */
+  const cacheState = async (cache: string, names: string[]) => ({
+    log: (await redis.zrange(k(`${cache}:log`), '0', '-1', 'WITHSCORES')).map(sameEntry),
+    stats: await redis.hgetall(k(`${cache}:stats`)),
+    tags: (await redis.zrange(k(`${cache}:tags`), '0', '-1')).map(sameEntry),
+    tagged: Object.entries(await redis.hgetall(k(`${cache}:tagged`))).map(([member, tags]) => [sameEntry(member), tags]),
+    values: await Promise.all(names.map((entry) => redis.get(k(`${cache}:entry=${entry}`)))),
+    noTtl: (await Promise.all(names.map((entry) => redis.pttl(k(`${cache}:entry=${entry}`))))).map((pttl) => pttl === -1),
+  });
+
   it('has the SHA that SCRIPT LOAD returns', () => {
     expect(sha).toBe(createHash('sha1').update(SOURCE).digest('hex'));
   });
@@ -190,15 +202,7 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       const general = await redis.evalsha(sha, 5, ...keysOf('s', entry), 'SET', 1, entry, ttl, max, 'ms', 0, '', 'o', '', tags);
       expect(fast).toBe(general);
     };
-    // Members and tag pairs name the cache; drop everything before the entry's name to compare.
-    const same = (text: string) => text.replace(/[^\0]*entry=/, 'entry=');
-    const state = async (cache: string) => ({
-      log: (await redis.zrange(k(`${cache}:log`), '0', '-1', 'WITHSCORES')).map(same),
-      stats: await redis.hgetall(k(`${cache}:stats`)),
-      tags: (await redis.zrange(k(`${cache}:tags`), '0', '-1')).map(same),
-      tagged: Object.entries(await redis.hgetall(k(`${cache}:tagged`))).map(([member, tags]) => [same(member), tags]),
-      values: await Promise.all(['a', 'b', 'c', 'd', 'e'].map((entry) => redis.get(k(`${cache}:entry=${entry}`)))),
-    });
+    const state = (cache: string) => cacheState(cache, ['a', 'b', 'c', 'd', 'e']);
     for (const entry of ['a', 'b', 'c']) await write(entry, '3600000', 3);
     await write('d', '3600000', 3);
     await write('b', '3600000', 3, 't1\0t2');
@@ -230,6 +234,45 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     const log = (await state('m')).log.filter((_, i) => i % 2 === 0);
     expect(log).not.toContain('entry=x');
     expect(log).toHaveLength(44);
+  });
+
+  it('writes an MPUT exactly as the MSET with its one ttl and no tags does', async () => {
+    // Two caches get the same batches: "m" as MPUTs, "s" as MSETs. The steps cover new entries, rewrites,
+    // evictions within and across batches, a ttl of none, an entry whose tags an MPUT drops, an expired member
+    // left to the sweep, and a key given twice in one batch.
+    const names = ['a', 'b', 'c', 'd', 'e', 'f', 'g'];
+    const keysOf = (cache: string, entries: string[]) => {
+      const full = entries.map((entry) => k(`${cache}:entry=${entry}`));
+      return [full[0]!, ...[`${cache}:log`, `${cache}:stats`, `${cache}:tags`, `${cache}:tagged`].map(k), ...full.slice(1)];
+    };
+    const batch = async (entries: string[], ttl: string, max: number) => {
+      const values = entries.map((entry) => `${entry}@${ttl}`);
+      const mput = await redis.evalsha(sha, 4 + entries.length, ...keysOf('m', entries), 'MPUT', 1, max, '', 'o', ttl, ...values);
+      const mset = await redis.evalsha(sha, 4 + entries.length, ...keysOf('s', entries), 'MSET', 1, max, 'ms', 0, '', 'o', ...values.flatMap((v) => [v, ttl, '']));
+      expect(mput).toBe(mset);
+      return mput;
+    };
+    const state = (cache: string) => cacheState(cache, names);
+    expect(await batch(['a', 'b', 'c'], '3600000', 3)).toBe(0);
+    expect(await batch(['d', 'a'], 'none', 3)).toBe(1);
+    // Tag b in both caches through the general SET, then let an MPUT rewrite it without tags.
+    for (const cache of ['m', 's']) {
+      await redis.evalsha(sha, 5, ...keysOf(cache, ['b']), 'SET', 1, 'b', 3600000, 3, 'ms', 0, '', 'o', '', 't1\0t2');
+    }
+    expect((await state('m')).tags).toHaveLength(2);
+    expect(await batch(['b', 'e', 'f', 'e'], '3600000', 3)).toBe(2);
+    const after = await state('m');
+    expect(after).toEqual(await state('s'));
+    expect(after.tags).toEqual([]);
+    expect(after.tagged).toEqual([]);
+    expect(after.log.filter((_, i) => i % 2 === 0)).toEqual(['entry=b', 'entry=f', 'entry=e']);
+    expect(await batch(['g'], '1', 100)).toBe(0);
+    await waitFor(async () => (await redis.exists(k('m:entry=g'), k('s:entry=g'))) === 0, { timeoutMs: 5_000 });
+    for (let i = 0; i < 20; i++) {
+      await batch(['a', 'b'], '3600000', 100);
+      expect(await state('m')).toEqual(await state('s'));
+    }
+    expect((await state('m')).log.filter((_, i) => i % 2 === 0)).not.toContain('entry=g');
   });
 
   it('records lookups made with plain GETs (TOUCH): hits move to the MRU end, misses leave the log', async () => {
@@ -273,6 +316,10 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', Array.from({ length: 17 }, (_, i) => `t${i}`).join('\0')]],
       ['tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000, '\0']],
       ['value/ttl/tags', ['MSET', 1, 10, 'ms', 0, '', '', 'new', 1000]],
+      ['wrong number of keys: one per value', ['MPUT', 1, 10, '', '', 1000]],
+      ['wrong number of keys: one per value', ['MPUT', 1, 10, '', '', 1000, 'x', 'y']],
+      ['ttl', ['MPUT', 1, 10, '', '', 0, 'x']],
+      ['max_size', ['MPUT', 1, 0, '', '', 1000, 'x']],
       ['PUT takes 7 or 8 arguments', ['PUT', 1, 10, '', '', 'new']],
       ['PUT takes 7 or 8 arguments', ['PUT', 1, 10, '', '', 'new', 1000, '', 'x']],
       ['tags', ['PUT', 1, 10, '', '', 'new', 1000, 'a\0\0b']],
