@@ -275,6 +275,31 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect((await state('m')).log.filter((_, i) => i % 2 === 0)).not.toContain('entry=g');
   });
 
+  it('checks tags only where a batch changes them, and still refuses bad ones beside unchanged ones', async () => {
+    const names = ['a', 'b', 'c'];
+    const mset = (...triples: [string, string][]) =>
+      redis.evalsha(sha, 4 + triples.length, ...[k(`t:entry=${triples[0]![0]}`), ...['t:log', 't:stats', 't:tags', 't:tagged'].map(k), ...triples.slice(1).map(([entry]) => k(`t:entry=${entry}`))],
+        'MSET', 1, 10, 'ms', 0, '', 'o', ...triples.flatMap(([entry, tags]) => [entry, '60000', tags]));
+    await mset(['a', 't1\0t2'], ['b', 't1'], ['c', 't2']);
+    const tagState = async () => {
+      const { tags: index, tagged } = await cacheState('t', names);
+      return { index, tagged: tagged.sort() };
+    };
+    expect((await tagState()).index).toEqual(['t1\0entry=a', 't1\0entry=b', 't2\0entry=a', 't2\0entry=c']);
+    // a keeps its tags (not checked again), b changes them, c drops them.
+    await mset(['a', 't1\0t2'], ['b', 't3'], ['c', '']);
+    const after = await tagState();
+    expect(after.index).toEqual(['t1\0entry=a', 't2\0entry=a', 't3\0entry=b']);
+    expect(after.tagged).toEqual([['entry=a', 't1\0t2'], ['entry=b', 't3']]);
+    // An unchanged entry first does not let a bad text after it through, nor a bad text that replaces tags.
+    for (const bad of ['x\0\0y', 'z'.repeat(257)]) {
+      await expect(mset(['a', 't1\0t2'], ['b', bad])).rejects.toThrow(/^ERR smart_cache: tags must be/);
+      await expect(mset(['b', bad], ['a', 't1\0t2'])).rejects.toThrow(/^ERR smart_cache: tags must be/);
+    }
+    expect(await tagState()).toEqual(after);
+    expect(await redis.get(k('t:entry=b'))).toBe('b');
+  });
+
   it('records lookups made with plain GETs (TOUCH): hits move to the MRU end, misses leave the log', async () => {
     for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 3600, 10);
     await redis.del(k('c'));
