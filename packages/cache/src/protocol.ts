@@ -187,9 +187,12 @@ export function decodeLeasedSet(reply: unknown): boolean {
   return toNumber(reply) !== -1;
 }
 
-/** TOUCH: records lookups made with plain reads; the first `hits` entry keys of KEYS[6…] were hits. */
-export function encodeTouch(now: number, hits: number): ScriptArg[] {
-  return ['TOUCH', now, hits];
+/**
+ * TOUCH: records lookups made with plain reads. The first `hitKeys` entry keys of KEYS[6…] were hits (each
+ * key once, in the order of its last hit), the rest misses; `hits` and `misses` count the lookups.
+ */
+export function encodeTouch(now: number, hitKeys: number, hits: number, misses: number): ScriptArg[] {
+  return ['TOUCH', now, hitKeys, hits, misses];
 }
 
 /** The number of hits recorded. */

@@ -61,6 +61,18 @@ export interface TransportOptions {
   onError: ((error: Error) => void) | undefined;
 }
 
+/** Each key of `keys` once, where it last occurs, in that order. */
+function lastOccurrences(keys: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const size = seen.size;
+    seen.add(keys[i]!);
+    if (seen.size !== size) out.push(keys[i]!);
+  }
+  return out.reverse();
+}
+
 /** Sends the operations of one cache; every call of the instance goes through it, in order. */
 export class Transport {
   readonly plainReads: boolean;
@@ -134,15 +146,22 @@ export class Transport {
     }
   }
 
-  /** Sends the recorded lookups as one TOUCH; failures go to `onError`. */
+  /**
+   * Sends the recorded lookups as one TOUCH, each key once: a hit key at its last hit (stamping only an entry's
+   * last lookup gives the order stamping every one would), with the numbers of hits and misses to count.
+   * Failures go to `onError`.
+   */
   flushTouches(): Promise<void> {
     clearTimeout(this.touchTimer);
     this.touchTimer = undefined;
-    if (this.touchHits.length + this.touchMisses.length === 0) return Promise.resolve();
-    const keys = this.keys.forCache([...this.touchHits, ...this.touchMisses]);
-    const args = encodeTouch(Date.now(), this.touchHits.length);
+    const hits = this.touchHits;
+    const misses = this.touchMisses;
+    if (hits.length + misses.length === 0) return Promise.resolve();
     this.touchHits = [];
     this.touchMisses = [];
+    const hitKeys = lastOccurrences(hits);
+    const keys = this.keys.forCache(misses.length === 0 ? hitKeys : [...hitKeys, ...new Set(misses)]);
+    const args = encodeTouch(Date.now(), hitKeys.length, hits.length, misses.length);
     return this.run(args, keys).then(
       () => undefined,
       (err: unknown) => this.onError?.(err as Error),

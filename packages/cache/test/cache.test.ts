@@ -92,6 +92,28 @@ describe.each(topologies)('SmartCache on %s', (topology) => {
     expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:b', ':e:c']);
   });
 
+  it('reports a key looked up many times once, at its last lookup, and counts every lookup', async () => {
+    const cache = make<number>({ maxSize: 10 });
+    for (const key of ['a', 'b', 'c']) await cache.set(key, 1);
+    await cache.stats(); // the script is loaded and no lookup is waiting to be reported
+    const spy = vi.spyOn(redis, 'sendCommand');
+    // Lookups a b a b a, then x (missing) twice, recorded at once (one MGET), so one TOUCH reports them all.
+    expect(await cache.getMany(['a', 'b', 'a', 'b', 'a', 'x', 'x'])).toEqual([1, 1, 1, 1, 1, undefined, undefined]);
+    const stats = await cache.stats(); // the lookups are reported first
+    const touches = spy.mock.calls
+      .map(([command]) => command as { name: string; args: unknown[] })
+      .filter(({ name, args }) => name.startsWith('eval') && args[2 + Number(args[1])] === 'TOUCH');
+    spy.mockRestore();
+    expect(touches).toHaveLength(1);
+    const { args } = touches[0]!;
+    const keyCount = Number(args[1]);
+    expect(args.slice(2 + 5, 2 + keyCount)).toEqual([keyOf('e:b'), keyOf('e:a'), keyOf('e:x')]);
+    expect(args.slice(2 + keyCount + 2).map(String)).toEqual(['2', '5', '2']);
+    expect(stats).toMatchObject({ sets: 3, hits: 5, misses: 2, size: 3 });
+    // a was looked up last: c (written last, never read) is now the least recently used, then b.
+    expect(await redis.zrange(keyOf('log'), '0', '-1')).toEqual([':e:c', ':e:b', ':e:a']);
+  });
+
   it('sends a batch of writes as MPUT when they share a TTL and have no tags, else as MSET', async () => {
     const cache = make<string>({ maxSize: 10 });
     const forever = make<string>({ name: 'forever', maxSize: 10, defaultTtlMs: undefined });

@@ -86,7 +86,7 @@ describe.each(topologies)('keys smart_cache.lua touches on %s', (topology) => {
     expect(await traced(['SET', Date.now(), 'D', 3600, 3], keys.forEntry('d', false))).toEqual({ reply: 1, undeclared: [entry('a')] });
     expect(await traced(['GET', Date.now()], keys.forEntry('b', false))).toEqual({ reply: 'b', undeclared: [] });
     expect((await traced(encodeMget(Date.now(), 0), keys.forEntries([entry('b'), entry('zz')]))).undeclared).toEqual([]);
-    expect((await traced(encodeTouch(Date.now(), 1), keys.forCache([entry('c'), entry('zz')]))).undeclared).toEqual([]);
+    expect((await traced(encodeTouch(Date.now(), 1, 1, 1), keys.forCache([entry('c'), entry('zz')]))).undeclared).toEqual([]);
 
     const leaseKeys = keys.forEntry('e', true);
     const lease = await traced(encodeLease(Date.now(), { graceMs: 0, token: 't', leaseMs: 5_000, refreshBelowMs: 0, withTtl: true }), leaseKeys);

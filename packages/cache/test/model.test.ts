@@ -7,6 +7,7 @@ import { SmartCache } from '../src/index.js';
 type StatsFault = 'deleted' | 'replaced' | 'expired';
 type Op =
   | { op: 'get'; key: string }
+  | { op: 'getMany'; keys: string[] }
   | { op: 'set'; key: string; value: number }
   | { op: 'setMany'; keys: string[]; value: number }
   | { op: 'delete'; key: string }
@@ -15,6 +16,8 @@ type Op =
 const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
 const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('get' as const), key }),
+  // One MGET whose keys may repeat: each lookup counts, and a key's last lookup decides its place.
+  fc.record({ op: fc.constant('getMany' as const), keys: fc.array(key, { minLength: 2, maxLength: 5 }) }),
   fc.record({ op: fc.constant('set' as const), key, value: fc.integer() }),
   // One batch (an MPUT: one TTL, no tags): every entry is written, then the LRU ones beyond maxSize go.
   fc.record({ op: fc.constant('setMany' as const), keys: fc.uniqueArray(key, { minLength: 2, maxLength: 4 }), value: fc.integer() }),
@@ -38,6 +41,19 @@ const issueSequence = (fault: StatsFault): [number, Op[]] => [
     { op: 'get', key: 'b' },
     { op: 'get', key: 'a' },
     { op: 'get', key: 'c' },
+  ],
+];
+
+/** A key looked up again before the lookups are reported: its last lookup decides its place (b is evicted). */
+const repeatedLookups: [number, Op[]] = [
+  2,
+  [
+    { op: 'set', key: 'a', value: 1 },
+    { op: 'set', key: 'b', value: 2 },
+    { op: 'getMany', keys: ['a', 'b', 'a'] },
+    { op: 'get', key: 'b' },
+    { op: 'get', key: 'a' },
+    { op: 'set', key: 'c', value: 3 },
   ],
 ];
 
@@ -128,6 +144,7 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
         const model = new Model(maxSize);
         for (const o of ops) {
           if (o.op === 'get') expect(await cache.get(o.key)).toBe(model.get(o.key));
+          else if (o.op === 'getMany') expect(await cache.getMany(o.keys)).toEqual(o.keys.map((k) => model.get(k)));
           else if (o.op === 'set') {
             await cache.set(o.key, o.value);
             model.set(o.key, o.value);
@@ -165,7 +182,7 @@ describe.each(topologies)('SmartCache against an LRU model on %s', (topology) =>
         expect(members.map((m) => m.slice(':e:'.length))).toEqual([...model.entries.keys()]);
         await cache.close();
       }),
-      { numRuns: topology === 'cluster' ? 25 : 40, examples: [issueSequence('deleted'), issueSequence('replaced'), issueSequence('expired')] },
+      { numRuns: topology === 'cluster' ? 25 : 40, examples: [issueSequence('deleted'), issueSequence('replaced'), issueSequence('expired'), repeatedLookups] },
     );
   });
 

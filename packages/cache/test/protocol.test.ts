@@ -216,10 +216,11 @@ describe.each(topologies)('protocol of smart_cache.lua on %s', (topology) => {
 
   it('TOUCH records hits and misses of plain reads for the entry keys it is given', async () => {
     await run(encodeMset(Date.now(), settings, [{ text: 'A', ttlMs: 60_000 }, { text: 'B', ttlMs: 60_000 }], 0, 2), keys.forEntries([entry('a'), entry('b')]));
-    expect(decodeTouch(await run(encodeTouch(Date.now(), 1), keys.forCache([entry('a'), entry('zz')])))).toBe(1);
+    // a was looked up three times (one key, three hits), zz twice (one key, two misses).
+    expect(decodeTouch(await run(encodeTouch(Date.now(), 1, 3, 2), keys.forCache([entry('a'), entry('zz')])))).toBe(3);
     // a was hit after b was written: b is now the least recently used.
     expect(await redis.zrange(keys.log, '0', '-1')).toEqual([':e:b', ':e:a']);
-    expect(decodeStats(await run(encodeStats(Date.now()), keys.forCache()))).toMatchObject({ hits: 1, misses: 1, size: 2 });
+    expect(decodeStats(await run(encodeStats(Date.now()), keys.forCache()))).toMatchObject({ hits: 3, misses: 2, sets: 2, size: 2 });
   });
 
   it('LEASE takes the lease on a miss, the leased SET writes once and RELEASE wakes the waiters', async () => {

@@ -309,6 +309,19 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     expect(await call('x', 'STATS', 1)).toEqual(['hits', 1, 'misses', 2, 'sets', 3, 'evictions', 0, 'size', 2, 'hit_rate', '0.3333']);
   });
 
+  it('counts every lookup a TOUCH reports and stamps each key it is given once, in its order', async () => {
+    for (const name of ['a', 'b', 'c']) await call(name, 'SET', 1, name, 3600, 10);
+    const member = (name: string) => (topology === 'cluster' ? `:${name}` : k(name));
+    // Lookups b a b a b (three hits of b, two of a), ending with a: the keys come as b, a; then zz missed three times.
+    const before = Number(await redis.hget(k('stats:key'), 'clock'));
+    const touched = redis.evalsha(sha, 8, k('x'), k('access:log'), k('stats:key'), k('tags'), k('tagged'), k('b'), k('a'), k('zz'), 'TOUCH', 1, 2, 5, 3);
+    expect(await touched).toBe(5);
+    expect(await redis.zrange(k('access:log'), '0', '-1', 'WITHSCORES')).toEqual([
+      member('c'), String(before), member('b'), String(before + 4), member('a'), String(before + 5),
+    ]);
+    expect(await call('x', 'STATS', 1)).toEqual(['hits', 5, 'misses', 3, 'sets', 3, 'evictions', 0, 'size', 3, 'hit_rate', '0.6250']);
+  });
+
   it('answers bad input with an ERR reply that writes nothing', async () => {
     await call('a', 'SET', 1, 'old', 3600, 10);
     const keys = [k('a'), k('access:log'), k('stats:key'), k('tags'), k('tagged')];
@@ -336,6 +349,9 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
       ['batch', ['CLEAR', 1, 0]],
       ['hits', ['TOUCH', 1, 3]],
       ['hits', ['TOUCH', 1, -1]],
+      ['hit_count and miss_count', ['TOUCH', 1, 0, 1, 0]],
+      ['hit_count and miss_count', ['TOUCH', 1, 0, 0, 2]],
+      ['hit_count and miss_count', ['TOUCH', 1, 0, 0]],
       ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', 'a\0\0b']],
       ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', 'x'.repeat(257)]],
       ['tags', ['SET', 1, 'new', 10, 10, 's', 0, '', '', '', Array.from({ length: 17 }, (_, i) => `t${i}`).join('\0')]],
@@ -374,6 +390,10 @@ describe.each(topologies)('smart_cache.lua called raw (seed contract) on %s', (t
     await expect(twoEntries('MSET', 1, 10, 'ms', 0, '', '', 'x', 1000, '', 'y', 0, '')).rejects.toThrow(/^ERR smart_cache: ttl/);
     await expect(twoEntries('MSET', 1, 10, 's', 0, '', '', 'x', 'none', '', 'y', 'nan', '')).rejects.toThrow(/^ERR smart_cache: ttl/);
     expect(await redis.exists(k('b'))).toBe(0);
+    // TOUCH's counts: at least one lookup per key given (here one hit key, b), integers up to 2^31.
+    for (const counts of [[0, 0], [1, 'x'], [1, -1], ['nan', 0], [1.5, 0], [2 ** 31 + 1, 0]]) {
+      await expect(twoEntries('TOUCH', 1, 1, ...counts), JSON.stringify(counts)).rejects.toThrow(/^ERR smart_cache: hit_count and miss_count/);
+    }
     await expect(call('a', 'CLEAR', 1, 10)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: CLEAR takes at least 5/);
     await expect(call('a', 'PUT', 1, 10, '', '', 'new', 1000)).rejects.toThrow(/^ERR smart_cache: wrong number of keys: PUT takes at least 5/);
     await expect(redis.evalsha(sha, 2, k('a'), k('access:log'), 'GET', 1)).rejects.toThrow(/^ERR smart_cache: wrong number of keys/);
