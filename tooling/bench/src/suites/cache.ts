@@ -11,6 +11,34 @@ import { throughput, type BenchCase, type BenchGroup, type BenchSuite } from '..
 /** A 1 KB value, as an object so every library pays for its serializer. */
 const VALUE = { id: 1, body: 'x'.repeat(1000) };
 const KEYS = 1024;
+
+/**
+ * Key indexes drawn Zipf(1) over the KEYS keys (rank r with weight 1/r, a common model of cache traffic: a few
+ * keys take most reads), from a fixed seed so every run and every case reads the same sequence.
+ */
+function zipfDraws(count: number): Uint16Array {
+  const cdf = new Float64Array(KEYS);
+  let total = 0;
+  for (let r = 0; r < KEYS; r++) {
+    total += 1 / (r + 1);
+    cdf[r] = total;
+  }
+  let seed = 1;
+  const draws = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    seed = (seed * 48271) % 2147483647;
+    const u = (seed / 2147483647) * total;
+    let lo = 0;
+    let hi = KEYS - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    draws[i] = lo;
+  }
+  return draws;
+}
 const TTL_MS = 10 * 60_000;
 const MEMORY_ENTRIES = 5_000;
 
@@ -149,6 +177,18 @@ const suite: BenchSuite = {
         ],
       });
     }
+    // Hot keys: lookups of the same key within a few ms (what the per-key TOUCH of plain reads is for).
+    const zipf = zipfDraws(1 << 16);
+    const hot = (i: number) => zipf[i & 0xffff]!;
+    groups.push({
+      title: 'get hit, Redis tier, 1 KB value, keys drawn Zipf(1), 64 in flight (ops/s)',
+      cases: [
+        opsCase('ioredis GET + JSON.parse (ceiling)', 64, durationMs, async (i) => JSON.parse((await redis.get(plainKeys[hot(i)]!))!) as typeof VALUE),
+        opsCase('bentocache (L2 only)', 64, durationMs, (i) => bentoL2.get({ key: keys[hot(i)]! })),
+        opsCase('cache-manager + @keyv/redis', 64, durationMs, (i) => cmNodeRedis.get(keys[hot(i)]!)),
+        opsCase('SmartCache (Redis only)', 64, durationMs, (i) => smart.get(keys[hot(i)]!)),
+      ],
+    });
     const load = () => Promise.resolve(VALUE);
     groups.push({
       title: 'getOrSet hit, 1 KB value, 64 in flight (ops/s)',
