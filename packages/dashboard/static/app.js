@@ -253,7 +253,11 @@ function refreshSoon() {
 }
 
 async function render() {
-  onUpdate = () => {};
+  // Updates pushed while the view loads may describe changes its data predates: hold them, then hand them to
+  // the new view's handler, so a change that lands mid-load still refreshes the page.
+  const held = [];
+  const holding = (type, data) => held.push([type, data]);
+  onUpdate = holding;
   const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -267,6 +271,8 @@ async function render() {
   } catch (err) {
     view(h('p', { class: 'error', role: 'alert' }, err.message));
   }
+  if (onUpdate === holding) onUpdate = () => {};
+  for (const [type, data] of held) onUpdate(type, data);
   document.body.dataset.rendered = location.hash;
 }
 

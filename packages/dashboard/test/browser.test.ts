@@ -5,7 +5,7 @@ import { deleteByPrefix, suiteClient, topologies } from '@cyredis/testing/contex
 import { LockManager } from '@cyredis/lock';
 import { JobQueue, Worker } from '@cyredis/queue';
 import { RateLimiter } from '@cyredis/ratelimit';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serveDashboard, type DashboardServer, type ServeOptions } from '../src/index.js';
 
@@ -125,6 +125,34 @@ describe.each(topologies)('the dashboard in Chromium on %s', (topology) => {
     expect(await text('job-logs')).toBe('run 1\nrun 2');
     expect((await queue.getJob('flaky'))!.returnValue).toBe('sent');
     await shot('completed-job');
+  });
+
+  it('keeps a change pushed while a page loads, and shows it', async () => {
+    const url = await start();
+    const queue = open();
+    await queue.push({ to: 'ops@example.com' }, { id: 'late' });
+    await visit(url, '#/queue/mail/job/late');
+    await page.locator('#live.on').waitFor();
+    expect(await text('job-state')).toBe('waiting');
+    // A second listener in the page tells the test when the job's completion has been pushed.
+    await page.evaluate(`new Promise((resolve) => {
+      const events = new EventSource('api/events');
+      window.completionPushed = new Promise((pushed) => events.addEventListener('job', (e) => {
+        if (JSON.parse(e.data).event === 'completed') pushed(events.close());
+      }));
+      events.addEventListener('open', resolve);
+    })`);
+    // The next load of the job gets what Redis held before the job ran, answered only after its completion
+    // was pushed: the page must still end up showing the completed job.
+    const intercepted = new Promise<Route>((resolve) => void page.route('**/queues/mail/jobs/late', resolve, { times: 1 }));
+    await page.evaluate(`location.hash = '#/queue/mail/job/late?again'`);
+    const route = await intercepted;
+    const stale = await route.fetch();
+    const worker = new Worker(queue, () => Promise.resolve('sent'), { blockMs: 100 });
+    closers.push(() => worker.close());
+    await page.evaluate('window.completionPushed');
+    await route.fulfill({ response: stale });
+    await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
   });
 
   it('hides every action in read-only mode', async () => {
